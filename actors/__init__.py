@@ -1,0 +1,72 @@
+"""actors: typed, bounded-mailbox actors for asyncio and trio applications, on all cores.
+
+Example:
+    ```python
+    import msgspec
+    import actors
+
+    class Greet(msgspec.Struct, frozen=True):
+        name: str
+
+    class Greeter(actors.Actor[Greet]):
+        async def receive(self, message: Greet) -> None:
+            print("hello", message.name)
+
+    async def main() -> None:
+        async with actors.ActorSystem() as system:
+            greeter = await system.spawn(Greeter)
+            await greeter.send(Greet("ada"))
+
+    actors.run(main)
+    ```
+"""
+
+from __future__ import annotations
+
+from ._actor import Actor
+from ._errors import (
+    ActorError,
+    ActorStopped,
+    AskTimeout,
+    DeadlockError,
+    DuplicateName,
+    MailboxFull,
+    MessageTypeError,
+    NotSendableError,
+    SendTimeout,
+    SystemNotRunning,
+)
+from ._mailbox import MailboxStatistics
+from ._message import Request
+from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from ._run import run
+from ._sendable import Moved, check_sendable, register_sendable
+from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
+
+__all__ = (
+    "DEFAULT_ASK_TIMEOUT",
+    "DEFAULT_CAPACITY",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_THROUGHPUT",
+    "Actor",
+    "ActorError",
+    "ActorRef",
+    "ActorStopped",
+    "ActorSystem",
+    "AskTimeout",
+    "DeadlockError",
+    "DuplicateName",
+    "MailboxFull",
+    "MailboxStatistics",
+    "MessageTypeError",
+    "Moved",
+    "NotSendableError",
+    "Request",
+    "SendTimeout",
+    "SystemNotRunning",
+    "check_sendable",
+    "register_sendable",
+    "run",
+)
+
+__version__ = "0.1.0"

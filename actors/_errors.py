@@ -1,0 +1,170 @@
+"""The exception hierarchy of `actors`.
+
+Every error the library raises on purpose derives from `ActorError`, and where a builtin
+category fits, also from that builtin so that plain ``except`` clauses keep working::
+
+    ActorError
+    ├── MailboxFull                 the mailbox is at capacity (try_send, or a self-send that would deadlock)
+    ├── ActorStopped                the target stopped, or stopped while the caller waited
+    ├── AskTimeout  (TimeoutError)  no reply within the ask timeout
+    ├── SendTimeout (TimeoutError)  no room in the mailbox within the send timeout
+    ├── DeadlockError (RuntimeError) an actor asked itself
+    ├── NotSendableError (TypeError) a message or reply is mutable
+    ├── DuplicateName (ValueError)  an actor with that name already exists
+    ├── MessageTypeError (TypeError) the target does not accept this message type
+    └── SystemNotRunning            the ActorSystem is not started, or already shut down
+
+Errors raised by a failed send carry the message back (``error.message``), like tokio's
+``SendError(T)``, so that nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ActorError",
+    "ActorStopped",
+    "AskTimeout",
+    "DeadlockError",
+    "DuplicateName",
+    "MailboxFull",
+    "MessageTypeError",
+    "NotSendableError",
+    "SendTimeout",
+    "SystemNotRunning",
+)
+
+
+class ActorError(Exception):
+    """Base class of every error raised by `actors`.
+
+    Example:
+        ```python
+        try:
+            ref.try_send(Ping())
+        except actors.ActorError as error:
+            log.warning("not delivered: %s", error)
+        ```
+    """
+
+
+class _Undelivered(ActorError):
+    """An error that hands back the message it failed to deliver."""
+
+    def __init__(self, text: str, message: object = None) -> None:
+        super().__init__(text)
+        self.message = message
+        """The message that was not delivered."""
+
+
+class MailboxFull(_Undelivered):
+    """The target's mailbox is at capacity and the message was not enqueued.
+
+    Raised by `ActorRef.try_send`, and by a send an actor makes to itself while its own
+    mailbox is full (waiting would deadlock). ``error.message`` is the rejected message.
+
+    Example:
+        ```python
+        try:
+            ref.try_send(Tick())
+        except actors.MailboxFull as full:
+            dropped.append(full.message)
+        ```
+    """
+
+
+class ActorStopped(_Undelivered):
+    """The target actor has stopped (or stopped while the caller waited); nothing was enqueued.
+
+    Example:
+        ```python
+        await ref.stop()
+        with pytest.raises(actors.ActorStopped):
+            await ref.send(Ping())
+        ```
+    """
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """No reply arrived within the ask timeout. A reply arriving later is dropped.
+
+    Example:
+        ```python
+        try:
+            await ref.ask(Slow(), timeout=0.1)
+        except TimeoutError:  # AskTimeout is a TimeoutError
+            ...
+        ```
+    """
+
+
+class SendTimeout(_Undelivered, TimeoutError):
+    """The mailbox stayed full for the whole send timeout; nothing was enqueued.
+
+    Example:
+        ```python
+        try:
+            await ref.send(Job(), timeout=0.5)
+        except actors.SendTimeout as error:
+            requeue(error.message)
+        ```
+    """
+
+
+class DeadlockError(ActorError, RuntimeError):
+    """An actor asked itself: its handler would wait for a reply only it can give.
+
+    Example:
+        ```python
+        async def receive(self, message):
+            await self.ref.ask(Count())  # raises DeadlockError at once
+        ```
+    """
+
+
+class NotSendableError(ActorError, TypeError):
+    """A message or a reply is mutable, so sending it would share owned state.
+
+    Use immutable values (frozen msgspec Structs, tuples, ...) or hand a mutable object over
+    explicitly with `actors.Moved`.
+
+    Example:
+        ```python
+        with pytest.raises(TypeError):
+            await ref.send([1, 2, 3])  # a list is not sendable
+        ```
+    """
+
+
+class MessageTypeError(ActorError, TypeError):
+    """The target actor does not accept messages of this type.
+
+    Example:
+        ```python
+        with pytest.raises(TypeError):
+            await greeter.send(Withdraw(5))  # Greeter accepts Greet | Count
+        ```
+    """
+
+
+class SystemNotRunning(ActorError):
+    """The `ActorSystem` is not running: it was not started, or it is shutting down.
+
+    Example:
+        ```python
+        await system.shutdown()
+        with pytest.raises(actors.SystemNotRunning):
+            await system.spawn(Greeter)
+        ```
+    """
+
+
+class DuplicateName(ActorError, ValueError):
+    """An actor with this name already exists in the same place of the tree.
+
+    Example:
+        ```python
+        await system.spawn(Greeter, name="greeter")
+        with pytest.raises(actors.DuplicateName):
+            await system.spawn(Greeter, name="greeter")
+        ```
+    """

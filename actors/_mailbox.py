@@ -1,0 +1,317 @@
+"""The bounded multi-producer, single-consumer mailbox of one actor.
+
+Shape: one private state (a deque of messages, a deque of control signals, a FIFO of waiting
+senders, counters) behind one ``threading.Lock``, in the manner of anyio's memory streams and
+tokio's bounded mpsc channel. Producers run on any thread: other worker loops, the host
+application's loop (asyncio or trio), plain threads. The consumer is the actor's run task on
+its home loop.
+
+Invariants (all under ``_lock``):
+
+* ``len(_queue) + _reserved <= capacity``. A slot freed by the consumer goes to the oldest
+  waiting sender first (``_reserved`` counts slots granted to senders that have not yet woken
+  to fill them), so waiting senders are admitted in FIFO order and a newcomer cannot overtake
+  them: while anyone waits, all free room is reserved.
+* ``_scheduled`` is the consumer's token: True while a run task exists or is about to be
+  created. A producer that puts into a mailbox whose token is False takes it and must call
+  ``wake`` (outside the lock) exactly once; the consumer gives it back only when it finds the
+  mailbox empty, under the same lock, so a wake-up can be neither lost nor doubled. Bursts of
+  sends to a busy actor therefore cost no wake-up at all.
+* Only the consumer pops (single consumer), so ``pop`` needs no hand-off protocol.
+* A sender cancelled or timed out while waiting enqueues nothing: if a slot was already
+  granted to it, the slot passes on to the next waiter.
+
+Control signals (stop, supervision) travel in ``_control``, which the bound never blocks and
+which the consumer reads before any message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+
+from ._oneshot import Oneshot, oneshot, thread_oneshot
+
+__all__ = ("CLOSED", "EMPTY", "FULL", "OK", "Mailbox", "MailboxClosed", "MailboxStatistics")
+
+T = TypeVar("T")
+
+OK: Final = 0
+FULL: Final = 1
+CLOSED: Final = 2
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+EMPTY: Final[Any] = _Sentinel("EMPTY")  # pop(): nothing left; the consumer token is released
+DRAINED: Final[Any] = _Sentinel("DRAINED")  # pop(): closed and nothing left: the actor ends
+
+
+class MailboxClosed(Exception):
+    """Internal: the mailbox closed while a sender waited for room."""
+
+
+class MailboxStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of a mailbox.
+
+    Attributes:
+        capacity: the bound on waiting messages.
+        depth: messages waiting now (not counting the one being handled).
+        high_water: the largest depth seen.
+        waiting_senders: senders blocked on a full mailbox.
+        closed: no new message is accepted.
+    """
+
+    capacity: int
+    depth: int
+    high_water: int
+    waiting_senders: int
+    closed: bool
+
+
+class _Sender:
+    """A sender blocked on a full mailbox."""
+
+    __slots__ = ("granted", "waiter")
+
+    def __init__(self, waiter: Oneshot) -> None:
+        self.waiter = waiter
+        self.granted = False
+
+
+class Mailbox(Generic[T]):
+    """Bounded MPSC queue with a control lane. See the module docstring for the invariants."""
+
+    __slots__ = (
+        "_closed",
+        "_control",
+        "_finished",
+        "_high_water",
+        "_lock",
+        "_queue",
+        "_reserved",
+        "_scheduled",
+        "_senders",
+        "_wake",
+        "capacity",
+    )
+
+    def __init__(self, capacity: int, wake: Callable[[], None], *, scheduled: bool = True) -> None:
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._queue: deque[T] = deque()
+        self._control: deque[object] = deque()
+        self._senders: deque[_Sender] = deque()
+        self._reserved = 0
+        self._high_water = 0
+        self._closed = False
+        self._finished = False
+        # Starts taken: the actor's start-up task holds the token until on_start returns.
+        self._scheduled = scheduled
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- producers ------------------------------------------------------------------------
+
+    def put_nowait(self, item: T) -> int:
+        """Enqueue without waiting: returns OK, FULL or CLOSED."""
+        with self._lock:
+            if self._closed:
+                return CLOSED
+            queue = self._queue
+            if len(queue) + self._reserved >= self.capacity:
+                return FULL
+            queue.append(item)
+            if len(queue) > self._high_water:
+                self._high_water = len(queue)
+            if self._scheduled:
+                return OK
+            self._scheduled = True
+        self._wake()
+        return OK
+
+    async def put(self, item: T, timeout: float | None = None) -> int:
+        """Enqueue, waiting in FIFO order while full: returns OK or CLOSED.
+
+        Raises `Expired` after ``timeout``. Cancellation: nothing is enqueued.
+        """
+        while True:
+            code = self.put_nowait(item)
+            if code != FULL:
+                return code
+            sender = self._enqueue_sender(oneshot)
+            if sender is not None:
+                break
+            # Room appeared between the two locked sections, or the mailbox closed: retry.
+        try:
+            await sender.waiter.wait(timeout)
+        except MailboxClosed:
+            return CLOSED
+        except BaseException:
+            self._abandon(sender)
+            raise
+        return self._fill_reserved(item)
+
+    def put_blocking(self, item: T, timeout: float | None = None) -> int:
+        """`put` for plain threads: blocks the calling thread."""
+        while True:
+            code = self.put_nowait(item)
+            if code != FULL:
+                return code
+            sender = self._enqueue_sender(thread_oneshot)
+            if sender is not None:
+                break
+        try:
+            sender.waiter.wait_blocking(timeout)
+        except MailboxClosed:
+            return CLOSED
+        except BaseException:
+            self._abandon(sender)
+            raise
+        return self._fill_reserved(item)
+
+    def put_control(self, signal: object) -> bool:
+        """Enqueue a control signal past the bound; False once the consumer has finished."""
+        with self._lock:
+            if self._finished:
+                return False
+            self._control.append(signal)
+            if self._scheduled:
+                return True
+            self._scheduled = True
+        self._wake()
+        return True
+
+    def _enqueue_sender(self, make_waiter: Callable[[], Oneshot]) -> _Sender | None:
+        with self._lock:
+            if self._closed or len(self._queue) + self._reserved < self.capacity:
+                return None
+            sender = _Sender(make_waiter())
+            self._senders.append(sender)
+            return sender
+
+    def _abandon(self, sender: _Sender) -> None:
+        """A waiting sender gives up (cancelled or timed out): pass its slot on, if it had one."""
+        with self._lock:
+            if sender.granted:
+                self._reserved -= 1
+                passed_on = self._grant_locked()
+            else:
+                try:
+                    self._senders.remove(sender)
+                except ValueError:  # already released by close()
+                    pass
+                return
+        if passed_on is not None:
+            passed_on.waiter.settle()
+
+    def _fill_reserved(self, item: T) -> int:
+        with self._lock:
+            self._reserved -= 1
+            if self._closed:
+                return CLOSED
+            self._queue.append(item)
+            if len(self._queue) > self._high_water:
+                self._high_water = len(self._queue)
+            if self._scheduled:
+                return OK
+            self._scheduled = True
+        self._wake()
+        return OK
+
+    def _grant_locked(self) -> _Sender | None:
+        # Called with the lock held after one slot was freed: reserve it for the oldest sender.
+        if not self._senders or self._closed:
+            return None
+        sender = self._senders.popleft()
+        sender.granted = True
+        self._reserved += 1
+        return sender
+
+    # -- the consumer ---------------------------------------------------------------------
+
+    def pop(self) -> Any:
+        """The next control signal or message; EMPTY (token released) or DRAINED.
+
+        Invariant: only the actor's own run task calls this (single consumer).
+        """
+        with self._lock:
+            if self._control:
+                return self._control.popleft()
+            if not self._queue:
+                if self._closed:
+                    return DRAINED
+                self._scheduled = False
+                return EMPTY
+            item = self._queue.popleft()
+            if not self._senders:
+                return item
+            granted = self._grant_locked()
+        if granted is not None:
+            granted.waiter.settle()
+        return item
+
+    def close(self) -> bool:
+        """Refuse new messages; the consumer still drains what was accepted.
+
+        Waiting senders are released with `MailboxClosed`. Returns True when this call closed
+        it. Wakes an idle consumer so that it sees DRAINED.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            senders, self._senders = self._senders, deque()
+            wake = not self._scheduled
+            self._scheduled = True
+        for sender in senders:
+            sender.waiter.settle(error=MailboxClosed())
+        if wake:
+            self._wake()
+        return True
+
+    def take_all(self) -> list[T]:
+        """Close and remove every waiting message (for a forced stop); the caller accounts for them."""
+        self.close()
+        with self._lock:
+            items = list(self._queue)
+            self._queue.clear()
+            self._control.clear()
+        return items
+
+    def finish(self) -> list[T]:
+        """The consumer is gone for good: close, and return what was left (normally nothing)."""
+        items = self.take_all()
+        with self._lock:
+            self._finished = True
+        return items
+
+    def statistics(self) -> MailboxStatistics:
+        with self._lock:
+            return MailboxStatistics(
+                capacity=self.capacity,
+                depth=len(self._queue),
+                high_water=self._high_water,
+                waiting_senders=len(self._senders),
+                closed=self._closed,
+            )

@@ -1,0 +1,253 @@
+"""One-shot completions that any thread may settle and any kind of caller may await.
+
+A caller of `actors` can be a task on an asyncio/uvloop loop (a worker loop or the host
+application's), a trio task, or a plain thread. Whatever waits (a sender blocked on a full
+mailbox, an asker, a spawner, a joiner) creates a `Oneshot` in its own context; whoever
+completes the wait (usually code on another loop's thread) calls `settle` from its own
+thread. The wake-up is then delivered the way that context needs:
+
+* asyncio: the future is resolved on its own loop, directly when already on that thread,
+  otherwise through ``call_soon_threadsafe`` (asyncio futures are not thread-safe);
+* trio: through the run's ``TrioToken.run_sync_soon``;
+* threads: through a ``threading.Event``.
+
+The first settle wins; later ones are ignored, which is how a late reply after a timeout
+or a cancellation is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import Any, Final
+
+__all__ = ("Expired", "Latch", "Oneshot", "oneshot", "thread_oneshot")
+
+_UNSET: Final = object()
+
+
+class Expired(Exception):
+    """Internal: a timed wait ran out. Callers turn it into a specific public error."""
+
+
+class Oneshot:
+    """A value or an error delivered once, from any thread, to one waiting context."""
+
+    __slots__ = ()
+
+    def settle(self, value: object = None, error: BaseException | None = None) -> None:
+        """Complete the wait with ``value``, or with ``error`` raised in the waiter."""
+        raise NotImplementedError
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the value; raise the error, or `Expired` after ``timeout`` seconds."""
+        raise NotImplementedError
+
+    def wait_blocking(self, timeout: float | None = None) -> Any:
+        """Block this thread until settled (only for oneshots created outside an event loop)."""
+        raise RuntimeError("this wait belongs to an event loop; await it instead")
+
+
+def _resolve(fut: asyncio.Future[Any], value: object, error: BaseException | None) -> None:
+    # Runs on the future's own loop. A done future means the waiter gave up (timeout or
+    # cancellation): the late value is dropped here.
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(value)
+    else:
+        fut.set_exception(error)
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(Expired())
+
+
+class AsyncioOneshot(Oneshot):
+    __slots__ = ("_fut", "_loop", "_thread")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._fut: asyncio.Future[Any] = loop.create_future()
+        self._thread = threading.get_ident()
+
+    def settle(self, value: object = None, error: BaseException | None = None) -> None:
+        if threading.get_ident() == self._thread:
+            _resolve(self._fut, value, error)
+            return
+        try:
+            self._loop.call_soon_threadsafe(_resolve, self._fut, value, error)
+        except RuntimeError:  # the waiter's loop is closed: nobody is left to tell
+            pass
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        if timeout is None:
+            return await self._fut
+        timer = self._loop.call_later(timeout, _expire, self._fut)
+        try:
+            return await self._fut
+        finally:
+            timer.cancel()
+
+
+class TrioOneshot(Oneshot):
+    __slots__ = ("_error", "_event", "_lock", "_token", "_value")
+
+    def __init__(self) -> None:
+        import trio
+
+        self._token = trio.lowlevel.current_trio_token()
+        self._event = trio.Event()
+        self._lock = threading.Lock()
+        self._value: object = _UNSET
+        self._error: BaseException | None = None
+
+    def settle(self, value: object = None, error: BaseException | None = None) -> None:
+        import trio
+
+        with self._lock:
+            if self._value is not _UNSET:
+                return
+            self._value, self._error = value, error
+        try:
+            self._token.run_sync_soon(self._event.set)
+        except trio.RunFinishedError:
+            pass
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        import trio
+
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            await self._event.wait()
+        with self._lock:
+            if self._value is _UNSET:
+                self._value = None  # settle() from now on is a no-op
+                raise Expired()
+            if self._error is not None:
+                raise self._error
+            return self._value
+
+
+class ThreadOneshot(Oneshot):
+    __slots__ = ("_error", "_event", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._value: object = _UNSET
+        self._error: BaseException | None = None
+
+    def settle(self, value: object = None, error: BaseException | None = None) -> None:
+        with self._lock:
+            if self._value is not _UNSET:
+                return
+            self._value, self._error = value, error
+        self._event.set()
+
+    def wait_blocking(self, timeout: float | None = None) -> Any:
+        self._event.wait(timeout)
+        with self._lock:
+            if self._value is _UNSET:
+                self._value = None
+                raise Expired()
+            if self._error is not None:
+                raise self._error
+            return self._value
+
+
+def _in_trio() -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+def oneshot() -> Oneshot:
+    """A oneshot for the calling async context (an asyncio loop or a trio run).
+
+    Raises:
+        RuntimeError: when called from a thread that runs no event loop.
+    """
+    try:
+        return AsyncioOneshot(asyncio.get_running_loop())
+    except RuntimeError:
+        pass
+    if _in_trio():
+        return TrioOneshot()
+    raise RuntimeError(
+        "this call must be awaited inside an asyncio or trio event loop; "
+        "from a plain thread use the blocking_* variant"
+    )
+
+
+def thread_oneshot() -> ThreadOneshot:
+    """A oneshot for a plain thread, refusing threads that run an event loop (it would stall it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        if not _in_trio():
+            return ThreadOneshot()
+    raise RuntimeError(
+        "a blocking_* call would stall the event loop running in this thread; await the async variant"
+    )
+
+
+class Latch:
+    """A one-time event with a value, awaited by any number of waiters in any contexts."""
+
+    __slots__ = ("_lock", "_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: object = _UNSET
+        self._waiters: list[Oneshot] = []
+
+    @property
+    def is_set(self) -> bool:
+        return self._value is not _UNSET
+
+    @property
+    def value(self) -> Any:
+        """The value set, or None while unset."""
+        return None if self._value is _UNSET else self._value
+
+    def set(self, value: object = None) -> None:
+        with self._lock:
+            if self._value is not _UNSET:
+                return
+            self._value = value
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.settle(value)
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the value; raise `Expired` after ``timeout`` seconds."""
+        waiter = self._register(oneshot)
+        if waiter is None:
+            return self._value
+        try:
+            return await waiter.wait(timeout)
+        finally:
+            self._forget(waiter)
+
+    def wait_blocking(self, timeout: float | None = None) -> Any:
+        waiter = self._register(thread_oneshot)
+        if waiter is None:
+            return self._value
+        try:
+            return waiter.wait_blocking(timeout)
+        finally:
+            self._forget(waiter)
+
+    def _register(self, make: Any) -> Oneshot | None:
+        with self._lock:
+            if self._value is not _UNSET:
+                return None
+            waiter: Oneshot = make()
+            self._waiters.append(waiter)
+            return waiter
+
+    def _forget(self, waiter: Oneshot) -> None:
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)

@@ -1,0 +1,252 @@
+"""`ActorRef`: the typed handle through which everything talks to an actor."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
+
+from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
+from ._mailbox import FULL, OK
+from ._message import Ask, Request
+from ._oneshot import Expired, oneshot, thread_oneshot
+
+if TYPE_CHECKING:
+    from ._cell import Cell
+
+__all__ = ("DEFAULT_ASK_TIMEOUT", "ActorRef")
+
+M = TypeVar("M", contravariant=True)
+R = TypeVar("R")
+
+DEFAULT_ASK_TIMEOUT: Final = 5.0
+"""Seconds an `ActorRef.ask` waits by default, as OTP's ``gen_server:call``."""
+
+
+class ActorRef(Generic[M]):
+    """The handle to an actor that accepts messages of type ``M``; the only way to reach it.
+
+    Refs are cheap, immutable and sendable: pass them in messages. They work from any task
+    of any loop (worker loops, the host's asyncio or trio loop) and, through the
+    ``blocking_*`` methods, from plain threads.
+
+    Every method checks the message first: a type the actor does not accept raises
+    `MessageTypeError`, a mutable message raises `NotSendableError` (both ``TypeError``s),
+    and nothing is enqueued.
+
+    Example:
+        ```python
+        greeter: ActorRef[Greet | Count] = await system.spawn(Greeter)
+        await greeter.send(Greet("ada"))
+        seen = await greeter.ask(Count())  # int
+        await greeter.stop()
+        ```
+    """
+
+    __slots__ = ("_cell",)
+    __actors_sendable__: Final = True  # a ref is an immutable handle: safe to share
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        return self._cell.name
+
+    @property
+    def path(self) -> str:
+        """The actor's path, such as ``/user/greeter``."""
+        return self._cell.path
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the actor has stopped or failed for good."""
+        return not self._cell.terminated.is_set
+
+    def __repr__(self) -> str:
+        cell = self._cell
+        box = cell.mailbox
+        return (
+            f"<ActorRef {cell.path} {cell.status} mailbox={len(box)}/{box.capacity} "
+            f"loop={cell.home.label}>"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+    async def send(self, message: M, *, timeout: float | None = None) -> None:
+        """Enqueue ``message``, waiting while the mailbox is full (backpressure).
+
+        Waiting senders are admitted in FIFO order. A send that finds room returns without
+        yielding to the event loop.
+
+        Raises:
+            MessageTypeError: the actor does not accept this type (nothing enqueued).
+            NotSendableError: the message is mutable (nothing enqueued).
+            ActorStopped: the actor has stopped, or stopped while we waited.
+            SendTimeout: still full after ``timeout`` seconds.
+            MailboxFull: an actor sending to itself while its own mailbox is full.
+
+        Cancellation: if cancelled while waiting, nothing is enqueued.
+        """
+        cell = self._cell
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+        code = cell.mailbox.put_nowait(message)
+        if code == OK:
+            return
+        if code == FULL:
+            if cell.in_handler():
+                raise MailboxFull(
+                    f"actor {cell.path} sent to itself while its mailbox is full; waiting would deadlock",
+                    message,
+                )
+            try:
+                code = await cell.mailbox.put(message, timeout)
+            except Expired:
+                raise SendTimeout(
+                    f"mailbox of actor {cell.path} stayed full for {timeout} s; message not sent",
+                    message,
+                ) from None
+            if code == OK:
+                return
+        raise cell.stopped_error(message)
+
+    def try_send(self, message: M) -> None:
+        """Enqueue ``message`` if there is room right now; never waits.
+
+        Raises:
+            MailboxFull: the mailbox is at capacity (``error.message`` is the message).
+            ActorStopped: the actor has stopped.
+            MessageTypeError, NotSendableError: as for `send`.
+        """
+        cell = self._cell
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+        code = cell.mailbox.put_nowait(message)
+        if code == OK:
+            return
+        if code == FULL:
+            box = cell.mailbox
+            raise MailboxFull(
+                f"mailbox of actor {cell.path} is full ({len(box)}/{box.capacity}); message not sent",
+                message,
+            )
+        raise cell.stopped_error(message)
+
+    def blocking_send(self, message: M, *, timeout: float | None = None) -> None:
+        """`send` for plain threads that run no event loop: blocks the thread while full.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop (it would stall it).
+            SendTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `send`.
+        """
+        cell = self._cell
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+        try:
+            code = cell.mailbox.put_blocking(message, timeout)
+        except Expired:
+            raise SendTimeout(
+                f"mailbox of actor {cell.path} stayed full for {timeout} s; message not sent", message
+            ) from None
+        if code != OK:
+            raise cell.stopped_error(message)
+
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    async def ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    async def ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send ``message`` and wait for the reply: the return value of the actor's handler.
+
+        ``timeout`` bounds the whole call, including any wait for room in the mailbox
+        (default `DEFAULT_ASK_TIMEOUT`, 5 s; None waits forever). A reply arriving later is
+        dropped. If the handler raises, the same exception is raised here (with a note
+        naming the actor), and the actor fails.
+
+        Raises:
+            AskTimeout: no reply in time (also a ``TimeoutError``).
+            ActorStopped: the actor stopped before answering.
+            DeadlockError: an actor asked itself.
+            MessageTypeError, NotSendableError: as for `send`.
+
+        Cancellation: the message may already be enqueued, and is then still handled; its
+        reply is dropped. The mailbox loses nothing.
+        """
+        cell = self._cell
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+        if cell.task is not None and cell.in_handler():
+            raise DeadlockError(f"actor {cell.path} asked itself; it would wait forever for its own reply")
+        reply = oneshot()
+        envelope = Ask(message, reply)
+        code = cell.mailbox.put_nowait(envelope)
+        remaining = timeout
+        if code == FULL:
+            started = time.monotonic()
+            try:
+                code = await cell.mailbox.put(envelope, timeout)
+            except Expired:
+                raise self._ask_timeout(message, timeout) from None
+            if timeout is not None:
+                remaining = max(0.0, timeout - (time.monotonic() - started))
+        if code != OK:
+            raise cell.stopped_error(message)
+        try:
+            return await reply.wait(remaining)
+        except Expired:
+            raise self._ask_timeout(message, timeout) from None
+
+    @overload
+    def blocking_ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    def blocking_ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    def blocking_ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """`ask` for plain threads that run no event loop: blocks the thread until the reply.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop (it would stall it).
+            AskTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `ask`.
+        """
+        cell = self._cell
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+        reply = thread_oneshot()
+        envelope = Ask(message, reply)
+        started = time.monotonic()
+        try:
+            code = cell.mailbox.put_blocking(envelope, timeout)
+            if code != OK:
+                raise cell.stopped_error(message)
+            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            return reply.wait_blocking(remaining)
+        except Expired:
+            raise self._ask_timeout(message, timeout) from None
+
+    async def stop(self) -> None:
+        """Stop the actor gracefully and wait until it has stopped.
+
+        The mailbox refuses new messages at once; what it already accepted is handled, then
+        ``on_stop`` runs. Stopping a stopped actor returns at once. Called by the actor on
+        itself (from its handler), it only requests the stop.
+
+        Cancellation: the stop still happens; only the wait is abandoned.
+        """
+        cell = self._cell
+        cell.request_stop()
+        if cell.in_handler():
+            return
+        await cell.terminated.wait()
+
+    async def join(self) -> BaseException | None:
+        """Wait until the actor has stopped for good; return why: None, or the exception."""
+        return await self._cell.terminated.wait()
+
+    def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
+        return AskTimeout(
+            f"actor {self._cell.path} did not answer {type(message).__qualname__} within {timeout} s"
+        )

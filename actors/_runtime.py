@@ -1,0 +1,136 @@
+"""Homes for actors: worker event loops in their own threads, and the host's loop.
+
+Each worker is one thread running one event loop (uvloop when installed, else asyncio).
+Idle loops sleep in their selector: no polling, no timers of ours, so an idle worker costs
+no CPU. Work reaches a loop from other threads only through ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Final
+
+from ._oneshot import Latch
+
+__all__ = ("HOST", "Home", "HostHome", "WorkerHome", "new_event_loop", "uvloop_available")
+
+logger = logging.getLogger("actors")
+
+HOST: Final = "host"
+
+
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    except ImportError:
+        return False
+    return True
+
+
+def new_event_loop(use_uvloop: bool | None) -> asyncio.AbstractEventLoop:
+    """uvloop when ``use_uvloop`` is True, or None and uvloop is installed; else asyncio."""
+    if use_uvloop is not False:
+        try:
+            import uvloop
+        except ImportError:
+            if use_uvloop:
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+class Home:
+    """An event loop that actors live on, with the id of the thread that runs it."""
+
+    loop: asyncio.AbstractEventLoop
+    thread_id: int
+    label: str
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label}>"
+
+
+class HostHome(Home):
+    """The host application's own asyncio loop (placement="host")."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.thread_id = threading.get_ident()
+        self.label = HOST
+
+
+class WorkerHome(Home):
+    """A worker thread running its own event loop."""
+
+    def __init__(self, index: int, use_uvloop: bool | None, system_name: str) -> None:
+        self.index = index
+        self.label = str(index)
+        self.thread_id = 0
+        self._use_uvloop = use_uvloop
+        self._ready = Latch()
+        self._done = Latch()
+        self._thread = threading.Thread(
+            target=self._main, name=_thread_name(system_name, index), daemon=True
+        )
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    async def start(self) -> None:
+        self._thread.start()
+        error = await self._ready.wait()
+        if error is not None:
+            raise error
+
+    def _main(self) -> None:
+        try:
+            loop = new_event_loop(self._use_uvloop)
+        except BaseException as error:
+            self._ready.set(error)
+            self._done.set()
+            raise
+        self.loop = loop
+        self.thread_id = threading.get_ident()
+        asyncio.set_event_loop(loop)
+        loop.call_soon(self._ready.set, None)
+        try:
+            loop.run_forever()
+            _cancel_leftover_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        except Exception:
+            logger.exception("worker loop %s crashed", self.label)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+            self._done.set()
+
+    def request_stop(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:  # already closed
+            pass
+
+    async def wait_stopped(self) -> None:
+        await self._done.wait()
+        self._thread.join()  # the thread is past its last statement: this returns at once
+
+
+def _thread_name(system_name: str, index: int) -> str:
+    prefix = "actors" if system_name == "actors" else f"actors-{system_name}"
+    return f"{prefix}-worker-{index}"
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    # Tasks still alive here were started by user code and never awaited to the end; every
+    # actor has already stopped. Cancel them and let them unwind, as asyncio.run does.
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -1,0 +1,299 @@
+"""`ActorSystem`: worker loops, placement, spawning and orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar
+
+import anyio
+
+from ._actor import Actor
+from ._cell import Cell
+from ._errors import DuplicateName, SystemNotRunning
+from ._oneshot import Expired, oneshot
+from ._ref import ActorRef
+from ._runtime import HOST, Home, HostHome, WorkerHome
+
+__all__ = ("DEFAULT_CAPACITY", "DEFAULT_DRAIN_TIMEOUT", "DEFAULT_THROUGHPUT", "ActorSystem")
+
+logger = logging.getLogger("actors")
+
+M = TypeVar("M")
+
+DEFAULT_CAPACITY: Final = 1000
+"""Default mailbox capacity: messages waiting, not counting the one being handled."""
+
+DEFAULT_DRAIN_TIMEOUT: Final = 5.0
+"""Seconds each actor gets at shutdown to handle what its mailbox accepted."""
+
+DEFAULT_THROUGHPUT: Final = 64
+"""Messages an actor handles before yielding its loop to the other actors on it."""
+
+_KILL_GRACE: Final = 1.0  # seconds a killed actor gets to run on_stop
+
+Placement = int | Literal["host"] | None
+
+_NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
+
+
+class ActorSystem:
+    """A set of worker event loops, each in its own thread, that actors are spawned onto.
+
+    Use it as an async context manager inside any asyncio, uvloop or trio application:
+    leaving the block stops every actor gracefully and joins the worker threads.
+
+    Args:
+        workers: number of worker loops; None means ``os.cpu_count()``.
+        capacity: default mailbox capacity for `spawn`.
+        drain_timeout: seconds each actor gets at shutdown to drain its mailbox before it
+            is cancelled.
+        throughput: messages an actor handles in a row before yielding its loop.
+        use_uvloop: True requires uvloop, False never uses it, None uses it when installed.
+        name: a label for logs and thread names.
+
+    Placement: actors are spread round-robin over the worker loops in spawn order, so N
+    actors on N workers use every worker. ``spawn(placement=i)`` pins to worker ``i``;
+    ``placement="host"`` runs the actor on the host application's own asyncio loop.
+
+    Example:
+        ```python
+        async with ActorSystem(workers=2) as system:
+            greeter = await system.spawn(Greeter, name="greeter")
+            await greeter.send(Greet("ada"))
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        throughput: int = DEFAULT_THROUGHPUT,
+        use_uvloop: bool | None = None,
+        name: str = "actors",
+    ) -> None:
+        count = workers if workers is not None else (os.cpu_count() or 1)
+        if count < 1:
+            raise ValueError(f"an ActorSystem needs at least one worker, got workers={workers}")
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        if throughput < 1:
+            raise ValueError(f"throughput must be at least 1, got {throughput}")
+        self.name = name
+        self.capacity = capacity
+        self.drain_timeout = drain_timeout
+        self.throughput = throughput
+        self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
+        self._host: HostHome | None = None
+        self._lock = threading.Lock()
+        self._state = _NEW
+        self._cells: dict[Cell, None] = {}  # live actors, in spawn order
+        self._names: dict[str, Cell] = {}
+        self._round_robin = itertools.count()
+        self._serial = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self.name} {self._state} workers={len(self._workers)} actors={len(self._cells)}>"
+
+    @property
+    def workers(self) -> int:
+        """The number of worker loops."""
+        return len(self._workers)
+
+    async def __aenter__(self) -> ActorSystem:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Shielded: a cancelled host (Ctrl-C, a timeout) still gets an orderly shutdown.
+        with anyio.CancelScope(shield=True):
+            await self.shutdown()
+
+    async def start(self) -> None:
+        """Start the worker loops. Called by ``async with``; idempotent only before shutdown.
+
+        Raises:
+            SystemNotRunning: the system was already shut down.
+        """
+        with self._lock:
+            if self._state != _NEW:
+                if self._state == _RUNNING:
+                    return
+                raise SystemNotRunning(f"actor system {self.name} was shut down; create a new one")
+            self._state = _RUNNING
+        try:
+            self._host = HostHome(asyncio.get_running_loop())
+        except RuntimeError:  # a trio host: actors cannot live on its loop
+            self._host = None
+        started: list[WorkerHome] = []
+        try:
+            for worker in self._workers:
+                await worker.start()
+                started.append(worker)
+        except BaseException:
+            for worker in started:
+                worker.request_stop()
+            for worker in started:
+                await worker.wait_stopped()
+            with self._lock:
+                self._state = _STOPPED
+            raise
+
+    async def spawn(
+        self,
+        factory: Callable[[], Actor[M]],
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        placement: Placement = None,
+    ) -> ActorRef[M]:
+        """Create an actor from ``factory`` on a loop, run its ``on_start``, return its ref.
+
+        ``factory`` is any zero-argument callable returning a new actor: the class itself,
+        a lambda, a ``functools.partial``. It is called on the actor's home loop.
+
+        Args:
+            factory: makes the actor instance.
+            name: unique among top-level actors; default ``<ClassName>-<n>``.
+            capacity: mailbox capacity (default: the system's, `DEFAULT_CAPACITY`).
+            placement: None (round-robin), a worker index, or ``"host"``.
+
+        Raises:
+            SystemNotRunning: the system is not running.
+            DuplicateName: ``name`` is taken.
+            ValueError: a bad capacity or placement.
+            Exception: whatever the factory or ``on_start`` raised.
+
+        Cancellation: the actor may already be starting; it is then stopped again.
+        """
+        home = self._place(placement)
+        size = self.capacity if capacity is None else capacity
+        if size < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {size}")
+        cell = self._register(factory, name, home, size)
+        started = oneshot()
+        try:
+            if threading.get_ident() == home.thread_id:
+                cell.begin(started)
+            else:
+                home.loop.call_soon_threadsafe(cell.begin, started)
+        except RuntimeError:
+            self._forget(cell)
+            raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
+        try:
+            await started.wait()
+        except BaseException:
+            cell.request_stop()
+            raise
+        return cell.ref
+
+    async def shutdown(self) -> None:
+        """Stop every actor gracefully, then the worker loops; join their threads.
+
+        Actors stop one by one in reverse spawn order (the last spawned first): each
+        handles what its mailbox accepted, within ``drain_timeout``, then runs ``on_stop``.
+        An actor still busy after its drain timeout is cancelled. Idempotent.
+
+        Cancellation: shield it (``async with`` does) or the system may be left half-stopped.
+        """
+        with self._lock:
+            if self._state == _NEW:
+                self._state = _STOPPED
+                return
+            if self._state != _RUNNING:
+                return
+            self._state = _STOPPING
+            cells = list(self._cells)
+        for cell in reversed(cells):
+            await self._stop_cell(cell)
+        for worker in self._workers:
+            worker.request_stop()
+        for worker in self._workers:
+            await worker.wait_stopped()
+        with self._lock:
+            self._state = _STOPPED
+
+    async def _stop_cell(self, cell: Cell) -> None:
+        cell.request_stop()
+        try:
+            await cell.terminated.wait(self.drain_timeout)
+            return
+        except Expired:
+            logger.warning(
+                "actor %s did not stop within its drain timeout (%s s); cancelling it",
+                cell.path,
+                self.drain_timeout,
+            )
+        cell.kill()
+        try:
+            await cell.terminated.wait(_KILL_GRACE)
+        except Expired:
+            logger.error("actor %s ignored cancellation; abandoning it", cell.path)
+
+    def _place(self, placement: Placement) -> Home:
+        if self._state != _RUNNING:
+            raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
+        if placement is None:
+            return self._workers[next(self._round_robin) % len(self._workers)]
+        if placement == HOST:
+            if self._host is None:
+                raise ValueError(
+                    'placement="host" needs an asyncio host loop; this system was started from trio'
+                )
+            return self._host
+        if isinstance(placement, int) and not isinstance(placement, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            if 0 <= placement < len(self._workers):
+                return self._workers[placement]
+            raise ValueError(f"placement={placement} but this system has workers 0..{len(self._workers) - 1}")
+        raise ValueError(f'placement must be None, a worker index or "host", got {placement!r}')
+
+    def _register(self, factory: Callable[[], Actor[Any]], name: str | None, home: Home, capacity: int) -> Cell:
+        with self._lock:
+            if self._state != _RUNNING:
+                raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
+            if name is None:
+                base = factory.__name__ if isinstance(factory, type) else "actor"
+                name = f"{base}-{next(self._serial)}"
+            elif not name or "/" in name:
+                raise ValueError(f"an actor name must be non-empty and contain no '/', got {name!r}")
+            if name in self._names:
+                raise DuplicateName(f"an actor named {name!r} already exists in actor system {self.name}")
+            cell = Cell(
+                self,
+                factory,
+                name=name,
+                path=f"/user/{name}",
+                home=home,
+                capacity=capacity,
+                throughput=self.throughput,
+            )
+            self._names[name] = cell
+            self._cells[cell] = None
+            return cell
+
+    def _forget(self, cell: Cell) -> None:
+        # Called by a cell when it has ended, from its home thread.
+        with self._lock:
+            self._cells.pop(cell, None)
+            if self._names.get(cell.name) is cell:
+                del self._names[cell.name]
+
+    def _actor_count(self) -> int:
+        return len(self._cells)
+
+
+def _elapsed(since: float) -> float:
+    return time.monotonic() - since
