@@ -54,8 +54,9 @@ class Actor(Generic[M]):
         cell = constructing.get()
         if cell is None:
             raise TypeError(
-                f"{cls.__qualname__} is an Actor: create it with `await system.spawn({cls.__qualname__})`, "
-                "which returns its ActorRef; actor instances are never handed out"
+                f"{cls.__qualname__} is an Actor: create it with "
+                f"`await system.spawn({cls.__qualname__})`, which returns its ActorRef; "
+                "actor instances are never handed out"
             )
         self = super().__new__(cls)
         self._actors_cell = cell
@@ -92,7 +93,9 @@ class Actor(Generic[M]):
 
     async def receive(self, message: M) -> Any:
         """Handle one message; the return value is the reply when the message was asked."""
-        raise NotImplementedError(f"{type(self).__qualname__} must define `async def receive(self, message)`")
+        raise NotImplementedError(
+            f"{type(self).__qualname__} must define `async def receive(self, message)`"
+        )
 
     async def on_start(self) -> None:
         """Runs on the home loop before the first message; ``spawn`` returns after it."""
@@ -130,7 +133,8 @@ def accepted_types(declared: object) -> tuple[type, ...] | None:
     if origin is typing.Annotated:
         return accepted_types(typing.get_args(declared)[0])
     if origin is typing.Literal:
-        return tuple({type(v) for v in typing.get_args(declared)})
+        values: tuple[object, ...] = typing.get_args(declared)
+        return tuple({type(v) for v in values})
     if isinstance(origin, type):
         return (origin,)
     if isinstance(declared, type):

@@ -18,9 +18,9 @@ home loop's thread. Other threads reach the cell only through the mailbox (locke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._actor import Actor, constructing
@@ -32,6 +32,8 @@ from ._ref import ActorRef
 from ._sendable import check_sendable, is_always_sendable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._runtime import Home
     from ._system import ActorSystem
 
@@ -56,9 +58,9 @@ class Cell:
         "instance",
         "mailbox",
         "name",
+        "outcome",
         "path",
         "ref",
-        "outcome",
         "system",
         "task",
         "terminated",
@@ -153,15 +155,13 @@ class Cell:
         self.task = self.home.loop.create_task(self._live(started))
 
     def request_stop(self) -> None:
-        """Graceful stop: refuse new messages, drain the accepted ones, then run on_stop. Any thread."""
+        """Graceful stop: refuse new messages, drain the accepted ones, run on_stop. Any thread."""
         self.mailbox.close()
 
     def kill(self) -> None:
         """Forced stop (drain timeout exceeded): cancel the run task. Any thread."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to kill
             self.home.loop.call_soon_threadsafe(self._kill_here)
-        except RuntimeError:  # the loop is already closed
-            pass
 
     def _kill_here(self) -> None:
         if self.terminated.is_set:

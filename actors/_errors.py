@@ -4,7 +4,7 @@ Every error the library raises on purpose derives from `ActorError`, and where a
 category fits, also from that builtin so that plain ``except`` clauses keep working::
 
     ActorError
-    ├── MailboxFull                 the mailbox is at capacity (try_send, or a self-send that would deadlock)
+    ├── MailboxFull                 the mailbox is full (try_send; a self-send that would deadlock)
     ├── ActorStopped                the target stopped, or stopped while the caller waited
     ├── AskTimeout  (TimeoutError)  no reply within the ask timeout
     ├── SendTimeout (TimeoutError)  no room in the mailbox within the send timeout

@@ -27,14 +27,17 @@ which the consumer reads before any message.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import msgspec
 
 from ._oneshot import Oneshot, oneshot, thread_oneshot
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ("CLOSED", "EMPTY", "FULL", "OK", "Mailbox", "MailboxClosed", "MailboxStatistics")
 
@@ -217,10 +220,8 @@ class Mailbox(Generic[T]):
                 self._reserved -= 1
                 passed_on = self._grant_locked()
             else:
-                try:
+                with contextlib.suppress(ValueError):  # already released by close()
                     self._senders.remove(sender)
-                except ValueError:  # already released by close()
-                    pass
                 return
         if passed_on is not None:
             passed_on.waiter.settle()
@@ -291,7 +292,7 @@ class Mailbox(Generic[T]):
         return True
 
     def take_all(self) -> list[T]:
-        """Close and remove every waiting message (for a forced stop); the caller accounts for them."""
+        """Close and remove every waiting message (forced stop); the caller accounts for them."""
         self.close()
         with self._lock:
             items = list(self._queue)

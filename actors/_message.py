@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 
-from ._oneshot import Oneshot
+if TYPE_CHECKING:
+    from ._oneshot import Oneshot
 
 __all__ = ("Ask", "Request")
 

@@ -18,6 +18,7 @@ or a cancellation is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from typing import Any, Final
@@ -77,10 +78,8 @@ class AsyncioOneshot(Oneshot):
         if threading.get_ident() == self._thread:
             _resolve(self._fut, value, error)
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the waiter's loop is closed: nobody to tell
             self._loop.call_soon_threadsafe(_resolve, self._fut, value, error)
-        except RuntimeError:  # the waiter's loop is closed: nobody is left to tell
-            pass
 
     async def wait(self, timeout: float | None = None) -> Any:
         if timeout is None:
@@ -111,10 +110,8 @@ class TrioOneshot(Oneshot):
             if self._value is not _UNSET:
                 return
             self._value, self._error = value, error
-        try:
+        with contextlib.suppress(trio.RunFinishedError):
             self._token.run_sync_soon(self._event.set)
-        except trio.RunFinishedError:
-            pass
 
     async def wait(self, timeout: float | None = None) -> Any:
         import trio
@@ -188,7 +185,8 @@ def thread_oneshot() -> ThreadOneshot:
         if not _in_trio():
             return ThreadOneshot()
     raise RuntimeError(
-        "a blocking_* call would stall the event loop running in this thread; await the async variant"
+        "a blocking_* call would stall the event loop running in this thread; "
+        "await the async variant instead"
     )
 
 

@@ -101,7 +101,8 @@ class ActorRef(Generic[M]):
         if code == FULL:
             if cell.in_handler():
                 raise MailboxFull(
-                    f"actor {cell.path} sent to itself while its mailbox is full; waiting would deadlock",
+                    f"actor {cell.path} sent to itself while its mailbox is full; "
+                    "waiting would deadlock",
                     message,
                 )
             try:
@@ -132,7 +133,8 @@ class ActorRef(Generic[M]):
         if code == FULL:
             box = cell.mailbox
             raise MailboxFull(
-                f"mailbox of actor {cell.path} is full ({len(box)}/{box.capacity}); message not sent",
+                f"mailbox of actor {cell.path} is full ({len(box)}/{box.capacity}); "
+                "message not sent",
                 message,
             )
         raise cell.stopped_error(message)
@@ -151,7 +153,8 @@ class ActorRef(Generic[M]):
             code = cell.mailbox.put_blocking(message, timeout)
         except Expired:
             raise SendTimeout(
-                f"mailbox of actor {cell.path} stayed full for {timeout} s; message not sent", message
+                f"mailbox of actor {cell.path} stayed full for {timeout} s; message not sent",
+                message,
             ) from None
         if code != OK:
             raise cell.stopped_error(message)
@@ -181,7 +184,9 @@ class ActorRef(Generic[M]):
         if type(message) not in cell.admitted:
             cell.admit(message)
         if cell.task is not None and cell.in_handler():
-            raise DeadlockError(f"actor {cell.path} asked itself; it would wait forever for its own reply")
+            raise DeadlockError(
+                f"actor {cell.path} asked itself; it would wait forever for its own reply"
+            )
         reply = oneshot()
         envelope = Ask(message, reply)
         code = cell.mailbox.put_nowait(envelope)
@@ -222,7 +227,9 @@ class ActorRef(Generic[M]):
             code = cell.mailbox.put_blocking(envelope, timeout)
             if code != OK:
                 raise cell.stopped_error(message)
-            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            remaining = (
+                None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            )
             return reply.wait_blocking(remaining)
         except Expired:
             raise self._ask_timeout(message, timeout) from None
@@ -248,5 +255,6 @@ class ActorRef(Generic[M]):
 
     def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
         return AskTimeout(
-            f"actor {self._cell.path} did not answer {type(message).__qualname__} within {timeout} s"
+            f"actor {self._cell.path} did not answer {type(message).__qualname__} "
+            f"within {timeout} s"
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
 from ._runtime import uvloop_available
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 __all__ = ("run",)
 
@@ -17,7 +19,7 @@ Ts = TypeVarTuple("Ts")
 
 def run(
     main: Callable[[Unpack[Ts]], Awaitable[T]],
-    *args: Unpack[Ts],
+    *args: *Ts,
     backend: Literal["asyncio", "trio"] = "asyncio",
     use_uvloop: bool | None = None,
 ) -> T:

@@ -8,6 +8,7 @@ no CPU. Work reaches a loop from other threads only through ``call_soon_threadsa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Final
@@ -110,10 +111,8 @@ class WorkerHome(Home):
             self._done.set()
 
     def request_stop(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # already closed
             self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:  # already closed
-            pass
 
     async def wait_stopped(self) -> None:
         await self._done.wait()

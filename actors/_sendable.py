@@ -136,7 +136,9 @@ def check_sendable(value: object, what: str = "message") -> None:
         return
     problem = _find_problem(value)
     if problem is not None:
-        raise NotSendableError(f"{what} of type {type(value).__qualname__} is not sendable: {problem}")
+        raise NotSendableError(
+            f"{what} of type {type(value).__qualname__} is not sendable: {problem}"
+        )
 
 
 def _find_problem(value: object) -> str | None:
@@ -159,14 +161,15 @@ def _find_problem(value: object) -> str | None:
 
 
 def _why_not(cls: type) -> str:
-    if isinstance(cls, type) and issubclass(cls, msgspec.Struct) and not _is_frozen(cls):
+    name: str = cls.__qualname__
+    if _is_struct(cls) and not _is_frozen(cls):
         return "a msgspec Struct must be frozen (frozen=True)"
-    if dataclasses.is_dataclass(cls) and not _is_frozen(cls):
+    if _is_dataclass(cls) and not _is_frozen(cls):
         return "a dataclass must be frozen (frozen=True)"
-    if issubclass(cls, _MUTABLE):
-        return f"{cls.__qualname__} is mutable; send a tuple/frozenset, or wrap it in actors.Moved"
+    if _is_mutable_builtin(cls):
+        return f"{name} is mutable; send a tuple/frozenset, or wrap it in actors.Moved"
     return (
-        f"{cls.__qualname__} is not known to be immutable; make it a frozen msgspec Struct, "
+        f"{name} is not known to be immutable; make it a frozen msgspec Struct, "
         "or declare it with actors.register_sendable"
     )
 
@@ -184,9 +187,9 @@ def _judge_type(cls: type, in_progress: set[type]) -> _Verdict:
     known = _verdicts.get(cls)
     if known is not None:
         return known
-    if issubclass(cls, enum.Enum) or issubclass(cls, _ATOMS):
+    if _is_atom(cls):
         return (_ALWAYS, ())
-    if issubclass(cls, (tuple, frozenset)):
+    if _is_container(cls):
         return (_DEEP, ())
     if _is_record(cls):
         if not _is_frozen(cls):
@@ -240,7 +243,7 @@ def _judge_annotation(tp: object, in_progress: set[type]) -> bool | None:
     if verdict[0] == _ALWAYS:
         return True
     if verdict[0] == _NEVER:
-        return False if (issubclass(tp, _MUTABLE) or _is_record(tp)) else None
+        return False if (_is_mutable_builtin(tp) or _is_record(tp)) else None
     return None
 
 
@@ -253,18 +256,45 @@ def _all_of(args: tuple[object, ...], in_progress: set[type]) -> bool | None:
     return True
 
 
+# The predicates below take a plain `type` and return bool rather than narrowing, which keeps
+# the strict type checker from inferring partially-unknown types for the callers.
+
+
+def _is_atom(cls: type) -> bool:
+    return issubclass(cls, enum.Enum) or issubclass(cls, _ATOMS)
+
+
+def _is_container(cls: type) -> bool:
+    return issubclass(cls, (tuple, frozenset))
+
+
+def _is_mutable_builtin(cls: type) -> bool:
+    return issubclass(cls, _MUTABLE)
+
+
+def _is_struct(cls: type) -> bool:
+    return issubclass(cls, msgspec.Struct)
+
+
+def _is_dataclass(cls: type) -> bool:
+    return hasattr(cls, "__dataclass_fields__")
+
+
 def _is_record(cls: type) -> bool:
-    return issubclass(cls, msgspec.Struct) or dataclasses.is_dataclass(cls)
+    return _is_struct(cls) or _is_dataclass(cls)
 
 
 def _is_frozen(cls: type) -> bool:
-    if issubclass(cls, msgspec.Struct):
-        return bool(cls.__struct_config__.frozen)
+    if _is_struct(cls):
+        config: Any = getattr(cls, "__struct_config__", None)
+        return bool(config.frozen)
     params = getattr(cls, "__dataclass_params__", None)
     return bool(getattr(params, "frozen", False))
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
-    if issubclass(cls, msgspec.Struct):
-        return cls.__struct_fields__
-    return tuple(f.name for f in dataclasses.fields(cls))
+    if _is_struct(cls):
+        names: tuple[str, ...] = getattr(cls, "__struct_fields__", ())
+        return names
+    record: Any = cls
+    return tuple(f.name for f in dataclasses.fields(record))

@@ -7,19 +7,21 @@ import itertools
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
 
-from ._actor import Actor
 from ._cell import Cell
 from ._errors import DuplicateName, SystemNotRunning
 from ._oneshot import Expired, oneshot
-from ._ref import ActorRef
 from ._runtime import HOST, Home, HostHome, WorkerHome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from ._actor import Actor
+    from ._ref import ActorRef
 
 __all__ = ("DEFAULT_CAPACITY", "DEFAULT_DRAIN_TIMEOUT", "DEFAULT_THROUGHPUT", "ActorSystem")
 
@@ -101,7 +103,10 @@ class ActorSystem:
         self._serial = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"<ActorSystem {self.name} {self._state} workers={len(self._workers)} actors={len(self._cells)}>"
+        return (
+            f"<ActorSystem {self.name} {self._state} "
+            f"workers={len(self._workers)} actors={len(self._cells)}>"
+        )
 
     @property
     def workers(self) -> int:
@@ -257,10 +262,14 @@ class ActorSystem:
         if isinstance(placement, int) and not isinstance(placement, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             if 0 <= placement < len(self._workers):
                 return self._workers[placement]
-            raise ValueError(f"placement={placement} but this system has workers 0..{len(self._workers) - 1}")
+            raise ValueError(
+                f"placement={placement} but this system has workers 0..{len(self._workers) - 1}"
+            )
         raise ValueError(f'placement must be None, a worker index or "host", got {placement!r}')
 
-    def _register(self, factory: Callable[[], Actor[Any]], name: str | None, home: Home, capacity: int) -> Cell:
+    def _register(
+        self, factory: Callable[[], Actor[Any]], name: str | None, home: Home, capacity: int
+    ) -> Cell:
         with self._lock:
             if self._state != _RUNNING:
                 raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
@@ -268,9 +277,13 @@ class ActorSystem:
                 base = factory.__name__ if isinstance(factory, type) else "actor"
                 name = f"{base}-{next(self._serial)}"
             elif not name or "/" in name:
-                raise ValueError(f"an actor name must be non-empty and contain no '/', got {name!r}")
+                raise ValueError(
+                    f"an actor name must be non-empty and contain no '/', got {name!r}"
+                )
             if name in self._names:
-                raise DuplicateName(f"an actor named {name!r} already exists in actor system {self.name}")
+                raise DuplicateName(
+                    f"an actor named {name!r} already exists in actor system {self.name}"
+                )
             cell = Cell(
                 self,
                 factory,
@@ -293,7 +306,3 @@ class ActorSystem:
 
     def _actor_count(self) -> int:
         return len(self._cells)
-
-
-def _elapsed(since: float) -> float:
-    return time.monotonic() - since
