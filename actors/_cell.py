@@ -85,13 +85,13 @@ class Cell:
         self.home = home
         self.throughput = throughput
         self.mailbox: Mailbox[Any] = Mailbox(capacity, self._wake)
-        self.ref: ActorRef[Any] = ActorRef(self)
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
         self.accepts: tuple[type, ...] | None = None
         # Message types that need no further check: accepted by this actor and sendable
         # whatever the value. Only ever added to; see `admit`.
         self.admitted: set[type] = set()
+        self.ref: ActorRef[Any] = ActorRef(self)
         self.task: asyncio.Task[None] | None = None
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
         self.terminated = Latch()  # set once, with the reason: None or the exception

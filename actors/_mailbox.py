@@ -138,18 +138,26 @@ class Mailbox(Generic[T]):
 
     def put_nowait(self, item: T) -> int:
         """Enqueue without waiting: returns OK, FULL or CLOSED."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # acquire/release, not `with`: this is the hottest lock in the library
+        try:
             if self._closed:
                 return CLOSED
             queue = self._queue
-            if len(queue) + self._reserved >= self.capacity:
+            depth = len(
+                queue
+            )  # may be stale-high (lock-free pops): that only errs on the safe side
+            # Senders already waiting go first: a newcomer never overtakes them.
+            if depth + self._reserved >= self.capacity or self._senders:
                 return FULL
             queue.append(item)
-            if len(queue) > self._high_water:
-                self._high_water = len(queue)
+            if depth >= self._high_water:
+                self._high_water = depth + 1
             if self._scheduled:
                 return OK
             self._scheduled = True
+        finally:
+            lock.release()
         self._wake()
         return OK
 
@@ -223,8 +231,8 @@ class Mailbox(Generic[T]):
                 with contextlib.suppress(ValueError):  # already released by close()
                     self._senders.remove(sender)
                 return
-        if passed_on is not None:
-            passed_on.waiter.settle()
+        for other in passed_on:
+            other.waiter.settle()
 
     def _fill_reserved(self, item: T) -> int:
         with self._lock:
@@ -240,36 +248,65 @@ class Mailbox(Generic[T]):
         self._wake()
         return OK
 
-    def _grant_locked(self) -> _Sender | None:
-        # Called with the lock held after one slot was freed: reserve it for the oldest sender.
-        if not self._senders or self._closed:
-            return None
-        sender = self._senders.popleft()
-        sender.granted = True
-        self._reserved += 1
-        return sender
+    def _grant_locked(self) -> list[_Sender]:
+        # With the lock held: reserve every free slot for the oldest waiting senders, in order.
+        granted: list[_Sender] = []
+        if self._closed:
+            return granted
+        room = self.capacity - len(self._queue) - self._reserved
+        senders = self._senders
+        while room > 0 and senders:
+            sender = senders.popleft()
+            sender.granted = True
+            self._reserved += 1
+            room -= 1
+            granted.append(sender)
+        return granted
+
+    def _grant(self) -> None:
+        with self._lock:
+            granted = self._grant_locked()
+        for sender in granted:
+            sender.waiter.settle()
 
     # -- the consumer ---------------------------------------------------------------------
 
     def pop(self) -> Any:
         """The next control signal or message; EMPTY (token released) or DRAINED.
 
-        Invariant: only the actor's own run task calls this (single consumer).
+        Invariant: only the actor's own run task calls this (single consumer), so nobody can
+        take the item between the emptiness test and ``popleft``. The common case takes no
+        lock: deque's append and popleft are thread-safe on their own (with or without the
+        GIL), and producers, who test the length under the lock, can only see it stale-high.
+        A sender that starts waiting just after the ``_senders`` test below is served by the
+        next pop, or by the locked EMPTY transition: the queue was full when it started
+        waiting, so the consumer is bound to come back.
         """
+        queue = self._queue
+        if queue and not self._control:
+            item = queue.popleft()
+            if self._senders:
+                self._grant()
+            return item
+        return self._pop_slow()
+
+    def _pop_slow(self) -> Any:
         with self._lock:
             if self._control:
                 return self._control.popleft()
-            if not self._queue:
-                if self._closed:
-                    return DRAINED
+            if self._queue:
+                item = self._queue.popleft()
+                granted = self._grant_locked()
+            elif self._closed:
+                return DRAINED
+            else:
+                # Going idle: first hand any free room to waiting senders, whose fill will
+                # take the consumer token and wake us again.
+                item = EMPTY
+                granted = self._grant_locked()
                 self._scheduled = False
-                return EMPTY
-            item = self._queue.popleft()
-            if not self._senders:
-                return item
-            granted = self._grant_locked()
-        if granted is not None:
-            granted.waiter.settle()
+        for sender in granted:
+            sender.waiter.settle()
         return item
 
     def close(self) -> bool:

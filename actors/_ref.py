@@ -42,11 +42,14 @@ class ActorRef(Generic[M]):
         ```
     """
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_admitted", "_cell", "_put_nowait")
     __actors_sendable__: Final = True  # a ref is an immutable handle: safe to share
 
     def __init__(self, cell: Cell) -> None:
         self._cell = cell
+        # Shortcuts for the send hot path; both live as long as the cell, restarts included.
+        self._admitted = cell.admitted
+        self._put_nowait = cell.mailbox.put_nowait
 
     @property
     def name(self) -> str:
@@ -92,12 +95,12 @@ class ActorRef(Generic[M]):
 
         Cancellation: if cancelled while waiting, nothing is enqueued.
         """
-        cell = self._cell
-        if type(message) not in cell.admitted:
-            cell.admit(message)
-        code = cell.mailbox.put_nowait(message)
+        if type(message) not in self._admitted:
+            self._cell.admit(message)
+        code = self._put_nowait(message)
         if code == OK:
             return
+        cell = self._cell
         if code == FULL:
             if cell.in_handler():
                 raise MailboxFull(

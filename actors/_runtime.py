@@ -20,6 +20,7 @@ __all__ = ("HOST", "Home", "HostHome", "WorkerHome", "new_event_loop", "uvloop_a
 logger = logging.getLogger("actors")
 
 HOST: Final = "host"
+_LEFTOVER_GRACE: Final = 1.0  # seconds leftover tasks get to unwind when a worker stops
 
 
 def uvloop_available() -> bool:
@@ -132,4 +133,5 @@ def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
         return
     for task in tasks:
         task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    # Bounded: a task that swallows cancellation must not keep the worker thread alive.
+    loop.run_until_complete(asyncio.wait(tasks, timeout=_LEFTOVER_GRACE))
