@@ -24,7 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from ._actor import Actor, constructing
-from ._errors import ActorStopped, MessageTypeError, NotSendableError
+from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import DRAINED, EMPTY, Mailbox
 from ._message import Ask
 from ._oneshot import Latch, Oneshot
@@ -255,8 +255,7 @@ class Cell:
 
     async def _fail(self, error: Exception, message: object) -> None:
         what = type(message).__qualname__
-        if not isinstance(error, NotSendableError) or "reply" not in str(error):
-            error.add_note(f"raised by actor {self.path} while handling {what}")
+        error.add_note(f"raised by actor {self.path} while handling {what}")
         logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)
         await self._finish(error)
 
