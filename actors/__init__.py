@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from ._actor import Actor
+from ._cell import ActorStatistics
 from ._errors import (
     ActorError,
     ActorStopped,
@@ -51,6 +52,7 @@ __all__ = (
     "Actor",
     "ActorError",
     "ActorRef",
+    "ActorStatistics",
     "ActorStopped",
     "ActorSystem",
     "AskTimeout",

@@ -60,6 +60,7 @@ class Actor(Generic[M]):
             )
         self = super().__new__(cls)
         self._actors_cell = cell
+        cell.bind(cls)
         return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

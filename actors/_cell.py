@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from ._actor import Actor, constructing
 from ._errors import ActorStopped, MessageTypeError
-from ._mailbox import DRAINED, EMPTY, Mailbox
+from ._mailbox import DRAINED, EMPTY, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
 from ._oneshot import Latch, Oneshot
 from ._ref import ActorRef
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from ._runtime import Home
     from ._system import ActorSystem
 
-__all__ = ("Cell",)
+__all__ = ("ActorStatistics", "Cell")
 
 logger = logging.getLogger("actors")
 
@@ -48,11 +51,34 @@ STOPPED: Final = "stopped"
 FAILED: Final = "failed"
 
 
+class ActorStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of one actor, from `ActorRef.statistics`.
+
+    Attributes:
+        path: the actor's path.
+        status: starting, running, stopping, stopped or failed.
+        loop: the worker index it lives on, or "host".
+        mailbox: its mailbox's numbers.
+
+    Example:
+        ```python
+        stats = ref.statistics()
+        print(stats.mailbox.depth, "of", stats.mailbox.capacity)
+        ```
+    """
+
+    path: str
+    status: str
+    loop: str
+    mailbox: MailboxStatistics
+
+
 class Cell:
     __slots__ = (
         "accepts",
         "actor_class",
         "admitted",
+        "context",
         "factory",
         "home",
         "instance",
@@ -93,6 +119,7 @@ class Cell:
         self.admitted: set[type] = set()
         self.ref: ActorRef[Any] = ActorRef(self)
         self.task: asyncio.Task[None] | None = None
+        self.context = contextvars.Context()  # every task of this actor runs in it
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
         self.terminated = Latch()  # set once, with the reason: None or the exception
 
@@ -107,6 +134,14 @@ class Cell:
 
     def __repr__(self) -> str:
         return f"<Cell {self.path} {self.status}>"
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            path=self.path,
+            status=self.status,
+            loop=self.home.label,
+            mailbox=self.mailbox.statistics(),
+        )
 
     # -- checks made by senders (any thread) ----------------------------------------------
 
@@ -147,12 +182,14 @@ class Cell:
             home.loop.call_soon_threadsafe(self._start_run)
 
     def _start_run(self) -> None:
-        # On the home thread. A strong reference in self.task keeps the task alive.
-        self.task = self.home.loop.create_task(self._run())
+        # On the home thread. A strong reference in self.task keeps the task alive. The
+        # actor's own context, not the waking sender's: context variables (and the async
+        # library sniffio reports) must not leak from whoever sent the first message.
+        self.task = self.home.loop.create_task(self._run(), context=self.context)
 
     def begin(self, started: Oneshot) -> None:
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
-        self.task = self.home.loop.create_task(self._live(started))
+        self.task = self.home.loop.create_task(self._live(started), context=self.context)
 
     def request_stop(self) -> None:
         """Graceful stop: refuse new messages, drain the accepted ones, run on_stop. Any thread."""
@@ -169,24 +206,21 @@ class Cell:
         if self.task is not None:
             self.task.cancel()
         else:
-            self.task = self.home.loop.create_task(self._finish(None))
+            self.task = self.home.loop.create_task(self._finish(None), context=self.context)
 
     # -- the actor's life, on the home loop -------------------------------------------------
 
     async def _live(self, started: Oneshot) -> None:
         try:
             await self._boot()
-        except Exception as error:
-            error.add_note(f"raised while starting actor {self.path}")
-            self.mailbox.finish()
-            await self._finish(error, run_on_stop=False)
-            started.settle(error=error)
-            return
         except BaseException as error:
-            self.mailbox.finish()
+            if isinstance(error, Exception):
+                error.add_note(f"raised while starting actor {self.path}")
             await self._finish(error, run_on_stop=False)
             started.settle(error=error)
-            raise
+            if not isinstance(error, Exception):
+                raise
+            return
         started.settle(self.ref)
         await self._run()
 
@@ -202,9 +236,12 @@ class Cell:
                 f"got {type(instance).__qualname__}"
             )
         self.instance = instance
-        self.actor_class = type(instance)
-        self.accepts = type(instance).__actors_accepts__
         await instance.on_start()
+
+    def bind(self, actor_class: type[Actor[Any]]) -> None:
+        """Called by Actor.__new__, before the user's __init__ can send anything to itself."""
+        self.actor_class = actor_class
+        self.accepts = actor_class.__actors_accepts__
 
     async def _run(self) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the
@@ -216,16 +253,19 @@ class Cell:
         budget = self.throughput
         try:
             while True:
-                item = pop()
-                if item is EMPTY:
-                    self.task = None  # token handed back: a producer may start a new run
-                    return
-                if item is DRAINED:
-                    await self._finish(None)
-                    return
-                if type(item) is Ask:
+                item: Any = pop()
+                kind = type(item)
+                if kind is Ask:
                     if not await self._answer(item, receive):
                         return
+                elif kind is Signal:
+                    if item is EMPTY:
+                        self.task = None  # token handed back: a producer may start a new run
+                        return
+                    if item is DRAINED:
+                        await self._finish(None)
+                        return
+                    raise AssertionError(f"actor {self.path}: unknown control signal {item!r}")
                 else:
                     try:
                         await receive(item)
@@ -247,15 +287,25 @@ class Cell:
             reply = await receive(message)
             check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
         except Exception as error:
+            self._note_failure(error, message)  # before the asker can see the error
             ask.reply.settle(error=error)
             await self._fail(error, message)
             return False
+        except BaseException:
+            # Killed mid-handler: the asker must not wait for a reply that cannot come.
+            ask.reply.settle(error=self.stopped_error(message))
+            raise
         ask.reply.settle(reply)
         return True
 
+    def _note_failure(self, error: Exception, message: object) -> None:
+        note = f"raised by actor {self.path} while handling {type(message).__qualname__}"
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
+
     async def _fail(self, error: Exception, message: object) -> None:
+        self._note_failure(error, message)
         what = type(message).__qualname__
-        error.add_note(f"raised by actor {self.path} while handling {what}")
         logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)
         await self._finish(error)
 

@@ -8,10 +8,13 @@ its home loop.
 
 Invariants (all under ``_lock``):
 
-* ``len(_queue) + _reserved <= capacity``. A slot freed by the consumer goes to the oldest
-  waiting sender first (``_reserved`` counts slots granted to senders that have not yet woken
-  to fill them), so waiting senders are admitted in FIFO order and a newcomer cannot overtake
-  them: while anyone waits, all free room is reserved.
+* ``len(_queue) + _reserved <= capacity``. Free room goes to the oldest waiting sender first
+  (``_reserved`` counts slots granted to senders that have not yet woken to fill them), so
+  waiting senders are admitted in FIFO order, and a newcomer finding anyone waiting queues up
+  behind them instead of overtaking. As in tokio's bounded channel, admission is the grant:
+  a sender appends its message when it resumes, so two senders granted in the same instant
+  (on different loops or threads) may land in either order; each sender's own messages
+  always keep their order.
 * ``_scheduled`` is the consumer's token: True while a run task exists or is about to be
   created. A producer that puts into a mailbox whose token is False takes it and must call
   ``wake`` (outside the lock) exactly once; the consumer gives it back only when it finds the
@@ -21,8 +24,9 @@ Invariants (all under ``_lock``):
 * A sender cancelled or timed out while waiting enqueues nothing: if a slot was already
   granted to it, the slot passes on to the next waiter.
 
-Control signals (stop, supervision) travel in ``_control``, which the bound never blocks and
-which the consumer reads before any message.
+Stop travels as the ``_closed`` flag and supervision signals (later) in ``_control``: the bound
+never blocks either, and the consumer sees both before any further message. The consumer's
+common-case pop takes no lock (see `Mailbox.pop`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,17 @@ from ._oneshot import Oneshot, oneshot, thread_oneshot
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("CLOSED", "EMPTY", "FULL", "OK", "Mailbox", "MailboxClosed", "MailboxStatistics")
+__all__ = (
+    "CLOSED",
+    "DRAINED",
+    "EMPTY",
+    "FULL",
+    "OK",
+    "Mailbox",
+    "MailboxClosed",
+    "MailboxStatistics",
+    "Signal",
+)
 
 T = TypeVar("T")
 
@@ -48,7 +62,9 @@ FULL: Final = 1
 CLOSED: Final = 2
 
 
-class _Sentinel:
+class Signal:
+    """What `Mailbox.pop` returns besides messages: EMPTY, DRAINED, or a control signal."""
+
     __slots__ = ("_name",)
 
     def __init__(self, name: str) -> None:
@@ -58,8 +74,8 @@ class _Sentinel:
         return self._name
 
 
-EMPTY: Final[Any] = _Sentinel("EMPTY")  # pop(): nothing left; the consumer token is released
-DRAINED: Final[Any] = _Sentinel("DRAINED")  # pop(): closed and nothing left: the actor ends
+EMPTY: Final = Signal("EMPTY")  # pop(): nothing left; the consumer token is released
+DRAINED: Final = Signal("DRAINED")  # pop(): closed and nothing left: the actor ends
 
 
 class MailboxClosed(Exception):
@@ -118,7 +134,7 @@ class Mailbox(Generic[T]):
         self._wake = wake
         self._lock = threading.Lock()
         self._queue: deque[T] = deque()
-        self._control: deque[object] = deque()
+        self._control: deque[Signal] = deque()
         self._senders: deque[_Sender] = deque()
         self._reserved = 0
         self._high_water = 0
@@ -201,7 +217,7 @@ class Mailbox(Generic[T]):
             raise
         return self._fill_reserved(item)
 
-    def put_control(self, signal: object) -> bool:
+    def put_control(self, signal: Signal) -> bool:
         """Enqueue a control signal past the bound; False once the consumer has finished."""
         with self._lock:
             if self._finished:
@@ -214,12 +230,21 @@ class Mailbox(Generic[T]):
         return True
 
     def _enqueue_sender(self, make_waiter: Callable[[], Oneshot]) -> _Sender | None:
+        """Join the waiting senders; None when the caller should retry put_nowait instead."""
         with self._lock:
-            if self._closed or len(self._queue) + self._reserved < self.capacity:
+            if self._closed:
                 return None
+            room = len(self._queue) + self._reserved < self.capacity
+            if room and not self._senders:
+                return None  # room appeared meanwhile and nobody is ahead of us
             sender = _Sender(make_waiter())
             self._senders.append(sender)
-            return sender
+            # Room with others waiting: a lock-free pop freed it after their test. Serve the
+            # queue of senders now rather than at the next pop (this sender may be first).
+            granted = self._grant_locked() if room else []
+        for other in granted:
+            other.waiter.settle()
+        return sender
 
     def _abandon(self, sender: _Sender) -> None:
         """A waiting sender gives up (cancelled or timed out): pass its slot on, if it had one."""
@@ -328,20 +353,22 @@ class Mailbox(Generic[T]):
             self._wake()
         return True
 
-    def take_all(self) -> list[T]:
-        """Close and remove every waiting message (forced stop); the caller accounts for them."""
-        self.close()
+    def finish(self) -> list[T]:
+        """The consumer is gone for good: close without waking anyone, return what was left.
+
+        Called by the consumer itself. What it returns (normally nothing; queued messages
+        after a failure or a kill) is the caller's to account for.
+        """
         with self._lock:
+            self._closed = True
+            self._finished = True
+            self._scheduled = True  # never hand the consumer token out again
+            senders, self._senders = self._senders, deque()
             items = list(self._queue)
             self._queue.clear()
             self._control.clear()
-        return items
-
-    def finish(self) -> list[T]:
-        """The consumer is gone for good: close, and return what was left (normally nothing)."""
-        items = self.take_all()
-        with self._lock:
-            self._finished = True
+        for sender in senders:
+            sender.waiter.settle(error=MailboxClosed())
         return items
 
     def statistics(self) -> MailboxStatistics:

@@ -23,7 +23,7 @@ import sys
 import threading
 from typing import Any, Final
 
-__all__ = ("Expired", "Latch", "Oneshot", "oneshot", "thread_oneshot")
+__all__ = ("Expired", "Latch", "Oneshot", "ensure_plain_thread", "oneshot", "thread_oneshot")
 
 _UNSET: Final = object()
 
@@ -179,11 +179,17 @@ def oneshot() -> Oneshot:
 
 def thread_oneshot() -> ThreadOneshot:
     """A oneshot for a plain thread, refusing threads that run an event loop (it would stall it)."""
+    ensure_plain_thread()
+    return ThreadOneshot()
+
+
+def ensure_plain_thread() -> None:
+    """Raise RuntimeError when the calling thread runs an event loop (blocking would stall it)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         if not _in_trio():
-            return ThreadOneshot()
+            return
     raise RuntimeError(
         "a blocking_* call would stall the event loop running in this thread; "
         "await the async variant instead"

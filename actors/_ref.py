@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
-from ._oneshot import Expired, oneshot, thread_oneshot
+from ._oneshot import Expired, ensure_plain_thread, oneshot, thread_oneshot
 
 if TYPE_CHECKING:
-    from ._cell import Cell
+    from ._cell import ActorStatistics, Cell
 
 __all__ = ("DEFAULT_ASK_TIMEOUT", "ActorRef")
 
@@ -65,6 +65,16 @@ class ActorRef(Generic[M]):
     def is_alive(self) -> bool:
         """False once the actor has stopped or failed for good."""
         return not self._cell.terminated.is_set
+
+    def statistics(self) -> ActorStatistics:
+        """A snapshot of the actor: status, home loop, mailbox depth and high-water mark.
+
+        Example:
+            ```python
+            print(ref.statistics().mailbox.depth)
+            ```
+        """
+        return self._cell.statistics()
 
     def __repr__(self) -> str:
         cell = self._cell
@@ -149,6 +159,7 @@ class ActorRef(Generic[M]):
             RuntimeError: called from a thread that runs an event loop (it would stall it).
             SendTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `send`.
         """
+        ensure_plain_thread()
         cell = self._cell
         if type(message) not in cell.admitted:
             cell.admit(message)
@@ -220,6 +231,7 @@ class ActorRef(Generic[M]):
             RuntimeError: called from a thread that runs an event loop (it would stall it).
             AskTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `ask`.
         """
+        ensure_plain_thread()
         cell = self._cell
         if type(message) not in cell.admitted:
             cell.admit(message)
@@ -253,7 +265,17 @@ class ActorRef(Generic[M]):
         await cell.terminated.wait()
 
     async def join(self) -> BaseException | None:
-        """Wait until the actor has stopped for good; return why: None, or the exception."""
+        """Wait until the actor has stopped for good; return why: None, or the exception.
+
+        Example:
+            ```python
+            reason = await ref.join()
+            if reason is not None:
+                log.error("worker failed: %r", reason)
+            ```
+
+        Cancellation: only the wait is abandoned; the actor is unaffected.
+        """
         return await self._cell.terminated.wait()
 
     def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:

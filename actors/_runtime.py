@@ -72,6 +72,9 @@ class WorkerHome(Home):
         self.label = str(index)
         self.thread_id = 0
         self._use_uvloop = use_uvloop
+        self._lock = threading.Lock()  # guards loop creation against an early request_stop
+        self._stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = Latch()
         self._done = Latch()
         self._thread = threading.Thread(
@@ -95,8 +98,11 @@ class WorkerHome(Home):
             self._ready.set(error)
             self._done.set()
             raise
-        self.loop = loop
-        self.thread_id = threading.get_ident()
+        with self._lock:
+            self.loop = self._loop = loop
+            self.thread_id = threading.get_ident()
+            if self._stop_requested:  # abandoned while starting: run one idle iteration only
+                loop.stop()
         asyncio.set_event_loop(loop)
         loop.call_soon(self._ready.set, None)
         try:
@@ -112,10 +118,17 @@ class WorkerHome(Home):
             self._done.set()
 
     def request_stop(self) -> None:
-        with contextlib.suppress(RuntimeError):  # already closed
-            self.loop.call_soon_threadsafe(self.loop.stop)
+        """Ask the loop to stop; safe before it exists and after it closed. Any thread."""
+        with self._lock:
+            self._stop_requested = True
+            loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # already closed
+                loop.call_soon_threadsafe(loop.stop)
 
     async def wait_stopped(self) -> None:
+        if self._thread.ident is None:  # never started
+            return
         await self._done.wait()
         self._thread.join()  # the thread is past its last statement: this returns at once
 

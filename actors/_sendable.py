@@ -89,7 +89,6 @@ _ATOMS: tuple[type, ...] = (
     datetime.timedelta,
     datetime.timezone,
     range,
-    slice,
     type(Ellipsis),
     Moved,
 )
@@ -97,6 +96,7 @@ _MUTABLE: tuple[type, ...] = (list, dict, set, bytearray, memoryview)
 
 _verdicts: dict[type, _Verdict] = {t: (_ALWAYS, ()) for t in _ATOMS}
 _verdicts.update({t: (_DEEP, ()) for t in (tuple, frozenset)})
+_verdicts[slice] = (_FIELDS, ("start", "stop", "step"))  # a slice can hold any object
 
 
 def register_sendable(cls: type[T]) -> type[T]:
@@ -147,7 +147,7 @@ def _find_problem(value: object) -> str | None:
     if kind == _ALWAYS:
         return None
     if kind == _NEVER:
-        return _why_not(type(value))
+        return _why_not(type(value), fields)
     items: typing.Iterable[object]
     if kind == _DEEP:
         items = typing.cast("typing.Iterable[object]", value)
@@ -160,8 +160,14 @@ def _find_problem(value: object) -> str | None:
     return None
 
 
-def _why_not(cls: type) -> str:
+def _why_not(cls: type, culprit: tuple[str, ...]) -> str:
     name: str = cls.__qualname__
+    if culprit:
+        field, annotation = culprit
+        return (
+            f"field {field!r} is annotated {annotation}, which is not sendable; "
+            "use an immutable type (tuple[...], frozenset[...], a frozen Struct) or Moved[...]"
+        )
     if _is_struct(cls) and not _is_frozen(cls):
         return "a msgspec Struct must be frozen (frozen=True)"
     if _is_dataclass(cls) and not _is_frozen(cls):
@@ -209,14 +215,21 @@ def _judge_record(cls: type, in_progress: set[type]) -> _Verdict:
     names = _field_names(cls)
     to_check: list[str] = []
     for name in names:
-        static = _judge_annotation(hints.get(name, Any), in_progress)
+        annotation = hints.get(name, Any)
+        static = _judge_annotation(annotation, in_progress)
         if static is False:
-            return (_NEVER, ())
+            return (_NEVER, (name, _show(annotation)))
         if static is None:
             to_check.append(name)
     if not to_check:
         return (_ALWAYS, ())
     return (_FIELDS, tuple(to_check))
+
+
+def _show(annotation: object) -> str:
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "")
 
 
 def _judge_annotation(tp: object, in_progress: set[type]) -> bool | None:

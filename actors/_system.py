@@ -52,7 +52,8 @@ class ActorSystem:
     leaving the block stops every actor gracefully and joins the worker threads.
 
     Args:
-        workers: number of worker loops; None means ``os.cpu_count()``.
+        workers: number of worker loops; None means the CPUs this process may use
+            (``os.process_cpu_count()``, or the affinity mask on Python 3.11/3.12).
         capacity: default mailbox capacity for `spawn`.
         drain_timeout: seconds each actor gets at shutdown to drain its mailbox before it
             is cancelled.
@@ -82,7 +83,7 @@ class ActorSystem:
         use_uvloop: bool | None = None,
         name: str = "actors",
     ) -> None:
-        count = workers if workers is not None else (os.cpu_count() or 1)
+        count = workers if workers is not None else _usable_cpus()
         if count < 1:
             raise ValueError(f"an ActorSystem needs at least one worker, got workers={workers}")
         if capacity < 1:
@@ -132,6 +133,9 @@ class ActorSystem:
 
         Raises:
             SystemNotRunning: the system was already shut down.
+
+        Cancellation: the worker threads already started are stopped and joined (shielded),
+        and the system ends up shut down.
         """
         with self._lock:
             if self._state != _NEW:
@@ -143,16 +147,17 @@ class ActorSystem:
             self._host = HostHome(asyncio.get_running_loop())
         except RuntimeError:  # a trio host: actors cannot live on its loop
             self._host = None
-        started: list[WorkerHome] = []
         try:
             for worker in self._workers:
                 await worker.start()
-                started.append(worker)
         except BaseException:
-            for worker in started:
-                worker.request_stop()
-            for worker in started:
-                await worker.wait_stopped()
+            # Failed or cancelled half-way: take down every thread already started, shielded
+            # so that a cancelled host cannot leave one behind.
+            with anyio.CancelScope(shield=True):
+                for worker in self._workers:
+                    worker.request_stop()
+                for worker in self._workers:
+                    await worker.wait_stopped()
             with self._lock:
                 self._state = _STOPPED
             raise
@@ -172,7 +177,8 @@ class ActorSystem:
 
         Args:
             factory: makes the actor instance.
-            name: unique among top-level actors; default ``<ClassName>-<n>``.
+            name: unique among top-level actors; default ``<ClassName>-<n>`` when the
+                factory is a class, ``actor-<n>`` otherwise (``n`` counts spawns).
             capacity: mailbox capacity (default: the system's, `DEFAULT_CAPACITY`).
             placement: None (round-robin), a worker index, or ``"host"``.
 
@@ -306,3 +312,13 @@ class ActorSystem:
 
     def _actor_count(self) -> int:
         return len(self._cells)
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (affinity and container limits), not the machine's total."""
+    counter = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if counter is not None:
+        return counter() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1

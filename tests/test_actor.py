@@ -1,0 +1,423 @@
+"""The `Actor` base class: ownership, the handler discipline, typed mailboxes, lifecycle hooks.
+
+Catalogue IDs (RELIABILITY.md) appear in test names where a test implements one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import msgspec
+import pytest
+from _support import (
+    DELIVERIES,
+    WAIT,
+    Count,
+    Flag,
+    Hold,
+    Recorder,
+    Seen,
+    Tick,
+    park,
+)
+
+import actors
+from actors import Actor, ActorRef, ActorSystem
+
+pytestmark = pytest.mark.anyio
+
+
+class Ping(msgspec.Struct, frozen=True):
+    pass
+
+
+class Stranger(msgspec.Struct, frozen=True):
+    """A message type that no typed actor in this module accepts."""
+
+
+class WhoAmI(actors.Request[tuple[str, str, ActorRef[Any], int]], frozen=True):
+    """Ask an actor for (name in __init__, name now, its own ref, id of its system)."""
+
+
+class Threads(actors.Request[tuple[int, ...]], frozen=True):
+    """Ask for the thread ids that ran __init__, on_start and every handler so far."""
+
+
+# -- ownership ---------------------------------------------------------------------------------
+
+
+async def test_spawn_returns_a_ref_never_the_instance() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder)
+        assert isinstance(ref, ActorRef)
+        assert not isinstance(ref, Actor)
+        assert not hasattr(ref, "seen")  # the actor's state is not reachable through the ref
+        assert not hasattr(ref, "receive")
+
+
+@pytest.mark.parametrize("cls", [Recorder, Actor], ids=["subclass", "base"])
+def test_constructing_an_actor_directly_raises_type_error(cls: type[Actor[Any]]) -> None:
+    with pytest.raises(TypeError, match=r"system\.spawn"):
+        cls()
+
+
+async def test_factory_must_return_a_new_actor() -> None:
+    def not_an_actor() -> Any:
+        return "hello"
+
+    async with ActorSystem(workers=1) as system:
+        with pytest.raises(TypeError, match="must return a new Actor instance"):
+            await system.spawn(not_an_actor)
+        # The failed spawn left nothing behind: the system still works.
+        ref = await system.spawn(Recorder)
+        assert await ref.ask(Count()) == 0
+
+
+class SelfAware(Actor[WhoAmI | Threads]):
+    def __init__(self) -> None:
+        # self.ref, self.system and self.name work from __init__ on.
+        self.name_at_init = self.name
+        self.ref_at_init = self.ref
+        self.system_at_init = self.system
+        self.threads = [threading.get_ident()]
+
+    async def on_start(self) -> None:
+        self.threads.append(threading.get_ident())
+
+    async def receive(self, message: WhoAmI | Threads) -> Any:
+        self.threads.append(threading.get_ident())
+        match message:
+            case WhoAmI():
+                assert self.ref == self.ref_at_init
+                assert self.system is self.system_at_init
+                return (self.name_at_init, self.name, self.ref, id(self.system))
+            case Threads():
+                return tuple(self.threads)
+
+
+async def test_ref_system_and_name_inside_the_actor() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(SelfAware, name="me")
+        name_at_init, name, own_ref, system_id = await ref.ask(WhoAmI())
+        assert name_at_init == name == ref.name == "me"
+        assert own_ref == ref
+        assert system_id == id(system)
+
+
+async def test_init_hooks_and_handlers_all_run_on_the_home_thread() -> None:
+    async with ActorSystem(workers=2) as system:
+        ref = await system.spawn(SelfAware, placement=1)
+        for _ in range(3):
+            await ref.ask(WhoAmI())
+        threads = await ref.ask(Threads())
+        assert len(threads) == 6  # __init__, on_start, 3 x WhoAmI, Threads
+        assert len(set(threads)) == 1
+        assert threads[0] != threading.get_ident()  # a worker thread, not the test's
+
+
+# -- one message at a time ---------------------------------------------------------------------
+
+
+class Journal(Actor[Hold | Tick | Seen]):
+    """Logs +n / -n around each handler, so interleaved handlers would show."""
+
+    def __init__(self, ticked: Flag) -> None:
+        self.log: list[int] = []
+        self.ticked = ticked
+
+    async def receive(self, message: Hold | Tick | Seen) -> Any:
+        match message:
+            case Hold(release, entered):
+                self.log.append(+1)
+                if entered is not None:
+                    entered.set()
+                await release.wait()  # a real suspension: the loop runs other tasks meanwhile
+                self.log.append(-1)
+            case Tick(n):
+                self.log.append(+n)
+                self.ticked.set()
+                self.log.append(-n)
+            case Seen():
+                return tuple(self.log)
+        return None
+
+
+async def test_a_suspended_handler_keeps_the_actor_busy() -> None:
+    """An awaiting handler is not re-entered: the next message waits until it returns."""
+    ticked = Flag()
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(lambda: Journal(ticked))
+        release, entered = Flag(), Flag()
+        await ref.send(Hold(release, entered))
+        with anyio.fail_after(WAIT):
+            await entered.wait()
+        await ref.send(Tick(2))  # enqueued now, while the first handler is suspended
+        with anyio.move_on_after(0.05):  # give a re-entrant runtime the chance to misbehave
+            await ticked.wait()
+        assert not ticked.is_set()
+        release.set()
+        with anyio.fail_after(WAIT):
+            await ticked.wait()
+            assert await ref.ask(Seen()) == (+1, -1, +2, -2)
+
+
+# -- typed mailboxes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", DELIVERIES)
+async def test_B1_wrong_message_type_is_refused_and_nothing_enqueued(how: str) -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder, name="typed")
+        loose: ActorRef[Any] = ref
+        with pytest.raises(actors.MessageTypeError) as caught:
+            await DELIVERIES[how](loose, Stranger())
+        assert isinstance(caught.value, TypeError)
+        text = str(caught.value)
+        assert "/user/typed" in text
+        assert "Stranger" in text
+        for accepted in ("Tick", "Count", "Seen", "Hold"):
+            assert accepted in text
+        # Nothing was enqueued, and the actor still takes valid messages.
+        await ref.send(Tick(1))
+        assert await ref.ask(Seen()) == (1,)
+
+
+async def test_wrong_type_stays_refused_after_valid_sends_were_cached() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder)
+        loose: ActorRef[Any] = ref
+        for n in range(3):
+            await ref.send(Tick(n))
+            with pytest.raises(actors.MessageTypeError):
+                await loose.send(Stranger())
+        assert await ref.ask(Count()) == 3
+
+
+class Anything(Actor):  # pyright: ignore[reportMissingTypeArgument]  # bare on purpose
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, Count):
+            return len(self.seen)
+        self.seen.append(message)
+        return None
+
+
+class AnythingAny(Actor[Any]):
+    async def receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_actor_without_a_type_parameter_accepts_any_sendable_message() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref: ActorRef[Any] = await system.spawn(Anything)
+        for message in (1, "two", (3, 4.0), Ping(), Stranger(), None, frozenset({5})):
+            await ref.send(message)
+        assert await ref.ask(Count()) == 7
+        echo: ActorRef[Any] = await system.spawn(AnythingAny)
+        assert await echo.ask(Stranger()) == Stranger()
+        # "Any type" is not "anything": a mutable message is still refused.
+        with pytest.raises(actors.NotSendableError):
+            await ref.send([1, 2])
+
+
+class Subscriber(Recorder):
+    """Inherits Recorder's message types without restating them."""
+
+
+async def test_a_subclass_inherits_the_accepted_message_types() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Subscriber)
+        loose: ActorRef[Any] = ref
+        with pytest.raises(actors.MessageTypeError):
+            loose.try_send(Stranger())
+        await ref.send(Tick(1))
+        assert await ref.ask(Count()) == 1
+
+
+class EagerSelfSender(Actor[Ping | Count]):
+    """Sends to itself from __init__, before the runtime has finished setting it up."""
+
+    def __init__(self) -> None:
+        self.handled = 0
+        loose: ActorRef[Any] = self.ref
+        loose.try_send(Stranger())  # not a Ping or a Count: must be refused, even here
+
+    async def receive(self, message: Ping | Count) -> Any:
+        if isinstance(message, Count):
+            return self.handled
+        self.handled += 1
+        return None
+
+
+async def test_own_ref_enforces_the_message_type_already_in_init() -> None:
+    """Regression: a wrong type sent via self.ref in __init__ slipped past the type check.
+
+    Worse, the type was then cached as admitted, so every later sender could send it too.
+    """
+    async with ActorSystem(workers=1) as system:
+        with pytest.raises(actors.MessageTypeError):
+            await system.spawn(EagerSelfSender)
+
+
+# -- lifecycle hooks ---------------------------------------------------------------------------
+
+
+class Starter(Actor[Seen]):
+    def __init__(self, release: Flag, log: list[str]) -> None:
+        self.release = release
+        self.log = log
+        self.log.append("init")
+
+    async def on_start(self) -> None:
+        self.log.append("start:begin")
+        await self.release.wait()
+        self.log.append("start:end")
+
+    async def receive(self, message: Seen) -> Any:
+        self.log.append("receive")
+        return None
+
+    async def on_stop(self) -> None:
+        self.log.append("stop")
+
+
+async def test_on_start_runs_before_the_first_message_and_spawn_waits_for_it() -> None:
+    log: list[str] = []
+    release = Flag()
+    spawned: list[ActorRef[Seen]] = []
+    returned = Flag()
+    async with ActorSystem(workers=1) as system:
+
+        async def spawn() -> None:
+            spawned.append(await system.spawn(lambda: Starter(release, log)))
+            returned.set()
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(spawn)
+                with anyio.move_on_after(0.05):  # spawn must not return while on_start waits
+                    await returned.wait()
+                assert not returned.is_set()
+                release.set()
+            (ref,) = spawned
+            assert log == ["init", "start:begin", "start:end"]
+            await ref.ask(Seen())
+            await ref.stop()
+    assert log == ["init", "start:begin", "start:end", "receive", "stop"]
+
+
+class BadStart(Actor[Ping]):
+    stopped = False
+
+    async def on_start(self) -> None:
+        raise ValueError("no database")
+
+    async def receive(self, message: Ping) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        BadStart.stopped = True
+
+
+async def test_exception_in_on_start_propagates_from_spawn_and_the_actor_is_gone() -> None:
+    async with ActorSystem(workers=1) as system:
+        with pytest.raises(ValueError, match="no database") as caught:
+            await system.spawn(BadStart, name="fragile")
+        assert any("/user/fragile" in note for note in caught.value.__notes__)
+        assert not BadStart.stopped  # it never started, so it does not stop either
+        # The name is free again: the failed actor is not registered any more.
+        ref = await system.spawn(Recorder, name="fragile")
+        assert await ref.ask(Count()) == 0
+
+
+class Failing(Actor[Tick | Count]):
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = stops
+
+    async def receive(self, message: Tick | Count) -> Any:
+        if isinstance(message, Tick) and message.n < 0:
+            raise KeyError(message.n)
+        return 0
+
+    async def on_stop(self) -> None:
+        self.stops.append("stop")
+
+
+async def test_exception_in_a_told_handler_stops_the_actor() -> None:
+    stops: list[str] = []
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(lambda: Failing(stops), name="told")
+        await ref.send(Tick(-1))
+        with anyio.fail_after(WAIT):
+            reason = await ref.join()
+        assert isinstance(reason, KeyError)
+        assert any("/user/told" in note for note in reason.__notes__)
+        assert not ref.is_alive
+        assert stops == ["stop"]
+        with pytest.raises(actors.ActorStopped, match="/user/told"):
+            await ref.send(Tick(1))
+
+
+class Quitter(Actor[Tick | Hold]):
+    def __init__(self, log: list[object]) -> None:
+        self.log = log
+
+    async def receive(self, message: Tick | Hold) -> None:
+        match message:
+            case Hold(release, entered):
+                if entered is not None:
+                    entered.set()
+                await release.wait()
+            case Tick(n):
+                self.log.append(n)
+                if n == 0:
+                    self.stop()  # graceful: what the mailbox already accepted is still handled
+
+    async def on_stop(self) -> None:
+        self.log.append("stop")
+
+
+async def test_actor_stop_from_its_handler_drains_what_was_accepted() -> None:
+    log: list[object] = []
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(lambda: Quitter(log), capacity=8)
+        with anyio.fail_after(WAIT):
+            release = await park(ref)
+            for n in range(3):
+                ref.try_send(Tick(n))
+            release.set()
+            assert await ref.join() is None
+        assert log == [0, 1, 2, "stop"]
+        with pytest.raises(actors.ActorStopped):
+            ref.try_send(Tick(3))
+
+
+# -- anyio inside handlers ---------------------------------------------------------------------
+
+
+class AnyioUser(Actor[Count]):
+    async def receive(self, message: Count) -> int:
+        await anyio.sleep(0)  # noqa: ASYNC115  # anyio.sleep itself is what is exercised
+        event = anyio.Event()
+        event.set()
+        await event.wait()
+        with anyio.fail_after(WAIT):
+            await anyio.lowlevel.checkpoint()
+        return 1
+
+
+async def test_handlers_may_use_anyio_whatever_the_host_backend() -> None:
+    """Regression: under a trio host, anyio inside a handler picked the trio backend.
+
+    Actor tasks inherited the contextvars of whoever woke them (here the trio host, whose
+    sniffio marker says "trio"), so anyio on the worker's asyncio loop called into trio.
+    """
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(AnyioUser)
+        with anyio.fail_after(WAIT):
+            assert await ref.ask(Count()) == 1

@@ -1,0 +1,576 @@
+"""`ActorSystem`: worker threads, placement, embedding, shutdown, and scheduling on the loops.
+
+Catalogue IDs (RELIABILITY.md) appear in test names where a test implements one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import msgspec
+import pytest
+from _support import (
+    WAIT,
+    Count,
+    Flag,
+    Hold,
+    Recorder,
+    Seen,
+    ThreadGate,
+    Tick,
+    park,
+)
+
+import actors
+import actors._runtime
+from actors import Actor, ActorRef, ActorSystem
+
+pytestmark = pytest.mark.anyio
+
+
+def actor_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("actors-")}
+
+
+def names(threads: set[threading.Thread]) -> set[str]:
+    return {t.name for t in threads}
+
+
+class Where(actors.Request[tuple[str, int]], frozen=True):
+    """Ask an actor for the name and id of the thread its handler runs on."""
+
+
+class Locator(Actor[Where]):
+    async def receive(self, message: Where) -> tuple[str, int]:
+        thread = threading.current_thread()
+        return (thread.name, threading.get_ident())
+
+
+class Block(msgspec.Struct, frozen=True):
+    """Park the receiving `Blocker`'s whole thread on its gate."""
+
+
+class Blocker(Actor[Block]):
+    def __init__(self, gate: ThreadGate) -> None:
+        self.gate = gate
+
+    async def receive(self, message: Block) -> None:
+        self.gate.block()  # a synchronous wait: nothing else runs on this loop meanwhile
+
+
+class Journal(Actor[Tick | Hold]):
+    """Appends each Tick's n, then "stop:<name>" from on_stop, to a list the test owns."""
+
+    def __init__(self, log: list[object]) -> None:
+        self.log = log
+
+    async def receive(self, message: Tick | Hold) -> None:
+        match message:
+            case Tick(n):
+                self.log.append(n)
+            case Hold(release, entered):
+                if entered is not None:
+                    entered.set()
+                await release.wait()
+
+    async def on_stop(self) -> None:
+        self.log.append(f"stop:{self.name}")
+
+
+class SetOnStop(Actor[Tick]):
+    """Sets a flag from on_stop: a way to act at a known point of the shutdown sequence."""
+
+    def __init__(self, flag: Flag) -> None:
+        self.flag = flag
+
+    async def receive(self, message: Tick) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        self.flag.set()
+
+
+# -- worker threads and placement --------------------------------------------------------------
+
+
+async def test_workers_are_threads_named_after_the_system() -> None:
+    before = actor_threads()
+    async with ActorSystem(workers=3) as system:
+        assert system.workers == 3
+        assert names(actor_threads() - before) == {f"actors-worker-{i}" for i in range(3)}
+        async with ActorSystem(workers=1, name="billing"):
+            assert "actors-billing-worker-0" in names(actor_threads() - before)
+    assert actor_threads() == before
+
+
+async def test_round_robin_placement_uses_every_worker() -> None:
+    async with ActorSystem(workers=2) as system:
+        refs = [await system.spawn(Locator) for _ in range(4)]
+        names = [(await ref.ask(Where()))[0] for ref in refs]
+        assert sorted(names) == ["actors-worker-0"] * 2 + ["actors-worker-1"] * 2
+        assert names[0] != names[1]
+
+
+async def test_placement_index_pins_the_actor_to_a_worker() -> None:
+    async with ActorSystem(workers=3) as system:
+        for _ in range(3):
+            ref = await system.spawn(Locator, placement=2)
+            assert (await ref.ask(Where()))[0] == "actors-worker-2"
+
+
+async def test_host_placement_runs_on_the_host_thread(anyio_backend_name: str) -> None:
+    async with ActorSystem(workers=1) as system:
+        if anyio_backend_name == "trio":
+            with pytest.raises(ValueError, match="host"):
+                await system.spawn(Locator, placement="host")
+            return
+        ref = await system.spawn(Locator, placement="host")
+        assert await ref.ask(Where()) == (threading.current_thread().name, threading.get_ident())
+
+
+@pytest.mark.parametrize("placement", [-1, 2, 99, "elsewhere", "HOST", True, 1.0])
+async def test_bad_placement_raises_value_error(placement: Any) -> None:
+    async with ActorSystem(workers=2) as system:
+        with pytest.raises(ValueError, match="placement"):
+            await system.spawn(Locator, placement=placement)
+        # Nothing was registered: the same name is still free.
+        await system.spawn(Locator, name="Locator-free")
+
+
+async def test_actors_on_different_workers_really_run_in_parallel_threads() -> None:
+    """Worker 0's thread is blocked outright, yet the actor on worker 1 keeps answering."""
+    gate = ThreadGate()
+    async with ActorSystem(workers=2) as system:
+        blocker = await system.spawn(lambda: Blocker(gate), placement=0)
+        other = await system.spawn(Locator, placement=1)
+        try:
+            with anyio.fail_after(WAIT):
+                await blocker.send(Block())
+                await gate.entered.wait()
+                name, ident = await other.ask(Where())
+                assert name == "actors-worker-1"
+                assert ident not in (threading.get_ident(), 0)
+        finally:
+            gate.open()
+
+
+# -- embedding ---------------------------------------------------------------------------------
+
+
+async def test_embedded_refs_are_used_from_many_host_tasks() -> None:
+    async with ActorSystem(workers=2) as system:
+        refs = [await system.spawn(Recorder, capacity=4) for _ in range(3)]
+
+        async def client(ref: ActorRef[Tick | Count | Seen | Hold], base: int) -> None:
+            for n in range(base, base + 50):
+                await ref.send(Tick(n))
+            await ref.ask(Count())
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for i in range(12):
+                    tg.start_soon(client, refs[i % 3], i * 1000)
+            for i, ref in enumerate(refs):
+                seen = await ref.ask(Seen())
+                assert len(seen) == 4 * 50
+                for client_id in range(i, 12, 3):  # each client's ticks arrived in order
+                    mine = [n for n in seen if n // 1000 == client_id]
+                    assert mine == list(range(client_id * 1000, client_id * 1000 + 50))
+
+
+# -- shutdown ----------------------------------------------------------------------------------
+
+
+async def test_F14_shutdown_drains_accepted_messages_then_runs_on_stop_once() -> None:
+    log: list[object] = []
+    release = Flag()
+    count = 50
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(workers=2) as system:
+            ref = await system.spawn(lambda: Journal(log), name="drained", capacity=count)
+            entered = Flag()
+            await ref.send(Hold(release, entered))
+            await entered.wait()
+            for n in range(count):
+                ref.try_send(Tick(n))
+            # Spawned last, stopped during shutdown: it releases the parked handler then.
+            await system.spawn(lambda: SetOnStop(release))
+        assert not ref.is_alive
+    assert log == [*range(count), "stop:drained"]
+
+
+async def test_shutdown_stops_actors_in_reverse_spawn_order() -> None:
+    log: list[object] = []
+    async with ActorSystem(workers=2) as system:
+        for name in ("a", "b", "c"):
+            await system.spawn(lambda: Journal(log), name=name)
+    assert log == ["stop:c", "stop:b", "stop:a"]
+
+
+class Stuck(Actor[Hold | Count]):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def receive(self, message: Hold | Count) -> int:
+        if isinstance(message, Hold):
+            if message.entered is not None:
+                message.entered.set()
+            try:
+                await message.release.wait()
+            except asyncio.CancelledError:
+                self.log.append("cancelled")
+                raise
+        return 0
+
+    async def on_stop(self) -> None:
+        self.log.append("stop")
+
+
+async def test_F7_drain_timeout_cancels_a_stuck_handler_and_shutdown_completes() -> None:
+    log: list[str] = []
+    never = Flag()
+    outcomes: list[str] = []
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            async with ActorSystem(workers=1, drain_timeout=0.05) as system:
+                ref = await system.spawn(lambda: Stuck(log))
+                entered = Flag()
+                await ref.send(Hold(never, entered))
+                await entered.wait()
+
+                async def queued_ask() -> None:
+                    try:
+                        await ref.ask(Count(), timeout=None)
+                    except actors.ActorStopped:
+                        outcomes.append("stopped")
+
+                tg.start_soon(queued_ask)  # accepted, but behind a handler that never ends
+            assert log == ["cancelled", "stop"]
+            assert not ref.is_alive
+    assert outcomes == ["stopped"]
+
+
+async def test_ask_in_flight_when_the_drain_timeout_kills_the_actor_fails_with_actor_stopped() -> (
+    None
+):
+    """Regression: the asker of the killed handler was never answered; it hung until timeout."""
+    never, entered = Flag(), Flag()
+    outcomes: list[str] = []
+    with anyio.fail_after(2):
+        async with (
+            anyio.create_task_group() as tg,
+            ActorSystem(workers=1, drain_timeout=0.05) as system,
+        ):
+            ref = await system.spawn(lambda: Stuck([]))
+
+            async def asker() -> None:
+                try:
+                    await ref.ask(Hold(never, entered), timeout=None)
+                except actors.ActorStopped:
+                    outcomes.append("stopped")
+
+            tg.start_soon(asker)
+            await entered.wait()
+    assert outcomes == ["stopped"]
+
+
+class Litterbug(Actor[Count]):
+    """Leaves a task of its own running on its loop."""
+
+    def __init__(self, cancelled: Flag) -> None:
+        self.cancelled = cancelled
+
+    async def on_start(self) -> None:
+        self.stray = asyncio.get_running_loop().create_task(self.forever())
+
+    async def forever(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.cancelled.set()
+
+    async def receive(self, message: Count) -> int:
+        return 0
+
+
+async def test_no_tasks_are_left_behind(anyio_backend_name: str) -> None:
+    cancelled = Flag()
+    host_tasks_before = set() if anyio_backend_name == "trio" else asyncio.all_tasks()
+    async with ActorSystem(workers=2) as system:
+        refs: list[ActorRef[Any]] = [await system.spawn(Recorder) for _ in range(3)]
+        refs.append(await system.spawn(lambda: Litterbug(cancelled)))
+        if anyio_backend_name != "trio":
+            refs.append(await system.spawn(Recorder, placement="host"))
+        for ref in refs:
+            await ref.ask(Count())
+    # The actors' own tasks are gone, and so is the task an actor left on a worker loop.
+    assert all(ref._cell.task is None for ref in refs)  # pyright: ignore[reportPrivateUsage]
+    assert cancelled.is_set()
+    if anyio_backend_name != "trio":
+        assert asyncio.all_tasks() == host_tasks_before
+
+
+async def test_ref_stop_is_graceful_and_final() -> None:
+    log: list[object] = []
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(lambda: Journal(log), name="finite", capacity=3)
+        with anyio.fail_after(WAIT):
+            release = await park(ref)
+            for n in range(3):
+                ref.try_send(Tick(n))  # now full
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ref.stop)
+                # Refused at once while it drains: the mailbox is closed to new messages.
+                while True:
+                    try:
+                        ref.try_send(Tick(99))
+                    except actors.MailboxFull:  # the stop request has not landed yet
+                        await anyio.lowlevel.checkpoint()
+                    except actors.ActorStopped:
+                        break
+                assert ref.is_alive  # still draining, parked
+                release.set()
+            assert log == [0, 1, 2, "stop:finite"]
+            assert not ref.is_alive
+            await ref.stop()  # stopping again returns at once
+            assert await ref.join() is None
+            with pytest.raises(actors.ActorStopped, match="/user/finite"):
+                await ref.send(Tick(4))
+    assert log == [0, 1, 2, "stop:finite"]  # on_stop ran once, not again at shutdown
+
+
+async def test_spawn_requires_a_running_system() -> None:
+    system = ActorSystem(workers=1)
+    with pytest.raises(actors.SystemNotRunning):
+        await system.spawn(Recorder)
+    async with system:
+        await system.spawn(Recorder)
+    with pytest.raises(actors.SystemNotRunning, match="actors"):
+        await system.spawn(Recorder)
+    with pytest.raises(actors.SystemNotRunning):
+        await system.start()
+    await system.shutdown()  # idempotent
+
+
+async def test_duplicate_name_is_refused_until_the_actor_stops() -> None:
+    async with ActorSystem(workers=1) as system:
+        first = await system.spawn(Recorder, name="unique")
+        with pytest.raises(actors.DuplicateName, match="unique") as caught:
+            await system.spawn(Recorder, name="unique")
+        assert isinstance(caught.value, ValueError)
+        await first.stop()
+        second = await system.spawn(Recorder, name="unique")
+        assert second != first
+        assert second.path == "/user/unique"
+
+
+@pytest.mark.parametrize("name", ["", "a/b"])
+async def test_bad_names_are_refused(name: str) -> None:
+    async with ActorSystem(workers=1) as system:
+        with pytest.raises(ValueError, match="name"):
+            await system.spawn(Recorder, name=name)
+
+
+@pytest.mark.parametrize(
+    "options", [{"workers": 0}, {"capacity": 0}, {"throughput": 0}], ids=lambda o: str(o)
+)
+async def test_bad_system_options_are_refused(options: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="at least"):
+        ActorSystem(**options)
+
+
+async def test_spawn_capacity_below_one_is_refused() -> None:
+    async with ActorSystem(workers=1) as system:
+        with pytest.raises(ValueError, match="capacity"):
+            await system.spawn(Recorder, capacity=0)
+
+
+# -- a cancelled host --------------------------------------------------------------------------
+
+
+async def test_cancelled_host_still_shuts_down_cleanly() -> None:
+    log: list[object] = []
+    release = Flag()
+    before = actor_threads()
+    with anyio.fail_after(WAIT):
+        with anyio.CancelScope() as scope:
+            async with ActorSystem(workers=2) as system:
+                ref = await system.spawn(lambda: Journal(log), name="busy", capacity=8)
+                entered = Flag()
+                await ref.send(Hold(release, entered))
+                await entered.wait()
+                for n in range(8):
+                    ref.try_send(Tick(n))
+                await system.spawn(lambda: SetOnStop(release))
+                scope.cancel()
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught
+    assert log == [*range(8), "stop:busy"]
+    assert actor_threads() == before
+
+
+async def test_fail_after_expiring_inside_the_system_block_still_shuts_down_cleanly() -> None:
+    log: list[object] = []
+    before = actor_threads()
+    with pytest.raises(TimeoutError):  # noqa: PT012
+        with anyio.fail_after(WAIT) as scope:
+            async with ActorSystem(workers=2) as system:
+                await system.spawn(lambda: Journal(log), name="timed")
+                scope.deadline = anyio.current_time()  # expire now
+                await anyio.sleep_forever()
+    assert log == ["stop:timed"]
+    assert actor_threads() == before
+
+
+async def test_cancelled_while_starting_leaves_no_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a worker whose start was cancelled kept running (a leaked thread).
+
+    The worker threads are held back at loop creation so that the cancellation lands while
+    `start` waits for them.
+    """
+    real_new_event_loop = actors._runtime.new_event_loop
+
+    def slow_new_event_loop(use_uvloop: bool | None) -> asyncio.AbstractEventLoop:
+        time.sleep(0.2)  # long enough for the cancellation to land while start() waits
+        return real_new_event_loop(use_uvloop)
+
+    monkeypatch.setattr(actors._runtime, "new_event_loop", slow_new_event_loop)
+    before = actor_threads()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with ActorSystem(workers=2):
+            pytest.fail("the body of a cancelled start must not run")
+    assert scope.cancelled_caught
+    for thread in actor_threads() - before:
+        thread.join(1.0)  # a worker told to stop is gone well within this
+    assert actor_threads() == before, "a worker started by the cancelled start is still running"
+
+
+# -- scheduling on a loop ----------------------------------------------------------------------
+
+
+class Inspect(actors.Request[bool], frozen=True):
+    """Ask, from the target's own loop, whether the target has a run task right now."""
+
+    target: ActorRef[Any]
+
+
+class Inspector(Actor[Inspect]):
+    async def receive(self, message: Inspect) -> bool:
+        return message.target._cell.task is not None  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_an_idle_actor_has_no_task() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder)
+        inspector = await system.spawn(Inspector)  # same loop: it runs between ref's turns
+        with anyio.fail_after(WAIT):
+            release = await park(ref)
+            assert await inspector.ask(Inspect(ref)) is True  # busy: a task exists
+            for n in range(100):
+                ref.try_send(Tick(n))
+            release.set()
+            assert await ref.ask(Count()) == 100
+            # The reply is sent from the last step of ref's run task, which then finds the
+            # mailbox empty and ends: by the time the inspector runs, the task is gone.
+            assert await inspector.ask(Inspect(ref)) is False
+
+
+async def test_a_burst_of_cross_loop_sends_to_an_idle_actor_wakes_it_once() -> None:
+    gate = ThreadGate()
+    async with ActorSystem(workers=1, use_uvloop=False) as system:
+        sink = await system.spawn(Recorder, capacity=100)
+        blocker = await system.spawn(lambda: Blocker(gate))
+        loop = sink._cell.home.loop  # pyright: ignore[reportPrivateUsage]
+        real = loop.call_soon_threadsafe
+        calls: list[object] = []
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(callback)
+            return real(callback, *args, **kwargs)
+
+        try:
+            with anyio.fail_after(WAIT):
+                await blocker.send(Block())
+                await gate.entered.wait()  # the loop is stuck: sink stays idle, untouched
+                setattr(loop, "call_soon_threadsafe", counting)  # noqa: B010
+                try:
+                    for n in range(100):
+                        sink.try_send(Tick(n))
+                finally:
+                    delattr(loop, "call_soon_threadsafe")
+        finally:
+            gate.open()
+        assert len(calls) == 1
+        with anyio.fail_after(WAIT):
+            assert await sink.ask(Seen()) == tuple(range(100))
+
+
+class Observe(msgspec.Struct, frozen=True):
+    pass
+
+
+class Observed(actors.Request[int], frozen=True):
+    pass
+
+
+class Hot(Actor[Tick | Block]):
+    def __init__(self, gate: ThreadGate, handled: list[int]) -> None:
+        self.gate = gate
+        self.handled = handled
+
+    async def receive(self, message: Tick | Block) -> None:
+        if isinstance(message, Block):
+            self.gate.block()
+        else:
+            self.handled.append(message.n)  # no await: only the runtime can yield the loop
+
+
+class Cold(Actor[Observe | Observed]):
+    def __init__(self, hot_handled: list[int]) -> None:
+        self.hot_handled = hot_handled  # same loop as Hot: read between Hot's turns
+        self.observed = -1
+
+    async def receive(self, message: Observe | Observed) -> int:
+        if isinstance(message, Observe):
+            self.observed = len(self.hot_handled)
+        return self.observed
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio-workers", "uvloop-workers"])
+async def test_L5_a_hot_actor_does_not_starve_a_cold_one_on_the_same_loop(
+    use_uvloop: bool,
+) -> None:
+    """With throughput=4 the hot actor yields its loop every 4 messages.
+
+    The cold actor's wake-up is queued while the loop is blocked, behind nothing but the
+    hot actor's first turn, so it must run long before the hot mailbox is drained.
+    """
+    if use_uvloop:
+        pytest.importorskip("uvloop")
+    depth, throughput = 2000, 4
+    handled: list[int] = []
+    gate = ThreadGate()
+    async with ActorSystem(workers=1, throughput=throughput, use_uvloop=use_uvloop) as system:
+        hot = await system.spawn(lambda: Hot(gate, handled), capacity=depth)
+        cold = await system.spawn(lambda: Cold(handled))
+        try:
+            with anyio.fail_after(WAIT):
+                await hot.send(Block())
+                await gate.entered.wait()
+                for n in range(depth):
+                    hot.try_send(Tick(n))
+                cold.try_send(Observe())
+        finally:
+            gate.open()
+        with anyio.fail_after(WAIT):
+            observed = await cold.ask(Observed())
+    assert 0 <= observed <= 10 * throughput < depth
+    assert handled == list(range(depth))  # and the hot actor did get through all of it

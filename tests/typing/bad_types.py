@@ -1,0 +1,58 @@
+"""Type-level tests that must fail: pyright must report each line marked ``# error: <rules>``.
+
+tests/test_typing.py runs pyright on this file and compares its errors with the markers both
+ways: an error on an unmarked line, or a marked line without (each of) its rules, fails.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+import actors
+
+
+class Greet(msgspec.Struct, frozen=True):
+    name: str
+
+
+class Count(actors.Request[int], frozen=True):
+    pass
+
+
+class Withdraw(msgspec.Struct, frozen=True):
+    amount: int
+
+
+class Balance(actors.Request[int], frozen=True):
+    pass
+
+
+class Greeter(actors.Actor[Greet | Count]):
+    async def receive(self, message: Greet | Count) -> int | None:
+        return None
+
+
+async def wrong_message_types(system: actors.ActorSystem) -> None:
+    ref = await system.spawn(Greeter)
+    await ref.send(Withdraw(5))  # error: reportArgumentType
+    ref.try_send(Withdraw(5))  # error: reportArgumentType
+    ref.blocking_send(Withdraw(5))  # error: reportArgumentType
+    await ref.ask(Withdraw(5))  # error: reportCallIssue
+    await ref.send("hello")  # error: reportArgumentType
+
+
+async def wrong_reply_type(ref: actors.ActorRef[Greet | Count]) -> None:
+    reply: str = await ref.ask(Count())  # error: reportAssignmentType
+    del reply
+
+
+def refs_are_not_covariant(ref: actors.ActorRef[Greet]) -> actors.ActorRef[Greet | Count]:
+    return ref  # error: reportReturnType
+
+
+def moved_is_typed(rows: list[int]) -> None:
+    actors.Moved(rows).value.append("x")  # error: reportArgumentType
+
+
+async def spawn_wants_an_actor_factory(system: actors.ActorSystem) -> None:
+    await system.spawn(Greet)  # error: reportArgumentType

@@ -1,0 +1,101 @@
+"""Type-level tests, checked by pyright (tests/test_typing.py runs it): every line must pass.
+
+`assert_type` proves what pyright infers: `ask` takes its reply type from the request class,
+and `spawn` returns a ref typed with the actor's message union. Never executed.
+"""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import msgspec
+
+import actors
+
+
+class Greet(msgspec.Struct, frozen=True):
+    name: str
+
+
+class Count(actors.Request[int], frozen=True):
+    pass
+
+
+class Names(actors.Request[tuple[str, ...]], frozen=True):
+    pass
+
+
+class Greeter(actors.Actor[Greet | Count | Names]):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    async def receive(self, message: Greet | Count | Names) -> int | tuple[str, ...] | None:
+        match message:
+            case Greet(name):
+                self.names.append(name)
+            case Count():
+                return len(self.names)
+            case Names():
+                return tuple(self.names)
+        return None
+
+
+class Small(actors.Actor[Greet | Count]):
+    async def receive(self, message: Greet | Count) -> int | None:
+        return None
+
+
+async def spawn_and_talk(system: actors.ActorSystem) -> None:
+    ref = await system.spawn(Small)
+    assert_type(ref, actors.ActorRef[Greet | Count])
+    greeter = await system.spawn(Greeter, name="greeter", capacity=8, placement=0)
+    assert_type(greeter, actors.ActorRef[Greet | Count | Names])
+    made_by_lambda = await system.spawn(lambda: Greeter())
+    assert_type(made_by_lambda, actors.ActorRef[Greet | Count | Names])
+
+    assert_type(await ref.ask(Count()), int)
+    assert_type(await greeter.ask(Names()), tuple[str, ...])
+    assert_type(await ref.send(Greet("ada")), None)
+    assert_type(ref.try_send(Count()), None)
+    await ref.send(Greet("ada"), timeout=1.0)
+    assert_type(await ref.join(), BaseException | None)
+
+
+def from_a_thread(ref: actors.ActorRef[Greet | Count]) -> None:
+    assert_type(ref.blocking_ask(Count()), int)
+    assert_type(ref.blocking_send(Greet("ada")), None)
+
+
+def refs_are_contravariant(ref: actors.ActorRef[Greet | Count]) -> actors.ActorRef[Greet]:
+    # A ref accepting Greet | Count can stand in wherever a ref accepting Greet is needed.
+    return ref
+
+
+class Introduce(msgspec.Struct, frozen=True):
+    to: actors.ActorRef[Greet]
+
+
+def refs_travel_in_messages(ref: actors.ActorRef[Greet | Count]) -> Introduce:
+    return Introduce(to=ref)
+
+
+def moved_keeps_its_type(rows: list[int]) -> None:
+    moved = actors.Moved(rows)
+    assert_type(moved, actors.Moved[list[int]])
+    assert_type(moved.value, list[int])
+
+
+def run_returns_the_result_of_main() -> None:
+    async def main(x: int) -> str:
+        return str(x)
+
+    assert_type(actors.run(main, 1), str)
+
+
+def statistics_snapshot(stats: actors.MailboxStatistics) -> None:
+    assert_type(stats.depth, int)
+    assert_type(stats.closed, bool)
+
+
+def errors_carry_the_message(error: actors.MailboxFull) -> None:
+    assert_type(error.message, object)
