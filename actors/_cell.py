@@ -254,7 +254,7 @@ class Cell:
         try:
             while True:
                 item: Any = pop()
-                kind = type(item)
+                kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
                     if not await self._answer(item, receive):
                         return
