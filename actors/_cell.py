@@ -251,9 +251,16 @@ class Cell:
         assert instance is not None
         receive = instance.receive
         budget = self.throughput
+        # Mailbox.pop's lock-free common case, inlined: this loop is the dispatch hot path.
+        queue, control, senders, grant, low_water = self.mailbox.consumer_view()
         try:
             while True:
-                item: Any = pop()
+                if queue and not control:
+                    item: Any = queue.popleft()
+                    if senders and len(queue) <= low_water:
+                        grant()
+                else:
+                    item = pop()
                 kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
                     if not await self._answer(item, receive):

@@ -35,7 +35,7 @@ DEFAULT_CAPACITY: Final = 1000
 DEFAULT_DRAIN_TIMEOUT: Final = 5.0
 """Seconds each actor gets at shutdown to handle what its mailbox accepted."""
 
-DEFAULT_THROUGHPUT: Final = 64
+DEFAULT_THROUGHPUT: Final = 256
 """Messages an actor handles before yielding its loop to the other actors on it."""
 
 _KILL_GRACE: Final = 1.0  # seconds a killed actor gets to run on_stop
