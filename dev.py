@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
         case "lint":
             return lint(py, env)
         case "docs":
+            env = {**env, "NO_MKDOCS_2_WARNING": "1"}  # a banner about mkdocs' future, not ours
             return call([py, "-m", "mkdocs", "build", "--strict", "--site-dir", "site", *args], env)
         case "bench":
             return call([py, "-m", "benchmarks", *args], env)

@@ -89,20 +89,58 @@ class Actor(Generic[M]):
 
         Returns at once; new messages are refused from now on, and ``on_stop`` runs after
         the last one. From outside, use ``await ref.stop()``.
+
+        Example:
+            ```python
+            async def receive(self, message: Job | Quit) -> None:
+                if isinstance(message, Quit):
+                    self.stop()
+            ```
         """
         self._actors_cell.request_stop()
 
     async def receive(self, message: M) -> Any:
-        """Handle one message; the return value is the reply when the message was asked."""
+        """Handle one message; the return value is the reply when the message was asked.
+
+        An exception raised here fails the actor (it stops) and, for an ask, is raised in
+        the asker too. The reply must be sendable.
+
+        Example:
+            ```python
+            async def receive(self, message: Add | Total) -> int | None:
+                match message:
+                    case Add(n):
+                        self.total += n
+                    case Total():
+                        return self.total
+                return None
+            ```
+        """
         raise NotImplementedError(
             f"{type(self).__qualname__} must define `async def receive(self, message)`"
         )
 
     async def on_start(self) -> None:
-        """Runs on the home loop before the first message; ``spawn`` returns after it."""
+        """Runs on the home loop before the first message; ``spawn`` returns after it.
+
+        An exception here makes ``spawn`` raise it, and the actor never runs.
+
+        Example:
+            ```python
+            async def on_start(self) -> None:
+                self.conn = await connect(self.url)
+            ```
+        """
 
     async def on_stop(self) -> None:
-        """Runs on the home loop after the last message, when the actor stops or fails."""
+        """Runs on the home loop after the last message, when the actor stops or fails.
+
+        Example:
+            ```python
+            async def on_stop(self) -> None:
+                await self.conn.close()
+            ```
+        """
 
 
 _INHERIT: Any = object()

@@ -91,6 +91,13 @@ class MailboxStatistics(msgspec.Struct, frozen=True):
         high_water: the largest depth seen.
         waiting_senders: senders blocked on a full mailbox.
         closed: no new message is accepted.
+
+    Example:
+        ```python
+        box = ref.statistics().mailbox
+        if box.depth > box.capacity // 2:
+            log.warning("falling behind: %d waiting", box.depth)
+        ```
     """
 
     capacity: int

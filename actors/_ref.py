@@ -104,6 +104,12 @@ class ActorRef(Generic[M]):
             MailboxFull: an actor sending to itself while its own mailbox is full.
 
         Cancellation: if cancelled while waiting, nothing is enqueued.
+
+        Example:
+            ```python
+            await counter.send(Add(1))               # waits while the mailbox is full
+            await counter.send(Add(1), timeout=0.5)  # SendTimeout after 0.5 s of full
+            ```
         """
         if type(message) not in self._admitted:
             self._cell.admit(message)
@@ -136,6 +142,14 @@ class ActorRef(Generic[M]):
             MailboxFull: the mailbox is at capacity (``error.message`` is the message).
             ActorStopped: the actor has stopped.
             MessageTypeError, NotSendableError: as for `send`.
+
+        Example:
+            ```python
+            try:
+                metrics.try_send(Sample(value))
+            except actors.MailboxFull:
+                dropped += 1  # shed load rather than wait
+            ```
         """
         cell = self._cell
         if type(message) not in cell.admitted:
@@ -158,6 +172,13 @@ class ActorRef(Generic[M]):
         Raises:
             RuntimeError: called from a thread that runs an event loop (it would stall it).
             SendTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `send`.
+
+        Example:
+            ```python
+            def worker_thread(counter: ActorRef[Add]) -> None:
+                for _ in range(100):
+                    counter.blocking_send(Add(1))
+            ```
         """
         ensure_plain_thread()
         cell = self._cell
@@ -193,6 +214,14 @@ class ActorRef(Generic[M]):
 
         Cancellation: the message may already be enqueued, and is then still handled; its
         reply is dropped. The mailbox loses nothing.
+
+        Example:
+            ```python
+            class Total(actors.Request[int], frozen=True):
+                pass
+
+            total = await counter.ask(Total(), timeout=1.0)  # typed int
+            ```
         """
         cell = self._cell
         if type(message) not in cell.admitted:
@@ -230,6 +259,11 @@ class ActorRef(Generic[M]):
         Raises:
             RuntimeError: called from a thread that runs an event loop (it would stall it).
             AskTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `ask`.
+
+        Example:
+            ```python
+            total = counter.blocking_ask(Total(), timeout=1.0)  # from a plain thread
+            ```
         """
         ensure_plain_thread()
         cell = self._cell
@@ -257,6 +291,12 @@ class ActorRef(Generic[M]):
         itself (from its handler), it only requests the stop.
 
         Cancellation: the stop still happens; only the wait is abandoned.
+
+        Example:
+            ```python
+            await worker.stop()
+            assert not worker.is_alive
+            ```
         """
         cell = self._cell
         cell.request_stop()

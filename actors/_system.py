@@ -189,6 +189,13 @@ class ActorSystem:
             Exception: whatever the factory or ``on_start`` raised.
 
         Cancellation: the actor may already be starting; it is then stopped again.
+
+        Example:
+            ```python
+            greeter = await system.spawn(Greeter, name="greeter", capacity=64)
+            pinned = await system.spawn(lambda: Greeter("hi"), placement=1)
+            local = await system.spawn(Greeter, placement="host")  # on the app's own loop
+            ```
         """
         home = self._place(placement)
         size = self.capacity if capacity is None else capacity
@@ -219,6 +226,16 @@ class ActorSystem:
         An actor still busy after its drain timeout is cancelled. Idempotent.
 
         Cancellation: shield it (``async with`` does) or the system may be left half-stopped.
+
+        Example:
+            ```python
+            system = ActorSystem(drain_timeout=2.0)
+            await system.start()
+            try:
+                ...
+            finally:
+                await system.shutdown()
+            ```
         """
         with self._lock:
             if self._state == _NEW:
