@@ -275,7 +275,9 @@ class ActorSystem:
         if self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
         if placement is None:
-            return self._workers[next(self._round_robin) % len(self._workers)]
+            with self._lock:  # itertools.count is not atomic on free-threaded builds
+                index = next(self._round_robin)
+            return self._workers[index % len(self._workers)]
         if placement == HOST:
             if self._host is None:
                 raise ValueError(
