@@ -279,6 +279,12 @@ class Cell:
                     except Exception as error:
                         await self._fail(error, item)
                         return
+                    except asyncio.CancelledError as error:
+                        stray = self._stray_cancellation(error, item)
+                        if stray is None:
+                            raise
+                        await self._fail(stray, item)
+                        return
                 budget -= 1
                 if not budget:
                     budget = self.throughput
@@ -298,12 +304,38 @@ class Cell:
             ask.reply.settle(error=error)
             await self._fail(error, message)
             return False
-        except BaseException:
-            # Killed mid-handler: the asker must not wait for a reply that cannot come.
-            ask.reply.settle(error=self.stopped_error(message))
-            raise
+        except BaseException as error:
+            stray = None
+            if isinstance(error, asyncio.CancelledError):
+                stray = self._stray_cancellation(error, message)
+            if stray is None:
+                # Killed mid-handler: the asker must not wait for a reply that cannot come.
+                ask.reply.settle(error=self.stopped_error(message))
+                raise
+            self._note_failure(stray, message)
+            ask.reply.settle(error=stray)
+            await self._fail(stray, message)
+            return False
         ask.reply.settle(reply)
         return True
+
+    def _stray_cancellation(
+        self, error: asyncio.CancelledError, message: object
+    ) -> RuntimeError | None:
+        """A CancelledError the handler raised without this actor being cancelled, as a failure.
+
+        None when the actor's task really is being cancelled (a kill): that must propagate.
+        Passing a stray one on would make an asker believe it was cancelled itself.
+        """
+        task = self.task
+        if task is None or task.cancelling():
+            return None
+        stray = RuntimeError(
+            f"the handler of actor {self.path} raised CancelledError while handling "
+            f"{type(message).__qualname__}, without the actor being cancelled"
+        )
+        stray.__cause__ = error
+        return stray
 
     def _note_failure(self, error: Exception, message: object) -> None:
         note = f"raised by actor {self.path} while handling {type(message).__qualname__}"

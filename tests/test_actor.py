@@ -5,6 +5,7 @@ Catalogue IDs (RELIABILITY.md) appear in test names where a test implements one.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -361,6 +362,31 @@ async def test_exception_in_a_told_handler_stops_the_actor() -> None:
         assert stops == ["stop"]
         with pytest.raises(actors.ActorStopped, match="/user/told"):
             await ref.send(Tick(1))
+
+
+class CancelsItself(Actor[Tick | Count]):
+    """Raises CancelledError from its handler although nobody cancelled it (F15)."""
+
+    async def receive(self, message: Tick | Count) -> int:
+        raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("how", ["tell", "ask"])
+async def test_F15_stray_cancelled_error_from_a_handler_is_a_failure(how: str) -> None:
+    """Passed on as is, it would look like a cancellation of the asker, or of nobody."""
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(CancelsItself, name="stray")
+        if how == "tell":
+            await ref.send(Tick(1))
+        else:
+            with anyio.fail_after(WAIT), pytest.raises(RuntimeError, match="CancelledError"):
+                await ref.ask(Count())
+        with anyio.fail_after(WAIT):
+            reason = await ref.join()
+        assert isinstance(reason, RuntimeError)
+        assert "/user/stray" in str(reason)
+        assert type(reason.__cause__).__name__ == "CancelledError"
+        assert not ref.is_alive
 
 
 class Quitter(Actor[Tick | Hold]):
