@@ -311,6 +311,9 @@ async def test_no_tasks_are_left_behind(anyio_backend_name: str) -> None:
     # The actors' own tasks are gone, and so is the task an actor left on a worker loop.
     assert all(ref._cell.task is None for ref in refs)  # pyright: ignore[reportPrivateUsage]
     assert cancelled.is_set()
+    # ... and the worker loops are closed, not merely stopped.
+    workers = system._workers  # pyright: ignore[reportPrivateUsage]
+    assert all(worker.loop.is_closed() for worker in workers)
     if anyio_backend_name != "trio":
         assert asyncio.all_tasks() == host_tasks_before
 
