@@ -213,14 +213,17 @@ class Cell:
     async def _live(self, started: Oneshot) -> None:
         try:
             await self._boot()
-        except BaseException as error:
-            if isinstance(error, Exception):
-                error.add_note(f"raised while starting actor {self.path}")
+        except Exception as error:
+            error.add_note(f"raised while starting actor {self.path}")
             await self._finish(error, run_on_stop=False)
             started.settle(error=error)
-            if not isinstance(error, Exception):
-                raise
             return
+        except BaseException:
+            # Killed while starting (shutdown's drain timeout): the spawner was not cancelled
+            # and must not receive this task's CancelledError as if it had been.
+            await self._finish(None, run_on_stop=False, killed=True)
+            started.settle(error=ActorStopped(f"actor {self.path} was stopped while starting"))
+            raise
         started.settle(self.ref)
         await self._run()
 

@@ -13,7 +13,7 @@ import anyio
 
 from ._cell import Cell
 from ._errors import DuplicateName, SystemNotRunning
-from ._oneshot import Expired, oneshot
+from ._oneshot import Expired, Latch, oneshot
 from ._runtime import HOST, Home, HostHome, WorkerHome
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class ActorSystem:
         self._host: HostHome | None = None
         self._lock = threading.Lock()
         self._state = _NEW
+        self._stopped = Latch()  # set once the system has fully shut down
         self._cells: dict[Cell, None] = {}  # live actors, in spawn order
         self._names: dict[str, Cell] = {}
         self._round_robin = itertools.count()
@@ -159,7 +160,7 @@ class ActorSystem:
                 for worker in self._workers:
                     await worker.wait_stopped()
             with self._lock:
-                self._state = _STOPPED
+                self._mark_stopped_locked()
             raise
 
     async def spawn(
@@ -223,9 +224,11 @@ class ActorSystem:
 
         Actors stop one by one in reverse spawn order (the last spawned first): each
         handles what its mailbox accepted, within ``drain_timeout``, then runs ``on_stop``.
-        An actor still busy after its drain timeout is cancelled. Idempotent.
+        An actor still busy after its drain timeout is cancelled. Idempotent: a second call,
+        concurrent or later, returns once the system has stopped.
 
-        Cancellation: shield it (``async with`` does) or the system may be left half-stopped.
+        Cancellation: the shutdown itself runs shielded and always completes; a cancelled
+        caller only stops waiting for it.
 
         Example:
             ```python
@@ -238,21 +241,28 @@ class ActorSystem:
             ```
         """
         with self._lock:
-            if self._state == _NEW:
-                self._state = _STOPPED
-                return
-            if self._state != _RUNNING:
-                return
-            self._state = _STOPPING
+            state = self._state
+            if state == _NEW:
+                self._mark_stopped_locked()
+            elif state == _RUNNING:
+                self._state = _STOPPING
             cells = list(self._cells)
-        for cell in reversed(cells):
-            await self._stop_cell(cell)
-        for worker in self._workers:
-            worker.request_stop()
-        for worker in self._workers:
-            await worker.wait_stopped()
-        with self._lock:
-            self._state = _STOPPED
+        if state != _RUNNING:
+            await self._stopped.wait()  # someone else is (or was) shutting it down
+            return
+        with anyio.CancelScope(shield=True):
+            for cell in reversed(cells):
+                await self._stop_cell(cell)
+            for worker in self._workers:
+                worker.request_stop()
+            for worker in self._workers:
+                await worker.wait_stopped()
+            with self._lock:
+                self._mark_stopped_locked()
+
+    def _mark_stopped_locked(self) -> None:
+        self._state = _STOPPED
+        self._stopped.set()
 
     async def _stop_cell(self, cell: Cell) -> None:
         cell.request_stop()
