@@ -193,14 +193,9 @@ class Mailbox(Generic[T]):
 
         Raises `Expired` after ``timeout``. Cancellation: nothing is enqueued.
         """
-        while True:
-            code = self.put_nowait(item)
-            if code != FULL:
-                return code
-            sender = self._enqueue_sender(oneshot)
-            if sender is not None:
-                break
-            # Room appeared between the two locked sections, or the mailbox closed: retry.
+        sender = self._line_up(item, oneshot)
+        if not isinstance(sender, _Sender):
+            return sender
         try:
             await sender.waiter.wait(timeout)
         except MailboxClosed:
@@ -212,13 +207,9 @@ class Mailbox(Generic[T]):
 
     def put_blocking(self, item: T, timeout: float | None = None) -> int:
         """`put` for plain threads: blocks the calling thread."""
-        while True:
-            code = self.put_nowait(item)
-            if code != FULL:
-                return code
-            sender = self._enqueue_sender(thread_oneshot)
-            if sender is not None:
-                break
+        sender = self._line_up(item, thread_oneshot)
+        if not isinstance(sender, _Sender):
+            return sender
         try:
             sender.waiter.wait_blocking(timeout)
         except MailboxClosed:
@@ -239,6 +230,17 @@ class Mailbox(Generic[T]):
             self._scheduled = True
         self._wake()
         return True
+
+    def _line_up(self, item: T, make_waiter: Callable[[], Oneshot]) -> int | _Sender:
+        """Enqueue now if possible (OK or CLOSED), else join the waiting senders."""
+        while True:
+            code = self.put_nowait(item)
+            if code != FULL:
+                return code
+            sender = self._enqueue_sender(make_waiter)
+            if sender is not None:
+                return sender
+            # Room appeared between the two locked sections, or the mailbox closed: retry.
 
     def _enqueue_sender(self, make_waiter: Callable[[], Oneshot]) -> _Sender | None:
         """Join the waiting senders; None when the caller should retry put_nowait instead."""

@@ -91,33 +91,26 @@ class AsyncioOneshot(Oneshot):
             timer.cancel()
 
 
-class TrioOneshot(Oneshot):
-    __slots__ = ("_error", "_event", "_lock", "_token", "_value")
+class _LockedOneshot(Oneshot):
+    """The part shared by the trio and thread oneshots: a value stored once, under a lock."""
+
+    __slots__ = ("_error", "_lock", "_value")
 
     def __init__(self) -> None:
-        import trio
-
-        self._token = trio.lowlevel.current_trio_token()
-        self._event = trio.Event()
         self._lock = threading.Lock()
         self._value: object = _UNSET
         self._error: BaseException | None = None
 
-    def settle(self, value: object = None, error: BaseException | None = None) -> None:
-        import trio
-
+    def _store(self, value: object, error: BaseException | None) -> bool:
+        """Keep the first outcome; False when one was already kept (or the wait expired)."""
         with self._lock:
             if self._value is not _UNSET:
-                return
+                return False
             self._value, self._error = value, error
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._event.set)
+            return True
 
-    async def wait(self, timeout: float | None = None) -> Any:
-        import trio
-
-        with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            await self._event.wait()
+    def _outcome(self) -> Any:
+        """The kept outcome, raised if an error; `Expired` (for good) when there is none."""
         with self._lock:
             if self._value is _UNSET:
                 self._value = None  # settle() from now on is a no-op
@@ -127,31 +120,45 @@ class TrioOneshot(Oneshot):
             return self._value
 
 
-class ThreadOneshot(Oneshot):
-    __slots__ = ("_error", "_event", "_lock", "_value")
+class TrioOneshot(_LockedOneshot):
+    __slots__ = ("_event", "_token")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._value: object = _UNSET
-        self._error: BaseException | None = None
+        import trio
+
+        super().__init__()
+        self._token = trio.lowlevel.current_trio_token()
+        self._event = trio.Event()
 
     def settle(self, value: object = None, error: BaseException | None = None) -> None:
-        with self._lock:
-            if self._value is not _UNSET:
-                return
-            self._value, self._error = value, error
-        self._event.set()
+        import trio
+
+        if self._store(value, error):
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._event.set)
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        import trio
+
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            await self._event.wait()
+        return self._outcome()
+
+
+class ThreadOneshot(_LockedOneshot):
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event = threading.Event()
+
+    def settle(self, value: object = None, error: BaseException | None = None) -> None:
+        if self._store(value, error):
+            self._event.set()
 
     def wait_blocking(self, timeout: float | None = None) -> Any:
         self._event.wait(timeout)
-        with self._lock:
-            if self._value is _UNSET:
-                self._value = None
-                raise Expired()
-            if self._error is not None:
-                raise self._error
-            return self._value
+        return self._outcome()
 
 
 def _in_trio() -> bool:

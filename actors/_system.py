@@ -155,10 +155,7 @@ class ActorSystem:
             # Failed or cancelled half-way: take down every thread already started, shielded
             # so that a cancelled host cannot leave one behind.
             with anyio.CancelScope(shield=True):
-                for worker in self._workers:
-                    worker.request_stop()
-                for worker in self._workers:
-                    await worker.wait_stopped()
+                await self._stop_workers()
             with self._lock:
                 self._mark_stopped_locked()
             raise
@@ -253,12 +250,15 @@ class ActorSystem:
         with anyio.CancelScope(shield=True):
             for cell in reversed(cells):
                 await self._stop_cell(cell)
-            for worker in self._workers:
-                worker.request_stop()
-            for worker in self._workers:
-                await worker.wait_stopped()
+            await self._stop_workers()
             with self._lock:
                 self._mark_stopped_locked()
+
+    async def _stop_workers(self) -> None:
+        for worker in self._workers:  # all at once, then wait: they stop in parallel
+            worker.request_stop()
+        for worker in self._workers:
+            await worker.wait_stopped()
 
     def _mark_stopped_locked(self) -> None:
         self._state = _STOPPED
