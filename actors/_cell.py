@@ -282,11 +282,11 @@ class Cell:
                     except Exception as error:
                         await self._fail(error, item)
                         return
-                    except asyncio.CancelledError as error:
-                        stray = self._stray_cancellation(error, item)
-                        if stray is None:
+                    except BaseException as error:
+                        failure = self._as_failure(error, item)
+                        if failure is None:
                             raise
-                        await self._fail(stray, item)
+                        await self._fail(failure, item)
                         return
                 budget -= 1
                 if not budget:
@@ -308,37 +308,38 @@ class Cell:
             await self._fail(error, message)
             return False
         except BaseException as error:
-            stray = None
-            if isinstance(error, asyncio.CancelledError):
-                stray = self._stray_cancellation(error, message)
-            if stray is None:
+            failure = self._as_failure(error, message)
+            if failure is None:
                 # Killed mid-handler: the asker must not wait for a reply that cannot come.
                 ask.reply.settle(error=self.stopped_error(message))
                 raise
-            self._note_failure(stray, message)
-            ask.reply.settle(error=stray)
-            await self._fail(stray, message)
+            self._note_failure(failure, message)
+            ask.reply.settle(error=failure)
+            await self._fail(failure, message)
             return False
         ask.reply.settle(reply)
         return True
 
-    def _stray_cancellation(
-        self, error: asyncio.CancelledError, message: object
-    ) -> RuntimeError | None:
-        """A CancelledError the handler raised without this actor being cancelled, as a failure.
+    def _as_failure(self, error: BaseException, message: object) -> RuntimeError | None:
+        """A non-Exception raised by a handler, as a failure of this actor; None to propagate.
 
-        None when the actor's task really is being cancelled (a kill): that must propagate.
-        Passing a stray one on would make an asker believe it was cancelled itself.
+        Only the cancellation of this actor's own task (a kill) propagates. A CancelledError
+        the handler raised while the actor was *not* being cancelled, and SystemExit or
+        KeyboardInterrupt raised by a handler, become a RuntimeError caused by them: passed
+        on as they are, the first would make an asker believe it was cancelled itself, and
+        the others would take the whole worker loop (every actor on it) down.
         """
         task = self.task
-        if task is None or task.cancelling():
+        if isinstance(error, asyncio.CancelledError) and (task is None or task.cancelling()):
             return None
-        stray = RuntimeError(
-            f"the handler of actor {self.path} raised CancelledError while handling "
-            f"{type(message).__qualname__}, without the actor being cancelled"
+        stray = isinstance(error, asyncio.CancelledError)
+        failure = RuntimeError(
+            f"the handler of actor {self.path} raised {type(error).__name__} while handling "
+            f"{type(message).__qualname__}"
+            + (", without the actor being cancelled" if stray else "")
         )
-        stray.__cause__ = error
-        return stray
+        failure.__cause__ = error
+        return failure
 
     def _note_failure(self, error: Exception, message: object) -> None:
         note = f"raised by actor {self.path} while handling {type(message).__qualname__}"

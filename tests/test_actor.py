@@ -364,29 +364,40 @@ async def test_exception_in_a_told_handler_stops_the_actor() -> None:
             await ref.send(Tick(1))
 
 
-class CancelsItself(Actor[Tick | Count]):
-    """Raises CancelledError from its handler although nobody cancelled it (F15)."""
+class RaisesBase(Actor[Tick | Count]):
+    """Raises a BaseException that is not a cancellation of the actor (F15)."""
+
+    def __init__(self, error: type[BaseException]) -> None:
+        self.error = error
 
     async def receive(self, message: Tick | Count) -> int:
-        raise asyncio.CancelledError
+        raise self.error
 
 
+@pytest.mark.parametrize("error", [asyncio.CancelledError, SystemExit, KeyboardInterrupt])
 @pytest.mark.parametrize("how", ["tell", "ask"])
-async def test_F15_stray_cancelled_error_from_a_handler_is_a_failure(how: str) -> None:
-    """Passed on as is, it would look like a cancellation of the asker, or of nobody."""
+async def test_F15_base_exceptions_from_a_handler_are_failures(
+    how: str, error: type[BaseException]
+) -> None:
+    """A stray CancelledError passed on would look like a cancellation of the asker;
+    SystemExit/KeyboardInterrupt would take the whole worker loop down with every actor on
+    it. Each is a failure of this actor only, reported as a RuntimeError caused by it."""
     async with ActorSystem(workers=1) as system:
-        ref = await system.spawn(CancelsItself, name="stray")
+        ref = await system.spawn(lambda: RaisesBase(error), name="stray")
+        neighbour = await system.spawn(Recorder)  # same (only) worker loop
         if how == "tell":
             await ref.send(Tick(1))
         else:
-            with anyio.fail_after(WAIT), pytest.raises(RuntimeError, match="CancelledError"):
+            with anyio.fail_after(WAIT), pytest.raises(RuntimeError, match=error.__name__):
                 await ref.ask(Count())
         with anyio.fail_after(WAIT):
             reason = await ref.join()
         assert isinstance(reason, RuntimeError)
         assert "/user/stray" in str(reason)
-        assert type(reason.__cause__).__name__ == "CancelledError"
+        assert type(reason.__cause__) is error
         assert not ref.is_alive
+        with anyio.fail_after(WAIT):
+            assert await neighbour.ask(Count()) == 0  # the worker loop is still serving
 
 
 class Quitter(Actor[Tick | Hold]):

@@ -767,6 +767,11 @@ def blocking_flood(ref: ActorRef[Item], sender: int, retries: int) -> tuple[int,
     return accepted, rejected
 
 
+# Correctness is the point here, not speed: with a dozen producers hammering four mailboxes
+# from several threads, lock handoffs under the GIL can stall the host loop for seconds
+# (measured 0.05-23 s of drain). Hence the longer timeout; see the closing note of the core
+# runtime issue for the analysis.
+@pytest.mark.timeout(180)
 async def test_F14_shutdown_drains_everything_accepted_while_producers_keep_sending(
     anyio_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -791,7 +796,7 @@ async def test_F14_shutdown_drains_everything_accepted_while_producers_keep_send
             await system.spawn(lambda: Ledger(senders, log), name=f"ledger-{i}", capacity=capacity)
             for i in range(ledgers_count)
         ]
-        with anyio.fail_after(LIMIT):
+        with anyio.fail_after(3 * LIMIT):
             for ledger in ledgers:
                 entered = Flag()
                 await ledger.send(Hold(gate, entered))
