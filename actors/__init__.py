@@ -39,12 +39,13 @@ from ._errors import (
 )
 from ._mailbox import MailboxStatistics
 from ._message import Request
-from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
 from ._run import run
 from ._sendable import Moved, check_sendable, register_sendable
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
 
 __all__ = (
+    "COOPERATIVE_BUDGET",
     "DEFAULT_ASK_TIMEOUT",
     "DEFAULT_CAPACITY",
     "DEFAULT_DRAIN_TIMEOUT",
