@@ -767,10 +767,10 @@ def blocking_flood(ref: ActorRef[Item], sender: int, retries: int) -> tuple[int,
     return accepted, rejected
 
 
-# Correctness is the point here, not speed: with a dozen producers hammering four mailboxes
-# from several threads, lock handoffs under the GIL can stall the host loop for seconds
-# (measured 0.05-23 s of drain). Hence the longer timeout; see the closing note of the core
-# runtime issue for the analysis.
+# Correctness is the point here, not speed: with a dozen producers saturating both worker
+# loops, the GIL's unfair hand-overs can starve the host loop (and so the shutdown task) for
+# up to seconds at a time (measured drains of 0.05-23 s; see "The GIL" in docs/concepts.md).
+# Hence the longer timeout.
 @pytest.mark.timeout(180)
 async def test_F14_shutdown_drains_everything_accepted_while_producers_keep_sending(
     anyio_backend: Any, caplog: pytest.LogCaptureFixture
