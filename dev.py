@@ -5,7 +5,7 @@ Standard library only, so a fresh clone needs nothing but Python 3.11+:
 
     python3 dev.py test [PYTEST_ARGS...]    run the test suite
     python3 dev.py demo [ARGS...]           run examples/demo.py
-    python3 dev.py lint                     ruff check, ruff format --check, pyright
+    python3 dev.py lint                     ruff check, ruff format --check, pyright, mypy --strict
     python3 dev.py docs                     mkdocs build --strict (into site/)
     python3 dev.py bench [ARGS...]          python -m benchmarks
     python3 dev.py run SCRIPT [ARGS...]     any Python file, with the venv's interpreter
@@ -90,6 +90,8 @@ def lint(py: str, env: dict[str, str]) -> int:
         call([py, "-m", "ruff", "check", *targets], env),
         call([py, "-m", "ruff", "format", "--check", *targets], env),
         call([py, "-m", "pyright"], env),
+        # Both checkers users run: the package must be clean under mypy --strict as well.
+        call([py, "-m", "mypy", "--strict", "actors"], env),
     ]
     return next((code for code in codes if code), 0)
 

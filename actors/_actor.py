@@ -153,7 +153,8 @@ def _declared_message_types(cls: type) -> tuple[type, ...] | None:
         if isinstance(origin, type) and issubclass(origin, Actor):
             (declared,) = typing.get_args(base)
             return accepted_types(declared)
-    return _INHERIT
+    inherit: tuple[type, ...] | None = _INHERIT
+    return inherit
 
 
 def accepted_types(declared: object) -> tuple[type, ...] | None:

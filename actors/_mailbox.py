@@ -344,6 +344,7 @@ class Mailbox(Generic[T]):
         with self._lock:
             if self._control:
                 return self._control.pop(0)
+            item: Any
             if self._queue:
                 item = self._queue.popleft()
                 granted = self._grant_locked()

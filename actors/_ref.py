@@ -339,7 +339,8 @@ class ActorRef(Generic[M]):
 
         Cancellation: only the wait is abandoned; the actor is unaffected.
         """
-        return await self._cell.terminated.wait()
+        reason: BaseException | None = await self._cell.terminated.wait()
+        return reason
 
     def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
         return AskTimeout(
