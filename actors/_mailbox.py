@@ -171,10 +171,9 @@ class Mailbox(Generic[T]):
             if self._closed:
                 return CLOSED
             queue = self._queue
-            depth = len(
-                queue
-            )  # may be stale-high (lock-free pops): that only errs on the safe side
-            # Senders already waiting go first: a newcomer never overtakes them.
+            # The length may be stale-high (pops take no lock): that only errs on the safe
+            # side. Senders already waiting go first: a newcomer never overtakes them.
+            depth = len(queue)
             if depth + self._reserved >= self.capacity or self._senders:
                 return FULL
             queue.append(item)
