@@ -42,7 +42,7 @@ async def wrong_message_types(system: actors.ActorSystem) -> None:
 
 
 async def wrong_reply_type(ref: actors.ActorRef[Greet | Count]) -> None:
-    reply: str = await ref.ask(Count())  # error: reportAssignmentType
+    reply: str = await ref.ask(Count())  # error: reportAssignmentType (pyright only)
     del reply
 
 
