@@ -217,11 +217,6 @@ class Latch:
     def is_set(self) -> bool:
         return self._value is not _UNSET
 
-    @property
-    def value(self) -> Any:
-        """The value set, or None while unset."""
-        return None if self._value is _UNSET else self._value
-
     def set(self, value: object = None) -> None:
         with self._lock:
             if self._value is not _UNSET:

@@ -167,12 +167,12 @@ class ActorRef(Generic[M]):
                 dropped += 1  # shed load rather than wait
             ```
         """
-        cell = self._cell
-        if type(message) not in cell.admitted:
-            cell.admit(message)
-        code = cell.mailbox.put_nowait(message)
+        if type(message) not in self._admitted:
+            self._cell.admit(message)
+        code = self._put_nowait(message)
         if code == OK:
             return
+        cell = self._cell
         if code == FULL:
             box = cell.mailbox
             raise MailboxFull(
@@ -249,7 +249,7 @@ class ActorRef(Generic[M]):
         cell = self._cell
         if type(message) not in cell.admitted:
             cell.admit(message)
-        if cell.task is not None and cell.in_handler():
+        if cell.in_handler():
             raise DeadlockError(
                 f"actor {cell.path} asked itself; it would wait forever for its own reply"
             )

@@ -81,10 +81,6 @@ class WorkerHome(Home):
             target=self._main, name=_thread_name(system_name, index), daemon=True
         )
 
-    @property
-    def thread(self) -> threading.Thread:
-        return self._thread
-
     async def start(self) -> None:
         self._thread.start()
         error = await self._ready.wait()

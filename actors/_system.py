@@ -339,9 +339,6 @@ class ActorSystem:
             if self._names.get(cell.name) is cell:
                 del self._names[cell.name]
 
-    def _actor_count(self) -> int:
-        return len(self._cells)
-
 
 def _usable_cpus() -> int:
     """CPUs this process may run on (affinity and container limits), not the machine's total."""
