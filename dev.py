@@ -7,7 +7,7 @@ Standard library only, so a fresh clone needs nothing but Python 3.11+:
     python3 dev.py demo [ARGS...]           run examples/demo.py
     python3 dev.py lint                     ruff check, ruff format --check, pyright, mypy --strict
     python3 dev.py docs                     mkdocs build --strict (into site/)
-    python3 dev.py bench [ARGS...]          python -m benchmarks
+    python3 dev.py bench [ARGS...]          python -m actors bench (the benchmark suite)
     python3 dev.py run SCRIPT [ARGS...]     any Python file, with the venv's interpreter
 
 `--python EXE` (before the command) picks the interpreter for the venv. The default venv is
@@ -123,7 +123,7 @@ def main(argv: list[str]) -> int:
             env = {**env, "NO_MKDOCS_2_WARNING": "1"}  # a banner about mkdocs' future, not ours
             return call([py, "-m", "mkdocs", "build", "--strict", "--site-dir", "site", *args], env)
         case "bench":
-            return call([py, "-m", "benchmarks", *args], env)
+            return call([py, "-m", "actors", "bench", *args], env)
         case _:  # run
             return call([py, *args], env)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from ._actor import Actor
 from ._cell import ActorStatistics
+from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
     ActorError,
     ActorStopped,
@@ -35,6 +36,7 @@ from ._errors import (
     MessageTypeError,
     NotSendableError,
     SendTimeout,
+    SupervisionError,
     SystemNotRunning,
 )
 from ._mailbox import MailboxStatistics
@@ -42,11 +44,22 @@ from ._message import Request
 from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
 from ._run import run
 from ._sendable import Moved, check_sendable, register_sendable
+from ._supervision import (
+    Backoff,
+    OneForAll,
+    OneForOne,
+    Restart,
+    RestForOne,
+    SupervisionStrategy,
+    Terminated,
+)
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
+from ._watchdog import DEFAULT_BLOCKED_THRESHOLD
 
 __all__ = (
     "COOPERATIVE_BUDGET",
     "DEFAULT_ASK_TIMEOUT",
+    "DEFAULT_BLOCKED_THRESHOLD",
     "DEFAULT_CAPACITY",
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_THROUGHPUT",
@@ -57,6 +70,9 @@ __all__ = (
     "ActorStopped",
     "ActorSystem",
     "AskTimeout",
+    "Backoff",
+    "DeadLetter",
+    "DeadLetters",
     "DeadlockError",
     "DuplicateName",
     "MailboxFull",
@@ -64,9 +80,16 @@ __all__ = (
     "MessageTypeError",
     "Moved",
     "NotSendableError",
+    "OneForAll",
+    "OneForOne",
     "Request",
+    "RestForOne",
+    "Restart",
     "SendTimeout",
+    "SupervisionError",
+    "SupervisionStrategy",
     "SystemNotRunning",
+    "Terminated",
     "check_sendable",
     "register_sendable",
     "run",

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, TypeVarTuple
+
+import anyio.to_thread
+
+from ._supervision import OneForOne, Restart, SupervisionStrategy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._cell import Cell
     from ._ref import ActorRef
-    from ._system import ActorSystem
+    from ._supervision import Terminated
+    from ._system import ActorSystem, Placement
 
 __all__ = ("Actor", "accepted_types", "constructing")
 
 M = TypeVar("M", contravariant=True)
+C = TypeVar("C")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # Set by the runtime while it calls a spawn factory on the actor's home loop, so that
 # Actor.__new__ can bind the new instance to its cell before the user's __init__ runs.
@@ -50,6 +61,9 @@ class Actor(Generic[M]):
     __actors_accepts__: ClassVar[tuple[type, ...] | None] = None
     _actors_cell: Cell
 
+    supervision: SupervisionStrategy = OneForOne()
+    """How this actor supervises its children (a class attribute; default `OneForOne`)."""
+
     def __new__(cls, *args: Any, **kwargs: Any) -> typing.Self:
         cell = constructing.get()
         if cell is None:
@@ -84,11 +98,113 @@ class Actor(Generic[M]):
         """This actor's name."""
         return self._actors_cell.name
 
+    @property
+    def parent(self) -> ActorRef[Any]:
+        """The ref of the actor that supervises this one (``/user`` for top-level actors)."""
+        parent = self._actors_cell.parent
+        assert parent is not None  # only the root guardian has no parent
+        return parent.ref
+
+    @property
+    def children(self) -> list[ActorRef[Any]]:
+        """This actor's live children, in start order.
+
+        Example:
+            ```python
+            for child in self.children:
+                await child.send(Flush())
+            ```
+        """
+        cell = self._actors_cell
+        return [child.ref for child in cell.system.children_of(cell)]
+
+    async def spawn(
+        self,
+        factory: Callable[[], Actor[C]],
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        placement: Placement = None,
+        restart: Restart = Restart.PERMANENT,
+    ) -> ActorRef[C]:
+        """Start a child that this actor supervises; the same options as `ActorSystem.spawn`.
+
+        The child's path is this actor's path plus its name, which must be unique among
+        its siblings. The child is stopped before this actor's ``on_stop`` runs, and is
+        restarted according to ``restart`` and this actor's `supervision` strategy.
+
+        Raises:
+            DuplicateName: a sibling has this name.
+            ActorStopped: this actor is stopping.
+            Exception: whatever the child's factory or ``on_start`` raised.
+
+        Cancellation: as for `ActorSystem.spawn`.
+
+        Example:
+            ```python
+            async def on_start(self) -> None:
+                self.db = await self.spawn(Database, name="db")
+                self.cache = await self.spawn(Cache, name="cache", restart=Restart.TRANSIENT)
+            ```
+        """
+        cell = self._actors_cell
+        return await cell.system._spawn(  # pyright: ignore[reportPrivateUsage]
+            cell, factory, name=name, capacity=capacity, placement=placement, restart=restart
+        )
+
+    def watch(self, ref: ActorRef[Any]) -> None:
+        """Get `on_terminated` when ``ref``'s actor stops for good (at once if it already has).
+
+        Any actor may watch any other, not only its children. Watching twice is the same as
+        once. Call it from this actor's own handlers or hooks.
+
+        Example:
+            ```python
+            async def on_start(self) -> None:
+                self.watch(self.db)
+            ```
+        """
+        cell = self._actors_cell
+        _check_home(cell, "watch")
+        cell.watch(ref._cell)  # pyright: ignore[reportPrivateUsage]
+
+    def unwatch(self, ref: ActorRef[Any]) -> None:
+        """Stop watching ``ref``: no `on_terminated` for it after this returns, even if due.
+
+        Example:
+            ```python
+            self.unwatch(self.db)
+            ```
+        """
+        cell = self._actors_cell
+        _check_home(cell, "unwatch")
+        cell.unwatch(ref._cell)  # pyright: ignore[reportPrivateUsage]
+
+    async def run_blocking(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        """Run a blocking function in a worker thread and wait for its result.
+
+        A blocking call or CPU-heavy work inside a handler stalls every actor on the same
+        event loop (the watchdog logs it). Push it to a thread instead; this actor still
+        handles one message at a time, as the handler waits here.
+
+        Cancellation: the wait is abandoned (the thread runs to its end, its result dropped).
+
+        Example:
+            ```python
+            async def receive(self, message: Resize) -> bytes:
+                return await self.run_blocking(resize_image, message.data, 256)
+            ```
+        """
+        call = functools.partial(fn, *args)
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
     def stop(self) -> None:
-        """Ask this actor to stop after it has handled what its mailbox already accepted.
+        """Stop this actor after it has handled what its mailbox already accepted.
 
         Returns at once; new messages are refused from now on, and ``on_stop`` runs after
-        the last one. From outside, use ``await ref.stop()``.
+        the last one. This is a normal exit: a `Restart.PERMANENT` child is restarted after
+        it, as in OTP; a transient or temporary one is not. From outside (or to stop for
+        good from inside), use ``await ref.stop()``.
 
         Example:
             ```python
@@ -135,6 +251,9 @@ class Actor(Generic[M]):
     async def on_stop(self) -> None:
         """Runs on the home loop after the last message, when the actor stops or fails.
 
+        The actor's children have already stopped. It also runs on the old instance before
+        a restart.
+
         Example:
             ```python
             async def on_stop(self) -> None:
@@ -142,8 +261,42 @@ class Actor(Generic[M]):
             ```
         """
 
+    async def on_restart(self, error: BaseException | None) -> None:
+        """Runs on a fresh instance after a restart, after its ``on_start``.
+
+        ``error`` is the failure that caused the restart (a sibling's, for `OneForAll` and
+        `RestForOne`), or None after a normal exit of a permanent actor.
+
+        Example:
+            ```python
+            async def on_restart(self, error: BaseException | None) -> None:
+                log.warning("%s restarted after %r", self.name, error)
+            ```
+        """
+
+    async def on_terminated(self, event: Terminated) -> None:
+        """Runs when an actor this one watches (`watch`) has stopped for good.
+
+        It runs between two messages, like a handler; an exception here fails this actor.
+
+        Example:
+            ```python
+            async def on_terminated(self, event: actors.Terminated) -> None:
+                if event.ref == self.db:
+                    self.db = await self.spawn(Database, name="db")
+            ```
+        """
+
 
 _INHERIT: Any = object()
+
+
+def _check_home(cell: Cell, what: str) -> None:
+    if not cell.on_home_thread():
+        raise RuntimeError(
+            f"{what}() of actor {cell.path} must be called from the actor's own handlers "
+            "or hooks, on its event loop"
+        )
 
 
 def _declared_message_types(cls: type) -> tuple[type, ...] | None:

@@ -1,7 +1,9 @@
 """The actor cell: the runtime side of one actor (mailbox, home loop, run task, lifecycle).
 
 Users see an `Actor` (their state and handlers) and `ActorRef`s (handles). Between them sits
-one `Cell` per actor. It owns the mailbox and decides when the actor runs.
+one `Cell` per actor. It owns the mailbox, decides when the actor runs, and carries the
+actor's place in the supervision tree. A restart replaces the instance, never the cell:
+refs, mailbox and queued messages survive it.
 
 An idle actor has no task. A producer that puts into an idle mailbox takes the mailbox's
 consumer token and calls `Cell._wake`, which starts a run task on the home loop: directly when
@@ -10,9 +12,15 @@ syscall, paid once per burst). The run task handles messages one at a time, yiel
 loop after ``throughput`` messages so that other actors on the loop get their turn, and ends
 when the mailbox is empty, handing the token back.
 
-Single-writer rule: ``task``, ``instance`` and the lifecycle fields are written only on the
-home loop's thread. Other threads reach the cell only through the mailbox (locked) and the
-``terminated`` latch (locked).
+Life cycle (``phase``): STARTING -> RUNNING -> (SUSPENDED -> REBOOTING -> RUNNING)* -> ENDED.
+An instance that fails or stops itself *ends*: its children are stopped and its ``on_stop``
+runs. Then either the cell is suspended, keeping the consumer token (so no run task starts
+and messages queue up), and its parent decides (`_supervisor`); or it finishes for good.
+
+Single-writer rule: ``task``, ``instance``, ``phase`` and the other lifecycle fields are
+written only on the home loop's thread; other threads ask for changes with
+``call_soon_threadsafe``. Other threads reach the cell's shared state only through the mailbox
+(its lock), the ``terminated`` latch (its lock) and the tree (the system's lock).
 """
 
 from __future__ import annotations
@@ -33,6 +41,16 @@ from ._message import Ask
 from ._oneshot import Latch, Oneshot
 from ._ref import ActorRef
 from ._sendable import check_sendable, is_always_sendable
+from ._supervision import Restart, RestartWindow, Terminated
+from ._supervisor import (
+    CHILD_EXIT,
+    RESTART_DUE,
+    SUSPEND,
+    TERMINATED,
+    on_child_exit,
+    restart_group,
+    stop_children,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,11 +62,15 @@ __all__ = ("ActorStatistics", "Cell")
 
 logger = logging.getLogger("actors")
 
+# Phases, written on the home thread only.
 STARTING: Final = "starting"
 RUNNING: Final = "running"
-STOPPING: Final = "stopping"
-STOPPED: Final = "stopped"
-FAILED: Final = "failed"
+SUSPENDED: Final = "restarting"  # ended, waiting for the parent's decision or a backoff
+REBOOTING: Final = "rebooting"
+ENDED: Final = "ended"
+
+
+_NO_WATCHERS: Final[frozenset[Cell]] = frozenset()  # marks a cell that has finished
 
 
 class ActorStatistics(msgspec.Struct, frozen=True):
@@ -56,9 +78,10 @@ class ActorStatistics(msgspec.Struct, frozen=True):
 
     Attributes:
         path: the actor's path.
-        status: starting, running, stopping, stopped or failed.
+        status: starting, running, restarting, stopping, stopped or failed.
         loop: the worker index it lives on, or "host".
         mailbox: its mailbox's numbers.
+        restarts: how many times it was restarted.
 
     Example:
         ```python
@@ -71,6 +94,7 @@ class ActorStatistics(msgspec.Struct, frozen=True):
     status: str
     loop: str
     mailbox: MailboxStatistics
+    restarts: int = 0
 
 
 class Cell:
@@ -78,19 +102,32 @@ class Cell:
         "accepts",
         "actor_class",
         "admitted",
+        "children",
         "context",
+        "exit_reason",
+        "exiting",
         "factory",
+        "handling",
         "home",
+        "incarnation",
         "instance",
         "mailbox",
         "name",
         "outcome",
+        "parent",
         "path",
+        "phase",
         "ref",
+        "restart",
+        "restart_timer",
+        "restarts",
+        "suspending",
         "system",
         "task",
         "terminated",
         "throughput",
+        "watchers",
+        "watching",
     )
 
     def __init__(
@@ -103,6 +140,8 @@ class Cell:
         home: Home,
         capacity: int,
         throughput: int,
+        parent: Cell | None = None,
+        restart: Restart = Restart.PERMANENT,
     ) -> None:
         self.system = system
         self.factory = factory
@@ -110,6 +149,8 @@ class Cell:
         self.path = path
         self.home = home
         self.throughput = throughput
+        self.parent = parent
+        self.restart = restart
         self.mailbox: Mailbox[Any] = Mailbox(capacity, self._wake)
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
@@ -120,17 +161,34 @@ class Cell:
         self.ref: ActorRef[Any] = ActorRef(self)
         self.task: asyncio.Task[None] | None = None
         self.context = contextvars.Context()  # every task of this actor runs in it
+        self.phase: str = STARTING
+        self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
+        self.handling: type | None = None  # the message type being handled (for the watchdog)
+        self.exit_reason: BaseException | None = None  # why the last instance ended
+        self.suspending: Oneshot | None = None  # the parent waits for this actor to suspend
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
         self.terminated = Latch()  # set once, with the reason: None or the exception
+        # The tree, guarded by the system's lock. Created on first use: most actors have
+        # no children and no watchers, and an idle actor should stay small.
+        self.children: dict[str, Cell] | None = None  # in start order
+        self.exiting = False  # the instance is ending: no new children
+        self.watchers: set[Cell] | frozenset[Cell] | None = None
+        # Home thread only.
+        self.watching: set[Cell] | None = None
+        self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
+        self.restart_timer: asyncio.TimerHandle | None = None  # a backoff in progress
 
     @property
     def status(self) -> str:
-        """starting, running, stopping, stopped or failed (a racy snapshot from other threads)."""
+        """starting, running, restarting, stopping, stopped or failed (racy from other threads)."""
         if self.outcome is not None:
             return self.outcome
+        phase = self.phase
+        if phase in (SUSPENDED, REBOOTING):
+            return SUSPENDED
         if self.mailbox.closed:
-            return STOPPING
-        return RUNNING if self.instance is not None else STARTING
+            return "stopping"
+        return phase if phase != ENDED else "stopping"
 
     def __repr__(self) -> str:
         return f"<Cell {self.path} {self.status}>"
@@ -141,6 +199,7 @@ class Cell:
             status=self.status,
             loop=self.home.label,
             mailbox=self.mailbox.statistics(),
+            restarts=self.incarnation,
         )
 
     # -- checks made by senders (any thread) ----------------------------------------------
@@ -168,6 +227,9 @@ class Cell:
             and asyncio.current_task() is task
         )
 
+    def on_home_thread(self) -> bool:
+        return threading.get_ident() == self.home.thread_id
+
     def stopped_error(self, message: object = None) -> ActorStopped:
         return ActorStopped(f"actor {self.path} is {self.status}; message not delivered", message)
 
@@ -184,29 +246,90 @@ class Cell:
     def _start_run(self) -> None:
         # On the home thread. A strong reference in self.task keeps the task alive. The
         # actor's own context, not the waking sender's: context variables (and the async
-        # library sniffio reports) must not leak from whoever sent the first message.
-        self.task = self.home.loop.create_task(self._run(), context=self.context)
+        # library sniffio reports) must not leak from whoever sent the first message. The
+        # task is named after the actor so that the watchdog can name a blocking one.
+        self.task = self.home.loop.create_task(self._run(), name=self.path, context=self.context)
+
+    def _spawn_task(self, coro: Any) -> None:
+        self.task = self.home.loop.create_task(coro, name=self.path, context=self.context)
+
+    def _at_home(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the home thread: now if already there, else soon."""
+        if self.on_home_thread():
+            callback(*args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing left to do
+                self.home.loop.call_soon_threadsafe(callback, *args)
 
     def begin(self, started: Oneshot) -> None:
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
-        self.task = self.home.loop.create_task(self._live(started), context=self.context)
+        self._spawn_task(self._live(started))
+
+    # -- requests from other actors and threads (any thread) -------------------------------
 
     def request_stop(self) -> None:
-        """Graceful stop: refuse new messages, drain the accepted ones, run on_stop. Any thread."""
+        """The actor stops itself (`Actor.stop`): drain, then end like a normal exit.
+
+        A permanent child is restarted after such an exit, as in OTP.
+        """
         self.mailbox.close()
 
+    def stop_for_good(self) -> None:
+        """A final stop (`ActorRef.stop`, the parent or the system): never restarted."""
+        self.mailbox.close(seal=True)
+        self._at_home(self._stop_here)
+
+    def _stop_here(self) -> None:
+        # A suspended actor has no run task to see the closed mailbox: finish it now.
+        if self.phase == SUSPENDED:
+            self._cancel_restart_timer()
+            self.phase = ENDED
+            self._spawn_task(self._finish(self.exit_reason))
+
     def kill(self) -> None:
-        """Forced stop (drain timeout exceeded): cancel the run task. Any thread."""
-        with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to kill
-            self.home.loop.call_soon_threadsafe(self._kill_here)
+        """Forced stop (drain or suspend timeout exceeded): cancel the run task. Any thread."""
+        self._at_home(self._kill_here)
 
     def _kill_here(self) -> None:
         if self.terminated.is_set:
             return
         if self.task is not None:
             self.task.cancel()
-        else:
-            self.task = self.home.loop.create_task(self._finish(None), context=self.context)
+        elif self.phase == SUSPENDED:
+            self._stop_here()
+        elif self.phase != ENDED:
+            self.phase = ENDED
+            self._spawn_task(self._finish(None, killed=True))
+
+    def request_suspend(self, done: Oneshot) -> None:
+        """Ask a running actor to end its instance for a group restart; ``done`` is settled then."""
+        self._at_home(self._suspend_here, done)
+
+    def _suspend_here(self, done: Oneshot) -> None:
+        if self.phase in (SUSPENDED, ENDED) or self.terminated.is_set:
+            done.settle()
+            return
+        self.suspending = done
+        # The control lane goes before any queued message: the actor suspends at its next
+        # message boundary (or is killed into suspension after the timeout).
+        if not self.mailbox.put_control(Signal(SUSPEND)):
+            self.suspending = None
+            done.settle()
+
+    def request_restart(self, reason: BaseException | None, done: Oneshot) -> None:
+        """Restart a suspended actor: ``done`` gets True, False (not restarted) or the error."""
+        self._at_home(self._restart_here, reason, done)
+
+    def _restart_here(self, reason: BaseException | None, done: Oneshot) -> None:
+        if self.phase != SUSPENDED or not self.mailbox.reopen():
+            done.settle(False)  # stopped for good meanwhile: its final stop wins
+            return
+        self.phase = REBOOTING
+        self._spawn_task(self._reboot(reason, done))
+
+    def deliver(self, signal: Signal) -> bool:
+        """Put a control signal in this actor's control lane; False once it has finished."""
+        return self.mailbox.put_control(signal)
 
     # -- the actor's life, on the home loop -------------------------------------------------
 
@@ -224,7 +347,33 @@ class Cell:
             await self._finish(None, run_on_stop=False, killed=True)
             started.settle(error=ActorStopped(f"actor {self.path} was stopped while starting"))
             raise
+        self.phase = RUNNING
         started.settle(self.ref)
+        await self._run()
+
+    async def _reboot(self, reason: BaseException | None, done: Oneshot) -> None:
+        """A restart: a fresh instance from the factory, behind the same mailbox."""
+        self.incarnation += 1
+        self.restarts = None  # a new instance is a new supervisor: OTP counts afresh
+        with self.system.tree_lock:
+            self.exiting = False
+        try:
+            await self._boot()
+            instance = self.instance
+            assert instance is not None
+            await instance.on_restart(reason)
+        except Exception as error:
+            error.add_note(f"raised while restarting actor {self.path}")
+            await self._end_instance(run_on_stop=False)
+            self._suspend(error)
+            done.settle(error=error)
+            return
+        except BaseException:
+            await self._finish(None, run_on_stop=False, killed=True)
+            done.settle(False)
+            raise
+        self.phase = RUNNING
+        done.settle(True)
         await self._run()
 
     async def _boot(self) -> None:
@@ -273,39 +422,52 @@ class Cell:
                         self.task = None  # token handed back: a producer may start a new run
                         return
                     if item is DRAINED:
-                        await self._finish(None)
+                        await self._exit(None)
                         return
-                    raise AssertionError(f"actor {self.path}: unknown control signal {item!r}")
+                    if not await self._on_control(item):
+                        return
                 else:
+                    self.handling = kind  # one store: what the watchdog reports if we block
                     try:
                         await receive(item)
                     except Exception as error:
-                        await self._fail(error, item)
+                        await self._crash(error, item)
                         return
                     except BaseException as error:
                         failure = self._as_failure(error, item)
                         if failure is None:
                             raise
-                        await self._fail(failure, item)
+                        await self._crash(failure, item)
                         return
                 budget -= 1
                 if not budget:
                     budget = self.throughput
                     await asyncio.sleep(0)  # fairness: let the other actors on this loop run
         except asyncio.CancelledError:
-            if not self.terminated.is_set:
-                await self._finish(None, killed=True)
+            await self._killed()
             raise
+
+    async def _killed(self) -> None:
+        # Our task was cancelled (a timeout ran out): suspend if the parent asked for that,
+        # else end for good. Children go first, killed rather than drained.
+        if self.terminated.is_set or self.phase in (SUSPENDED, ENDED):
+            return
+        if self.suspending is not None and not self.mailbox.sealed:
+            await self._end_instance(run_on_stop=True, kill_children=True)
+            self._suspend(None)
+            return
+        await self._finish(None, killed=True)
 
     async def _answer(self, ask: Ask, receive: Callable[[Any], Any]) -> bool:
         message = ask.message
+        self.handling = type(message)
         try:
             reply = await receive(message)
             check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
         except Exception as error:
             self._note_failure(error, message)  # before the asker can see the error
             ask.reply.settle(error=error)
-            await self._fail(error, message)
+            await self._crash(error, message)
             return False
         except BaseException as error:
             failure = self._as_failure(error, message)
@@ -315,9 +477,54 @@ class Cell:
                 raise
             self._note_failure(failure, message)
             ask.reply.settle(error=failure)
-            await self._fail(failure, message)
+            await self._crash(failure, message)
             return False
         ask.reply.settle(reply)
+        return True
+
+    async def _on_control(self, signal: Signal) -> bool:
+        """Handle a control signal between two messages; False when the run task must end."""
+        name = signal.name
+        if name == CHILD_EXIT:
+            child, incarnation, reason = signal.payload
+            return await self._guarded(on_child_exit(self, child, incarnation, reason), signal)
+        if name == RESTART_DUE:
+            self.restart_timer = None
+            group, reason = signal.payload
+            return await self._guarded(restart_group(self, group, reason), signal)
+        if name == TERMINATED:
+            return await self._on_terminated(*signal.payload)
+        if name == SUSPEND:
+            if self.suspending is None:
+                return True  # stale: this actor already suspended (and restarted) since
+            await self._end_instance(run_on_stop=True)
+            self._suspend(None)
+            return False
+        raise AssertionError(f"actor {self.path}: unknown control signal {signal!r}")
+
+    async def _guarded(self, decision: Any, signal: Signal) -> bool:
+        # A supervision step is this actor's own work: if it breaks (a bug, or a strategy
+        # object that raises), this actor fails like a handler would.
+        try:
+            keep_running: bool = await decision
+        except Exception as error:
+            await self._crash(error, signal)
+            return False
+        return keep_running
+
+    async def _on_terminated(self, watched: Cell, reason: BaseException | None) -> bool:
+        watching = self.watching
+        if watching is None or watched not in watching:
+            return True  # unwatched since: Akka's guarantee, no Terminated after unwatch
+        watching.discard(watched)
+        instance = self.instance
+        assert instance is not None
+        event = Terminated(watched.ref, reason)
+        try:
+            await instance.on_terminated(event)
+        except Exception as error:
+            await self._crash(error, event)
+            return False
         return True
 
     def _as_failure(self, error: BaseException, message: object) -> RuntimeError | None:
@@ -341,25 +548,75 @@ class Cell:
         failure.__cause__ = error
         return failure
 
-    def _note_failure(self, error: Exception, message: object) -> None:
+    def _note_failure(self, error: BaseException, message: object) -> None:
         note = f"raised by actor {self.path} while handling {type(message).__qualname__}"
         if note not in getattr(error, "__notes__", ()):
             error.add_note(note)
 
-    async def _fail(self, error: Exception, message: object) -> None:
+    async def _crash(self, error: Exception, message: object) -> None:
+        """The instance failed (a handler, a hook, or as a supervisor giving up)."""
         self._note_failure(error, message)
         what = type(message).__qualname__
         logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)
-        await self._finish(error)
+        await self._exit(error)
+
+    async def _exit(self, reason: Exception | None) -> None:
+        """The instance ended (failed, or stopped and drained): restart or finish?"""
+        await self._end_instance(run_on_stop=True)
+        # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
+        parent = self.parent
+        if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
+            self._suspend(reason)
+            if parent.deliver(Signal(CHILD_EXIT, (self, self.incarnation, reason))):
+                return
+            # The parent has finished: nobody will restart us.
+            self.phase = ENDED
+        if reason is not None and parent is self.system.guardian:
+            self.system._record_failure(reason)  # pyright: ignore[reportPrivateUsage]
+        await self._finish(reason, run_on_stop=False)
+
+    async def give_up(self, error: Exception) -> None:
+        """As a supervisor that exceeded its restart intensity: fail, escalating upwards."""
+        logger.error("actor %s gave up supervising and fails", self.path, exc_info=error)
+        await self._exit(error)
+
+    def _suspend(self, reason: BaseException | None) -> None:
+        # The instance is gone; keep the consumer token so that no run task starts while
+        # messages queue up behind the failed one.
+        self.phase = SUSPENDED
+        self.exit_reason = reason
+        self.task = None
+        done, self.suspending = self.suspending, None
+        if done is not None:
+            done.settle()
+
+    async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
+        """Stop the children (reverse start order), then run the instance's ``on_stop``."""
+        with self.system.tree_lock:
+            self.exiting = True
+        self._cancel_restart_timer()
+        await stop_children(self, kill=kill_children)
+        instance, self.instance = self.instance, None
+        if run_on_stop and instance is not None:
+            try:
+                await instance.on_stop()
+            except Exception:
+                logger.exception("on_stop of actor %s raised", self.path)
 
     async def _finish(
         self, reason: BaseException | None, *, run_on_stop: bool = True, killed: bool = False
     ) -> None:
-        """The actor ends: account for what is left in its mailbox, run on_stop, tell waiters."""
+        """The actor ends for good: account for its mailbox, tell watchers, then waiters."""
+        self.phase = ENDED
+        self.exit_reason = reason
+        await self._end_instance(run_on_stop=run_on_stop, kill_children=killed)
         leftovers = self.mailbox.finish()
+        tells: list[object] = []
         for item in leftovers:
             if type(item) is Ask:
                 item.reply.settle(error=self.stopped_error(item.message))
+            elif type(item) is not Signal:
+                tells.append(item)
         if leftovers or killed:
             logger.warning(
                 "actor %s %s; %d undelivered message(s) dropped",
@@ -367,16 +624,56 @@ class Cell:
                 "was killed after its drain timeout" if killed else "stopped",
                 len(leftovers),
             )
-        instance = self.instance
-        if run_on_stop and instance is not None:
-            try:
-                await instance.on_stop()
-            except Exception:
-                logger.exception("on_stop of actor %s raised", self.path)
-        self.outcome = STOPPED if reason is None else FAILED
+        if tells:
+            why = "killed" if killed else ("failed" if reason is not None else "stopped")
+            self.system.dead_letters.publish(self.path, tells, why)
+        done, self.suspending = self.suspending, None
+        if done is not None:
+            done.settle()
+        self.outcome = "stopped" if reason is None else "failed"
         self.task = None
-        self.system._forget(self)  # pyright: ignore[reportPrivateUsage]
+        watchers = self.system._unregister(self)  # pyright: ignore[reportPrivateUsage]
+        for watcher in watchers:
+            watcher.deliver(Signal(TERMINATED, (self, reason)))
         self.terminated.set(reason)
+
+    def _cancel_restart_timer(self) -> None:
+        timer, self.restart_timer = self.restart_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    # -- the tree, as seen from this actor (home thread) -----------------------------------
+
+    def watch(self, target: Cell) -> None:
+        if target is self:
+            raise ValueError(f"actor {self.path} cannot watch itself")
+        if self.watching is None:
+            self.watching = set()
+        self.watching.add(target)
+        with self.system.tree_lock:
+            watchers = target.watchers
+            if watchers is not _NO_WATCHERS:
+                if watchers is None:
+                    watchers = target.watchers = set()
+                assert isinstance(watchers, set)
+                watchers.add(self)
+                return
+        # Already finished: deliver at once, as Akka and OTP do for a dead target.
+        self.deliver(Signal(TERMINATED, (target, target.exit_reason)))
+
+    def unwatch(self, target: Cell) -> None:
+        if self.watching is not None:
+            self.watching.discard(target)
+        with self.system.tree_lock:
+            watchers = target.watchers
+            if isinstance(watchers, set):
+                watchers.discard(self)
+
+    def close_watchers(self) -> frozenset[Cell] | set[Cell]:
+        """With the tree lock held: the watchers to notify, and no more from now on."""
+        watchers = self.watchers
+        self.watchers = _NO_WATCHERS
+        return watchers or _NO_WATCHERS
 
     def _class_name(self) -> str:
         return self.actor_class.__qualname__ if self.actor_class is not None else "actor"

@@ -10,7 +10,8 @@ category fits, also from that builtin so that plain ``except`` clauses keep work
     ├── SendTimeout (TimeoutError)  no room in the mailbox within the send timeout
     ├── DeadlockError (RuntimeError) an actor asked itself
     ├── NotSendableError (TypeError) a message or reply is mutable
-    ├── DuplicateName (ValueError)  an actor with that name already exists
+    ├── DuplicateName (ValueError)  an actor with that name already exists among its siblings
+    ├── SupervisionError            a parent gave up restarting a child (restart intensity)
     ├── MessageTypeError (TypeError) the target does not accept this message type
     └── SystemNotRunning            the ActorSystem is not started, or already shut down
 
@@ -30,6 +31,7 @@ __all__ = (
     "MessageTypeError",
     "NotSendableError",
     "SendTimeout",
+    "SupervisionError",
     "SystemNotRunning",
 )
 
@@ -166,5 +168,21 @@ class DuplicateName(ActorError, ValueError):
         await system.spawn(Greeter, name="greeter")
         with pytest.raises(actors.DuplicateName):
             await system.spawn(Greeter, name="greeter")
+        ```
+    """
+
+
+class SupervisionError(ActorError):
+    """A parent gave up: restarting a failed child would exceed its restart intensity.
+
+    The parent then stops its other children and fails with this error, which escalates to
+    its own parent; ``__cause__`` is the child's failure, so the chain of causes names every
+    level. At the top of the tree it is recorded in `ActorSystem.failures`.
+
+    Example:
+        ```python
+        failure = await system.wait_failure()
+        if isinstance(failure, actors.SupervisionError):
+            log.error("gave up: %s (root cause: %r)", failure, failure.__cause__)
         ```
     """

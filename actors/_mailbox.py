@@ -63,15 +63,21 @@ CLOSED: Final = 2
 
 
 class Signal:
-    """What `Mailbox.pop` returns besides messages: EMPTY, DRAINED, or a control signal."""
+    """What `Mailbox.pop` returns besides messages: EMPTY, DRAINED, or a control signal.
 
-    __slots__ = ("_name",)
+    Control signals (supervision, death watch) carry a ``payload``. They share this one
+    class so that the dispatch loop tells every non-message apart with a single
+    ``type(item) is Signal`` test, at no cost to ordinary messages.
+    """
 
-    def __init__(self, name: str) -> None:
-        self._name = name
+    __slots__ = ("name", "payload")
+
+    def __init__(self, name: str, payload: Any = None) -> None:
+        self.name = name
+        self.payload = payload
 
     def __repr__(self) -> str:
-        return self._name
+        return self.name
 
 
 EMPTY: Final = Signal("EMPTY")  # pop(): nothing left; the consumer token is released
@@ -130,6 +136,7 @@ class Mailbox(Generic[T]):
         "_queue",
         "_reserved",
         "_scheduled",
+        "_sealed",
         "_senders",
         "_wake",
         "capacity",
@@ -150,6 +157,7 @@ class Mailbox(Generic[T]):
         self._low_water = capacity // 2  # see pop: when waiting senders are let in
         self._high_water = 0
         self._closed = False
+        self._sealed = False  # closed for good: a restart may not reopen it
         self._finished = False
         # Starts taken: the actor's start-up task holds the token until on_start returns.
         self._scheduled = scheduled
@@ -160,6 +168,11 @@ class Mailbox(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def sealed(self) -> bool:
+        """Closed for good (a final stop): `reopen` refuses."""
+        return self._sealed
 
     # -- producers ------------------------------------------------------------------------
 
@@ -359,13 +372,17 @@ class Mailbox(Generic[T]):
             sender.waiter.settle()
         return item
 
-    def close(self) -> bool:
+    def close(self, *, seal: bool = False) -> bool:
         """Refuse new messages; the consumer still drains what was accepted.
 
         Waiting senders are released with `MailboxClosed`. Returns True when this call closed
-        it. Wakes an idle consumer so that it sees DRAINED.
+        it. Wakes an idle consumer so that it sees DRAINED. ``seal`` makes the close final:
+        a supervisor's restart cannot `reopen` it (the two race on different threads, so
+        the decision is taken under the lock).
         """
         with self._lock:
+            if seal:
+                self._sealed = True
             if self._closed:
                 return False
             self._closed = True
@@ -379,6 +396,17 @@ class Mailbox(Generic[T]):
             self._wake()
         return True
 
+    def reopen(self) -> bool:
+        """Accept messages again after a non-final close (a restart); False if sealed.
+
+        Called by the consumer, which still holds the consumer token: no wake-up is due.
+        """
+        with self._lock:
+            if self._sealed or self._finished:
+                return False
+            self._closed = False
+            return True
+
     def finish(self) -> list[T]:
         """The consumer is gone for good: close without waking anyone, return what was left.
 
@@ -387,6 +415,7 @@ class Mailbox(Generic[T]):
         """
         with self._lock:
             self._closed = True
+            self._sealed = True
             self._finished = True
             self._scheduled = True  # never hand the consumer token out again
             senders = self._senders.copy()

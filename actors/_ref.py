@@ -307,11 +307,12 @@ class ActorRef(Generic[M]):
             raise self._ask_timeout(message, timeout) from None
 
     async def stop(self) -> None:
-        """Stop the actor gracefully and wait until it has stopped.
+        """Stop the actor gracefully, for good, and wait until it has stopped.
 
         The mailbox refuses new messages at once; what it already accepted is handled, then
-        ``on_stop`` runs. Stopping a stopped actor returns at once. Called by the actor on
-        itself (from its handler), it only requests the stop.
+        its children stop and ``on_stop`` runs. It is never restarted afterwards, whatever
+        its restart type (OTP's ``terminate_child``). Stopping a stopped actor returns at
+        once. Called by the actor on itself (from its handler), it only requests the stop.
 
         Cancellation: the stop still happens; only the wait is abandoned.
 
@@ -322,7 +323,7 @@ class ActorRef(Generic[M]):
             ```
         """
         cell = self._cell
-        cell.request_stop()
+        cell.stop_for_good()
         if cell.in_handler():
             return
         await cell.terminated.wait()

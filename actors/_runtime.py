@@ -78,7 +78,7 @@ class WorkerHome(Home):
         self._ready = Latch()
         self._done = Latch()
         self._thread = threading.Thread(
-            target=self._main, name=_thread_name(system_name, index), daemon=True
+            target=self._main, name=thread_name(system_name, f"worker-{index}"), daemon=True
         )
 
     async def start(self) -> None:
@@ -129,9 +129,10 @@ class WorkerHome(Home):
         self._thread.join()  # the thread is past its last statement: this returns at once
 
 
-def _thread_name(system_name: str, index: int) -> str:
+def thread_name(system_name: str, role: str) -> str:
+    """``actors-worker-0`` for the default system, ``actors-billing-worker-0`` for another."""
     prefix = "actors" if system_name == "actors" else f"actors-{system_name}"
-    return f"{prefix}-worker-{index}"
+    return f"{prefix}-{role}"
 
 
 def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:

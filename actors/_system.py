@@ -7,20 +7,24 @@ import itertools
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
 
+from ._actor import Actor
 from ._cell import Cell
-from ._errors import DuplicateName, SystemNotRunning
-from ._oneshot import Expired, Latch, oneshot
-from ._runtime import HOST, Home, HostHome, WorkerHome
+from ._deadletters import DeadLetters
+from ._errors import ActorStopped, DuplicateName, SystemNotRunning
+from ._oneshot import Latch, oneshot
+from ._runtime import HOST, Home, HostHome, WorkerHome, thread_name
+from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._watchdog import DEFAULT_BLOCKED_THRESHOLD, Watchdog
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from ._actor import Actor
     from ._ref import ActorRef
 
 __all__ = ("DEFAULT_CAPACITY", "DEFAULT_DRAIN_TIMEOUT", "DEFAULT_THROUGHPUT", "ActorSystem")
@@ -38,11 +42,21 @@ DEFAULT_DRAIN_TIMEOUT: Final = 5.0
 DEFAULT_THROUGHPUT: Final = 256
 """Messages an actor handles before yielding its loop to the other actors on it."""
 
-_KILL_GRACE: Final = 1.0  # seconds a killed actor gets to run on_stop
-
 Placement = int | Literal["host"] | None
+Escalation = Literal["stop", "shutdown"]
 
 _NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
+
+
+class _Nothing:
+    """No message is of this type: the root guardian accepts none."""
+
+
+class _Guardian(Actor[_Nothing]):
+    """The root of the tree (``/user``): supervises the top-level actors, handles nothing."""
+
+    def __init__(self, strategy: SupervisionStrategy) -> None:
+        self.supervision = strategy
 
 
 class ActorSystem:
@@ -60,6 +74,14 @@ class ActorSystem:
         throughput: messages an actor handles in a row before yielding its loop.
         use_uvloop: True requires uvloop, False never uses it, None uses it when installed.
         name: a label for logs and thread names.
+        supervision: the strategy for top-level actors (default ``OneForOne()``).
+        escalation: what happens when a top-level actor fails for good (not restarted,
+            or its restart intensity exceeded): ``"stop"`` (the default) leaves it stopped,
+            logs the error with its chain of causes and records it in `failures`;
+            ``"shutdown"`` records it and shuts the whole system down.
+        blocked_threshold: seconds a handler may hold its worker loop without yielding
+            before the watchdog logs a warning; None turns the watchdog off.
+        clock: the monotonic clock used for restart intensity (tests inject a fake one).
 
     Placement: actors are spread round-robin over the worker loops in spawn order, so N
     actors on N workers use every worker. ``spawn(placement=i)`` pins to worker ``i``;
@@ -82,6 +104,10 @@ class ActorSystem:
         throughput: int = DEFAULT_THROUGHPUT,
         use_uvloop: bool | None = None,
         name: str = "actors",
+        supervision: SupervisionStrategy | None = None,
+        escalation: Escalation = "stop",
+        blocked_threshold: float | None = DEFAULT_BLOCKED_THRESHOLD,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         count = workers if workers is not None else _usable_cpus()
         if count < 1:
@@ -90,25 +116,107 @@ class ActorSystem:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
         if throughput < 1:
             raise ValueError(f"throughput must be at least 1, got {throughput}")
+        if escalation not in ("stop", "shutdown"):
+            raise ValueError(f'escalation must be "stop" or "shutdown", got {escalation!r}')
+        if blocked_threshold is not None and not blocked_threshold > 0:
+            raise ValueError(f"blocked_threshold must be positive or None, got {blocked_threshold}")
         self.name = name
         self.capacity = capacity
         self.drain_timeout = drain_timeout
         self.throughput = throughput
+        self.supervision = supervision if supervision is not None else OneForOne()
+        self.escalation: Escalation = escalation
+        self.clock = clock
+        self.dead_letters = DeadLetters()
+        """Messages accepted by a mailbox but never handled: a count and subscribers."""
         self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
         self._host: HostHome | None = None
-        self._lock = threading.Lock()
+        # Guards the state, the tree (every cell's children, exiting flag and watchers)
+        # and the path index. Never held across an await or a call into user code.
+        self.tree_lock = threading.Lock()
+        self._lock = self.tree_lock
         self._state = _NEW
         self._stopped = Latch()  # set once the system has fully shut down
-        self._cells: dict[Cell, None] = {}  # live actors, in spawn order
-        self._names: dict[str, Cell] = {}
+        self._paths: dict[str, Cell] = {}  # every live actor by path, the guardian included
+        self._guardian: Cell | None = None
+        self._failures: list[BaseException] = []
+        self._failed = Latch()  # set with the first failure of a top-level actor
+        self._escalation: threading.Thread | None = None  # runs an escalated shutdown
         self._round_robin = itertools.count()
         self._serial = itertools.count(1)
+        self._watchdog = (
+            None
+            if blocked_threshold is None
+            else Watchdog(
+                self._workers,
+                blocked_threshold,
+                self._describe_task,
+                thread_name(name, "watchdog"),
+            )
+        )
 
     def __repr__(self) -> str:
         return (
             f"<ActorSystem {self.name} {self._state} "
-            f"workers={len(self._workers)} actors={len(self._cells)}>"
+            f"workers={len(self._workers)} actors={max(0, len(self._paths) - 1)}>"
         )
+
+    @property
+    def guardian(self) -> Cell | None:
+        """Internal: the root of the tree, parent of the top-level actors."""
+        return self._guardian
+
+    @property
+    def failures(self) -> list[BaseException]:
+        """Failures of top-level actors that were not (or no longer) restarted, oldest first.
+
+        Each is the error with its whole chain of causes (``__cause__``): a
+        `SupervisionError` for a restart intensity exceeded at some level of the tree.
+
+        Example:
+            ```python
+            for error in system.failures:
+                log.error("top-level actor failed for good: %r", error)
+            ```
+        """
+        with self._lock:
+            return list(self._failures)
+
+    async def wait_failure(self) -> BaseException:
+        """Wait until a top-level actor fails for good; return the first such failure.
+
+        Cancellation: only the wait is abandoned.
+
+        Example:
+            ```python
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve_http)
+                failure = await system.wait_failure()
+                log.critical("giving up: %r", failure)
+                tg.cancel_scope.cancel()
+            ```
+        """
+        failure: BaseException = await self._failed.wait()
+        return failure
+
+    def lookup(self, path: str) -> ActorRef[Any] | None:
+        """The live actor at ``path`` (such as ``/user/bank/account-7``), or None.
+
+        Example:
+            ```python
+            account = system.lookup("/user/bank/account-7")
+            if account is not None:
+                await account.send(Deposit(5))
+            ```
+        """
+        with self._lock:
+            cell = self._paths.get(path)
+        return cell.ref if cell is not None else None
+
+    def children_of(self, cell: Cell) -> list[Cell]:
+        """Internal: a snapshot of ``cell``'s children, in start order."""
+        with self._lock:
+            return list(cell.children.values()) if cell.children else []
 
     @property
     def workers(self) -> int:
@@ -151,6 +259,7 @@ class ActorSystem:
         try:
             for worker in self._workers:
                 await worker.start()
+            await self._start_guardian()
         except BaseException:
             # Failed or cancelled half-way: take down every thread already started, shielded
             # so that a cancelled host cannot leave one behind.
@@ -159,6 +268,26 @@ class ActorSystem:
             with self._lock:
                 self._mark_stopped_locked()
             raise
+        if self._watchdog is not None:
+            self._watchdog.start()
+
+    async def _start_guardian(self) -> None:
+        strategy = self.supervision
+        guardian = Cell(
+            self,
+            lambda: _Guardian(strategy),
+            name="user",
+            path="/user",
+            home=self._workers[0],
+            capacity=1,
+            throughput=self.throughput,
+        )
+        with self._lock:
+            self._paths[guardian.path] = guardian
+        self._guardian = guardian
+        started = oneshot()
+        self._workers[0].loop.call_soon_threadsafe(guardian.begin, started)
+        await started.wait()
 
     async def spawn(
         self,
@@ -167,18 +296,22 @@ class ActorSystem:
         name: str | None = None,
         capacity: int | None = None,
         placement: Placement = None,
+        restart: Restart = Restart.PERMANENT,
     ) -> ActorRef[M]:
-        """Create an actor from ``factory`` on a loop, run its ``on_start``, return its ref.
+        """Create a top-level actor from ``factory``, run its ``on_start``, return its ref.
 
         ``factory`` is any zero-argument callable returning a new actor: the class itself,
-        a lambda, a ``functools.partial``. It is called on the actor's home loop.
+        a lambda, a ``functools.partial``. It is called on the actor's home loop, and again
+        for every restart. Top-level actors are children of the root guardian (``/user``),
+        which supervises them with the system's ``supervision`` strategy.
 
         Args:
             factory: makes the actor instance.
-            name: unique among top-level actors; default ``<ClassName>-<n>`` when the
+            name: unique among its siblings; default ``<ClassName>-<n>`` when the
                 factory is a class, ``actor-<n>`` otherwise (``n`` counts spawns).
             capacity: mailbox capacity (default: the system's, `DEFAULT_CAPACITY`).
             placement: None (round-robin), a worker index, or ``"host"``.
+            restart: when the actor is restarted (`Restart`; default permanent).
 
         Raises:
             SystemNotRunning: the system is not running.
@@ -195,11 +328,30 @@ class ActorSystem:
             local = await system.spawn(Greeter, placement="host")  # on the app's own loop
             ```
         """
+        guardian = self._guardian
+        if guardian is None or self._state != _RUNNING:
+            raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
+        return await self._spawn(
+            guardian, factory, name=name, capacity=capacity, placement=placement, restart=restart
+        )
+
+    async def _spawn(
+        self,
+        parent: Cell,
+        factory: Callable[[], Actor[M]],
+        *,
+        name: str | None,
+        capacity: int | None,
+        placement: Placement,
+        restart: Restart,
+    ) -> ActorRef[M]:
+        if not isinstance(restart, Restart):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"restart must be a Restart, got {restart!r}")
         home = self._place(placement)
         size = self.capacity if capacity is None else capacity
         if size < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {size}")
-        cell = self._register(factory, name, home, size)
+        cell = self._register(parent, factory, name, home, size, restart)
         started = oneshot()
         try:
             if threading.get_ident() == home.thread_id:
@@ -207,12 +359,12 @@ class ActorSystem:
             else:
                 home.loop.call_soon_threadsafe(cell.begin, started)
         except RuntimeError:
-            self._forget(cell)
+            self._unregister(cell)
             raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
         try:
             await started.wait()
         except BaseException:
-            cell.request_stop()
+            cell.stop_for_good()
             raise
         return cell.ref
 
@@ -243,13 +395,21 @@ class ActorSystem:
                 self._mark_stopped_locked()
             elif state == _RUNNING:
                 self._state = _STOPPING
-            cells = list(self._cells)
         if state != _RUNNING:
             await self._stopped.wait()  # someone else is (or was) shutting it down
+            escalation = self._escalation
+            if escalation is not None and escalation is not threading.current_thread():
+                await anyio.to_thread.run_sync(escalation.join)
             return
         with anyio.CancelScope(shield=True):
-            for cell in reversed(cells):
-                await self._stop_cell(cell)
+            guardian = self._guardian
+            if guardian is not None:
+                # The guardian stops the top-level actors in reverse start order, each
+                # stopping its own children first (each within the drain timeout).
+                guardian.stop_for_good()
+                await guardian.terminated.wait()
+            if self._watchdog is not None:
+                self._watchdog.stop()
             await self._stop_workers()
             with self._lock:
                 self._mark_stopped_locked()
@@ -263,23 +423,6 @@ class ActorSystem:
     def _mark_stopped_locked(self) -> None:
         self._state = _STOPPED
         self._stopped.set()
-
-    async def _stop_cell(self, cell: Cell) -> None:
-        cell.request_stop()
-        try:
-            await cell.terminated.wait(self.drain_timeout)
-            return
-        except Expired:
-            logger.warning(
-                "actor %s did not stop within its drain timeout (%s s); cancelling it",
-                cell.path,
-                self.drain_timeout,
-            )
-        cell.kill()
-        try:
-            await cell.terminated.wait(_KILL_GRACE)
-        except Expired:
-            logger.error("actor %s ignored cancellation; abandoning it", cell.path)
 
     def _place(self, placement: Placement) -> Home:
         if self._state != _RUNNING:
@@ -303,11 +446,19 @@ class ActorSystem:
         raise ValueError(f'placement must be None, a worker index or "host", got {placement!r}')
 
     def _register(
-        self, factory: Callable[[], Actor[Any]], name: str | None, home: Home, capacity: int
+        self,
+        parent: Cell,
+        factory: Callable[[], Actor[Any]],
+        name: str | None,
+        home: Home,
+        capacity: int,
+        restart: Restart,
     ) -> Cell:
         with self._lock:
-            if self._state != _RUNNING:
+            if self._state != _RUNNING and parent is self._guardian:
                 raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
+            if parent.exiting or parent.terminated.is_set:
+                raise ActorStopped(f"actor {parent.path} is stopping; it cannot spawn children")
             if name is None:
                 base = factory.__name__ if isinstance(factory, type) else "actor"
                 name = f"{base}-{next(self._serial)}"
@@ -315,29 +466,64 @@ class ActorSystem:
                 raise ValueError(
                     f"an actor name must be non-empty and contain no '/', got {name!r}"
                 )
-            if name in self._names:
+            siblings = parent.children
+            if siblings is None:
+                siblings = parent.children = {}
+            if name in siblings:
                 raise DuplicateName(
-                    f"an actor named {name!r} already exists in actor system {self.name}"
+                    f"an actor named {name!r} already exists under {parent.path} "
+                    f"in actor system {self.name}"
                 )
             cell = Cell(
                 self,
                 factory,
                 name=name,
-                path=f"/user/{name}",
+                path=f"{parent.path}/{name}",
                 home=home,
                 capacity=capacity,
                 throughput=self.throughput,
+                parent=parent,
+                restart=restart,
             )
-            self._names[name] = cell
-            self._cells[cell] = None
+            siblings[name] = cell
+            self._paths[cell.path] = cell
             return cell
 
-    def _forget(self, cell: Cell) -> None:
-        # Called by a cell when it has ended, from its home thread.
+    def _unregister(self, cell: Cell) -> frozenset[Cell] | set[Cell]:
+        """A cell has finished for good: drop it from the tree; return its watchers."""
         with self._lock:
-            self._cells.pop(cell, None)
-            if self._names.get(cell.name) is cell:
-                del self._names[cell.name]
+            parent = cell.parent
+            if parent is not None and parent.children and parent.children.get(cell.name) is cell:
+                del parent.children[cell.name]
+            if self._paths.get(cell.path) is cell:
+                del self._paths[cell.path]
+            return cell.close_watchers()
+
+    def _record_failure(self, error: BaseException) -> None:
+        """A top-level actor failed for good: keep it, and apply the escalation policy."""
+        with self._lock:
+            self._failures.append(error)
+        self._failed.set(error)
+        if self.escalation == "shutdown":
+            logger.critical("actor system %s shuts down after: %r", self.name, error)
+            # From a thread of its own: shutdown joins the worker loops, this one included.
+            thread = threading.Thread(
+                target=anyio.run, args=(self.shutdown,), name=thread_name(self.name, "escalation")
+            )
+            with self._lock:
+                if self._escalation is not None:
+                    return
+                self._escalation = thread
+            thread.start()
+
+    def _describe_task(self, task_name: str) -> str:
+        with self._lock:
+            cell = self._paths.get(task_name)
+        if cell is None:
+            return f"task {task_name!r} (not an actor)"
+        handling = cell.handling
+        what = handling.__qualname__ if handling is not None else "its start-up or a hook"
+        return f"actor {cell.path} handling {what}"
 
 
 def _usable_cpus() -> int:

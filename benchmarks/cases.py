@@ -1,19 +1,29 @@
 """The workloads, the implementations, and one repetition of a workload on a driver.
 
 Every repetition checks its own result (`CheckFailed` when wrong). `benchmarks.runner`
-decides the sizes (`calibrate`) and the order of the repetitions.
+decides the sizes (`calibrate`, or a fixed size scaled to the implementation's speed) and
+the order of the repetitions.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import gc
 import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
-from .common import CheckFailed, Place, check_tally, percentile
-from .peers import PykkaDriver, QueueDriver
+from .common import CAPACITY, CheckFailed, Place, RssSampler, Setup, check_tally, percentile
+from .peers import (
+    BareDriver,
+    CallbackDriver,
+    PykkaDriver,
+    QueueDriver,
+    ThespianDriver,
+    XoscarDriver,
+)
+from .savina import PROGRAMS, Program
 from .subject import ActorsDriver
 
 if TYPE_CHECKING:
@@ -36,7 +46,8 @@ __all__ = (
     "size_limits",
 )
 
-Kind = Literal["tell", "ask"]
+Kind = Literal["tell", "ask", "program", "spawn", "overload", "memory", "scale"]
+Group = Literal["micro", "savina", "resources"]
 
 
 @dataclass(frozen=True)
@@ -44,20 +55,54 @@ class Workload:
     name: str
     title: str
     kind: Kind
-    place: Place
+    place: Place = "same"
     producers: int = 1
+    program: Program | None = None
 
+    @property
+    def group(self) -> Group:
+        if self.kind == "program":
+            return "savina"
+        if self.kind in ("memory", "scale", "overload", "spawn"):
+            return "resources"
+        return "micro"
+
+    def setup(self) -> Setup:
+        return Setup(self.place, self.producers, slow=self.kind == "overload")
+
+
+FAN_IN: Final = 64
 
 WORKLOADS: Final = (
-    Workload("tell-same", "tell throughput, producer on the counter's loop", "tell", "same"),
+    Workload("tell-same", "tell throughput, producer on the counter's loop", "tell"),
     Workload("tell-cross-1", "tell throughput, 1 producer on another loop", "tell", "cross"),
     Workload("tell-cross-4", "tell throughput, 4 producers on another loop", "tell", "cross", 4),
-    Workload("ask-same", "ask round trip, asker on the counter's loop", "ask", "same"),
+    Workload("tell-cross-8", "tell throughput, 8 producers on another loop", "tell", "cross", 8),
+    Workload(
+        "fan-in",
+        f"tell throughput, {FAN_IN} producers on the counter's loop",
+        "tell",
+        "same",
+        FAN_IN,
+    ),
+    Workload("ask-same", "ask round trip, asker on the counter's loop", "ask"),
     Workload("ask-cross", "ask round trip, asker on another loop", "ask", "cross"),
+    *(Workload(f"savina-{p.name}", p.title, "program", program=p) for p in PROGRAMS),
+    Workload("spawn", "spawn rate: idle actors spawned one after another, same loop", "spawn"),
+    Workload(
+        "overload",
+        "4 producers on another loop, a consumer ~20x slower than them",
+        "overload",
+        "cross",
+        4,
+    ),
+    Workload("memory", "memory per idle actor (tracemalloc and RSS, own process)", "memory"),
+    Workload("scale", "throughput and memory as the number of busy actors grows", "scale"),
 )
 
-ALL: Final = tuple(w.name for w in WORKLOADS)
-SAME: Final = ("tell-same", "ask-same")
+MICRO_SAME: Final = ("tell-same", "ask-same", "fan-in")
+MICRO: Final = (*MICRO_SAME, "tell-cross-*", "ask-cross")
+RESOURCES: Final = ("spawn", "overload", "memory")
 
 
 @dataclass(frozen=True)
@@ -66,40 +111,61 @@ class Implementation:
     description: str
     host_uvloop: bool  # the kind of host loop `actors.run` starts for this implementation
     make: Callable[[], Driver]
-    workloads: tuple[str, ...]
+    workloads: tuple[str, ...]  # shell patterns of the workloads it runs
     requires: tuple[str, ...] = ()  # importable modules it needs
     baseline: str | None = None  # for a peer: the `actors` implementation it is compared with
+    scale: float = 1.0  # speed relative to `actors`: fixed-size workloads are scaled by it
+    note: str | None = None  # shown when its rows are skipped
+
+    def runs(self, workload: str) -> bool:
+        return any(fnmatch.fnmatchcase(workload, p) for p in self.workloads)
 
     def missing(self) -> str | None:
         """Why it cannot run here, or None."""
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
-                return f"{module} is not installed"
+                return f"{module} is not installed (pip install '.[bench]')"
         return None
 
 
 IMPLEMENTATIONS: Final = (
     Implementation(
         "actors-uvloop",
-        "actors: ActorSystem(workers=2) on uvloop; producer/asker actor on worker 0 or 1",
+        "actors on uvloop: ActorSystem(workers=1), 2 for cross-loop cases",
         True,
         lambda: ActorsDriver(use_uvloop=True),
-        ALL,
+        (*MICRO, "savina-*", *RESOURCES, "scale"),
         ("uvloop",),
     ),
     Implementation(
         "actors-asyncio",
-        "actors: ActorSystem(workers=2, use_uvloop=False); plain asyncio loops",
+        "actors on plain asyncio: ActorSystem(use_uvloop=False)",
         False,
         lambda: ActorsDriver(use_uvloop=False),
-        ALL,
+        (*MICRO, "savina-*", "spawn"),
     ),
     Implementation(
         "actors-host-uvloop",
         'actors: counter spawned with placement="host" in actors.run (uvloop); host task sends',
         True,
         lambda: ActorsDriver(use_uvloop=True, host=True),
-        SAME,
+        ("tell-same", "ask-same"),
+        ("uvloop",),
+    ),
+    Implementation(
+        "actors-uvloop-2loops",
+        "actors on uvloop, ActorSystem(workers=2): actors spread round-robin over 2 loops",
+        True,
+        lambda: ActorsDriver(use_uvloop=True, loops=2),
+        ("savina-*",),
+        ("uvloop",),
+    ),
+    Implementation(
+        "actors-uvloop-4loops",
+        "actors on uvloop, ActorSystem(workers=4): actors spread round-robin over 4 loops",
+        True,
+        lambda: ActorsDriver(use_uvloop=True, loops=4),
+        ("savina-*",),
         ("uvloop",),
     ),
     Implementation(
@@ -107,7 +173,7 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on uvloop loop threads",
         True,
         lambda: QueueDriver(use_uvloop=True),
-        ALL,
+        (*MICRO, "savina-*", "spawn", "overload", "memory", "scale"),
         ("uvloop",),
         baseline="actors-uvloop",
     ),
@@ -116,31 +182,111 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on plain asyncio loop threads",
         False,
         lambda: QueueDriver(use_uvloop=False),
-        ALL,
+        (*MICRO, "savina-*"),
         baseline="actors-asyncio",
+    ),
+    Implementation(
+        "callback",
+        "callback actor: a synchronous handler called from a deque (the ceiling), on uvloop",
+        True,
+        CallbackDriver,
+        (*MICRO_SAME, "savina-*", "spawn", "memory"),
+        ("uvloop",),
+        baseline="actors-uvloop",
+    ),
+    Implementation(
+        "bare-uvloop",
+        "bare cross-thread future round trip between two uvloop threads (the floor)",
+        True,
+        lambda: BareDriver(use_uvloop=True),
+        ("ask-cross",),
+        ("uvloop",),
+        baseline="actors-uvloop",
     ),
     Implementation(
         "pykka",
         "pykka.ThreadingActor: a thread per actor; producers/asker are plain threads",
         False,
         PykkaDriver,
-        ("tell-same", "tell-cross-4", "ask-same"),
+        (
+            "tell-same",
+            "tell-cross-4",
+            "tell-cross-8",
+            "fan-in",
+            "ask-same",
+            "savina-*",
+            "spawn",
+            "overload",
+            "memory",
+        ),
         ("pykka",),
         baseline="actors-uvloop",
+        scale=0.05,
+    ),
+    Implementation(
+        "thespian",
+        "thespian's in-process simpleSystemBase, driven from the host thread",
+        False,
+        ThespianDriver,
+        ("tell-same", "ask-same", "savina-*", "spawn", "memory"),
+        ("thespian",),
+        baseline="actors-uvloop",
+        scale=0.1,
+    ),
+    Implementation(
+        "xoscar",
+        "xoscar with an in-process actor pool (n_process=0) on the host loop",
+        False,
+        XoscarDriver,
+        ("tell-same", "ask-same", "savina-*", "spawn", "memory"),
+        ("xoscar",),
+        baseline="actors-uvloop",
+        scale=0.03,
     ),
 )
 
 
 @dataclass(frozen=True)
 class Settings:
-    reps: int
-    seconds: float  # target duration of one repetition
+    reps: int  # repetitions of the micro-cases
+    seconds: float  # target duration of one calibrated repetition
     min_tells: int
     min_asks: int
+    program_reps: int  # repetitions of each Savina program
+    program_scale: float  # program sizes relative to `Program.size`
+    program_timeout: float
+    spawn_k: int
+    overload_n: int
+    memory_k: int
+    scale_max: int  # the largest actor count of the scale case
 
 
-FULL: Final = Settings(reps=5, seconds=0.3, min_tells=20_000, min_asks=2_000)
-QUICK: Final = Settings(reps=2, seconds=0.05, min_tells=5_000, min_asks=300)
+FULL: Final = Settings(
+    reps=5,
+    seconds=0.3,
+    min_tells=20_000,
+    min_asks=2_000,
+    program_reps=3,
+    program_scale=1.0,
+    program_timeout=60.0,
+    spawn_k=20_000,
+    overload_n=100_000,
+    memory_k=20_000,
+    scale_max=100_000,
+)
+QUICK: Final = Settings(
+    reps=2,
+    seconds=0.05,
+    min_tells=5_000,
+    min_asks=300,
+    program_reps=1,
+    program_scale=0.05,
+    program_timeout=20.0,
+    spawn_k=2_000,
+    overload_n=10_000,
+    memory_k=2_000,
+    scale_max=1_000,
+)
 
 _MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000}
 
@@ -162,16 +308,36 @@ class CaseResult:
     reps: list[Rep] = field(default_factory=list[Rep])
     error: str | None = None  # the case failed (a wrong result, an exception)
     skipped: str | None = None  # the case could not run here
+    extra: dict[str, object] = field(default_factory=dict[str, object])  # e.g. scale series
 
     def samples(self, metric: str) -> list[float]:
         return [rep.metrics[metric] for rep in self.reps if metric in rep.metrics]
 
 
-def measure_once(kind: Kind, producers: int) -> Callable[[Driver, int], Awaitable[Rep]]:
-    """The function that runs one repetition of size n of this kind of workload."""
-    if kind == "tell":
-        return lambda driver, n: _tell_once(driver, producers, n)
-    return _ask_once
+def fixed_size(workload: Workload, impl: Implementation, settings: Settings) -> int | None:
+    """The size of a fixed-size workload for this implementation; None: calibrate."""
+    if workload.program is not None:
+        return workload.program.size_for(impl.scale * settings.program_scale)
+    if workload.kind == "spawn":
+        return max(50, round(settings.spawn_k * impl.scale))
+    if workload.kind == "overload":
+        return max(2 * CAPACITY, round(settings.overload_n * min(1.0, impl.scale * 4)))
+    return None
+
+
+def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, int], Awaitable[Rep]]:
+    """The function that runs one repetition of size n of this workload."""
+    if workload.kind == "tell":
+        return lambda driver, n: _tell_once(driver, workload.producers, n)
+    if workload.kind == "ask":
+        return _ask_once
+    if workload.kind == "spawn":
+        return _spawn_once
+    if workload.kind == "overload":
+        return lambda driver, n: _overload_once(driver, workload.producers, n)
+    program = workload.program
+    assert program is not None
+    return lambda driver, n: _program_once(driver, program, n, settings.program_timeout)
 
 
 async def calibrate(
@@ -191,7 +357,7 @@ async def calibrate(
 
 
 def size_limits(kind: Kind, settings: Settings) -> tuple[int, int]:
-    """The smallest and largest size of one repetition."""
+    """The smallest and largest size of one calibrated repetition."""
     smallest = settings.min_tells if kind == "tell" else settings.min_asks
     return smallest, _MAX_N[kind]
 
@@ -235,3 +401,45 @@ async def _ask_once(driver: Driver, n: int) -> Rep:
         "asks_per_s": n / seconds,
     }
     return Rep(n, seconds, metrics)
+
+
+async def _program_once(driver: Driver, program: Program, n: int, timeout: float) -> Rep:
+    gc.collect()
+    start = time.perf_counter()
+    result = await driver.run_program(program, n, timeout)
+    seconds = time.perf_counter() - start
+    wrong = program.check(n, result)
+    if wrong is not None:
+        raise CheckFailed(wrong)
+    return Rep(n, seconds, {"ops_per_s": program.ops(n) / seconds})
+
+
+async def _spawn_once(driver: Driver, k: int) -> Rep:
+    gc.collect()
+    seconds = await driver.spawn_many(k)
+    return Rep(k, seconds, {"actors_per_s": k / seconds})
+
+
+OVERLOAD_RSS_LIMIT_MB: Final = 32.0
+"""Growth of the RSS during an overload repetition beyond which `actors` fails the case."""
+
+
+async def _overload_once(driver: Driver, producers: int, n: int) -> Rep:
+    counts = _split(n, producers)
+    gc.collect()
+    with RssSampler(driver.depth) as sampler:
+        start = time.perf_counter()
+        tally = await driver.tell(counts)
+        seconds = time.perf_counter() - start
+    check_tally(tally, counts)  # nothing lost, nothing duplicated
+    growth = (sampler.peak - sampler.base) / 2**20
+    if isinstance(driver, ActorsDriver):  # the bounded mailbox must keep memory flat
+        if sampler.max_depth > CAPACITY:
+            raise CheckFailed(f"mailbox depth reached {sampler.max_depth} > {CAPACITY}")
+        if growth > OVERLOAD_RSS_LIMIT_MB:
+            raise CheckFailed(f"RSS grew by {growth:.1f} MB under overload")
+    return Rep(
+        n,
+        seconds,
+        {"msgs_per_s": n / seconds, "rss_growth_mb": growth, "max_depth": sampler.max_depth},
+    )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import msgspec
@@ -16,7 +19,9 @@ import msgspec
 import actors
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    from .savina import Program
 
 __all__ = (
     "CAPACITY",
@@ -28,6 +33,9 @@ __all__ = (
     "Echo",
     "Inc",
     "Place",
+    "RssSampler",
+    "Setup",
+    "SlowCounterState",
     "Tally",
     "check_echo",
     "check_tally",
@@ -35,6 +43,7 @@ __all__ = (
     "median",
     "new_event_loop",
     "percentile",
+    "rss_bytes",
 )
 
 CAPACITY: Final = actors.DEFAULT_CAPACITY
@@ -95,25 +104,105 @@ class CounterState:
         return tally
 
 
+class SlowCounterState(CounterState):
+    """The overload case's consumer: the same handler plus a few microseconds of work."""
+
+    __slots__ = ()
+
+    def handle(self, message: Inc | Collect | Echo) -> Tally | int | None:
+        if type(message) is Inc:
+            x = 0
+            for k in range(SLOW_WORK):
+                x += k
+        return super().handle(message)
+
+
+SLOW_WORK: Final = 150
+"""Loop iterations per message in `SlowCounterState` (a few µs: far slower than a send)."""
+
+
+_PAGE: Final = os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+class RssSampler:
+    """Samples the RSS (and an optional depth probe) every ``interval`` s in a thread."""
+
+    def __init__(self, depth: Callable[[], int] | None = None, interval: float = 0.002) -> None:
+        self._depth = depth
+        self._interval = interval
+        self._stop = threading.Event()
+        self.base = rss_bytes()
+        self.peak = self.base
+        self.max_depth = 0
+        self._thread = threading.Thread(target=self._main, name="bench-rss", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, rss_bytes())
+        if self._depth is not None:
+            self.max_depth = max(self.max_depth, self._depth())
+
+    def _main(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a driver builds its world for: where the producers are, how many, which consumer."""
+
+    place: Place = "same"
+    producers: int = 1
+    slow: bool = False  # the overload case's slow consumer (`SlowCounterState`)
+
+
 class Driver(Protocol):
     """One implementation, set up for one workload; a workload runs it several times.
 
-    ``start`` builds the world (loops, threads, actors) for the given placement, ``close``
-    tears it down. Between them:
+    ``start`` builds the world (loops, threads, actors) for a `Setup`, ``close`` tears it
+    down. Between them, whichever of these the workload uses (an implementation declares
+    the workloads it supports):
 
     * ``tell(counts)``: producer ``i`` sends ``Inc(0) .. Inc(counts[i] - 1)`` to the counter,
       then the counter's tally is collected (and reset) with an ask that is ordered after
       every one of those messages. Returns that tally.
     * ``ask_latencies(k)``: ``k`` sequential ``Echo`` asks; returns each round trip in ns.
+    * ``run_program(program, n, timeout)``: one run of a Savina program; returns its result.
+    * ``spawn_many(k)``: spawn ``k`` idle actors; returns the seconds that took (the
+      clean-up afterwards is not timed).
+    * ``depth()``: messages waiting in the counter's mailbox now (any thread; racy).
     """
 
-    async def start(self, place: Place, producers: int) -> None: ...
+    async def start(self, setup: Setup) -> None: ...
 
     async def close(self) -> None: ...
 
     async def tell(self, counts: Sequence[int]) -> Tally: ...
 
     async def ask_latencies(self, k: int) -> list[int]: ...
+
+    async def run_program(self, program: Program, n: int, timeout: float) -> object: ...
+
+    async def spawn_many(self, k: int) -> float: ...
+
+    def depth(self) -> int: ...
 
 
 def expected_total(counts: Sequence[int]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
@@ -20,16 +21,19 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import actors
 
 from .common import median
+from .savina import PROGRAMS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from .cases import CaseResult, Settings
+    from .cases import CaseResult, Settings, Workload
 
 __all__ = (
     "TARGETS",
     "check_targets",
     "machine_info",
+    "render_savina_matrix",
+    "render_scale",
     "render_table",
     "render_targets",
     "summary",
@@ -48,48 +52,185 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 SHOWN: Final = {
     "tell": (Metric("msgs_per_s", "msgs/s"),),
     "ask": (Metric("p50_us", "p50 µs"), Metric("p99_us", "p99 µs")),
+    "program": (Metric("ops_per_s", "msgs/s"),),
+    "spawn": (Metric("actors_per_s", "actors/s"),),
+    "overload": (Metric("msgs_per_s", "msgs/s"), Metric("max_depth", "max queue depth")),
+    "memory": (Metric("tracemalloc_b", "B/actor tracemalloc"), Metric("rss_b", "B/actor RSS")),
+    "scale": (),
 }
+
+LOWER_IS_BETTER: Final = ("_us", "_b", "_mb", "max_depth")
+
+
+def shown(workload: Workload) -> tuple[Metric, ...]:
+    if workload.program is not None:
+        return (Metric("ops_per_s", workload.program.unit),)
+    return SHOWN[workload.kind]
+
+
+SAVINA_PEERS: Final = (
+    ("actors-uvloop", "queue-uvloop"),
+    ("actors-asyncio", "queue-asyncio"),
+    ("actors-uvloop", "pykka"),
+    ("actors-uvloop", "thespian"),
+    ("actors-uvloop", "xoscar"),
+)
 
 
 @dataclass(frozen=True)
 class Target:
-    workload: str
-    metric: str
-    subject: str
-    peer: str
+    text: str
+    measure: Callable[[Sequence[CaseResult]], tuple[float | None, str]]
     op: Literal[">=", "<="]
     bound: float
-    text: str
+
+
+def _ratio_of(workload: str, key: str, subject: str, peer: str) -> Callable[..., Any]:
+    def measure(results: Sequence[CaseResult]) -> tuple[float | None, str]:
+        r = ratio(results, workload, key, subject, peer)
+        return r, "" if r is None else f"{r:.2f}x"
+
+    return measure
+
+
+def _value_of(workload: str, key: str, impl: str, fmt: str) -> Callable[..., Any]:
+    def measure(results: Sequence[CaseResult]) -> tuple[float | None, str]:
+        found = _find(results, workload, impl)
+        v = None if found is None else metric_median(found, key)
+        return v, "" if v is None else fmt.format(v)
+
+    return measure
+
+
+def _cross_over_same(results: Sequence[CaseResult]) -> tuple[float | None, str]:
+    cross, same = (
+        _find(results, "tell-cross-4", "actors-uvloop"),
+        _find(results, "tell-same", "actors-uvloop"),
+    )
+    a = None if cross is None else metric_median(cross, "msgs_per_s")
+    b = None if same is None else metric_median(same, "msgs_per_s")
+    if a is None or not b:
+        return None, ""
+    return a / b, f"{a / b:.0%}"
+
+
+def _savina_lead(program: str) -> Callable[..., Any]:
+    def measure(results: Sequence[CaseResult]) -> tuple[float | None, str]:
+        ratios = [
+            (r, peer)
+            for subject, peer in SAVINA_PEERS
+            if (r := ratio(results, f"savina-{program}", "ops_per_s", subject, peer)) is not None
+        ]
+        if not ratios:
+            return None, ""
+        worst, peer = min(ratios)
+        return worst, f"{worst:.2f}x (closest: {peer})"
+
+    return measure
+
+
+def multi_loop_tax(results: Sequence[CaseResult], loops: int) -> tuple[float | None, str]:
+    """Geometric mean over the Savina programs of (N loops) / (1 loop), actors on uvloop."""
+    ratios = [
+        r
+        for result in results
+        if result.workload.kind == "program"
+        and (
+            r := ratio(
+                results,
+                result.workload.name,
+                "ops_per_s",
+                f"actors-uvloop-{loops}loops",
+                "actors-uvloop",
+            )
+        )
+        is not None
+        and result.implementation.name == "actors-uvloop"
+    ]
+    if not ratios:
+        return None, ""
+    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    return mean, f"{mean:.2f}x (geometric mean of {len(ratios)} programs)"
+
+
+def _tax(loops: int) -> Callable[..., Any]:
+    return lambda results: multi_loop_tax(results, loops)
 
 
 TARGETS: Final = (
     Target(
-        "tell-same",
-        "msgs_per_s",
-        "actors-uvloop",
-        "queue-uvloop",
+        "same-loop tell >= 2x the asyncio.Queue actor",
+        _ratio_of("tell-same", "msgs_per_s", "actors-uvloop", "queue-uvloop"),
         ">=",
         2.0,
-        "same-loop tell throughput >= 2x the asyncio.Queue actor",
     ),
     Target(
-        "tell-same",
-        "msgs_per_s",
-        "actors-uvloop",
-        "pykka",
+        "same-loop tell >= 12x pykka",
+        _ratio_of("tell-same", "msgs_per_s", "actors-uvloop", "pykka"),
         ">=",
-        10.0,
-        "same-loop tell throughput >= 10x pykka",
+        12.0,
     ),
     Target(
-        "ask-same",
-        "p50_us",
-        "actors-uvloop",
-        "queue-uvloop",
+        "same-loop tell >= 12x thespian",
+        _ratio_of("tell-same", "msgs_per_s", "actors-uvloop", "thespian"),
+        ">=",
+        12.0,
+    ),
+    Target(
+        "same-loop tell >= 70% of the callback actor",
+        _ratio_of("tell-same", "msgs_per_s", "actors-uvloop", "callback"),
+        ">=",
+        0.7,
+    ),
+    Target(
+        "ping-pong >= 1.5x the asyncio.Queue actor",
+        _ratio_of("savina-pingpong", "ops_per_s", "actors-uvloop", "queue-uvloop"),
+        ">=",
+        1.5,
+    ),
+    Target(
+        "ping-pong >= 2x thespian",
+        _ratio_of("savina-pingpong", "ops_per_s", "actors-uvloop", "thespian"),
+        ">=",
+        2.0,
+    ),
+    Target(
+        "same-loop ask p50 within 1.2x the asyncio.Queue actor's",
+        _ratio_of("ask-same", "p50_us", "actors-uvloop", "queue-uvloop"),
         "<=",
-        2.0,
-        "ask p50 <= 2x the asyncio.Queue actor's",
+        1.2,
     ),
+    Target(
+        "cross-loop ask p50 within 1.3x a bare cross-thread future round trip",
+        _ratio_of("ask-cross", "p50_us", "actors-uvloop", "bare-uvloop"),
+        "<=",
+        1.3,
+    ),
+    Target("cross-loop tell, 4 producers >= 50% of same-loop tell", _cross_over_same, ">=", 0.5),
+    Target(
+        "idle actor <= 1 KiB (tracemalloc)",
+        _value_of("memory", "tracemalloc_b", "actors-uvloop", "{:,.0f} B"),
+        "<=",
+        1024,
+    ),
+    Target(
+        "idle actor <= 1 KiB (RSS)",
+        _value_of("memory", "rss_b", "actors-uvloop", "{:,.0f} B"),
+        "<=",
+        1024,
+    ),
+    Target(
+        "spawn >= 200k actors/s",
+        _value_of("spawn", "actors_per_s", "actors-uvloop", "{:,.0f}/s"),
+        ">=",
+        200_000,
+    ),
+    *(
+        Target(f"savina {p.name}: ahead of every Python peer", _savina_lead(p.name), ">=", 1.0)
+        for p in PROGRAMS
+    ),
+    Target("multi-loop tax: 2 loops >= 0.9x 1 loop (Savina)", _tax(2), ">=", 0.9),
+    Target("multi-loop tax: 4 loops >= 0.9x 1 loop (Savina)", _tax(4), ">=", 0.9),
 )
 
 
@@ -121,6 +262,12 @@ def ratio(
 def _format_value(key: str, value: float) -> str:
     if key.endswith("_us"):
         return f"{value:,.1f}"
+    if key.endswith("_b"):
+        return f"{value:,.0f} B"
+    if key.endswith("_mb"):
+        return f"{value:,.1f}"
+    if key == "max_depth":
+        return f"{value:,.0f}"
     if value >= 1e6:
         return f"{value / 1e6:.2f} M"
     return f"{value / 1e3:,.0f} k"
@@ -128,9 +275,10 @@ def _format_value(key: str, value: float) -> str:
 
 def _spread(samples: Sequence[float]) -> str:
     """(max - min) / median: how much the repetitions disagreed."""
-    if len(samples) < 2:
+    middle = median(samples) if samples else 0
+    if len(samples) < 2 or not middle:
         return "-"
-    return f"{(max(samples) - min(samples)) / median(samples):.0%}"
+    return f"{(max(samples) - min(samples)) / middle:.0%}"
 
 
 def table_rows(results: Sequence[CaseResult]) -> list[list[str]]:
@@ -140,8 +288,10 @@ def table_rows(results: Sequence[CaseResult]) -> list[list[str]]:
         if result.skipped or result.error:
             rows.append([workload, impl, "-", "skipped" if result.skipped else "FAILED", "", ""])
             continue
-        for metric in SHOWN[result.workload.kind]:
+        for metric in shown(result.workload):
             samples = result.samples(metric.key)
+            if not samples:
+                continue
             baseline = result.implementation.baseline
             r = None if baseline is None else ratio(results, workload, metric.key, baseline, impl)
             rows.append(
@@ -186,27 +336,82 @@ def render_table(results: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def check_targets(results: Sequence[CaseResult]) -> list[tuple[Target, float | None, str]]:
-    """Each target with the measured ratio and "met", "missed" or "not measured"."""
-    verdicts: list[tuple[Target, float | None, str]] = []
+def check_targets(
+    results: Sequence[CaseResult],
+) -> list[tuple[Target, float | None, str, str]]:
+    """Each target with its measured value, how it reads, and "met", "missed" or "n/a"."""
+    verdicts: list[tuple[Target, float | None, str, str]] = []
     for target in TARGETS:
-        r = ratio(results, target.workload, target.metric, target.subject, target.peer)
-        if r is None:
-            verdict = "not measured"
-        elif (r >= target.bound) if target.op == ">=" else (r <= target.bound):
+        value, text = target.measure(results)
+        if value is None:
+            verdict = "n/a"
+        elif (value >= target.bound) if target.op == ">=" else (value <= target.bound):
             verdict = "met"
         else:
             verdict = "missed"
-        verdicts.append((target, r, verdict))
+        verdicts.append((target, value, text, verdict))
     return verdicts
 
 
 def render_targets(results: Sequence[CaseResult]) -> str:
-    lines = ["targets (actors-uvloop against the peer, same run):"]
-    for target, r, verdict in check_targets(results):
-        measured = "n/a" if r is None else f"{r:.2f}x"
-        lines.append(f"  {verdict.upper():12} {target.text}: measured {measured}")
-    return "\n".join(lines)
+    """The targets as a Markdown table (actors-uvloop unless the target names another)."""
+    rows = [["target", "measured", "status"], ["---", "---:", "---"]]
+    for target, _, text, verdict in check_targets(results):
+        rows.append([target.text, text or "not measured", verdict])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def render_savina_matrix(results: Sequence[CaseResult]) -> str:
+    """Savina: for each program, actors-uvloop's rate over each implementation's."""
+    programs = [r.workload.name for r in results if r.workload.kind == "program"]
+    programs = list(dict.fromkeys(programs))
+    impls = list(
+        dict.fromkeys(
+            r.implementation.name
+            for r in results
+            if r.workload.kind == "program" and r.implementation.name != "actors-uvloop"
+        )
+    )
+    if not programs:
+        return ""
+    rows = [["program", "actors-uvloop", *impls], ["---", "---:", *(["---:"] * len(impls))]]
+    for name in programs:
+        mine = _find(results, name, "actors-uvloop")
+        rate = None if mine is None else metric_median(mine, "ops_per_s")
+        row = [name.removeprefix("savina-"), "-" if rate is None else _format_value("", rate)]
+        for impl in impls:
+            r = ratio(results, name, "ops_per_s", "actors-uvloop", impl)
+            row.append("-" if r is None else f"{r:.2f}x")
+        rows.append(row)
+    head = "actors-uvloop's rate, and its ratio to each implementation (above 1: actors faster)"
+    return head + "\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def render_scale(results: Sequence[CaseResult]) -> str:
+    series = {
+        r.implementation.name: r.extra.get("series")
+        for r in results
+        if r.workload.kind == "scale" and r.extra.get("series")
+    }
+    if not series:
+        return ""
+    names = list(series)
+    rows = [
+        ["actors", *(f"{n} msgs/s" for n in names), *(f"{n} B/actor RSS" for n in names)],
+        ["---:", *(["---:"] * (2 * len(names)))],
+    ]
+    by_count: dict[int, dict[str, dict[str, float]]] = {}
+    for name, points in series.items():
+        for point in points:  # type: ignore[union-attr]
+            by_count.setdefault(int(point["actors"]), {})[name] = point
+    for count in sorted(by_count):
+        row = [f"{count:,}"]
+        for key in ("msgs_per_s", "rss_b_per_actor"):
+            for name in names:
+                point = by_count[count].get(name)
+                row.append("-" if point is None else _format_value(key, point[key]))
+        rows.append(row)
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def summary(result: CaseResult) -> str:
@@ -217,8 +422,10 @@ def summary(result: CaseResult) -> str:
     if result.error:
         return f"{head} FAILED: {result.error}"
     parts: list[str] = []
-    for metric in SHOWN[result.workload.kind]:
+    for metric in shown(result.workload):
         samples = result.samples(metric.key)
+        if not samples:
+            continue
         parts.append(
             f"{metric.label} {_format_value(metric.key, median(samples))} ({_spread(samples)})"
         )
@@ -264,7 +471,10 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(affinity(0)) if affinity is not None else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": {name: _version(name) for name in ("uvloop", "msgspec", "anyio", "pykka")},
+        "versions": {
+            name: _version(name)
+            for name in ("uvloop", "msgspec", "anyio", "pykka", "thespian", "xoscar")
+        },
         "source": source_info(),
         "gil_switch_interval_s": sys.getswitchinterval(),
         "time_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -297,12 +507,18 @@ def write_json(
 ) -> None:
     document = {
         "machine": machine,
-        "command": ["python", "-m", "benchmarks", *argv],
+        "command": ["python", "-m", "actors", "bench", *argv],
         "settings": asdict(settings),
         "results": [_case_json(result) for result in results],
         "targets": [
-            {"target": t.text, "ratio": r, "bound": f"{t.op} {t.bound}", "verdict": v}
-            for t, r, v in check_targets(results)
+            {
+                "target": t.text,
+                "value": v,
+                "measured": text,
+                "bound": f"{t.op} {t.bound}",
+                "verdict": verdict,
+            }
+            for t, v, text, verdict in check_targets(results)
         ],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import actors
 
-from .cases import CaseResult, calibrate, measure_once, size_limits
+from .cases import CaseResult, calibrate, fixed_size, measure_once, size_limits
 from .common import REP_TIMEOUT, CheckFailed
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class World:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         try:
-            await self._driver.start(self.workload.place, self.workload.producers)
+            await self._driver.start(self.workload.setup())
             self._loop = asyncio.get_running_loop()
             self._ready.set()
             await self._stop.wait()
@@ -90,21 +90,32 @@ class World:
 
 
 def run_workload(
-    workload: Workload, impls: Sequence[Implementation], settings: Settings
+    workload: Workload,
+    impls: Sequence[Implementation],
+    settings: Settings,
+    progress: Callable[[CaseResult], None] | None = None,
 ) -> list[CaseResult]:
-    """Every implementation's result for ``workload``; failures are recorded, not raised."""
+    """Every implementation's result for ``workload``; failures are recorded, not raised.
+
+    ``progress`` is called after each step of a case (opened, sized, each repetition).
+    """
     results = [CaseResult(workload, impl) for impl in impls]
+    tick = progress or (lambda result: None)
     worlds: dict[str, World] = {}
+    reps = settings.program_reps if workload.kind == "program" else settings.reps
     try:
         for result in results:
             _open(result, worlds)
+            tick(result)
         for result in results:
             _calibrate(result, worlds, settings)
-        for round_ in range(settings.reps):
+            tick(result)
+        for round_ in range(reps):
             live = [r for r in results if r.implementation.name in worlds]
             shift = round_ % len(live) if live else 0
             for result in live[shift:] + live[:shift]:
-                _repeat(result, worlds)
+                _repeat(result, worlds, settings)
+                tick(result)
     finally:
         for world in worlds.values():
             world.close()
@@ -131,13 +142,20 @@ def _calibrate(result: CaseResult, worlds: dict[str, World], settings: Settings)
     if world is None:
         return
     workload = result.workload
-    once = measure_once(workload.kind, workload.producers)
-    smallest, largest = size_limits(workload.kind, settings)
+    once = measure_once(workload, settings)
+    fixed = fixed_size(workload, result.implementation, settings)
 
     async def job(driver: Driver) -> int:
         async def probe(n: int) -> Rep:
             return await once(driver, n)
 
+        if fixed is not None:  # one warm-up run at a tenth of the size
+            warm = fixed // 10
+            if workload.program is not None:
+                warm = workload.program.size_for(result.implementation.scale * 0.005)
+            await probe(max(1, warm))
+            return fixed
+        smallest, largest = size_limits(workload.kind, settings)
         return await calibrate(probe, smallest, settings.seconds, largest)
 
     try:
@@ -146,9 +164,9 @@ def _calibrate(result: CaseResult, worlds: dict[str, World], settings: Settings)
         _fail(result, error, worlds)
 
 
-def _repeat(result: CaseResult, worlds: dict[str, World]) -> None:
+def _repeat(result: CaseResult, worlds: dict[str, World], settings: Settings) -> None:
     world = worlds[result.implementation.name]
-    once = measure_once(result.workload.kind, result.workload.producers)
+    once = measure_once(result.workload, settings)
     n = result.n
 
     async def job(driver: Driver) -> Rep:

@@ -1,14 +1,20 @@
 """The driver for `actors` itself, the system under test.
 
-World: ``ActorSystem(workers=2)`` (uvloop or plain asyncio workers), run from a host loop
-started by `actors.run` with the same loop kind. The counting actor lives on worker 0.
+World: an ``ActorSystem`` (uvloop or plain asyncio workers), run from a host loop started
+by `actors.run` with the same loop kind. ``loops`` worker loops (1 by default; the
+cross-loop workloads get at least 2). The counting actor lives on worker 0.
 
-* same loop: the producer (or the asker) is an actor on worker 0 as well, so every send and
-  every ask stays on one loop. The host only hands it the job and gets the result back.
-  With ``host=True`` the counter is spawned with ``placement="host"`` instead, and the host
-  task itself is the producer/asker: the single-loop shape of the ``asyncio.Queue`` peer.
+* same loop: the producers (or the asker) are actors on worker 0 as well, so every send
+  and every ask stays on one loop. The host only hands them the job and gets the result
+  back. With ``host=True`` the counter is spawned with ``placement="host"`` instead, and
+  the host task itself is the producer/asker: the single-loop shape of the
+  ``asyncio.Queue`` peer.
 * cross loop: the producers (or the asker) are actors on the other worker loops (with two
   workers: all on worker 1), so every message crosses threads.
+* Savina programs: the behaviours are mixed into `actors.Actor` subclasses (their
+  ``receive`` is the actor's), spawned with the default round-robin placement over the
+  ``loops`` workers: with one loop, all on worker 0; with more, spread over all of them
+  (the multi-loop tax).
 
 Everything uses the public API with its defaults: ``await ref.send(...)``, ``await
 ref.ask(...)`` with the default ask timeout, the default mailbox capacity.
@@ -17,9 +23,11 @@ ref.ask(...)`` with the default ask timeout, the default mailbox capacity.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import types
 from array import array
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -32,18 +40,20 @@ from .common import (
     CounterState,
     Echo,
     Inc,
-    Place,
+    Setup,
+    SlowCounterState,
     Tally,
     check_echo,
 )
+from .portable import START, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("WORKERS", "ActorsDriver")
+    from .portable import Behaviour
+    from .savina import Program
 
-WORKERS: Final = 2
-"""Worker loops of the benchmarked system (the reference machine has two cores)."""
+__all__ = ("ActorsDriver",)
 
 CounterRef = actors.ActorRef[Inc | Collect | Echo]
 
@@ -58,12 +68,25 @@ class Counter(actors.Actor[Inc | Collect | Echo]):
         return self.state.handle(message)
 
 
+class SlowCounter(Counter):
+    """The overload case's consumer."""
+
+    def __init__(self) -> None:
+        self.state = SlowCounterState()
+
+
+class Idle(actors.Actor[Inc]):
+    """An actor that is never sent anything (spawn rate, memory)."""
+
+    async def receive(self, message: Inc) -> None:
+        return None
+
+
 class Produce(msgspec.Struct, frozen=True):
-    """Send ``Inc(0) .. Inc(n - 1)`` to ``target``; with ``collect``, then return its tally."""
+    """Send ``Inc(0) .. Inc(n - 1)`` to ``target``."""
 
     target: actors.ActorRef[Inc | Collect | Echo]
     n: int
-    collect: bool
 
 
 class Probe(msgspec.Struct, frozen=True):
@@ -73,23 +96,25 @@ class Probe(msgspec.Struct, frozen=True):
     k: int
 
 
-class Producer(actors.Actor[Produce | Probe]):
-    """Runs a producer or an asker job on its own loop."""
+class SpawnIdle(actors.Request[float], frozen=True):
+    """Spawn ``k`` idle actors on this loop one after another; return the seconds it took."""
 
-    async def receive(self, message: Produce | Probe) -> Tally | bytes | None:
+    k: int
+
+
+class Producer(actors.Actor[Produce | Probe | SpawnIdle]):
+    """Runs a producer, asker or spawner job on its own loop."""
+
+    async def receive(self, message: Produce | Probe | SpawnIdle) -> bytes | float | None:
         if type(message) is Produce:
-            return await produce(message.target, message.n, collect=message.collect)
-        assert type(message) is Probe
-        return await probe(message.target, message.k)
-
-
-async def produce(target: CounterRef, n: int, *, collect: bool) -> Tally | None:
-    send = target.send
-    for i in range(n):
-        await send(Inc(i))
-    if not collect:
-        return None
-    return await target.ask(Collect(), timeout=REP_TIMEOUT)
+            send = message.target.send
+            for i in range(message.n):
+                await send(Inc(i))
+            return None
+        if type(message) is Probe:
+            return await probe(message.target, message.k)
+        assert type(message) is SpawnIdle
+        return await spawn_idle(self.system, message.k, self.ref.statistics().loop)
 
 
 async def probe(target: CounterRef, k: int) -> bytes:
@@ -105,30 +130,110 @@ async def probe(target: CounterRef, k: int) -> bytes:
     return samples.tobytes()
 
 
+async def spawn_idle(system: actors.ActorSystem, k: int, loop: str) -> float:
+    placement: int | str = "host" if loop == "host" else int(loop)
+    spawn = system.spawn
+    start = time.perf_counter()
+    refs = [await spawn(Idle, placement=placement) for _ in range(k)]  # type: ignore[arg-type]
+    seconds = time.perf_counter() - start
+    await asyncio.gather(*(ref.stop() for ref in refs))
+    return seconds
+
+
+# -- the portable model (Savina programs) ----------------------------------------------------
+
+
+# Savina's actors end for good when they stop. Where `actors` has restart policies (and
+# restarts a permanent actor after a normal exit, as OTP does), they are spawned temporary.
+_ONCE: Final[dict[str, Any]] = (
+    {"restart": actors.Restart.TEMPORARY} if hasattr(actors, "Restart") else {}  # type: ignore[attr-defined]
+)
+
+
+class _Mixin(actors.Actor[Any]):
+    """The `actors.Actor` side of a behaviour class (see `_Platform.actor_class`)."""
+
+
+class _Context:
+    __slots__ = ("_actor", "_platform", "self_ref")
+
+    def __init__(self, actor: actors.Actor[Any], platform: _Platform) -> None:
+        self.self_ref = actor.ref
+        self._actor = actor
+        self._platform = platform
+
+    async def spawn(self, cls: type[Behaviour], *args: Any) -> actors.ActorRef[Any]:
+        return await self._platform.spawn(cls, args)
+
+    def stop(self) -> None:
+        self._actor.stop()
+
+    def finish(self, value: object) -> None:
+        self._platform.outcome.settle(value)
+
+
+class _Platform(logging.Handler):
+    """Spawns behaviours as actors; fails the run when an actor fails (logged at ERROR)."""
+
+    def __init__(self, system: actors.ActorSystem) -> None:
+        super().__init__(logging.ERROR)
+        self.system = system
+        self.outcome = Outcome()
+        self._classes: dict[type[Behaviour], type[actors.Actor[Any]]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        cause = record.exc_info[1] if record.exc_info else None
+        error = RuntimeError(f"{record.getMessage()}: {cause!r}")
+        error.__cause__ = cause
+        self.outcome.fail(error)
+
+    def actor_class(self, cls: type[Behaviour]) -> type[actors.Actor[Any]]:
+        """``cls`` mixed into an Actor: its ``receive`` is the actor's, no wrapper call."""
+        klass = self._classes.get(cls)
+        if klass is None:
+            klass = types.new_class(cls.__name__, (cls, _Mixin))
+            self._classes[cls] = klass
+        return klass
+
+    async def spawn(self, cls: type[Behaviour], args: tuple[Any, ...]) -> actors.ActorRef[Any]:
+        klass = self.actor_class(cls)
+
+        def factory() -> actors.Actor[Any]:
+            actor = klass(*args)
+            actor.ctx = _Context(actor, self)  # type: ignore[attr-defined]
+            return actor
+
+        return await self.system.spawn(factory, **_ONCE)
+
+
 class ActorsDriver:
     """`actors` on uvloop or plain asyncio; see the module docstring for the placements."""
 
-    def __init__(self, *, use_uvloop: bool, host: bool = False) -> None:
+    def __init__(self, *, use_uvloop: bool, loops: int = 1, host: bool = False) -> None:
         self._use_uvloop = use_uvloop
+        self._loops = loops
         self._host = host
         self._system: actors.ActorSystem | None = None
         self._counter: CounterRef | None = None
-        self._producers: list[actors.ActorRef[Produce | Probe]] = []
-        self._place: Place = "same"
+        self._producers: list[actors.ActorRef[Produce | Probe | SpawnIdle]] = []
+        self._setup = Setup()
 
-    async def start(self, place: Place, producers: int) -> None:
-        if self._host and place != "same":
+    async def start(self, setup: Setup) -> None:
+        if self._host and setup.place != "same":
             raise ValueError("the host placement only has a same-loop variant")
-        system = actors.ActorSystem(workers=WORKERS, use_uvloop=self._use_uvloop, name="bench")
+        workers = self._loops if setup.place == "same" else max(2, self._loops)
+        system = actors.ActorSystem(workers=workers, use_uvloop=self._use_uvloop, name="bench")
         await system.start()
-        self._system, self._place = system, place
+        self._system, self._setup = system, setup
         home = "host" if self._host else 0
-        self._counter = await system.spawn(Counter, placement=home, capacity=CAPACITY)
-        if self._host:
-            return
-        for i in range(producers):
-            where = 0 if place == "same" else 1 + i % (WORKERS - 1)
-            self._producers.append(await system.spawn(Producer, placement=where))
+        counter = SlowCounter if setup.slow else Counter
+        self._counter = await system.spawn(counter, placement=home, capacity=CAPACITY)
+        for i in range(setup.producers):
+            if self._host:
+                where: int | str = "host"
+            else:
+                where = 0 if setup.place == "same" else 1 + i % (workers - 1)
+            self._producers.append(await system.spawn(Producer, placement=where))  # type: ignore[arg-type]
 
     async def close(self) -> None:
         if self._system is not None:
@@ -136,21 +241,17 @@ class ActorsDriver:
 
     async def tell(self, counts: Sequence[int]) -> Tally:
         counter = self._target()
-        if self._place == "same":
-            (n,) = counts
-            if self._host:
-                tally = await produce(counter, n, collect=True)
-            else:
-                tally = await self._producers[0].ask(
-                    Produce(counter, n, collect=True), timeout=REP_TIMEOUT
-                )
-            assert tally is not None
-            return tally
-        jobs = [
-            producer.ask(Produce(counter, n, collect=False), timeout=REP_TIMEOUT)
-            for producer, n in zip(self._producers, counts, strict=True)
-        ]
-        await asyncio.gather(*jobs)
+        if self._host:
+            for n in counts:  # the host task is the one producer
+                send = counter.send
+                for i in range(n):
+                    await send(Inc(i))
+        else:
+            jobs = [
+                producer.ask(Produce(counter, n), timeout=REP_TIMEOUT)
+                for producer, n in zip(self._producers, counts, strict=True)
+            ]
+            await asyncio.gather(*jobs)
         return await counter.ask(Collect(), timeout=REP_TIMEOUT)
 
     async def ask_latencies(self, k: int) -> list[int]:
@@ -160,6 +261,28 @@ class ActorsDriver:
         else:
             data = await self._producers[0].ask(Probe(counter, k), timeout=REP_TIMEOUT)
         return array("q", data).tolist()
+
+    async def run_program(self, program: Program, n: int, timeout: float) -> object:
+        assert self._system is not None
+        platform = _Platform(self._system)
+        logger = logging.getLogger("actors")
+        logger.addHandler(platform)
+        try:
+            main = await platform.spawn(program.main, (n,))
+            await main.send(START)
+            async with asyncio.timeout(timeout):
+                return await asyncio.wrap_future(platform.outcome.future)
+        finally:
+            logger.removeHandler(platform)
+
+    async def spawn_many(self, k: int) -> float:
+        if self._host:
+            assert self._system is not None
+            return await spawn_idle(self._system, k, "host")
+        return await self._producers[0].ask(SpawnIdle(k), timeout=REP_TIMEOUT)
+
+    def depth(self) -> int:
+        return self._target().statistics().mailbox.depth
 
     def _target(self) -> CounterRef:
         if self._counter is None:

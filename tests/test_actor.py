@@ -26,7 +26,10 @@ from _support import (
 )
 
 import actors
-from actors import Actor, ActorRef, ActorSystem
+from actors import Actor, ActorRef, ActorSystem, Restart
+
+TEMPORARY = Restart.TEMPORARY
+TRANSIENT = Restart.TRANSIENT
 
 pytestmark = pytest.mark.anyio
 
@@ -349,10 +352,10 @@ class Failing(Actor[Tick | Count]):
         self.stops.append("stop")
 
 
-async def test_exception_in_a_told_handler_stops_the_actor() -> None:
+async def test_exception_in_a_told_handler_stops_a_temporary_actor() -> None:
     stops: list[str] = []
     async with ActorSystem(workers=1) as system:
-        ref = await system.spawn(lambda: Failing(stops), name="told")
+        ref = await system.spawn(lambda: Failing(stops), name="told", restart=TEMPORARY)
         await ref.send(Tick(-1))
         with anyio.fail_after(WAIT):
             reason = await ref.join()
@@ -383,7 +386,7 @@ async def test_F15_base_exceptions_from_a_handler_are_failures(
     SystemExit/KeyboardInterrupt would take the whole worker loop down with every actor on
     it. Each is a failure of this actor only, reported as a RuntimeError caused by it."""
     async with ActorSystem(workers=1) as system:
-        ref = await system.spawn(lambda: RaisesBase(error), name="stray")
+        ref = await system.spawn(lambda: RaisesBase(error), name="stray", restart=TEMPORARY)
         neighbour = await system.spawn(Recorder)  # same (only) worker loop
         if how == "tell":
             await ref.send(Tick(1))
@@ -420,9 +423,10 @@ class Quitter(Actor[Tick | Hold]):
 
 
 async def test_actor_stop_from_its_handler_drains_what_was_accepted() -> None:
+    """A transient actor's own stop() is final (a permanent one is restarted: test_supervision)."""
     log: list[object] = []
     async with ActorSystem(workers=1) as system:
-        ref = await system.spawn(lambda: Quitter(log), capacity=8)
+        ref = await system.spawn(lambda: Quitter(log), capacity=8, restart=TRANSIENT)
         with anyio.fail_after(WAIT):
             release = await park(ref)
             for n in range(3):

@@ -107,6 +107,7 @@ def test_public_async_methods_document_cancellation() -> None:
         (actors.MessageTypeError, (TypeError,)),
         (actors.DuplicateName, (ValueError,)),
         (actors.SystemNotRunning, ()),
+        (actors.SupervisionError, ()),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )
@@ -135,6 +136,7 @@ def test_every_exported_error_is_in_the_tree() -> None:
         "MessageTypeError",
         "NotSendableError",
         "SendTimeout",
+        "SupervisionError",
         "SystemNotRunning",
     }
 

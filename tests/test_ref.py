@@ -28,7 +28,9 @@ from _support import (
 )
 
 import actors
-from actors import Actor, ActorRef, ActorSystem
+from actors import Actor, ActorRef, ActorSystem, Restart
+
+TEMPORARY = Restart.TEMPORARY
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -364,9 +366,9 @@ class Fragile(Actor[Boom | Count]):
         return 0
 
 
-async def test_F1_handler_exception_is_raised_in_the_asker_and_stops_the_actor() -> None:
+async def test_F1_handler_exception_is_raised_in_the_asker_and_stops_a_temporary_actor() -> None:
     async with ActorSystem(workers=2) as system:
-        ref = await system.spawn(Fragile, name="fragile")
+        ref = await system.spawn(Fragile, name="fragile", restart=TEMPORARY)
         with anyio.fail_after(WAIT):
             with pytest.raises(ZeroDivisionError, match="boom") as caught:
                 await ref.ask(Boom())
@@ -407,7 +409,7 @@ async def test_handler_exception_carries_its_note_when_the_asker_sees_it() -> No
     """Regression: the note was added after the error was handed to the asker (a race)."""
     looked = threading.Event()
     async with ActorSystem(workers=1) as system:
-        ref = await system.spawn(lambda: NoteFailing(looked), name="noted")
+        ref = await system.spawn(lambda: NoteFailing(looked), name="noted", restart=TEMPORARY)
         with anyio.fail_after(WAIT), pytest.raises(NoteWatcher) as caught:
             await ref.ask(Boom())
         notes = list(getattr(caught.value, "__notes__", ()))
@@ -519,7 +521,7 @@ class LeakyActor(Actor[Leaky]):
 
 async def test_reply_must_be_sendable() -> None:
     async with ActorSystem(workers=1) as system:
-        ref = await system.spawn(LeakyActor, name="leaky")
+        ref = await system.spawn(LeakyActor, name="leaky", restart=TEMPORARY)
         with anyio.fail_after(WAIT):
             with pytest.raises(actors.NotSendableError, match="/user/leaky"):
                 await ref.ask(Leaky())

@@ -1004,7 +1004,9 @@ async def test_B5_senders_blocked_on_an_actor_that_ends_are_released_at_once(
     all_released = Countdown(7)
     queued: list[object] = []
     async with ActorSystem(workers=2) as system:
-        target = await system.spawn(Fragile, capacity=1, placement=0, name="doomed")
+        target = await system.spawn(
+            Fragile, capacity=1, placement=0, name="doomed", restart=actors.Restart.TEMPORARY
+        )
         pushers = [await system.spawn(Pusher, placement=i) for i in (0, 1)]
 
         def record(label: str, outcome: str, when: float) -> None:

@@ -500,7 +500,7 @@ async def test_refused_message_type_is_remembered_per_value_not_per_type() -> No
 async def test_unsendable_reply_fails_the_ask_and_the_actor() -> None:
     with anyio.fail_after(WAIT):
         async with actors.ActorSystem(workers=1) as system:
-            ref = await system.spawn(Sink)
+            ref = await system.spawn(Sink, restart=actors.Restart.TEMPORARY)
             with pytest.raises(actors.NotSendableError, match="reply") as error:
                 await ref.ask(GiveList())
             assert "list is mutable" in str(error.value)

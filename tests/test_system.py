@@ -102,9 +102,11 @@ async def test_workers_are_threads_named_after_the_system() -> None:
     before = actor_threads()
     async with ActorSystem(workers=3) as system:
         assert system.workers == 3
-        assert names(actor_threads() - before) == {f"actors-worker-{i}" for i in range(3)}
+        workers = {f"actors-worker-{i}" for i in range(3)}
+        assert names(actor_threads() - before) == {*workers, "actors-watchdog"}
         async with ActorSystem(workers=1, name="billing"):
             assert "actors-billing-worker-0" in names(actor_threads() - before)
+            assert "actors-billing-watchdog" in names(actor_threads() - before)
     assert actor_threads() == before
 
 

@@ -1,0 +1,176 @@
+"""What a parent does for its children: stop them, suspend them, restart them, give up.
+
+Every function here runs on the parent's home loop, inside the parent's run task (a control
+signal between two of its messages) or while the parent's instance ends. The children live
+on any loop: each request goes to the child's own thread (`Cell.request_*`), and the parent
+awaits a oneshot. Decisions follow OTP's ``supervisor``; see ``_supervision.py`` for the
+strategies and docs/supervision.md for the rules as users see them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from ._errors import SupervisionError
+from ._mailbox import Signal
+from ._oneshot import Expired, oneshot
+from ._supervision import OneForOne, Restart, RestartWindow, SupervisionStrategy
+
+if TYPE_CHECKING:
+    from ._cell import Cell
+
+__all__ = (
+    "CHILD_EXIT",
+    "KILL_GRACE",
+    "RESTART_DUE",
+    "SUSPEND",
+    "TERMINATED",
+    "on_child_exit",
+    "restart_group",
+    "stop_child",
+    "stop_children",
+)
+
+logger = logging.getLogger("actors")
+
+KILL_GRACE: Final = 1.0
+"""Seconds a killed actor gets to unwind (run ``on_stop``) before it is abandoned."""
+
+_DEFAULT_STRATEGY: Final = OneForOne()
+
+# Control signals: names of `Signal`s in an actor's control lane.
+CHILD_EXIT: Final = "child-exit"  # payload: (child cell, its incarnation, reason)
+RESTART_DUE: Final = "restart-due"  # payload: (group of child cells, reason) after a backoff
+SUSPEND: Final = "suspend"  # the parent restarts this actor with its siblings
+TERMINATED: Final = "terminated"  # payload: (watched cell, reason)
+
+
+async def stop_children(parent: Cell, *, kill: bool) -> None:
+    """Stop every child for good, in reverse start order; each gets the drain timeout.
+
+    ``kill``: the parent itself is being killed; its children are killed at once too.
+    """
+    system = parent.system
+    for child in reversed(system.children_of(parent)):
+        await stop_child(child, 0.0 if kill else system.drain_timeout)
+
+
+async def stop_child(child: Cell, timeout: float) -> None:
+    """Stop ``child`` for good; cancel it after ``timeout``; abandon it if it ignores that."""
+    child.stop_for_good()
+    try:
+        await child.terminated.wait(timeout)
+        return
+    except Expired:
+        if timeout:
+            logger.warning(
+                "actor %s did not stop within its drain timeout (%s s); cancelling it",
+                child.path,
+                timeout,
+            )
+    child.kill()
+    try:
+        await child.terminated.wait(KILL_GRACE)
+    except Expired:
+        logger.error("actor %s ignored cancellation; abandoning it", child.path)
+
+
+async def suspend_child(child: Cell, timeout: float) -> None:
+    """End a running sibling's instance for a group restart, keeping its mailbox."""
+    done = oneshot()
+    child.request_suspend(done)
+    try:
+        await done.wait(timeout)
+        return
+    except Expired:
+        logger.warning(
+            "actor %s did not stop for its restart within %s s; cancelling it", child.path, timeout
+        )
+    child.kill()
+    try:
+        await done.wait(KILL_GRACE)
+    except Expired:
+        logger.error("actor %s ignored cancellation; it is left out of the restart", child.path)
+
+
+def strategy_of(parent: Cell) -> SupervisionStrategy:
+    strategy = getattr(parent.instance, "supervision", _DEFAULT_STRATEGY)
+    if not isinstance(strategy, SupervisionStrategy):
+        raise TypeError(
+            f"actor {parent.path}: `supervision` must be OneForOne, OneForAll or RestForOne, "
+            f"got {strategy!r}"
+        )
+    return strategy
+
+
+async def on_child_exit(
+    parent: Cell, child: Cell, incarnation: int, reason: BaseException | None
+) -> bool:
+    """A child ended and wants a restart. Returns False when the parent itself gave up."""
+    system = parent.system
+    if child.incarnation != incarnation or child.terminated.is_set:
+        return True  # stale: restarted or stopped since this event was sent
+    if child not in system.children_of(parent):
+        return True
+    strategy = strategy_of(parent)
+    window = parent.restarts
+    if window is None:
+        window = parent.restarts = RestartWindow()
+    if not window.admit(strategy, system.clock()):
+        return await _give_up(parent, child, reason, strategy)
+    logger.info("actor %s restarts %s after %r", parent.path, child.path, reason)
+    group = strategy.group(system.children_of(parent), child)
+    for sibling in reversed(group):
+        if sibling is child:
+            continue
+        if sibling.restart is Restart.TEMPORARY:
+            await stop_child(sibling, system.drain_timeout)  # never restarted, as in OTP
+        else:
+            await suspend_child(sibling, system.drain_timeout)
+    group = [c for c in group if c is child or c.restart is not Restart.TEMPORARY]
+    backoff = strategy.backoff
+    delay = backoff.delay(len(window) - 1) if backoff is not None else 0.0
+    if delay > 0:
+        # The parent keeps working meanwhile; the group waits suspended, messages queued.
+        parent.restart_timer = parent.home.loop.call_later(
+            delay, parent.deliver, Signal(RESTART_DUE, (group, reason))
+        )
+        return True
+    return await restart_group(parent, group, reason)
+
+
+async def restart_group(parent: Cell, group: list[Cell], reason: BaseException | None) -> bool:
+    """Restart ``group`` in start order. A restart that fails counts as a new failure."""
+    system = parent.system
+    for child in group:
+        if child.terminated.is_set or child not in system.children_of(parent):
+            continue
+        done = oneshot()
+        child.request_restart(reason, done)
+        try:
+            await done.wait()
+        except Exception as failure:
+            logger.error("actor %s failed to restart", child.path, exc_info=failure)
+            parent.deliver(Signal(CHILD_EXIT, (child, child.incarnation, failure)))
+    return True
+
+
+async def _give_up(
+    parent: Cell, child: Cell, reason: BaseException | None, strategy: SupervisionStrategy
+) -> bool:
+    error = SupervisionError(
+        f"actor {parent.path} gave up: restarting {child.path} would make more than "
+        f"{strategy.max_restarts} restart(s) within {strategy.within} s; "
+        f"last failure: {reason!r}"
+    )
+    error.__cause__ = reason
+    system = parent.system
+    if parent is system.guardian:
+        # The root never fails: the top-level actor stays stopped and the system records it.
+        logger.error("%s", error, exc_info=error)
+        await stop_child(child, system.drain_timeout)
+        system._record_failure(error)  # pyright: ignore[reportPrivateUsage]
+        return True
+    await parent.give_up(error)
+    return False

@@ -1,0 +1,121 @@
+"""Blocked-loop detection: a thread that notices when a worker loop stops turning.
+
+One handler that blocks (CPU work, ``time.sleep``, a synchronous HTTP call) stalls every
+actor on its loop: the commonest footgun of async actors. The watchdog thread posts a probe
+to each worker loop every ``threshold / 2`` seconds. A probe that has not run ``threshold``
+seconds after it was posted means the loop is stuck inside one callback: the watchdog
+names the task running there (run tasks are named after their actor's path) and the type
+of the message the actor was handling, and logs a warning. When the loop turns again it logs
+how long the stall lasted.
+
+Probes cost one ``call_soon_threadsafe`` per loop per interval and nothing on the message
+hot path but one attribute store (`Cell.handling`). A loop starved of the GIL by other busy
+threads looks stalled too; the warning then names whichever task was running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._runtime import WorkerHome
+
+__all__ = ("DEFAULT_BLOCKED_THRESHOLD", "Watchdog")
+
+logger = logging.getLogger("actors")
+
+DEFAULT_BLOCKED_THRESHOLD: Final = 0.1
+"""Seconds a worker loop may spend in one step (a handler not yielding) before a warning."""
+
+
+class _Probe:
+    """One loop's probe. ``pending`` is handed back and forth: the watchdog sets it before
+    posting, the loop clears it when the probe runs; neither writes while the other may."""
+
+    __slots__ = ("culprit", "pending", "posted_at", "ran_at")
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.posted_at = 0.0
+        self.ran_at = 0.0
+        self.culprit: str | None = None  # set while a reported stall lasts
+
+    def run(self) -> None:
+        self.ran_at = time.monotonic()
+        self.pending = False
+
+
+class Watchdog:
+    """Watches the worker loops of one system from a daemon thread."""
+
+    def __init__(
+        self,
+        homes: Sequence[WorkerHome],
+        threshold: float,
+        describe: Callable[[str], str],
+        thread_name: str,
+    ) -> None:
+        self._homes = homes
+        self._threshold = threshold
+        self._describe = describe  # task name -> "actor X handling Y"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=thread_name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and join the thread (it wakes at once, so this returns quickly)."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _main(self) -> None:
+        probes = [_Probe() for _ in self._homes]
+        while not self._stop.wait(self._threshold / 2):
+            now = time.monotonic()
+            for home, probe in zip(self._homes, probes, strict=True):
+                self._check(home, probe, now)
+
+    def _check(self, home: WorkerHome, probe: _Probe, now: float) -> None:
+        if probe.pending:
+            stalled = now - probe.posted_at
+            if stalled >= self._threshold and probe.culprit is None:
+                probe.culprit = self._culprit(home)
+                logger.warning(
+                    "worker loop %s has been blocked for %.3f s by %s; every actor on that "
+                    "loop is waiting. Move blocking calls and CPU-heavy work out of handlers "
+                    "(await self.run_blocking(fn, ...)).",
+                    home.label,
+                    stalled,
+                    probe.culprit,
+                )
+            return
+        if probe.culprit is not None:
+            logger.warning(
+                "worker loop %s was blocked for %.3f s by %s",
+                home.label,
+                probe.ran_at - probe.posted_at,
+                probe.culprit,
+            )
+            probe.culprit = None
+        probe.pending = True
+        probe.posted_at = now
+        with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to watch
+            home.loop.call_soon_threadsafe(probe.run)
+
+    def _culprit(self, home: WorkerHome) -> str:
+        try:
+            task = asyncio.current_task(home.loop)
+        except RuntimeError:
+            task = None
+        if task is None:
+            return "a callback outside any actor"
+        return self._describe(task.get_name())

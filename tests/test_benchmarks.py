@@ -1,0 +1,74 @@
+"""Smoke test of the benchmark suite: every Savina program runs on `actors` and checks itself.
+
+Tiny sizes (the whole file takes a few seconds); no timing is asserted. A program whose
+answer is wrong must fail its case, and a failed case must fail the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("benchmarks") is None:  # run from a checkout without the root on path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import benchmarks.__main__ as bench_cli
+from benchmarks import cases
+from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Workload
+from benchmarks.portable import Behaviour, Start
+from benchmarks.runner import run_workload
+from benchmarks.savina import PROGRAMS, Program
+
+TINY = dataclasses.replace(QUICK, reps=1, program_reps=1, program_scale=0.01)
+ACTORS = next(impl for impl in IMPLEMENTATIONS if impl.name == "actors-uvloop")
+
+
+def run_program(program: Program) -> CaseResult:
+    workload = Workload(f"savina-{program.name}", program.title, "program", program=program)
+    (result,) = run_workload(workload, [ACTORS], TINY)
+    return result
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=[p.name for p in PROGRAMS])
+def test_program_runs_and_checks_its_result(program: Program) -> None:
+    result = run_program(program)
+    assert result.error is None
+    assert len(result.reps) == 1
+    assert result.reps[0].metrics["ops_per_s"] > 0
+
+
+class Liar(Behaviour):
+    """Answers 42 whatever the size."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def receive(self, message: Any) -> None:
+        if type(message) is Start:
+            self.ctx.finish(42)
+            self.ctx.stop()
+
+
+def test_a_wrong_answer_fails_the_case() -> None:
+    liar = Program("liar", "answers 42", Liar, size=1000, ops=lambda n: n, expected=lambda n: n)
+    result = run_program(liar)
+    assert result.error is not None
+    assert "CheckFailed" in result.error
+    assert "returned 42" in result.error
+
+
+def test_a_failed_case_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    pingpong = next(p for p in PROGRAMS if p.name == "pingpong")
+    wrong = dataclasses.replace(pingpong, expected=lambda n: n + 1)
+    workloads = tuple(
+        dataclasses.replace(w, program=wrong) if w.name == "savina-pingpong" else w
+        for w in cases.WORKLOADS
+    )
+    monkeypatch.setattr(bench_cli, "WORKLOADS", workloads)
+    status = bench_cli.main(["--quick", "--only", "savina-pingpong:actors-uvloop"])
+    assert status == 1
