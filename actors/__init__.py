@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from ._actor import Actor
 from ._cell import ActorStatistics
+from ._clock import Clock, ManualClock
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
     ActorError,
@@ -54,6 +55,7 @@ from ._supervision import (
     Terminated,
 )
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
+from ._timers import Timer
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD
 
 __all__ = (
@@ -71,12 +73,14 @@ __all__ = (
     "ActorSystem",
     "AskTimeout",
     "Backoff",
+    "Clock",
     "DeadLetter",
     "DeadLetters",
     "DeadlockError",
     "DuplicateName",
     "MailboxFull",
     "MailboxStatistics",
+    "ManualClock",
     "MessageTypeError",
     "Moved",
     "NotSendableError",
@@ -90,6 +94,7 @@ __all__ = (
     "SupervisionStrategy",
     "SystemNotRunning",
     "Terminated",
+    "Timer",
     "check_sendable",
     "register_sendable",
     "run",

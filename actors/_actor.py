@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._supervision import Terminated
     from ._system import ActorSystem, Placement
+    from ._timers import Timer
 
 __all__ = ("Actor", "accepted_types", "constructing")
 
@@ -179,6 +180,55 @@ class Actor(Generic[M]):
         cell = self._actors_cell
         _check_home(cell, "unwatch")
         cell.unwatch(ref._cell)  # pyright: ignore[reportPrivateUsage]
+
+    def send_after(self, delay: float, message: M) -> Timer:
+        """Deliver ``message`` to this actor once, ``delay`` seconds from now.
+
+        The tick is checked like a send (type, sendability) now, and handled by
+        ``receive`` like any message. Ticks travel in the control lane: a full mailbox does
+        not lose them, and they go before messages already queued. The timer is cancelled
+        when the actor stops or restarts. Call it from the actor's own handlers or hooks.
+
+        Raises:
+            ValueError: a negative delay.
+            MessageTypeError, NotSendableError: as for `ActorRef.send`.
+
+        Example:
+            ```python
+            async def receive(self, message: Start | Timeout) -> None:
+                if isinstance(message, Start):
+                    self.deadline = self.send_after(5.0, Timeout())
+            ```
+        """
+        if not delay >= 0:
+            raise ValueError(f"send_after needs a delay >= 0 seconds, got {delay}")
+        cell = self._actors_cell
+        _check_home(cell, "send_after")
+        return cell.start_timer(message, delay, None)
+
+    def send_every(self, interval: float, message: M) -> Timer:
+        """Deliver ``message`` to this actor every ``interval`` seconds until cancelled.
+
+        The first tick falls due one interval after the call, then at every multiple of
+        the interval from the call (no drift). A tick that falls due while the previous one
+        has not been handled yet is skipped (counted in `Timer.skipped`), not bunched up.
+        Otherwise as `send_after`.
+
+        Raises:
+            ValueError: an interval that is not positive.
+            MessageTypeError, NotSendableError: as for `ActorRef.send`.
+
+        Example:
+            ```python
+            async def on_start(self) -> None:
+                self.flush_timer = self.send_every(0.5, Flush())
+            ```
+        """
+        if not interval > 0:
+            raise ValueError(f"send_every needs an interval > 0 seconds, got {interval}")
+        cell = self._actors_cell
+        _check_home(cell, "send_every")
+        return cell.start_timer(message, interval, interval)
 
     async def run_blocking(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run a blocking function in a worker thread and wait for its result.

@@ -51,10 +51,12 @@ from ._supervisor import (
     restart_group,
     stop_children,
 )
+from ._timers import CANCELLED, TIMER, Timer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._clock import Scheduled
     from ._runtime import Home
     from ._system import ActorSystem
 
@@ -126,6 +128,7 @@ class Cell:
         "task",
         "terminated",
         "throughput",
+        "timers",
         "watchers",
         "watching",
     )
@@ -176,7 +179,8 @@ class Cell:
         # Home thread only.
         self.watching: set[Cell] | None = None
         self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
-        self.restart_timer: asyncio.TimerHandle | None = None  # a backoff in progress
+        self.restart_timer: Scheduled | None = None  # a backoff in progress
+        self.timers: set[Timer] | None = None  # the instance's timers (send_after/send_every)
 
     @property
     def status(self) -> str:
@@ -274,17 +278,29 @@ class Cell:
         """
         self.mailbox.close()
 
-    def stop_for_good(self) -> None:
-        """A final stop (`ActorRef.stop`, the parent or the system): never restarted."""
-        self.mailbox.close(seal=True)
-        self._at_home(self._stop_here)
+    def stop_for_good(self, *, revive: bool = False) -> None:
+        """A final stop (`ActorRef.stop`, the parent or the system): never restarted.
 
-    def _stop_here(self) -> None:
-        # A suspended actor has no run task to see the closed mailbox: finish it now.
-        if self.phase == SUSPENDED:
-            self._cancel_restart_timer()
+        A running actor drains what its mailbox accepted. One that failed and waits for its
+        parent's decision has no instance to drain with: with ``revive`` (a user's
+        `ActorRef.stop`, which promises the drain) a fresh instance is booted to drain the
+        sealed mailbox; without (its supervisor is ending or gave up on it) it ends with its
+        failure, and what it had queued becomes dead letters.
+        """
+        self.mailbox.close(seal=True)
+        self._at_home(self._stop_here, revive)
+
+    def _stop_here(self, revive: bool) -> None:
+        # A suspended actor has no run task to see the closed mailbox.
+        if self.phase != SUSPENDED:
+            return
+        self._cancel_restart_timer()
+        if revive:
+            self.phase = REBOOTING
+            self._spawn_task(self._reboot(self.exit_reason, None))
+        else:
             self.phase = ENDED
-            self._spawn_task(self._finish(self.exit_reason))
+            self._spawn_task(self._finish(self.exit_reason, run_on_stop=False))
 
     def kill(self) -> None:
         """Forced stop (drain or suspend timeout exceeded): cancel the run task. Any thread."""
@@ -296,7 +312,9 @@ class Cell:
         if self.task is not None:
             self.task.cancel()
         elif self.phase == SUSPENDED:
-            self._stop_here()
+            self._cancel_restart_timer()
+            self.phase = ENDED
+            self._spawn_task(self._finish(self.exit_reason, killed=True))
         elif self.phase != ENDED:
             self.phase = ENDED
             self._spawn_task(self._finish(None, killed=True))
@@ -351,8 +369,12 @@ class Cell:
         started.settle(self.ref)
         await self._run()
 
-    async def _reboot(self, reason: BaseException | None, done: Oneshot) -> None:
-        """A restart: a fresh instance from the factory, behind the same mailbox."""
+    async def _reboot(self, reason: BaseException | None, done: Oneshot | None) -> None:
+        """A restart: a fresh instance from the factory, behind the same mailbox.
+
+        ``done`` (the parent waiting) is None for the reboot that drains a sealed mailbox
+        after a final stop arrived while the actor was suspended.
+        """
         self.incarnation += 1
         self.restarts = None  # a new instance is a new supervisor: OTP counts afresh
         with self.system.tree_lock:
@@ -365,15 +387,22 @@ class Cell:
         except Exception as error:
             error.add_note(f"raised while restarting actor {self.path}")
             await self._end_instance(run_on_stop=False)
+            if done is None or self.mailbox.sealed:  # stopped for good meanwhile
+                await self._finish(error, run_on_stop=False)
+                if done is not None:
+                    done.settle(False)
+                return
             self._suspend(error)
             done.settle(error=error)
             return
         except BaseException:
             await self._finish(None, run_on_stop=False, killed=True)
-            done.settle(False)
+            if done is not None:
+                done.settle(False)
             raise
         self.phase = RUNNING
-        done.settle(True)
+        if done is not None:
+            done.settle(True)
         await self._run()
 
     async def _boot(self) -> None:
@@ -492,6 +521,8 @@ class Cell:
             self.restart_timer = None
             group, reason = signal.payload
             return await self._guarded(restart_group(self, group, reason), signal)
+        if name == TIMER:
+            return await self._on_tick(signal.payload)
         if name == TERMINATED:
             return await self._on_terminated(*signal.payload)
         if name == SUSPEND:
@@ -511,6 +542,35 @@ class Cell:
             await self._crash(error, signal)
             return False
         return keep_running
+
+    async def _on_tick(self, timer: Timer) -> bool:
+        message = timer.take()
+        if message is CANCELLED:
+            return True
+        instance = self.instance
+        assert instance is not None
+        self.handling = type(message)
+        try:
+            await instance.receive(message)
+        except Exception as error:
+            await self._crash(error, message)
+            return False
+        except BaseException as error:
+            failure = self._as_failure(error, message)
+            if failure is None:
+                raise
+            await self._crash(failure, message)
+            return False
+        return True
+
+    def start_timer(self, message: object, delay: float, interval: float | None) -> Timer:
+        """On the home thread: a timer delivering ``message`` to this actor."""
+        self.admit(message)
+        timer = Timer(self, message, delay, interval)
+        if self.timers is None:
+            self.timers = set()
+        self.timers.add(timer)
+        return timer
 
     async def _on_terminated(self, watched: Cell, reason: BaseException | None) -> bool:
         watching = self.watching
@@ -595,6 +655,9 @@ class Cell:
         with self.system.tree_lock:
             self.exiting = True
         self._cancel_restart_timer()
+        if self.timers:
+            for timer in list(self.timers):
+                timer.cancel()
         await stop_children(self, kill=kill_children)
         instance, self.instance = self.instance, None
         if run_on_stop and instance is not None:

@@ -21,7 +21,10 @@ import asyncio
 import contextlib
 import sys
 import threading
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ("Expired", "Latch", "Oneshot", "ensure_plain_thread", "oneshot", "thread_oneshot")
 
@@ -206,12 +209,13 @@ def ensure_plain_thread() -> None:
 class Latch:
     """A one-time event with a value, awaited by any number of waiters in any contexts."""
 
-    __slots__ = ("_lock", "_value", "_waiters")
+    __slots__ = ("_callbacks", "_lock", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._value: object = _UNSET
         self._waiters: list[Oneshot] = []
+        self._callbacks: list[Callable[[Any], object]] | None = None
 
     @property
     def is_set(self) -> bool:
@@ -223,8 +227,24 @@ class Latch:
                 return
             self._value = value
             waiters, self._waiters = self._waiters, []
+            callbacks, self._callbacks = self._callbacks, None
         for waiter in waiters:
             waiter.settle(value)
+        for callback in callbacks or ():
+            callback(value)
+
+    def when_set(self, callback: Callable[[Any], object]) -> None:
+        """Call ``callback(value)`` once set: in the setting thread, or now if already set.
+
+        The callback must be quick and thread-safe (it runs wherever `set` was called).
+        """
+        with self._lock:
+            if self._value is _UNSET:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        callback(self._value)
 
     async def wait(self, timeout: float | None = None) -> Any:
         """Wait for the value; raise `Expired` after ``timeout`` seconds."""

@@ -149,6 +149,9 @@ class ActorRef(Generic[M]):
                 ) from None
             if code == OK:
                 return
+        # A checkpoint even on refusal, as every async call of the API: a retry loop around
+        # send must not keep its event loop from running the actor it waits for.
+        await anyio.lowlevel.checkpoint()
         raise cell.stopped_error(message)
 
     def try_send(self, message: M) -> None:
@@ -266,6 +269,7 @@ class ActorRef(Generic[M]):
             if timeout is not None:
                 remaining = max(0.0, timeout - (time.monotonic() - started))
         if code != OK:
+            await anyio.lowlevel.checkpoint()  # as in send: a refusal is a checkpoint too
             raise cell.stopped_error(message)
         try:
             return await reply.wait(remaining)
@@ -311,7 +315,8 @@ class ActorRef(Generic[M]):
 
         The mailbox refuses new messages at once; what it already accepted is handled, then
         its children stop and ``on_stop`` runs. It is never restarted afterwards, whatever
-        its restart type (OTP's ``terminate_child``). Stopping a stopped actor returns at
+        its restart type (OTP's ``terminate_child``). An actor that failed and awaits its
+        restart gets a fresh instance to drain with. Stopping a stopped actor returns at
         once. Called by the actor on itself (from its handler), it only requests the stop.
 
         Cancellation: the stop still happens; only the wait is abandoned.
@@ -323,7 +328,7 @@ class ActorRef(Generic[M]):
             ```
         """
         cell = self._cell
-        cell.stop_for_good()
+        cell.stop_for_good(revive=True)
         if cell.in_handler():
             return
         await cell.terminated.wait()

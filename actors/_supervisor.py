@@ -9,6 +9,7 @@ strategies and docs/supervision.md for the rules as users see them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Final
 
@@ -117,7 +118,7 @@ async def on_child_exit(
     window = parent.restarts
     if window is None:
         window = parent.restarts = RestartWindow()
-    if not window.admit(strategy, system.clock()):
+    if not window.admit(strategy, system.clock.now()):
         return await _give_up(parent, child, reason, strategy)
     logger.info("actor %s restarts %s after %r", parent.path, child.path, reason)
     group = strategy.group(system.children_of(parent), child)
@@ -133,8 +134,10 @@ async def on_child_exit(
     delay = backoff.delay(len(window) - 1) if backoff is not None else 0.0
     if delay > 0:
         # The parent keeps working meanwhile; the group waits suspended, messages queued.
-        parent.restart_timer = parent.home.loop.call_later(
-            delay, parent.deliver, Signal(RESTART_DUE, (group, reason))
+        clock = system.clock
+        due = Signal(RESTART_DUE, (group, reason))
+        parent.restart_timer = clock.call_at(
+            parent.home.loop, clock.now() + delay, functools.partial(parent.deliver, due)
         )
         return True
     return await restart_group(parent, group, reason)

@@ -7,13 +7,13 @@ import itertools
 import logging
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
 
 from ._actor import Actor
 from ._cell import Cell
+from ._clock import Clock
 from ._deadletters import DeadLetters
 from ._errors import ActorStopped, DuplicateName, SystemNotRunning
 from ._oneshot import Latch, oneshot
@@ -81,7 +81,8 @@ class ActorSystem:
             ``"shutdown"`` records it and shuts the whole system down.
         blocked_threshold: seconds a handler may hold its worker loop without yielding
             before the watchdog logs a warning; None turns the watchdog off.
-        clock: the monotonic clock used for restart intensity (tests inject a fake one).
+        clock: the time source for timers, restart intensity and backoff (default `Clock`;
+            tests inject a `ManualClock` to move time by hand).
 
     Placement: actors are spread round-robin over the worker loops in spawn order, so N
     actors on N workers use every worker. ``spawn(placement=i)`` pins to worker ``i``;
@@ -107,7 +108,7 @@ class ActorSystem:
         supervision: SupervisionStrategy | None = None,
         escalation: Escalation = "stop",
         blocked_threshold: float | None = DEFAULT_BLOCKED_THRESHOLD,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         count = workers if workers is not None else _usable_cpus()
         if count < 1:
@@ -126,7 +127,7 @@ class ActorSystem:
         self.throughput = throughput
         self.supervision = supervision if supervision is not None else OneForOne()
         self.escalation: Escalation = escalation
-        self.clock = clock
+        self.clock = clock if clock is not None else Clock()
         self.dead_letters = DeadLetters()
         """Messages accepted by a mailbox but never handled: a count and subscribers."""
         self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
@@ -516,11 +517,11 @@ class ActorSystem:
                 self._escalation = thread
             thread.start()
 
-    def _describe_task(self, task_name: str) -> str:
+    def _describe_task(self, task_name: str) -> str | None:
         with self._lock:
             cell = self._paths.get(task_name)
         if cell is None:
-            return f"task {task_name!r} (not an actor)"
+            return None  # a task that is not an actor's
         handling = cell.handling
         what = handling.__qualname__ if handling is not None else "its start-up or a hook"
         return f"actor {cell.path} handling {what}"

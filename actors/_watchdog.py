@@ -10,7 +10,9 @@ how long the stall lasted.
 
 Probes cost one ``call_soon_threadsafe`` per loop per interval and nothing on the message
 hot path but one attribute store (`Cell.handling`). A loop starved of the GIL by other busy
-threads looks stalled too; the warning then names whichever task was running.
+threads looks stalled too. Two rules keep that from raising false alarms: only a stall inside
+an actor's task is reported (a loop waiting between callbacks is not a handler blocking it),
+and a round in which the watchdog itself woke late (the GIL is saturated) measures afresh.
 """
 
 from __future__ import annotations
@@ -59,12 +61,12 @@ class Watchdog:
         self,
         homes: Sequence[WorkerHome],
         threshold: float,
-        describe: Callable[[str], str],
+        describe: Callable[[str], str | None],
         thread_name: str,
     ) -> None:
         self._homes = homes
         self._threshold = threshold
-        self._describe = describe  # task name -> "actor X handling Y"
+        self._describe = describe  # task name -> "actor X handling Y", or None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=thread_name, daemon=True)
 
@@ -79,16 +81,29 @@ class Watchdog:
 
     def _main(self) -> None:
         probes = [_Probe() for _ in self._homes]
-        while not self._stop.wait(self._threshold / 2):
+        interval = self._threshold / 2
+        woke = time.monotonic()
+        while not self._stop.wait(interval):
             now = time.monotonic()
+            # Woken much later than asked: the GIL is saturated (this thread was starved
+            # too), so a loop that looks stalled may only be waiting for the GIL. Take new
+            # probes instead of blaming whoever was running.
+            starved = now - woke > 2 * interval
+            woke = now
             for home, probe in zip(self._homes, probes, strict=True):
-                self._check(home, probe, now)
+                self._check(home, probe, now, starved)
 
-    def _check(self, home: WorkerHome, probe: _Probe, now: float) -> None:
+    def _check(self, home: WorkerHome, probe: _Probe, now: float, starved: bool) -> None:
         if probe.pending:
+            if starved:
+                probe.posted_at = now  # measure again from here
+                return
             stalled = now - probe.posted_at
             if stalled >= self._threshold and probe.culprit is None:
-                probe.culprit = self._culprit(home)
+                culprit = self._culprit(home)
+                if culprit is None:
+                    return  # not inside an actor's handler: not ours to report
+                probe.culprit = culprit
                 logger.warning(
                     "worker loop %s has been blocked for %.3f s by %s; every actor on that "
                     "loop is waiting. Move blocking calls and CPU-heavy work out of handlers "
@@ -111,11 +126,12 @@ class Watchdog:
         with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to watch
             home.loop.call_soon_threadsafe(probe.run)
 
-    def _culprit(self, home: WorkerHome) -> str:
+    def _culprit(self, home: WorkerHome) -> str | None:
+        """The actor whose handler holds the loop, or None when no actor task is running."""
         try:
             task = asyncio.current_task(home.loop)
         except RuntimeError:
-            task = None
+            return None
         if task is None:
-            return "a callback outside any actor"
+            return None
         return self._describe(task.get_name())

@@ -298,16 +298,6 @@ async def test_ref_stop_is_final_for_every_restart_type(restart: Restart) -> Non
 # -- intensity and escalation --------------------------------------------------------------
 
 
-class FakeClock:
-    """The injectable clock for restart intensity: moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Level(Actor[Kids]):
     """One level of a chain of supervisors; the deepest starts a Worker named leaf."""
 
@@ -327,21 +317,22 @@ class Level(Actor[Kids]):
 
 
 async def test_intensity_counts_restarts_in_a_sliding_window() -> None:
-    clock = FakeClock()
+    clock = actors.ManualClock(1000.0)
     async with ActorSystem(workers=1, clock=clock) as system:
         strategy = OneForOne(max_restarts=2, within=10.0)
         sup = await system.spawn(lambda: Level(0, strategy), name="sup", restart=Restart.TEMPORARY)
         leaf = system.lookup("/user/sup/leaf")
         assert leaf is not None
         with anyio.fail_after(WAIT):
-            for _ in range(2):
+            for slide in (False, True):
+                if slide:
+                    clock.advance(10.5)  # the window slides past them: they stop counting
                 for _ in range(2):  # max_restarts restarts at the same instant: allowed
                     with pytest.raises(ValueError, match="boom"):
                         await leaf.ask(Crash())
                 assert await leaf.ask(Total()) == 0
-                clock.now += 10.5  # the window slides past them: they stop counting
             assert leaf.statistics().restarts == 4
-            clock.now -= 0.5  # within 10 s of the last two restarts
+            clock.advance(9.0)  # still within 10 s of the last two restarts
             await leaf.send(Crash())
             await leaf.send(Crash())  # the third failure in the window: the parent gives up
             reason = await sup.join()
@@ -352,7 +343,7 @@ async def test_intensity_counts_restarts_in_a_sliding_window() -> None:
 
 
 async def test_intensity_exceeded_escalates_through_three_levels_to_the_root() -> None:
-    clock = FakeClock()
+    clock = actors.ManualClock(1000.0)
     root = OneForOne(max_restarts=0, within=10.0)
     async with ActorSystem(workers=2, clock=clock, supervision=root) as system:
         top = await system.spawn(
@@ -426,20 +417,25 @@ async def test_a_restart_that_fails_counts_as_a_failure_until_the_parent_gives_u
 
 
 async def test_backoff_delays_the_restart_and_the_parent_keeps_working() -> None:
+    clock = actors.ManualClock()
     backoff = Backoff(initial=0.3, maximum=1.0, jitter=0.0)
     journal = Journal()
-    async with ActorSystem(workers=2) as system:
+    async with ActorSystem(workers=2, clock=clock) as system:
         sup = await system.spawn(
             lambda: Supervisor(OneForOne(max_restarts=5, within=60.0, backoff=backoff), journal)
         )
         b = system.lookup(f"{sup.path}/b")
         assert b is not None
         with anyio.fail_after(WAIT):
-            crashed = time.monotonic()
             await b.send(Crash())
+            await wait_until(lambda: clock.pending == 1)  # the restart is scheduled
             assert await sup.ask(Kids()) == ("a", "b", "c")  # answered during the backoff
-            assert await b.ask(Total()) == 0  # waits in the mailbox until the restart
-            assert time.monotonic() - crashed >= 0.3
+            clock.advance(0.29)
+            assert clock.pending == 1  # not due yet
+            assert b.statistics().status == "restarting"
+            await b.send(Add(7))  # queued while it waits
+            clock.advance(0.01)
+            assert await b.ask(Total()) == 7  # restarted, then the queued Add
 
 
 def test_backoff_delay_grows_and_is_capped() -> None:

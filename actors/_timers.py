@@ -1,0 +1,137 @@
+"""Timers: messages an actor sends to itself later (`Actor.send_after`) or periodically
+(`Actor.send_every`).
+
+A tick travels in the actor's control lane, not behind the user's bound: a full mailbox
+cannot lose it, and it is handled before messages already queued. At most one tick of a
+timer waits at a time: a tick that falls due while the previous one still waits is skipped
+(counted in `Timer.skipped`), so a slow actor never gets a burst of stale ticks. Periodic
+ticks fall due at ``start + k * interval``: lateness does not accumulate into drift.
+
+Cancellation is checked when a tick is handled, on the actor's own loop: once `Timer.cancel`
+has returned, no tick of that timer runs, not even one already waiting (Akka's guarantee).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ._mailbox import Signal
+
+if TYPE_CHECKING:
+    from ._cell import Cell
+    from ._clock import Scheduled
+
+__all__ = ("CANCELLED", "TIMER", "Timer")
+
+TIMER = "timer"  # control signal name; payload: the Timer
+CANCELLED: Any = object()  # what `Timer.take` returns for a tick that must not run
+
+
+class Timer:
+    """A running timer of an actor; `cancel` it to stop it.
+
+    Attributes:
+        message: what each tick delivers to the actor's ``receive``.
+        interval: seconds between ticks, or None for a one-shot timer.
+        skipped: ticks dropped because the previous one had not been handled yet.
+
+    Example:
+        ```python
+        async def on_start(self) -> None:
+            self.heartbeat = self.send_every(1.0, Beat())
+
+        async def receive(self, message: Beat | Quiet) -> None:
+            if isinstance(message, Quiet):
+                self.heartbeat.cancel()
+        ```
+    """
+
+    __slots__ = (
+        "_cell",
+        "_due",
+        "_scheduled",
+        "_start",
+        "_waiting",
+        "cancelled",
+        "interval",
+        "message",
+        "skipped",
+    )
+
+    def __init__(self, cell: Cell, message: object, delay: float, interval: float | None) -> None:
+        self._cell = cell
+        self.message = message
+        self.interval = interval
+        self.cancelled = False
+        self.skipped = 0
+        self._waiting = False  # a tick is in the control lane (single writer at a time)
+        clock = cell.system.clock
+        self._start = clock.now()
+        self._due = self._start + delay
+        self._scheduled: Scheduled | None = None
+        self._schedule()
+
+    def __repr__(self) -> str:
+        every = f" every {self.interval} s" if self.interval is not None else ""
+        state = "cancelled" if self.cancelled else "active"
+        return f"<Timer {type(self.message).__qualname__}{every} of {self._cell.path} {state}>"
+
+    @property
+    def active(self) -> bool:
+        """False once cancelled, or once a one-shot timer has delivered its tick."""
+        return not self.cancelled
+
+    def cancel(self) -> None:
+        """Stop the timer: no tick of it is handled after this returns. Idempotent.
+
+        Example:
+            ```python
+            self.reminder.cancel()
+            ```
+        """
+        self.cancelled = True
+        cell = self._cell
+        timers = cell.timers
+        if timers is not None:
+            timers.discard(self)
+        scheduled, self._scheduled = self._scheduled, None
+        # Loop timers may only be touched on their loop; elsewhere the flag is enough.
+        if scheduled is not None and cell.on_home_thread():
+            scheduled.cancel()
+
+    def _schedule(self) -> None:
+        cell = self._cell
+        self._scheduled = cell.system.clock.call_at(cell.home.loop, self._due, self._fire)
+
+    def _fire(self) -> None:
+        # On the home loop (real clock) or in the thread advancing a manual clock.
+        if self.cancelled:
+            return
+        if self._waiting:
+            self.skipped += 1
+        else:
+            self._waiting = True
+            if not self._cell.deliver(Signal(TIMER, self)):
+                self.cancelled = True  # the actor has finished
+                return
+        interval = self.interval
+        if interval is None:
+            return
+        now = self._cell.system.clock.now()
+        # The next multiple of the interval after now: late ticks are skipped, not bunched.
+        periods = math.floor((now - self._start) / interval) + 1
+        self._due = self._start + periods * interval
+        self._schedule()
+
+    def take(self) -> Any:
+        """On the home loop, as the tick is handled: the message, or `CANCELLED`."""
+        self._waiting = False
+        if self.cancelled:
+            return CANCELLED
+        if self.interval is None:
+            self.cancelled = True
+            timers = self._cell.timers
+            if timers is not None:
+                timers.discard(self)
+        return self.message

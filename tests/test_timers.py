@@ -1,0 +1,251 @@
+"""Timers: send_after / send_every, on a ManualClock so that time moves only when we say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from _support import WAIT, Flag, Hold, park
+
+import actors
+from actors import Actor, ActorSystem, ManualClock
+
+pytestmark = pytest.mark.anyio
+
+
+class Beat(msgspec.Struct, frozen=True):
+    n: int = 0
+
+
+class Start(msgspec.Struct, frozen=True):
+    delay: float
+    every: bool = False
+
+
+class Cancel(msgspec.Struct, frozen=True):
+    pass
+
+
+class HoldThenCancel(msgspec.Struct, frozen=True):
+    release: Flag
+    entered: Flag
+
+
+class Crash(msgspec.Struct, frozen=True):
+    pass
+
+
+class Beats(actors.Request[tuple[float, ...]], frozen=True):
+    """The clock times at which ticks were handled."""
+
+
+class Skipped(actors.Request[int], frozen=True):
+    pass
+
+
+Msg = Beat | Start | Cancel | HoldThenCancel | Crash | Beats | Skipped | Hold
+
+
+class Ticker(Actor[Msg]):
+    def __init__(self, clock: ManualClock | None = None) -> None:
+        self.clock = clock
+        self.beats: list[float] = []
+        self.timer: actors.Timer | None = None
+
+    async def receive(self, message: Msg) -> Any:
+        match message:
+            case Beat():
+                self.beats.append(self.clock.now() if self.clock else 0.0)
+            case Start(delay, every):
+                make = self.send_every if every else self.send_after
+                self.timer = make(delay, Beat())
+            case Cancel():
+                assert self.timer is not None
+                self.timer.cancel()
+            case HoldThenCancel(release, entered):
+                entered.set()
+                await release.wait()
+                assert self.timer is not None
+                self.timer.cancel()  # a tick may already wait: it must not run
+            case Crash():
+                raise ValueError("crash")
+            case Beats():
+                return tuple(self.beats)
+            case Skipped():
+                return self.timer.skipped if self.timer else -1
+            case Hold(release, entered):
+                if entered is not None:
+                    entered.set()
+                await release.wait()
+        return None
+
+
+async def ticks(ref: actors.ActorRef[Msg], count: int) -> tuple[float, ...]:
+    """The handled ticks, once there are ``count`` of them (a tick is handled after it fires)."""
+    found: tuple[float, ...] = ()
+
+    async def enough() -> None:
+        nonlocal found
+        while len(found := await ref.ask(Beats())) < count:  # noqa: ASYNC110  # polling state
+            await anyio.sleep(0.001)
+
+    await enough()
+    return found
+
+
+async def test_send_after_delivers_once_after_the_delay() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(2.0))
+            clock.advance(1.99)
+            assert await ref.ask(Beats()) == ()
+            clock.advance(0.01)
+            assert await ticks(ref, 1) == (2.0,)
+            clock.advance(10.0)
+            assert await ref.ask(Beats()) == (2.0,)
+            assert clock.pending == 0
+
+
+async def test_send_every_first_fires_one_interval_later_without_drift() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0, every=True))
+            clock.advance(0.999)
+            assert await ref.ask(Beats()) == ()
+            clock.advance(0.001)  # 1.0: the first tick (ticks record when they are handled)
+            assert await ticks(ref, 1) == (1.0,)
+            clock.advance(1.2)  # 2.2: the tick due at 2.0 fires late
+            assert await ticks(ref, 2) == (1.0, 2.2)
+            clock.advance(0.8)  # 3.0: due at the multiple of the interval, not at 3.2
+            assert await ticks(ref, 3) == (1.0, 2.2, 3.0)
+
+
+async def test_missed_ticks_are_skipped_not_bunched() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0, every=True))
+            release = await park(ref)
+            clock.advance(5.0)  # five ticks fall due while the actor is busy
+            release.set()
+            assert await ticks(ref, 1) == (5.0,)  # one waited; handled at t=5
+            assert await ref.ask(Skipped()) == 4
+            clock.advance(1.0)
+            assert await ticks(ref, 2) == (5.0, 6.0)
+
+
+async def test_cancel_stops_a_periodic_timer() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0, every=True))
+            clock.advance(1.0)
+            await ticks(ref, 1)
+            await ref.ask(Cancel())
+            clock.advance(5.0)
+            assert await ref.ask(Beats()) == (1.0,)
+
+
+async def test_a_tick_already_waiting_is_not_handled_after_cancel() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0))
+            release, entered = Flag(), Flag()
+            await ref.send(HoldThenCancel(release, entered))
+            await entered.wait()
+            clock.advance(1.0)  # the tick now waits in the control lane
+            release.set()  # the handler cancels the timer before returning
+            assert await ref.ask(Beats()) == ()
+
+
+async def test_ticks_reach_a_full_mailbox() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock), capacity=1)
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0))
+            release = await park(ref)
+            ref.try_send(Cancel())  # the mailbox is now full
+            with pytest.raises(actors.MailboxFull):
+                ref.try_send(Beats())
+            # Cancel is queued behind the tick: the control lane goes first.
+            clock.advance(1.0)
+            release.set()
+            assert await ticks(ref, 1) == (1.0,)
+
+
+async def test_timers_are_cancelled_when_the_actor_restarts_or_stops() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0, every=True))
+            with pytest.raises(ValueError, match="crash"):
+                await ref.ask(Crash())
+            clock.advance(3.0)
+            assert await ref.ask(Beats()) == ()  # the new instance has no timer
+            await ref.ask(Start(1.0, every=True))
+            await ref.stop()
+            clock.advance(3.0)  # firing into a finished actor is harmless
+            assert not ref.is_alive
+
+
+async def test_real_clock_send_after() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Ticker)
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(0.01))
+            assert len(await ticks(ref, 1)) == 1
+
+
+class Wrong(msgspec.Struct, frozen=True):
+    pass
+
+
+class Bad(Actor[Beat | Start | Wrong]):
+    async def receive(self, message: Beat | Start | Wrong) -> None:
+        match message:
+            case Start(delay, every):
+                make = self.send_every if every else self.send_after
+                make(delay, Beat())
+            case Wrong():
+                self.send_after(1.0, Cancel())  # type: ignore[arg-type]  # not accepted
+            case Beat():
+                pass
+
+
+async def test_bad_timer_input_fails_at_the_call() -> None:
+    captured: list[Actor[Any]] = []
+
+    class Capturing(Ticker):
+        async def on_start(self) -> None:
+            captured.append(self)
+
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            for message, error, match in [
+                (Start(-1.0), ValueError, "delay"),
+                (Start(0.0, every=True), ValueError, "interval"),
+                (Wrong(), actors.MessageTypeError, "does not accept Cancel"),
+            ]:
+                bad = await system.spawn(Bad, restart=actors.Restart.TEMPORARY)
+                with pytest.raises(error, match=match):
+                    await bad.ask(message)
+            await system.spawn(Capturing)
+            with pytest.raises(RuntimeError, match="own handlers"):
+                captured[0].send_after(1.0, Beat())
+
+
+def test_manual_clock_does_not_go_back() -> None:
+    with pytest.raises(ValueError, match="back"):
+        ManualClock().advance(-1.0)
