@@ -40,11 +40,15 @@ from ._errors import (
     SupervisionError,
     SystemNotRunning,
 )
+from ._events import EventBus
 from ._mailbox import MailboxStatistics
 from ._message import Request
+from ._pool import Pool, Routing
 from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
 from ._run import run
+from ._scope import Scope
 from ._sendable import Moved, check_sendable, register_sendable
+from ._shared import Shared
 from ._supervision import (
     Backoff,
     OneForAll,
@@ -78,6 +82,7 @@ __all__ = (
     "DeadLetters",
     "DeadlockError",
     "DuplicateName",
+    "EventBus",
     "MailboxFull",
     "MailboxStatistics",
     "ManualClock",
@@ -86,10 +91,14 @@ __all__ = (
     "NotSendableError",
     "OneForAll",
     "OneForOne",
+    "Pool",
     "Request",
     "RestForOne",
     "Restart",
+    "Routing",
+    "Scope",
     "SendTimeout",
+    "Shared",
     "SupervisionError",
     "SupervisionStrategy",
     "SystemNotRunning",

@@ -73,6 +73,7 @@ ENDED: Final = "ended"
 
 
 _NO_WATCHERS: Final[frozenset[Cell]] = frozenset()  # marks a cell that has finished
+CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
 
 
 class ActorStatistics(msgspec.Struct, frozen=True):
@@ -345,6 +346,14 @@ class Cell:
         self.phase = REBOOTING
         self._spawn_task(self._reboot(reason, done))
 
+    def call_between_messages(self, fn: Callable[[Any], object], done: Oneshot) -> bool:
+        """Run ``fn(instance)`` on the home loop between two messages; ``done`` gets the result.
+
+        For test kits (inspecting an actor's state where it is consistent). False once the
+        actor has finished.
+        """
+        return self.deliver(Signal(CALL, (fn, done)))
+
     def deliver(self, signal: Signal) -> bool:
         """Put a control signal in this actor's control lane; False once it has finished."""
         return self.mailbox.put_control(signal)
@@ -523,6 +532,13 @@ class Cell:
             return await self._guarded(restart_group(self, group, reason), signal)
         if name == TIMER:
             return await self._on_tick(signal.payload)
+        if name == CALL:
+            fn, done = signal.payload
+            try:
+                done.settle(fn(self.instance))
+            except Exception as error:  # the caller's mistake, not this actor's failure
+                done.settle(error=error)
+            return True
         if name == TERMINATED:
             return await self._on_terminated(*signal.payload)
         if name == SUSPEND:

@@ -200,6 +200,36 @@ class Mailbox(Generic[T]):
         self._wake()
         return OK
 
+    def put_evicting(self, item: T, is_victim: Callable[[object], bool]) -> tuple[int, object]:
+        """Enqueue without waiting; when full, first drop the oldest queued item that
+        ``is_victim`` accepts (a drop-oldest subscription). Returns (OK, evicted item or
+        None), (FULL, None) when nothing may be dropped, or (CLOSED, None).
+
+        The scan works on a copy (the consumer pops without the lock), and ``remove`` tells
+        us if the consumer took the victim meanwhile: there is room then anyway.
+        """
+        with self._lock:
+            if self._closed:
+                return CLOSED, None
+            queue = self._queue
+            evicted: object = None
+            if len(queue) + self._reserved >= self.capacity or self._senders:
+                victims = [queued for queued in list(queue) if is_victim(queued)]
+                if not victims:
+                    return FULL, None
+                victim = victims[0]
+                with contextlib.suppress(ValueError):
+                    queue.remove(victim)
+                    evicted = victim
+            queue.append(item)
+            if len(queue) > self._high_water:
+                self._high_water = len(queue)
+            if self._scheduled:
+                return OK, evicted
+            self._scheduled = True
+        self._wake()
+        return OK, evicted
+
     async def put(self, item: T, timeout: float | None = None) -> int:
         """Enqueue, waiting in FIFO order while full: returns OK or CLOSED.
 

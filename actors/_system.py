@@ -16,8 +16,11 @@ from ._cell import Cell
 from ._clock import Clock
 from ._deadletters import DeadLetters
 from ._errors import ActorStopped, DuplicateName, SystemNotRunning
+from ._events import EventBus
 from ._oneshot import Latch, oneshot
+from ._pool import Pool, Routing, spawn_pool
 from ._runtime import HOST, Home, HostHome, WorkerHome, thread_name
+from ._scope import Scope
 from ._supervision import OneForOne, Restart, SupervisionStrategy
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD, Watchdog
 
@@ -83,6 +86,9 @@ class ActorSystem:
             before the watchdog logs a warning; None turns the watchdog off.
         clock: the time source for timers, restart intensity and backoff (default `Clock`;
             tests inject a `ManualClock` to move time by hand).
+        placement: where `spawn` puts actors by default: ``"spread"`` (round-robin over
+            the worker loops) or ``"host"`` (every actor, the root guardian included, on
+            the host's asyncio loop: one thread, deterministic order, for tests).
 
     Placement: actors are spread round-robin over the worker loops in spawn order, so N
     actors on N workers use every worker. ``spawn(placement=i)`` pins to worker ``i``;
@@ -109,6 +115,7 @@ class ActorSystem:
         escalation: Escalation = "stop",
         blocked_threshold: float | None = DEFAULT_BLOCKED_THRESHOLD,
         clock: Clock | None = None,
+        placement: Literal["spread", "host"] = "spread",
     ) -> None:
         count = workers if workers is not None else _usable_cpus()
         if count < 1:
@@ -119,6 +126,8 @@ class ActorSystem:
             raise ValueError(f"throughput must be at least 1, got {throughput}")
         if escalation not in ("stop", "shutdown"):
             raise ValueError(f'escalation must be "stop" or "shutdown", got {escalation!r}')
+        if placement not in ("spread", "host"):
+            raise ValueError(f'placement must be "spread" or "host", got {placement!r}')
         if blocked_threshold is not None and not blocked_threshold > 0:
             raise ValueError(f"blocked_threshold must be positive or None, got {blocked_threshold}")
         self.name = name
@@ -128,6 +137,9 @@ class ActorSystem:
         self.supervision = supervision if supervision is not None else OneForOne()
         self.escalation: Escalation = escalation
         self.clock = clock if clock is not None else Clock()
+        self._default_placement: Placement = HOST if placement == "host" else None
+        self.events = EventBus(self)
+        """The typed event bus (publish/subscribe), see `EventBus`."""
         self.dead_letters = DeadLetters()
         """Messages accepted by a mailbox but never handled: a count and subscribers."""
         self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
@@ -274,12 +286,14 @@ class ActorSystem:
 
     async def _start_guardian(self) -> None:
         strategy = self.supervision
+        on_host = self._default_placement == HOST and self._host is not None
+        home: Home = self._host if on_host and self._host is not None else self._workers[0]
         guardian = Cell(
             self,
             lambda: _Guardian(strategy),
             name="user",
             path="/user",
-            home=self._workers[0],
+            home=home,
             capacity=1,
             throughput=self.throughput,
         )
@@ -287,7 +301,10 @@ class ActorSystem:
             self._paths[guardian.path] = guardian
         self._guardian = guardian
         started = oneshot()
-        self._workers[0].loop.call_soon_threadsafe(guardian.begin, started)
+        if threading.get_ident() == home.thread_id:
+            guardian.begin(started)
+        else:
+            home.loop.call_soon_threadsafe(guardian.begin, started)
         await started.wait()
 
     async def spawn(
@@ -369,6 +386,55 @@ class ActorSystem:
             raise
         return cell.ref
 
+    async def spawn_pool(
+        self,
+        factory: Callable[[], Actor[M]],
+        *,
+        size: int,
+        routing: Routing = "round-robin",
+        key: Callable[[Any], object] | None = None,
+        supervision: SupervisionStrategy | None = None,
+        name: str | None = None,
+        capacity: int | None = None,
+    ) -> Pool[M]:
+        """Start a pool of ``size`` workers made by ``factory``; see `Pool`.
+
+        Returns once every worker has started. The workers are spread over the worker loops
+        and supervised by the pool; the returned `Pool` routes ``send``, ``try_send`` and
+        ``ask`` to them and fans work out with ``map``.
+
+        Cancellation: workers already started are stopped again.
+
+        Example:
+            ```python
+            pool = await system.spawn_pool(Resizer, size=8, routing="least-loaded")
+            thumbnails = await pool.map([Resize(img) for img in images])
+            ```
+        """
+        return await spawn_pool(
+            self,
+            factory,
+            size=size,
+            routing=routing,
+            key=key,
+            supervision=supervision,
+            name=name,
+            capacity=capacity,
+        )
+
+    def scope(self) -> Scope:
+        """A scope for actors that must not outlive a block; see `Scope`.
+
+        Example:
+            ```python
+            async with system.scope() as scope:
+                crawler = await scope.spawn(Crawler)
+                await crawler.ask(Crawl(url))
+            # every actor spawned in the scope has stopped here
+            ```
+        """
+        return Scope(self)
+
     async def shutdown(self) -> None:
         """Stop every actor gracefully, then the worker loops; join their threads.
 
@@ -428,6 +494,8 @@ class ActorSystem:
     def _place(self, placement: Placement) -> Home:
         if self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
+        if placement is None:
+            placement = self._default_placement
         if placement is None:
             with self._lock:  # itertools.count is not atomic on free-threaded builds
                 index = next(self._round_robin)
