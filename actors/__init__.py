@@ -43,6 +43,7 @@ from ._errors import (
 from ._events import EventBus
 from ._mailbox import MailboxStatistics
 from ._message import Request
+from ._metrics import ActorMetrics, LoopMetrics, SystemMetrics
 from ._pool import Pool, Routing
 from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
 from ._run import run
@@ -71,6 +72,7 @@ __all__ = (
     "DEFAULT_THROUGHPUT",
     "Actor",
     "ActorError",
+    "ActorMetrics",
     "ActorRef",
     "ActorStatistics",
     "ActorStopped",
@@ -83,6 +85,7 @@ __all__ = (
     "DeadlockError",
     "DuplicateName",
     "EventBus",
+    "LoopMetrics",
     "MailboxFull",
     "MailboxStatistics",
     "ManualClock",
@@ -101,6 +104,7 @@ __all__ = (
     "Shared",
     "SupervisionError",
     "SupervisionStrategy",
+    "SystemMetrics",
     "SystemNotRunning",
     "Terminated",
     "Timer",

@@ -30,6 +30,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -38,6 +39,7 @@ from ._actor import Actor, constructing
 from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import DRAINED, EMPTY, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
+from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot
 from ._ref import ActorRef
 from ._sendable import check_sendable, is_always_sendable
@@ -107,9 +109,13 @@ class Cell:
         "admitted",
         "children",
         "context",
+        "dequeued",
         "exit_reason",
         "exiting",
         "factory",
+        "failed",
+        "failed_items",
+        "handler_seconds",
         "handling",
         "home",
         "incarnation",
@@ -120,6 +126,7 @@ class Cell:
         "parent",
         "path",
         "phase",
+        "received_seen",
         "ref",
         "restart",
         "restart_timer",
@@ -130,6 +137,7 @@ class Cell:
         "terminated",
         "throughput",
         "timers",
+        "times",
         "watchers",
         "watching",
     )
@@ -168,6 +176,13 @@ class Cell:
         self.phase: str = STARTING
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
+        # Metrics, written by the run task only (single writer; see _metrics.py).
+        self.dequeued = 0  # mailbox items taken, counted per burst
+        self.failed = 0  # failures of handlers and hooks
+        self.failed_items = 0  # ... of which while handling a mailbox item
+        self.handler_seconds = 0.0
+        self.received_seen = 0  # written by snapshots (under the metrics lock)
+        self.times: HandlerTimes | None = HandlerTimes() if system.handler_timing else None
         self.exit_reason: BaseException | None = None  # why the last instance ended
         self.suspending: Oneshot | None = None  # the parent waits for this actor to suspend
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
@@ -440,9 +455,12 @@ class Cell:
         instance = self.instance
         assert instance is not None
         receive = instance.receive
-        budget = self.throughput
+        throughput = budget = self.throughput
+        times = self.times  # None unless handler_timing: then two clock reads per message
+        clock = time.perf_counter
         # Mailbox.pop's lock-free common case, inlined: this loop is the dispatch hot path.
         queue, control, senders, grant, low_water = self.mailbox.consumer_view()
+        started = clock()
         try:
             while True:
                 if queue and not control:
@@ -454,6 +472,7 @@ class Cell:
                 kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
                     if not await self._answer(item, receive):
+                        budget -= 1  # the failed ask was dequeued too
                         return
                 elif kind is Signal:
                     if item is EMPTY:
@@ -463,27 +482,46 @@ class Cell:
                         await self._exit(None)
                         return
                     if not await self._on_control(item):
+                        if item.name == TIMER:
+                            budget -= 1  # a tick is a mailbox item: count the failed one
                         return
+                    if item.name != TIMER:
+                        budget += 1  # control signals are not mailbox items: not counted
                 else:
                     self.handling = kind  # one store: what the watchdog reports if we block
+                    if times is not None:
+                        began = clock()
                     try:
                         await receive(item)
                     except Exception as error:
+                        budget -= 1
+                        self.failed_items += 1
                         await self._crash(error, item)
                         return
                     except BaseException as error:
                         failure = self._as_failure(error, item)
                         if failure is None:
                             raise
+                        budget -= 1
+                        self.failed_items += 1
                         await self._crash(failure, item)
                         return
+                    if times is not None:
+                        times.record(clock() - began)  # pyright: ignore[reportPossiblyUnboundVariable]
                 budget -= 1
                 if not budget:
-                    budget = self.throughput
+                    # Metrics per burst, not per message: the budget counted for us.
+                    self.dequeued += throughput
+                    self.handler_seconds += clock() - started
+                    budget = throughput
                     await asyncio.sleep(0)  # fairness: let the other actors on this loop run
+                    started = clock()
         except asyncio.CancelledError:
             await self._killed()
             raise
+        finally:
+            self.dequeued += throughput - budget
+            self.handler_seconds += clock() - started
 
     async def _killed(self) -> None:
         # Our task was cancelled (a timeout ran out): suspend if the parent asked for that,
@@ -499,12 +537,17 @@ class Cell:
     async def _answer(self, ask: Ask, receive: Callable[[Any], Any]) -> bool:
         message = ask.message
         self.handling = type(message)
+        times = self.times
+        began = time.perf_counter() if times is not None else 0.0
         try:
             reply = await receive(message)
+            if times is not None:
+                times.record(time.perf_counter() - began)
             check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
         except Exception as error:
             self._note_failure(error, message)  # before the asker can see the error
             ask.reply.settle(error=error)
+            self.failed_items += 1
             await self._crash(error, message)
             return False
         except BaseException as error:
@@ -515,6 +558,7 @@ class Cell:
                 raise
             self._note_failure(failure, message)
             ask.reply.settle(error=failure)
+            self.failed_items += 1
             await self._crash(failure, message)
             return False
         ask.reply.settle(reply)
@@ -569,12 +613,14 @@ class Cell:
         try:
             await instance.receive(message)
         except Exception as error:
+            self.failed_items += 1
             await self._crash(error, message)
             return False
         except BaseException as error:
             failure = self._as_failure(error, message)
             if failure is None:
                 raise
+            self.failed_items += 1
             await self._crash(failure, message)
             return False
         return True
@@ -631,6 +677,7 @@ class Cell:
 
     async def _crash(self, error: Exception, message: object) -> None:
         """The instance failed (a handler, a hook, or as a supervisor giving up)."""
+        self.failed += 1
         self._note_failure(error, message)
         what = type(message).__qualname__
         logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)

@@ -129,6 +129,7 @@ class Mailbox(Generic[T]):
     __slots__ = (
         "_closed",
         "_control",
+        "_evicted",
         "_finished",
         "_high_water",
         "_lock",
@@ -156,6 +157,7 @@ class Mailbox(Generic[T]):
         self._reserved = 0
         self._low_water = capacity // 2  # see pop: when waiting senders are let in
         self._high_water = 0
+        self._evicted = 0  # taken out by put_evicting (for the metrics' received count)
         self._closed = False
         self._sealed = False  # closed for good: a restart may not reopen it
         self._finished = False
@@ -221,6 +223,7 @@ class Mailbox(Generic[T]):
                 with contextlib.suppress(ValueError):
                     queue.remove(victim)
                     evicted = victim
+                    self._evicted += 1
             queue.append(item)
             if len(queue) > self._high_water:
                 self._high_water = len(queue)
@@ -260,6 +263,23 @@ class Mailbox(Generic[T]):
             self._abandon(sender)
             raise
         return self._fill_reserved(item)
+
+    def put_unbounded(self, signal: Signal) -> bool:
+        """Enqueue a signal behind the queued messages, past the bound (a timer tick).
+
+        FIFO with the messages (a tick does not overtake what was sent before it fell due),
+        but never refused for room: each timer has at most one tick waiting, so the bound
+        is exceeded by at most one per timer. False once closed.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            self._queue.append(signal)  # type: ignore[arg-type]  # the consumer tells Signals apart
+            if self._scheduled:
+                return True
+            self._scheduled = True
+        self._wake()
+        return True
 
     def put_control(self, signal: Signal) -> bool:
         """Enqueue a control signal past the bound; False once the consumer has finished."""
@@ -456,6 +476,11 @@ class Mailbox(Generic[T]):
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
         return items
+
+    @property
+    def evicted(self) -> int:
+        """Messages dropped by `put_evicting` so far."""
+        return self._evicted
 
     def statistics(self) -> MailboxStatistics:
         with self._lock:

@@ -45,11 +45,17 @@ def new_event_loop(use_uvloop: bool | None) -> asyncio.AbstractEventLoop:
 
 
 class Home:
-    """An event loop that actors live on, with the id of the thread that runs it."""
+    """An event loop that actors live on, with the id of the thread that runs it.
+
+    ``lag`` and ``max_lag`` (seconds a callback posted from another thread waited before it
+    ran) are written by the watchdog's probe, on the loop's own thread.
+    """
 
     loop: asyncio.AbstractEventLoop
     thread_id: int
     label: str
+    lag: float | None = None
+    max_lag: float = 0.0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"

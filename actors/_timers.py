@@ -1,11 +1,12 @@
 """Timers: messages an actor sends to itself later (`Actor.send_after`) or periodically
 (`Actor.send_every`).
 
-A tick travels in the actor's control lane, not behind the user's bound: a full mailbox
-cannot lose it, and it is handled before messages already queued. At most one tick of a
-timer waits at a time: a tick that falls due while the previous one still waits is skipped
-(counted in `Timer.skipped`), so a slow actor never gets a burst of stale ticks. Periodic
-ticks fall due at ``start + k * interval``: lateness does not accumulate into drift.
+A tick joins the actor's mailbox behind the messages already queued (FIFO: a Beat sent
+before a timeout fell due is handled before that timeout), but past the bound: a full
+mailbox cannot lose it. At most one tick of a timer waits at a time: a tick that falls due
+while the previous one still waits is skipped (counted in `Timer.skipped`), so a slow actor
+never gets a burst of stale ticks, and the bound is exceeded by at most one per timer.
+Periodic ticks fall due at ``start + k * interval``: lateness does not accumulate into drift.
 
 Cancellation is checked when a tick is handled, on the actor's own loop: once `Timer.cancel`
 has returned, no tick of that timer runs, not even one already waiting (Akka's guarantee).
@@ -65,7 +66,7 @@ class Timer:
         self.interval = interval
         self.cancelled = False
         self.skipped = 0
-        self._waiting = False  # a tick is in the control lane (single writer at a time)
+        self._waiting = False  # a tick waits in the mailbox (single writer at a time)
         clock = cell.system.clock
         self._start = clock.now()
         self._due = self._start + delay
@@ -112,7 +113,7 @@ class Timer:
             self.skipped += 1
         else:
             self._waiting = True
-            if not self._cell.deliver(Signal(TIMER, self)):
+            if not self._cell.mailbox.put_unbounded(Signal(TIMER, self)):
                 self.cancelled = True  # the actor has finished
                 return
         interval = self.interval

@@ -41,16 +41,22 @@ class _Probe:
     """One loop's probe. ``pending`` is handed back and forth: the watchdog sets it before
     posting, the loop clears it when the probe runs; neither writes while the other may."""
 
-    __slots__ = ("culprit", "pending", "posted_at", "ran_at")
+    __slots__ = ("culprit", "home", "pending", "posted_at", "ran_at")
 
-    def __init__(self) -> None:
+    def __init__(self, home: WorkerHome) -> None:
+        self.home = home
         self.pending = False
         self.posted_at = 0.0
         self.ran_at = 0.0
         self.culprit: str | None = None  # set while a reported stall lasts
 
     def run(self) -> None:
-        self.ran_at = time.monotonic()
+        self.ran_at = ran_at = time.monotonic()
+        # The probe doubles as the loop's scheduling-lag gauge (system.metrics()).
+        home = self.home
+        home.lag = lag = ran_at - self.posted_at
+        if lag > home.max_lag:
+            home.max_lag = lag
         self.pending = False
 
 
@@ -80,7 +86,7 @@ class Watchdog:
             self._thread.join()
 
     def _main(self) -> None:
-        probes = [_Probe() for _ in self._homes]
+        probes = [_Probe(home) for home in self._homes]
         interval = self._threshold / 2
         woke = time.monotonic()
         while not self._stop.wait(interval):

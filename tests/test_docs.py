@@ -138,3 +138,15 @@ def test_howto_pykka_side_by_side(name: str) -> None:
 
 def test_howto_pykka_threads() -> None:
     assert run_example("howto/pykka_threads.py").splitlines() == ["total: 10"]
+
+
+def test_pattern_heartbeat() -> None:
+    lines = run_example("patterns/heartbeat.py").splitlines()
+    assert lines[:4] == [
+        "t=3 alive: True",
+        "t=4 alive: True",
+        "t=5 alive: False",
+        "samples by t=5: 5",
+    ]
+    assert lines[-2:] == ["loops: [1, 1]", "json bytes: True"]
+    assert lines[4].startswith("/user/sampler: received=")

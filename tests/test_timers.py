@@ -154,6 +154,19 @@ async def test_cancel_stops_a_periodic_timer() -> None:
             assert await ref.ask(Beats()) == (1.0,)
 
 
+async def test_a_tick_does_not_overtake_messages_sent_before_it_fell_due() -> None:
+    clock = ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Ticker(clock))
+        with anyio.fail_after(WAIT):
+            await ref.ask(Start(1.0))
+            release = await park(ref)
+            await ref.send(Cancel())  # queued before the tick falls due
+            clock.advance(1.0)
+            release.set()
+            assert await ref.ask(Beats()) == ()  # Cancel ran first: the tick was dropped
+
+
 async def test_a_tick_already_waiting_is_not_handled_after_cancel() -> None:
     clock = ManualClock()
     async with ActorSystem(workers=1, clock=clock) as system:
@@ -163,7 +176,7 @@ async def test_a_tick_already_waiting_is_not_handled_after_cancel() -> None:
             release, entered = Flag(), Flag()
             await ref.send(HoldThenCancel(release, entered))
             await entered.wait()
-            clock.advance(1.0)  # the tick now waits in the control lane
+            clock.advance(1.0)  # the tick now waits in the mailbox
             release.set()  # the handler cancels the timer before returning
             assert await ref.ask(Beats()) == ()
 
@@ -175,11 +188,11 @@ async def test_ticks_reach_a_full_mailbox() -> None:
         with anyio.fail_after(WAIT):
             await ref.ask(Start(1.0))
             release = await park(ref)
-            ref.try_send(Cancel())  # the mailbox is now full
+            ref.try_send(Skipped())  # the mailbox is now full
             with pytest.raises(actors.MailboxFull):
                 ref.try_send(Beats())
-            # Cancel is queued behind the tick: the control lane goes first.
-            clock.advance(1.0)
+            clock.advance(1.0)  # the tick joins the full mailbox anyway
+            assert ref.statistics().mailbox.depth == 2
             release.set()
             assert await ticks(ref, 1) == (1.0,)
 
