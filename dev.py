@@ -89,7 +89,8 @@ def lint(py: str, env: dict[str, str]) -> int:
     codes = [
         call([py, "-m", "ruff", "check", *targets], env),
         call([py, "-m", "ruff", "format", "--check", *targets], env),
-        call([py, "-m", "pyright"], env),
+        # -p: this repository's pyproject.toml, never a pyrightconfig.json in a parent folder.
+        call([py, "-m", "pyright", "-p", str(ROOT)], env),
         # Both checkers users run: the package must be clean under mypy --strict as well.
         call([py, "-m", "mypy", "--strict", "actors"], env),
     ]
