@@ -40,7 +40,7 @@ from ._errors import (
     SupervisionError,
     SystemNotRunning,
 )
-from ._events import EventBus
+from ._events import EventBus, Subscription
 from ._mailbox import MailboxStatistics
 from ._message import Request
 from ._metrics import ActorMetrics, LoopMetrics, SystemMetrics
@@ -102,6 +102,7 @@ __all__ = (
     "Scope",
     "SendTimeout",
     "Shared",
+    "Subscription",
     "SupervisionError",
     "SupervisionStrategy",
     "SystemMetrics",

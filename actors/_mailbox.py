@@ -207,8 +207,11 @@ class Mailbox(Generic[T]):
         ``is_victim`` accepts (a drop-oldest subscription). Returns (OK, evicted item or
         None), (FULL, None) when nothing may be dropped, or (CLOSED, None).
 
-        The scan works on a copy (the consumer pops without the lock), and ``remove`` tells
-        us if the consumer took the victim meanwhile: there is room then anyway.
+        The scan works on a copy (the consumer pops without the lock, only from the left;
+        producers are held off by the lock). ``deque.remove`` matches by identity first but
+        then by ``==``: so the victim is evicted only when no message queued before it
+        compares equal to it (else FULL: nothing is dropped that should not be). If the
+        consumer took the victim meanwhile, there is room anyway.
         """
         with self._lock:
             if self._closed:
@@ -216,10 +219,13 @@ class Mailbox(Generic[T]):
             queue = self._queue
             evicted: object = None
             if len(queue) + self._reserved >= self.capacity or self._senders:
-                victims = [queued for queued in list(queue) if is_victim(queued)]
-                if not victims:
+                snapshot = list(queue)
+                index = next((i for i, queued in enumerate(snapshot) if is_victim(queued)), -1)
+                if index < 0:
                     return FULL, None
-                victim = victims[0]
+                victim = snapshot[index]
+                if any(queued == victim for queued in snapshot[:index]):
+                    return FULL, None  # remove() would take that one instead
                 with contextlib.suppress(ValueError):
                     queue.remove(victim)
                     evicted = victim

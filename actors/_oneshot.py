@@ -228,10 +228,12 @@ class Latch:
             self._value = value
             waiters, self._waiters = self._waiters, []
             callbacks, self._callbacks = self._callbacks, None
-        for waiter in waiters:
-            waiter.settle(value)
+        # Callbacks first: whoever wakes from a wait may rely on their effects (for
+        # example, a dead subscriber already gone from the event bus after `join`).
         for callback in callbacks or ():
             callback(value)
+        for waiter in waiters:
+            waiter.settle(value)
 
     def when_set(self, callback: Callable[[Any], object]) -> None:
         """Call ``callback(value)`` once set: in the setting thread, or now if already set.

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import inspect
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from test_examples import EXAMPLES, ROOT, run_example
 
 import actors
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DOCS = ROOT / "docs"
 REFERENCE = DOCS / "reference.md"
@@ -74,8 +77,7 @@ def test_snippets_exist_and_are_examples() -> None:
 
 
 def test_every_included_example_is_run_by_a_test() -> None:
-    tests = (ROOT / "tests" / "test_examples.py").read_text(encoding="utf-8")
-    tests += Path(__file__).read_text(encoding="utf-8")
+    tests = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
     for page, path, _ in included_snippets():
         relative = path.relative_to(EXAMPLES).as_posix()
         stem = path.stem
