@@ -1,25 +1,82 @@
 """Worker pools: a supervised group of identical workers behind one routing handle.
 
-(Placeholder with the public signatures; the implementation lands with issue 4.)
+Shape (``/user/pool-3`` with four workers and pull routing)::
+
+    /user/pool-3                 _PoolSupervisor (temporary top-level actor; strategy = the
+    ├── worker-0 .. worker-3     user's workers, permanent, spread over the loops)
+    └── dispatcher               _Dispatcher, pull routing only: its mailbox is the shared queue
+
+* **Routing happens in the caller.** `Pool` is a handle like `ActorRef`: it holds a snapshot
+  of the worker refs (`_Routes`) and picks a worker per message on the caller's own thread,
+  with no hop through the supervisor. Refs survive restarts, so the snapshot only changes on
+  `Pool.resize` and when the pool ends.
+* **The supervisor is the single writer** of that snapshot. It publishes a new immutable
+  `_Routes` under ``_PoolState.lock``; callers read ``state.routes`` without the lock (one
+  attribute read sees the old snapshot or the new one, never a mix). A caller that raced a
+  shrink and hit a worker that is being removed sees the refusal (nothing was enqueued) and
+  routes again on the new snapshot.
+* **Pull routing** reuses the actor machinery rather than a new queue: the shared bounded
+  queue is the mailbox of an internal dispatcher actor, so ``send`` waits, ``try_send``
+  raises `MailboxFull`, timeouts and stops behave exactly as for any actor. The dispatcher
+  takes one job at a time and waits (inside its handler, so its mailbox keeps filling and
+  pushes back on producers) until some worker is idle, then asks that worker in a task it
+  owns and joins in ``on_stop``. Each worker thus holds at most the one message it handles.
+* **Asks are split in two**: `_enqueue` puts an ``Ask`` envelope with a oneshot into the
+  routed mailbox, and the caller waits on the oneshot. `Pool.map_stream` keeps a window of
+  such oneshots and waits on the oldest, so a parallel map needs no helper tasks at all: it
+  works the same from asyncio, trio and actor handlers, and abandoning it leaves nothing
+  running (the replies of items in flight are dropped, as after a cancelled ask).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from bisect import bisect
+from collections import deque
+from collections.abc import AsyncIterable
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
+
+import anyio.lowlevel
+
+from ._actor import Actor
+from ._errors import ActorStopped, AskTimeout, DeadlockError, MailboxFull, SendTimeout
+from ._mailbox import FULL, OK
+from ._message import Ask, Request
+from ._oneshot import Expired, oneshot
+from ._ref import DEFAULT_ASK_TIMEOUT
+from ._runtime import HOST
+from ._sendable import Moved
+from ._supervision import OneForOne, Restart, SupervisionStrategy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
-    from ._actor import Actor
-    from ._supervision import SupervisionStrategy
+    from ._oneshot import Oneshot
+    from ._ref import ActorRef
     from ._system import ActorSystem
 
 __all__ = ("Pool", "Routing", "spawn_pool")
 
+logger = logging.getLogger("actors")
+
 M = TypeVar("M", contravariant=True)
+R = TypeVar("R")
 
 Routing = Literal["round-robin", "least-loaded", "consistent-hash", "broadcast", "pull"]
 """How a `Pool` picks the worker for each message.
+
+* ``"round-robin"`` (the default): each worker in turn.
+* ``"least-loaded"``: the worker with the fewest messages waiting in its mailbox.
+* ``"consistent-hash"``: the worker that owns ``key(message)`` on a hash ring, so equal keys
+  always reach the same worker (per-key state, per-key order); resizing moves few keys.
+* ``"broadcast"``: every worker gets every ``send``; ``ask_all`` collects every reply.
+* ``"pull"``: messages wait in one shared bounded queue and the next idle worker takes
+  the next one, which balances irregular work.
 
 Example:
     ```python
@@ -27,15 +84,999 @@ Example:
     ```
 """
 
+_ROUTINGS: Final = ("round-robin", "least-loaded", "consistent-hash", "broadcast", "pull")
+_WINDOW: Final = 5.0  # seconds: the default strategy's restart window
+_VNODES: Final = 64  # points per worker on the hash ring: keys spread within about +-15 %
+_MASK: Final = (1 << 64) - 1
+
+
+def _mix(value: int) -> int:
+    """splitmix64's finaliser: spreads a Python hash (the identity on small ints) over 64 bits."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)
+
+
+class _Routes:
+    """An immutable snapshot of the workers (and their hash ring): replaced, never changed."""
+
+    __slots__ = ("owners", "points", "workers")
+
+    def __init__(self, workers: tuple[ActorRef[Any], ...], hashed: bool) -> None:
+        self.workers = workers
+        ring: list[tuple[int, int]] = []
+        if hashed:
+            # A worker's points depend on its name only, so a resize moves only the keys
+            # of the ring arcs that the added or removed workers gain or lose (about 1/n).
+            for index, worker in enumerate(workers):
+                ring.extend((_mix(hash((worker.name, v)) & _MASK), index) for v in range(_VNODES))
+            ring.sort()
+        self.points = [point for point, _ in ring]
+        self.owners = [owner for _, owner in ring]
+
+
+class _PoolState:
+    """What the `Pool` handle and the pool's internal actors share.
+
+    ``routes``, ``closed`` and ``dispatcher`` are written under ``lock`` (by the pool's
+    supervisor, or by `Pool.stop`) and read without it: each is one attribute read.
+    ``turn`` is a heuristic shared by every caller: a lost update under a race only sends two
+    messages to the same worker.
+    """
+
+    __slots__ = ("closed", "dispatcher", "hashed", "listeners", "lock", "routes", "turn")
+
+    def __init__(self, hashed: bool) -> None:
+        self.lock = threading.Lock()
+        self.hashed = hashed
+        self.routes = _Routes((), hashed)
+        self.closed = False
+        self.turn = 0
+        self.dispatcher: ActorRef[_Job] | None = None
+        self.listeners: list[Callable[[], object]] = []
+
+    def publish(self, workers: tuple[ActorRef[Any], ...]) -> None:
+        routes = _Routes(workers, self.hashed)
+        with self.lock:
+            self.routes = routes
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener()
+
+
+class _Job:
+    """Internal envelope of a message in a pull pool's shared queue, and where its reply goes."""
+
+    __slots__ = ("message", "reply")
+    __actors_sendable__: Final = True  # carries an already-checked message and a oneshot
+
+    def __init__(self, message: object, reply: Oneshot | None) -> None:
+        self.message = message
+        self.reply = reply
+
+
+class _Resize(Request["Moved[BaseException] | None"], frozen=True):
+    size: int
+
+
+async def _enqueue(
+    worker: ActorRef[Any], message: object, reply: Oneshot, timeout: float | None
+) -> bool:
+    """Put an ask for ``message`` into ``worker``'s mailbox, waiting for room.
+
+    False when the mailbox refused it (the worker has stopped): nothing was enqueued.
+    Raises `Expired` when no room came within ``timeout``.
+    """
+    cell = worker._cell  # pyright: ignore[reportPrivateUsage]
+    if type(message) not in cell.admitted:
+        cell.admit(message)
+    if cell.in_handler():
+        raise DeadlockError(
+            f"actor {cell.path} asked its own pool and was routed to itself; "
+            "it would wait forever for its own reply"
+        )
+    envelope = Ask(message, reply)
+    box = cell.mailbox
+    code = box.put_nowait(envelope)
+    if code == FULL:
+        code = await box.put(envelope, timeout)
+    return code == OK
+
 
 class Pool(Generic[M]):
-    """A pool of workers started by `ActorSystem.spawn_pool` (not implemented yet).
+    """A pool of identical workers behind one handle that routes each message to a worker.
+
+    Made by `ActorSystem.spawn_pool`, which returns once every worker has started. Like an
+    `ActorRef`, a pool is cheap, immutable and sendable, and works from any loop or thread;
+    ``send``, ``try_send`` and ``ask`` check the message (type, sendability) and route it by
+    the pool's `Routing` on the caller's side, with no hop through a middleman (except pull
+    routing's shared queue).
+
+    The workers are spread over the worker loops and supervised by the pool: a worker that
+    crashes is restarted behind the same ref, so the pool keeps routing to it (its queued
+    messages wait for the new instance). The default strategy, ``OneForOne(max_restarts=size,
+    within=5.0)``, tolerates a burst of one crash per worker; beyond that the pool gives up,
+    stops its workers and fails (escalating to the system like a top-level actor that is not
+    restarted); sends then raise `ActorStopped`.
+
+    Order: messages from one sender reach one worker in order, but different workers run in
+    parallel, so a pool keeps no order between messages, except with ``consistent-hash``
+    routing, which keeps each key's messages in order.
 
     Example:
         ```python
-        pool = await system.spawn_pool(Worker, size=4)
+        pool = await system.spawn_pool(Resizer, size=8, routing="least-loaded")
+        await pool.send(Warm())
+        thumb = await pool.ask(Resize(image, 256))
+        thumbs = await pool.map([Resize(i, 256) for i in images], timeout=10.0)
+        await pool.resize(16)
+        await pool.stop()
         ```
     """
+
+    __slots__ = ("_key", "_routing", "_state", "_supervisor")
+    __actors_sendable__: Final = True  # an immutable handle over thread-safe state
+
+    def __init__(
+        self,
+        state: _PoolState,
+        supervisor: ActorRef[_Resize],
+        routing: Routing,
+        key: Callable[[Any], object] | None,
+    ) -> None:
+        self._state = state
+        self._supervisor = supervisor
+        self._routing: Routing = routing
+        self._key = key
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The pool's name (``pool-<n>`` unless given to `ActorSystem.spawn_pool`)."""
+        return self._supervisor.name
+
+    @property
+    def path(self) -> str:
+        """The path of the pool's supervisor, such as ``/user/pool-3``; workers live below it."""
+        return self._supervisor.path
+
+    @property
+    def routing(self) -> Routing:
+        """The pool's `Routing`."""
+        return self._routing
+
+    @property
+    def workers(self) -> tuple[ActorRef[M], ...]:
+        """The current workers' refs, in slot order (empty once the pool has stopped).
+
+        Example:
+            ```python
+            for worker in pool.workers:
+                print(worker.path, worker.statistics().mailbox.depth)
+            ```
+        """
+        return self._state.routes.workers
+
+    @property
+    def size(self) -> int:
+        """The current number of workers (0 once the pool has stopped)."""
+        return len(self._state.routes.workers)
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the pool has stopped or given up."""
+        return self._supervisor.is_alive
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.path} {self._routing} size={self.size}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pool) and other._state is self._state
+
+    def __hash__(self) -> int:
+        return id(self._state)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _stopped(self, message: object) -> ActorStopped:
+        return ActorStopped(f"pool {self.path} is stopped; message not delivered", message)
+
+    def _live_routes(self, message: object) -> _Routes:
+        state = self._state
+        routes = state.routes
+        if state.closed or not routes.workers:
+            raise self._stopped(message)
+        return routes
+
+    def _admit(self, routes: _Routes, message: object) -> None:
+        # Every worker comes from the same factory: one check stands for all, before the
+        # key function (or the shared queue) sees the message.
+        cell = routes.workers[0]._cell  # pyright: ignore[reportPrivateUsage]
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+
+    def _pick(self, routes: _Routes, message: object) -> int:
+        """The index of the worker for ``message`` (not for broadcast or pull)."""
+        workers = routes.workers
+        count = len(workers)
+        routing = self._routing
+        if routing == "consistent-hash":
+            assert self._key is not None
+            point = _mix(hash(self._key(message)) & _MASK)
+            slot = bisect(routes.points, point)
+            return routes.owners[slot % len(routes.owners)]
+        state = self._state
+        turn = state.turn
+        state.turn = turn + 1
+        if routing == "round-robin" or count == 1:
+            return turn % count
+        # least-loaded: the shortest mailbox, ties broken round-robin (the scan starts at
+        # the turn). len() of a mailbox is one lock-free read; the message a worker is
+        # handling is not counted.
+        best, best_depth = 0, -1
+        for step in range(count):
+            index = (turn + step) % count
+            depth = len(workers[index]._cell.mailbox)  # pyright: ignore[reportPrivateUsage]
+            if depth == 0:
+                return index
+            if best_depth < 0 or depth < best_depth:
+                best, best_depth = index, depth
+        return best
+
+    def _dispatcher(self, message: object) -> ActorRef[_Job]:
+        dispatcher = self._state.dispatcher
+        if dispatcher is None:
+            raise self._stopped(message)
+        return dispatcher
+
+    async def send(self, message: M, *, timeout: float | None = None) -> None:
+        """Route ``message`` to a worker and enqueue it, waiting while that worker is full.
+
+        With ``broadcast`` routing every worker gets it, one after the other; with ``pull``
+        it waits in the shared queue for the next idle worker.
+
+        Raises:
+            MessageTypeError: the workers do not accept this type (nothing enqueued).
+            NotSendableError: the message is mutable (nothing enqueued).
+            ActorStopped: the pool has stopped.
+            SendTimeout: no room within ``timeout`` seconds (for broadcast: at some worker;
+                the workers before it got the message).
+            Exception: whatever the ``key`` function raised (consistent-hash).
+
+        Cancellation: if cancelled while waiting for room, nothing is enqueued (for
+        broadcast: at that worker; the workers before it got the message).
+
+        Example:
+            ```python
+            await pool.send(Job(42))
+            ```
+        """
+        state = self._state
+        while True:
+            try:
+                routes = self._live_routes(message)
+            except ActorStopped:
+                await anyio.lowlevel.checkpoint()  # a refusal is a checkpoint, as for refs
+                raise
+            self._admit(routes, message)
+            routing = self._routing
+            try:
+                if routing == "pull":
+                    dispatcher = self._dispatcher(message)
+                    await dispatcher.send(_Job(message, None), timeout=timeout)
+                elif routing == "broadcast":
+                    for worker in routes.workers:
+                        try:
+                            await worker.send(message, timeout=timeout)
+                        except ActorStopped:
+                            if worker in state.routes.workers and not state.closed:
+                                raise
+                            # A worker removed by a resize meanwhile: the others still get it.
+                else:
+                    await routes.workers[self._pick(routes, message)].send(message, timeout=timeout)
+                return
+            except ActorStopped:
+                if state.routes is routes or state.closed or routing == "broadcast":
+                    raise self._stopped(message) from None  # (a broadcast is never repeated)
+                # Resized meanwhile and the chosen worker is being removed: route again.
+            except (SendTimeout, MailboxFull) as error:
+                error.message = message  # hand back the caller's message, not an envelope
+                raise
+
+    def try_send(self, message: M) -> None:
+        """Enqueue ``message`` if a worker has room right now; never waits.
+
+        Round-robin and least-loaded pools try the other workers when the chosen one is
+        full, so `MailboxFull` means every worker was full. Consistent-hash tries only the
+        key's worker; pull tries the shared queue; broadcast tries every worker and raises
+        `MailboxFull` if any was full (the others got the message).
+
+        Raises:
+            MailboxFull: no room (``error.message`` is the message).
+            ActorStopped: the pool has stopped.
+            MessageTypeError, NotSendableError: as for `send`.
+
+        Example:
+            ```python
+            try:
+                pool.try_send(Sample(value))
+            except actors.MailboxFull:
+                dropped += 1
+            ```
+        """
+        state = self._state
+        while True:
+            routes = self._live_routes(message)
+            self._admit(routes, message)
+            routing = self._routing
+            workers = routes.workers
+            try:
+                if routing == "pull":
+                    self._dispatcher(message).try_send(_Job(message, None))
+                elif routing == "broadcast":
+                    full = 0
+                    for worker in workers:
+                        try:
+                            worker.try_send(message)
+                        except MailboxFull:
+                            full += 1
+                        except ActorStopped:
+                            if worker in state.routes.workers and not state.closed:
+                                raise
+                    if full:
+                        raise MailboxFull(
+                            f"{full} of the {len(workers)} workers of pool {self.path} were "
+                            "full and did not get the message; the others did",
+                            message,
+                        )
+                elif routing == "consistent-hash":
+                    workers[self._pick(routes, message)].try_send(message)
+                else:
+                    first = self._pick(routes, message)
+                    for step in range(len(workers)):
+                        try:
+                            workers[(first + step) % len(workers)].try_send(message)
+                            return
+                        except MailboxFull:
+                            continue
+                    raise MailboxFull(
+                        f"every worker of pool {self.path} is full ({len(workers)} workers); "
+                        "message not sent",
+                        message,
+                    )
+                return
+            except ActorStopped:
+                if state.routes is routes or state.closed or routing == "broadcast":
+                    raise self._stopped(message) from None
+            except MailboxFull as error:
+                error.message = message
+                raise
+
+    async def _issue(self, message: object, reply: Oneshot, timeout: float | None) -> None:
+        """Route one ask: enqueue ``message`` with ``reply`` as its reply; do not wait for it.
+
+        Raises `Expired` when no room came within ``timeout``.
+        """
+        state = self._state
+        while True:
+            routes = self._live_routes(message)
+            self._admit(routes, message)
+            if self._routing == "pull":
+                try:
+                    await self._dispatcher(message).send(_Job(message, reply), timeout=timeout)
+                except SendTimeout:
+                    raise Expired() from None
+                except ActorStopped:
+                    raise self._stopped(message) from None
+                return
+            if self._routing == "broadcast":
+                raise TypeError(
+                    f"pool {self.path} broadcasts: one message has one reply per worker; "
+                    "use ask_all() to collect them"
+                )
+            worker = routes.workers[self._pick(routes, message)]
+            if await _enqueue(worker, message, reply, timeout):
+                return
+            if state.routes is routes or state.closed:
+                raise self._stopped(message)
+            # Resized meanwhile and the chosen worker is being removed: route again.
+
+    def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
+        return AskTimeout(
+            f"pool {self.path} did not answer {type(message).__qualname__} within {timeout} s"
+        )
+
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    async def ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    async def ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Route ``message`` to one worker and wait for its reply, as `ActorRef.ask`.
+
+        ``timeout`` bounds the whole call (the wait for room, in the shared queue for pull
+        routing, and for the reply). A broadcast pool has no single reply: use `ask_all`.
+
+        Raises:
+            AskTimeout: no reply in time.
+            ActorStopped: the pool has stopped, or the worker stopped before answering.
+            TypeError: the pool broadcasts.
+            DeadlockError: a worker was routed its own ask.
+            MessageTypeError, NotSendableError: as for `send`.
+            Exception: whatever the worker's handler raised (the worker is restarted).
+
+        Cancellation: the message may already be enqueued, and is then still handled; its
+        reply is dropped.
+
+        Example:
+            ```python
+            thumb = await pool.ask(Resize(image, 256), timeout=2.0)
+            ```
+        """
+        reply = oneshot()
+        started = time.monotonic()
+        try:
+            await self._issue(message, reply, timeout)
+        except Expired:
+            raise self._ask_timeout(message, timeout) from None
+        except ActorStopped:
+            await anyio.lowlevel.checkpoint()
+            raise
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        try:
+            return await reply.wait(remaining)
+        except Expired:
+            raise self._ask_timeout(message, timeout) from None
+
+    @overload
+    async def ask_all(self, message: Request[R], *, timeout: float | None = ...) -> list[R]: ...
+    @overload
+    async def ask_all(self, message: M, *, timeout: float | None = ...) -> list[Any]: ...
+    async def ask_all(
+        self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT
+    ) -> list[Any]:
+        """Ask every worker (whatever the routing) and return their replies in worker order.
+
+        For questions to each worker rather than to the pool: its statistics, its share of
+        sharded state. The asks are sent to every worker first, then awaited; ``timeout``
+        bounds the whole call.
+
+        Raises:
+            AskTimeout: some worker did not answer in time.
+            ActorStopped: the pool has stopped, or a worker stopped before answering.
+            Exception: the first failure, in worker order, of a worker's handler.
+            MessageTypeError, NotSendableError: as for `send`.
+
+        Cancellation: the asks already enqueued are still handled; their replies are dropped.
+
+        Example:
+            ```python
+            counts = await pool.ask_all(Count())  # one int per worker
+            ```
+        """
+        try:
+            routes = self._live_routes(message)
+        except ActorStopped:
+            await anyio.lowlevel.checkpoint()
+            raise
+        self._admit(routes, message)
+        started = time.monotonic()
+        replies: list[Oneshot] = []
+        try:
+            for worker in routes.workers:
+                reply = oneshot()
+                remaining = (
+                    None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                )
+                if not await _enqueue(worker, message, reply, remaining):
+                    raise worker._cell.stopped_error(message)  # pyright: ignore[reportPrivateUsage]
+                replies.append(reply)
+            results: list[Any] = []
+            for reply in replies:
+                remaining = (
+                    None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                )
+                results.append(await reply.wait(remaining))
+        except Expired:
+            raise self._ask_timeout(message, timeout) from None
+        return results
+
+    # -- parallel map ------------------------------------------------------------------------
+
+    @overload
+    async def map(
+        self,
+        messages: Iterable[Request[R]] | AsyncIterable[Request[R]],
+        *,
+        max_in_flight: int | None = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[R]: ...
+    @overload
+    async def map(
+        self,
+        messages: Iterable[Request[R]] | AsyncIterable[Request[R]],
+        *,
+        max_in_flight: int | None = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[True],
+    ) -> list[R | BaseException]: ...
+    @overload
+    async def map(
+        self,
+        messages: Iterable[M] | AsyncIterable[M],
+        *,
+        max_in_flight: int | None = ...,
+        timeout: float | None = ...,
+        return_exceptions: bool = ...,
+    ) -> list[Any]: ...
+    async def map(
+        self,
+        messages: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int | None = None,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Ask the pool about every message, in parallel; return the replies in input order.
+
+        A parallel map over the workers (and so over the loops), like Rayon's ``par_iter``:
+        at most ``max_in_flight`` asks are outstanding at a time (default: twice the pool's
+        size), so the workers stay busy while the mailboxes stay short. ``timeout`` bounds
+        each item's ask (None: no limit). For inputs too large to hold, and to consume
+        results as they come, use `map_stream`.
+
+        Args:
+            messages: the requests; any iterable or async iterable.
+            max_in_flight: the most asks outstanding at once (at least 1).
+            timeout: seconds each item may take, from when it is sent; None waits forever.
+            return_exceptions: put each failed item's exception in its place in the list
+                instead of raising it.
+
+        Raises:
+            Exception: the first failed item's exception (in input order), with a note
+                naming its index; the items still in flight are abandoned (still handled,
+                replies dropped). `AskTimeout` for an item that took too long.
+            ActorStopped: the pool has stopped (raised for the first item sent after that).
+            TypeError: the pool broadcasts.
+            ValueError: ``max_in_flight`` below 1.
+
+        Cancellation: the items in flight are still handled; their replies are dropped.
+
+        Example:
+            ```python
+            sizes = await pool.map([Compress(block) for block in blocks], timeout=5.0)
+            outcomes = await pool.map(jobs, return_exceptions=True)
+            failed = [o for o in outcomes if isinstance(o, Exception)]
+            ```
+        """
+        self._check_map()
+        stream = self._stream(messages, self._window(max_in_flight), timeout, return_exceptions)
+        return [result async for result in stream]
+
+    @overload
+    def map_stream(
+        self,
+        messages: Iterable[Request[R]] | AsyncIterable[Request[R]],
+        *,
+        max_in_flight: int | None = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> AsyncIterator[R]: ...
+    @overload
+    def map_stream(
+        self,
+        messages: Iterable[Request[R]] | AsyncIterable[Request[R]],
+        *,
+        max_in_flight: int | None = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[True],
+    ) -> AsyncIterator[R | BaseException]: ...
+    @overload
+    def map_stream(
+        self,
+        messages: Iterable[M] | AsyncIterable[M],
+        *,
+        max_in_flight: int | None = ...,
+        timeout: float | None = ...,
+        return_exceptions: bool = ...,
+    ) -> AsyncIterator[Any]: ...
+    def map_stream(
+        self,
+        messages: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int | None = None,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Any]:
+        """`map` as an async iterator: replies in input order, with bounded memory.
+
+        It reads the input lazily, only when fewer than ``max_in_flight`` items are in
+        flight, so a huge (or endless) input, or the output of another `map_stream`, flows
+        through with at most ``max_in_flight`` items in memory. Results come in input order:
+        a slow item holds back the ones behind it (while they still run) until it is done,
+        and no new item is sent meanwhile. The options are `map`'s.
+
+        It runs no background task: items are sent and their replies collected as you
+        iterate, from whatever loop or thread you iterate in. Stopping early (``break``,
+        an exception) abandons the items in flight: still handled, replies dropped.
+
+        Raises:
+            TypeError: the pool broadcasts.
+            ValueError: ``max_in_flight`` below 1.
+            Exception: while iterating, as `map`.
+
+        Cancellation: as `map`.
+
+        Example:
+            ```python
+            async for digest in pool.map_stream(Hash(chunk) async for chunk in read(path)):
+                out.write(digest)
+            ```
+        """
+        self._check_map()
+        return self._stream(messages, self._window(max_in_flight), timeout, return_exceptions)
+
+    def _check_map(self) -> None:
+        if self._routing == "broadcast":
+            raise TypeError(
+                f"pool {self.path} broadcasts: one message has one reply per worker; "
+                "map needs one reply per item"
+            )
+
+    def _window(self, max_in_flight: int | None) -> int:
+        if max_in_flight is None:
+            return max(1, 2 * self.size)
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        return max_in_flight
+
+    async def _stream(
+        self,
+        messages: Iterable[Any] | AsyncIterable[Any],
+        window: int,
+        timeout: float | None,
+        return_exceptions: bool,
+    ) -> AsyncIterator[Any]:
+        # Items in flight, oldest first: (index, message, reply or the error of sending it,
+        # deadline). Invariant: len(pending) <= window.
+        pending: deque[tuple[int, object, Oneshot | BaseException, float | None]] = deque()
+        if isinstance(messages, AsyncIterable):
+            source, items = aiter(messages), None
+        else:
+            source, items = None, iter(messages)
+        index = 0
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                try:
+                    if items is not None:
+                        message = next(items)
+                    else:
+                        assert source is not None
+                        message = await anext(source)
+                except (StopIteration, StopAsyncIteration):
+                    exhausted = True
+                    break
+                deadline = None if timeout is None else time.monotonic() + timeout
+                reply = oneshot()
+                outcome: Oneshot | BaseException = reply
+                try:
+                    await self._issue(message, reply, timeout)
+                except Expired:
+                    outcome = self._ask_timeout(message, timeout)
+                except Exception as refused:
+                    outcome = refused
+                pending.append((index, message, outcome, deadline))
+                index += 1
+            if not pending:
+                return
+            item, message, outcome, deadline = pending.popleft()
+            if isinstance(outcome, BaseException):
+                failed: BaseException = outcome
+            else:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    value = await outcome.wait(remaining)
+                except Expired:
+                    failed = self._ask_timeout(message, timeout)
+                except Exception as failure:
+                    failed = failure
+                else:
+                    yield value
+                    continue
+            failed.add_note(f"raised for item {item} of map() on pool {self.path}")
+            if not return_exceptions:
+                raise failed
+            yield failed
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def resize(self, size: int) -> None:
+        """Grow or shrink the pool to ``size`` workers; returns once it has that many.
+
+        New workers are spread over the loops like the first ones and start receiving
+        messages once started. Removed workers (the last ones) stop routing at once and are
+        stopped gracefully: they handle what their mailboxes accepted first. Keys of a
+        consistent-hash pool move only between the removed or added workers and the rest.
+        With the default strategy, the restart limit follows the size.
+
+        Raises:
+            ValueError: ``size`` below 1.
+            ActorStopped: the pool has stopped.
+            DeadlockError: a worker shrank its own pool so that it would be removed.
+            Exception: whatever a new worker's factory or ``on_start`` raised (the workers
+                that did start are kept).
+
+        Cancellation: once the request has reached the pool, the resize still completes;
+        only the wait is abandoned.
+
+        Example:
+            ```python
+            await pool.resize(pool.size * 2)
+            ```
+        """
+        if isinstance(size, bool) or not isinstance(size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"a pool size must be an int, got {size!r}")
+        if size < 1:
+            raise ValueError(f"a pool needs at least one worker, got size={size}")
+        if self._state.closed:
+            await anyio.lowlevel.checkpoint()
+            raise self._stopped(_Resize(size))
+        for slot, worker in enumerate(self._state.routes.workers):
+            if slot >= size and worker._cell.in_handler():  # pyright: ignore[reportPrivateUsage]
+                raise DeadlockError(
+                    f"worker {worker.path} resized its pool to {size}, which stops it; it "
+                    "would wait forever for its own stop"
+                )
+        try:
+            failure = await self._supervisor.ask(_Resize(size), timeout=None)
+        except ActorStopped:
+            raise self._stopped(_Resize(size)) from None
+        if failure is not None:
+            raise failure.value
+
+    async def stop(self) -> None:
+        """Stop the pool: refuse new messages, let the workers drain, then stop them.
+
+        What the workers' mailboxes (and a pull pool's shared queue) accepted is handled
+        first. Stopping a stopped pool returns at once. Called from one of the pool's own
+        workers, it only requests the stop (the worker cannot wait for its own drain).
+
+        Cancellation: the stop still happens; only the wait is abandoned.
+
+        Example:
+            ```python
+            await pool.stop()
+            assert not pool.is_alive
+            ```
+        """
+        state = self._state
+        state.close()
+        supervisor = self._supervisor._cell  # pyright: ignore[reportPrivateUsage]
+        if any(w._cell.in_handler() for w in state.routes.workers):  # pyright: ignore[reportPrivateUsage]
+            supervisor.stop_for_good(revive=True)  # the dispatcher, started last, stops first
+            return
+        dispatcher = state.dispatcher
+        if dispatcher is not None:
+            await dispatcher.stop()  # drains the shared queue into the live workers
+        await self._supervisor.stop()
+
+    async def join(self) -> BaseException | None:
+        """Wait until the pool has stopped; return None, or the error it gave up with.
+
+        Cancellation: only the wait is abandoned.
+
+        Example:
+            ```python
+            reason = await pool.join()  # a SupervisionError if the workers kept crashing
+            ```
+        """
+        return await self._supervisor.join()
+
+
+# -- the pool's actors -----------------------------------------------------------------------
+
+
+class _PoolSupervisor(Actor[_Resize]):
+    """Starts and supervises the workers (and the dispatcher); publishes their refs."""
+
+    def __init__(
+        self,
+        state: _PoolState,
+        factory: Callable[[], Actor[Any]],
+        size: int,
+        strategy: SupervisionStrategy | None,
+        capacity: int | None,
+        pull: bool,
+    ) -> None:
+        self.supervision = strategy or OneForOne(max_restarts=size, within=_WINDOW)
+        self._follow_size = strategy is None
+        self._state = state
+        self._factory = factory
+        self._initial = size
+        self._capacity = capacity
+        self._pull = pull
+        self._serial = itertools.count()
+        self._workers: list[ActorRef[Any]] = []
+        cell = self._actors_cell
+        home = cell.home
+        # Spread: worker slot i lives on loop (offset + i) % loops, starting next to the
+        # supervisor's own loop so that several small pools do not pile onto loop 0.
+        self._offset = int(home.label) + 1 if home.label != HOST else 0
+        self._spread = cell.system._default_placement != HOST  # pyright: ignore[reportPrivateUsage]
+
+    async def on_start(self) -> None:
+        failure = await self._grow(self._initial)
+        if failure is not None:
+            raise failure
+        if self._pull:
+            dispatcher = await self.spawn(
+                lambda: _Dispatcher(self._state), name="dispatcher", capacity=self._capacity
+            )
+            with self._state.lock:
+                self._state.dispatcher = dispatcher
+
+    async def receive(self, message: _Resize) -> Moved[BaseException] | None:
+        size = message.size
+        failure: BaseException | None = None
+        if size > len(self._workers):
+            failure = await self._grow(size - len(self._workers))
+        elif size < len(self._workers):
+            removed = self._workers[size:]
+            del self._workers[size:]
+            self._state.publish(tuple(self._workers))  # route away first, then stop
+            for worker in reversed(removed):
+                await worker.stop()
+        if self._follow_size:
+            self.supervision = OneForOne(max_restarts=len(self._workers), within=_WINDOW)
+        return Moved(failure) if failure is not None else None
+
+    async def _grow(self, count: int) -> BaseException | None:
+        """Start ``count`` more workers at once; publish those that started."""
+        loops = self.system.workers
+        first = len(self._workers)
+        spawns = [
+            self.spawn(
+                self._factory,
+                name=f"worker-{next(self._serial)}",
+                capacity=self._capacity,
+                placement=(self._offset + first + i) % loops if self._spread else None,
+            )
+            for i in range(count)
+        ]
+        outcomes = await asyncio.gather(*spawns, return_exceptions=True)
+        failure: BaseException | None = None
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                failure = failure or outcome
+            else:
+                self._workers.append(outcome)
+        self._state.publish(tuple(self._workers))
+        return failure
+
+    async def on_stop(self) -> None:
+        # The children have stopped by now. Sends through the handle fail from here on.
+        self._state.close()
+        self._state.publish(())
+
+
+class _Dispatcher(Actor[_Job]):
+    """Pull routing: its mailbox is the pool's shared queue; it feeds idle workers.
+
+    Everything here runs on the dispatcher's home loop (its handler and the job tasks it
+    owns), so ``_busy`` and ``_free`` need no lock. ``_poke`` is the one entry point from
+    other threads (a resize, a stop).
+    """
+
+    def __init__(self, state: _PoolState) -> None:
+        self._state = state
+        self._loop = asyncio.get_running_loop()
+        self._busy: set[ActorRef[Any]] = set()
+        self._free = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._turn = 0
+
+    async def on_start(self) -> None:
+        with self._state.lock:
+            self._state.listeners.append(self._poke)
+
+    def _poke(self) -> None:
+        # Any thread: the workers changed; wake an idle-worker wait to look again.
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            self._loop.call_soon_threadsafe(self._free.set)
+
+    async def receive(self, message: _Job) -> None:
+        # Waiting here is the point: while every worker is busy this handler does not
+        # return, the shared queue (this mailbox) fills, and producers feel backpressure.
+        worker = await self._idle_worker()
+        if worker is None:
+            self._fail(message, None)
+            return
+        self._busy.add(worker)
+        task = self._loop.create_task(self._run(worker, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _idle_worker(self) -> ActorRef[Any] | None:
+        """The next idle worker (rotating), waiting for one; None when none is left."""
+        while True:
+            workers = self._state.routes.workers
+            count = len(workers)
+            alive = False
+            for step in range(count):
+                worker = workers[(self._turn + step) % count]
+                if not worker.is_alive:
+                    continue
+                alive = True
+                if worker not in self._busy:
+                    self._turn += step + 1
+                    return worker
+            if not alive:
+                return None
+            self._free.clear()
+            await self._free.wait()
+
+    async def _run(self, worker: ActorRef[Any], job: _Job) -> None:
+        """Ask ``worker`` to handle ``job``; pass the outcome on. Owned by this actor."""
+        done = False
+        try:
+            while True:
+                reply = oneshot()
+                if await _enqueue(worker, job.message, reply, None):
+                    break
+                # The worker stopped for good before taking it (a shrink, or the pool
+                # stopping with this worker gone first): nothing was enqueued, try another.
+                self._busy.discard(worker)
+                next_worker = await self._idle_worker()
+                if next_worker is None:
+                    self._fail(job, worker)
+                    done = True
+                    return
+                worker = next_worker
+                self._busy.add(worker)
+            try:
+                value = await reply.wait()
+            except Exception as error:  # the worker's handler failed: it is restarted
+                if job.reply is not None:
+                    job.reply.settle(error=error)
+            else:
+                if job.reply is not None:
+                    job.reply.settle(value)
+            done = True
+        finally:
+            if not done:  # cancelled (a kill): the asker must not wait for nothing
+                self._fail(job, worker)
+            self._busy.discard(worker)
+            self._free.set()
+
+    def _fail(self, job: _Job, worker: ActorRef[Any] | None) -> None:
+        if job.reply is not None:
+            where = worker.path if worker is not None else self.parent.path
+            job.reply.settle(
+                error=ActorStopped(f"pool {where} stopped; message not handled", job.message)
+            )
+        else:
+            logger.warning(
+                "pool %s stopped with %s still queued; message dropped",
+                self.parent.path,
+                type(job.message).__qualname__,
+            )
+
+    async def on_stop(self) -> None:
+        # Graceful: the handler already dispatched every queued job; wait for them to finish.
+        with self._state.lock, contextlib.suppress(ValueError):
+            self._state.listeners.remove(self._poke)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def spawn_pool(
@@ -49,4 +1090,39 @@ async def spawn_pool(
     name: str | None,
     capacity: int | None,
 ) -> Pool[M]:
-    raise NotImplementedError("worker pools are not implemented yet")
+    """`ActorSystem.spawn_pool`: check the options, start the supervisor, return the handle."""
+    if isinstance(size, bool) or not isinstance(size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"a pool size must be an int, got {size!r}")
+    if size < 1:
+        raise ValueError(f"a pool needs at least one worker, got size={size}")
+    if routing not in _ROUTINGS:
+        raise ValueError(
+            f"unknown routing {routing!r}; choose one of {', '.join(map(repr, _ROUTINGS))}"
+        )
+    if routing == "consistent-hash" and key is None:
+        raise ValueError(
+            'routing="consistent-hash" needs key=, a function of the message that returns '
+            "the value to hash (such as lambda m: m.user_id)"
+        )
+    if key is not None and routing != "consistent-hash":
+        raise ValueError(f'key= is only used by routing="consistent-hash", not {routing!r}')
+    if supervision is not None and not isinstance(supervision, OneForOne):
+        # The workers are independent by definition; a group restart would also take the
+        # pull dispatcher down while it waits for the workers it would restart.
+        raise TypeError(
+            "a pool's supervision must be a OneForOne (choose its max_restarts, within and "
+            f"backoff), got {supervision!r}"
+        )
+    if capacity is not None and capacity < 1:
+        raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+    if name is None:
+        with system._lock:  # pyright: ignore[reportPrivateUsage]
+            name = f"pool-{next(system._serial)}"  # pyright: ignore[reportPrivateUsage]
+    state = _PoolState(hashed=routing == "consistent-hash")
+    pull = routing == "pull"
+    supervisor = await system.spawn(
+        lambda: _PoolSupervisor(state, factory, size, supervision, capacity, pull),
+        name=name,
+        restart=Restart.TEMPORARY,  # a pool that gave up stays down: its refs would be stale
+    )
+    return Pool(state, supervisor, routing, key)

@@ -431,6 +431,25 @@ class ActorSystem:
         and supervised by the pool; the returned `Pool` routes ``send``, ``try_send`` and
         ``ask`` to them and fans work out with ``map``.
 
+        Args:
+            factory: makes one worker, as for `spawn` (called again at each restart).
+            size: the number of workers, at least 1 (`Pool.resize` changes it).
+            routing: how each message finds its worker (`Routing`).
+            key: for ``"consistent-hash"`` routing only, and required there: a function of
+                the message whose (hashable) value picks the worker.
+            supervision: a `OneForOne` for the workers; default
+                ``OneForOne(max_restarts=size, within=5.0)``, one crash per worker.
+            name: the pool's name (default ``pool-<n>``); workers are ``<name>/worker-<i>``.
+            capacity: each worker's mailbox capacity; with pull routing, also the shared
+                queue's (default: the system's).
+
+        Raises:
+            ValueError: ``size`` below 1, an unknown routing, ``key`` missing for (or given
+                without) consistent-hash, a capacity below 1.
+            TypeError: ``supervision`` is not a `OneForOne`.
+            SystemNotRunning, DuplicateName: as for `spawn`.
+            Exception: whatever a worker's factory or ``on_start`` raised.
+
         Cancellation: workers already started are stopped again.
 
         Example:

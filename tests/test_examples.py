@@ -4,6 +4,7 @@ through their own ``main()`` as a separate process, stopped with Ctrl-C."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import queue
@@ -505,3 +506,33 @@ def test_chat_main() -> None:
     finally:
         server.close()
     assert out[-2:] == ["chat: server stopped", "chat: bye"]
+
+
+# -- examples/pipeline.py (docs/patterns/pools.md includes it) -------------------------------
+
+
+def test_pipeline() -> None:
+    # Three pools chained by map_stream, with corrupt blocks crashing compress workers on
+    # purpose. The stream digest is recomputed here from the blocks themselves: every good
+    # block went through every stage, in input order, exactly once.
+    out = run_example("pipeline.py", "--items", "200", "--loops", "2").splitlines()
+    pipeline = load_example("pipeline")
+    expected = hashlib.sha256()
+    for index in range(200):
+        if index not in pipeline.CORRUPT:
+            expected.update(hashlib.sha256(pipeline.block_data(index)).digest())
+    assert out[:7] == [
+        "pipeline: 200 blocks of 64 KiB (12.5 MiB) through 3 pools on 2 loops",
+        "compress stage scaled 1 -> 2 workers",
+        "corrupt blocks 13 and 101: their compress worker crashed and was replaced "
+        "(2 restarts, 2 blocks skipped)",
+        "checked 198 blocks: 12.4 MiB -> 5.7 MiB",
+        f"stream digest: {expected.hexdigest()[:16]}",
+        "tally: 5 kinds on 2 shards, each kind on one shard: True; totals agree: True",
+        "spot check with map(): 8 of 8 digests match",
+    ]
+    assert re.fullmatch(r"cores busy: \d+\.\d of \d+ \(process CPU time / wall time\)", out[7])
+    if len(out) > 8:  # where the resource module exists
+        assert re.fullmatch(
+            r"peak memory: \d+ MiB after 10% of the input, \d+ MiB at the end.*", out[8]
+        )
