@@ -74,7 +74,7 @@ REBOOTING: Final = "rebooting"
 ENDED: Final = "ended"
 
 
-_NO_WATCHERS: Final[frozenset[Cell]] = frozenset()  # marks a cell that has finished
+_NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
 
 
@@ -191,7 +191,8 @@ class Cell:
         # no children and no watchers, and an idle actor should stay small.
         self.children: dict[str, Cell] | None = None  # in start order
         self.exiting = False  # the instance is ending: no new children
-        self.watchers: set[Cell] | frozenset[Cell] | None = None
+        # Insertion-ordered (a dict, not a set): Terminated reaches watchers in watch order.
+        self.watchers: dict[Cell, None] | None = None
         # Home thread only.
         self.watching: set[Cell] | None = None
         self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
@@ -461,14 +462,24 @@ class Cell:
         # Mailbox.pop's lock-free common case, inlined: this loop is the dispatch hot path.
         queue, control, senders, grant, low_water = self.mailbox.consumer_view()
         started = clock()
+        lingered = False
         try:
             while True:
                 if queue and not control:
                     item: Any = queue.popleft()
                     if senders and len(queue) <= low_water:
                         grant()
+                elif not lingered and not queue and not control:
+                    # Empty: linger one loop iteration before handing the token back. In a
+                    # request/reply exchange on this loop the answer usually arrives in that
+                    # iteration, and this task carries on instead of a new one being created.
+                    # An idle actor still ends up holding no task.
+                    await asyncio.sleep(0)
+                    lingered = not queue  # something came: linger again when it runs dry
+                    continue
                 else:
                     item = pop()
+                    lingered = False
                 kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
                     if not await self._answer(item, receive):
@@ -736,12 +747,15 @@ class Cell:
         self.phase = ENDED
         self.exit_reason = reason
         await self._end_instance(run_on_stop=run_on_stop, kill_children=killed)
-        leftovers = self.mailbox.finish()
+        leftovers, signals = self.mailbox.finish()
+        for signal in signals:
+            if signal.name == CALL:  # a caller waits on it: it must not hang
+                signal.payload[1].settle(error=self.stopped_error())
         tells: list[object] = []
         for item in leftovers:
             if type(item) is Ask:
                 item.reply.settle(error=self.stopped_error(item.message))
-            elif type(item) is not Signal:
+            elif type(item) is not Signal:  # timer ticks are not letters
                 tells.append(item)
         if leftovers or killed:
             logger.warning(
@@ -780,9 +794,8 @@ class Cell:
             watchers = target.watchers
             if watchers is not _NO_WATCHERS:
                 if watchers is None:
-                    watchers = target.watchers = set()
-                assert isinstance(watchers, set)
-                watchers.add(self)
+                    watchers = target.watchers = {}
+                watchers[self] = None
                 return
         # Already finished: deliver at once, as Akka and OTP do for a dead target.
         self.deliver(Signal(TERMINATED, (target, target.exit_reason)))
@@ -792,14 +805,14 @@ class Cell:
             self.watching.discard(target)
         with self.system.tree_lock:
             watchers = target.watchers
-            if isinstance(watchers, set):
-                watchers.discard(self)
+            if watchers is not None and watchers is not _NO_WATCHERS:
+                watchers.pop(self, None)
 
-    def close_watchers(self) -> frozenset[Cell] | set[Cell]:
+    def close_watchers(self) -> list[Cell]:
         """With the tree lock held: the watchers to notify, and no more from now on."""
         watchers = self.watchers
         self.watchers = _NO_WATCHERS
-        return watchers or _NO_WATCHERS
+        return list(watchers) if watchers else []
 
     def _class_name(self) -> str:
         return self.actor_class.__qualname__ if self.actor_class is not None else "actor"

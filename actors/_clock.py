@@ -70,7 +70,7 @@ class ManualClock(Clock):
         clock = actors.ManualClock()
         async with ActorSystem(clock=clock) as system:
             ticker = await system.spawn(Ticker)  # calls self.send_every(1.0, Tick())
-            clock.advance(3.0)                   # three ticks are due now
+            clock.advance(1.0)                   # the first tick is in its mailbox now
         ```
     """
 
@@ -106,6 +106,12 @@ class ManualClock(Clock):
                 self._now = max(self._now, when)
             if not pending.cancelled:
                 pending.callback()
+
+    @property
+    def next_due(self) -> float | None:
+        """When the earliest scheduled callback falls due (maybe a cancelled one), or None."""
+        with self._lock:
+            return self._queue[0][0] if self._queue else None
 
     @property
     def pending(self) -> int:

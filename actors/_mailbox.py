@@ -463,11 +463,12 @@ class Mailbox(Generic[T]):
             self._closed = False
             return True
 
-    def finish(self) -> list[T]:
+    def finish(self) -> tuple[list[T], list[Signal]]:
         """The consumer is gone for good: close without waking anyone, return what was left.
 
-        Called by the consumer itself. What it returns (normally nothing; queued messages
-        after a failure or a kill) is the caller's to account for.
+        Called by the consumer itself. What it returns, the queued messages and the control
+        signals (normally none; some after a failure or a kill), is the caller's to account
+        for.
         """
         with self._lock:
             self._closed = True
@@ -477,11 +478,12 @@ class Mailbox(Generic[T]):
             senders = self._senders.copy()
             self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
             items = list(self._queue)
+            signals = self._control.copy()
             self._queue.clear()
             self._control.clear()
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
-        return items
+        return items, signals
 
     @property
     def evicted(self) -> int:

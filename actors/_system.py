@@ -605,7 +605,7 @@ class ActorSystem:
             self._paths[cell.path] = cell
             return cell
 
-    def _unregister(self, cell: Cell) -> frozenset[Cell] | set[Cell]:
+    def _unregister(self, cell: Cell) -> list[Cell]:
         """A cell has finished for good: drop it from the tree; return its watchers."""
         with self._lock:
             parent = cell.parent
