@@ -29,6 +29,7 @@ from ._clock import Clock, ManualClock
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
     ActorError,
+    ActorNotFound,
     ActorStopped,
     AskTimeout,
     DeadlockError,
@@ -36,6 +37,7 @@ from ._errors import (
     MailboxFull,
     MessageTypeError,
     NotSendableError,
+    RemoteError,
     SendTimeout,
     SupervisionError,
     SystemNotRunning,
@@ -73,6 +75,7 @@ __all__ = (
     "Actor",
     "ActorError",
     "ActorMetrics",
+    "ActorNotFound",
     "ActorRef",
     "ActorStatistics",
     "ActorStopped",
@@ -95,6 +98,7 @@ __all__ = (
     "OneForAll",
     "OneForOne",
     "Pool",
+    "RemoteError",
     "Request",
     "RestForOne",
     "Restart",

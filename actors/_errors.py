@@ -12,6 +12,8 @@ category fits, also from that builtin so that plain ``except`` clauses keep work
     ├── NotSendableError (TypeError) a message or reply is mutable
     ├── DuplicateName (ValueError)  an actor with that name already exists among its siblings
     ├── SupervisionError            a parent gave up restarting a child (restart intensity)
+    ├── ActorNotFound (LookupError) no actor of that name, here or in the cluster
+    ├── RemoteError                 a remote handler raised an exception of a non-builtin type
     ├── MessageTypeError (TypeError) the target does not accept this message type
     └── SystemNotRunning            the ActorSystem is not started, or already shut down
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 __all__ = (
     "ActorError",
+    "ActorNotFound",
     "ActorStopped",
     "AskTimeout",
     "DeadlockError",
@@ -30,6 +33,7 @@ __all__ = (
     "MailboxFull",
     "MessageTypeError",
     "NotSendableError",
+    "RemoteError",
     "SendTimeout",
     "SupervisionError",
     "SystemNotRunning",
@@ -186,3 +190,38 @@ class SupervisionError(ActorError):
             log.error("gave up: %s (root cause: %r)", failure, failure.__cause__)
         ```
     """
+
+
+class ActorNotFound(ActorError, LookupError):
+    """No actor is registered under that name (locally or, for a cluster, on any node).
+
+    Example:
+        ```python
+        try:
+            ref = await system.lookup_remote("billing", BillingMsg, timeout=1.0)
+        except actors.ActorNotFound:
+            ...
+        ```
+    """
+
+
+class RemoteError(ActorError):
+    """A remote actor's handler raised an exception whose type is not a builtin one.
+
+    ``type_name`` is the qualified name of the original type; the message names the remote
+    actor's path and node. Builtin exceptions (ValueError, KeyError, ...) arrive as
+    themselves instead.
+
+    Example:
+        ```python
+        try:
+            await remote.ask(Charge(10))
+        except actors.RemoteError as error:
+            log.error("remote failure of type %s: %s", error.type_name, error)
+        ```
+    """
+
+    def __init__(self, text: str, type_name: str = "") -> None:
+        super().__init__(text)
+        self.type_name = type_name
+        """The qualified name of the remote exception's type."""

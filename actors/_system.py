@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
+    from ._cluster import ClusterBackend
     from ._ref import ActorRef
 
 __all__ = ("DEFAULT_CAPACITY", "DEFAULT_DRAIN_TIMEOUT", "DEFAULT_THROUGHPUT", "ActorSystem")
@@ -92,6 +93,8 @@ class ActorSystem:
             the host's asyncio loop: one thread, deterministic order, for tests).
         handler_timing: time every handler for the latency histograms of `metrics`
             (two clock reads per message); counters and per-burst times are always on.
+        cluster: a transport that joins this system to others (`actors.cluster.Nats`):
+            ``spawn(public=True)`` and `lookup_remote` work through it.
 
     Placement: actors are spread round-robin over the worker loops in spawn order, so N
     actors on N workers use every worker. ``spawn(placement=i)`` pins to worker ``i``;
@@ -120,6 +123,7 @@ class ActorSystem:
         clock: Clock | None = None,
         placement: Literal["spread", "host"] = "spread",
         handler_timing: bool = False,
+        cluster: ClusterBackend | None = None,
     ) -> None:
         count = workers if workers is not None else _usable_cpus()
         if count < 1:
@@ -143,6 +147,7 @@ class ActorSystem:
         self.clock = clock if clock is not None else Clock()
         self._default_placement: Placement = HOST if placement == "host" else None
         self.handler_timing = handler_timing
+        self.cluster = cluster
         self.events = EventBus(self)
         """The typed event bus (publish/subscribe), see `EventBus`."""
         self.dead_letters = DeadLetters()
@@ -301,10 +306,16 @@ class ActorSystem:
             for worker in self._workers:
                 await worker.start()
             await self._start_guardian()
+            if self.cluster is not None:
+                await self.cluster.attach(self)
         except BaseException:
             # Failed or cancelled half-way: take down every thread already started, shielded
             # so that a cancelled host cannot leave one behind.
             with anyio.CancelScope(shield=True):
+                guardian = self._guardian
+                if guardian is not None:
+                    guardian.stop_for_good()
+                    await guardian.terminated.wait()
                 await self._stop_workers()
             with self._lock:
                 self._mark_stopped_locked()
@@ -343,6 +354,7 @@ class ActorSystem:
         capacity: int | None = None,
         placement: Placement = None,
         restart: Restart = Restart.PERMANENT,
+        public: bool = False,
     ) -> ActorRef[M]:
         """Create a top-level actor from ``factory``, run its ``on_start``, return its ref.
 
@@ -358,6 +370,8 @@ class ActorSystem:
             capacity: mailbox capacity (default: the system's, `DEFAULT_CAPACITY`).
             placement: None (round-robin), a worker index, or ``"host"``.
             restart: when the actor is restarted (`Restart`; default permanent).
+            public: also make it reachable by ``name`` from every node of the system's
+                cluster (`lookup_remote`) before this returns; needs ``cluster=`` and a name.
 
         Raises:
             SystemNotRunning: the system is not running.
@@ -377,9 +391,45 @@ class ActorSystem:
         guardian = self._guardian
         if guardian is None or self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
-        return await self._spawn(
+        cluster = self.cluster
+        if public and (cluster is None or name is None):
+            raise ValueError("spawn(public=True) needs a name and an ActorSystem(cluster=...)")
+        ref = await self._spawn(
             guardian, factory, name=name, capacity=capacity, placement=placement, restart=restart
         )
+        if public and cluster is not None and name is not None:
+            try:
+                await cluster.register(name, ref)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await ref.stop()
+                raise
+        return ref
+
+    async def lookup_remote(
+        self, name: str, accepts: type[M] | Any = Any, *, timeout: float = 5.0
+    ) -> ActorRef[M]:
+        """A ref to the public actor ``name``, on whichever node of the cluster spawned it.
+
+        Waits up to ``timeout`` seconds for the name to appear.
+
+        Raises:
+            ValueError: this system has no cluster.
+            ActorNotFound: no node has a public actor of that name within ``timeout``.
+
+        Cancellation: only the wait is abandoned.
+
+        Example:
+            ```python
+            account = await system.lookup_remote("account-7", AccountMsg)
+            await account.send(Deposit(5))
+            ```
+        """
+        cluster = self.cluster
+        if cluster is None:
+            raise ValueError(f"actor system {self.name} has no cluster; pass cluster=...")
+        found: ActorRef[M] = await cluster.lookup(name, accepts, timeout)
+        return found
 
     async def _spawn(
         self,
@@ -516,6 +566,8 @@ class ActorSystem:
                 await anyio.to_thread.run_sync(escalation.join)
             return
         with anyio.CancelScope(shield=True):
+            if self.cluster is not None:
+                await self.cluster.detach()
             guardian = self._guardian
             if guardian is not None:
                 # The guardian stops the top-level actors in reverse start order, each

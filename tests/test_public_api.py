@@ -108,6 +108,8 @@ def test_public_async_methods_document_cancellation() -> None:
         (actors.DuplicateName, (ValueError,)),
         (actors.SystemNotRunning, ()),
         (actors.SupervisionError, ()),
+        (actors.ActorNotFound, (LookupError,)),
+        (actors.RemoteError, ()),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )
@@ -128,6 +130,7 @@ def test_every_exported_error_is_in_the_tree() -> None:
     ]
     assert {e.__name__ for e in errors} == {
         "ActorError",
+        "ActorNotFound",
         "ActorStopped",
         "AskTimeout",
         "DeadlockError",
@@ -135,6 +138,7 @@ def test_every_exported_error_is_in_the_tree() -> None:
         "MailboxFull",
         "MessageTypeError",
         "NotSendableError",
+        "RemoteError",
         "SendTimeout",
         "SupervisionError",
         "SystemNotRunning",
