@@ -27,6 +27,7 @@ from actors import (
     RestForOne,
     SupervisionStrategy,
     Terminated,
+    testing,
 )
 
 if TYPE_CHECKING:
@@ -193,6 +194,8 @@ async def test_one_for_all_restarts_every_sibling_in_order() -> None:
             after = [await ref.ask(Incarnation()) for ref in refs]
             assert all(x != y for x, y in zip(before, after, strict=True))
             assert [await ref.ask(Total()) for ref in refs] == [0, 3, 0]  # state reset
+            totals = [await testing.inspect(ref, lambda w: w.total, kind=Worker) for ref in refs]
+            assert totals == [0, 3, 0]  # the same, read from the instances
             tail = journal.lines[journal.lines.index("stop b") :]
             # b failed first; the others stop in reverse start order; all start in order.
             assert [line for line in tail if line.startswith("stop")] == [
@@ -745,13 +748,14 @@ async def settled(
 
 async def test_watching_a_dead_actor_delivers_terminated_at_once() -> None:
     async with ActorSystem(workers=1) as system:
-        watcher = await system.spawn(Watcher)
+        probe = await testing.Probe.spawn(system)
         gone = await system.spawn(lambda: Worker("g"), name="gone")
         await gone.stop()
         with anyio.fail_after(WAIT):
-            await watcher.send(Watch(gone))
-            events = await settled(lambda: events_of(watcher), bool)
-            assert events == (("/user/gone", "NoneType"),)
+            await probe.watch(gone)
+            event = await probe.expect(Terminated)
+            assert event.ref == gone
+            assert event.reason is None
 
 
 async def test_a_restart_is_not_a_termination() -> None:
@@ -818,27 +822,16 @@ async def test_an_actor_cannot_watch_itself() -> None:
 # -- dead letters --------------------------------------------------------------------------
 
 
-class Collector(Actor[actors.DeadLetter | Events]):
-    def __init__(self) -> None:
-        self.letters: list[tuple[str, str]] = []
-
-    async def receive(self, message: actors.DeadLetter | Events) -> Any:
-        if isinstance(message, actors.DeadLetter):
-            self.letters.append((message.recipient, message.reason))
-            return None
-        return tuple(self.letters)
-
-
 async def test_messages_queued_behind_a_final_failure_become_dead_letters() -> None:
     async with ActorSystem(workers=2) as system:
-        collector = await system.spawn(Collector)
-        system.dead_letters.subscribe(collector)
+        probe = await testing.Probe.spawn(system)
+        system.dead_letters.subscribe(probe)
         target = await system.spawn(lambda: Worker("d"), name="doomed", restart=Restart.TEMPORARY)
         with anyio.fail_after(WAIT):
             release = await park(target)
             await target.send(Crash())
-            for _ in range(3):
-                await target.send(Add())
+            for n in range(3):
+                await target.send(Add(n))
 
             async def queued_ask() -> None:
                 with pytest.raises(actors.ActorStopped):
@@ -850,12 +843,18 @@ async def test_messages_queued_behind_a_final_failure_become_dead_letters() -> N
                 release.set()
             await target.join()
             assert system.dead_letters.count == 3  # the asks got ActorStopped instead
-            letters = await settled(lambda: collector.ask(Events()), lambda got: len(got) == 3)
-            assert letters == (("/user/doomed", "failed"),) * 3
+            for n in range(3):
+                letter = await probe.expect(actors.DeadLetter)
+                assert (letter.recipient, letter.message, letter.reason) == (
+                    "/user/doomed",
+                    Add(n),
+                    "failed",
+                )
+            await probe.expect_no_message(within=None)
             with pytest.raises(actors.ActorStopped):
                 await target.send(Add())  # rejected at send: not a dead letter
             assert system.dead_letters.count == 3
-            system.dead_letters.unsubscribe(collector)
+            system.dead_letters.unsubscribe(probe)
 
 
 # -- blocking work -------------------------------------------------------------------------
