@@ -474,7 +474,9 @@ class Cell:
                     # request/reply exchange on this loop the answer usually arrives in that
                     # iteration, and this task carries on instead of a new one being created.
                     # An idle actor still ends up holding no task.
+                    self.handler_seconds += clock() - started  # waiting is not handling
                     await asyncio.sleep(0)
+                    started = clock()
                     lingered = not queue  # something came: linger again when it runs dry
                     continue
                 else:
