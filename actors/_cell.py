@@ -76,6 +76,8 @@ ENDED: Final = "ended"
 
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
+_LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
+_LINGER_RETRY: Final = 32  # idle transitions without lingering before trying again
 
 
 class ActorStatistics(msgspec.Struct, frozen=True):
@@ -120,6 +122,7 @@ class Cell:
         "home",
         "incarnation",
         "instance",
+        "linger",
         "mailbox",
         "name",
         "outcome",
@@ -176,6 +179,7 @@ class Cell:
         self.phase: str = STARTING
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
+        self.linger = 0  # > 0: linger before going idle (see _run); run task only
         # Metrics, written by the run task only (single writer; see _metrics.py).
         self.dequeued = 0  # mailbox items taken, counted per burst
         self.failed = 0  # failures of handlers and hooks
@@ -470,14 +474,25 @@ class Cell:
                     if senders and len(queue) <= low_water:
                         grant()
                 elif not lingered and not queue and not control:
-                    # Empty: linger one loop iteration before handing the token back. In a
-                    # request/reply exchange on this loop the answer usually arrives in that
-                    # iteration, and this task carries on instead of a new one being created.
-                    # An idle actor still ends up holding no task.
-                    self.handler_seconds += clock() - started  # waiting is not handling
-                    await asyncio.sleep(0)
-                    started = clock()
-                    lingered = not queue  # something came: linger again when it runs dry
+                    # Empty: maybe linger one loop iteration before handing the token back.
+                    # In a request/reply exchange on this loop the answer usually arrives in
+                    # that iteration, and this task carries on instead of a new one being
+                    # created. Where it does not (a ring, fan-out), lingering is a wasted
+                    # iteration, so each actor learns: hits keep it lingering, misses stop
+                    # it, and it tries again now and then. An idle actor ends up taskless.
+                    lingered = True
+                    linger = self.linger
+                    if linger > 0:
+                        self.handler_seconds += clock() - started  # waiting is not handling
+                        await asyncio.sleep(0)
+                        started = clock()
+                        if queue or control:
+                            self.linger = _LINGER_HITS
+                            lingered = False  # linger again when it runs dry
+                        else:
+                            self.linger = linger - 1
+                    else:
+                        self.linger = linger - 1 if linger > -_LINGER_RETRY else 1
                     continue
                 else:
                     item = pop()

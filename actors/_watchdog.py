@@ -12,13 +12,15 @@ Probes cost one ``call_soon_threadsafe`` per loop per interval and nothing on th
 hot path but one attribute store (`Cell.handling`). A loop starved of the GIL by other busy
 threads looks stalled too. Two rules keep that from raising false alarms: only a stall inside
 an actor's task is reported (a loop waiting between callbacks is not a handler blocking it),
-and a round in which the watchdog itself woke late (the GIL is saturated) measures afresh.
+a round in which the watchdog itself woke late (the GIL is saturated) measures afresh, and
+so does one that overlapped a garbage collection (which stops every thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -37,16 +39,62 @@ DEFAULT_BLOCKED_THRESHOLD: Final = 0.1
 """Seconds a worker loop may spend in one step (a handler not yielding) before a warning."""
 
 
+class _GcClock:
+    """Seconds spent in garbage collection so far (gc.callbacks), shared by all watchdogs.
+
+    A full collection stops every thread for as long as it takes (100 ms and more with many
+    live objects); a stall that overlaps one is not blamed on the handler that happened to
+    be running.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._total = 0.0
+        self._started: float | None = None
+
+    def attach(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                gc.callbacks.append(self._on_gc)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # Runs in whichever thread collects, with every other thread stopped.
+        if phase == "start":
+            self._started = time.monotonic()
+        elif self._started is not None:
+            self._total += time.monotonic() - self._started
+            self._started = None
+
+    def total(self) -> float:
+        return self._total
+
+    def paused_since(self, total_then: float) -> bool:
+        """Whether a collection ran (or is running) since the total was ``total_then``."""
+        return self._started is not None or self._total > total_then
+
+
+_GC_CLOCK: Final = _GcClock()
+
+
 class _Probe:
     """One loop's probe. ``pending`` is handed back and forth: the watchdog sets it before
     posting, the loop clears it when the probe runs; neither writes while the other may."""
 
-    __slots__ = ("culprit", "home", "pending", "posted_at", "ran_at")
+    __slots__ = ("culprit", "gc_at_post", "home", "pending", "posted_at", "ran_at")
 
     def __init__(self, home: WorkerHome) -> None:
         self.home = home
         self.pending = False
         self.posted_at = 0.0
+        self.gc_at_post = 0.0  # the GC clock's total when the probe was posted
         self.ran_at = 0.0
         self.culprit: str | None = None  # set while a reported stall lasts
 
@@ -77,6 +125,7 @@ class Watchdog:
         self._thread = threading.Thread(target=self._main, name=thread_name, daemon=True)
 
     def start(self) -> None:
+        _GC_CLOCK.attach()
         self._thread.start()
 
     def stop(self) -> None:
@@ -84,6 +133,7 @@ class Watchdog:
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join()
+            _GC_CLOCK.detach()
 
     def _main(self) -> None:
         probes = [_Probe(home) for home in self._homes]
@@ -101,8 +151,12 @@ class Watchdog:
 
     def _check(self, home: WorkerHome, probe: _Probe, now: float, starved: bool) -> None:
         if probe.pending:
-            if starved:
-                probe.posted_at = now  # measure again from here
+            paused = _GC_CLOCK.paused_since(probe.gc_at_post)
+            if starved or paused:
+                # Not a handler's doing: the GIL is saturated, or the garbage collector
+                # stopped every thread. Measure again from here.
+                probe.posted_at = now
+                probe.gc_at_post = _GC_CLOCK.total()
                 return
             stalled = now - probe.posted_at
             if stalled >= self._threshold and probe.culprit is None:
@@ -129,6 +183,7 @@ class Watchdog:
             probe.culprit = None
         probe.pending = True
         probe.posted_at = now
+        probe.gc_at_post = _GC_CLOCK.total()
         with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to watch
             home.loop.call_soon_threadsafe(probe.run)
 
