@@ -46,6 +46,8 @@ def _attribute_docstrings() -> dict[str, str]:
     found: dict[str, str] = {}
     package = Path(actors.__file__).parent
     for module in pkgutil.iter_modules([str(package)]):
+        if module.ispkg:
+            continue  # subpackages (actors.cluster) export nothing through actors.__all__
         tree = ast.parse((package / f"{module.name}.py").read_text())
         body = tree.body
         for statement, following in itertools.pairwise(body):

@@ -1,0 +1,52 @@
+"""Actors across processes and hosts over NATS: ``ActorSystem(cluster=Nats(...))``.
+
+Needs the ``cluster`` extra (``pip install 'actors[cluster]'``, which brings nats-py).
+See ``docs/cluster.md`` for the topology, the wire format, the delivery guarantees, flow
+control, membership, security and what is not done yet.
+
+Example:
+    ```python
+    from actors.cluster import Nats
+
+    async with ActorSystem(cluster=Nats("nats://127.0.0.1:4222", node="node-a")) as system:
+        await system.spawn(Account, name="account-7", public=True)
+
+    # on another node
+    async with ActorSystem(cluster=Nats("nats://127.0.0.1:4222", node="node-b")) as system:
+        account = await system.lookup_remote("account-7", AccountMsg)
+        await account.send(Deposit(5))
+        balance = await account.ask(Balance(), timeout=2.0)
+    ```
+"""
+
+from __future__ import annotations
+
+from ._nats import (
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ClusterError,
+    ClusterStatistics,
+    Nats,
+)
+from ._remote import RemoteRef
+from ._wire import WIRE_VERSION, MessageTooLarge, NodeDown, WireError, register_message
+
+__all__ = (
+    "DEFAULT_ACK_TIMEOUT",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_HEARTBEAT_TIMEOUT",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "WIRE_VERSION",
+    "ClusterError",
+    "ClusterStatistics",
+    "MessageTooLarge",
+    "Nats",
+    "NodeDown",
+    "RemoteRef",
+    "WireError",
+    "register_message",
+)

@@ -1,0 +1,295 @@
+"""`RemoteRef`: an `ActorRef` whose actor lives on another node.
+
+A remote ref is an `ActorRef` subclass, so it type-checks and behaves as one wherever a
+ref is expected: in messages, in `Actor.watch`, in ``match`` statements. Each remote
+actor is represented locally by one *proxy cell*: a `Cell` that never runs, whose
+watchers list and ``terminated`` latch stand for the remote actor's. Death watch then
+needs nothing new from the core: `Actor.watch` registers on the proxy as on any cell,
+and when the remote actor stops (or its node is declared down) the cluster finishes the
+proxy, which delivers `Terminated` to the watchers exactly as a local actor's end would.
+
+One `RemoteRef` (and one proxy) exists per remote address and node incarnation while
+anything holds it, so ``==`` and ``hash`` (by cell) work as for local refs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .._errors import ActorError, ActorStopped, MailboxFull
+from .._mailbox import Signal
+from .._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from .._supervisor import TERMINATED
+
+if TYPE_CHECKING:
+    from .._cell import ActorStatistics, Cell
+    from .._message import Request
+    from ._nats import Nats
+    from ._wire import Address
+
+__all__ = ("RemoteRef", "finish_proxy")
+
+M = TypeVar("M", contravariant=True)
+R = TypeVar("R")
+
+
+class RemoteRef(ActorRef[M]):
+    """A ref to an actor on another node of the cluster; use it as any `ActorRef`.
+
+    Differences from a local ref, all documented in ``docs/cluster.md``: `send` waits for
+    the target node to acknowledge that the message was enqueued (so a full remote mailbox
+    delays it, as locally); `try_send` decides on this node's latest view of the target's
+    free room; `stop` and `statistics` are local-only operations and raise
+    ``NotImplementedError``; after the node is declared down every call raises
+    `ActorStopped`.
+
+    Example:
+        ```python
+        account = await system.lookup_remote("account-7", AccountMsg)
+        assert isinstance(account, actors.cluster.RemoteRef)
+        print(account.node, account.path)
+        ```
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_address",
+        "_credit_lock",
+        "_free",
+        "_nats",
+        "_probing",
+        "_unacked",
+    )
+
+    def __init__(self, proxy: Cell, nats: Nats, address: Address) -> None:
+        super().__init__(proxy)
+        self._nats = nats
+        self._address = address
+        self._credit_lock = threading.Lock()
+        self._free = address.free  # the target's free slots, as last reported
+        self._unacked = 0  # try_sends published but not yet answered
+        self._probing = False
+
+    @property
+    def node(self) -> str:
+        """The name of the node the actor lives on."""
+        return self._address.node
+
+    @property
+    def address(self) -> Address:
+        """Internal: the wire address (node, incarnation, id, path, accepted names)."""
+        return self._address
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        return self._address.path.rsplit("/", 1)[-1]
+
+    @property
+    def path(self) -> str:
+        """The actor's path on its node, such as ``/user/account-7``."""
+        return self._address.path
+
+    def statistics(self) -> ActorStatistics:
+        """Not available for a remote actor (it would need a round trip).
+
+        Raises:
+            NotImplementedError: always.
+
+        Example:
+            ```python
+            if not isinstance(ref, actors.cluster.RemoteRef):
+                print(ref.statistics())
+            ```
+        """
+        raise NotImplementedError(
+            f"statistics() of remote actor {self.path} on node {self.node} is not available; "
+            "ask the actor itself, or read the metrics of its node"
+        )
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._cell.terminated.is_set else "remote"
+        return f"<RemoteRef {self.path} {state} node={self.node}>"
+
+    async def send(self, message: M, *, timeout: float | None = None) -> None:
+        """Send ``message`` and wait until the target node has enqueued it.
+
+        The target enqueues with its own `ActorRef.send` semantics: while its mailbox is
+        full the acknowledgement (and so this call) waits. ``timeout`` bounds that wait.
+
+        Raises:
+            MessageTypeError: the target does not accept this type (nothing sent).
+            NotSendableError, WireError: not sendable or not encodable (nothing sent).
+            ActorStopped: the actor has stopped, or its node is down or left.
+            SendTimeout: still full after ``timeout`` seconds (the message is then dropped
+                by the target, which gave up at the same deadline).
+
+        Cancellation: the message may already be on its way and then still be enqueued;
+        only the wait for the acknowledgement is abandoned.
+
+        Example:
+            ```python
+            await account.send(Deposit(5))
+            ```
+        """
+        await self._nats.remote_send(self, message, timeout)
+
+    def try_send(self, message: M) -> None:
+        """Send ``message`` if the target had room at the latest report; never waits.
+
+        The decision uses this node's view of the target's free slots, refreshed by every
+        acknowledgement and reply (credit-based flow control). A message that still finds
+        the target full (another node filled it meanwhile) is dropped there and logged.
+
+        Raises:
+            MailboxFull: no room by this node's latest view, or not connected right now.
+            ActorStopped: the actor has stopped or its node is down.
+            MessageTypeError, NotSendableError, WireError: as for `send`.
+
+        Example:
+            ```python
+            try:
+                metrics.try_send(Sample(1.0))
+            except actors.MailboxFull:
+                dropped += 1
+            ```
+        """
+        self._nats.remote_try_send(self, message)
+
+    def blocking_send(self, message: M, *, timeout: float | None = None) -> None:
+        """`send` for plain threads that run no event loop.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop.
+            ActorStopped, SendTimeout, MessageTypeError, NotSendableError: as for `send`.
+
+        Example:
+            ```python
+            account.blocking_send(Deposit(5))  # from a plain thread
+            ```
+        """
+        self._nats.blocking_send(self, message, timeout)
+
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    async def ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    async def ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send ``message`` and wait for the remote handler's reply (NATS request-reply).
+
+        The reply is decoded against the request's reply type (``R`` of a `Request[R]`).
+        An exception raised by the remote handler is raised here as the same type when it
+        is a builtin exception, else as `RemoteError`; its text names the remote actor
+        and node.
+
+        Raises:
+            AskTimeout: no reply within ``timeout`` (the whole call, including any wait
+                for room in the remote mailbox).
+            ActorStopped: the actor stopped before answering, or its node went down.
+            RemoteError: the remote handler raised a non-builtin exception.
+            MessageTypeError, NotSendableError, WireError: as for `send`.
+
+        Cancellation: the request may already be enqueued and is then still handled; its
+        reply is dropped.
+
+        Example:
+            ```python
+            balance = await account.ask(Balance(), timeout=2.0)
+            ```
+        """
+        return await self._nats.remote_ask(self, message, timeout)
+
+    @overload
+    def blocking_ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    def blocking_ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    def blocking_ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """`ask` for plain threads that run no event loop.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop.
+            AskTimeout, ActorStopped, RemoteError: as for `ask`.
+
+        Example:
+            ```python
+            balance = account.blocking_ask(Balance())  # from a plain thread
+            ```
+        """
+        result: Any = self._nats.blocking_ask(self, message, timeout)
+        return result
+
+    async def stop(self) -> None:
+        """Not available: stopping is local-only, a remote peer cannot stop another's actor.
+
+        Send the actor a message that makes it stop itself instead.
+
+        Raises:
+            NotImplementedError: always.
+
+        Cancellation: nothing happens either way.
+
+        Example:
+            ```python
+            await account.send(Close())  # the actor calls self.stop()
+            ```
+        """
+        raise NotImplementedError(
+            f"stop() of remote actor {self.path} on node {self.node} is not supported: "
+            "remote control messages are refused; send it a message that makes it stop itself"
+        )
+
+    # -- credit (try_send flow control), any thread ----------------------------------------
+
+    def take_credit(self) -> bool:
+        """Internal: reserve one slot by the latest view; False (a refresh is due) if none."""
+        with self._credit_lock:
+            if self._free - self._unacked > 0:
+                self._unacked += 1
+                return True
+            if self._probing:
+                return False
+            self._probing = True
+        return False
+
+    def settle_credit(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
+        """Internal: a reply reported ``free`` slots; ``tried``: it answers a try_send."""
+        with self._credit_lock:
+            if tried and self._unacked:
+                self._unacked -= 1
+            if probe:
+                self._probing = False
+            if free >= 0:
+                self._free = free
+
+    def full_error(self, message: object) -> MailboxFull:
+        """Internal: the error of a try_send refused by the credit view."""
+        return MailboxFull(
+            f"mailbox of remote actor {self.path} on node {self.node} is full by the latest "
+            "report; message not sent",
+            message,
+        )
+
+    def stopped_error(self, message: object = None) -> ActorError:
+        """Internal: the error of a call to an actor known to have stopped."""
+        reason = self._cell.exit_reason
+        if isinstance(reason, ActorStopped):
+            return ActorStopped(f"{reason}; message not delivered", message)
+        return ActorStopped(
+            f"remote actor {self.path} on node {self.node} has stopped; message not delivered",
+            message,
+        )
+
+
+def finish_proxy(proxy: Cell, reason: BaseException | None) -> None:
+    """The remote actor behind ``proxy`` has ended: tell its local watchers, once. Any thread."""
+    system = proxy.system
+    with system.tree_lock:
+        if proxy.terminated.is_set or proxy.outcome is not None:
+            return
+        proxy.exit_reason = reason
+        proxy.outcome = "stopped" if reason is None else "failed"
+        watchers = proxy.close_watchers()
+    for watcher in watchers:
+        watcher.deliver(Signal(TERMINATED, (proxy, reason)))
+    proxy.terminated.set(reason)

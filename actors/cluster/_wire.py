@@ -1,0 +1,424 @@
+"""The wire format: versioned MessagePack envelopes, the message-type registry, input checks.
+
+Everything that crosses the network is msgspec MessagePack; nothing is ever pickled. A
+frame is decoded in two steps: first the envelope, whose ``body`` stays raw bytes, then the
+body, typed against the one class the envelope names *and* the target actor accepts. Before
+either step the frame's size and nesting depth are checked by `check_frame`, a small
+iterative scan that never recurses, so that hostile input cannot exhaust the C stack of the
+decoder (msgspec decodes nested arrays recursively) or make it allocate for a length
+header that lies. MessagePack extension types are refused outright.
+
+Message types travel by a stable name (`register_message`), by default
+``"<module>:<qualname>"``; both ends must agree on it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+from .._errors import (
+    ActorError,
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    DeadlockError,
+    MailboxFull,
+    MessageTypeError,
+    NotSendableError,
+    RemoteError,
+    SendTimeout,
+)
+
+__all__ = (
+    "WIRE_VERSION",
+    "Address",
+    "Down",
+    "Envelope",
+    "ErrorInfo",
+    "Heartbeat",
+    "MessageTooLarge",
+    "NodeDown",
+    "Reply",
+    "WireError",
+    "check_frame",
+    "error_from",
+    "error_info",
+    "message_name",
+    "message_type",
+    "register_message",
+)
+
+T = TypeVar("T")
+
+WIRE_VERSION: Final = 1
+"""The envelope format version; a node refuses frames of any other version."""
+
+# Envelope kinds.
+TELL: Final = 1  # `send`: acknowledged once enqueued with the target's own send semantics
+TRY: Final = 2  # `try_send`: enqueued only if there is room now; the reply refreshes credit
+ASK: Final = 3  # `ask`: the reply carries the handler's return value or its error
+PROBE: Final = 4  # lookup and credit refresh: the reply carries the target's address
+
+# Reply statuses.
+OK: Final = 0
+ERROR: Final = 1
+
+
+class WireError(ActorError, ValueError):
+    """A frame or a value cannot cross the wire: malformed, unknown type, too deep or too large.
+
+    Example:
+        ```python
+        try:
+            await remote.send(Upload(data))
+        except actors.cluster.WireError as error:
+            log.warning("not sent: %s", error)
+        ```
+    """
+
+
+class MessageTooLarge(WireError):
+    """An encoded message is larger than the cluster's ``max_message_size``; nothing was sent.
+
+    Example:
+        ```python
+        with pytest.raises(actors.cluster.MessageTooLarge):
+            await remote.send(Blob(b"x" * 10_000_000))
+        ```
+    """
+
+
+class NodeDown(ActorStopped):
+    """The actor's node stopped heartbeating (or left): its actors count as stopped.
+
+    Raised by sends and asks to actors of a node declared down, and the ``reason`` of the
+    `Terminated` that watchers of those actors receive when the node disappeared without
+    leaving (a crash, a network partition).
+
+    Example:
+        ```python
+        async def on_terminated(self, event: actors.Terminated) -> None:
+            if isinstance(event.reason, actors.cluster.NodeDown):
+                log.warning("lost %s with its node", event.ref.path)
+        ```
+    """
+
+
+class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
+    """An exception as it travels: enough to re-raise it, nothing executable."""
+
+    kind: str  # "builtin", "actors" or "other"
+    type: str  # the class's __qualname__
+    text: str
+    path: str  # the remote actor's path
+    node: str
+
+
+class Address(msgspec.Struct, array_like=True, frozen=True):
+    """Where an exported actor lives: how a ref travels inside a message."""
+
+    node: str
+    incarnation: str
+    id: int
+    path: str
+    accepts: tuple[str, ...] | None  # registered names, or None: any registered type
+    free: int  # free mailbox slots when the address was made (a credit hint)
+
+
+class Envelope(msgspec.Struct, array_like=True, frozen=True):
+    """A request to an actor: a tell, try, ask or probe."""
+
+    version: int
+    kind: int
+    type: str
+    body: msgspec.Raw
+    timeout: float | None = None
+    sender: str = ""
+
+
+class Reply(msgspec.Struct, array_like=True, frozen=True):
+    """The answer to an `Envelope`: OK with a body (and the target's free slots), or an error."""
+
+    version: int
+    status: int
+    body: msgspec.Raw = msgspec.Raw(b"\xc0")
+    free: int = -1
+    error: ErrorInfo | None = None
+
+
+class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
+    """A node announcing itself; ``leaving`` says it is detaching on purpose."""
+
+    version: int
+    node: str
+    incarnation: str
+    leaving: bool = False
+
+
+class Down(msgspec.Struct, array_like=True, frozen=True):
+    """An exported actor of the publishing node has stopped for good."""
+
+    version: int
+    incarnation: str
+    id: int
+    reason: ErrorInfo | None = None
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_by_name: dict[str, type] = {}
+_by_type: dict[type, str] = {}
+
+_ATOMS: Final[tuple[type, ...]] = (bool, int, float, str, bytes, type(None))
+
+
+@overload
+def register_message(cls: type[T], *, name: str | None = None) -> type[T]: ...
+@overload
+def register_message(
+    cls: None = None, *, name: str | None = None
+) -> Callable[[type[T]], type[T]]: ...
+def register_message(
+    cls: type[T] | None = None, *, name: str | None = None
+) -> type[T] | Callable[[type[T]], type[T]]:
+    """Register a message type under a stable wire name (default ``"<module>:<qualname>"``).
+
+    Every node must use the same name for the same type. The default is fine when both
+    sides import the type from the same module; scripts that define messages in
+    ``__main__`` need an explicit ``name``. Types are also registered on first use with
+    their default name (when sent, and when an actor accepting them is exported), so
+    explicit registration is needed only for a custom name, and must come first. Usable
+    as a class decorator (``@register_message`` or ``@register_message(name=...)``) or as
+    a call.
+
+    Raises:
+        ValueError: the name is taken by another type, or the type has another name.
+
+    Example:
+        ```python
+        @actors.cluster.register_message(name="bank.Deposit")
+        class Deposit(msgspec.Struct, frozen=True):
+            amount: int
+
+        actors.cluster.register_message(Balance, name="bank.Balance")
+        ```
+    """
+    if cls is None:
+
+        def decorate(klass: type[T]) -> type[T]:
+            return _register(klass, name)
+
+        return decorate
+    return _register(cls, name)
+
+
+def _register(cls: type[T], name: str | None) -> type[T]:
+    wanted = name if name is not None else _default_name(cls)
+    if not wanted:
+        raise ValueError("a message name must not be empty")
+    with _lock:
+        known = _by_name.get(wanted)
+        if known is not None and known is not cls:
+            raise ValueError(
+                f"message name {wanted!r} is already registered for {known.__qualname__}"
+            )
+        current = _by_type.get(cls)
+        if current is not None and current != wanted:
+            raise ValueError(
+                f"{cls.__qualname__} is already registered as {current!r}; register it "
+                "before it is first sent or exported"
+            )
+        _by_name[wanted] = cls
+        _by_type[cls] = wanted
+    return cls
+
+
+def message_name(cls: type) -> str:
+    """The wire name of ``cls``, registering it under its default name on first use."""
+    known = _by_type.get(cls)
+    if known is not None:
+        return known
+    register_message(cls)
+    return _by_type[cls]
+
+
+def known_name(cls: type) -> str | None:
+    """The wire name of ``cls`` if it is registered (never registers it)."""
+    return _by_type.get(cls)
+
+
+def message_type(name: str) -> type | None:
+    """The type registered under ``name``, if any."""
+    return _by_name.get(name)
+
+
+def _default_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+for _atom in _ATOMS:
+    register_message(_atom)
+
+
+# -- frame checks ---------------------------------------------------------------------------
+
+# Bytes that follow a header byte, by header: fixed-size scalars.
+_FIXED: Final[dict[int, int]] = {
+    0xC0: 0,
+    0xC2: 0,
+    0xC3: 0,
+    0xCA: 4,
+    0xCB: 8,
+    0xCC: 1,
+    0xCD: 2,
+    0xCE: 4,
+    0xCF: 8,
+    0xD0: 1,
+    0xD1: 2,
+    0xD2: 4,
+    0xD3: 8,
+}
+# Headers followed by a big-endian length of 1, 2 or 4 bytes, then that many bytes.
+_SIZED: Final[dict[int, int]] = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+# Headers of arrays (1 slot per element) and maps (2 slots per entry) with a 2- or 4-byte count.
+_CONTAINERS: Final[dict[int, tuple[int, int]]] = {
+    0xDC: (2, 1),
+    0xDD: (4, 1),
+    0xDE: (2, 2),
+    0xDF: (4, 2),
+}
+
+
+def check_frame(data: bytes, max_size: int, max_depth: int) -> None:
+    """Check a MessagePack frame before any decoder sees it.
+
+    Refuses frames larger than ``max_size``, nested deeper than ``max_depth``, with a length
+    or count header that claims more than the frame holds, with extension types, with
+    trailing bytes, or truncated. Iterative and linear in the number of items.
+
+    Raises:
+        WireError: with the reason (`MessageTooLarge` for the size).
+    """
+    size = len(data)
+    if size > max_size:
+        raise MessageTooLarge(f"frame of {size} bytes exceeds the limit of {max_size} bytes")
+    pos = 0
+    # Items still expected at each open level; the frame itself is one item.
+    pending = [1]
+    while pending:
+        if pending[-1] == 0:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        if pos >= size:
+            raise WireError("truncated frame")
+        head = data[pos]
+        pos += 1
+        count = 0
+        if head <= 0x7F or head >= 0xE0:
+            continue  # fixint
+        if 0xA0 <= head <= 0xBF:  # fixstr
+            pos += head & 0x1F
+        elif 0x90 <= head <= 0x9F:
+            count = head & 0x0F
+        elif 0x80 <= head <= 0x8F:
+            count = 2 * (head & 0x0F)
+        elif head in _FIXED:
+            pos += _FIXED[head]
+        elif head in _SIZED:
+            width = _SIZED[head]
+            pos += width + int.from_bytes(data[pos : pos + width], "big")
+        elif head in _CONTAINERS:
+            width, slots = _CONTAINERS[head]
+            if pos + width > size:
+                raise WireError("truncated frame")
+            count = slots * int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+        elif 0xC7 <= head <= 0xC9 or 0xD4 <= head <= 0xD8:
+            raise WireError("MessagePack extension types are not accepted")
+        else:
+            raise WireError(f"invalid MessagePack byte 0x{head:02x}")
+        if pos > size:
+            raise WireError("a length header claims more bytes than the frame holds")
+        if count:
+            if count > size - pos:  # every item takes at least one byte
+                raise WireError("a count header claims more items than the frame holds")
+            if len(pending) > max_depth:
+                raise WireError(f"frame nested deeper than {max_depth} levels")
+            pending.append(count)
+    if pos != size:
+        raise WireError(f"{size - pos} trailing bytes after the frame")
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+_ACTORS_ERRORS: Final[dict[str, type[ActorError]]] = {
+    cls.__qualname__: cls
+    for cls in (
+        ActorNotFound,
+        ActorStopped,
+        AskTimeout,
+        DeadlockError,
+        MailboxFull,
+        MessageTypeError,
+        NotSendableError,
+        SendTimeout,
+        WireError,
+        MessageTooLarge,
+        NodeDown,
+    )
+}
+_UNDELIVERED: Final = (ActorStopped, MailboxFull, SendTimeout)
+
+
+def error_info(error: BaseException, path: str, node: str) -> ErrorInfo:
+    """Describe ``error`` for the wire; only its type name and text travel."""
+    cls = type(error)
+    if cls.__module__ == "builtins" and isinstance(getattr(builtins, cls.__name__, None), type):
+        kind = "builtin"
+    elif _ACTORS_ERRORS.get(cls.__qualname__) is cls:
+        kind = "actors"
+    else:
+        kind = "other"
+    return ErrorInfo(kind, cls.__qualname__, str(error), path, node)
+
+
+def error_from(info: ErrorInfo, message: object = None) -> Exception:
+    """Rebuild an error that crossed the wire: a builtin or an `actors` error as itself,
+    anything else as `RemoteError` carrying the type's name. The text names the remote
+    actor and its node."""
+    where = f"actor {info.path} on node {info.node}" if info.path else f"node {info.node}"
+    text = f"{info.text} (raised by {where})"
+    if info.kind == "builtin":
+        cls: object = getattr(builtins, info.type, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                rebuilt: Exception = cls(text)
+            except Exception:  # a builtin with a special constructor (UnicodeDecodeError)
+                pass
+            else:
+                return rebuilt
+    elif info.kind == "actors":
+        known = _ACTORS_ERRORS.get(info.type)
+        if known is not None:
+            if issubclass(known, _UNDELIVERED):
+                return known(text, message)
+            return known(text)
+    return RemoteError(f"{info.type}: {text}", info.type)
+
+
+def decoder_for(tp: Any, dec_hook: Any) -> msgspec.msgpack.Decoder[Any]:
+    """A MessagePack decoder for ``tp`` that refuses extension types."""
+
+    def no_ext(code: int, data: memoryview) -> Any:
+        raise WireError("MessagePack extension types are not accepted")
+
+    return msgspec.msgpack.Decoder(tp, dec_hook=dec_hook, ext_hook=no_ext)

@@ -1,0 +1,132 @@
+"""The cluster's wire format without a server: the frame pre-check, the type registry, and
+how errors are rebuilt on the asking side."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import actors
+from actors.cluster import MessageTooLarge, NodeDown, WireError, register_message
+from actors.cluster._wire import (
+    Envelope,
+    ErrorInfo,
+    check_frame,
+    decoder_for,
+    error_from,
+    error_info,
+    message_name,
+    message_type,
+)
+
+
+class Point(msgspec.Struct, frozen=True):
+    x: int
+    y: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 1, -1, 2**63, -(2**63), 1.5, "text", b"bytes", [1, [2, [3]]], {"a": {"b": 1}}],
+)
+def test_well_formed_frames_pass_the_check(value: object) -> None:
+    check_frame(msgspec.msgpack.encode(value), 1 << 20, 8)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"", "truncated"),
+        (b"\xc1", "invalid"),
+        (b"\x92\x01", "count header"),
+        (b"\xdb\xff\xff\xff\xff", "length header"),
+        (b"\xdd\xff\xff\xff\xff", "count header"),
+        (b"\xd4\x01\x00", "extension"),
+        (b"\xc7\x01\x01\x00", "extension"),
+        (b"\x01\x02", "trailing"),
+        (b"\x91" * 9 + b"\x00", "deeper"),
+    ],
+)
+def test_malformed_frames_are_refused_before_decoding(frame: bytes, reason: str) -> None:
+    with pytest.raises(WireError, match=reason):
+        check_frame(frame, 1 << 20, 8)
+
+
+def test_an_oversized_frame_is_refused_first() -> None:
+    with pytest.raises(MessageTooLarge):
+        check_frame(b"\xc0" * 100, 99, 8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_get_past_check_and_decode_unnoticed(data: bytes) -> None:
+    # Either refused with WireError/DecodeError/ValidationError, or a well-formed envelope.
+    decoder = decoder_for(Envelope, None)
+    try:
+        check_frame(data, 1 << 20, 8)
+        decoder.decode(data)
+    except (WireError, msgspec.DecodeError, msgspec.ValidationError):
+        pass
+
+
+def test_message_names_default_to_module_and_qualname_and_can_be_chosen() -> None:
+    assert message_name(Point) == f"{__name__}:Point"
+    assert message_type(f"{__name__}:Point") is Point
+
+    @register_message(name="tests.Custom")
+    class Custom(msgspec.Struct, frozen=True):
+        pass
+
+    assert message_name(Custom) == "tests.Custom"
+    with pytest.raises(ValueError, match="already registered"):
+        register_message(Point, name="tests.Custom")
+    with pytest.raises(ValueError, match="already registered as"):
+        register_message(Custom, name="tests.Other")
+    assert register_message(Custom, name="tests.Custom") is Custom  # idempotent
+
+
+def test_builtin_errors_come_back_as_themselves_with_path_and_node() -> None:
+    info = error_info(KeyError("k"), "/user/a", "node-a")
+    assert info.kind == "builtin"
+    rebuilt = error_from(info)
+    assert type(rebuilt) is KeyError
+    assert "/user/a" in str(rebuilt)
+    assert "node-a" in str(rebuilt)
+
+
+def test_actors_errors_come_back_as_themselves_carrying_the_message() -> None:
+    rebuilt = error_from(error_info(actors.MailboxFull("full"), "/user/a", "n"), "msg")
+    assert isinstance(rebuilt, actors.MailboxFull)
+    assert rebuilt.message == "msg"
+    down = error_from(error_info(NodeDown("gone"), "/user/a", "n"))
+    assert isinstance(down, NodeDown)
+
+
+def test_other_errors_come_back_as_remote_error_with_the_type_name() -> None:
+    class Custom(Exception):
+        pass
+
+    rebuilt = error_from(error_info(Custom("boom"), "/user/a", "n"))
+    assert isinstance(rebuilt, actors.RemoteError)
+    assert rebuilt.type_name.endswith("Custom")
+    # Nothing executable travels: a forged builtin name that is not an exception is refused.
+    forged = error_from(ErrorInfo("builtin", "print", "x", "/user/a", "n"))
+    assert isinstance(forged, actors.RemoteError)
+
+
+def test_no_pickle_in_the_cluster_package() -> None:
+    import ast
+    from pathlib import Path
+
+    import actors.cluster
+
+    banned = {"pickle", "cloudpickle", "dill", "marshal", "shelve"}
+    for path in Path(actors.cluster.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for item in ast.walk(tree):
+            if isinstance(item, ast.Import):
+                assert not {a.name.split(".")[0] for a in item.names} & banned, path
+            elif isinstance(item, ast.ImportFrom) and item.module:
+                assert item.module.split(".")[0] not in banned, path
