@@ -103,7 +103,8 @@ class Actor(Generic[M]):
     def parent(self) -> ActorRef[Any]:
         """The ref of the actor that supervises this one (``/user`` for top-level actors)."""
         parent = self._actors_cell.parent
-        assert parent is not None  # only the root guardian has no parent
+        if parent is None:  # only the root guardian, which user code never sees
+            raise RuntimeError(f"actor {self._actors_cell.path} is the root: it has no parent")
         return parent.ref
 
     @property
