@@ -147,6 +147,8 @@ def running_script(*command: str, ready: bytes = b"ready") -> Iterator[subproces
         yield process
     finally:
         # Closing stdin asks the script to end gracefully; kill it if it does not.
+        if process.stdin is not None and process.stdin.closed:  # the test closed it already
+            process.stdin = None
         try:
             process.communicate(timeout=10)
         except subprocess.TimeoutExpired:

@@ -17,6 +17,7 @@ from actors.cluster._wire import (
     decoder_for,
     error_from,
     error_info,
+    known_name,
     message_name,
     message_type,
 )
@@ -85,6 +86,19 @@ def test_message_names_default_to_module_and_qualname_and_can_be_chosen() -> Non
     with pytest.raises(ValueError, match="already registered as"):
         register_message(Custom, name="tests.Other")
     assert register_message(Custom, name="tests.Custom") is Custom  # idempotent
+
+
+def test_a_type_never_registered_here_is_checked_by_its_default_name() -> None:
+    # Regression: a sender whose process had not registered the type yet (the receiver
+    # registers it when exporting its actor, in another process) refused its own message.
+    class Fresh(msgspec.Struct, frozen=True):
+        pass
+
+    name = f"{__name__}:{Fresh.__qualname__}"
+    assert known_name(Fresh) == name
+    assert message_type(name) is None  # known_name never registers
+    assert message_name(Fresh) == name
+    assert message_type(name) is Fresh
 
 
 def test_builtin_errors_come_back_as_themselves_with_path_and_node() -> None:

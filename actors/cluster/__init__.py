@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from ._groups import lookup_group, serve_pool
 from ._nats import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -31,7 +32,7 @@ from ._nats import (
     ClusterStatistics,
     Nats,
 )
-from ._remote import RemoteRef
+from ._remote import GroupRef, RemoteRef
 from ._wire import WIRE_VERSION, MessageTooLarge, NodeDown, WireError, register_message
 
 __all__ = (
@@ -43,10 +44,13 @@ __all__ = (
     "WIRE_VERSION",
     "ClusterError",
     "ClusterStatistics",
+    "GroupRef",
     "MessageTooLarge",
     "Nats",
     "NodeDown",
     "RemoteRef",
     "WireError",
+    "lookup_group",
     "register_message",
+    "serve_pool",
 )

@@ -15,8 +15,10 @@ Subjects (``p`` is the prefix, default ``actors``):
 
 * ``p.actor.<node>.<incarnation>.<id>``: one per exported actor (public, or a ref that
   travelled in a message); tells, tries, asks and probes.
-* ``p.name.<name>``: one per public name, in queue group ``p``: lookups (and the same
-  requests as above); several nodes serving one name form a queue group.
+* ``p.name.<name>``: one per public name, in queue group ``p``: lookups, and every
+  request of a `GroupRef`; several nodes serving one name (public actors, or pools served
+  with `serve_pool`, routed by `_inbound_pool`) form a queue group, and the server hands
+  each message to one of them.
 * ``p.hb.<node>``: heartbeats and leave notices. ``p.down.<node>``: an exported actor
   of that node stopped for good.
 * ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests.
@@ -64,7 +66,7 @@ from .._oneshot import Expired, Latch, ensure_plain_thread, oneshot
 from .._ref import ActorRef
 from .._runtime import Home
 from .._sendable import check_sendable
-from ._remote import RemoteRef, finish_proxy
+from ._remote import GroupRef, RemoteRef, finish_proxy
 from ._wire import (
     ASK,
     ERROR,
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
+    from .._pool import Pool
     from .._system import ActorSystem
 
 __all__ = (
@@ -134,6 +137,8 @@ DEFAULT_ACK_TIMEOUT: Final = 30.0
 _SEND_GRACE: Final = 1.0  # extra wait for the target's own SendTimeout reply
 _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this long
 _SUB_PENDING_MSGS: Final = 65536  # per-subscription queue of nats-py (slow consumer beyond)
+_POOL_ASKS: Final = 1024  # asks a served pool answers at once, per node (then: push back)
+_GROUP_ID: Final = 0  # the address id of a served pool (exported actors count from 1)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 _NIL: Final = msgspec.Raw(b"\xc0")
 
@@ -167,6 +172,48 @@ class _Export:
         self.id = id
         self.ready: asyncio.Future[None] | None = None
         self.subs: list[Subscription] = []
+
+    @property
+    def path(self) -> str:
+        return self.cell.path
+
+    @property
+    def accepts(self) -> tuple[type, ...] | None:
+        return self.cell.accepts
+
+    def free(self) -> int:
+        box = self.cell.mailbox
+        return max(0, box.capacity - len(box))
+
+
+class _Served:
+    """A local `Pool` serving a public name in the name's queue group (loop only)."""
+
+    __slots__ = ("accepts", "asks", "name", "pool", "sub")
+
+    def __init__(self, pool: Pool[Any], name: str) -> None:
+        self.pool = pool
+        self.name = name
+        self.asks = asyncio.Semaphore(_POOL_ASKS)
+        self.sub: Subscription | None = None
+        # What the workers accept, taken while they exist (a stopped pool lists none).
+        workers = pool.workers
+        self.accepts: tuple[type, ...] | None = (
+            workers[0]._cell.accepts if workers else None  # pyright: ignore[reportPrivateUsage]
+        )
+
+    @property
+    def path(self) -> str:
+        return self.pool.path
+
+    def free(self) -> int:
+        """Free room summed over the workers' mailboxes (a hint for remote try_sends)."""
+        free = 0
+        for worker in self.pool.workers:
+            with contextlib.suppress(Exception):
+                box = worker.statistics().mailbox
+                free += max(0, box.capacity - box.depth)
+        return free
 
 
 class _Outbound:
@@ -452,7 +499,8 @@ class Nats:
 
         Retries until ``timeout`` while nobody serves the name (at least one attempt is
         made, so ``timeout=0`` asks once). With several nodes serving it (a queue group),
-        each lookup binds to one of them.
+        each lookup binds to one of them; a name served by a pool (`serve_pool`) gives a
+        `GroupRef`, whose every message goes to one member.
 
         Raises:
             ActorNotFound: no node serves ``name`` within ``timeout``.
@@ -466,6 +514,50 @@ class Nats:
         """
         found: ActorRef[Any] = await self._call(self._lookup(name, timeout))
         if accepts is not Any and isinstance(found, RemoteRef):
+            _check_accepts(found, accepts)
+        return found
+
+    async def serve_pool(self, name: str, pool: Pool[Any]) -> None:
+        """Serve ``pool`` under the public ``name``, in the name's queue group.
+
+        Every node that serves the same name (with a pool, or with a public actor) joins the
+        queue group of the subject ``<prefix>.name.<name>``; the NATS server hands each
+        message sent through a `GroupRef` to one member. The pool stops serving when it
+        stops, and when this node leaves. Returns once the server has the subscription.
+
+        Raises:
+            ValueError: ``name`` is not a valid subject token (letters, digits, - and _).
+            ActorStopped: the pool has stopped.
+
+        Cancellation: the name may already be served.
+
+        Example:
+            ```python
+            await actors.cluster.serve_pool(system, pool, name="resize")  # calls this
+            ```
+        """
+        if not _TOKEN.match(name):
+            raise ValueError(f"a public name may hold letters, digits, - and _ only, got {name!r}")
+        if not pool.is_alive:
+            raise ActorStopped(f"pool {pool.path} has stopped; it cannot serve {name!r}")
+        await self._call(self._serve_pool(name, pool))
+
+    async def lookup_group(self, name: str, accepts: Any, timeout: float) -> GroupRef[Any]:
+        """A `GroupRef` to the queue group of public ``name``, once some node serves it.
+
+        Raises:
+            ActorNotFound: no node serves ``name`` within ``timeout``.
+            MessageTypeError: the member that answered does not accept ``accepts``.
+
+        Cancellation: only the wait is abandoned.
+
+        Example:
+            ```python
+            workers = await actors.cluster.lookup_group(system, "resize", ResizeMsg)
+            ```
+        """
+        found: GroupRef[Any] = await self._call(self._lookup(name, timeout, group=True))
+        if accepts is not Any:
             _check_accepts(found, accepts)
         return found
 
@@ -910,6 +1002,95 @@ class Nats:
         export.subs.append(sub)
         await client.flush(timeout=max(1, int(self.connect_timeout)))
 
+    async def _serve_pool(self, name: str, pool: Pool[Any]) -> None:
+        client = self._nc
+        if client is None:
+            raise ActorStopped(f"node {self.node} is leaving the cluster")
+        served = _Served(pool, name)
+        served.sub = await _subscribe(
+            client,
+            self._name_subject(name),
+            queue=self.prefix,
+            cb=functools.partial(self._inbound_pool, served),
+            pending_msgs_limit=_SUB_PENDING_MSGS,
+        )
+        self._own(self._unserve_when_stopped(served))
+        await client.flush(timeout=max(1, int(self.connect_timeout)))
+
+    async def _unserve_when_stopped(self, served: _Served) -> None:
+        try:
+            await served.pool.join()
+        finally:
+            # Drain, not unsubscribe: frames already delivered here still get their answer
+            # (ActorStopped, nothing enqueued) instead of leaving their senders to time out.
+            if served.sub is not None:
+                drain: Any = served.sub.drain  # untyped in nats-py
+                with contextlib.suppress(Exception):
+                    await drain()
+
+    async def _inbound_pool(self, served: _Served, msg: Msg) -> None:
+        """A frame for a served pool: route it into the pool (one member of the group)."""
+        reply_to = msg.reply
+        try:
+            check_frame(msg.data, self.max_message_size, self.max_depth)
+            envelope = self._envelopes.decode(msg.data)
+            if envelope.version != WIRE_VERSION:
+                raise WireError(f"unsupported wire version {envelope.version}")
+        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            self._reject(served.path, error)
+            await self._answer_error(reply_to, served, _as_wire_error(error))
+            return
+        pool = served.pool
+        try:
+            if not pool.is_alive:  # stopped; its subscription is being drained
+                raise ActorStopped(f"pool {pool.path} has stopped; message not delivered")
+            if envelope.kind == PROBE:
+                accepts = served.accepts
+                names = None if accepts is None else tuple(message_name(t) for t in accepts)
+                address = Address(
+                    self.node, self.incarnation, _GROUP_ID, pool.path, names, served.free()
+                )
+                await self._respond(
+                    reply_to, Reply(WIRE_VERSION, OK, _raw(address), address.free), []
+                )
+                return
+            message = self._decode_body(served, envelope)
+            if envelope.kind == TELL:
+                await pool.send(message, timeout=envelope.timeout)
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, _NIL, served.free()), [])
+            elif envelope.kind == TRY:
+                try:
+                    pool.try_send(message)
+                except MailboxFull:
+                    self._dropped += 1
+                    raise
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, _NIL, served.free()), [])
+            elif envelope.kind == ASK:
+                # Answered in a task of its own, so this subscription goes on routing the
+                # next frames meanwhile; the semaphore bounds the asks in flight.
+                await served.asks.acquire()
+                self._own(self._answer_pool_ask(served, message, envelope.timeout, reply_to))
+            else:
+                raise WireError(f"unknown envelope kind {envelope.kind}")
+        except WireError as error:
+            self._reject(served.path, error)
+            await self._answer_error(reply_to, served, error)
+        except Exception as error:  # refused by the pool: the sender learns why
+            await self._answer_error(reply_to, served, error)
+
+    async def _answer_pool_ask(
+        self, served: _Served, message: object, timeout: float | None, reply_to: str
+    ) -> None:
+        try:
+            try:
+                value = await served.pool.ask(message, timeout=timeout)
+            except Exception as error:
+                await self._answer_error(reply_to, served, error)
+                return
+            await self._answer_value(reply_to, served, value)
+        finally:
+            served.asks.release()
+
     # -- inbound: frames for a local actor ---------------------------------------------------
 
     async def _inbound(self, export: _Export, msg: Msg) -> None:
@@ -934,7 +1115,7 @@ class Nats:
             ref = export.ref
             if envelope.kind == TELL:
                 await ref.send(message, timeout=envelope.timeout)
-                await self._respond(reply_to, Reply(WIRE_VERSION, OK, _NIL, _free(export)), [])
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, _NIL, export.free()), [])
             elif envelope.kind == TRY:
                 try:
                     ref.try_send(message)
@@ -947,7 +1128,7 @@ class Nats:
                         export.cell.path,
                     )
                     raise
-                await self._respond(reply_to, Reply(WIRE_VERSION, OK, _NIL, _free(export)), [])
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, _NIL, export.free()), [])
             elif envelope.kind == ASK:
                 await self._enqueue_ask(export, message, envelope.timeout, reply_to)
             else:
@@ -958,14 +1139,14 @@ class Nats:
         except Exception as error:  # refused by the target: the sender learns why
             await self._answer_error(reply_to, export, error)
 
-    def _decode_body(self, export: _Export, envelope: Envelope) -> object:
+    def _decode_body(self, export: _Export | _Served, envelope: Envelope) -> object:
         cls = message_type(envelope.type)
         if cls is None:
             raise WireError(f"unknown message type {envelope.type!r}; register it on this node")
-        accepts = export.cell.accepts
+        accepts = export.accepts
         if accepts is not None and not issubclass(cls, accepts):
             raise MessageTypeError(
-                f"actor {export.cell.path} does not accept {envelope.type!r}; it accepts "
+                f"actor {export.path} does not accept {envelope.type!r}; it accepts "
                 + " | ".join(message_name(t) for t in accepts)
             )
         try:
@@ -1018,6 +1199,9 @@ class Nats:
         except Exception as error:
             await self._answer_error(reply_to, export, error)
             return
+        await self._answer_value(reply_to, export, value)
+
+    async def _answer_value(self, reply_to: str, export: _Export | _Served, value: object) -> None:
         exports: list[int] = []
         try:
             body = self._encode(value, exports)
@@ -1025,7 +1209,7 @@ class Nats:
             await self._answer_error(reply_to, export, error)
             return
         await self._respond(
-            reply_to, Reply(WIRE_VERSION, OK, msgspec.Raw(body), _free(export)), exports
+            reply_to, Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free()), exports
         )
 
     async def _respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
@@ -1037,9 +1221,11 @@ class Nats:
         with contextlib.suppress(Exception):
             await client.publish(reply_to, msgspec.msgpack.encode(reply))
 
-    async def _answer_error(self, reply_to: str, export: _Export, error: BaseException) -> None:
-        info = error_info(error, export.cell.path, self.node)
-        free = _free(export) if not isinstance(error, MailboxFull) else 0
+    async def _answer_error(
+        self, reply_to: str, export: _Export | _Served, error: BaseException
+    ) -> None:
+        info = error_info(error, export.path, self.node)
+        free = export.free() if not isinstance(error, MailboxFull) else 0
         await self._respond(reply_to, Reply(WIRE_VERSION, ERROR, _NIL, free, info), [])
 
     def _reject(self, where: str, error: BaseException) -> None:
@@ -1054,6 +1240,10 @@ class Nats:
         """Encode ``value``, exporting the local refs in it (their ids go to ``exports``)."""
 
         def hook(obj: Any) -> Any:
+            if isinstance(obj, GroupRef):
+                raise WireError(
+                    f"a GroupRef (of {obj.group!r}) cannot travel in a message; send the name"
+                )
             if isinstance(obj, RemoteRef):
                 return _address_of(obj)  # pyright: ignore[reportUnknownArgumentType]
             if isinstance(obj, ActorRef):
@@ -1151,7 +1341,12 @@ class Nats:
                 f"{type(message).__qualname__} encodes to {len(data)} bytes, more than the "
                 f"limit of {self.max_message_size}; not sent"
             )
-        return _Outbound(self._actor_subject(ref.address), data, exports, message)
+        return _Outbound(self._subject_of(ref), data, exports, message)
+
+    def _subject_of(self, ref: RemoteRef[Any]) -> str:
+        if isinstance(ref, GroupRef):
+            return self._name_subject(ref.group)
+        return self._actor_subject(ref.address)
 
     async def _pump(self) -> None:
         """The one FIFO every outbound frame of this node goes through."""
@@ -1238,7 +1433,8 @@ class Nats:
                 ) from None
         info = reply.error or ErrorInfo("other", "Error", "no detail", ref.path, ref.node)
         failure = error_from(info, message)
-        if isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown):
+        stopped = isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown)
+        if stopped and not isinstance(ref, GroupRef):  # one member stopping ends no group
             finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
         raise failure
 
@@ -1250,10 +1446,14 @@ class Nats:
         reply_type: Any,
         on_timeout: Callable[[], Exception],
     ) -> Any:
-        address = ref.address
         try:
-            data = await self._exchange(out, (address.node, address.incarnation), wait)
+            data = await self._exchange(out, _target_of(ref), wait)
         except _NoResponders:
+            if isinstance(ref, GroupRef):
+                raise ActorNotFound(
+                    f"no node of the cluster serves {ref.group!r} right now; message not delivered",
+                    out.message,
+                ) from None
             finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
             raise ref.stopped_error(out.message) from None
         except TimeoutError:
@@ -1365,8 +1565,7 @@ class Nats:
                     "try-error", "try_send to remote actor %s failed: %s", ref.path, error
                 )
 
-        address = ref.address
-        target = (address.node, address.incarnation)
+        target = _target_of(ref)
         self._replies[token] = (on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
         outbox.put_nowait((out, token))
 
@@ -1376,9 +1575,7 @@ class Nats:
             ref.settle_credit(-1, probe=True)
             return
         envelope = Envelope(WIRE_VERSION, PROBE, "", _NIL, None, self.node)
-        out = _Outbound(
-            self._actor_subject(ref.address), msgspec.msgpack.encode(envelope), [], None
-        )
+        out = _Outbound(self._subject_of(ref), msgspec.msgpack.encode(envelope), [], None)
         token = str(next(self._tokens))
 
         def on_reply(data: bytes | None) -> None:
@@ -1389,12 +1586,11 @@ class Nats:
                     free = reply.free
             ref.settle_credit(free, probe=True)
 
-        address = ref.address
-        target = (address.node, address.incarnation)
+        target = _target_of(ref)
         self._replies[token] = (on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
         outbox.put_nowait((out, token))
 
-    async def _lookup(self, name: str, timeout: float) -> ActorRef[Any]:
+    async def _lookup(self, name: str, timeout: float, *, group: bool = False) -> Any:
         envelope = Envelope(WIRE_VERSION, PROBE, "", _NIL, None, self.node)
         data = msgspec.msgpack.encode(envelope)
         deadline = time.monotonic() + timeout
@@ -1426,7 +1622,35 @@ class Nats:
             if (address.node, address.incarnation) in self._dead:
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 continue
+            if group or address.id == _GROUP_ID:  # a served pool: address the whole group
+                return self._group_ref(name, address)
             return self._ref_for(address)
+
+    def _group_ref(self, name: str, member: Address) -> GroupRef[Any]:
+        """The one `GroupRef` of public ``name`` (while anything holds it)."""
+        system, home = self._system, self._home
+        assert system is not None
+        assert home is not None
+        key = ("*", name, _GROUP_ID)
+        address = Address("*", "*", _GROUP_ID, f"/group/{name}", member.accepts, member.free)
+        with self._lock:
+            ref = self._proxies.get(key)
+            if isinstance(ref, GroupRef):
+                ref.settle_credit(member.free)
+                return ref
+            proxy = Cell(
+                system,
+                _no_factory,
+                name=name,
+                path=address.path,
+                home=home,
+                capacity=1,
+                throughput=1,
+            )
+            group = GroupRef[Any](proxy, self, address, name)
+            proxy.ref = group
+            self._proxies[key] = group
+        return group
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -1452,17 +1676,20 @@ def _address_of(ref: RemoteRef[Any]) -> Address:
     return ref.address
 
 
+def _target_of(ref: RemoteRef[Any]) -> tuple[str, str] | None:
+    """The node incarnation whose end fails ``ref``'s pending calls (None: a group's)."""
+    if isinstance(ref, GroupRef):
+        return None
+    address = ref.address
+    return (address.node, address.incarnation)
+
+
 def _no_factory() -> Any:
     raise RuntimeError("a proxy for a remote actor never runs")
 
 
 def _raw(value: object) -> msgspec.Raw:
     return msgspec.Raw(msgspec.msgpack.encode(value))
-
-
-def _free(export: _Export) -> int:
-    box = export.cell.mailbox
-    return max(0, box.capacity - len(box))
 
 
 def _as_wire_error(error: BaseException) -> WireError:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._nats import Nats
     from ._wire import Address
 
-__all__ = ("RemoteRef", "finish_proxy")
+__all__ = ("GroupRef", "RemoteRef", "finish_proxy")
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
@@ -279,6 +279,51 @@ class RemoteRef(ActorRef[M]):
             f"remote actor {self.path} on node {self.node} has stopped; message not delivered",
             message,
         )
+
+
+class GroupRef(RemoteRef[M]):
+    """A ref to a public name served by a queue group: each message goes to one member.
+
+    Returned by `ActorSystem.lookup_remote` for a name served with
+    `actors.cluster.serve_pool`, and by `actors.cluster.lookup_group` for any public name.
+    Every ``send``, ``try_send`` and ``ask`` is published on the name's subject, where the
+    NATS server hands it to one of the nodes serving the name (its queue group), chosen per
+    message. So the ref is bound to no node: members may come and go, and it keeps working
+    as long as one serves the name.
+
+    Differences from a `RemoteRef` bound to one actor: no order is kept between messages
+    (they may go to different members); ``try_send`` decides on the free room last
+    reported by whichever member answered; while no node serves the name ``send`` and
+    ``ask`` raise `ActorNotFound` (and the ref works again once one does); a message that
+    was handed to a member that then died is lost (its ``send`` raises `SendTimeout`, its
+    ``ask`` `AskTimeout`); it cannot travel inside a message (send the name instead);
+    watching it never delivers `Terminated`.
+
+    Example:
+        ```python
+        resizer = await system.lookup_remote("resize", ResizeMsg)  # a GroupRef
+        thumbs = [await resizer.ask(Resize(image, 256)) for image in images]
+        ```
+    """
+
+    __slots__ = ("_group",)
+
+    def __init__(self, proxy: Cell, nats: Nats, address: Address, group: str) -> None:
+        super().__init__(proxy, nats, address)
+        self._group = group
+
+    @property
+    def group(self) -> str:
+        """The public name whose queue group this ref addresses."""
+        return self._group
+
+    @property
+    def name(self) -> str:
+        """The public name (the same as `group`)."""
+        return self._group
+
+    def __repr__(self) -> str:
+        return f"<GroupRef {self._group} nodes=any>"
 
 
 def finish_proxy(proxy: Cell, reason: BaseException | None) -> None:

@@ -250,9 +250,9 @@ def message_name(cls: type) -> str:
     return _by_type[cls]
 
 
-def known_name(cls: type) -> str | None:
-    """The wire name of ``cls`` if it is registered (never registers it)."""
-    return _by_type.get(cls)
+def known_name(cls: type) -> str:
+    """The wire name ``cls`` has, or would get on first use (never registers it)."""
+    return _by_type.get(cls) or _default_name(cls)
 
 
 def message_type(name: str) -> type | None:

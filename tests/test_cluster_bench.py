@@ -1,0 +1,40 @@
+"""Smoke test of ``python -m benchmarks.cluster``: tiny sizes, so that it cannot rot.
+
+Runs the three worlds (same loop, cross loop, a second process over NATS) against a server
+started here, checks every repetition's own result (the benchmark does) and the table's
+shape. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import anyio
+from cluster_support import NatsServer
+
+if importlib.util.find_spec("benchmarks") is None:  # run from a checkout without the root on path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import actors
+from benchmarks import cluster
+
+
+async def _run(url: str) -> list[cluster.Result]:
+    with anyio.fail_after(60):
+        return await cluster.run(url, reps=1, size=40, use_uvloop=False)
+
+
+def test_the_cluster_benchmark_runs_and_renders_its_table() -> None:
+    with NatsServer() as server:
+        results = actors.run(_run, server.url, use_uvloop=False)
+    assert {(r.case.name, r.world) for r in results} == {
+        (case.name, world) for case in cluster.CASES for world in cluster.WORLDS
+    }
+    for result in results:
+        assert result.n == 40
+        assert len(result.rates if result.case.kind == "tell" else result.p99) == 1
+    table = cluster.render(results).splitlines()
+    assert table[0].startswith("| case | same loop | cross loop | across processes (NATS)")
+    assert len(table) == 2 + 4  # tell-1, tell-4, ask p50, ask p99
