@@ -1,0 +1,366 @@
+"""Inbound: frames for local actors and served pools, and the replies they get.
+
+Each exported actor has its own subscription, which nats-py serves with one task in arrival
+order; a tell is acknowledged only once enqueued, and an ask is enqueued in order but
+answered from a task of its own. So frames from one sender to one actor are enqueued in the
+order sent, and a full mailbox delays only that actor's traffic. A pool served under a
+public name (`serve_pool`) joins that name's queue group, and `_inbound_pool` routes each
+frame the server hands it into the pool.
+
+Every refusal goes back to the sender as an error reply (the sender learns why); a
+malformed frame also counts as rejected. Loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from .._errors import ActorStopped, AskTimeout, MailboxFull, MessageTypeError
+from .._mailbox import FULL
+from .._mailbox import OK as ENQUEUED
+from .._message import Ask
+from .._oneshot import Expired, oneshot
+from ._registry import GROUP_ID, Export, Registry
+from ._transport import SUB_PENDING_MSGS, subscribe
+from ._wire import (
+    ASK,
+    ERROR,
+    OK,
+    PROBE,
+    TELL,
+    TRY,
+    WIRE_VERSION,
+    Address,
+    Envelope,
+    Reply,
+    WireError,
+    check_frame,
+    error_info,
+    message_name,
+    message_type,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+    from .._pool import Pool
+
+_POOL_ASKS: Final = 1024  # asks a served pool answers at once, per node (then: push back)
+
+NIL: Final = msgspec.Raw(b"\xc0")
+
+
+class _Served:
+    """A local `Pool` serving a public name in the name's queue group (loop only)."""
+
+    __slots__ = ("accepts", "asks", "name", "pool", "sub")
+
+    def __init__(self, pool: Pool[Any], name: str) -> None:
+        self.pool = pool
+        self.name = name
+        self.asks = asyncio.Semaphore(_POOL_ASKS)
+        self.sub: Subscription | None = None
+        # What the workers accept, taken while they exist (a stopped pool lists none).
+        workers = pool.workers
+        self.accepts: tuple[type, ...] | None = (
+            workers[0]._cell.accepts if workers else None  # pyright: ignore[reportPrivateUsage]
+        )
+
+    @property
+    def path(self) -> str:
+        return self.pool.path
+
+    def free(self) -> int:
+        """Free room summed over the workers' mailboxes (a hint for remote try_sends)."""
+        free = 0
+        for worker in self.pool.workers:
+            with contextlib.suppress(Exception):
+                box = worker.statistics().mailbox
+                free += max(0, box.capacity - box.depth)
+        return free
+
+
+class Inbound(Registry):
+    """Subscriptions of exported actors and served pools, and the frames they receive."""
+
+    _envelopes: msgspec.msgpack.Decoder[Envelope]
+
+    async def _ensure_subscribed(self, id: int) -> None:
+        with self._lock:
+            export = self._exports.get(id)
+        client = self._nc
+        if export is None or client is None:
+            return
+        if export.ready is not None:
+            await export.ready
+            return
+        export.ready = asyncio.get_running_loop().create_future()
+        try:
+            address = Address(self.node, self.incarnation, id, export.cell.path, None, 0)
+            sub = await subscribe(
+                client,
+                self._actor_subject(address),
+                cb=functools.partial(self._inbound, export),
+                pending_msgs_limit=SUB_PENDING_MSGS,
+            )
+            export.subs.append(sub)
+        finally:
+            export.ready.set_result(None)
+
+    async def _register(self, name: str, id: int) -> None:
+        client = self._nc
+        with self._lock:
+            export = self._exports.get(id)
+        if client is None or export is None:
+            raise ActorStopped(f"actor {name} stopped before it could be made public")
+        await self._ensure_subscribed(id)
+        sub = await subscribe(
+            client,
+            self._name_subject(name),
+            queue=self.prefix,
+            cb=functools.partial(self._inbound, export),
+            pending_msgs_limit=SUB_PENDING_MSGS,
+        )
+        export.subs.append(sub)
+        await client.flush(timeout=max(1, int(self.connect_timeout)))
+
+    async def _serve_pool(self, name: str, pool: Pool[Any]) -> None:
+        client = self._nc
+        if client is None:
+            raise ActorStopped(f"node {self.node} is leaving the cluster")
+        served = _Served(pool, name)
+        served.sub = await subscribe(
+            client,
+            self._name_subject(name),
+            queue=self.prefix,
+            cb=functools.partial(self._inbound_pool, served),
+            pending_msgs_limit=SUB_PENDING_MSGS,
+        )
+        self._own(self._unserve_when_stopped(served))
+        await client.flush(timeout=max(1, int(self.connect_timeout)))
+
+    async def _unserve_when_stopped(self, served: _Served) -> None:
+        try:
+            await served.pool.join()
+        finally:
+            # Drain, not unsubscribe: frames already delivered here still get their answer
+            # (ActorStopped, nothing enqueued) instead of leaving their senders to time out.
+            if served.sub is not None:
+                drain: Any = served.sub.drain  # untyped in nats-py
+                with contextlib.suppress(Exception):
+                    await drain()
+
+    async def _inbound_pool(self, served: _Served, msg: Msg) -> None:
+        """A frame for a served pool: route it into the pool (one member of the group)."""
+        reply_to = msg.reply
+        try:
+            check_frame(msg.data, self.max_message_size, self.max_depth)
+            envelope = self._envelopes.decode(msg.data)
+            if envelope.version != WIRE_VERSION:
+                raise WireError(f"unsupported wire version {envelope.version}")
+        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            self._reject(served.path, error)
+            await self._answer_error(reply_to, served, as_wire_error(error))
+            return
+        pool = served.pool
+        try:
+            if not pool.is_alive:  # stopped; its subscription is being drained
+                raise ActorStopped(f"pool {pool.path} has stopped; message not delivered")
+            if envelope.kind == PROBE:
+                accepts = served.accepts
+                names = None if accepts is None else tuple(message_name(t) for t in accepts)
+                address = Address(
+                    self.node, self.incarnation, GROUP_ID, pool.path, names, served.free()
+                )
+                await self._respond(
+                    reply_to, Reply(WIRE_VERSION, OK, _raw(address), address.free), []
+                )
+                return
+            message = self._decode_body(served, envelope)
+            if envelope.kind == TELL:
+                await pool.send(message, timeout=envelope.timeout)
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
+            elif envelope.kind == TRY:
+                try:
+                    pool.try_send(message)
+                except MailboxFull:
+                    self._dropped += 1
+                    raise
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
+            elif envelope.kind == ASK:
+                # Answered in a task of its own, so this subscription goes on routing the
+                # next frames meanwhile; the semaphore bounds the asks in flight.
+                await served.asks.acquire()
+                self._own(self._answer_pool_ask(served, message, envelope.timeout, reply_to))
+            else:
+                raise WireError(f"unknown envelope kind {envelope.kind}")
+        except WireError as error:
+            self._reject(served.path, error)
+            await self._answer_error(reply_to, served, error)
+        except Exception as error:  # refused by the pool: the sender learns why
+            await self._answer_error(reply_to, served, error)
+
+    async def _answer_pool_ask(
+        self, served: _Served, message: object, timeout: float | None, reply_to: str
+    ) -> None:
+        try:
+            try:
+                value = await served.pool.ask(message, timeout=timeout)
+            except Exception as error:
+                await self._answer_error(reply_to, served, error)
+                return
+            await self._answer_value(reply_to, served, value)
+        finally:
+            served.asks.release()
+
+    # -- inbound: frames for a local actor ---------------------------------------------------
+
+    async def _inbound(self, export: Export, msg: Msg) -> None:
+        reply_to = msg.reply
+        try:
+            check_frame(msg.data, self.max_message_size, self.max_depth)
+            envelope = self._envelopes.decode(msg.data)
+            if envelope.version != WIRE_VERSION:
+                raise WireError(f"unsupported wire version {envelope.version}")
+        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            self._reject(export.cell.path, error)
+            await self._answer_error(reply_to, export, as_wire_error(error))
+            return
+        try:
+            if envelope.kind == PROBE:
+                address, _ = self._export(export.ref)
+                await self._respond(
+                    reply_to, Reply(WIRE_VERSION, OK, _raw(address), address.free), []
+                )
+                return
+            message = self._decode_body(export, envelope)
+            ref = export.ref
+            if envelope.kind == TELL:
+                await ref.send(message, timeout=envelope.timeout)
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
+            elif envelope.kind == TRY:
+                try:
+                    ref.try_send(message)
+                except MailboxFull:
+                    self._dropped += 1
+                    self._throttle.warn(
+                        "try-full",
+                        "node %s: a remote try_send found actor %s full; dropped",
+                        self.node,
+                        export.cell.path,
+                    )
+                    raise
+                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
+            elif envelope.kind == ASK:
+                await self._enqueue_ask(export, message, envelope.timeout, reply_to)
+            else:
+                raise WireError(f"unknown envelope kind {envelope.kind}")
+        except WireError as error:
+            self._reject(export.cell.path, error)
+            await self._answer_error(reply_to, export, error)
+        except Exception as error:  # refused by the target: the sender learns why
+            await self._answer_error(reply_to, export, error)
+
+    def _decode_body(self, export: Export | _Served, envelope: Envelope) -> object:
+        cls = message_type(envelope.type)
+        if cls is None:
+            raise WireError(f"unknown message type {envelope.type!r}; register it on this node")
+        accepts = export.accepts
+        if accepts is not None and not issubclass(cls, accepts):
+            raise MessageTypeError(
+                f"actor {export.path} does not accept {envelope.type!r}; it accepts "
+                + " | ".join(message_name(t) for t in accepts)
+            )
+        try:
+            return self._decoder(cls).decode(envelope.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise WireError(f"malformed {envelope.type!r}: {error}") from None
+
+    async def _enqueue_ask(
+        self, export: Export, message: object, timeout: float | None, reply_to: str
+    ) -> None:
+        # As ActorRef.ask, but the wait for the reply runs in a task of its own, so that
+        # this subscription goes on enqueueing the next frames in order meanwhile.
+        cell = export.cell
+        if type(message) not in cell.admitted:
+            cell.admit(message)
+        reply = oneshot()
+        envelope = Ask(message, reply)
+        started = time.monotonic()
+        code = cell.mailbox.put_nowait(envelope)
+        if code == FULL:
+            try:
+                code = await cell.mailbox.put(envelope, timeout)
+            except Expired:
+                raise AskTimeout(
+                    f"actor {cell.path} did not take {type(message).__qualname__} within "
+                    f"{timeout} s"
+                ) from None
+        if code != ENQUEUED:
+            raise cell.stopped_error(message)
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        self._own(self._answer_ask(export, message, reply, remaining, reply_to))
+
+    async def _answer_ask(
+        self,
+        export: Export,
+        message: object,
+        reply: Any,
+        timeout: float | None,
+        reply_to: str,
+    ) -> None:
+        try:
+            value = await reply.wait(timeout)
+        except Expired:
+            error: Exception = AskTimeout(
+                f"actor {export.cell.path} did not answer {type(message).__qualname__} "
+                f"within {timeout} s"
+            )
+            await self._answer_error(reply_to, export, error)
+            return
+        except Exception as error:
+            await self._answer_error(reply_to, export, error)
+            return
+        await self._answer_value(reply_to, export, value)
+
+    async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:
+        exports: list[int] = []
+        try:
+            body = self._encode(value, exports)
+        except WireError as error:
+            await self._answer_error(reply_to, export, error)
+            return
+        await self._respond(
+            reply_to, Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free()), exports
+        )
+
+    async def _respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+        client = self._nc
+        if not reply_to or client is None:
+            return
+        for id in exports:
+            await self._ensure_subscribed(id)
+        with contextlib.suppress(Exception):
+            await client.publish(reply_to, msgspec.msgpack.encode(reply))
+
+    async def _answer_error(
+        self, reply_to: str, export: Export | _Served, error: BaseException
+    ) -> None:
+        info = error_info(error, export.path, self.node)
+        free = export.free() if not isinstance(error, MailboxFull) else 0
+        await self._respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, free, info), [])
+
+
+def _raw(value: object) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.msgpack.encode(value))
+
+
+def as_wire_error(error: BaseException) -> WireError:
+    return error if isinstance(error, WireError) else WireError(f"malformed frame: {error}")

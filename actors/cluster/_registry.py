@@ -1,0 +1,265 @@
+"""The registry: local actors exported to other nodes, proxies of remote ones, and refs on the wire.
+
+A local ref that leaves this node (a public actor, or a ref inside a message or a reply) is
+exported: it gets an id, and with it the address ``p.actor.<node>.<incarnation>.<id>``.
+When the actor ends, its export is retired and a `Down` notice tells the other nodes. An
+address that arrives becomes a `RemoteRef` (one per address while anything holds it, in
+a weak table) or, for one of our own actors, the local ref again.
+
+Guarded by ``_lock``: the export table and the proxy table (callers' threads encode and
+decode refs). Loop only: the decoder cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import msgspec
+
+from .._cell import Cell
+from .._ref import ActorRef
+from ._membership import Membership
+from ._remote import GroupRef, RemoteRef, finish_proxy
+from ._wire import (
+    WIRE_VERSION,
+    Address,
+    Down,
+    NodeDown,
+    WireError,
+    decoder_for,
+    error_info,
+    message_name,
+)
+
+if TYPE_CHECKING:
+    import asyncio
+    import itertools
+
+    from nats.aio.subscription import Subscription
+
+    from .._system import ActorSystem
+    from ._nats import Nats  # for typing only: the façade is built on this layer
+
+GROUP_ID: Final = 0  # the address id of a served pool (exported actors count from 1)
+
+
+class Export:
+    """A local actor reachable from other nodes (loop only, except ``ref``/``cell``)."""
+
+    __slots__ = ("cell", "id", "ready", "ref", "subs")
+
+    def __init__(self, ref: ActorRef[Any], cell: Cell, id: int) -> None:
+        self.ref = ref
+        self.cell = cell
+        self.id = id
+        self.ready: asyncio.Future[None] | None = None
+        self.subs: list[Subscription] = []
+
+    @property
+    def path(self) -> str:
+        return self.cell.path
+
+    @property
+    def accepts(self) -> tuple[type, ...] | None:
+        return self.cell.accepts
+
+    def free(self) -> int:
+        box = self.cell.mailbox
+        return max(0, box.capacity - len(box))
+
+
+class Registry(Membership):
+    """Exports, proxies, and the encoding of refs into addresses and back."""
+
+    _system: ActorSystem | None
+    # Guarded by _lock.
+    _exports: dict[int, Export]
+    _export_ids: dict[Cell, int]
+    _ids: itertools.count[int]
+    # Loop only.
+    _decoders: dict[Any, msgspec.msgpack.Decoder[Any]]
+
+    @property
+    def _facade(self) -> Nats:
+        """This layer as what proxies call: it is only ever instantiated as `Nats`."""
+        return cast("Nats", self)
+
+    # -- exports (local actors reachable from elsewhere) ------------------------------------
+
+    def _export(self, ref: ActorRef[Any]) -> tuple[Address, bool]:
+        """The address of local ``ref``, exporting it on first use. Any thread."""
+        cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+        if cell.system is not self._system:
+            raise WireError(
+                f"the ref to {cell.path} belongs to another actor system than node {self.node}'s"
+            )
+        with self._lock:
+            id = self._export_ids.get(cell)
+            new = id is None
+            if id is None:
+                id = next(self._ids)
+                self._exports[id] = Export(ref, cell, id)
+                self._export_ids[cell] = id
+        if new:
+            cell.terminated.when_set(functools.partial(self._on_export_ended, id))
+        accepts = cell.accepts
+        names = None if accepts is None else tuple(message_name(t) for t in accepts)
+        box = cell.mailbox
+        address = Address(
+            self.node, self.incarnation, id, cell.path, names, max(0, box.capacity - len(box))
+        )
+        return address, new
+
+    def _on_export_ended(self, id: int, reason: BaseException | None) -> None:
+        # Any thread (wherever the actor ended).
+        loop = self._loop
+        if loop is None or self._closing:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._unexport, id, reason, context=contextvars.Context())
+
+    def _unexport(self, id: int, reason: BaseException | None) -> None:
+        with self._lock:
+            export = self._exports.pop(id, None)
+            if export is None:
+                return
+            self._export_ids.pop(export.cell, None)
+        self._own(self._retire(export, reason))
+
+    async def _retire(self, export: Export, reason: BaseException | None) -> None:
+        for sub in export.subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        client = self._nc
+        if client is None:
+            return
+        info = None if reason is None else error_info(reason, export.cell.path, self.node)
+        down = Down(WIRE_VERSION, self.incarnation, export.id, info)
+        with contextlib.suppress(Exception):
+            await client.publish(f"{self.prefix}.down.{self.node}", msgspec.msgpack.encode(down))
+
+    # -- encoding and decoding values ------------------------------------------------------
+
+    def _encode(self, value: object, exports: list[int]) -> bytes:
+        """Encode ``value``, exporting the local refs in it (their ids go to ``exports``)."""
+
+        def hook(obj: Any) -> Any:
+            if isinstance(obj, GroupRef):
+                raise WireError(
+                    f"a GroupRef (of {obj.group!r}) cannot travel in a message; send the name"
+                )
+            if isinstance(obj, RemoteRef):
+                return _address_of(obj)  # pyright: ignore[reportUnknownArgumentType]
+            if isinstance(obj, ActorRef):
+                address, _ = self._export(obj)  # pyright: ignore[reportUnknownArgumentType]
+                exports.append(address.id)
+                return address
+            raise NotImplementedError
+
+        try:
+            return msgspec.msgpack.encode(value, enc_hook=hook)
+        except WireError:
+            raise
+        except (TypeError, ValueError, OverflowError) as error:
+            raise WireError(
+                f"cannot encode {type(value).__qualname__} for the wire: {error}"
+            ) from None
+
+    def _decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
+        decoder = self._decoders.get(tp)
+        if decoder is None:
+            decoder = self._decoders[tp] = decoder_for(tp, self._dec_hook)
+        return decoder
+
+    def _dec_hook(self, tp: Any, obj: Any) -> Any:
+        origin = getattr(tp, "__origin__", tp)
+        if isinstance(origin, type) and issubclass(origin, ActorRef):
+            try:
+                address = msgspec.convert(obj, Address)
+            except msgspec.ValidationError as error:
+                raise ValueError(f"a malformed actor address: {error}") from None
+            return self._ref_for(address)
+        raise NotImplementedError(f"cannot decode {tp!r}")
+
+    def _ref_for(self, address: Address) -> ActorRef[Any]:
+        """The ref for an address that arrived: a local ref for our own actors."""
+        if address.node == self.node and address.incarnation == self.incarnation:
+            with self._lock:
+                export = self._exports.get(address.id)
+            if export is not None:
+                return export.ref
+        key = (address.node, address.incarnation, address.id)
+        system, home = self._system, self._home
+        assert system is not None
+        assert home is not None
+        with self._lock:
+            ref = self._proxies.get(key)
+            if ref is None:
+                proxy = Cell(
+                    system,
+                    _no_factory,
+                    name=address.path.rsplit("/", 1)[-1],
+                    path=address.path,
+                    home=home,
+                    capacity=1,
+                    throughput=1,
+                )
+                ref = RemoteRef[Any](proxy, self._facade, address)
+                proxy.ref = ref
+                self._proxies[key] = ref
+            dead = (key[0], key[1]) in self._dead
+        if address.node == self.node:
+            # Our own actor that has stopped since, or one of an earlier run of this node.
+            gone = address.incarnation == self.incarnation
+            finish_proxy(
+                ref._cell,  # pyright: ignore[reportPrivateUsage]
+                None if gone else NodeDown(f"node {address.node} has restarted since"),
+            )
+        elif dead:
+            finish_proxy(
+                ref._cell,  # pyright: ignore[reportPrivateUsage]
+                NodeDown(f"node {address.node} (incarnation {address.incarnation}) is gone"),
+            )
+        elif (key[0], key[1]) not in self._members and threading.get_ident() == home.thread_id:
+            # Learnt from an address: it counts as alive until its heartbeats stop.
+            self._members[(key[0], key[1])] = time.monotonic()
+        return ref
+
+    def _group_ref(self, name: str, member: Address) -> GroupRef[Any]:
+        """The one `GroupRef` of public ``name`` (while anything holds it)."""
+        system, home = self._system, self._home
+        assert system is not None
+        assert home is not None
+        key = ("*", name, GROUP_ID)
+        address = Address("*", "*", GROUP_ID, f"/group/{name}", member.accepts, member.free)
+        with self._lock:
+            ref = self._proxies.get(key)
+            if isinstance(ref, GroupRef):
+                ref.settle_credit(member.free)
+                return ref
+            proxy = Cell(
+                system,
+                _no_factory,
+                name=name,
+                path=address.path,
+                home=home,
+                capacity=1,
+                throughput=1,
+            )
+            group = GroupRef[Any](proxy, self._facade, address, name)
+            proxy.ref = group
+            self._proxies[key] = group
+        return group
+
+
+def _address_of(ref: RemoteRef[Any]) -> Address:
+    return ref.address
+
+
+def _no_factory() -> Any:
+    raise RuntimeError("a proxy for a remote actor never runs")
