@@ -56,7 +56,7 @@ from ._supervisor import (
 from ._timers import CANCELLED, TIMER, Timer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from ._clock import Scheduled
     from ._runtime import Home
@@ -638,20 +638,10 @@ class Cell:
         instance = self.instance
         assert instance is not None
         self.handling = type(message)
-        try:
-            await instance.receive(message)
-        except Exception as error:
-            self.failed_items += 1
-            await self._crash(error, message)
-            return False
-        except BaseException as error:
-            failure = self._as_failure(error, message)
-            if failure is None:
-                raise
-            self.failed_items += 1
-            await self._crash(failure, message)
-            return False
-        return True
+        if await self._outside_run(instance.receive(message), message):
+            return True
+        self.failed_items += 1  # a tick is a mailbox item
+        return False
 
     def start_timer(self, message: object, delay: float, interval: float | None) -> Timer:
         """On the home thread: a timer delivering ``message`` to this actor."""
@@ -670,10 +660,23 @@ class Cell:
         instance = self.instance
         assert instance is not None
         event = Terminated(watched.ref, reason)
+        return await self._outside_run(instance.on_terminated(event), event)
+
+    async def _outside_run(self, handler: Coroutine[Any, Any, object], message: object) -> bool:
+        """Await a handler called from a control signal, failing the actor as `_run` would.
+
+        (`_run` inlines the same rules for ordinary messages: it is the hot path.)
+        """
         try:
-            await instance.on_terminated(event)
+            await handler
         except Exception as error:
-            await self._crash(error, event)
+            await self._crash(error, message)
+            return False
+        except BaseException as error:
+            failure = self._as_failure(error, message)
+            if failure is None:
+                raise
+            await self._crash(failure, message)
             return False
         return True
 

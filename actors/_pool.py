@@ -1116,7 +1116,7 @@ async def spawn_pool(
     if capacity is not None and capacity < 1:
         raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
     if name is None:
-        with system._lock:  # pyright: ignore[reportPrivateUsage]
+        with system.tree_lock:
             name = f"pool-{next(system._serial)}"  # pyright: ignore[reportPrivateUsage]
     state = _PoolState(hashed=routing == "consistent-hash")
     pull = routing == "pull"

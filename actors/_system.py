@@ -158,7 +158,6 @@ class ActorSystem:
         # and the path index. Never held across an await or a call into user code.
         self.tree_lock = threading.Lock()
         self._metrics_lock = threading.Lock()
-        self._lock = self.tree_lock
         self._state = _NEW
         self._stopped = Latch()  # set once the system has fully shut down
         self._paths: dict[str, Cell] = {}  # every live actor by path, the guardian included
@@ -203,7 +202,7 @@ class ActorSystem:
                 log.error("top-level actor failed for good: %r", error)
             ```
         """
-        with self._lock:
+        with self.tree_lock:
             return list(self._failures)
 
     async def wait_failure(self) -> BaseException:
@@ -236,7 +235,7 @@ class ActorSystem:
                 print(actor.path, actor.processed, actor.mailbox_high_water)
             ```
         """
-        with self._lock:
+        with self.tree_lock:
             cells = [cell for cell in self._paths.values() if cell is not self._guardian]
         homes: list[Home] = list(self._workers)
         host = self._host
@@ -255,13 +254,13 @@ class ActorSystem:
                 await account.send(Deposit(5))
             ```
         """
-        with self._lock:
+        with self.tree_lock:
             cell = self._paths.get(path)
         return cell.ref if cell is not None else None
 
     def children_of(self, cell: Cell) -> list[Cell]:
         """Internal: a snapshot of ``cell``'s children, in start order."""
-        with self._lock:
+        with self.tree_lock:
             return list(cell.children.values()) if cell.children else []
 
     @property
@@ -292,7 +291,7 @@ class ActorSystem:
         Cancellation: the worker threads already started are stopped and joined (shielded),
         and the system ends up shut down.
         """
-        with self._lock:
+        with self.tree_lock:
             if self._state != _NEW:
                 if self._state == _RUNNING:
                     return
@@ -317,7 +316,7 @@ class ActorSystem:
                     guardian.stop_for_good()
                     await guardian.terminated.wait()
                 await self._stop_workers()
-            with self._lock:
+            with self.tree_lock:
                 self._mark_stopped_locked()
             raise
         if self._watchdog is not None:
@@ -336,7 +335,7 @@ class ActorSystem:
             capacity=1,
             throughput=self.throughput,
         )
-        with self._lock:
+        with self.tree_lock:
             self._paths[guardian.path] = guardian
         self._guardian = guardian
         started = oneshot()
@@ -553,7 +552,7 @@ class ActorSystem:
                 await system.shutdown()
             ```
         """
-        with self._lock:
+        with self.tree_lock:
             state = self._state
             if state == _NEW:
                 self._mark_stopped_locked()
@@ -577,7 +576,7 @@ class ActorSystem:
             if self._watchdog is not None:
                 self._watchdog.stop()
             await self._stop_workers()
-            with self._lock:
+            with self.tree_lock:
                 self._mark_stopped_locked()
 
     async def _stop_workers(self) -> None:
@@ -596,7 +595,7 @@ class ActorSystem:
         if placement is None:
             placement = self._default_placement
         if placement is None:
-            with self._lock:  # itertools.count is not atomic on free-threaded builds
+            with self.tree_lock:  # itertools.count is not atomic on free-threaded builds
                 index = next(self._round_robin)
             return self._workers[index % len(self._workers)]
         if placement == HOST:
@@ -622,7 +621,7 @@ class ActorSystem:
         capacity: int,
         restart: Restart,
     ) -> Cell:
-        with self._lock:
+        with self.tree_lock:
             if self._state != _RUNNING and parent is self._guardian:
                 raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
             if parent.exiting or parent.terminated.is_set:
@@ -659,7 +658,7 @@ class ActorSystem:
 
     def _unregister(self, cell: Cell) -> list[Cell]:
         """A cell has finished for good: drop it from the tree; return its watchers."""
-        with self._lock:
+        with self.tree_lock:
             parent = cell.parent
             if parent is not None and parent.children and parent.children.get(cell.name) is cell:
                 del parent.children[cell.name]
@@ -669,7 +668,7 @@ class ActorSystem:
 
     def _record_failure(self, error: BaseException) -> None:
         """A top-level actor failed for good: keep it, and apply the escalation policy."""
-        with self._lock:
+        with self.tree_lock:
             self._failures.append(error)
         self._failed.set(error)
         if self.escalation == "shutdown":
@@ -678,14 +677,14 @@ class ActorSystem:
             thread = threading.Thread(
                 target=anyio.run, args=(self.shutdown,), name=thread_name(self.name, "escalation")
             )
-            with self._lock:
+            with self.tree_lock:
                 if self._escalation is not None:
                     return
                 self._escalation = thread
             thread.start()
 
     def _describe_task(self, task_name: str) -> str | None:
-        with self._lock:
+        with self.tree_lock:
             cell = self._paths.get(task_name)
         if cell is None:
             return None  # a task that is not an actor's
