@@ -33,8 +33,12 @@ class ClusterBackend(Protocol):
         """Connect and join the cluster; called once the system's loops and root exist."""
         ...
 
-    async def register(self, name: str, ref: ActorRef[Any]) -> None:
-        """Make ``ref`` reachable from every node under ``name`` before ``spawn`` returns."""
+    async def register(self, name: str, ref: ActorRef[Any], *, durable: bool = False) -> None:
+        """Make ``ref`` reachable from every node under ``name`` before ``spawn`` returns.
+
+        ``durable``: remote messages to it must go through an at-least-once mailbox; a
+        backend that has none raises `ValueError`.
+        """
         ...
 
     async def lookup(self, name: str, accepts: Any, timeout: float) -> ActorRef[Any]:

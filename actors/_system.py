@@ -354,6 +354,7 @@ class ActorSystem:
         placement: Placement = None,
         restart: Restart = Restart.PERMANENT,
         public: bool = False,
+        durable: bool = False,
     ) -> ActorRef[M]:
         """Create a top-level actor from ``factory``, run its ``on_start``, return its ref.
 
@@ -371,6 +372,9 @@ class ActorSystem:
             restart: when the actor is restarted (`Restart`; default permanent).
             public: also make it reachable by ``name`` from every node of the system's
                 cluster (`lookup_remote`) before this returns; needs ``cluster=`` and a name.
+            durable: public, and its messages from other nodes go through a durable,
+                at-least-once mailbox of the cluster (JetStream for `actors.cluster.Nats`):
+                see the cluster docs. Implies ``public``.
 
         Raises:
             SystemNotRunning: the system is not running.
@@ -391,14 +395,16 @@ class ActorSystem:
         if guardian is None or self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
         cluster = self.cluster
+        public = public or durable
         if public and (cluster is None or name is None):
-            raise ValueError("spawn(public=True) needs a name and an ActorSystem(cluster=...)")
+            flag = "durable" if durable else "public"
+            raise ValueError(f"spawn({flag}=True) needs a name and an ActorSystem(cluster=...)")
         ref = await self._spawn(
             guardian, factory, name=name, capacity=capacity, placement=placement, restart=restart
         )
         if public and cluster is not None and name is not None:
             try:
-                await cluster.register(name, ref)
+                await cluster.register(name, ref, durable=durable)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await ref.stop()

@@ -307,11 +307,12 @@ class Nats(Outbox):
             thread.join()
             raise
 
-    async def register(self, name: str, ref: ActorRef[Any]) -> None:
+    async def register(self, name: str, ref: ActorRef[Any], *, durable: bool = False) -> None:
         """Make ``ref`` reachable as ``name`` from every node; returns once the server has it.
 
         Raises:
-            ValueError: ``name`` is not a valid subject token (letters, digits, - and _).
+            ValueError: ``name`` is not a valid subject token (letters, digits, - and _),
+                or ``durable`` (durable mailboxes are not implemented yet).
 
         Cancellation: the name may already be registered.
 
@@ -324,6 +325,8 @@ class Nats(Outbox):
             raise ValueError(
                 f"a public actor name may hold letters, digits, - and _ only, got {name!r}"
             )
+        if durable:
+            raise ValueError(f"durable mailboxes are not implemented yet (actor {name!r})")
         address, _ = self._export(ref)
         await self._call(self._register(name, address.id))
 
