@@ -40,7 +40,7 @@ from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import DRAINED, EMPTY, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
 from ._metrics import HandlerTimes
-from ._oneshot import Latch, Oneshot
+from ._oneshot import Latch, Oneshot, oneshot
 from ._ref import ActorRef
 from ._sendable import check_sendable, is_always_sendable
 from ._supervision import Restart, RestartWindow, Terminated
@@ -74,6 +74,14 @@ REBOOTING: Final = "rebooting"
 ENDED: Final = "ended"
 
 
+def _starts_itself(actor_class: type[object]) -> bool:
+    """Whether the class overrides `Actor.on_start` (which must then run before spawn returns)."""
+    hook: object = getattr(actor_class, "on_start", None)
+    return hook is not _NO_START
+
+
+_NO_START: Final[object] = getattr(Actor, "on_start")  # noqa: B009 (typed as a plain object)
+_BUILT: Final = object()  # _live's prelude: begin_here already made the instance
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
@@ -288,7 +296,34 @@ class Cell:
 
     def begin(self, started: Oneshot) -> None:
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
-        self._spawn_task(self._live(started))
+        self._spawn_task(self._live(started, None))
+
+    def begin_here(self) -> Oneshot | None:
+        """Create the actor now, on its home thread; None when it is already running.
+
+        The fast path of a spawn made on the actor's own loop (a parent spawning on its
+        loop, the spawn-heavy programs): an actor without an ``on_start`` needs no task and
+        no hand-shake, just its instance. Otherwise (an ``on_start`` to await, or a factory
+        that raised) the start-up continues in a task, as `begin`, and the oneshot that
+        task settles is returned for the caller to wait on.
+        """
+        try:
+            self.context.run(self._construct)
+        except Exception as error:
+            return self._start_in_task(error)
+        if _starts_itself(type(self.instance)):
+            return self._start_in_task(_BUILT)
+        self.phase = RUNNING
+        # The consumer token has been ours since the cell was made: keep it (and run) if
+        # __init__ sent something or a stop came meanwhile, else hand it back.
+        if not self.mailbox.release():
+            self._start_run()
+        return None
+
+    def _start_in_task(self, prelude: BaseException | object) -> Oneshot:
+        started = oneshot()
+        self._spawn_task(self._live(started, prelude))
+        return started
 
     # -- requests from other actors and threads (any thread) -------------------------------
 
@@ -380,9 +415,17 @@ class Cell:
 
     # -- the actor's life, on the home loop -------------------------------------------------
 
-    async def _live(self, started: Oneshot) -> None:
+    async def _live(self, started: Oneshot, prelude: BaseException | object) -> None:
+        # prelude: None (construct here), _BUILT (constructed by begin_here) or the error
+        # the factory raised there.
         try:
-            await self._boot()
+            if prelude is None:
+                self._construct()
+            elif isinstance(prelude, BaseException):
+                raise prelude
+            instance = self.instance
+            assert instance is not None
+            await instance.on_start()
         except Exception as error:
             error.add_note(f"raised while starting actor {self.path}")
             await self._finish(error, run_on_stop=False)
@@ -435,6 +478,12 @@ class Cell:
         await self._run()
 
     async def _boot(self) -> None:
+        self._construct()
+        instance = self.instance
+        assert instance is not None
+        await instance.on_start()
+
+    def _construct(self) -> None:
         token = constructing.set(self)
         try:
             instance = self.factory()
@@ -446,7 +495,6 @@ class Cell:
                 f"got {type(instance).__qualname__}"
             )
         self.instance = instance
-        await instance.on_start()
 
     def bind(self, actor_class: type[Actor[Any]]) -> None:
         """Called by Actor.__new__, before the user's __init__ can send anything to itself."""
@@ -683,12 +731,17 @@ class Cell:
     def _as_failure(self, error: BaseException, message: object) -> RuntimeError | None:
         """A non-Exception raised by a handler, as a failure of this actor; None to propagate.
 
-        Only the cancellation of this actor's own task (a kill) propagates. A CancelledError
+        Only the cancellation of this actor's own task (a kill) and the closing of its
+        coroutine (GeneratorExit) propagate. A CancelledError
         the handler raised while the actor was *not* being cancelled, and SystemExit or
         KeyboardInterrupt raised by a handler, become a RuntimeError caused by them: passed
         on as they are, the first would make an asker believe it was cancelled itself, and
         the others would take the whole worker loop (every actor on it) down.
         """
+        if isinstance(error, GeneratorExit):
+            # The run coroutine is being closed (its loop is gone and the garbage collector
+            # finalizes an abandoned task): nothing may be awaited or logged any more.
+            return None
         task = self.task
         if isinstance(error, asyncio.CancelledError) and (task is None or task.cancelling()):
             return None

@@ -428,6 +428,18 @@ class Mailbox(Generic[T]):
             sender.waiter.settle()
         return item
 
+    def release(self) -> bool:
+        """Hand the consumer token back if there is nothing to do; False keeps it.
+
+        For a consumer that holds the token without having popped (an actor that started
+        without a run task): with messages, signals or a close waiting it must run.
+        """
+        with self._lock:
+            if self._queue or self._control or self._closed:
+                return False
+            self._scheduled = False
+            return True
+
     def close(self, *, seal: bool = False) -> bool:
         """Refuse new messages; the consumer still drains what was accepted.
 

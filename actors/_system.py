@@ -453,15 +453,19 @@ class ActorSystem:
         if size < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {size}")
         cell = self._register(parent, factory, name, home, size, restart)
-        started = oneshot()
-        try:
-            if threading.get_ident() == home.thread_id:
-                cell.begin(started)
-            else:
+        if threading.get_ident() == home.thread_id:
+            # On the actor's own loop: build it now; no task at all without an on_start.
+            waiting = cell.begin_here()
+            if waiting is None:
+                return cell.ref
+            started = waiting
+        else:
+            started = oneshot()
+            try:
                 home.loop.call_soon_threadsafe(cell.begin, started)
-        except RuntimeError:
-            self._unregister(cell)
-            raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
+            except RuntimeError:
+                self._unregister(cell)
+                raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
         try:
             await started.wait()
         except BaseException:

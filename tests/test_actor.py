@@ -462,3 +462,108 @@ async def test_handlers_may_use_anyio_whatever_the_host_backend() -> None:
         ref = await system.spawn(AnyioUser)
         with anyio.fail_after(WAIT):
             assert await ref.ask(Count()) == 1
+
+
+# -- spawning on the actor's own loop (no hand-shake) -----------------------------------------
+
+
+class SendsToItself(Actor[Tick | Count | Seen]):
+    """No on_start: a spawn on its own loop builds it in place; __init__ already sends."""
+
+    handled: Flag | None = None  # set by a test: the first Tick was handled
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.ref.try_send(Tick(1))
+
+    async def receive(self, message: Tick | Count | Seen) -> object:
+        match message:
+            case Tick(n):
+                self.seen.append(n)
+                if SendsToItself.handled is not None:
+                    SendsToItself.handled.set()
+            case Count():
+                return len(self.seen)
+            case Seen():
+                return tuple(self.seen)
+
+
+def sniffio_is_trio() -> bool:
+    import sniffio
+
+    return sniffio.current_async_library() == "trio"
+
+
+def _broken() -> Actor[Any]:
+    raise LookupError("no such thing")
+
+
+_FACTORIES: dict[str, Any] = {
+    "sends": SendsToItself,
+    "starts": lambda: SelfAware(),
+    "broken": _broken,
+    "bad-start": BadStart,
+}
+
+
+class SpawnHere(actors.Request[ActorRef[Any]], frozen=True):
+    factory: str
+
+
+class Spawner(Actor[SpawnHere]):
+    """Spawns on its own loop (placement = its worker) the factory it is asked to."""
+
+    async def receive(self, message: SpawnHere) -> ActorRef[Any]:
+        placement = int(self.ref.statistics().loop)
+        return await self.system.spawn(_FACTORIES[message.factory], placement=placement)
+
+
+async def _spawn_on_own_loop(system: ActorSystem, where: str, factory: str) -> ActorRef[Any]:
+    if where == "host":
+        if sniffio_is_trio():
+            pytest.skip('placement="host" needs an asyncio host')
+        return await system.spawn(_FACTORIES[factory], placement="host")
+    spawner = await system.spawn(Spawner, placement=0)
+    return await spawner.ask(SpawnHere(factory))
+
+
+@pytest.mark.parametrize("where", ["host", "actor"])
+async def test_a_spawn_on_the_actors_own_loop_runs_what_init_sent(where: str) -> None:
+    SendsToItself.handled = handled = Flag()
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            ref = await _spawn_on_own_loop(system, where, "sends")
+            await handled.wait()  # with nothing else sent: the start-up ran the actor
+            assert await ref.ask(Seen()) == (1,)
+            await ref.send(Tick(2))
+            assert await ref.ask(Seen()) == (1, 2)
+
+
+@pytest.mark.parametrize("where", ["host", "actor"])
+async def test_a_spawn_on_the_actors_own_loop_still_waits_for_on_start(where: str) -> None:
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            ref = await _spawn_on_own_loop(system, where, "starts")
+            threads = await ref.ask(Threads())
+            assert len(threads) == 3  # __init__, on_start (done before spawn returned), receive
+
+
+@pytest.mark.parametrize("where", ["host", "actor"])
+async def test_a_spawn_on_the_actors_own_loop_raises_what_the_factory_raised(where: str) -> None:
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            with pytest.raises(LookupError, match="no such thing") as caught:
+                await _spawn_on_own_loop(system, where, "broken")
+            assert any("while starting actor" in note for note in caught.value.__notes__)
+            with pytest.raises(ValueError, match="no database"):
+                await _spawn_on_own_loop(system, where, "bad-start")
+            # Nothing was left behind: only the spawner (if any) is alive.
+            assert await (await _spawn_on_own_loop(system, where, "sends")).ask(Count()) == 1
+
+
+def test_a_closed_run_coroutine_is_not_a_failure() -> None:
+    # A run task abandoned with its loop is finalized by the garbage collector, which closes
+    # its coroutine with GeneratorExit: that must propagate, not be logged as a crash.
+    from actors._cell import Cell
+
+    assert Cell._as_failure(object.__new__(Cell), GeneratorExit(), Tick(0)) is None  # pyright: ignore[reportPrivateUsage]
