@@ -32,9 +32,9 @@ import functools
 import threading
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-import anyio.lowlevel
 import msgspec
 
+from ._checkpoint import checkpoint
 from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import FULL, OK
 from ._message import Ask
@@ -394,9 +394,10 @@ class EventBus:
             entry = routes.resolve(type(event))
         publishes = self._publishes + 1
         if publishes >= COOPERATIVE_BUDGET:
-            publishes = 0
-            await anyio.lowlevel.checkpoint()  # before delivering: cancelled here, none sent
-        self._publishes = publishes
+            self._publishes = 0  # before the yield: concurrent publishers see the reset
+            await checkpoint()  # before delivering: cancelled here, none sent
+        else:
+            self._publishes = publishes
         nowait, waiting = entry
         delivered = 0
         for sub in nowait:

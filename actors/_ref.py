@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
 import anyio.lowlevel
 
+from ._checkpoint import checkpoint
 from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
@@ -124,11 +125,14 @@ class ActorRef(Generic[M]):
         # Cooperative budget, as tokio's coop: a send that never waits never yields, so a
         # producer loop would monopolise its event loop. The counter is a heuristic shared
         # by every producer using this ref: a lost update under a race only shifts a yield.
+        # The count is stored before the yield: the senders that share this ref and run
+        # during it must see the reset, or each of them would yield too.
         sends = self._sends + 1
         if sends >= COOPERATIVE_BUDGET:
-            sends = 0
-            await anyio.lowlevel.checkpoint()  # before enqueueing: cancelled here, nothing sent
-        self._sends = sends
+            self._sends = 0
+            await checkpoint()  # before enqueueing: cancelled here, nothing sent
+        else:
+            self._sends = sends
         code = self._put_nowait(message)
         if code == OK:
             return
@@ -207,9 +211,10 @@ class ActorRef(Generic[M]):
         # so that a thread looping on blocking_send cannot crowd out the event loops.
         sends = self._sends + 1
         if sends >= COOPERATIVE_BUDGET:
-            sends = 0
+            self._sends = 0
             time.sleep(0)
-        self._sends = sends
+        else:
+            self._sends = sends
         try:
             code = cell.mailbox.put_blocking(message, timeout)
         except Expired:

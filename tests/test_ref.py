@@ -610,3 +610,34 @@ async def test_repr_names_the_path_state_mailbox_and_loop() -> None:
         assert repr(ref) == "<ActorRef /user/shown running mailbox=0/4 loop=1>"
         await ref.stop()
         assert "stopped" in repr(ref)
+
+
+# -- the cooperative budget ---------------------------------------------------------------------
+
+
+async def test_senders_sharing_a_ref_share_its_cooperative_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Many tasks sending through one ref at once (children answering their parent) yield
+    # once per COOPERATIVE_BUDGET sends between them, not once each: the count is reset
+    # before the yield, so those running during it see the reset.
+    import actors._ref
+
+    yields = 0
+    real = actors._ref.checkpoint  # pyright: ignore[reportPrivateUsage]
+
+    async def counting_checkpoint() -> None:
+        nonlocal yields
+        yields += 1
+        await real()
+
+    monkeypatch.setattr(actors._ref, "checkpoint", counting_checkpoint)
+    senders = 8 * actors.COOPERATIVE_BUDGET
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder, capacity=senders)
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for i in range(senders):
+                    tg.start_soon(ref.send, Tick(i))
+            assert await ref.ask(Count()) == senders
+    assert 1 <= yields <= senders // actors.COOPERATIVE_BUDGET + 1
