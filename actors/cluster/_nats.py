@@ -14,6 +14,8 @@ private module that imports only the layers below it:
   and the replies they send.
 * ``_outbound``: the outbox (one FIFO for every frame of the node), requests and their
   replies, try_send credit, lookups.
+* ``_durable``: durable mailboxes on JetStream (``spawn(durable=True)``): publishing into
+  the stream, and one consumer per durable actor.
 
 All of a node's state is set up in `Nats.__init__`, with its threading rule next to it.
 
@@ -25,6 +27,8 @@ Subjects (``p`` is the prefix, default ``actors``):
   request of a `GroupRef`; several nodes serving one name (public actors, or pools served
   with `serve_pool`, routed by `_inbound_pool`) form a queue group, and the server hands
   each message to one of them.
+* ``p.durable.<name>``: the durable mailbox of durable actor ``<name>``, stored in the
+  JetStream stream ``<p>_DURABLE`` (not a core subscription: the owner pulls from it).
 * ``p.hb.<node>``: heartbeats and leave notices. ``p.down.<node>``: an exported actor
   of that node stopped for good.
 * ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests.
@@ -51,8 +55,9 @@ import msgspec
 
 from .._errors import ActorStopped, MailboxFull
 from .._oneshot import Latch, ensure_plain_thread
-from ._outbound import Outbox, check_accepts
-from ._remote import GroupRef, RemoteRef
+from ._durable import Durable
+from ._outbound import check_accepts
+from ._remote import DurableRef, GroupRef, RemoteRef
 from ._transport import ClusterError, ClusterHome, Throttle, subscribe
 from ._wire import TRY, Address, Down, Envelope, Heartbeat, Reply, decoder_for
 
@@ -71,6 +76,11 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_ACK_TIMEOUT",
+    "DEFAULT_DURABLE_ACK_WAIT",
+    "DEFAULT_DURABLE_DEDUP_WINDOW",
+    "DEFAULT_DURABLE_MAX_DELIVER",
+    "DEFAULT_DURABLE_RETRY_DELAY",
+    "DEFAULT_DURABLE_WINDOW",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "DEFAULT_MAX_DEPTH",
@@ -97,6 +107,29 @@ DEFAULT_MAX_DEPTH: Final = 32
 DEFAULT_ACK_TIMEOUT: Final = 30.0
 """Seconds a ``send`` without a timeout waits for its acknowledgement before giving up."""
 
+DEFAULT_DURABLE_ACK_WAIT: Final = 30.0
+"""Seconds JetStream waits for a durable message's ack before redelivering it.
+
+While the handler runs the owning node keeps the message alive (in-progress acks), so this
+bounds how long after a node's death its unfinished message is redelivered.
+"""
+
+DEFAULT_DURABLE_MAX_DELIVER: Final = 5
+"""Attempts at a durable message (deliveries) before it is given up on as poison."""
+
+DEFAULT_DURABLE_WINDOW: Final = 1
+"""Durable messages in flight per durable actor (JetStream ``max_ack_pending``).
+
+1 keeps the stream's order exactly, redeliveries included; more overlaps the round trips
+to the server with handling, and then a redelivered message comes after later ones.
+"""
+
+DEFAULT_DURABLE_RETRY_DELAY: Final = 1.0
+"""Seconds before a message whose handler failed is redelivered (doubling each attempt)."""
+
+DEFAULT_DURABLE_DEDUP_WINDOW: Final = 120.0
+"""Seconds JetStream remembers a message id to drop re-published copies (its own default)."""
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -111,6 +144,16 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
         rejected: inbound frames refused (malformed, unknown type, too large or deep).
         dropped: try_sends dropped by a full target here, and late or stray replies.
         reconnects: how many times the connection came back.
+        durable_published: durable tells this node stored in JetStream (PubAck received).
+        durable_retried: durable publish attempts repeated after a missing PubAck (the
+            same message id: JetStream drops the copy if the first one was stored).
+        durable_deduplicated: publishes that JetStream reported as duplicates of a stored
+            message (a retry whose first attempt had been stored after all).
+        durable_handled: durable messages handled here and acknowledged.
+        durable_redelivered: deliveries to this node that were redeliveries (after a failed
+            handler, a crashed node, or a lost acknowledgement).
+        durable_terminated: durable messages given up on after ``durable_max_deliver``
+            failed attempts (logged, and published as dead letters).
 
     Example:
         ```python
@@ -125,9 +168,15 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     rejected: int
     dropped: int
     reconnects: int
+    durable_published: int = 0
+    durable_retried: int = 0
+    durable_deduplicated: int = 0
+    durable_handled: int = 0
+    durable_redelivered: int = 0
+    durable_terminated: int = 0
 
 
-class Nats(Outbox):
+class Nats(Durable):
     """Join an `ActorSystem` to others over NATS: ``ActorSystem(cluster=Nats(...))``.
 
     Args:
@@ -154,6 +203,17 @@ class Nats(Outbox):
         reconnect_time_wait: seconds between reconnect attempts to one server.
         max_reconnect_attempts: attempts per server after a drop; -1 retries forever.
         pending_size: bytes nats-py buffers while disconnected; beyond, sends fail.
+        durable_ack_wait: seconds JetStream waits for a durable message's ack before it
+            redelivers it (`DEFAULT_DURABLE_ACK_WAIT`); how soon a message a crashed node
+            was handling goes to the restarted one.
+        durable_max_deliver: attempts at a durable message before it is given up on as
+            poison (`DEFAULT_DURABLE_MAX_DELIVER`).
+        durable_window: durable messages in flight per durable actor
+            (`DEFAULT_DURABLE_WINDOW`); 1 keeps the order exactly, redeliveries included.
+        durable_retry_delay: seconds before a failed durable message is redelivered,
+            doubling with each attempt (`DEFAULT_DURABLE_RETRY_DELAY`).
+        durable_dedup_window: seconds JetStream drops re-published copies of a message id
+            (`DEFAULT_DURABLE_DEDUP_WINDOW`); a send stops retrying when it has passed.
 
     Example:
         ```python
@@ -186,6 +246,11 @@ class Nats(Outbox):
         reconnect_time_wait: float = 0.5,
         max_reconnect_attempts: int = -1,
         pending_size: int = 2 * 1024 * 1024,
+        durable_ack_wait: float = DEFAULT_DURABLE_ACK_WAIT,
+        durable_max_deliver: int = DEFAULT_DURABLE_MAX_DELIVER,
+        durable_window: int = DEFAULT_DURABLE_WINDOW,
+        durable_retry_delay: float = DEFAULT_DURABLE_RETRY_DELAY,
+        durable_dedup_window: float = DEFAULT_DURABLE_DEDUP_WINDOW,
     ) -> None:
         if not _TOKEN.match(node):
             raise ValueError(f"a node name may hold letters, digits, - and _ only, got {node!r}")
@@ -198,6 +263,12 @@ class Nats(Outbox):
             )
         if max_message_size < 64 or max_depth < 4:
             raise ValueError("max_message_size must be at least 64 and max_depth at least 4")
+        if durable_ack_wait <= 0 or durable_dedup_window <= 0 or durable_retry_delay < 0:
+            raise ValueError(
+                "need durable_ack_wait > 0, durable_dedup_window > 0, durable_retry_delay >= 0"
+            )
+        if durable_max_deliver < 1 or durable_window < 1:
+            raise ValueError("durable_max_deliver and durable_window must be at least 1")
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.node = node
         self.prefix = prefix
@@ -207,6 +278,11 @@ class Nats(Outbox):
         self.max_depth = max_depth
         self.ack_timeout = ack_timeout
         self.connect_timeout = connect_timeout
+        self.durable_ack_wait = durable_ack_wait
+        self.durable_max_deliver = durable_max_deliver
+        self.durable_window = durable_window
+        self.durable_retry_delay = durable_retry_delay
+        self.durable_dedup_window = durable_dedup_window
         self._options: dict[str, Any] = {
             "servers": self.servers,
             "name": f"actors:{node}",
@@ -245,6 +321,7 @@ class Nats(Outbox):
         )
         self._dead: set[tuple[str, str]] = set()  # node incarnations declared down
         self._ids = itertools.count(1)
+        self._durable_ids = itertools.count(1)
         # Loop only.
         self._members: dict[tuple[str, str], float] = {}  # (node, incarnation) -> last seen
         self._replies: dict[str, tuple[Any, tuple[str, str] | None, float]] = {}
@@ -262,6 +339,16 @@ class Nats(Outbox):
         self._heartbeats = decoder_for(Heartbeat, None)
         self._downs = decoder_for(Down, None)
         self._addresses = decoder_for(Address, None)
+        self._js = None
+        self._stream_ready = False
+        self._stream_lock = None
+        self._consumers = set()
+        self._durable_published = 0
+        self._durable_retried = 0
+        self._durable_deduplicated = 0
+        self._durable_handled = 0
+        self._durable_redelivered = 0
+        self._durable_terminated = 0
 
     def __repr__(self) -> str:
         state = "connected" if self._connected else "disconnected"
@@ -310,15 +397,21 @@ class Nats(Outbox):
     async def register(self, name: str, ref: ActorRef[Any], *, durable: bool = False) -> None:
         """Make ``ref`` reachable as ``name`` from every node; returns once the server has it.
 
+        ``durable``: the actor's tells from other nodes go through its durable mailbox on
+        JetStream (see ``docs/cluster-durable.md``): this makes sure of the stream and of
+        the actor's consumer, and starts delivering what the stream holds for it.
+
         Raises:
-            ValueError: ``name`` is not a valid subject token (letters, digits, - and _),
-                or ``durable`` (durable mailboxes are not implemented yet).
+            ValueError: ``name`` is not a valid subject token (letters, digits, - and _).
+            ClusterError: ``durable`` and the server has no JetStream (``-js``), or refused
+                the stream or the consumer.
 
         Cancellation: the name may already be registered.
 
         Example:
             ```python
             await system.spawn(Account, name="account-7", public=True)  # calls this
+            await system.spawn(Ledger, name="ledger", durable=True)  # with durable=True
             ```
         """
         if not _TOKEN.match(name):
@@ -326,7 +419,9 @@ class Nats(Outbox):
                 f"a public actor name may hold letters, digits, - and _ only, got {name!r}"
             )
         if durable:
-            raise ValueError(f"durable mailboxes are not implemented yet (actor {name!r})")
+            address, _ = self._export(ref, durable=name)
+            await self._call(self._register_durable(name, address.id))
+            return
         address, _ = self._export(ref)
         await self._call(self._register(name, address.id))
 
@@ -439,6 +534,12 @@ class Nats(Outbox):
             rejected=self._rejected,
             dropped=self._dropped,
             reconnects=self._reconnects,
+            durable_published=self._durable_published,
+            durable_retried=self._durable_retried,
+            durable_deduplicated=self._durable_deduplicated,
+            durable_handled=self._durable_handled,
+            durable_redelivered=self._durable_redelivered,
+            durable_terminated=self._durable_terminated,
         )
 
     def blocking(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -471,12 +572,20 @@ class Nats(Outbox):
 
         Cancellation: the frame may already be out and then still be enqueued.
         """
+        if isinstance(ref, DurableRef):
+            durable, msg_id, limit = self._durable_parts(ref, message, timeout)
+            await self._call(self._durable_publish(ref, durable, msg_id, limit))
+            return
         out, wait, on_timeout = self._send_parts(ref, message, timeout)
         await self._call(self._request(ref, out, wait, None, on_timeout))
 
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """Internal: `RemoteRef.blocking_send`, from a plain thread."""
         ensure_plain_thread()
+        if isinstance(ref, DurableRef):
+            durable, msg_id, limit = self._durable_parts(ref, message, timeout)
+            self.blocking(self._durable_publish(ref, durable, msg_id, limit))
+            return
         out, wait, on_timeout = self._send_parts(ref, message, timeout)
         self.blocking(self._request(ref, out, wait, None, on_timeout))
 
@@ -496,6 +605,9 @@ class Nats(Outbox):
 
     def remote_try_send(self, ref: RemoteRef[Any], message: object) -> None:
         """Internal: `RemoteRef.try_send`: decide on the credit view, publish, never wait."""
+        if isinstance(ref, DurableRef):
+            self._durable_try_send(ref, message)
+            return
         out = self._prepare(ref, TRY, message, None)
         if not self._connected:
             raise MailboxFull(
@@ -507,3 +619,21 @@ class Nats(Outbox):
             self._post(self._probe_credit, ref)
             raise ref.full_error(message)
         self._post(self._try_on_loop, ref, out)
+
+    def _durable_try_send(self, ref: DurableRef[Any], message: object) -> None:
+        # Publish in the background: the caller never waits for the PubAck. The ref's
+        # credit bounds the try_sends still waiting for theirs.
+        out, msg_id, _ = self._durable_parts(ref, message, None)
+        if not self._connected:
+            raise MailboxFull(
+                f"node {self.node} is not connected to NATS right now; message to durable "
+                f"actor {ref.name!r} not sent",
+                message,
+            )
+        if not ref.take_credit():
+            raise MailboxFull(
+                f"too many try_sends to durable actor {ref.name!r} are waiting for JetStream "
+                "to store them; message not sent",
+                message,
+            )
+        self._post(self._durable_try_on_loop, ref, out, msg_id)

@@ -30,7 +30,7 @@ from .._message import Request
 from .._sendable import check_sendable
 from ._inbound import NIL, Inbound, as_wire_error
 from ._registry import GROUP_ID
-from ._remote import GroupRef, RemoteRef, finish_proxy
+from ._remote import RemoteRef, by_name, finish_proxy
 from ._wire import (
     ASK,
     OK,
@@ -112,8 +112,10 @@ class Outbox(Inbound):
         return Outbound(self._subject_of(ref), data, exports, message)
 
     def _subject_of(self, ref: RemoteRef[Any]) -> str:
-        if isinstance(ref, GroupRef):
-            return self._name_subject(ref.group)
+        # A group's or a durable actor's requests go to the name (whoever serves it now).
+        name = by_name(ref)
+        if name is not None:
+            return self._name_subject(name)
         return self._actor_subject(ref.address)
 
     async def _pump(self) -> None:
@@ -202,7 +204,7 @@ class Outbox(Inbound):
         info = reply.error or ErrorInfo("other", "Error", "no detail", ref.path, ref.node)
         failure = error_from(info, message)
         stopped = isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown)
-        if stopped and not isinstance(ref, GroupRef):  # one member stopping ends no group
+        if stopped and by_name(ref) is None:  # one member stopping ends no name-bound ref
             finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
         raise failure
 
@@ -217,9 +219,10 @@ class Outbox(Inbound):
         try:
             data = await self._exchange(out, _target_of(ref), wait)
         except _NoResponders:
-            if isinstance(ref, GroupRef):
+            name = by_name(ref)
+            if name is not None:
                 raise ActorNotFound(
-                    f"no node of the cluster serves {ref.group!r} right now; message not delivered",
+                    f"no node of the cluster serves {name!r} right now; message not delivered",
                     out.message,
                 ) from None
             finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
@@ -337,14 +340,16 @@ class Outbox(Inbound):
             if (address.node, address.incarnation) in self._dead:
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 continue
+            if address.durable and not group:  # durable on every node, the owner's too
+                return self._durable_ref(address.durable, address)
             if group or address.id == GROUP_ID:  # a served pool: address the whole group
                 return self._group_ref(name, address)
             return self._ref_for(address)
 
 
 def _target_of(ref: RemoteRef[Any]) -> tuple[str, str] | None:
-    """The node incarnation whose end fails ``ref``'s pending calls (None: a group's)."""
-    if isinstance(ref, GroupRef):
+    """The node incarnation whose end fails ``ref``'s pending calls (None: name-bound)."""
+    if by_name(ref) is not None:
         return None
     address = ref.address
     return (address.node, address.incarnation)

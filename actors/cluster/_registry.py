@@ -4,7 +4,9 @@ A local ref that leaves this node (a public actor, or a ref inside a message or 
 exported: it gets an id, and with it the address ``p.actor.<node>.<incarnation>.<id>``.
 When the actor ends, its export is retired and a `Down` notice tells the other nodes. An
 address that arrives becomes a `RemoteRef` (one per address while anything holds it, in
-a weak table) or, for one of our own actors, the local ref again.
+a weak table) or, for one of our own actors, the local ref again. The address of a durable
+actor (``spawn(durable=True)``) carries its public name, and becomes the one `DurableRef`
+of that name (bound to the name, not to a node: its tells go through JetStream).
 
 Guarded by ``_lock``: the export table and the proxy table (callers' threads encode and
 decode refs). Loop only: the decoder cache.
@@ -24,7 +26,7 @@ import msgspec
 from .._cell import Cell
 from .._ref import ActorRef
 from ._membership import Membership
-from ._remote import GroupRef, RemoteRef, finish_proxy
+from ._remote import DurableRef, GroupRef, RemoteRef, finish_proxy
 from ._wire import (
     WIRE_VERSION,
     Address,
@@ -51,7 +53,7 @@ GROUP_ID: Final = 0  # the address id of a served pool (exported actors count fr
 class Export:
     """A local actor reachable from other nodes (loop only, except ``ref``/``cell``)."""
 
-    __slots__ = ("cell", "id", "ready", "ref", "subs")
+    __slots__ = ("cell", "durable", "id", "ready", "ref", "subs", "tasks")
 
     def __init__(self, ref: ActorRef[Any], cell: Cell, id: int) -> None:
         self.ref = ref
@@ -59,6 +61,8 @@ class Export:
         self.id = id
         self.ready: asyncio.Future[None] | None = None
         self.subs: list[Subscription] = []
+        self.durable = ""  # its public name once registered durable (guarded by _lock)
+        self.tasks: list[asyncio.Task[Any]] = []  # its JetStream consumer, cancelled at the end
 
     @property
     def path(self) -> str:
@@ -91,8 +95,12 @@ class Registry(Membership):
 
     # -- exports (local actors reachable from elsewhere) ------------------------------------
 
-    def _export(self, ref: ActorRef[Any]) -> tuple[Address, bool]:
-        """The address of local ``ref``, exporting it on first use. Any thread."""
+    def _export(self, ref: ActorRef[Any], *, durable: str = "") -> tuple[Address, bool]:
+        """The address of local ``ref``, exporting it on first use. Any thread.
+
+        ``durable``: mark the export durable under that public name (its addresses then
+        carry the name, so that whoever receives one sends through JetStream).
+        """
         cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
         if cell.system is not self._system:
             raise WireError(
@@ -105,13 +113,23 @@ class Registry(Membership):
                 id = next(self._ids)
                 self._exports[id] = Export(ref, cell, id)
                 self._export_ids[cell] = id
+            export = self._exports[id]
+            if durable:
+                export.durable = durable
+            durable = export.durable
         if new:
             cell.terminated.when_set(functools.partial(self._on_export_ended, id))
         accepts = cell.accepts
         names = None if accepts is None else tuple(message_name(t) for t in accepts)
         box = cell.mailbox
         address = Address(
-            self.node, self.incarnation, id, cell.path, names, max(0, box.capacity - len(box))
+            self.node,
+            self.incarnation,
+            id,
+            cell.path,
+            names,
+            max(0, box.capacity - len(box)),
+            durable,
         )
         return address, new
 
@@ -132,6 +150,8 @@ class Registry(Membership):
         self._own(self._retire(export, reason))
 
     async def _retire(self, export: Export, reason: BaseException | None) -> None:
+        for task in export.tasks:
+            task.cancel()  # its consumer: what it fetched and did not ack is redelivered
         for sub in export.subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -193,6 +213,8 @@ class Registry(Membership):
                 export = self._exports.get(address.id)
             if export is not None:
                 return export.ref
+        if address.durable:
+            return self._durable_ref(address.durable, address)
         key = (address.node, address.incarnation, address.id)
         system, home = self._system, self._home
         assert system is not None
@@ -255,6 +277,32 @@ class Registry(Membership):
             proxy.ref = group
             self._proxies[key] = group
         return group
+
+    def _durable_ref(self, name: str, member: Address) -> DurableRef[Any]:
+        """The one `DurableRef` of durable ``name`` (while anything holds it)."""
+        system, home = self._system, self._home
+        assert system is not None
+        assert home is not None
+        # "*durable" is no valid node name, so no node's end ever finishes this proxy.
+        key = ("*durable", name, GROUP_ID)
+        address = Address("*", "*", GROUP_ID, member.path, member.accepts, member.free, name)
+        with self._lock:
+            ref = self._proxies.get(key)
+            if isinstance(ref, DurableRef):
+                return ref
+            proxy = Cell(
+                system,
+                _no_factory,
+                name=name,
+                path=address.path,
+                home=home,
+                capacity=1,
+                throughput=1,
+            )
+            durable = DurableRef[Any](proxy, self._facade, address, name)
+            proxy.ref = durable
+            self._proxies[key] = durable
+        return durable
 
 
 def _address_of(ref: RemoteRef[Any]) -> Address:

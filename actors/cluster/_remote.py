@@ -10,12 +10,16 @@ proxy, which delivers `Terminated` to the watchers exactly as a local actor's en
 
 One `RemoteRef` (and one proxy) exists per remote address and node incarnation while
 anything holds it, so ``==`` and ``hash`` (by cell) work as for local refs.
+
+Two subclasses are bound to a public name instead of one actor: `GroupRef` (a queue
+group: each message to one member) and `DurableRef` (a durable actor: tells stored in
+JetStream first, see ``_durable``). Their proxies are never finished by a node's end.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from .._errors import ActorError, ActorStopped, MailboxFull
 from .._mailbox import Signal
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from ._nats import Nats
     from ._wire import Address
 
-__all__ = ("GroupRef", "RemoteRef", "finish_proxy")
+__all__ = ("DurableRef", "GroupRef", "RemoteRef", "by_name", "finish_proxy")
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
@@ -324,6 +328,72 @@ class GroupRef(RemoteRef[M]):
 
     def __repr__(self) -> str:
         return f"<GroupRef {self._group} nodes=any>"
+
+
+DURABLE_TRIES: Final = 1024  # try_sends of one DurableRef awaiting their PubAck at most
+
+
+class DurableRef(RemoteRef[M]):
+    """A ref to a durable actor (``spawn(durable=True)``): its tells are persisted first.
+
+    Returned by `ActorSystem.lookup_remote` for a durable name, on every node (the owning
+    one too), and wherever a ref to a durable actor arrives in a message. It is bound to
+    the name, not to a node: `send` publishes the message into the cluster's JetStream
+    stream and returns once the server has stored it (the PubAck), whether or not the
+    actor is running right now; the owning node delivers it later, at least once, and
+    acknowledges it only after the handler returned. `ask` stays a plain request to
+    whichever node serves the name (an asker waits for a live answer). The guarantees,
+    options and limits are in ``docs/cluster-durable.md``.
+
+    Differences from a `RemoteRef` bound to one actor: a successful `send` means
+    *persisted*, not enqueued (no remote backpressure: the stream holds what the actor has
+    not taken yet); `try_send` publishes without waiting for the PubAck; the ref never
+    counts as stopped (`is_alive` stays true, watching it never delivers `Terminated`); an
+    ask while no node serves the name raises `ActorNotFound`.
+
+    Example:
+        ```python
+        await system_a.spawn(Account, name="account-7", durable=True)
+        account = await system_b.lookup_remote("account-7", AccountMsg)
+        assert isinstance(account, actors.cluster.DurableRef)
+        await account.send(Deposit(5))  # stored by JetStream when this returns
+        ```
+    """
+
+    __slots__ = ("_durable",)
+
+    def __init__(self, proxy: Cell, nats: Nats, address: Address, durable: str) -> None:
+        super().__init__(proxy, nats, address)
+        self._durable = durable
+        # The credit of a durable ref bounds its try_sends awaiting a PubAck; the mailbox
+        # room reported by asks is not what a durable tell waits for.
+        self._free = DURABLE_TRIES
+
+    @property
+    def name(self) -> str:
+        """The durable actor's public name."""
+        return self._durable
+
+    @property
+    def node(self) -> str:
+        """``"*"``: a durable ref is bound to the name, not to a node."""
+        return "*"
+
+    def settle_credit(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
+        """Internal: as `RemoteRef.settle_credit`, ignoring the remote mailbox room."""
+        super().settle_credit(-1, tried=tried, probe=probe)
+
+    def __repr__(self) -> str:
+        return f"<DurableRef {self._durable} nodes=any>"
+
+
+def by_name(ref: RemoteRef[Any]) -> str | None:
+    """The public name a ref addresses through its name subject (group, durable), or None."""
+    if isinstance(ref, GroupRef):
+        return ref.group
+    if isinstance(ref, DurableRef):
+        return ref.name
+    return None
 
 
 def finish_proxy(proxy: Cell, reason: BaseException | None) -> None:

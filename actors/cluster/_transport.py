@@ -319,10 +319,11 @@ class Transport:
         for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
             task.cancel()
 
-    def _own(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _reject(self, where: str, error: BaseException) -> None:
         self._rejected += 1

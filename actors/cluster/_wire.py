@@ -130,6 +130,10 @@ class Address(msgspec.Struct, array_like=True, frozen=True):
     path: str
     accepts: tuple[str, ...] | None  # registered names, or None: any registered type
     free: int  # free mailbox slots when the address was made (a credit hint)
+    # The public name of a durable actor (spawn(durable=True)), "" otherwise: a node that
+    # receives such an address gets a `DurableRef` (tells through JetStream). A trailing
+    # field with a default: nodes that predate it ignore it (msgspec drops trailing extras).
+    durable: str = ""
 
 
 class Envelope(msgspec.Struct, array_like=True, frozen=True):

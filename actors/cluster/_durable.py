@@ -1,0 +1,512 @@
+"""Durable mailboxes: at-least-once tells to actors spawned with ``durable=True``, on JetStream.
+
+Core NATS is at most once. A durable actor's tells go through JetStream instead:
+
+* **One stream per cluster prefix**, ``<PREFIX>_DURABLE`` over ``p.durable.*``, file storage,
+  work-queue retention (a message is removed once its actor acknowledged it), with a
+  duplicate window. Whichever node needs it creates it (idempotent); the owning node of a
+  durable actor also brings its configuration up to date.
+* **Sending** (`DurableRef.send`) publishes on ``p.durable.<name>`` with a ``Nats-Msg-Id``
+  header (this node, its incarnation, a node-wide sequence number) and returns once the
+  PubAck came: the message is stored. A publish whose PubAck does not come (a lost reply,
+  a broker restart) is retried with the same id until the send's deadline, and the
+  stream's duplicate window drops the copies. Retries stop once the window since the first
+  attempt has passed, so a copy is never published where it could no longer be recognised.
+* **Receiving**: the owning node has a durable pull consumer per durable actor, named after
+  the actor, so a restarted node resumes the same one. Explicit acks, ``max_ack_pending``
+  = ``durable_window``, ``ack_wait`` = ``durable_ack_wait``, ``max_deliver`` =
+  ``durable_max_deliver``. Each fetched message goes through the wire checks (size and
+  depth before decoding, then a typed decode against what the actor accepts); a malformed
+  one is terminated, counted as rejected and logged. The others are enqueued in stream
+  order into the actor's FIFO mailbox as asks (the reply is the handler's outcome), and
+  each is acknowledged only after its handler returned. A handler that raises gets the
+  message again after ``durable_retry_delay`` (doubling), up to ``durable_max_deliver``
+  attempts; then it is terminated, counted, logged and published as a dead letter.
+  While a handler runs, the message is kept alive with in-progress acks, so a long handler
+  is not redelivered behind its back; a node that dies stops sending them, and the server
+  redelivers after ``ack_wait`` to whoever binds the consumer next.
+* **Handled ids**: the stream sequences of the last messages handled here are remembered,
+  so a redelivery whose only fault was a lost ack (a broker restart between the handler and
+  the ack) is acknowledged without running the handler twice.
+
+Loop only, except the message-id counter (guarded by ``_lock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from .._errors import ActorStopped, MessageTypeError, NotSendableError, SendTimeout
+from .._mailbox import FULL
+from .._mailbox import OK as ENQUEUED
+from .._message import Ask
+from .._oneshot import oneshot
+from ._outbound import Outbox
+from ._transport import ClusterError, logger
+from ._wire import TELL, WIRE_VERSION, WireError, check_frame
+
+if TYPE_CHECKING:
+    import itertools
+
+    from nats.aio.msg import Msg
+
+    from ._outbound import Outbound
+    from ._registry import Export
+    from ._remote import DurableRef
+
+_PUBLISH_TRY: Final = 2.0  # seconds one publish attempt waits for its PubAck
+_FETCH_WAIT: Final = 1.0  # seconds one pull request lingers on the server
+_HANDLED: Final = 4096  # stream sequences remembered per durable actor (ack-lost redeliveries)
+_RETRY_CAP: Final = 60.0  # longest delay before a failed message is redelivered
+_HEADROOM: Final = 1024  # bytes a stored message may have beyond max_message_size (headers)
+_LEAVE_WAIT: Final = 5.0  # longest a leaving node waits for its durable handlers to finish
+
+_UNAVAILABLE: Final = (None, 500, 503, 404)  # JetStream statuses worth retrying (404: no stream)
+_ALREADY_IN_USE: Final = 10058  # JetStream: stream name in use with another configuration
+
+
+class _Consumer:
+    """The JetStream consumer of one durable actor on this node (loop only)."""
+
+    __slots__ = ("export", "freed", "handled", "name", "order", "pending", "settling", "sub")
+
+    def __init__(self, name: str, export: Export) -> None:
+        self.name = name
+        self.export = export
+        self.sub: Any = None  # a nats-py PullSubscription, bound by the fetch loop
+        self.pending: set[int] = set()  # stream sequences enqueued, not yet settled
+        self.settling: set[asyncio.Task[None]] = set()  # their waits for the handler
+        self.freed = asyncio.Event()  # a pending message was settled: room to fetch
+        self.handled: set[int] = set()
+        self.order: collections.deque[int] = collections.deque()
+
+    def remember(self, seq: int) -> None:
+        self.handled.add(seq)
+        self.order.append(seq)
+        if len(self.order) > _HANDLED:
+            self.handled.discard(self.order.popleft())
+
+
+class Durable(Outbox):
+    """Durable mailboxes: publishing into the stream, and a consumer per durable actor."""
+
+    durable_ack_wait: float
+    durable_max_deliver: int
+    durable_window: int
+    durable_retry_delay: float
+    durable_dedup_window: float
+    _durable_ids: itertools.count[int]  # guarded by _lock
+    # Loop only.
+    _js: Any  # the nats-py JetStreamContext, made on first use
+    _stream_ready: bool
+    _stream_lock: asyncio.Lock | None
+    _consumers: set[_Consumer]
+    _durable_published: int
+    _durable_retried: int
+    _durable_deduplicated: int
+    _durable_handled: int
+    _durable_redelivered: int
+    _durable_terminated: int
+
+    # -- names ----------------------------------------------------------------------------
+
+    @property
+    def durable_stream(self) -> str:
+        """The JetStream stream of this cluster prefix's durable mailboxes."""
+        return f"{self.prefix}_DURABLE"
+
+    def _durable_subject(self, name: str) -> str:
+        return f"{self.prefix}.durable.{name}"
+
+    def _next_msg_id(self) -> str:
+        # Node-wide, not per ref: a ref may be collected and made again, and its new counter
+        # would reuse ids still inside the duplicate window (the stream would drop new
+        # messages as copies). The incarnation keeps a restarted node's ids apart.
+        with self._lock:
+            number = next(self._durable_ids)
+        return f"{self.node}.{self.incarnation}.{number}"
+
+    def _jetstream(self) -> Any:
+        if self._js is None:
+            client = self._nc
+            if client is None:
+                raise ActorStopped(f"node {self.node} is leaving the cluster")
+            # nats-py leaves jetstream()'s options untyped: call it through Any.
+            jetstream: Any = client.jetstream  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            self._js = jetstream(timeout=max(1.0, self.connect_timeout))
+        return self._js
+
+    async def _ensure_stream(self, *, update: bool) -> None:
+        """Create the stream if it is missing; ``update``: also bring its settings up to date."""
+        if self._stream_ready and not update:
+            return
+        if self._stream_lock is None:
+            self._stream_lock = asyncio.Lock()
+        async with self._stream_lock:
+            if self._stream_ready and not update:
+                return
+            from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+            from nats.js.errors import BadRequestError
+
+            js = self._jetstream()
+            config = StreamConfig(
+                name=self.durable_stream,
+                subjects=[self._durable_subject("*")],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=self.durable_dedup_window,
+                # Room for the headers (the message id) on top of the largest frame.
+                max_msg_size=self.max_message_size + _HEADROOM,
+            )
+            try:
+                await js.add_stream(config)
+            except BadRequestError as error:
+                if error.err_code != _ALREADY_IN_USE:
+                    raise
+                if update:  # another node made it with other settings: ours win
+                    await js.update_stream(config)
+            self._stream_ready = True
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _durable_parts(
+        self, ref: DurableRef[Any], message: object, timeout: float | None
+    ) -> tuple[Outbound, str, float]:
+        """Check and encode in the caller's thread; the id is fixed here, for every retry."""
+        out = self._prepare(ref, TELL, message, None)
+        out.subject = self._durable_subject(ref.name)
+        wait = self.ack_timeout if timeout is None else timeout
+        return out, self._next_msg_id(), wait
+
+    async def _durable_publish(
+        self, ref: DurableRef[Any], out: Outbound, msg_id: str, wait: float
+    ) -> None:
+        """Publish until a PubAck comes, retrying with the same id; loop only.
+
+        Raises:
+            SendTimeout: no PubAck within ``wait`` (or the duplicate window): the message
+                may or may not be stored.
+            ActorStopped: this node is leaving.
+        """
+        from nats.errors import ConnectionClosedError
+        from nats.js.errors import APIError
+
+        started = time.monotonic()
+        # Never publish a copy once the first one could have left the duplicate window.
+        deadline = started + min(wait, self.durable_dedup_window)
+        headers = {"Nats-Msg-Id": msg_id}
+        delay = 0.05
+        attempts = 0
+        while True:
+            if self._closing:
+                raise ActorStopped(f"node {self.node} is leaving the cluster", out.message)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and attempts:
+                raise SendTimeout(
+                    f"JetStream did not confirm {type(out.message).__qualname__} for durable "
+                    f"actor {ref.name!r} within {wait} s; it may or may not have been stored",
+                    out.message,
+                )
+            if attempts:
+                self._durable_retried += 1
+            attempts += 1
+            try:
+                await self._ensure_stream(update=False)
+                js = self._jetstream()
+                ack = await js.publish(
+                    out.subject,
+                    out.data,
+                    timeout=max(0.05, min(remaining, _PUBLISH_TRY)),
+                    headers=dict(headers),
+                )
+            except TimeoutError:
+                continue  # the PubAck may be what was lost: the same id again
+            except ConnectionClosedError:
+                raise ActorStopped(
+                    f"node {self.node} left the cluster; message not sent", out.message
+                ) from None
+            except Exception as error:
+                if isinstance(error, APIError) and error.code not in _UNAVAILABLE:
+                    # Refused for good (a bad request, a limit): retrying cannot help.
+                    raise WireError(
+                        f"JetStream refused {type(out.message).__qualname__} for durable "
+                        f"actor {ref.name!r}: {_describe(error)}"
+                    ) from None
+                # No JetStream right now (a broker restarting: no responders, 503), no
+                # stream (a broker with fresh storage), or the connection in flux: make
+                # sure of the stream again, after a short pause.
+                self._stream_ready = False
+                self._throttle.warn(
+                    "durable-publish",
+                    "node %s: durable publish to %r failed, retrying: %s",
+                    self.node,
+                    ref.name,
+                    _describe(error),
+                )
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.5)
+                continue
+            self._durable_published += 1
+            if getattr(ack, "duplicate", False):
+                self._durable_deduplicated += 1
+            return
+
+    def _durable_try_on_loop(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
+        if self._closing:
+            ref.settle_credit(-1, tried=True)
+            return
+        self._own(self._durable_try(ref, out, msg_id))
+
+    async def _durable_try(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
+        try:
+            await self._durable_publish(ref, out, msg_id, self.ack_timeout)
+        except Exception as error:
+            self._dropped += 1
+            self._throttle.warn(
+                "durable-try",
+                "node %s: a try_send to durable actor %r was not stored: %s",
+                self.node,
+                ref.name,
+                error,
+            )
+        finally:
+            ref.settle_credit(-1, tried=True)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def _register_durable(self, name: str, id: int) -> None:
+        """Make sure of the stream and the consumer, start fetching, then publish the name."""
+        with self._lock:
+            export = self._exports.get(id)
+        if export is None or self._nc is None:
+            raise ActorStopped(f"actor {name} stopped before it could be made durable")
+        consumer = _Consumer(name, export)
+        try:
+            await self._ensure_stream(update=True)
+            consumer.sub = await self._bind(name)
+        except Exception as error:
+            raise ClusterError(
+                f"node {self.node}: cannot set up the durable mailbox of {name!r} on "
+                f"JetStream (is JetStream enabled on the server, -js?): {_describe(error)}"
+            ) from error
+        task = self._own(self._consume(consumer))
+        export.tasks.append(task)
+        self._consumers.add(consumer)
+        task.add_done_callback(lambda _: self._consumers.discard(consumer))
+        await self._register(name, id)
+
+    async def _leave(self) -> None:
+        """Stop fetching, let the handlers of fetched messages finish and ack, then leave.
+
+        The node leaves before its actors stop (`ActorSystem.shutdown`), so they are still
+        handling; an ack that could no longer be sent would make the next owner handle the
+        message a second time.
+        """
+        settling: set[asyncio.Task[None]] = set()
+        for consumer in list(self._consumers):
+            for task in consumer.export.tasks:
+                task.cancel()
+            settling |= consumer.settling
+        if settling:
+            wait = min(self.durable_ack_wait, _LEAVE_WAIT)
+            await asyncio.wait(settling, timeout=wait)
+        await super()._leave()  # flushes the acks with the leave notice
+
+    async def _bind(self, name: str) -> Any:
+        """Create (or update) the durable consumer of ``name`` and a pull subscription to it."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        js = self._jetstream()
+        config = ConsumerConfig(
+            name=name,
+            durable_name=name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.durable_ack_wait,
+            max_deliver=self.durable_max_deliver,
+            max_ack_pending=self.durable_window,
+            filter_subject=self._durable_subject(name),
+        )
+        await js.add_consumer(self.durable_stream, config)
+        return await js.pull_subscribe_bind(durable=name, stream=self.durable_stream)
+
+    async def _consume(self, consumer: _Consumer) -> None:
+        """Fetch and deliver, in stream order, at most ``durable_window`` at a time."""
+        from nats.js.errors import APIError
+
+        path = consumer.export.cell.path
+        delay = 0.05
+        try:
+            while True:
+                try:
+                    if consumer.sub is None:
+                        await self._ensure_stream(update=True)
+                        consumer.sub = await self._bind(consumer.name)
+                    room = self.durable_window - len(consumer.pending)
+                    if room <= 0:
+                        consumer.freed.clear()
+                        await consumer.freed.wait()
+                        continue
+                    if not self._connected:
+                        # Pull requests made now would only pile up in the client's buffer.
+                        await asyncio.sleep(0.05)
+                        continue
+                    batch = await consumer.sub.fetch(room, timeout=_FETCH_WAIT)
+                except TimeoutError:
+                    continue  # nothing to fetch (or no answer): ask again
+                except Exception as error:
+                    if isinstance(error, APIError):
+                        # The consumer or the stream is gone (a broker with fresh storage):
+                        # make them again before the next fetch.
+                        old, consumer.sub = consumer.sub, None
+                        if old is not None:
+                            with contextlib.suppress(Exception):
+                                await old.unsubscribe()
+                    self._throttle.warn(
+                        "durable-fetch",
+                        "node %s: fetching for durable actor %s failed, retrying: %s",
+                        self.node,
+                        path,
+                        _describe(error),
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                delay = 0.05
+                for msg in batch:
+                    if not await self._deliver_durable(consumer, msg):
+                        return  # the actor is gone: what it did not ack is redelivered
+        finally:
+            sub, consumer.sub = consumer.sub, None
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _deliver_durable(self, consumer: _Consumer, msg: Msg) -> bool:
+        """Check, decode and enqueue one fetched message; False once the actor is gone."""
+        export = consumer.export
+        cell = export.cell
+        try:
+            metadata = msg.metadata
+            seq = metadata.sequence.stream
+            attempt = metadata.num_delivered
+        except Exception as error:  # not a JetStream delivery: nothing to ack
+            self._reject(f"durable actor {cell.path}", error)
+            return True
+        if attempt > 1:
+            self._durable_redelivered += 1
+        if seq in consumer.handled or seq in consumer.pending:
+            # Handled (or being handled) here already; only the ack was lost.
+            if seq in consumer.handled:
+                await _settle(msg.ack())
+            return True
+        try:
+            check_frame(msg.data, self.max_message_size, self.max_depth)
+            envelope = self._envelopes.decode(msg.data)
+            if envelope.version != WIRE_VERSION:
+                raise WireError(f"unsupported wire version {envelope.version}")
+            if envelope.kind != TELL:
+                raise WireError(f"a durable mailbox takes tells only, got kind {envelope.kind}")
+            message = self._decode_body(export, envelope)
+            if type(message) not in cell.admitted:
+                cell.admit(message)
+        except (
+            WireError,
+            MessageTypeError,
+            NotSendableError,
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+        ) as error:
+            # Malformed or not for this actor: no attempt can ever succeed.
+            self._reject(f"durable actor {cell.path}", error)
+            await _settle(msg.term())
+            return True
+        reply = oneshot()
+        item = Ask(message, reply)
+        # In stream order into the FIFO mailbox; a full mailbox holds up the fetching.
+        code = cell.mailbox.put_nowait(item)
+        if code == FULL:
+            code = await cell.mailbox.put(item, None)
+        if code != ENQUEUED:
+            return False
+        consumer.pending.add(seq)
+        settle = self._own(self._settle_durable(consumer, msg, seq, attempt, message, reply))
+        consumer.settling.add(settle)
+        settle.add_done_callback(consumer.settling.discard)
+        return True
+
+    async def _settle_durable(
+        self,
+        consumer: _Consumer,
+        msg: Msg,
+        seq: int,
+        attempt: int,
+        message: object,
+        reply: Any,
+    ) -> None:
+        """Wait for the handler, then ack (done), nak (retry later) or term (poison)."""
+        waiting: asyncio.Future[Any] = asyncio.ensure_future(reply.wait(None))
+        # Tell the server the message is being worked on, well within each ack_wait, so a
+        # long handler (or a long queue ahead of it) does not get it redelivered meanwhile.
+        beat = max(0.05, self.durable_ack_wait / 3)
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=beat)
+                if done:
+                    break
+                await _settle(msg.in_progress())
+            try:
+                waiting.result()
+            except ActorStopped:
+                return  # stopped for good: not acked, redelivered to its next incarnation
+            except Exception as error:
+                await self._failed(consumer, msg, attempt, message, error)
+                return
+            consumer.remember(seq)
+            await _settle(msg.ack())
+            self._durable_handled += 1
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+            consumer.pending.discard(seq)
+            consumer.freed.set()
+
+    async def _failed(
+        self, consumer: _Consumer, msg: Msg, attempt: int, message: object, error: Exception
+    ) -> None:
+        path = consumer.export.cell.path
+        if attempt >= self.durable_max_deliver:
+            await _settle(msg.term())
+            self._durable_terminated += 1
+            logger.warning(
+                "node %s: durable actor %s failed on %s %d times (%s: %s); giving up on it",
+                self.node,
+                path,
+                type(message).__qualname__,
+                attempt,
+                type(error).__name__,
+                error,
+            )
+            system = self._system
+            if system is not None:
+                system.dead_letters.publish(path, [message], "failed")
+            return
+        delay = min(self.durable_retry_delay * 2 ** (attempt - 1), _RETRY_CAP)
+        await _settle(msg.nak(delay=delay))
+
+
+async def _settle(acknowledgement: Any) -> None:
+    """Send an ack, nak, term or progress; a lost one is covered by redelivery (ack_wait)."""
+    with contextlib.suppress(Exception):
+        await acknowledgement
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,376 @@
+"""actors.cluster security over a real nats-server: token, nkey and TLS (server and client
+certificates) pass through to nats-py, wrong credentials are refused with ClusterError, and
+the subject permissions documented in docs/cluster.md let a node work while keeping it from
+impersonating another node's heartbeats or down notices and from reading its replies.
+
+JWT accounts (``user_credentials``) are not tested: a valid operator/account/user chain
+needs the ``nsc`` tool, which the test environment does not have.
+
+The options go to nats-py on the cluster loop whatever the host runs, so these run on the
+asyncio host only (test_cluster.py covers user/password on every host).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import pytest
+from _support import WAIT, Flag, wait_until
+from cluster_support import (
+    Account,
+    Balance,
+    Deposit,
+    Echo,
+    NatsServer,
+    Relay,
+    Relayer,
+    Stop,
+    Watcher,
+    write_config,
+)
+
+import actors
+from actors.cluster import ClusterError, Nats
+from actors.cluster._wire import WIRE_VERSION, Heartbeat
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> Any:
+    return ("asyncio", {"use_uvloop": False})
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"s{next(_prefixes)}"
+
+
+def node(url: str, name: str, prefix: str = "actors", **options: Any) -> Nats:
+    options.setdefault("heartbeat_interval", 0.1)
+    options.setdefault("heartbeat_timeout", 2.0)
+    options.setdefault("connect_timeout", 2.0)
+    return Nats(url, node=name, prefix=prefix, **options)
+
+
+async def roundtrip(a: Nats, b: Nats) -> None:
+    """A public actor on ``a``, looked up, sent to and asked from ``b``."""
+    async with (
+        actors.ActorSystem(workers=1, name="a", cluster=a) as system_a,
+        actors.ActorSystem(workers=1, name="b", cluster=b) as system_b,
+    ):
+        await system_a.spawn(Account, name="account", public=True)
+        account = await system_b.lookup_remote("account", Deposit | Balance)
+        await account.send(Deposit(4))
+        assert await account.ask(Balance(), timeout=2.0) == 4
+
+
+async def refused(cluster: Nats, match: str | None = None) -> None:
+    with pytest.raises(ClusterError, match=match):
+        async with actors.ActorSystem(workers=1, cluster=cluster):
+            pass
+
+
+# -- token ------------------------------------------------------------------------------------
+
+
+async def test_a_token_is_passed_through_and_a_wrong_one_refused(prefix: str) -> None:
+    with NatsServer("--auth", "t0ken-s3cret") as server, anyio.fail_after(WAIT):
+        await refused(node(server.url, "a", prefix, token="wrong"), "refused the credentials")
+        await refused(node(server.url, "a", prefix))  # no token at all
+        await roundtrip(
+            node(server.url, "a", prefix, token="t0ken-s3cret"),
+            node(server.url, "b", prefix, token="t0ken-s3cret"),
+        )
+
+
+# -- nkeys ------------------------------------------------------------------------------------
+
+
+def user_nkey(directory: Path, name: str) -> tuple[str, str]:
+    """A fresh user nkey: (path of its seed file, its public key)."""
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public: bytes = nkeys.from_seed(bytearray(seed)).public_key
+    path = directory / f"{name}.nk"
+    path.write_bytes(seed + b"\n")
+    path.chmod(0o600)
+    return str(path), public.decode()
+
+
+async def test_an_nkey_seed_is_passed_through_and_an_unknown_key_refused(
+    prefix: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("nkeys", reason="nats-py needs the nkeys package for nkeys_seed")
+    seed_a, public_a = user_nkey(tmp_path, "a")
+    seed_b, public_b = user_nkey(tmp_path, "b")
+    stranger, _ = user_nkey(tmp_path, "stranger")
+    config = write_config(
+        tmp_path,
+        f'authorization {{ users = [ {{ nkey: "{public_a}" }}, {{ nkey: "{public_b}" }} ] }}\n',
+    )
+    with NatsServer("-c", config) as server, anyio.fail_after(WAIT):
+        await refused(node(server.url, "a", prefix, nkeys_seed=stranger), "refused")
+        await refused(node(server.url, "a", prefix))
+        await roundtrip(
+            node(server.url, "a", prefix, nkeys_seed=seed_a),
+            node(server.url, "b", prefix, nkeys_seed=seed_b),
+        )
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+
+class Pki:
+    """A throwaway CA with a server certificate for 127.0.0.1, written to files."""
+
+    def __init__(self, directory: Path) -> None:
+        trustme = pytest.importorskip("trustme")
+        self.ca = trustme.CA()
+        self.directory = directory
+        server = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.server_cert = directory / "server.pem"
+        self.server_key = directory / "server.key"
+        self.ca_cert = directory / "ca.pem"
+        server.cert_chain_pems[0].write_to_path(str(self.server_cert))
+        for extra in server.cert_chain_pems[1:]:
+            extra.write_to_path(str(self.server_cert), append=True)
+        server.private_key_pem.write_to_path(str(self.server_key))
+        self.ca.cert_pem.write_to_path(str(self.ca_cert))
+
+    def trusting(self, *, client_cert: str | None = None) -> ssl.SSLContext:
+        """A client context that trusts the CA (and presents a certificate for ``client_cert``)."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        self.ca.configure_trust(context)
+        if client_cert is not None:
+            self.ca.issue_cert(client_cert).configure_cert(context)
+        return context
+
+    def server_args(self, *, verify_clients: bool = False) -> tuple[str, ...]:
+        args = ["--tls", "--tlscert", str(self.server_cert), "--tlskey", str(self.server_key)]
+        if verify_clients:
+            args += ["--tlsverify", "--tlscacert", str(self.ca_cert)]
+        return tuple(args)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
+
+
+async def test_tls_with_the_ca_trusted_works_and_without_it_is_refused(
+    pki: Pki, prefix: str
+) -> None:
+    # Each refusal below takes the whole connect_timeout (a TLS failure is retried).
+    with NatsServer(*pki.server_args()) as server, anyio.fail_after(3 * WAIT):
+        url = f"tls://127.0.0.1:{server.port}"
+        # The system's trust store does not know the throwaway CA: verification fails.
+        await refused(node(url, "a", prefix, tls=ssl.create_default_context()))
+        # Without TLS at all, a server that requires it refuses the client.
+        await refused(node(server.url, "a", prefix))
+        await roundtrip(
+            node(url, "a", prefix, tls=pki.trusting()),
+            node(url, "b", prefix, tls=pki.trusting(), tls_hostname="127.0.0.1"),
+        )
+
+
+async def test_tls_client_certificates_are_required_when_the_server_verifies_them(
+    pki: Pki, prefix: str
+) -> None:
+    with (
+        NatsServer(*pki.server_args(verify_clients=True)) as server,
+        anyio.fail_after(3 * WAIT),
+    ):
+        url = f"tls://127.0.0.1:{server.port}"
+        await refused(node(url, "a", prefix, tls=pki.trusting()))  # no client certificate
+        await roundtrip(
+            node(url, "a", prefix, tls=pki.trusting(client_cert="node-a")),
+            node(url, "b", prefix, tls=pki.trusting(client_cert="node-b")),
+        )
+
+
+# -- subject permissions ----------------------------------------------------------------------
+
+
+def permissions(name: str, prefix: str = "actors") -> tuple[list[str], list[str]]:
+    """The subjects node ``name`` may publish to and subscribe to (docs/cluster.md)."""
+    publish = [f"{prefix}.actor.>", f"{prefix}.name.>", f"{prefix}.hb.{name}"]
+    publish.append(f"{prefix}.down.{name}")
+    subscribe = [f"{prefix}.actor.{name}.>", f"{prefix}.name.>", f"{prefix}.hb.*"]
+    subscribe += [f"{prefix}.down.*", f"_INBOX.{prefix}.{name}.>"]
+    return publish, subscribe
+
+
+def permissions_config(directory: Path, names: list[str]) -> str:
+    users = []
+    for name in names:
+        publish, subscribe = permissions(name)
+        users.append(
+            f"{{ user: {name}, password: {name}-pw, permissions: {{\n"
+            f"    publish: {{ allow: {msgspec.json.encode(publish).decode()} }}\n"
+            f"    subscribe: {{ allow: {msgspec.json.encode(subscribe).decode()} }}\n"
+            "    allow_responses: true\n"
+            "} }"
+        )
+    return write_config(directory, "authorization {\n  users = [\n" + "\n".join(users) + "\n]}\n")
+
+
+def test_the_documented_permissions_are_the_tested_ones() -> None:
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    block = text[text.index("authorization {") :]
+    block = block[: block.index("```")]
+    publish_line = re.search(r"publish:\s*\{ allow: \[(.*?)\] \}", block, re.DOTALL)
+    subscribe_line = re.search(r"subscribe:\s*\{ allow: \[(.*?)\] \}", block, re.DOTALL)
+    assert publish_line is not None
+    assert subscribe_line is not None
+    publish, subscribe = permissions("a")
+    assert re.findall(r'"([^"]+)"', publish_line.group(1)) == publish
+    assert re.findall(r'"([^"]+)"', subscribe_line.group(1)) == subscribe
+    assert "allow_responses: true" in block
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[NatsServer]:
+    with NatsServer("-c", permissions_config(tmp_path, ["a", "b"])) as server:
+        yield server
+
+
+def violations(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [m for r in caplog.records if "permissions violation" in (m := r.getMessage()).lower()]
+
+
+async def test_nodes_with_the_documented_permissions_work(
+    guarded: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[actors.Terminated] = []
+    got = Flag()
+
+    def seen(event: actors.Terminated) -> None:
+        events.append(event)
+        got.set()
+
+    url = guarded.url
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(
+                workers=1, name="a", cluster=node(url, "a", user="a", password="a-pw")
+            ) as a,
+            actors.ActorSystem(
+                workers=1, name="b", cluster=node(url, "b", user="b", password="b-pw")
+            ) as b,
+        ):
+            # Public actors, lookups, send, ask, both ways.
+            await a.spawn(Account, name="account", public=True, restart=actors.Restart.TEMPORARY)
+            account = await b.lookup_remote("account", Deposit | Balance | Stop)
+            await account.send(Deposit(2))
+            assert await account.ask(Balance(), timeout=2.0) == 2
+            account.try_send(Deposit(1))
+            await b.spawn(Relayer, name="relayer", public=True)
+            relayer = await a.lookup_remote("relayer", Echo | Relay)
+            # A ref of a's private actor travels to b, which sends to it and asks it.
+            private = await a.spawn(Account)
+            assert await relayer.ask(Relay(private, 5), timeout=2.0) == 5
+            assert await relayer.ask(Echo(private), timeout=2.0) is private
+            # Membership: each sees the other's heartbeats.
+            assert a.cluster is not None
+            assert b.cluster is not None
+            await wait_until(lambda: "b" in a.cluster.statistics().members)  # type: ignore[union-attr]
+            await wait_until(lambda: "a" in b.cluster.statistics().members)  # type: ignore[union-attr]
+            # Remote death watch: a's down notice reaches b's watcher.
+            watcher = await b.spawn(lambda: Watcher(seen))
+            await watcher.send(account)
+            await wait_until(lambda: bool(account._cell.watchers))  # pyright: ignore[reportPrivateUsage]
+            await account.send(Stop())
+            await got.wait()
+            assert events[0].reason is None
+            assert not events[0].ref.is_alive
+    assert not violations(caplog)
+
+
+async def raw_client(url: str, user: str, errors: list[str]) -> Any:
+    import nats
+
+    async def on_error(error: Exception) -> None:
+        errors.append(str(error))
+
+    return await nats.connect(
+        url, user=user, password=f"{user}-pw", error_cb=on_error, allow_reconnect=False
+    )
+
+
+@pytest.mark.parametrize("kind", ["hb", "down"])
+async def test_a_node_cannot_publish_as_another_node(guarded: NatsServer, kind: str) -> None:
+    forged = msgspec.msgpack.encode(Heartbeat(WIRE_VERSION, "b", "0000", True))  # "b left"
+    received: list[tuple[str, bytes]] = []
+    marker = Flag()
+    evil_errors: list[str] = []
+    with anyio.fail_after(WAIT):
+        observer = await raw_client(guarded.url, "b", [])
+        evil = await raw_client(guarded.url, "a", evil_errors)
+        try:
+
+            async def on_message(msg: Any) -> None:
+                received.append((msg.subject, msg.data))
+                if msg.data == b"marker":
+                    marker.set()
+
+            await observer.subscribe(f"actors.{kind}.*", cb=on_message)
+            await observer.flush()
+            # a impersonates b, then publishes as itself (allowed) on the same connection:
+            # the marker arriving proves the forged frame would have arrived before it.
+            await evil.publish(f"actors.{kind}.b", forged)
+            await evil.publish(f"actors.{kind}.a", b"marker")
+            await evil.flush()
+            await marker.wait()
+            await wait_until(lambda: bool(evil_errors))
+        finally:
+            await evil.close()
+            await observer.close()
+    assert received == [(f"actors.{kind}.a", b"marker")]
+    assert any(
+        "permissions violation for publish" in e.lower() and f"actors.{kind}.b" in e
+        for e in evil_errors
+    ), evil_errors
+
+
+async def test_a_node_cannot_read_another_nodes_replies(guarded: NatsServer) -> None:
+    errors: list[str] = []
+    with anyio.fail_after(WAIT):
+        evil = await raw_client(guarded.url, "a", errors)
+        try:
+            await evil.subscribe("_INBOX.actors.b.>")
+            await evil.flush()
+            await wait_until(lambda: bool(errors))
+        finally:
+            await evil.close()
+    assert any("permissions violation for subscription" in e.lower() for e in errors), errors
+
+
+async def test_a_node_with_another_nodes_name_cannot_serve_its_actors(
+    guarded: NatsServer,
+) -> None:
+    # Node "b" connecting with a's credentials cannot subscribe to b's actor subjects.
+    errors: list[str] = []
+    with anyio.fail_after(WAIT):
+        evil = await raw_client(guarded.url, "a", errors)
+        try:
+            await evil.subscribe("actors.actor.b.>")
+            await evil.flush()
+            await wait_until(lambda: bool(errors))
+        finally:
+            await evil.close()
+    assert any("permissions violation for subscription" in e.lower() for e in errors), errors

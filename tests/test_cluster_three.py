@@ -1,0 +1,171 @@
+"""actors.cluster against a three-server NATS cluster (docs/cluster.md, "Running against a
+three-server NATS cluster"): nodes connected to different servers find and use each other's
+actors, a queue-group pool is served from nodes on different servers, and a node whose
+server dies fails over to another one without its peers declaring it down.
+
+Three nats-server processes joined by routes on 127.0.0.1, without JetStream; asyncio host
+only (the transport is the same on every host, see test_cluster.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from _support import WAIT, wait_until
+from cluster_support import Account, Balance, Deposit, NatsCluster, Watcher
+
+import actors
+from actors.cluster import Nats, RemoteRef, lookup_group, serve_pool
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.anyio
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> Any:
+    return ("asyncio", {"use_uvloop": False})
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"c{next(_prefixes)}"
+
+
+@pytest.fixture
+def servers() -> Iterator[NatsCluster]:
+    with NatsCluster(3) as cluster:
+        yield cluster
+
+
+def node(urls: list[str], name: str, prefix: str, **options: Any) -> Nats:
+    options.setdefault("heartbeat_interval", 0.1)
+    options.setdefault("heartbeat_timeout", 3.0)
+    options.setdefault("reconnect_time_wait", 0.05)
+    return Nats(urls, node=name, prefix=prefix, **options)
+
+
+def connected_to(cluster: Nats) -> str:
+    """The URL of the server ``cluster`` is connected to right now."""
+    client = cluster._nc  # pyright: ignore[reportPrivateUsage]
+    assert client is not None
+    server = client.connected_url
+    assert server is not None
+    return f"nats://{server.hostname}:{server.port}"
+
+
+async def test_nodes_on_different_servers_use_each_others_actors(
+    servers: NatsCluster, prefix: str
+) -> None:
+    urls = servers.urls
+    with anyio.fail_after(2 * WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a", cluster=node([urls[0]], "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node([urls[1]], "b", prefix)) as b,
+        ):
+            assert a.cluster is not None
+            assert b.cluster is not None
+            assert connected_to(a.cluster) == urls[0]  # type: ignore[arg-type]
+            assert connected_to(b.cluster) == urls[1]  # type: ignore[arg-type]
+            await a.spawn(Account, name="account", public=True)
+            # The name's interest crosses the route within milliseconds: lookup retries.
+            account = await b.lookup_remote("account", Deposit | Balance, timeout=5.0)
+            assert isinstance(account, RemoteRef)
+            assert account.node == "a"
+            await account.send(Deposit(3))
+            assert await account.ask(Balance(), timeout=2.0) == 3
+            # Membership crosses the routes too.
+            await wait_until(lambda: "a" in b.cluster.statistics().members)  # type: ignore[union-attr]
+            await wait_until(lambda: "b" in a.cluster.statistics().members)  # type: ignore[union-attr]
+
+
+async def test_a_pool_served_from_nodes_on_different_servers(
+    servers: NatsCluster, prefix: str
+) -> None:
+    urls = servers.urls
+    with anyio.fail_after(3 * WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="w1", cluster=node([urls[0]], "w1", prefix)) as w1,
+            actors.ActorSystem(workers=1, name="w2", cluster=node([urls[1]], "w2", prefix)) as w2,
+            actors.ActorSystem(workers=1, name="f", cluster=node([urls[2]], "f", prefix)) as front,
+        ):
+            pools = {}
+            for name, system in (("w1", w1), ("w2", w2)):
+                pools[name] = await system.spawn_pool(Account, size=2)
+                await serve_pool(system, pools[name], name="accounts")
+            group = await lookup_group(front, "accounts", Deposit | Balance, timeout=5.0)
+
+            async def handled() -> dict[str, int]:
+                return {
+                    name: sum([await w.ask(Balance()) for w in pool.workers], start=0)
+                    for name, pool in pools.items()
+                }
+
+            # The server of node f hands each message to one member, on either server (until
+            # both members' interest has crossed the routes, all may go to one: keep sending,
+            # bounded by fail_after, until both have served some).
+            sent = 0
+            counts = await handled()
+            while not all(counts.values()):
+                for _ in range(20):
+                    await group.send(Deposit(1))
+                sent += 20
+                counts = await handled()
+            assert sum(counts.values()) == sent  # each exactly once
+            assert await group.ask(Balance(), timeout=2.0) >= 0
+
+
+async def test_a_node_whose_server_dies_fails_over_and_stays_reachable(
+    servers: NatsCluster, prefix: str
+) -> None:
+    urls = servers.urls
+    events: list[actors.Terminated] = []
+    heartbeat_timeout = 3.0
+    with anyio.fail_after(4 * WAIT):
+        # a knows all three servers (nats-py picks one); b connects to another one only.
+        cluster_a = node(urls, "a", prefix, heartbeat_timeout=heartbeat_timeout)
+        async with actors.ActorSystem(workers=1, name="a", cluster=cluster_a) as a:
+            first = connected_to(cluster_a)
+            other = next(url for url in urls if url != first)
+            cluster_b = node([other], "b", prefix, heartbeat_timeout=heartbeat_timeout)
+            async with actors.ActorSystem(workers=1, name="b", cluster=cluster_b) as b:
+                await a.spawn(Account, name="account", public=True)
+                account = await b.lookup_remote("account", Deposit | Balance, timeout=5.0)
+                await account.send(Deposit(1))
+                watcher = await b.spawn(lambda: Watcher(events.append))
+                await watcher.send(account)
+                await wait_until(lambda: bool(account._cell.watchers))  # pyright: ignore[reportPrivateUsage]
+                await wait_until(lambda: "a" in cluster_b.statistics().members)
+
+                killed = time.monotonic()
+                servers.servers[urls.index(first)].kill()
+                await wait_until(lambda: cluster_a.statistics().reconnects >= 1)
+                failover = time.monotonic() - killed
+                assert connected_to(cluster_a) != first
+                assert failover < heartbeat_timeout, failover
+                # a's subscriptions were replayed on its new server, and the interest
+                # crosses the route to b's: b reaches the same actor through the same ref.
+                deadline = time.monotonic() + 5.0
+                while True:
+                    try:
+                        assert await account.ask(Balance(), timeout=0.5) == 1
+                        break
+                    except actors.AskTimeout:
+                        assert time.monotonic() < deadline, "a's actor unreachable after failover"
+                await account.send(Deposit(2))
+                assert await account.ask(Balance(), timeout=2.0) == 3
+                assert account.is_alive
+                assert (await b.lookup_remote("account", timeout=2.0)) == account
+                # b never took a for dead: no Terminated, and a is still a member.
+                await wait_until(lambda: time.monotonic() - killed > heartbeat_timeout)
+                assert "a" in cluster_b.statistics().members
+                assert account.is_alive
+                assert not events
+                print(f"\nfailover: {failover:.3f} s")
