@@ -28,6 +28,7 @@ from .cases import (
 )
 from .report import (
     machine_info,
+    render_multiloop,
     render_savina_matrix,
     render_scale,
     render_table,
@@ -171,6 +172,7 @@ def main(argv: list[str]) -> int:
     progress.line(f"all cases: {time.monotonic() - began:.1f} s")
     for section in (
         render_table(results),
+        render_multiloop(results),
         render_savina_matrix(results),
         render_scale(results),
         render_targets(results),

@@ -12,7 +12,7 @@ import gc
 import importlib.util
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 from .common import CAPACITY, CheckFailed, Place, RssSampler, Setup, check_tally, percentile
 from .peers import (
@@ -29,11 +29,13 @@ from .subject import ActorsDriver
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .common import Driver
+    from .common import Driver, UnitsDriver
 
 __all__ = (
     "FULL",
     "IMPLEMENTATIONS",
+    "MULTILOOP_LOOPS",
+    "MULTILOOP_UNITS",
     "QUICK",
     "WORKLOADS",
     "CaseResult",
@@ -46,7 +48,7 @@ __all__ = (
     "size_limits",
 )
 
-Kind = Literal["tell", "ask", "program", "spawn", "overload", "memory", "scale"]
+Kind = Literal["tell", "ask", "program", "spawn", "overload", "memory", "scale", "multiloop"]
 Group = Literal["micro", "savina", "resources"]
 
 
@@ -58,6 +60,7 @@ class Workload:
     place: Place = "same"
     producers: int = 1
     program: Program | None = None
+    units: int = 0  # multiloop: the independent producer->counter pairs
 
     @property
     def group(self) -> Group:
@@ -68,10 +71,15 @@ class Workload:
         return "micro"
 
     def setup(self) -> Setup:
-        return Setup(self.place, self.producers, slow=self.kind == "overload")
+        return Setup(self.place, self.producers, slow=self.kind == "overload", units=self.units)
 
 
 FAN_IN: Final = 64
+
+MULTILOOP_UNITS: Final = 4
+"""Independent producer->counter pairs of the multiloop workload, the same for 1, 2 and 4 loops."""
+
+MULTILOOP_LOOPS: Final = (1, 2, 4)
 
 WORKLOADS: Final = (
     Workload("tell-same", "tell throughput, producer on the counter's loop", "tell"),
@@ -87,6 +95,12 @@ WORKLOADS: Final = (
     ),
     Workload("ask-same", "ask round trip, asker on the counter's loop", "ask"),
     Workload("ask-cross", "ask round trip, asker on another loop", "ask", "cross"),
+    Workload(
+        "multiloop",
+        "independent work on N loops: total throughput vs one loop",
+        "multiloop",
+        units=MULTILOOP_UNITS,
+    ),
     *(Workload(f"savina-{p.name}", p.title, "program", program=p) for p in PROGRAMS),
     Workload("spawn", "spawn rate: idle actors spawned one after another, same loop", "spawn"),
     Workload(
@@ -134,7 +148,7 @@ IMPLEMENTATIONS: Final = (
         "actors on uvloop: ActorSystem(workers=1), 2 for cross-loop cases",
         True,
         lambda: ActorsDriver(use_uvloop=True),
-        (*MICRO, "savina-*", *RESOURCES, "scale"),
+        (*MICRO, "multiloop", "savina-*", *RESOURCES, "scale"),
         ("uvloop",),
     ),
     Implementation(
@@ -154,18 +168,20 @@ IMPLEMENTATIONS: Final = (
     ),
     Implementation(
         "actors-uvloop-2loops",
-        "actors on uvloop, ActorSystem(workers=2): actors spread round-robin over 2 loops",
+        "actors on uvloop, ActorSystem(workers=2): Savina actors spread round-robin over "
+        "2 loops; multiloop units pinned evenly (placement=i % 2)",
         True,
         lambda: ActorsDriver(use_uvloop=True, loops=2),
-        ("savina-*",),
+        ("savina-*", "multiloop"),
         ("uvloop",),
     ),
     Implementation(
         "actors-uvloop-4loops",
-        "actors on uvloop, ActorSystem(workers=4): actors spread round-robin over 4 loops",
+        "actors on uvloop, ActorSystem(workers=4): Savina actors spread round-robin over "
+        "4 loops; multiloop units pinned evenly (placement=i % 4)",
         True,
         lambda: ActorsDriver(use_uvloop=True, loops=4),
-        ("savina-*",),
+        ("savina-*", "multiloop"),
         ("uvloop",),
     ),
     Implementation(
@@ -173,9 +189,23 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on uvloop loop threads",
         True,
         lambda: QueueDriver(use_uvloop=True),
-        (*MICRO, "savina-*", "spawn", "overload", "memory", "scale"),
+        (*MICRO, "multiloop", "savina-*", "spawn", "overload", "memory", "scale"),
         ("uvloop",),
         baseline="actors-uvloop",
+    ),
+    *(
+        Implementation(
+            f"queue-uvloop-{n}loops",
+            f"naive loops-in-threads: {n} uvloop threads, each running its share of the "
+            "multiloop units as asyncio.Queue actors",
+            True,
+            lambda n=n: QueueDriver(use_uvloop=True, loops=n),
+            ("multiloop",),
+            ("uvloop",),
+            baseline=f"actors-uvloop-{n}loops",
+        )
+        for n in MULTILOOP_LOOPS
+        if n > 1
     ),
     Implementation(
         "queue-asyncio",
@@ -259,6 +289,7 @@ class Settings:
     overload_n: int
     memory_k: int
     scale_max: int  # the largest actor count of the scale case
+    multiloop_n: int  # messages of one multiloop repetition, over all its units
 
 
 FULL: Final = Settings(
@@ -273,6 +304,7 @@ FULL: Final = Settings(
     overload_n=100_000,
     memory_k=20_000,
     scale_max=100_000,
+    multiloop_n=800_000,
 )
 QUICK: Final = Settings(
     reps=2,
@@ -286,6 +318,7 @@ QUICK: Final = Settings(
     overload_n=10_000,
     memory_k=2_000,
     scale_max=1_000,
+    multiloop_n=40_000,
 )
 
 _MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000}
@@ -322,6 +355,8 @@ def fixed_size(workload: Workload, impl: Implementation, settings: Settings) -> 
         return max(50, round(settings.spawn_k * impl.scale))
     if workload.kind == "overload":
         return max(2 * CAPACITY, round(settings.overload_n * min(1.0, impl.scale * 4)))
+    if workload.kind == "multiloop":  # the same work for every number of loops
+        return max(workload.units, round(settings.multiloop_n * impl.scale))
     return None
 
 
@@ -335,6 +370,8 @@ def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, in
         return _spawn_once
     if workload.kind == "overload":
         return lambda driver, n: _overload_once(driver, workload.producers, n)
+    if workload.kind == "multiloop":
+        return lambda driver, n: _multiloop_once(driver, workload.units, n)
     program = workload.program
     assert program is not None
     return lambda driver, n: _program_once(driver, program, n, settings.program_timeout)
@@ -443,3 +480,20 @@ async def _overload_once(driver: Driver, producers: int, n: int) -> Rep:
         seconds,
         {"msgs_per_s": n / seconds, "rss_growth_mb": growth, "max_depth": sampler.max_depth},
     )
+
+
+async def _multiloop_once(driver: Driver, units: int, n: int) -> Rep:
+    """All units at once, each on its own loop's share; every unit's tally checked."""
+    counts = _split(n, units)
+    gc.collect()
+    start = time.perf_counter()
+    tallies = await cast("UnitsDriver", driver).independent(counts)
+    seconds = time.perf_counter() - start
+    if len(tallies) != units:
+        raise CheckFailed(f"{len(tallies)} units reported, {units} expected")
+    for i, (tally, count) in enumerate(zip(tallies, counts, strict=True)):
+        try:
+            check_tally(tally, [count])
+        except CheckFailed as error:
+            raise CheckFailed(f"unit {i}: {error}") from None
+    return Rep(n, seconds, {"msgs_per_s": n / seconds})

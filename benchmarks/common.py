@@ -37,6 +37,7 @@ __all__ = (
     "Setup",
     "SlowCounterState",
     "Tally",
+    "UnitsDriver",
     "check_echo",
     "check_tally",
     "expected_total",
@@ -171,6 +172,7 @@ class Setup:
     place: Place = "same"
     producers: int = 1
     slow: bool = False  # the overload case's slow consumer (`SlowCounterState`)
+    units: int = 0  # multiloop: independent producer->counter pairs, spread over the loops
 
 
 class Driver(Protocol):
@@ -188,6 +190,8 @@ class Driver(Protocol):
     * ``spawn_many(k)``: spawn ``k`` idle actors; returns the seconds that took (the
       clean-up afterwards is not timed).
     * ``depth()``: messages waiting in the counter's mailbox now (any thread; racy).
+
+    The multiloop workload needs a `UnitsDriver` as well.
     """
 
     async def start(self, setup: Setup) -> None: ...
@@ -203,6 +207,17 @@ class Driver(Protocol):
     async def spawn_many(self, k: int) -> float: ...
 
     def depth(self) -> int: ...
+
+
+class UnitsDriver(Driver, Protocol):
+    """A driver that runs the multiloop workload (independent work on its loops).
+
+    * ``independent(counts)``: with ``Setup.units`` pairs built, unit ``i`` (a producer and
+      its own counter, both on loop ``i % loops``) does what ``tell([counts[i]])`` does,
+      all units at once; returns each unit's tally, in unit order.
+    """
+
+    async def independent(self, counts: Sequence[int]) -> list[Tally]: ...
 
 
 def expected_total(counts: Sequence[int]) -> int:

@@ -31,6 +31,8 @@ COLOURS = {
     "actors-uvloop-2loops": "#3182bd",
     "actors-uvloop-4loops": "#08519c",
     "queue-uvloop": "#ff7f0e",
+    "queue-uvloop-2loops": "#e6550d",
+    "queue-uvloop-4loops": "#a63603",
     "queue-asyncio": "#fdae6b",
     "callback": "#7f7f7f",
     "bare-uvloop": "#bdbdbd",
@@ -39,7 +41,12 @@ COLOURS = {
     "xoscar": "#9467bd",
 }
 
-RATE_KEYS = {"tell": "msgs_per_s", "program": "ops_per_s", "spawn": "actors_per_s"}
+RATE_KEYS = {
+    "tell": "msgs_per_s",
+    "program": "ops_per_s",
+    "spawn": "actors_per_s",
+    "multiloop": "msgs_per_s",
+}
 
 
 def _footer(machine: dict[str, Any], argv: Sequence[str]) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import actors
 
+from .cases import MULTILOOP_LOOPS, MULTILOOP_UNITS
 from .common import median
 from .savina import PROGRAMS
 
@@ -32,6 +33,7 @@ __all__ = (
     "TARGETS",
     "check_targets",
     "machine_info",
+    "render_multiloop",
     "render_savina_matrix",
     "render_scale",
     "render_table",
@@ -57,6 +59,7 @@ SHOWN: Final = {
     "overload": (Metric("msgs_per_s", "msgs/s"), Metric("max_depth", "max queue depth")),
     "memory": (Metric("tracemalloc_b", "B/actor tracemalloc"), Metric("rss_b", "B/actor RSS")),
     "scale": (),
+    "multiloop": (Metric("msgs_per_s", "msgs/s"),),
 }
 
 LOWER_IS_BETTER: Final = ("_us", "_b", "_mb", "max_depth")
@@ -130,7 +133,12 @@ def _savina_lead(program: str) -> Callable[..., Any]:
 
 
 def multi_loop_tax(results: Sequence[CaseResult], loops: int) -> tuple[float | None, str]:
-    """Geometric mean over the Savina programs of (N loops) / (1 loop), actors on uvloop."""
+    """Geometric mean over the Savina programs of (N loops) / (1 loop), actors on uvloop.
+
+    The programs' actors are spread round-robin over the loops, so partners talk across
+    threads: this measures cross-loop communication. `independent_tax` measures the tax of
+    issue 5 (independent work on N loops).
+    """
     ratios = [
         r
         for result in results
@@ -155,6 +163,25 @@ def multi_loop_tax(results: Sequence[CaseResult], loops: int) -> tuple[float | N
 
 def _tax(loops: int) -> Callable[..., Any]:
     return lambda results: multi_loop_tax(results, loops)
+
+
+def _loops_impl(base: str, loops: int) -> str:
+    return base if loops == 1 else f"{base}-{loops}loops"
+
+
+def independent_tax(
+    results: Sequence[CaseResult], loops: int, base: str = "actors-uvloop"
+) -> tuple[float | None, str]:
+    """multiloop: total msgs/s with ``loops`` loops over the total with one (same work)."""
+    r = ratio(results, "multiloop", "msgs_per_s", _loops_impl(base, loops), base)
+    return r, "" if r is None else f"{r:.2f}x"
+
+
+def _independent(loops: int) -> Callable[[Sequence[CaseResult]], tuple[float | None, str]]:
+    def measure(results: Sequence[CaseResult]) -> tuple[float | None, str]:
+        return independent_tax(results, loops)
+
+    return measure
 
 
 TARGETS: Final = (
@@ -229,8 +256,21 @@ TARGETS: Final = (
         Target(f"savina {p.name}: ahead of every Python peer", _savina_lead(p.name), ">=", 1.0)
         for p in PROGRAMS
     ),
-    Target("multi-loop tax: 2 loops >= 0.9x 1 loop (Savina)", _tax(2), ">=", 0.9),
-    Target("multi-loop tax: 4 loops >= 0.9x 1 loop (Savina)", _tax(4), ">=", 0.9),
+    Target("multi-loop tax, independent work: 2 loops >= 0.9x 1 loop", _independent(2), ">=", 0.9),
+    Target("multi-loop tax, independent work: 4 loops >= 0.9x 1 loop", _independent(4), ">=", 0.9),
+    # Information, not issue 5's tax: Savina actors spread round-robin, partners on other loops.
+    Target(
+        "partners spread over loops (Savina): 2 loops >= 0.9x 1 loop (information)",
+        _tax(2),
+        ">=",
+        0.9,
+    ),
+    Target(
+        "partners spread over loops (Savina): 4 loops >= 0.9x 1 loop (information)",
+        _tax(4),
+        ">=",
+        0.9,
+    ),
 )
 
 
@@ -384,6 +424,37 @@ def render_savina_matrix(results: Sequence[CaseResult]) -> str:
             row.append("-" if r is None else f"{r:.2f}x")
         rows.append(row)
     head = "actors-uvloop's rate, and its ratio to each implementation (above 1: actors faster)"
+    return head + "\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def render_multiloop(results: Sequence[CaseResult]) -> str:
+    """multiloop: each implementation's total per number of loops, and its ratio to 1 loop."""
+    bases = [
+        base
+        for base in ("actors-uvloop", "queue-uvloop")
+        if any(_find(results, "multiloop", _loops_impl(base, n)) for n in MULTILOOP_LOOPS)
+    ]
+    if not bases:
+        return ""
+    rows = [
+        ["loops", *(f"{base} {what}" for base in bases for what in ("msgs/s", "vs 1 loop"))],
+        ["---:", *(["---:"] * (2 * len(bases)))],
+    ]
+    for loops in MULTILOOP_LOOPS:
+        row = [str(loops)]
+        for base in bases:
+            found = _find(results, "multiloop", _loops_impl(base, loops))
+            rate = None if found is None else metric_median(found, "msgs_per_s")
+            r, _ = independent_tax(results, loops, base)
+            row += [
+                "-" if rate is None else _format_value("", rate),
+                "-" if r is None else f"{r:.2f}x",
+            ]
+        rows.append(row)
+    head = (
+        f"Multi-loop tax, independent work: {MULTILOOP_UNITS} producer->counter pairs spread "
+        "evenly over the loops; total msgs/s (median) and its ratio to one loop"
+    )
     return head + "\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

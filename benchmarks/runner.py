@@ -3,11 +3,13 @@
 Each implementation gets a `World`: a host thread running ``actors.run`` (uvloop or plain
 asyncio, as the implementation says) in which its driver builds its actors, loops and threads
 once for the whole workload. Every world stays up while the workload runs; an idle world
-sleeps in its selectors and costs no CPU. The main thread first calibrates each world's size
-N (the probe runs are the warm-up), then runs the repetitions round-robin over the worlds,
-rotating the order each round. Slow phases of a shared machine (another tenant, a CPU that
-stays parked for a few seconds) therefore hit every implementation alike, instead of
-whichever happened to run then, and the ratios between implementations stay meaningful.
+sleeps in its selectors and costs next to no CPU (an `actors` world's watchdog still probes
+each of its loops every 50 ms: a few ms of CPU per second). The main thread first
+calibrates each world's size N (the probe runs are the warm-up), then runs the repetitions
+round-robin over the worlds, rotating the order each round. Slow phases of a shared machine
+(another tenant, a CPU that stays parked for a few seconds) therefore hit every
+implementation alike, instead of whichever happened to run then, and the ratios between
+implementations stay meaningful.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ cross-loop workloads get at least 2). The counting actor lives on worker 0.
 * Savina programs: the behaviours are mixed into `actors.Actor` subclasses (their
   ``receive`` is the actor's), spawned with the default round-robin placement over the
   ``loops`` workers: with one loop, all on worker 0; with more, spread over all of them
-  (the multi-loop tax).
+  (partners spread over loops).
+* multiloop (independent work): ``Setup.units`` producer->counter pairs, unit ``i``'s
+  producer and counter both pinned to worker ``i % loops`` (``placement=`` a worker
+  index), so no message crosses loops; the host starts every unit at once.
 
 Everything uses the public API with its defaults: ``await ref.send(...)``, ``await
 ref.ask(...)`` with the default ask timeout, the default mailbox capacity.
@@ -117,6 +120,9 @@ class Producer(actors.Actor[Produce | Probe | SpawnIdle]):
         return await spawn_idle(self.system, message.k, self.ref.statistics().loop)
 
 
+ProducerRef = actors.ActorRef[Produce | Probe | SpawnIdle]
+
+
 async def probe(target: CounterRef, k: int) -> bytes:
     ask = target.ask
     clock = time.perf_counter_ns
@@ -215,7 +221,8 @@ class ActorsDriver:
         self._host = host
         self._system: actors.ActorSystem | None = None
         self._counter: CounterRef | None = None
-        self._producers: list[actors.ActorRef[Produce | Probe | SpawnIdle]] = []
+        self._producers: list[ProducerRef] = []
+        self._units: list[tuple[CounterRef, ProducerRef]] = []
         self._setup = Setup()
 
     async def start(self, setup: Setup) -> None:
@@ -225,6 +232,13 @@ class ActorsDriver:
         system = actors.ActorSystem(workers=workers, use_uvloop=self._use_uvloop, name="bench")
         await system.start()
         self._system, self._setup = system, setup
+        if setup.units:  # multiloop: only the units, spread evenly over the workers
+            for i in range(setup.units):
+                worker = i % workers
+                counter = await system.spawn(Counter, placement=worker, capacity=CAPACITY)
+                producer = await system.spawn(Producer, placement=worker)
+                self._units.append((counter, producer))
+            return
         home = "host" if self._host else 0
         counter = SlowCounter if setup.slow else Counter
         self._counter = await system.spawn(counter, placement=home, capacity=CAPACITY)
@@ -253,6 +267,16 @@ class ActorsDriver:
             ]
             await asyncio.gather(*jobs)
         return await counter.ask(Collect(), timeout=REP_TIMEOUT)
+
+    async def independent(self, counts: Sequence[int]) -> list[Tally]:
+        async def unit(counter: CounterRef, producer: ProducerRef, n: int) -> Tally:
+            await producer.ask(Produce(counter, n), timeout=REP_TIMEOUT)
+            return await counter.ask(Collect(), timeout=REP_TIMEOUT)
+
+        if not self._units:
+            raise RuntimeError("driver not started with units")
+        jobs = [unit(c, p, n) for (c, p), n in zip(self._units, counts, strict=True)]
+        return list(await asyncio.gather(*jobs))
 
     async def ask_latencies(self, k: int) -> list[int]:
         counter = self._target()

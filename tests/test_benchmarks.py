@@ -1,7 +1,8 @@
 """Smoke test of the benchmark suite: every Savina program runs on `actors` and checks itself.
 
 Tiny sizes (the whole file takes a few seconds); no timing is asserted. A program whose
-answer is wrong must fail its case, and a failed case must fail the run.
+answer is wrong must fail its case, and a failed case must fail the run. The multiloop
+workload runs on 1, 2 and 4 loops, and a unit that loses a message fails it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,10 +20,17 @@ if importlib.util.find_spec("benchmarks") is None:  # run from a checkout withou
 
 import benchmarks.__main__ as bench_cli
 from benchmarks import cases
+from benchmarks import report as bench_report
 from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Workload
 from benchmarks.portable import Behaviour, Start
 from benchmarks.runner import run_workload
 from benchmarks.savina import PROGRAMS, Program
+from benchmarks.subject import ActorsDriver
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from benchmarks.common import Tally
 
 TINY = dataclasses.replace(QUICK, reps=1, program_reps=1, program_scale=0.01)
 ACTORS = next(impl for impl in IMPLEMENTATIONS if impl.name == "actors-uvloop")
@@ -72,3 +80,42 @@ def test_a_failed_case_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench_cli, "WORKLOADS", workloads)
     status = bench_cli.main(["--quick", "--only", "savina-pingpong:actors-uvloop"])
     assert status == 1
+
+
+# -- multiloop: independent work on 1, 2 and 4 loops ------------------------------------------
+
+MULTILOOP = next(w for w in cases.WORKLOADS if w.name == "multiloop")
+MULTILOOP_IMPLS = [impl for impl in IMPLEMENTATIONS if impl.runs("multiloop")]
+
+
+def test_multiloop_runs_on_1_2_and_4_loops() -> None:
+    names = {impl.name for impl in MULTILOOP_IMPLS}
+    assert {"actors-uvloop", "actors-uvloop-2loops", "actors-uvloop-4loops"} <= names
+    assert {"queue-uvloop", "queue-uvloop-2loops", "queue-uvloop-4loops"} <= names
+    tiny = dataclasses.replace(TINY, multiloop_n=2_000)
+    results = run_workload(MULTILOOP, MULTILOOP_IMPLS, tiny)
+    for result in results:
+        assert result.skipped is None
+        assert result.error is None, (result.implementation.name, result.error)
+        assert result.n == 2_000
+        assert len(result.reps) == 1
+        assert result.reps[0].metrics["msgs_per_s"] > 0
+    assert "| 4 |" in bench_report.render_multiloop(results)
+
+
+class LosingDriver(ActorsDriver):
+    """Unit 1's producer sends one message fewer than asked."""
+
+    async def independent(self, counts: Sequence[int]) -> list[Tally]:
+        return await super().independent([n - (i == 1) for i, n in enumerate(counts)])
+
+
+def test_a_wrong_multiloop_count_fails_the_case() -> None:
+    def make() -> LosingDriver:
+        return LosingDriver(use_uvloop=True)
+
+    losing = dataclasses.replace(ACTORS, name="losing", make=make)
+    tiny = dataclasses.replace(TINY, multiloop_n=2_000)
+    (result,) = run_workload(MULTILOOP, [losing], tiny)
+    assert result.error is not None
+    assert "CheckFailed: unit 1" in result.error

@@ -13,6 +13,9 @@ from the host loop; the counting actor lives on loop 0.
   a cross-loop ask comes back through ``call_soon_threadsafe`` on the asker's loop.
 * Savina programs: every actor a `QueueActor` on loop 0, bounded at `CAPACITY`; a ref's
   ``send`` is the queue's own ``put``.
+* multiloop (independent work): the naive loops-in-threads, ``loops`` loop threads (1, 2
+  or 4, and no other), unit ``i`` (a counter bounded at `CAPACITY` and a producer task that
+  ``await queue.put``s into it, then asks for the tally) on loop ``i % loops``.
 """
 
 from __future__ import annotations
@@ -178,6 +181,12 @@ async def _produce_cross(actor: QueueActor, n: int) -> None:
         tell(Inc(i))
 
 
+async def _unit(actor: QueueActor, n: int) -> Tally:
+    """One multiloop unit on its loop: the counting stream, then the tally."""
+    await _produce_same(actor, n)
+    return await actor.ask(Collect())
+
+
 async def probe(ask: Callable[[object], Awaitable[Any]], k: int) -> list[int]:
     clock = time.perf_counter_ns
     samples = [0] * k
@@ -247,18 +256,25 @@ async def _spawn_idle(k: int) -> float:
 class QueueDriver:
     """The naive ``asyncio.Queue`` actor on uvloop or plain asyncio loop threads."""
 
-    def __init__(self, *, use_uvloop: bool) -> None:
+    def __init__(self, *, use_uvloop: bool, loops: int = 1) -> None:
         self._use_uvloop = use_uvloop
+        self._count = loops  # loop threads of the multiloop workload; the others use 2
         self._loops: list[LoopThread] = []
         self._actor: QueueActor | None = None
+        self._units: list[tuple[LoopThread, QueueActor]] = []
         self._place: Place = "same"
 
     async def start(self, setup: Setup) -> None:
         place = setup.place
-        for i in range(2):
+        for i in range(self._count if setup.units else 2):
             loop = LoopThread(f"bench-queue-{i}", use_uvloop=self._use_uvloop)
             loop.start()
             self._loops.append(loop)
+        if setup.units:  # multiloop: only the units, spread evenly over the loops
+            for i in range(setup.units):
+                home = self._loops[i % len(self._loops)]
+                self._units.append((home, await home.run(_spawn_counter(CAPACITY))))
+            return
         maxsize = CAPACITY if place == "same" else 0  # 0: unbounded
         self._actor = await self._loops[0].run(_spawn_counter(maxsize, setup.slow))
         self._place = place
@@ -280,6 +296,14 @@ class QueueDriver:
 
     def depth(self) -> int:
         return self._target().queue.qsize()
+
+    async def independent(self, counts: Sequence[int]) -> list[Tally]:
+        if not self._units:
+            raise RuntimeError("driver not started with units")
+        jobs = [
+            home.run(_unit(actor, n)) for (home, actor), n in zip(self._units, counts, strict=True)
+        ]
+        return list(await asyncio.gather(*jobs))
 
     async def ask_latencies(self, k: int) -> list[int]:
         actor = self._target()
