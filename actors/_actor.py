@@ -60,6 +60,9 @@ class Actor(Generic[M]):
     """
 
     __actors_accepts__: ClassVar[tuple[type, ...] | None] = None
+    # Message types already checked for this class (accepted, and sendable whatever the
+    # value): one set per class, shared by its actors; see `Cell.admit`.
+    __actors_admitted__: ClassVar[set[type]] = set()
     _actors_cell: Cell
 
     supervision: SupervisionStrategy = OneForOne()
@@ -83,6 +86,7 @@ class Actor(Generic[M]):
         accepts = _declared_message_types(cls)
         if accepts is not _INHERIT:
             cls.__actors_accepts__ = accepts
+        cls.__actors_admitted__ = set()  # its own, never the base class's
 
     @property
     def ref(self) -> ActorRef[M]:

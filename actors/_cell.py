@@ -57,6 +57,7 @@ from ._timers import CANCELLED, TIMER, Timer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from collections.abc import Set as AbstractSet
 
     from ._clock import Scheduled
     from ._runtime import Home
@@ -81,7 +82,10 @@ def _starts_itself(actor_class: type[object]) -> bool:
 
 
 _NO_START: Final[object] = getattr(Actor, "on_start")  # noqa: B009 (typed as a plain object)
-_BUILT: Final = object()  # _live's prelude: begin_here already made the instance
+_BUILT: Final = object()
+_NONE_ADMITTED: Final[AbstractSet[type]] = (
+    frozenset()
+)  # _live's prelude: begin_here already made the instance
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
@@ -116,7 +120,6 @@ class Cell:
     __slots__ = (
         "accepts",
         "actor_class",
-        "admitted",
         "children",
         "context",
         "dequeued",
@@ -178,9 +181,6 @@ class Cell:
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
         self.accepts: tuple[type, ...] | None = None
-        # Message types that need no further check: accepted by this actor and sendable
-        # whatever the value. Only ever added to; see `admit`.
-        self.admitted: set[type] = set()
         self.ref: ActorRef[Any] = ActorRef(self)
         self.task: asyncio.Task[None] | None = None
         self.context = contextvars.Context()  # every task of this actor runs in it
@@ -237,6 +237,12 @@ class Cell:
 
     # -- checks made by senders (any thread) ----------------------------------------------
 
+    @property
+    def admitted(self) -> AbstractSet[type]:
+        """Message types already checked for this actor's class (see `admit`)."""
+        actor_class = self.actor_class
+        return actor_class.__actors_admitted__ if actor_class is not None else _NONE_ADMITTED
+
     def admit(self, message: object) -> None:
         """Check a message a sender is about to enqueue; raise if this actor must not get it."""
         accepts = self.accepts
@@ -247,9 +253,11 @@ class Cell:
                 f"{type(message).__qualname__}; it accepts {names}"
             )
         check_sendable(message, f"message to actor {self.path}")
-        if is_always_sendable(type(message)):
+        actor_class = self.actor_class
+        if accepts is not None and actor_class is not None and is_always_sendable(type(message)):
+            # The class's set, shared by its actors (admission depends on the class only).
             # A set add is atomic with or without the GIL; a duplicate add is harmless.
-            self.admitted.add(type(message))
+            actor_class.__actors_admitted__.add(type(message))
 
     def in_handler(self) -> bool:
         """True when called from this actor's own run task (its handler or hooks)."""
@@ -500,6 +508,7 @@ class Cell:
         """Called by Actor.__new__, before the user's __init__ can send anything to itself."""
         self.actor_class = actor_class
         self.accepts = actor_class.__actors_accepts__
+        self.ref.admitted_by(actor_class)
 
     async def _run(self) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the

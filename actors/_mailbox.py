@@ -41,7 +41,7 @@ import msgspec
 from ._oneshot import Oneshot, oneshot, thread_oneshot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 __all__ = (
     "CLOSED",
@@ -123,6 +123,32 @@ class _Sender:
         self.granted = False
 
 
+class _NoQueue:
+    """Stands in for the deque of a mailbox that never held anything: empty, and loud.
+
+    Every producer path replaces it (`Mailbox._room`) under the lock before appending, so
+    an append reaching it is a bug: it raises instead of filling a shared object.
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def clear(self) -> None:
+        pass
+
+    def append(self, item: object) -> None:
+        raise AssertionError("Mailbox: append to the shared empty queue")
+
+
+_NO_QUEUE: Final[Any] = _NoQueue()
+_NO_LIST: Final[Any] = ()  # the control lane or the waiting senders before their first use
+
+
 class Mailbox(Generic[T]):
     """Bounded MPSC queue with a control lane. See the module docstring for the invariants."""
 
@@ -149,11 +175,13 @@ class Mailbox(Generic[T]):
         self.capacity = capacity
         self._wake = wake
         self._lock = threading.Lock()
-        self._queue: deque[T] = deque()
-        # Lists, not deques: both are usually empty, and an empty deque costs ~600 bytes
-        # (a preallocated block) where an empty list costs 56 per idle actor.
-        self._control: list[Signal] = []
-        self._senders: list[_Sender] = []
+        # Made on the first put (see `_room`): an empty deque costs ~760 bytes (a
+        # preallocated block), most of an idle actor's footprint.
+        self._queue: deque[T] = _NO_QUEUE
+        # Lists, not deques: both are usually empty, and an empty deque costs ~760 bytes
+        # (a preallocated block). Made on first use too (`_room`, `consumer_view`).
+        self._control: list[Signal] = _NO_LIST
+        self._senders: list[_Sender] = _NO_LIST
         self._reserved = 0
         self._low_water = capacity // 2  # see pop: when waiting senders are let in
         self._high_water = 0
@@ -191,6 +219,8 @@ class Mailbox(Generic[T]):
             depth = len(queue)
             if depth + self._reserved >= self.capacity or self._senders:
                 return FULL
+            if queue is _NO_QUEUE:
+                queue = self._room()
             queue.append(item)
             if depth >= self._high_water:
                 self._high_water = depth + 1
@@ -216,7 +246,7 @@ class Mailbox(Generic[T]):
         with self._lock:
             if self._closed:
                 return CLOSED, None
-            queue = self._queue
+            queue = self._room()
             evicted: object = None
             if len(queue) + self._reserved >= self.capacity or self._senders:
                 snapshot = list(queue)
@@ -280,7 +310,7 @@ class Mailbox(Generic[T]):
         with self._lock:
             if self._closed:
                 return False
-            self._queue.append(signal)  # type: ignore[arg-type]  # the consumer tells Signals apart
+            self._room().append(signal)  # type: ignore[arg-type]  # the consumer tells Signals apart
             if self._scheduled:
                 return True
             self._scheduled = True
@@ -292,6 +322,8 @@ class Mailbox(Generic[T]):
         with self._lock:
             if self._finished:
                 return False
+            if self._control is _NO_LIST:
+                self._control = []
             self._control.append(signal)
             if self._scheduled:
                 return True
@@ -319,6 +351,8 @@ class Mailbox(Generic[T]):
             if room and not self._senders:
                 return None  # room appeared meanwhile and nobody is ahead of us
             sender = _Sender(make_waiter())
+            if self._senders is _NO_LIST:
+                self._senders = []
             self._senders.append(sender)
             # Room with others waiting: a lock-free pop freed it after their test. Serve the
             # queue of senders now rather than at the next pop (this sender may be first).
@@ -334,7 +368,7 @@ class Mailbox(Generic[T]):
                 self._reserved -= 1
                 passed_on = self._grant_locked()
             else:
-                with contextlib.suppress(ValueError):  # already released by close()
+                if sender in self._senders:  # else already released by close()
                     self._senders.remove(sender)
                 return
         for other in passed_on:
@@ -345,14 +379,22 @@ class Mailbox(Generic[T]):
             self._reserved -= 1
             if self._closed:
                 return CLOSED
-            self._queue.append(item)
-            if len(self._queue) > self._high_water:
-                self._high_water = len(self._queue)
+            queue = self._room()
+            queue.append(item)
+            if len(queue) > self._high_water:
+                self._high_water = len(queue)
             if self._scheduled:
                 return OK
             self._scheduled = True
         self._wake()
         return OK
+
+    def _room(self) -> deque[T]:
+        # With the lock held: the queue, made now if this is the first item ever.
+        queue = self._queue
+        if queue is _NO_QUEUE:
+            queue = self._queue = deque()
+        return queue
 
     def _grant_locked(self) -> list[_Sender]:
         # With the lock held: reserve every free slot for the oldest waiting senders, in order.
@@ -404,8 +446,17 @@ class Mailbox(Generic[T]):
     ) -> tuple[deque[T], list[Signal], list[_Sender], Callable[[], None], int]:
         """The consumer's handles for inlining `pop`'s common case in its dispatch loop.
 
-        Only the consumer may use them, and only exactly as `pop` does.
+        Only the consumer may use them, and only exactly as `pop` does. The queue and the
+        lists are made here if no put has made them yet (once made they are never replaced):
+        the view must see the puts to come.
         """
+        if self._queue is _NO_QUEUE or self._control is _NO_LIST or self._senders is _NO_LIST:
+            with self._lock:
+                self._room()
+                if self._control is _NO_LIST:
+                    self._control = []
+                if self._senders is _NO_LIST:
+                    self._senders = []
         return self._queue, self._control, self._senders, self._grant, self._low_water
 
     def _pop_slow(self) -> Any:
@@ -454,8 +505,9 @@ class Mailbox(Generic[T]):
             if self._closed:
                 return False
             self._closed = True
-            senders = self._senders.copy()
-            self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
+            senders = list(self._senders)
+            if senders:
+                self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
             wake = not self._scheduled
             self._scheduled = True
         for sender in senders:
@@ -487,12 +539,14 @@ class Mailbox(Generic[T]):
             self._sealed = True
             self._finished = True
             self._scheduled = True  # never hand the consumer token out again
-            senders = self._senders.copy()
-            self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
+            senders = list(self._senders)
+            if senders:
+                self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
             items = list(self._queue)
-            signals = self._control.copy()
+            signals = list(self._control)
             self._queue.clear()
-            self._control.clear()
+            if signals:
+                self._control.clear()
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
         return items, signals

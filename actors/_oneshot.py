@@ -206,16 +206,28 @@ def ensure_plain_thread() -> None:
     )
 
 
-class Latch:
-    """A one-time event with a value, awaited by any number of waiters in any contexts."""
+# Shared by all latches (see `Latch`): 64 stripes keep unrelated latches from contending.
+_LATCH_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
 
-    __slots__ = ("_callbacks", "_lock", "_value", "_waiters")
+
+class Latch:
+    """A one-time event with a value, awaited by any number of waiters in any contexts.
+
+    Every actor has one (its termination), so an unused latch is kept small: no lock of its
+    own (latches share a few striped locks; none is held while another is taken, and
+    callbacks and wake-ups run after the lock is released) and no list until somebody waits.
+    """
+
+    __slots__ = ("_callbacks", "_value", "_waiters")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._value: object = _UNSET
-        self._waiters: list[Oneshot] = []
+        self._waiters: list[Oneshot] | None = None
         self._callbacks: list[Callable[[Any], object]] | None = None
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return _LATCH_LOCKS[(id(self) >> 4) % len(_LATCH_LOCKS)]
 
     @property
     def is_set(self) -> bool:
@@ -226,13 +238,13 @@ class Latch:
             if self._value is not _UNSET:
                 return
             self._value = value
-            waiters, self._waiters = self._waiters, []
+            waiters, self._waiters = self._waiters, None
             callbacks, self._callbacks = self._callbacks, None
         # Callbacks first: whoever wakes from a wait may rely on their effects (for
         # example, a dead subscriber already gone from the event bus after `join`).
         for callback in callbacks or ():
             callback(value)
-        for waiter in waiters:
+        for waiter in waiters or ():
             waiter.settle(value)
 
     def when_set(self, callback: Callable[[Any], object]) -> None:
@@ -272,10 +284,12 @@ class Latch:
             if self._value is not _UNSET:
                 return None
             waiter: Oneshot = make()
+            if self._waiters is None:
+                self._waiters = []
             self._waiters.append(waiter)
             return waiter
 
     def _forget(self, waiter: Oneshot) -> None:
         with self._lock:
-            if waiter in self._waiters:
+            if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)

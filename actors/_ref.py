@@ -14,12 +14,17 @@ from ._message import Ask, Request
 from ._oneshot import Expired, ensure_plain_thread, oneshot, thread_oneshot
 
 if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
+
+    from ._actor import Actor
     from ._cell import ActorStatistics, Cell
 
 __all__ = ("COOPERATIVE_BUDGET", "DEFAULT_ASK_TIMEOUT", "ActorRef")
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
+
+_NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
 
 COOPERATIVE_BUDGET: Final = 128
 """Sends through one ref between two forced yields of the sender (see `ActorRef.send`)."""
@@ -48,15 +53,21 @@ class ActorRef(Generic[M]):
         ```
     """
 
-    __slots__ = ("_admitted", "_cell", "_put_nowait", "_sends")
+    __slots__ = ("_admitted", "_cell", "_mailbox", "_sends")
     __actors_sendable__: Final = True  # a ref is an immutable handle: safe to share
 
     def __init__(self, cell: Cell) -> None:
         self._cell = cell
-        # Shortcuts for the send hot path; both live as long as the cell, restarts included.
-        self._admitted = cell.admitted
-        self._put_nowait = cell.mailbox.put_nowait
+        # Shortcuts for the send hot path. The mailbox lives as long as the cell, restarts
+        # included; the admitted types are the actor class's, set when it is known (until
+        # then every message takes the full check).
+        self._admitted: AbstractSet[type] = _NONE_ADMITTED
+        self._mailbox = cell.mailbox
         self._sends = 0  # for the cooperative yield in `send`; see there
+
+    def admitted_by(self, actor_class: type[Actor[Any]]) -> None:
+        """Internal: take the message types the actor's class has already checked."""
+        self._admitted = actor_class.__actors_admitted__
 
     @property
     def name(self) -> str:
@@ -133,7 +144,7 @@ class ActorRef(Generic[M]):
             await checkpoint()  # before enqueueing: cancelled here, nothing sent
         else:
             self._sends = sends
-        code = self._put_nowait(message)
+        code = self._mailbox.put_nowait(message)
         if code == OK:
             return
         cell = self._cell
@@ -176,7 +187,7 @@ class ActorRef(Generic[M]):
         """
         if type(message) not in self._admitted:
             self._cell.admit(message)
-        code = self._put_nowait(message)
+        code = self._mailbox.put_nowait(message)
         if code == OK:
             return
         cell = self._cell
@@ -205,7 +216,7 @@ class ActorRef(Generic[M]):
         """
         ensure_plain_thread()
         cell = self._cell
-        if type(message) not in cell.admitted:
+        if type(message) not in self._admitted:
             cell.admit(message)
         # The thread form of the cooperative budget in `send`: let the GIL go once in a while,
         # so that a thread looping on blocking_send cannot crowd out the event loops.
@@ -255,7 +266,7 @@ class ActorRef(Generic[M]):
             ```
         """
         cell = self._cell
-        if type(message) not in cell.admitted:
+        if type(message) not in self._admitted:
             cell.admit(message)
         if cell.in_handler():
             raise DeadlockError(
@@ -299,7 +310,7 @@ class ActorRef(Generic[M]):
         """
         ensure_plain_thread()
         cell = self._cell
-        if type(message) not in cell.admitted:
+        if type(message) not in self._admitted:
             cell.admit(message)
         reply = thread_oneshot()
         envelope = Ask(message, reply)
