@@ -6,11 +6,16 @@ free port, without JetStream. It can be killed and restarted on the same port (r
 tests) and is always stopped by its context manager. `NatsCluster` runs several of them
 joined by routes (a NATS cluster); `write_config` writes a server configuration file
 (authorization, permissions, nkeys, JWT resolvers) for ``NatsServer("-c", path)``.
+`JwtOperator` makes a decentralized-JWT chain (operator, accounts, users and their
+``.creds`` files) offline with the ``nkeys`` package, without the ``nsc`` tool.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -41,14 +46,19 @@ __all__ = (
     "Deposit",
     "Echo",
     "Hold",
+    "JwtAccount",
+    "JwtOperator",
     "NatsCluster",
     "NatsServer",
     "Relay",
     "Stop",
     "TcpGate",
     "Watcher",
+    "encode_jwt",
     "free_port",
     "nats_server_binary",
+    "nkey_pair",
+    "tampered_jwt",
     "write_config",
 )
 
@@ -270,6 +280,141 @@ def write_config(directory: Path, text: str, name: str = "nats.conf") -> str:
     path = directory / name
     path.write_text(text)
     return str(path)
+
+
+# -- decentralized JWT authentication, made offline ------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _compact_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def nkey_pair(prefix: int) -> Any:
+    """A fresh nkeys.KeyPair of the given kind (``nkeys.PREFIX_BYTE_OPERATOR`` ...)."""
+    import nkeys
+
+    return nkeys.from_seed(bytearray(nkeys.encode_seed(os.urandom(32), prefix)))
+
+
+def encode_jwt(claims: dict[str, Any], signer: Any) -> str:
+    """``claims`` as a NATS (v2) JWT signed by the key pair ``signer``, as nats-io/jwt makes one.
+
+    ``header.payload.signature``, each base64url without padding; the header is
+    ``{"typ":"JWT","alg":"ed25519-nkey"}``; the signature is ed25519 over
+    ``header.payload``. ``iss`` (the signer's public key) and ``iat`` (now) are filled in
+    when missing, ``jti`` is the base32 sha512/256 digest of the claims (nats-server does
+    not check it, only that the JWT is signed by its issuer).
+    """
+    claims = {"iat": int(time.time()), "iss": signer.public_key.decode(), **claims}
+    claims.pop("jti", None)
+    digest = hashlib.new("sha512_256", _compact_json(claims)).digest()
+    claims["jti"] = base64.b32encode(digest).decode().rstrip("=")
+    header = _b64url(_compact_json({"typ": "JWT", "alg": "ed25519-nkey"}))
+    signed = f"{header}.{_b64url(_compact_json(claims))}"
+    return f"{signed}.{_b64url(signer.sign(signed.encode()))}"
+
+
+def tampered_jwt(token: str, **changes: Any) -> str:
+    """``token`` with its claims changed (``nats`` merged) but the signature left as it was."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["nats"].update(changes.pop("nats", {}))
+    claims.update(changes)
+    return f"{header}.{_b64url(_compact_json(claims))}.{signature}"
+
+
+class JwtAccount:
+    """An account key pair and its JWT (signed by ``signer``, its operator's key pair)."""
+
+    def __init__(self, name: str, signer: Any) -> None:
+        import nkeys
+
+        self.name = name
+        self.keys = nkey_pair(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.public_key: str = self.keys.public_key.decode()
+        limits = {"subs": -1, "conn": -1, "leaf": -1, "imports": -1, "exports": -1}
+        limits |= {"data": -1, "payload": -1, "wildcards": True}
+        nats = {"type": "account", "version": 2, "limits": limits}
+        self.jwt = encode_jwt({"sub": self.public_key, "name": name, "nats": nats}, signer)
+
+    def user_jwt(self, public_key: str, name: str, expires: int | None = None) -> str:
+        """A user JWT for ``public_key`` signed by this account (``exp`` when ``expires``)."""
+        nats = {"type": "user", "version": 2, "pub": {}, "sub": {}}
+        nats |= {"subs": -1, "data": -1, "payload": -1}
+        claims: dict[str, Any] = {"sub": public_key, "name": name, "nats": nats}
+        if expires is not None:
+            claims["exp"] = expires
+        return encode_jwt(claims, self.keys)
+
+    def creds(
+        self,
+        directory: Path,
+        name: str,
+        *,
+        expires: int | None = None,
+        tamper: dict[str, Any] | None = None,
+        foreign_seed: bool = False,
+    ) -> str:
+        """A new user of this account: the path of its ``.creds`` file (user JWT and seed).
+
+        ``tamper``: claims changed in the JWT after it was signed (see `tampered_jwt`);
+        ``foreign_seed``: the seed in the file is another key's, not the JWT's subject's.
+        """
+        import nkeys
+
+        user = nkey_pair(nkeys.PREFIX_BYTE_USER)
+        token = self.user_jwt(user.public_key.decode(), name, expires)
+        if tamper is not None:
+            token = tampered_jwt(token, **tamper)
+        secret = (nkey_pair(nkeys.PREFIX_BYTE_USER) if foreign_seed else user).seed.decode()
+        path = directory / f"{name}.creds"
+        path.write_text(
+            "-----BEGIN NATS USER JWT-----\n"
+            f"{token}\n"
+            "------END NATS USER JWT------\n\n"
+            "************************* IMPORTANT *************************\n"
+            "NKEY Seed printed below can be used to sign and prove identity.\n"
+            "NKEYs are sensitive and should be treated as secrets.\n\n"
+            "-----BEGIN USER NKEY SEED-----\n"
+            f"{secret}\n"
+            "------END USER NKEY SEED------\n\n"
+            "*************************************************************\n"
+        )
+        path.chmod(0o600)
+        return str(path)
+
+
+class JwtOperator:
+    """A self-signed operator: the trust root of nats-server's decentralized JWT auth.
+
+    ``account(name)`` makes an account signed by it; ``config(directory, *accounts)``
+    writes a server configuration trusting the operator, with a memory resolver that knows
+    only ``accounts``. Needs the ``nkeys`` package.
+    """
+
+    def __init__(self, name: str = "operator") -> None:
+        import nkeys
+
+        self.keys = nkey_pair(nkeys.PREFIX_BYTE_OPERATOR)
+        self.public_key: str = self.keys.public_key.decode()
+        nats = {"type": "operator", "version": 2}
+        self.jwt = encode_jwt({"sub": self.public_key, "name": name, "nats": nats}, self.keys)
+
+    def account(self, name: str) -> JwtAccount:
+        return JwtAccount(name, self.keys)
+
+    def config(self, directory: Path, *accounts: JwtAccount) -> str:
+        """A server configuration file (for ``NatsServer("-c", path)``) knowing ``accounts``."""
+        preload = "".join(f"  {a.public_key}: {a.jwt}\n" for a in accounts)
+        return write_config(
+            directory,
+            f"operator: {self.jwt}\nresolver: MEMORY\nresolver_preload: {{\n{preload}}}\n",
+            name="operator.conf",
+        )
 
 
 class NatsCluster:

@@ -1,10 +1,11 @@
-"""actors.cluster security over a real nats-server: token, nkey and TLS (server and client
-certificates) pass through to nats-py, wrong credentials are refused with ClusterError, and
-the subject permissions documented in docs/cluster.md let a node work while keeping it from
-impersonating another node's heartbeats or down notices and from reading its replies.
+"""actors.cluster security over a real nats-server: token, nkey, JWT ``.creds`` files and TLS
+(server and client certificates) pass through to nats-py, wrong credentials are refused with
+ClusterError, and the subject permissions documented in docs/cluster.md let a node work while
+keeping it from impersonating another node's heartbeats or down notices and from reading its
+replies.
 
-JWT accounts (``user_credentials``) are not tested: a valid operator/account/user chain
-needs the ``nsc`` tool, which the test environment does not have.
+The JWT chain (operator, account, users) is made in the test with the ``nkeys`` package
+(cluster_support.JwtOperator), as the ``nsc`` tool would make it.
 
 The options go to nats-py on the cluster loop whatever the host runs, so these run on the
 asyncio host only (test_cluster.py covers user/password on every host).
@@ -16,6 +17,7 @@ import itertools
 import os
 import re
 import ssl
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from cluster_support import (
     Balance,
     Deposit,
     Echo,
+    JwtOperator,
     NatsServer,
     Relay,
     Relayer,
@@ -129,6 +132,48 @@ async def test_an_nkey_seed_is_passed_through_and_an_unknown_key_refused(
         await roundtrip(
             node(server.url, "a", prefix, nkeys_seed=seed_a),
             node(server.url, "b", prefix, nkeys_seed=seed_b),
+        )
+
+
+# -- JWT (decentralized auth: operator, account, user .creds) ---------------------------------
+
+
+@pytest.fixture
+def operator() -> JwtOperator:
+    pytest.importorskip("nkeys", reason="nats-py needs the nkeys package for user_credentials")
+    return JwtOperator()
+
+
+async def test_a_jwt_creds_file_is_passed_through(
+    operator: JwtOperator, prefix: str, tmp_path: Path
+) -> None:
+    account = operator.account("actors")
+    with NatsServer("-c", operator.config(tmp_path, account)) as server, anyio.fail_after(WAIT):
+        await refused(node(server.url, "a", prefix))  # no credentials at all
+        await roundtrip(
+            node(server.url, "a", prefix, user_credentials=account.creds(tmp_path, "a")),
+            node(server.url, "b", prefix, user_credentials=account.creds(tmp_path, "b")),
+        )
+
+
+@pytest.mark.parametrize("wrong", ["unknown-account", "tampered", "expired", "other-seed"])
+async def test_a_wrong_jwt_creds_file_is_refused(
+    operator: JwtOperator, prefix: str, tmp_path: Path, wrong: str
+) -> None:
+    account = operator.account("actors")
+    past = int(time.time()) - 60
+    match wrong:
+        case "unknown-account":  # signed by the trusted operator, but not known to the server
+            creds = operator.account("stranger").creds(tmp_path, "a")
+        case "tampered":  # an expired JWT whose expiry was pushed back after signing
+            creds = account.creds(tmp_path, "a", expires=past, tamper={"exp": past + 3600})
+        case "expired":
+            creds = account.creds(tmp_path, "a", expires=past)
+        case _:  # a valid JWT without its user's seed (a stolen JWT)
+            creds = account.creds(tmp_path, "a", foreign_seed=True)
+    with NatsServer("-c", operator.config(tmp_path, account)) as server, anyio.fail_after(WAIT):
+        await refused(
+            node(server.url, "a", prefix, user_credentials=creds), "refused the credentials"
         )
 
 
