@@ -177,7 +177,7 @@ class Cell:
         self.throughput = throughput
         self.parent = parent
         self.restart = restart
-        self.mailbox: Mailbox[Any] = Mailbox(capacity, self._wake)
+        self.mailbox: Mailbox[Any] = Mailbox(capacity, self)
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
         self.accepts: tuple[type, ...] | None = None
@@ -283,6 +283,10 @@ class Cell:
             self._start_run()
         else:
             home.loop.call_soon_threadsafe(self._start_run)
+
+    # The mailbox wakes its consumer by calling it: the cell itself is the callable, so no
+    # bound method (64 bytes) is kept per actor.
+    __call__ = _wake
 
     def _start_run(self) -> None:
         # On the home thread. A strong reference in self.task keeps the task alive. The

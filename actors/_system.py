@@ -160,7 +160,6 @@ class ActorSystem:
         self._metrics_lock = threading.Lock()
         self._state = _NEW
         self._stopped = Latch()  # set once the system has fully shut down
-        self._paths: dict[str, Cell] = {}  # every live actor by path, the guardian included
         self._guardian: Cell | None = None
         self._failures: list[BaseException] = []
         self._failed = Latch()  # set with the first failure of a top-level actor
@@ -181,7 +180,7 @@ class ActorSystem:
     def __repr__(self) -> str:
         return (
             f"<ActorSystem {self.name} {self._state} "
-            f"workers={len(self._workers)} actors={max(0, len(self._paths) - 1)}>"
+            f"workers={len(self._workers)} actors={max(0, len(self.cells()) - 1)}>"
         )
 
     @property
@@ -235,8 +234,7 @@ class ActorSystem:
                 print(actor.path, actor.processed, actor.mailbox_high_water)
             ```
         """
-        with self.tree_lock:
-            cells = [cell for cell in self._paths.values() if cell is not self._guardian]
+        cells = self.cells()[1:]  # not the guardian
         homes: list[Home] = list(self._workers)
         host = self._host
         if host is not None and any(cell.home is host for cell in cells):
@@ -254,9 +252,40 @@ class ActorSystem:
                 await account.send(Deposit(5))
             ```
         """
-        with self.tree_lock:
-            cell = self._paths.get(path)
+        cell = self._find(path)
         return cell.ref if cell is not None else None
+
+    def cells(self) -> list[Cell]:
+        """Internal: every live actor, the root guardian first (a walk of the tree).
+
+        No index by path is kept: it would cost every actor a dictionary entry, and lookups
+        by path are rare (a path has few levels).
+        """
+        with self.tree_lock:
+            guardian = self._guardian
+            if guardian is None:
+                return []
+            found = [guardian]
+            for cell in found:  # grows while iterated: breadth first
+                if cell.children:
+                    found.extend(cell.children.values())
+            return found
+
+    def _find(self, path: str) -> Cell | None:
+        with self.tree_lock:
+            cell = self._guardian
+            if cell is None or path == cell.path:
+                return cell
+            prefix = cell.path + "/"
+            if not path.startswith(prefix):
+                return None
+            for name in path[len(prefix) :].split("/"):
+                children = cell.children
+                found = children.get(name) if children else None
+                if found is None:
+                    return None
+                cell = found
+            return cell
 
     def children_of(self, cell: Cell) -> list[Cell]:
         """Internal: a snapshot of ``cell``'s children, in start order."""
@@ -335,8 +364,6 @@ class ActorSystem:
             capacity=1,
             throughput=self.throughput,
         )
-        with self.tree_lock:
-            self._paths[guardian.path] = guardian
         self._guardian = guardian
         started = oneshot()
         if threading.get_ident() == home.thread_id:
@@ -663,7 +690,6 @@ class ActorSystem:
                 restart=restart,
             )
             siblings[name] = cell
-            self._paths[cell.path] = cell
             return cell
 
     def _unregister(self, cell: Cell) -> list[Cell]:
@@ -672,8 +698,6 @@ class ActorSystem:
             parent = cell.parent
             if parent is not None and parent.children and parent.children.get(cell.name) is cell:
                 del parent.children[cell.name]
-            if self._paths.get(cell.path) is cell:
-                del self._paths[cell.path]
             return cell.close_watchers()
 
     def _record_failure(self, error: BaseException) -> None:
@@ -694,8 +718,7 @@ class ActorSystem:
             thread.start()
 
     def _describe_task(self, task_name: str) -> str | None:
-        with self.tree_lock:
-            cell = self._paths.get(task_name)
+        cell = self._find(task_name)
         if cell is None:
             return None  # a task that is not an actor's
         handling = cell.handling

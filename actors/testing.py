@@ -445,8 +445,7 @@ def _busy(system: ActorSystem) -> list[Cell]:
     restart; it counts as idle, since only its parent (busy, then) or a backoff timer (on
     the clock) can move it on.
     """
-    with system.tree_lock:
-        cells = list(system._paths.values())  # pyright: ignore[reportPrivateUsage]
+    cells = system.cells()
     return [
         cell
         for cell in cells
