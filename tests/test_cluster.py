@@ -410,6 +410,82 @@ async def test_a_node_that_leaves_terminates_its_actors_for_their_watchers(
             assert "b" not in a.cluster.statistics().members  # type: ignore[union-attr]
 
 
+async def test_a_stopped_actor_whose_down_notice_was_lost_is_found_stopped_at_the_next_send(
+    server: NatsServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # b never gets a's down notices (they are at most once): a send to the stopped actor
+    # gets "no responders", and a, asked, confirms the actor is gone. Not the heartbeats:
+    # a stays alive and b would wait 30 s before declaring it down.
+    original = Nats._on_down  # pyright: ignore[reportPrivateUsage]
+
+    async def lost_on_b(self: Nats, msg: Any) -> None:
+        if self.node != "b":
+            await original(self, msg)
+
+    monkeypatch.setattr(Nats, "_on_down", lost_on_b)
+    events, got, seen = collector()
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(
+                workers=1, name="a", cluster=node(server, "a", prefix, heartbeat_timeout=30.0)
+            ) as a,
+            actors.ActorSystem(
+                workers=1, name="b", cluster=node(server, "b", prefix, heartbeat_timeout=30.0)
+            ) as b,
+        ):
+            cluster_a = a.cluster
+            assert isinstance(cluster_a, Nats)
+            local = await a.spawn(
+                Account, name="mortal", public=True, restart=actors.Restart.TEMPORARY
+            )
+            remote = await b.lookup_remote("mortal", Deposit | Stop)
+            watcher = await b.spawn(lambda: Watcher(seen))
+            await watcher.send(remote)
+            await wait_until(lambda: _watched(remote))
+            await remote.send(Stop())
+            await local.join()
+            await wait_until(lambda: cluster_a.statistics().exported == 0)
+            await anyio.sleep(0.1)  # its subscription is being removed
+            assert remote.is_alive  # b has not heard
+            started = time.monotonic()
+            with pytest.raises(actors.ActorStopped) as raised:
+                await remote.send(Deposit(1), timeout=10.0)
+            assert not isinstance(raised.value, NodeDown)
+            assert time.monotonic() - started < 2.0
+            assert not remote.is_alive
+            await got.wait()
+            assert events[0].ref == remote
+            assert events[0].reason is None
+            with pytest.raises(actors.ActorStopped):
+                await remote.ask(Balance(), timeout=1.0)  # type: ignore[arg-type]
+
+
+async def test_a_send_to_a_node_that_vanished_without_leaving_raises_node_down(
+    server: NatsServer, prefix: str
+) -> None:
+    # a's connection closes without a leave notice: b's send gets "no responders", a does
+    # not answer the probe either, so b retries until the heartbeats declare a down.
+    heartbeat_timeout = 1.0
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a", cluster=node(server, "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server, "b", prefix)) as b,
+        ):
+            cluster_a = a.cluster
+            assert isinstance(cluster_a, Nats)
+            await a.spawn(Account, name="stranded", public=True)
+            remote = await b.lookup_remote("stranded", Deposit | Balance)
+            await remote.send(Deposit(1))
+            client = cluster_a._nc  # pyright: ignore[reportPrivateUsage]
+            assert client is not None
+            await cluster_a._call(client.close())  # pyright: ignore[reportPrivateUsage]
+            vanished = time.monotonic()
+            with pytest.raises(NodeDown):
+                await remote.send(Deposit(2), timeout=10.0)
+            assert time.monotonic() - vanished < heartbeat_timeout + 1.5
+            assert not remote.is_alive
+
+
 async def test_a_name_served_by_several_nodes_is_a_queue_group(
     server: NatsServer, prefix: str
 ) -> None:

@@ -22,7 +22,8 @@ All of a node's state is set up in `Nats.__init__`, with its threading rule next
 Subjects (``p`` is the prefix, default ``actors``):
 
 * ``p.actor.<node>.<incarnation>.<id>``: one per exported actor (public, or a ref that
-  travelled in a message); tells, tries, asks and probes.
+  travelled in a message); tells, tries, asks and probes. Id 0 is the node's own: whether
+  one of its exports still exists, asked after a "no responders" (``_outbound``).
 * ``p.name.<name>``: one per public name, in queue group ``p``: lookups, and every
   request of a `GroupRef`; several nodes serving one name (public actors, or pools served
   with `serve_pool`, routed by `_inbound_pool`) form a queue group, and the server hands
@@ -555,11 +556,28 @@ class Nats(Durable):
         await self._connect()
         client = self._nc
         assert client is not None
+        # Bounded as a whole: a server may accept the connection and drop it right after
+        # (TLS 1.3 with a required client certificate checks it after the client is done),
+        # and nats-py then reconnects forever, so a step below could wait for good.
+        try:
+            async with asyncio.timeout(max(1.0, self.connect_timeout)):
+                await self._listen(client)
+        except TimeoutError:
+            raise ClusterError(
+                f"node {self.node}: connected to NATS but could not join within "
+                f"{self.connect_timeout} s (the server dropped the connection: a TLS client "
+                "certificate or a permission it requires?)"
+            ) from None
+
+    async def _listen(self, client: Any) -> None:
         self._outbox = asyncio.Queue()
         self._grace_until = time.monotonic() + self.heartbeat_timeout
         await subscribe(client, f"{self._inbox}.*", cb=self._on_reply)
         await subscribe(client, f"{self.prefix}.hb.*", cb=self._on_heartbeat)
         await subscribe(client, f"{self.prefix}.down.*", cb=self._on_down)
+        await subscribe(
+            client, self._node_subject(self.node, self.incarnation), cb=self._on_node_probe
+        )
         self._own(self._pump())
         self._own(self._heartbeat())
         await self._beat()

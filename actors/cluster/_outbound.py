@@ -6,6 +6,18 @@ carries a reply subject ``_INBOX.p.<node>.<incarnation>.<token>``; ``_replies`` 
 token to what waits for it: a future (send, ask, probe of a lookup) or a callback
 (try_send, credit probe; these expire after a while, see `Membership._heartbeat`).
 Messages are checked and encoded in the caller's thread (`_prepare`); the rest is loop only.
+
+No responders: a request to an actor's subject that nobody subscribes to right now comes
+back as "no responders" (NATS status 503). That is no proof that the actor has stopped: its
+node may be reconnecting (after a server restart, whichever node is back first gets 503s
+until the others have re-subscribed). So `_request` asks the owner node itself, on its
+node subject ``p.actor.<node>.<incarnation>.0`` (no exported actor has id 0), whether the
+export still exists (`_owner_says_gone`, answered by `_on_node_probe` from the export
+table, whatever the state of the subscriptions). Only "gone" finishes the ref; anything
+else (the actor is still exported, or the owner does not answer: it is reconnecting, or
+dead and soon declared down by the heartbeats) is transient, and the request is published
+again, backing off, within its own timeout. A 503 means nobody received the frame, so
+publishing it again never duplicates a message.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from ._registry import GROUP_ID
 from ._remote import RemoteRef, by_name, finish_proxy
 from ._wire import (
     ASK,
+    ERROR,
     OK,
     PROBE,
     TELL,
@@ -46,6 +59,7 @@ from ._wire import (
     WireError,
     check_frame,
     error_from,
+    error_info,
     known_name,
     message_name,
     message_type,
@@ -61,6 +75,11 @@ _SEND_GRACE: Final = 1.0  # extra wait for the target's own SendTimeout reply
 _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this long
 
 _LOOKUP_ANSWER_WAIT = 1.0  # seconds one lookup attempt waits for a subscribed owner
+
+NODE_ID: Final = 0  # the id of a node's own subject p.actor.<node>.<incarnation>.0
+_OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for its answer
+_RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
+_RETRY_MAX: Final = 0.5  # ... up to this
 
 
 class _NoResponders(Exception):
@@ -216,20 +235,109 @@ class Outbox(Inbound):
         reply_type: Any,
         on_timeout: Callable[[], Exception],
     ) -> Any:
+        target = _target_of(ref)
+        deadline = None if wait is None else time.monotonic() + wait
+        delay = _RETRY_FIRST
+        retry = False
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if retry and remaining == 0.0:  # publish no frame that could not be waited for
+                raise on_timeout()
+            retry = True
+            try:
+                data = await self._exchange(out, target, remaining)
+            except _NoResponders:
+                name = by_name(ref)
+                if name is not None:
+                    raise ActorNotFound(
+                        f"no node of the cluster serves {name!r} right now; message not delivered",
+                        out.message,
+                    ) from None
+                # Nobody received the frame. Stopped for good only if its node says so.
+                if await self._owner_says_gone(ref, deadline):
+                    finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
+                    raise ref.stopped_error(out.message) from None
+                pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+                if pause <= 0:
+                    raise on_timeout() from None
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, _RETRY_MAX)
+                if target is not None and target in self._dead:
+                    raise NodeDown(f"node {target[0]} is down", out.message) from None
+                if not ref.is_alive:  # a down notice came meanwhile
+                    raise ref.stopped_error(out.message) from None
+                continue
+            except TimeoutError:
+                raise on_timeout() from None
+            return self._read_reply(ref, data, reply_type, out.message)
+
+    # -- no responders: asking the owner node ------------------------------------------------
+
+    def _node_subject(self, node: str, incarnation: str) -> str:
+        """The subject on which node incarnation ``node`` answers `_owner_says_gone`."""
+        return f"{self.prefix}.actor.{node}.{incarnation}.{NODE_ID}"
+
+    async def _owner_says_gone(self, ref: RemoteRef[Any], deadline: float | None) -> bool:
+        """Whether the node owning ``ref``'s actor confirms the actor has stopped.
+
+        False when the owner says the actor is still exported, and when it does not answer
+        (it is not connected right now: reconnecting, or dead and soon declared down).
+
+        Raises:
+            NodeDown: the owner was declared down meanwhile.
+        """
+        address = ref.address
+        body = msgspec.Raw(msgspec.msgpack.encode(address.id))
+        envelope = Envelope(WIRE_VERSION, PROBE, "", body, None, self.node)
+        out = Outbound(
+            self._node_subject(address.node, address.incarnation),
+            msgspec.msgpack.encode(envelope),
+            [],
+            None,
+        )
+        wait = _OWNER_ANSWER_WAIT
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return False
         try:
-            data = await self._exchange(out, _target_of(ref), wait)
-        except _NoResponders:
-            name = by_name(ref)
-            if name is not None:
-                raise ActorNotFound(
-                    f"no node of the cluster serves {name!r} right now; message not delivered",
-                    out.message,
-                ) from None
-            finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
-            raise ref.stopped_error(out.message) from None
-        except TimeoutError:
-            raise on_timeout() from None
-        return self._read_reply(ref, data, reply_type, out.message)
+            frame = await self._exchange(out, _target_of(ref), wait)
+            check_frame(frame, self.max_message_size, self.max_depth)
+            reply = self._replies_decoder.decode(frame)
+        except (_NoResponders, TimeoutError):
+            return False
+        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            self._reject(f"the answer of node {address.node} about {address.path}", error)
+            return False
+        info = reply.error
+        return reply.status == ERROR and info is not None and info.type == "ActorStopped"
+
+    async def _on_node_probe(self, msg: Msg) -> None:
+        """Another node asks whether one of our exported actors still exists.
+
+        Answered from the export table (an export is retired, and its subscription removed,
+        once its actor has stopped): OK while it exists, an `ActorStopped` error once not.
+        """
+        reply_to = msg.reply
+        try:
+            check_frame(msg.data, self.max_message_size, self.max_depth)
+            envelope = self._envelopes.decode(msg.data)
+            if envelope.version != WIRE_VERSION or envelope.kind != PROBE:
+                raise WireError(
+                    f"unexpected frame (version {envelope.version}, kind {envelope.kind})"
+                )
+            id = msgspec.msgpack.decode(envelope.body, type=int)
+        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            self._reject(f"a probe of node {self.node}", error)
+            return
+        with self._lock:
+            export = None if id == NODE_ID else self._exports.get(id)
+        if export is not None and not export.cell.terminated.is_set:
+            reply = Reply(WIRE_VERSION, OK, NIL, export.free())
+        else:
+            gone = ActorStopped(f"exported actor #{id} of node {self.node} has stopped")
+            reply = Reply(WIRE_VERSION, ERROR, NIL, 0, error_info(gone, "", self.node))
+        await self._respond(reply_to, reply, [])
 
     def _send_parts(
         self, ref: RemoteRef[Any], message: object, timeout: float | None

@@ -127,7 +127,9 @@ class RemoteRef(ActorRef[M]):
             NotSendableError, WireError: not sendable or not encodable (nothing sent).
             ActorStopped: the actor has stopped, or its node is down or left.
             SendTimeout: still full after ``timeout`` seconds (the message is then dropped
-                by the target, which gave up at the same deadline).
+                by the target, which gave up at the same deadline); or the actor's node
+                stayed unreachable (reconnecting) that long: a "no responders" answer is
+                retried, not taken for the actor's end unless its node confirms it.
 
         Cancellation: the message may already be on its way and then still be enqueued;
         only the wait for the acknowledgement is abandoned.
@@ -189,7 +191,8 @@ class RemoteRef(ActorRef[M]):
 
         Raises:
             AskTimeout: no reply within ``timeout`` (the whole call, including any wait
-                for room in the remote mailbox).
+                for room in the remote mailbox, or for the actor's node to be reachable
+                again).
             ActorStopped: the actor stopped before answering, or its node went down.
             RemoteError: the remote handler raised a non-builtin exception.
             MessageTypeError, NotSendableError, WireError: as for `send`.

@@ -49,6 +49,18 @@ T = TypeVar("T")
 SUB_PENDING_MSGS: Final = 65536  # per-subscription queue of nats-py (slow consumer beyond)
 
 
+# Errors that mean the server refused this node (not that it was unreachable): attach
+# fails at once instead of retrying until connect_timeout.
+_REFUSALS: Final = (
+    "Authorization",
+    "Authentication",
+    "CERTIFICATE_REQUIRED",  # TLS 1.3: the server wants a client certificate
+    "CERTIFICATE_VERIFY_FAILED",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+)
+
+
 class ClusterError(ActorError, ConnectionError):
     """The node could not join the cluster (unreachable servers, refused credentials).
 
@@ -235,7 +247,7 @@ class Transport:
 
         async def on_error(error: Exception) -> None:
             text = str(error)
-            refusal = "Authorization" in text or "Authentication" in text
+            refusal = any(word in text for word in _REFUSALS)
             if refusal and not connected.is_set():
                 refused.append(text)
             self._throttle.warn("nats-error", "node %s: NATS error: %s", self.node, text)
@@ -286,11 +298,12 @@ class Transport:
                     f"node {self.node}: could not connect to {', '.join(self.servers)}: {detail}"
                 ) from error
         except BaseException:
+            # Bounded: nats-py may be inside its reconnect loop, where close() can hang.
             attempt.cancel()
             with contextlib.suppress(BaseException):
-                await attempt
-            with contextlib.suppress(Exception):
-                await client.close()
+                await asyncio.wait_for(attempt, timeout=1.0)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(client.close(), timeout=1.0)
             raise
         connected.set()
         self._nc = client
