@@ -245,7 +245,10 @@ class Cell:
 
     def admit(self, message: object) -> None:
         """Check a message a sender is about to enqueue; raise if this actor must not get it."""
-        accepts = self.accepts
+        # One read of the class (any thread; bind may be happening): the check and the
+        # cache below must be about the same class.
+        actor_class = self.actor_class
+        accepts = actor_class.__actors_accepts__ if actor_class is not None else None
         if accepts is not None and not isinstance(message, accepts):
             names = " | ".join(t.__qualname__ for t in accepts)
             raise MessageTypeError(
@@ -253,8 +256,7 @@ class Cell:
                 f"{type(message).__qualname__}; it accepts {names}"
             )
         check_sendable(message, f"message to actor {self.path}")
-        actor_class = self.actor_class
-        if accepts is not None and actor_class is not None and is_always_sendable(type(message)):
+        if actor_class is not None and is_always_sendable(type(message)):
             # The class's set, shared by its actors (admission depends on the class only).
             # A set add is atomic with or without the GIL; a duplicate add is harmless.
             actor_class.__actors_admitted__.add(type(message))

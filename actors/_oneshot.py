@@ -18,6 +18,7 @@ or a cancellation is dropped.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sys
 import threading
@@ -87,11 +88,73 @@ class AsyncioOneshot(Oneshot):
     async def wait(self, timeout: float | None = None) -> Any:
         if timeout is None:
             return await self._fut
+        deadlines = _deadlines(self._loop, timeout)
+        if deadlines is not None:
+            deadlines.add(self._fut)  # no timer per wait; see _Deadlines
+            return await self._fut
         timer = self._loop.call_later(timeout, _expire, self._fut)
         try:
             return await self._fut
         finally:
             timer.cancel()
+
+
+class _Deadlines:
+    """The timeouts of one loop's waits that share one duration (an ask's 5 s default).
+
+    Waits of equal duration expire in the order they began, so a FIFO and one timer for its
+    head replace a timer armed and cancelled per wait (about half a microsecond of a
+    same-loop ask). Settled waits are dropped from the head as new ones arrive and when the
+    timer fires; one that settles while a slower one is ahead of it stays queued (holding
+    its done future) until that one settles or expires. Loop thread only.
+    """
+
+    __slots__ = ("_duration", "_loop", "_queue", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, duration: float) -> None:
+        self._loop = loop
+        self._duration = duration
+        self._queue: collections.deque[tuple[float, asyncio.Future[Any]]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, fut: asyncio.Future[Any]) -> None:
+        queue = self._queue
+        while queue and queue[0][1].done():
+            queue.popleft()
+        queue.append((self._loop.time() + self._duration, fut))
+        if self._timer is None:
+            self._timer = self._loop.call_at(queue[0][0], self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        # Loops round timers to their clock's resolution: a head due within it is due now.
+        due = self._loop.time() + _RESOLUTION
+        queue = self._queue
+        while queue and (queue[0][0] <= due or queue[0][1].done()):
+            _, fut = queue.popleft()
+            if not fut.done():
+                fut.set_exception(Expired())
+        if queue:
+            self._timer = self._loop.call_at(queue[0][0], self._fire)
+
+
+_RESOLUTION: Final = 0.001
+_MAX_DURATIONS: Final = 8  # per loop; other durations get a timer of their own
+_per_thread = threading.local()
+
+
+def _deadlines(loop: asyncio.AbstractEventLoop, duration: float) -> _Deadlines | None:
+    """The shared deadline queue for ``duration`` on ``loop`` (the calling thread's)."""
+    table: dict[float, _Deadlines] | None = getattr(_per_thread, "table", None)
+    if table is None or getattr(_per_thread, "loop", None) is not loop:
+        table = {}
+        _per_thread.table, _per_thread.loop = table, loop
+    found = table.get(duration)
+    if found is None:
+        if len(table) >= _MAX_DURATIONS or duration <= 0:
+            return None
+        found = table[duration] = _Deadlines(loop, duration)
+    return found
 
 
 class _LockedOneshot(Oneshot):
