@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from ._actor import Actor, constructing
+from ._checkpoint import yield_now
 from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import DRAINED, EMPTY, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
 from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
 from ._ref import ActorRef
-from ._sendable import check_sendable, is_always_sendable
+from ._sendable import check_sendable, is_always_sendable, known_sendable
 from ._supervision import Restart, RestartWindow, Terminated
 from ._supervisor import (
     CHILD_EXIT,
@@ -264,11 +265,11 @@ class Cell:
     def in_handler(self) -> bool:
         """True when called from this actor's own run task (its handler or hooks)."""
         task = self.task
-        return (
-            task is not None
-            and threading.get_ident() == self.home.thread_id
-            and asyncio.current_task() is task
-        )
+        if task is None:
+            return False
+        home = self.home
+        # On the home thread the running loop is the home loop: passing it spares the lookup.
+        return threading.get_ident() == home.thread_id and asyncio.current_task(home.loop) is task
 
     def on_home_thread(self) -> bool:
         return threading.get_ident() == self.home.thread_id
@@ -547,7 +548,7 @@ class Cell:
                     linger = self.linger
                     if linger > 0:
                         self.handler_seconds += clock() - started  # waiting is not handling
-                        await asyncio.sleep(0)
+                        await yield_now()
                         started = clock()
                         if queue or control:
                             self.linger = _LINGER_HITS
@@ -605,7 +606,7 @@ class Cell:
                     self.dequeued += throughput
                     self.handler_seconds += clock() - started
                     budget = throughput
-                    await asyncio.sleep(0)  # fairness: let the other actors on this loop run
+                    await yield_now()  # fairness: let the other actors on this loop run
                     started = clock()
         except asyncio.CancelledError:
             await self._killed()
@@ -634,7 +635,8 @@ class Cell:
             reply = await receive(message)
             if times is not None:
                 times.record(time.perf_counter() - began)
-            check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
+            if not known_sendable(reply):  # the description is built only when needed
+                check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
         except Exception as error:
             self._note_failure(error, message)  # before the asker can see the error
             ask.reply.settle(error=error)

@@ -11,17 +11,33 @@ the same thing.
 from __future__ import annotations
 
 import asyncio
+import types
+from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
-__all__ = ("checkpoint",)
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+__all__ = ("checkpoint", "yield_now")
 
 _running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
+
+
+@types.coroutine
+def yield_now() -> Generator[None]:
+    """Let the asyncio loop run its other callbacks once: ``asyncio.sleep(0)`` minus a call.
+
+    A bare yield is how ``asyncio.sleep(0)`` hands control back (the task is rescheduled
+    at once); the run tasks' hot loop yields this way at every linger and fairness turn.
+    Asyncio tasks only (actors' run tasks always are).
+    """
+    yield
 
 
 async def checkpoint() -> None:
     """Yield to the event loop once (a cancellation point on asyncio and trio alike)."""
     if _running_loop() is not None:
-        await asyncio.sleep(0)
+        await yield_now()
     else:
         await anyio.lowlevel.checkpoint()

@@ -34,7 +34,7 @@ import msgspec
 
 from ._errors import NotSendableError
 
-__all__ = ("Moved", "check_sendable", "is_always_sendable", "register_sendable")
+__all__ = ("Moved", "check_sendable", "is_always_sendable", "known_sendable", "register_sendable")
 
 T = TypeVar("T")
 
@@ -120,6 +120,15 @@ def register_sendable(cls: type[T]) -> type[T]:
 def is_always_sendable(cls: type) -> bool:
     """True when every instance of ``cls`` is sendable, so a check can be skipped for it."""
     return _verdict_for(cls)[0] == _ALWAYS
+
+
+def known_sendable(value: object) -> bool:
+    """True when ``value``'s type is already known to be always sendable (one lookup).
+
+    For hot paths that would otherwise build `check_sendable`'s description for nothing.
+    """
+    verdict = _verdicts.get(type(value))
+    return verdict is not None and verdict[0] == _ALWAYS
 
 
 def check_sendable(value: object, what: str = "message") -> None:
