@@ -839,7 +839,10 @@ class Cell(Latch):
         """The actor ends for good: account for its mailbox, tell watchers, then waiters."""
         self.phase = ENDED
         self.exit_reason = reason
-        await self._end_instance(run_on_stop=run_on_stop, kill_children=killed)
+        # Usually `_exit` has just ended the instance and its children: skip the second
+        # round of locks then (children left over, say from a kill, are stopped again).
+        if self.instance is not None or not self.exiting or self.children:
+            await self._end_instance(run_on_stop=run_on_stop, kill_children=killed)
         leftovers, signals = self.mailbox.finish()
         for signal in signals:
             if signal.name == CALL:  # a caller waits on it: it must not hang
