@@ -42,6 +42,7 @@ from ._mailbox import DRAINED, EMPTY, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
 from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
+from ._parking import Parking
 from ._ref import ActorRef
 from ._sendable import check_sendable, is_always_sendable, known_sendable
 from ._supervision import Restart, RestartWindow, Terminated
@@ -141,6 +142,8 @@ class Cell(Latch):
         "name",
         "outcome",
         "parent",
+        "park_gen",
+        "parked",
         "path",
         "phase",
         "received_seen",
@@ -191,6 +194,8 @@ class Cell(Latch):
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
         self.linger = 0  # > 0: linger before going idle (see _run); run task only
+        self.parked: asyncio.Future[bool] | None = None  # the run task waits (_parking.py)
+        self.park_gen = -1  # the Parking's bookkeeping; -1: not in its list
         # Metrics, written by the run task only (single writer; see _metrics.py).
         self.dequeued = 0  # mailbox items taken, counted per burst
         self.failed = 0  # failures of handlers and hooks
@@ -295,7 +300,16 @@ class Cell(Latch):
     __call__ = _wake
 
     def _start_run(self) -> None:
-        # On the home thread. A strong reference in self.task keeps the task alive. The
+        # On the home thread. A parked run task is resumed: it now holds the token. (One
+        # being cancelled, its future already done, is left alone: it ends or suspends the
+        # actor, and either accounts for the queue.)
+        parked = self.parked
+        if parked is not None:
+            self.parked = None
+            if not parked.done():
+                parked.set_result(True)
+            return
+        # A strong reference in self.task keeps the task alive. The
         # actor's own context, not the waking sender's: context variables (and the async
         # library sniffio reports) must not leak from whoever sent the first message. The
         # task is named after the actor so that the watchdog can name a blocking one.
@@ -457,7 +471,7 @@ class Cell(Latch):
             raise
         self.phase = RUNNING
         started.settle(self.ref)
-        await self._run()
+        await self._run_or_rest()
 
     async def _reboot(self, reason: BaseException | None, done: Oneshot | None) -> None:
         """A restart: a fresh instance from the factory, behind the same mailbox.
@@ -493,6 +507,14 @@ class Cell(Latch):
         self.phase = RUNNING
         if done is not None:
             done.settle(True)
+        await self._run_or_rest()
+
+    async def _run_or_rest(self) -> None:
+        # After a start or a restart: run what is queued, or with nothing queued hand the
+        # token back and end this task now (not park: a new actor may never hear a thing).
+        if self.mailbox.release():
+            self.task = None
+            return
         await self._run()
 
     async def _boot(self) -> None:
@@ -571,8 +593,19 @@ class Cell(Latch):
                         return
                 elif kind is Signal:
                     if item is EMPTY:
-                        self.task = None  # token handed back: a producer may start a new run
-                        return
+                        # Token handed back. Park: the next producer resumes this task rather
+                        # than starting one; retired after a while idle (see _parking.py).
+                        # The metrics as at the end of a burst: an idle actor's are exact.
+                        self.dequeued += throughput - budget
+                        budget = throughput
+                        self.handler_seconds += clock() - started  # waiting is not handling
+                        woken = await self._park()
+                        started = clock()
+                        if not woken:
+                            self.task = None  # a producer may start a new run
+                            return
+                        lingered = False
+                        continue
                     if item is DRAINED:
                         await self._exit(None)
                         return
@@ -618,9 +651,17 @@ class Cell(Latch):
             self.dequeued += throughput - budget
             self.handler_seconds += clock() - started
 
+    def _park(self) -> asyncio.Future[bool]:
+        home = self.home
+        parking = home.parking
+        if parking is None:
+            parking = home.parking = Parking(home.loop)
+        return parking.park(self)
+
     async def _killed(self) -> None:
         # Our task was cancelled (a timeout ran out): suspend if the parent asked for that,
         # else end for good. Children go first, killed rather than drained.
+        self.parked = None  # it may have been cancelled while parked
         if self.terminated.is_set or self.phase in (SUSPENDED, ENDED):
             return
         if self.suspending is not None and not self.mailbox.sealed:
@@ -868,6 +909,10 @@ class Cell(Latch):
             done.settle()
         self.outcome = "stopped" if reason is None else "failed"
         self.task = None
+        self.parked = None
+        parking = self.home.parking
+        if parking is not None:
+            parking.forget(self)
         watchers = self.system._unregister(self)  # pyright: ignore[reportPrivateUsage]
         for watcher in watchers:
             watcher.deliver(Signal(TERMINATED, (self, reason)))

@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ._oneshot import Latch
+
+if TYPE_CHECKING:
+    from ._parking import Parking
 
 __all__ = ("HOST", "Home", "HostHome", "WorkerHome", "new_event_loop", "uvloop_available")
 
@@ -56,6 +59,7 @@ class Home:
     label: str
     lag: float | None = None
     max_lag: float = 0.0
+    parking: Parking | None = None  # made by the first actor that parks here (home thread)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"

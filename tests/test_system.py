@@ -29,6 +29,7 @@ from _support import (
 import actors
 import actors._runtime
 from actors import Actor, ActorRef, ActorSystem
+from actors._parking import PARK_IDLE
 
 pytestmark = pytest.mark.anyio
 
@@ -472,20 +473,41 @@ class Inspector(Actor[Inspect]):
         return message.target._cell.task is not None  # pyright: ignore[reportPrivateUsage]
 
 
-async def test_an_idle_actor_has_no_task() -> None:
+class TaskOf(actors.Request[int], frozen=True):
+    """Ask, from the target's own loop, for the id of the target's run task (0: none)."""
+
+    target: ActorRef[Any]
+
+
+class TaskInspector(Actor[TaskOf]):
+    async def receive(self, message: TaskOf) -> int:
+        task = message.target._cell.task  # pyright: ignore[reportPrivateUsage]
+        return 0 if task is None else id(task)
+
+
+async def test_an_idle_actor_parks_its_task_then_has_none() -> None:
     async with ActorSystem(workers=1) as system:
         ref = await system.spawn(Recorder)
-        inspector = await system.spawn(Inspector)  # same loop: it runs between ref's turns
+        inspector = await system.spawn(TaskInspector)  # same loop: runs between ref's turns
+        assert await inspector.ask(TaskOf(ref)) == 0  # never sent anything: no task at all
         with anyio.fail_after(WAIT):
             release = await park(ref)
-            assert await inspector.ask(Inspect(ref)) is True  # busy: a task exists
+            busy = await inspector.ask(TaskOf(ref))
+            assert busy != 0  # busy: a task exists
             for n in range(100):
                 ref.try_send(Tick(n))
             release.set()
             assert await ref.ask(Count()) == 100
-            # The reply is sent from the last step of ref's run task, which then finds the
-            # mailbox empty and ends: by the time the inspector runs, the task is gone.
-            assert await inspector.ask(Inspect(ref)) is False
+            # Run dry, the task parks: the next message resumes the same task.
+            assert await inspector.ask(TaskOf(ref)) == busy
+            assert await ref.ask(Count()) == 100
+            assert await inspector.ask(TaskOf(ref)) == busy
+            # Idle through a sweep or two of its loop, it is retired: no task any more.
+            began = time.monotonic()
+            while await inspector.ask(TaskOf(ref)) != 0:  # noqa: ASYNC110  # time-driven
+                await anyio.sleep(PARK_IDLE / 10)
+            assert time.monotonic() - began < 3 * PARK_IDLE + 1.0
+            assert await ref.ask(Count()) == 100  # and a new one starts when needed
 
 
 async def test_a_burst_of_cross_loop_sends_to_an_idle_actor_wakes_it_once() -> None:

@@ -1,0 +1,81 @@
+"""Parked run tasks: an actor that runs dry waits for its next message in its own task.
+
+A run task that finds its mailbox empty hands the consumer token back (see `Mailbox`) and
+then *parks*: it awaits a future that the next producer resolves instead of starting a new
+task. Waking a parked task is a future's callback (the way an ``asyncio.Queue`` consumer is
+woken); starting a task costs its creation, its first step and its teardown on top. Actors
+that get a message now and then (a ring, a fan-out over many actors) pay the cheaper one.
+
+An idle actor must not keep a task (memory: an idle actor is a cell and a mailbox, about
+1 KB), so parking is temporary: each loop sweeps its parked actors every `PARK_IDLE`
+seconds, and one still parked since the previous sweep is retired (its task ends; the next
+message starts a new one). The sweep is one timer per loop while anything is parked, and
+visits only the actors that parked since it last ran.
+
+Home thread only: parking, waking and sweeping all run on the actor's own loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._cell import Cell
+
+__all__ = ("PARK_IDLE", "Parking")
+
+PARK_IDLE: Final = 0.1
+"""Seconds between sweeps: a parked actor is retired after one to two of them."""
+
+
+class Parking:
+    """The parked run tasks of one event loop."""
+
+    __slots__ = ("_generation", "_loop", "_parked", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._generation = 0
+        # Each cell once (park_gen >= 0 while listed); a dict so that an actor that ends can
+        # leave at once (`forget`) rather than be kept alive until the next sweep.
+        self._parked: dict[Cell, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def park(self, cell: Cell) -> asyncio.Future[bool]:
+        """Park ``cell``'s run task: the future says True (woken with the token) or False."""
+        waiter: asyncio.Future[bool] = self._loop.create_future()
+        cell.parked = waiter
+        if cell.park_gen < 0:
+            self._parked[cell] = None
+            if self._timer is None:
+                self._timer = self._loop.call_later(PARK_IDLE, self._sweep)
+        cell.park_gen = self._generation
+        return waiter
+
+    def forget(self, cell: Cell) -> None:
+        """``cell`` has ended: drop it now (an ended actor is not kept for the sweep)."""
+        if cell.park_gen >= 0:
+            cell.park_gen = -1
+            self._parked.pop(cell, None)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        generation = self._generation
+        self._generation = generation + 1
+        keep: dict[Cell, None] = {}
+        for cell in self._parked:
+            waiter = cell.parked
+            if waiter is None:  # woken since: listed again when it parks again
+                cell.park_gen = -1
+            elif cell.park_gen < generation:  # parked through a whole interval: retire it
+                cell.parked = None
+                cell.park_gen = -1
+                if not waiter.done():
+                    waiter.set_result(False)
+            else:
+                keep[cell] = None
+        self._parked = keep
+        if keep:
+            self._timer = self._loop.call_later(PARK_IDLE, self._sweep)
