@@ -52,6 +52,10 @@ async def stop_children(parent: Cell, *, kill: bool) -> None:
 
     ``kill``: the parent itself is being killed; its children are killed at once too.
     """
+    if not parent.children:
+        # No children, and none can come: the caller has set `exiting` under the tree lock
+        # (which `spawn` checks under it), so every child ever added is visible here.
+        return
     system = parent.system
     for child in reversed(system.children_of(parent)):
         await stop_child(child, 0.0 if kill else system.drain_timeout)
