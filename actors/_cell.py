@@ -288,12 +288,17 @@ class Cell(Latch):
     # -- scheduling ------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        # The caller took the mailbox's consumer token: start exactly one run task.
+        # The caller took the mailbox's consumer token: resume or start exactly one run task.
         home = self.home
-        if threading.get_ident() == home.thread_id:
-            self._start_run()
-        else:
+        if threading.get_ident() != home.thread_id:
             home.loop.call_soon_threadsafe(self._start_run)
+            return
+        parked = self.parked  # _start_run's common case, inlined: a ring's every hop
+        if parked is not None and not parked.done():
+            self.parked = None
+            parked.set_result(True)
+            return
+        self._start_run()
 
     # The mailbox wakes its consumer by calling it: the cell itself is the callable, so no
     # bound method (64 bytes) is kept per actor.
@@ -545,7 +550,7 @@ class Cell(Latch):
     async def _run(self) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the
         # mailbox's consumer token), so handlers run one at a time, never re-entered.
-        pop = self.mailbox.pop
+        pop = self.mailbox.pop_slow  # called only where the inlined lock-free case failed
         instance = self.instance
         assert instance is not None
         receive = instance.receive
@@ -556,6 +561,7 @@ class Cell(Latch):
         queue, control, senders, grant, low_water = self.mailbox.consumer_view()
         started = clock()
         lingered = False
+        parking: Parking | None = None
         try:
             while True:
                 if queue and not control:
@@ -568,10 +574,10 @@ class Cell(Latch):
                     # that iteration, and this task carries on instead of a new one being
                     # created. Where it does not (a ring, fan-out), lingering is a wasted
                     # iteration, so each actor learns: hits keep it lingering, misses stop
-                    # it, and it tries again now and then. An idle actor ends up taskless.
-                    lingered = True
+                    # it, and it tries again now and then.
                     linger = self.linger
                     if linger > 0:
+                        lingered = True
                         self.handler_seconds += clock() - started  # waiting is not handling
                         await yield_now()
                         started = clock()
@@ -580,9 +586,9 @@ class Cell(Latch):
                             lingered = False  # linger again when it runs dry
                         else:
                             self.linger = linger - 1
-                    else:
-                        self.linger = linger - 1 if linger > -_LINGER_RETRY else 1
-                    continue
+                        continue
+                    self.linger = linger - 1 if linger > -_LINGER_RETRY else 1
+                    item = pop()  # not lingering: straight on to going idle
                 else:
                     item = pop()
                     lingered = False
@@ -599,7 +605,9 @@ class Cell(Latch):
                         self.dequeued += throughput - budget
                         budget = throughput
                         self.handler_seconds += clock() - started  # waiting is not handling
-                        woken = await self._park()
+                        if parking is None:
+                            parking = self._parking()
+                        woken = await parking.park(self)
                         started = clock()
                         if not woken:
                             self.task = None  # a producer may start a new run
@@ -651,12 +659,12 @@ class Cell(Latch):
             self.dequeued += throughput - budget
             self.handler_seconds += clock() - started
 
-    def _park(self) -> asyncio.Future[bool]:
+    def _parking(self) -> Parking:
         home = self.home
         parking = home.parking
         if parking is None:
             parking = home.parking = Parking(home.loop)
-        return parking.park(self)
+        return parking
 
     async def _killed(self) -> None:
         # Our task was cancelled (a timeout ran out): suspend if the parent asked for that,

@@ -439,7 +439,7 @@ class Mailbox(Generic[T]):
             if self._senders and len(queue) <= self._low_water:
                 self._grant()
             return item
-        return self._pop_slow()
+        return self.pop_slow()
 
     def consumer_view(
         self,
@@ -459,21 +459,22 @@ class Mailbox(Generic[T]):
                     self._senders = []
         return self._queue, self._control, self._senders, self._grant, self._low_water
 
-    def _pop_slow(self) -> Any:
+    def pop_slow(self) -> Any:
+        """`pop` minus its lock-free case: for the consumer that has just tested it itself."""
         with self._lock:
             if self._control:
                 return self._control.pop(0)
             item: Any
             if self._queue:
                 item = self._queue.popleft()
-                granted = self._grant_locked()
+                granted = self._grant_locked() if self._senders else _NO_LIST
             elif self._closed:
                 return DRAINED
             else:
                 # Going idle: first hand any free room to waiting senders, whose fill will
                 # take the consumer token and wake us again.
                 item = EMPTY
-                granted = self._grant_locked()
+                granted = self._grant_locked() if self._senders else _NO_LIST
                 self._scheduled = False
         for sender in granted:
             sender.waiter.settle()
