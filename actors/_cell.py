@@ -122,6 +122,7 @@ class Cell(Latch):
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
     __slots__ = (
+        "_ref",
         "accepts",
         "actor_class",
         "children",
@@ -147,14 +148,12 @@ class Cell(Latch):
         "path",
         "phase",
         "received_seen",
-        "ref",
         "restart",
         "restart_timer",
         "restarts",
         "suspending",
         "system",
         "task",
-        "terminated",
         "throughput",
         "timers",
         "times",
@@ -187,7 +186,7 @@ class Cell(Latch):
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
         self.accepts: tuple[type, ...] | None = None
-        self.ref: ActorRef[Any] = ActorRef(self)
+        self._ref: ActorRef[Any] | None = ActorRef(self)  # dropped once ended: see `ref`
         self.task: asyncio.Task[None] | None = None
         self.context = contextvars.Context()  # every task of this actor runs in it
         self.phase: str = STARTING
@@ -206,8 +205,7 @@ class Cell(Latch):
         self.exit_reason: BaseException | None = None  # why the last instance ended
         self.suspending: Oneshot | None = None  # the parent waits for this actor to suspend
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
-        Latch.__init__(self)
-        self.terminated: Latch = self  # set once, with the reason: None or the exception
+        Latch.__init__(self)  # `terminated`: set once, with the reason (None or the exception)
         # The tree, guarded by the system's lock. Created on first use: most actors have
         # no children and no watchers, and an idle actor should stay small.
         self.children: dict[str, Cell] | None = None  # in start order
@@ -245,6 +243,25 @@ class Cell(Latch):
         )
 
     # -- checks made by senders (any thread) ----------------------------------------------
+
+    @property
+    def ref(self) -> ActorRef[Any]:
+        """This actor's ref; after it ended, a new one (equal to the old: same cell)."""
+        ref = self._ref
+        return ref if ref is not None else ActorRef(self)
+
+    @ref.setter
+    def ref(self, ref: ActorRef[Any]) -> None:  # a cluster proxy's ref is a RemoteRef
+        self._ref = ref
+
+    @property
+    def terminated(self) -> Latch:
+        """Set once the actor has ended for good, with the reason (None or the exception).
+
+        The cell itself (one object less per actor), as a property rather than a field
+        that would make every cell a reference cycle.
+        """
+        return self
 
     @property
     def admitted(self) -> AbstractSet[type]:
@@ -925,6 +942,10 @@ class Cell(Latch):
         for watcher in watchers:
             watcher.deliver(Signal(TERMINATED, (self, reason)))
         self.terminated.set(reason)
+        # No reference cycles left behind: with its ref dropped (a new one is made on demand,
+        # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
+        # is freed by reference counting, not left for the garbage collector.
+        self._ref = None
 
     def _cancel_restart_timer(self) -> None:
         timer, self.restart_timer = self.restart_timer, None

@@ -146,6 +146,12 @@ class _NoQueue:
 
 
 _NO_QUEUE: Final[Any] = _NoQueue()
+
+
+def _never_woken() -> None:
+    pass  # the wake-up of a finished mailbox, which never happens
+
+
 _NO_LIST: Final[Any] = ()  # the control lane or the waiting senders before their first use
 
 
@@ -540,6 +546,7 @@ class Mailbox(Generic[T]):
             self._sealed = True
             self._finished = True
             self._scheduled = True  # never hand the consumer token out again
+            self._wake = _never_woken  # nor keep the consumer alive (a reference cycle)
             senders = list(self._senders)
             if senders:
                 self._senders.clear()  # in place: the consumer holds a reference (consumer_view)

@@ -601,3 +601,37 @@ async def test_L5_a_hot_actor_does_not_starve_a_cold_one_on_the_same_loop(
             observed = await cold.ask(Observed())
     assert 0 <= observed <= 10 * throughput < depth
     assert handled == list(range(depth))  # and the hot actor did get through all of it
+
+
+async def test_an_ended_actor_nobody_refers_to_is_freed_without_the_garbage_collector() -> None:
+    # No reference cycle survives an actor's end (its ref, its mailbox's wake-up and its
+    # termination latch are not cycles once it ended): reference counting frees it, so
+    # creation-heavy programs do not feed the cycle collector a cell per actor.
+    import gc
+
+    from actors._cell import Cell
+
+    def cells_named(prefix: str) -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is Cell and o.name.startswith(prefix))
+
+    async with ActorSystem(workers=1) as system:
+        gc.collect()
+        gc.disable()
+        try:
+            with anyio.fail_after(WAIT):
+                refs = [
+                    await system.spawn(
+                        Recorder, name=f"short-lived-{i}", restart=actors.Restart.TEMPORARY
+                    )
+                    for i in range(50)
+                ]
+                for ref in refs:
+                    await ref.send(Tick(1))
+                for ref in refs:
+                    await ref.stop()
+                assert cells_named("short-lived-") == 50  # the refs keep them
+                del refs, ref
+                await anyio.lowlevel.checkpoint()
+            assert cells_named("short-lived-") == 0
+        finally:
+            gc.enable()
