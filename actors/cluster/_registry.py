@@ -216,21 +216,10 @@ class Registry(Membership):
         if address.durable:
             return self._durable_ref(address.durable, address)
         key = (address.node, address.incarnation, address.id)
-        system, home = self._system, self._home
-        assert system is not None
-        assert home is not None
         with self._lock:
             ref = self._proxies.get(key)
             if ref is None:
-                proxy = Cell(
-                    system,
-                    _no_factory,
-                    name=address.path.rsplit("/", 1)[-1],
-                    path=address.path,
-                    home=home,
-                    capacity=1,
-                    throughput=1,
-                )
+                proxy = self._proxy(address.path.rsplit("/", 1)[-1], address.path)
                 ref = RemoteRef[Any](proxy, self._facade, address)
                 proxy.ref = ref
                 self._proxies[key] = ref
@@ -247,16 +236,24 @@ class Registry(Membership):
                 ref._cell,  # pyright: ignore[reportPrivateUsage]
                 NodeDown(f"node {address.node} (incarnation {address.incarnation}) is gone"),
             )
-        elif (key[0], key[1]) not in self._members and threading.get_ident() == home.thread_id:
+        elif (key[0], key[1]) not in self._members and self._on_cluster_thread():
             # Learnt from an address: it counts as alive until its heartbeats stop.
             self._members[(key[0], key[1])] = time.monotonic()
         return ref
 
-    def _group_ref(self, name: str, member: Address) -> GroupRef[Any]:
-        """The one `GroupRef` of public ``name`` (while anything holds it)."""
+    def _on_cluster_thread(self) -> bool:
+        home = self._home
+        return home is not None and threading.get_ident() == home.thread_id
+
+    def _proxy(self, name: str, path: str) -> Cell:
+        """A cell standing for a remote actor (the caller sets its ref); it never runs."""
         system, home = self._system, self._home
         assert system is not None
         assert home is not None
+        return Cell(system, _no_factory, name=name, path=path, home=home, capacity=1, throughput=1)
+
+    def _group_ref(self, name: str, member: Address) -> GroupRef[Any]:
+        """The one `GroupRef` of public ``name`` (while anything holds it)."""
         key = ("*", name, GROUP_ID)
         address = Address("*", "*", GROUP_ID, f"/group/{name}", member.accepts, member.free)
         with self._lock:
@@ -264,15 +261,7 @@ class Registry(Membership):
             if isinstance(ref, GroupRef):
                 ref.settle_credit(member.free)
                 return ref
-            proxy = Cell(
-                system,
-                _no_factory,
-                name=name,
-                path=address.path,
-                home=home,
-                capacity=1,
-                throughput=1,
-            )
+            proxy = self._proxy(name, address.path)
             group = GroupRef[Any](proxy, self._facade, address, name)
             proxy.ref = group
             self._proxies[key] = group
@@ -280,9 +269,6 @@ class Registry(Membership):
 
     def _durable_ref(self, name: str, member: Address) -> DurableRef[Any]:
         """The one `DurableRef` of durable ``name`` (while anything holds it)."""
-        system, home = self._system, self._home
-        assert system is not None
-        assert home is not None
         # "*durable" is no valid node name, so no node's end ever finishes this proxy.
         key = ("*durable", name, GROUP_ID)
         address = Address("*", "*", GROUP_ID, member.path, member.accepts, member.free, name)
@@ -290,15 +276,7 @@ class Registry(Membership):
             ref = self._proxies.get(key)
             if isinstance(ref, DurableRef):
                 return ref
-            proxy = Cell(
-                system,
-                _no_factory,
-                name=name,
-                path=address.path,
-                home=home,
-                capacity=1,
-                throughput=1,
-            )
+            proxy = self._proxy(name, address.path)
             durable = DurableRef[Any](proxy, self._facade, address, name)
             proxy.ref = durable
             self._proxies[key] = durable
