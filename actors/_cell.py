@@ -188,7 +188,9 @@ class Cell(Latch):
         self.accepts: tuple[type, ...] | None = None
         self._ref: ActorRef[Any] | None = ActorRef(self)  # dropped once ended: see `ref`
         self.task: asyncio.Task[None] | None = None
-        self.context = contextvars.Context()  # every task of this actor runs in it
+        # Every task of this actor runs in it; made with the first task (an actor never sent
+        # anything keeps none), or kept from construction if __init__ set a variable.
+        self.context: contextvars.Context | None = None
         self.phase: str = STARTING
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
@@ -335,10 +337,16 @@ class Cell(Latch):
         # actor's own context, not the waking sender's: context variables (and the async
         # library sniffio reports) must not leak from whoever sent the first message. The
         # task is named after the actor so that the watchdog can name a blocking one.
-        self.task = self.home.loop.create_task(self._run(), name=self.path, context=self.context)
+        context = self.context
+        if context is None:
+            context = self.context = contextvars.Context()
+        self.task = self.home.loop.create_task(self._run(), name=self.path, context=context)
 
     def _spawn_task(self, coro: Any) -> None:
-        self.task = self.home.loop.create_task(coro, name=self.path, context=self.context)
+        context = self.context
+        if context is None:
+            context = self.context = contextvars.Context()
+        self.task = self.home.loop.create_task(coro, name=self.path, context=context)
 
     def _at_home(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback`` on the home thread: now if already there, else soon."""
@@ -361,10 +369,14 @@ class Cell(Latch):
         that raised) the start-up continues in a task, as `begin`, and the oneshot that
         task settles is returned for the caller to wait on.
         """
+        context = contextvars.Context()
         try:
-            self.context.run(self._construct)
+            context.run(self._construct)
         except Exception as error:
+            self.context = context
             return self._start_in_task(error)
+        if len(context):  # __init__ set a context variable: its handlers must see it
+            self.context = context
         if _starts_itself(type(self.instance)):
             return self._start_in_task(_BUILT)
         self.phase = RUNNING

@@ -6,6 +6,7 @@ Catalogue IDs (RELIABILITY.md) appear in test names where a test implements one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Any
 
@@ -567,3 +568,49 @@ def test_a_closed_run_coroutine_is_not_a_failure() -> None:
     from actors._cell import Cell
 
     assert Cell._as_failure(object.__new__(Cell), GeneratorExit(), Tick(0)) is None  # pyright: ignore[reportPrivateUsage]
+
+
+# -- the actor's own context --------------------------------------------------------------------
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+class Remembers(Actor[actors.Request[Any]]):
+    """Reads a context variable in its handler; may set it in __init__ or a handler."""
+
+    def __init__(self, set_in_init: bool) -> None:
+        if set_in_init:
+            _request_id.set("from-init")
+
+    async def receive(self, message: actors.Request[Any]) -> Any:
+        if isinstance(message, Seen):  # set it here: the next handler must see it
+            _request_id.set("from-handler")
+            return ()
+        return _request_id.get("unset")
+
+
+class ReadVar(actors.Request[str], frozen=True):
+    pass
+
+
+@pytest.mark.parametrize("where", ["host", "actor"])
+async def test_an_actor_has_its_own_context_from_init_on_and_never_the_senders(
+    where: str,
+) -> None:
+    async with ActorSystem(workers=1) as system:
+        token = _request_id.set("the-spawners")  # must not leak into any actor
+        try:
+            with anyio.fail_after(WAIT):
+                placement: Any = "host" if where == "host" else 0
+                if where == "host" and sniffio_is_trio():
+                    pytest.skip('placement="host" needs an asyncio host')
+                setter = await system.spawn(lambda: Remembers(True), placement=placement)
+                plain = await system.spawn(lambda: Remembers(False), placement=placement)
+                assert await setter.ask(ReadVar()) == "from-init"
+                assert await plain.ask(ReadVar()) == "unset"
+                await plain.ask(Seen())
+                assert await plain.ask(ReadVar()) == "from-handler"
+                assert await setter.ask(ReadVar()) == "from-init"
+            assert _request_id.get() == "the-spawners"
+        finally:
+            _request_id.reset(token)
