@@ -145,6 +145,11 @@ def main(argv: list[str]) -> int:
     if not plan:
         print("bench: --only matched no case (see --help for the names)", file=sys.stderr)
         return 2
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        # Checked before minutes of measuring, not after: a typo must not lose the run.
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            print(f"bench: {option} {path}: no such directory", file=sys.stderr)
+            return 2
     machine = machine_info()
     progress = Progress(sum(_steps(w, i, settings) for w, i in plan))
     began = time.monotonic()

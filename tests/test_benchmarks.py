@@ -119,3 +119,14 @@ def test_a_wrong_multiloop_count_fails_the_case() -> None:
     (result,) = run_workload(MULTILOOP, [losing], tiny)
     assert result.error is not None
     assert "CheckFailed: unit 1" in result.error
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_output_path_in_a_missing_directory_is_refused_before_the_run(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing" / "out.file"
+    status = bench_cli.main(["--quick", "--only", "spawn:actors-uvloop", option, str(target)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"bench: {option} {target}: no such directory"  # and nothing ran
