@@ -639,7 +639,10 @@ class Cell(Latch):
                         woken = await parking.park(self)
                         started = clock()
                         if not woken:
-                            self.task = None  # a producer may start a new run
+                            # Retired. A producer may already have started a new run task
+                            # between the retirement and this resumption: leave its ref.
+                            if self.task is asyncio.current_task(self.home.loop):
+                                self.task = None
                             return
                         lingered = False
                         continue

@@ -114,3 +114,36 @@ async def test_parked_actors_under_producers_on_threads_and_loops_lose_nothing()
             total = 5 * per_producer
             counts = [await ref.ask(Count()) for ref in refs]
             assert sum(counts) == total
+
+
+class Retire(actors.Request[None], frozen=True):
+    """Run the target's loop's parking sweep twice, then send the target a Tick at once."""
+
+    target: ActorRef[Any]
+
+
+class Sweeper(actors.Actor[Retire]):
+    async def receive(self, message: Retire) -> None:
+        cell = message.target._cell  # pyright: ignore[reportPrivateUsage]
+        parking = cell.home.parking
+        assert parking is not None
+        assert cell.parked is not None
+        parking._sweep()  # pyright: ignore[reportPrivateUsage]  # ages it
+        parking._sweep()  # pyright: ignore[reportPrivateUsage]  # retires it
+        assert cell.parked is None
+        message.target.try_send(Tick(2))  # before the retired task has resumed
+
+
+async def test_a_message_between_retirement_and_resumption_keeps_one_live_task() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder, placement=0)
+        sweeper = await system.spawn(Sweeper, placement=0)
+        with anyio.fail_after(WAIT):
+            await ref.send(Tick(1))
+            assert await ref.ask(Count()) == 1
+            await wait_until(lambda: _parked(ref))
+            await sweeper.ask(Retire(ref))
+            assert await ref.ask(Count()) == 2
+            await wait_until(lambda: _parked(ref))
+            # The new run task (parked now) is the cell's: the retired one did not clear it.
+            assert _task_of(ref) is not None
