@@ -119,6 +119,12 @@ async def consumer_info(raw: Any, prefix: str, name: str) -> Any:
     return await raw.jetstream().consumer_info(f"{prefix}_DURABLE", name)
 
 
+async def acked(raw: Any, prefix: str, name: str) -> bool:
+    """Whether the server holds no unacknowledged message of consumer ``name``."""
+    info = await consumer_info(raw, prefix, name)
+    return bool(info.num_ack_pending == 0)
+
+
 def envelope(message: object) -> bytes:
     body = msgspec.msgpack.encode(message)
     name = "durable-test.Entry"
@@ -367,6 +373,9 @@ async def test_a_failing_message_is_retried_up_to_max_deliver_then_terminated(
             await poll(lambda: _true(Entry(1, 2) in seen))
             # Three attempts, in order before the next message (window 1), then terminated.
             assert seen == [Entry(1, 1, "bad")] * 3 + [Entry(1, 2)]
+            # The ack follows the handler: wait for the server to have it.
+            await poll(lambda: acked(raw, prefix, "ledger"))
+            await poll(lambda: _true(cluster.statistics().durable_handled == 1))
             stats = cluster.statistics()
             assert stats.durable_terminated == 1
             assert stats.durable_redelivered == 2
@@ -420,6 +429,7 @@ async def test_malformed_durable_messages_are_terminated_and_the_actor_is_unharm
             assert seen == [Entry(1, 1)]
             assert cluster.statistics().rejected == len(hostile)
             assert ref.is_alive
+            await poll(lambda: acked(raw, prefix, "ledger"))  # the ack follows the handler
             info = await consumer_info(raw, prefix, "ledger")
             assert info.num_ack_pending == 0
             assert info.num_redelivered == 0  # terminated at once, never retried
