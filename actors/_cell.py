@@ -77,17 +77,17 @@ REBOOTING: Final = "rebooting"
 ENDED: Final = "ended"
 
 
+_NO_START: Final[object] = getattr(Actor, "on_start")  # noqa: B009 (typed as a plain object)
+_BUILT: Final = object()  # _live's prelude: begin_here already made the instance
+_NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
+
+
 def _starts_itself(actor_class: type[object]) -> bool:
     """Whether the class overrides `Actor.on_start` (which must then run before spawn returns)."""
     hook: object = getattr(actor_class, "on_start", None)
     return hook is not _NO_START
 
 
-_NO_START: Final[object] = getattr(Actor, "on_start")  # noqa: B009 (typed as a plain object)
-_BUILT: Final = object()
-_NONE_ADMITTED: Final[AbstractSet[type]] = (
-    frozenset()
-)  # _live's prelude: begin_here already made the instance
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
@@ -123,7 +123,6 @@ class Cell(Latch):
     # object less per actor for the memory and the garbage collector to carry.
     __slots__ = (
         "_ref",
-        "accepts",
         "actor_class",
         "children",
         "context",
@@ -185,7 +184,6 @@ class Cell(Latch):
         self.mailbox: Mailbox[Any] = Mailbox(capacity, self)
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
-        self.accepts: tuple[type, ...] | None = None
         self._ref: ActorRef[Any] | None = ActorRef(self)  # dropped once ended: see `ref`
         self.task: asyncio.Task[None] | None = None
         # Every task of this actor runs in it; made with the first task (an actor never sent
@@ -266,6 +264,12 @@ class Cell(Latch):
         return self
 
     @property
+    def accepts(self) -> tuple[type, ...] | None:
+        """The message types the actor's class accepts (None: any, or not built yet)."""
+        actor_class = self.actor_class
+        return actor_class.__actors_accepts__ if actor_class is not None else None
+
+    @property
     def admitted(self) -> AbstractSet[type]:
         """Message types already checked for this actor's class (see `admit`)."""
         actor_class = self.actor_class
@@ -333,16 +337,13 @@ class Cell(Latch):
             if not parked.done():
                 parked.set_result(True)
             return
-        # A strong reference in self.task keeps the task alive. The
-        # actor's own context, not the waking sender's: context variables (and the async
-        # library sniffio reports) must not leak from whoever sent the first message. The
-        # task is named after the actor so that the watchdog can name a blocking one.
-        context = self.context
-        if context is None:
-            context = self.context = contextvars.Context()
-        self.task = self.home.loop.create_task(self._run(), name=self.path, context=context)
+        self._spawn_task(self._run())
 
     def _spawn_task(self, coro: Any) -> None:
+        # A strong reference in self.task keeps the task alive. The actor's own context,
+        # not the waking sender's: context variables (and the async library sniffio
+        # reports) must not leak from whoever sent the first message. The task is named
+        # after the actor so that the watchdog can name a blocking one.
         context = self.context
         if context is None:
             context = self.context = contextvars.Context()
@@ -573,7 +574,6 @@ class Cell(Latch):
     def bind(self, actor_class: type[Actor[Any]]) -> None:
         """Called by Actor.__new__, before the user's __init__ can send anything to itself."""
         self.actor_class = actor_class
-        self.accepts = actor_class.__actors_accepts__
         self.ref.admitted_by(actor_class)
 
     async def _run(self) -> None:
