@@ -49,7 +49,7 @@ from .._message import Ask
 from .._oneshot import oneshot
 from ._outbound import Outbox
 from ._transport import ClusterError, logger
-from ._wire import TELL, WIRE_VERSION, WireError, check_frame
+from ._wire import TELL, WireError
 
 if TYPE_CHECKING:
     import itertools
@@ -407,10 +407,7 @@ class Durable(Outbox):
                 await _settle(msg.ack())
             return True
         try:
-            check_frame(msg.data, self.max_message_size, self.max_depth)
-            envelope = self._envelopes.decode(msg.data)
-            if envelope.version != WIRE_VERSION:
-                raise WireError(f"unsupported wire version {envelope.version}")
+            envelope = self._open(msg.data)
             if envelope.kind != TELL:
                 raise WireError(f"a durable mailbox takes tells only, got kind {envelope.kind}")
             message = self._decode_body(export, envelope)

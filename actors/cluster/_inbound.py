@@ -157,14 +157,23 @@ class Inbound(Registry):
                 with contextlib.suppress(Exception):
                     await drain()
 
+    def _open(self, data: bytes) -> Envelope:
+        """A frame's envelope: size and depth checked before decoding, our wire version.
+
+        Raises:
+            WireError, msgspec.DecodeError, msgspec.ValidationError: refused.
+        """
+        check_frame(data, self.max_message_size, self.max_depth)
+        envelope = self._envelopes.decode(data)
+        if envelope.version != WIRE_VERSION:
+            raise WireError(f"unsupported wire version {envelope.version}")
+        return envelope
+
     async def _inbound_pool(self, served: _Served, msg: Msg) -> None:
         """A frame for a served pool: route it into the pool (one member of the group)."""
         reply_to = msg.reply
         try:
-            check_frame(msg.data, self.max_message_size, self.max_depth)
-            envelope = self._envelopes.decode(msg.data)
-            if envelope.version != WIRE_VERSION:
-                raise WireError(f"unsupported wire version {envelope.version}")
+            envelope = self._open(msg.data)
         except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
             self._reject(served.path, error)
             await self._answer_error(reply_to, served, as_wire_error(error))
@@ -225,10 +234,7 @@ class Inbound(Registry):
     async def _inbound(self, export: Export, msg: Msg) -> None:
         reply_to = msg.reply
         try:
-            check_frame(msg.data, self.max_message_size, self.max_depth)
-            envelope = self._envelopes.decode(msg.data)
-            if envelope.version != WIRE_VERSION:
-                raise WireError(f"unsupported wire version {envelope.version}")
+            envelope = self._open(msg.data)
         except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
             self._reject(export.cell.path, error)
             await self._answer_error(reply_to, export, as_wire_error(error))

@@ -320,12 +320,9 @@ class Outbox(Inbound):
         """
         reply_to = msg.reply
         try:
-            check_frame(msg.data, self.max_message_size, self.max_depth)
-            envelope = self._envelopes.decode(msg.data)
-            if envelope.version != WIRE_VERSION or envelope.kind != PROBE:
-                raise WireError(
-                    f"unexpected frame (version {envelope.version}, kind {envelope.kind})"
-                )
+            envelope = self._open(msg.data)
+            if envelope.kind != PROBE:
+                raise WireError(f"unexpected frame (kind {envelope.kind}), not a probe")
             id = msgspec.msgpack.decode(envelope.body, type=int)
         except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
             self._reject(f"a probe of node {self.node}", error)
