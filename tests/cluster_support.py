@@ -8,6 +8,12 @@ joined by routes (a NATS cluster); `write_config` writes a server configuration 
 (authorization, permissions, nkeys, JWT resolvers) for ``NatsServer("-c", path)``.
 `JwtOperator` makes a decentralized-JWT chain (operator, accounts, users and their
 ``.creds`` files) offline with the ``nkeys`` package, without the ``nsc`` tool.
+
+The fixtures every cluster test file needs come from factories here (`prefix_fixture`,
+`server_fixture`, `raw_client_fixture`, `asyncio_backend_fixture`) and `NodeFactory` makes
+their `Nats` transports: a file assigns what it needs to module names (``prefix =
+prefix_fixture("t")``) and keeps only what is its own (its tag, its server's options, its
+heartbeat timings).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -27,16 +34,19 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+import pytest
 
 import actors
-from actors.cluster import register_message
+from actors.cluster import Nats, register_message
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator, Sequence
     from types import TracebackType
+
+    from _pytest.fixtures import FixtureFunctionDefinition
 
 __all__ = (
     "Account",
@@ -50,14 +60,20 @@ __all__ = (
     "JwtOperator",
     "NatsCluster",
     "NatsServer",
+    "NodeFactory",
     "Relay",
     "Stop",
     "TcpGate",
     "Watcher",
+    "asyncio_backend_fixture",
     "encode_jwt",
     "free_port",
     "nats_server_binary",
     "nkey_pair",
+    "prefix_fixture",
+    "raw_client_fixture",
+    "running_script",
+    "server_fixture",
     "tampered_jwt",
     "write_config",
 )
@@ -491,6 +507,103 @@ class NatsCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# -- fixtures and transports shared by the cluster test files --------------------------------
+
+# Tags handed out by `prefix_fixture`, so that no two test files can share subjects.
+_prefix_tags: set[str] = set()
+
+
+def prefix_fixture(tag: str) -> FixtureFunctionDefinition:
+    """A ``prefix`` fixture for one test file: a fresh subject prefix per test, ``<tag><n>``.
+
+    Nodes only see nodes of their own prefix, so tests never see each other's nodes (even on
+    a module-scoped server). Each file passes a tag of its own, letters only and used once:
+    with digits allowed, tags "t" and "t1" could both make "t10".
+    """
+    if not tag.isalpha() or tag in _prefix_tags:
+        raise ValueError(f"a prefix tag must be letters, used by one file only: {tag!r}")
+    _prefix_tags.add(tag)
+    counter = itertools.count()
+
+    @pytest.fixture
+    def prefix() -> str:
+        return f"{tag}{next(counter)}"
+
+    return prefix
+
+
+def server_fixture(
+    *,
+    scope: Literal["function", "module"] = "module",
+    monitor: bool = False,
+    jetstream: bool = False,
+) -> FixtureFunctionDefinition:
+    """A ``server`` fixture: one `NatsServer` per module (or per test, for tests that kill it).
+
+    ``jetstream``: with JetStream, storing in a directory of the fixture's own; ``monitor``:
+    with the monitoring port (`NatsServer.subscriptions`).
+    """
+
+    @pytest.fixture(scope=scope)
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+        args = ("-js", "-sd", str(tmp_path_factory.mktemp("jetstream"))) if jetstream else ()
+        with NatsServer(*args, monitor=monitor) as running:
+            yield running
+
+    return server
+
+
+def raw_client_fixture() -> FixtureFunctionDefinition:
+    """A ``raw`` fixture: a plain nats-py client of the file's ``server`` fixture.
+
+    It looks at the server from outside the cluster (JetStream state) and sends what no node
+    would (hostile frames, forged envelopes).
+    """
+
+    @pytest.fixture
+    async def raw(server: NatsServer) -> AsyncIterator[Any]:
+        import nats
+
+        client = await nats.connect(server.url)  # pyright: ignore[reportUnknownMemberType]
+        try:
+            yield client
+        finally:
+            await client.close()
+
+    return raw
+
+
+def asyncio_backend_fixture() -> FixtureFunctionDefinition:
+    """An ``anyio_backend`` fixture for the plain asyncio host only, instead of conftest's three.
+
+    For files whose tests drive child processes or a raw nats-py client: the transport runs
+    on its own asyncio loop whatever the host, and test_cluster.py covers every host.
+    """
+
+    @pytest.fixture(scope="module")  # as conftest.py's: module-scoped async fixtures need it
+    def anyio_backend() -> tuple[str, dict[str, bool]]:
+        return ("asyncio", {"use_uvloop": False})
+
+    return anyio_backend
+
+
+class NodeFactory:
+    """Makes the `Nats` transports of one test file, with that file's default options.
+
+    ``node = NodeFactory(heartbeat_timeout=1.0)`` then ``node(url, "a", prefix)``: options
+    given to the call override the defaults. The prefix is never defaulted, so a test on the
+    shared default prefix says "actors" where it does.
+    """
+
+    def __init__(self, **defaults: Any) -> None:
+        self.defaults = defaults
+
+    def __call__(
+        self, servers: str | Sequence[str], name: str, prefix: str, **options: Any
+    ) -> Nats:
+        return Nats(servers, node=name, prefix=prefix, **(self.defaults | options))
 
 
 # -- messages and actors shared by the cluster tests (and their child processes) -----------

@@ -8,7 +8,6 @@ uses its own subject prefix, so tests never see each other's nodes.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,38 +24,26 @@ from cluster_support import (
     Deposit,
     Echo,
     NatsServer,
+    NodeFactory,
     Relay,
     Relayer,
     Stop,
     Watcher,
+    prefix_fixture,
+    server_fixture,
 )
 
 import actors
 from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef, register_message
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
 pytestmark = pytest.mark.anyio
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[NatsServer]:
-    with NatsServer() as running:
-        yield running
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{next(_prefixes)}"
-
-
-def node(server: NatsServer, name: str, prefix: str, **options: Any) -> Nats:
-    options.setdefault("heartbeat_interval", 0.1)
-    options.setdefault("heartbeat_timeout", 1.0)
-    return Nats(server.url, node=name, prefix=prefix, **options)
+server = server_fixture()
+prefix = prefix_fixture("t")
+node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0)
 
 
 class Pair:
@@ -68,8 +55,8 @@ class Pair:
 @pytest.fixture
 async def pair(server: NatsServer, prefix: str) -> AsyncIterator[Pair]:
     async with (
-        actors.ActorSystem(workers=2, name="a", cluster=node(server, "a", prefix)) as a,
-        actors.ActorSystem(workers=2, name="b", cluster=node(server, "b", prefix)) as b,
+        actors.ActorSystem(workers=2, name="a", cluster=node(server.url, "a", prefix)) as a,
+        actors.ActorSystem(workers=2, name="b", cluster=node(server.url, "b", prefix)) as b,
     ):
         yield Pair(a, b)
 
@@ -390,9 +377,11 @@ async def test_a_node_that_leaves_terminates_its_actors_for_their_watchers(
 ) -> None:
     events, got, seen = collector()
     with anyio.fail_after(WAIT):
-        async with actors.ActorSystem(workers=1, name="a", cluster=node(server, "a", prefix)) as a:
+        async with actors.ActorSystem(
+            workers=1, name="a", cluster=node(server.url, "a", prefix)
+        ) as a:
             async with actors.ActorSystem(
-                workers=1, name="b", cluster=node(server, "b", prefix)
+                workers=1, name="b", cluster=node(server.url, "b", prefix)
             ) as b:
                 await b.spawn(Account, name="leaving", public=True)
                 remote = await a.lookup_remote("leaving", Deposit | Balance)
@@ -427,10 +416,10 @@ async def test_a_stopped_actor_whose_down_notice_was_lost_is_found_stopped_at_th
     with anyio.fail_after(WAIT):
         async with (
             actors.ActorSystem(
-                workers=1, name="a", cluster=node(server, "a", prefix, heartbeat_timeout=30.0)
+                workers=1, name="a", cluster=node(server.url, "a", prefix, heartbeat_timeout=30.0)
             ) as a,
             actors.ActorSystem(
-                workers=1, name="b", cluster=node(server, "b", prefix, heartbeat_timeout=30.0)
+                workers=1, name="b", cluster=node(server.url, "b", prefix, heartbeat_timeout=30.0)
             ) as b,
         ):
             cluster_a = a.cluster
@@ -468,8 +457,8 @@ async def test_a_send_to_a_node_that_vanished_without_leaving_raises_node_down(
     heartbeat_timeout = 1.0
     with anyio.fail_after(WAIT):
         async with (
-            actors.ActorSystem(workers=1, name="a", cluster=node(server, "a", prefix)) as a,
-            actors.ActorSystem(workers=1, name="b", cluster=node(server, "b", prefix)) as b,
+            actors.ActorSystem(workers=1, name="a", cluster=node(server.url, "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
         ):
             cluster_a = a.cluster
             assert isinstance(cluster_a, Nats)
@@ -491,9 +480,9 @@ async def test_a_name_served_by_several_nodes_is_a_queue_group(
 ) -> None:
     with anyio.fail_after(WAIT):
         async with (
-            actors.ActorSystem(workers=1, name="a", cluster=node(server, "a", prefix)) as a,
-            actors.ActorSystem(workers=1, name="b", cluster=node(server, "b", prefix)) as b,
-            actors.ActorSystem(workers=1, name="c", cluster=node(server, "c", prefix)) as c,
+            actors.ActorSystem(workers=1, name="a", cluster=node(server.url, "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
+            actors.ActorSystem(workers=1, name="c", cluster=node(server.url, "c", prefix)) as c,
         ):
             await a.spawn(Account, name="pool", public=True)
             await b.spawn(Account, name="pool", public=True)

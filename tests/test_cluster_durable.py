@@ -11,7 +11,6 @@ loop whatever the host; test_cluster.py covers the hosts).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import threading
 from pathlib import Path
@@ -22,7 +21,20 @@ import anyio.to_thread
 import msgspec
 import pytest
 from _support import WAIT, Flag
-from cluster_support import Account, Balance, Deposit, Echo, NatsServer, Relayer, running_script
+from cluster_support import (
+    Account,
+    Balance,
+    Deposit,
+    Echo,
+    NatsServer,
+    NodeFactory,
+    Relayer,
+    asyncio_backend_fixture,
+    prefix_fixture,
+    raw_client_fixture,
+    running_script,
+    server_fixture,
+)
 
 import actors
 from actors.cluster import ClusterError, DurableRef, Nats, RemoteRef, register_message
@@ -30,13 +42,23 @@ from actors.cluster._wire import TELL, WIRE_VERSION, Envelope
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable
 
 pytestmark = pytest.mark.anyio
 
 TESTS = Path(__file__).resolve().parent
 
-_prefixes = itertools.count()
+anyio_backend = asyncio_backend_fixture()
+server = server_fixture(jetstream=True)
+prefix = prefix_fixture("d")
+raw = raw_client_fixture()
+node = NodeFactory(
+    heartbeat_interval=0.1,
+    heartbeat_timeout=2.0,
+    reconnect_time_wait=0.05,
+    durable_ack_wait=1.0,
+    durable_retry_delay=0.05,
+)
 
 
 @register_message(name="durable-test.Entry")
@@ -64,43 +86,6 @@ class Ledger(actors.Actor[Entry]):
             await asyncio.sleep(0.5)
         if message.kind == "bad":
             raise ValueError(f"cannot book entry {message.seq}")
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> Any:
-    return ("asyncio", {"use_uvloop": False})
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    storage = tmp_path_factory.mktemp("jetstream")
-    with NatsServer("-js", "-sd", str(storage)) as running:
-        yield running
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"d{next(_prefixes)}"
-
-
-@pytest.fixture
-async def raw(server: NatsServer) -> AsyncIterator[Any]:
-    import nats
-
-    client = await nats.connect(server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-def node(url: str, name: str, prefix: str, **options: Any) -> Nats:
-    options.setdefault("heartbeat_interval", 0.1)
-    options.setdefault("heartbeat_timeout", 2.0)
-    options.setdefault("reconnect_time_wait", 0.05)
-    options.setdefault("durable_ack_wait", 1.0)
-    options.setdefault("durable_retry_delay", 0.05)
-    return Nats(url, node=name, prefix=prefix, **options)
 
 
 def lenient() -> actors.OneForOne:

@@ -8,12 +8,11 @@ These drive a raw nats-py client and child processes, so they run on the asyncio
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import msgspec
@@ -24,16 +23,18 @@ from cluster_support import (
     Balance,
     Deposit,
     NatsServer,
+    NodeFactory,
     Watcher,
+    asyncio_backend_fixture,
+    prefix_fixture,
+    raw_client_fixture,
     running_script,
+    server_fixture,
 )
 
 import actors
 from actors.cluster import MessageTooLarge, Nats, NodeDown, RemoteRef
 from actors.cluster._wire import ASK, ERROR, WIRE_VERSION, Envelope, Reply
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
 
 pytestmark = pytest.mark.anyio
 
@@ -46,41 +47,11 @@ sys.path.insert(0, str(ROOT / "examples" / "cluster"))
 from protocol import Balance as WorkerBalance  # noqa: E402
 from protocol import Deposit as WorkerDeposit  # noqa: E402
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> Any:
-    return ("asyncio", {"use_uvloop": False})
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[NatsServer]:
-    with NatsServer() as running:
-        yield running
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"f{next(_prefixes)}"
-
-
-def node(url: str, name: str, prefix: str, **options: Any) -> Nats:
-    options.setdefault("heartbeat_interval", 0.1)
-    options.setdefault("heartbeat_timeout", 1.0)
-    options.setdefault("reconnect_time_wait", 0.05)
-    return Nats(url, node=name, prefix=prefix, **options)
-
-
-@pytest.fixture
-async def raw(server: NatsServer) -> AsyncIterator[Any]:
-    import nats
-
-    client = await nats.connect(server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
+anyio_backend = asyncio_backend_fixture()
+server = server_fixture()
+prefix = prefix_fixture("f")
+raw = raw_client_fixture()
+node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0, reconnect_time_wait=0.05)
 
 
 def _deep(levels: int) -> bytes:

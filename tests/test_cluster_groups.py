@@ -11,11 +11,9 @@ is covered on every host by test_cluster.py).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -26,16 +24,17 @@ from cluster_support import (
     Deposit,
     Echo,
     NatsServer,
+    NodeFactory,
     Relay,
     Relayer,
+    asyncio_backend_fixture,
+    prefix_fixture,
     running_script,
+    server_fixture,
 )
 
 import actors
-from actors.cluster import GroupRef, Nats, RemoteRef, lookup_group, serve_pool
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from actors.cluster import GroupRef, RemoteRef, lookup_group, serve_pool
 
 pytestmark = pytest.mark.anyio
 
@@ -46,27 +45,10 @@ sys.path.insert(0, str(ROOT / "examples" / "cluster"))
 from pool_worker import Resizer  # noqa: E402
 from protocol import Resize  # noqa: E402
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> Any:
-    return ("asyncio", {"use_uvloop": False})
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[NatsServer]:
-    with NatsServer() as running:
-        yield running
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"g{next(_prefixes)}"
-
-
-def node(url: str, name: str, prefix: str = "actors") -> Nats:
-    return Nats(url, node=name, prefix=prefix, heartbeat_interval=0.2, heartbeat_timeout=1.0)
+anyio_backend = asyncio_backend_fixture()
+server = server_fixture()
+prefix = prefix_fixture("g")
+node = NodeFactory(heartbeat_interval=0.2, heartbeat_timeout=1.0)
 
 
 async def resize_all(ref: actors.ActorRef[Resize], images: range) -> Counter[str]:
@@ -96,7 +78,9 @@ async def test_a_pool_served_from_three_nodes_handles_each_message_once_and_surv
         async with contextlib.AsyncExitStack() as stack:
             systems: dict[str, actors.ActorSystem] = {}
             for name in ("a", "b", "client"):
-                system = actors.ActorSystem(workers=1, name=name, cluster=node(server.url, name))
+                system = actors.ActorSystem(
+                    workers=1, name=name, cluster=node(server.url, name, "actors")
+                )
                 systems[name] = await stack.enter_async_context(system)
             for name in ("a", "b"):
                 pool = await systems[name].spawn_pool(

@@ -103,7 +103,10 @@ from cluster_support import (  # noqa: E402
     NatsServer,
     TcpGate,
     Watcher,
+    asyncio_backend_fixture,
+    prefix_fixture,
     running_script,
+    server_fixture,
 )
 
 if TYPE_CHECKING:
@@ -115,27 +118,10 @@ HERE = Path(__file__).resolve()
 OUTAGE = 0.5  # seconds the server stays down, once the nodes saw it go
 BEFORE = 30  # messages each producer gets through before the outage
 AFTER = 30  # ... and after it
-_prefixes = itertools.count()
 
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> Any:
-    return ("asyncio", {"use_uvloop": False})
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"o{next(_prefixes)}"
-
-
-@pytest.fixture
-def server() -> Iterator[NatsServer]:
-    running = NatsServer(monitor=True)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+anyio_backend = asyncio_backend_fixture()
+prefix = prefix_fixture("o")
+server = server_fixture(scope="function", monitor=True)  # the tests kill and restart it
 
 
 @pytest.fixture

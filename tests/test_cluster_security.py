@@ -13,7 +13,6 @@ asyncio host only (test_cluster.py covers user/password on every host).
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import ssl
@@ -32,10 +31,13 @@ from cluster_support import (
     Echo,
     JwtOperator,
     NatsServer,
+    NodeFactory,
     Relay,
     Relayer,
     Stop,
     Watcher,
+    asyncio_backend_fixture,
+    prefix_fixture,
     write_config,
 )
 
@@ -49,24 +51,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
-_prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> Any:
-    return ("asyncio", {"use_uvloop": False})
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"s{next(_prefixes)}"
-
-
-def node(url: str, name: str, prefix: str = "actors", **options: Any) -> Nats:
-    options.setdefault("heartbeat_interval", 0.1)
-    options.setdefault("heartbeat_timeout", 2.0)
-    options.setdefault("connect_timeout", 2.0)
-    return Nats(url, node=name, prefix=prefix, **options)
+anyio_backend = asyncio_backend_fixture()
+prefix = prefix_fixture("s")
+node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=2.0, connect_timeout=2.0)
 
 
 async def roundtrip(a: Nats, b: Nats) -> None:
@@ -312,10 +299,10 @@ async def test_nodes_with_the_documented_permissions_work(
     with anyio.fail_after(WAIT):
         async with (
             actors.ActorSystem(
-                workers=1, name="a", cluster=node(url, "a", user="a", password="a-pw")
+                workers=1, name="a", cluster=node(url, "a", "actors", user="a", password="a-pw")
             ) as a,
             actors.ActorSystem(
-                workers=1, name="b", cluster=node(url, "b", user="b", password="b-pw")
+                workers=1, name="b", cluster=node(url, "b", "actors", user="b", password="b-pw")
             ) as b,
         ):
             # Public actors, lookups, send, ask, both ways.

@@ -9,14 +9,22 @@ only (the transport is the same on every host, see test_cluster.py).
 
 from __future__ import annotations
 
-import itertools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from _support import WAIT, wait_until
-from cluster_support import Account, Balance, Deposit, NatsCluster, Watcher
+from cluster_support import (
+    Account,
+    Balance,
+    Deposit,
+    NatsCluster,
+    NodeFactory,
+    Watcher,
+    asyncio_backend_fixture,
+    prefix_fixture,
+)
 
 import actors
 from actors.cluster import Nats, RemoteRef, lookup_group, serve_pool
@@ -26,30 +34,15 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> Any:
-    return ("asyncio", {"use_uvloop": False})
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"c{next(_prefixes)}"
+anyio_backend = asyncio_backend_fixture()
+prefix = prefix_fixture("c")
+node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=3.0, reconnect_time_wait=0.05)
 
 
 @pytest.fixture
 def servers() -> Iterator[NatsCluster]:
     with NatsCluster(3) as cluster:
         yield cluster
-
-
-def node(urls: list[str], name: str, prefix: str, **options: Any) -> Nats:
-    options.setdefault("heartbeat_interval", 0.1)
-    options.setdefault("heartbeat_timeout", 3.0)
-    options.setdefault("reconnect_time_wait", 0.05)
-    return Nats(urls, node=name, prefix=prefix, **options)
 
 
 def connected_to(cluster: Nats) -> str:
