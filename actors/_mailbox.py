@@ -32,6 +32,7 @@ common-case pop takes no lock (see `Mailbox.pop`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -154,6 +155,13 @@ def _never_woken() -> None:
 
 _NO_LIST: Final[Any] = ()  # the control lane or the waiting senders before their first use
 
+# The mailboxes' locks (see `Mailbox.__init__`), handed out round-robin: 256 stripes keep
+# producers of unrelated actors on different threads apart. A racy `next` (free-threaded
+# builds) may hand one stripe out twice, which costs nothing but a little sharing.
+_STRIPE_COUNT: Final = 256
+_MAILBOX_LOCKS: Final = tuple(threading.Lock() for _ in range(_STRIPE_COUNT))
+_stripes = itertools.count()
+
 
 class Mailbox(Generic[T]):
     """Bounded MPSC queue with a control lane. See the module docstring for the invariants."""
@@ -180,7 +188,12 @@ class Mailbox(Generic[T]):
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self._wake = wake
-        self._lock = threading.Lock()
+        # A stripe of a shared pool, not a lock of its own: a lock is one more object for the
+        # garbage collector to walk per actor (a third of a spawn's cost is collection) and
+        # about 50 bytes. Sharing is safe because no critical section here takes another
+        # lock or calls out (wake-ups and settles run after release), so two mailboxes on
+        # one stripe can only make each other wait, never deadlock.
+        self._lock = _MAILBOX_LOCKS[next(_stripes) % _STRIPE_COUNT]
         # Made on the first put (see `_room`): an empty deque costs ~760 bytes (a
         # preallocated block), most of an idle actor's footprint.
         self._queue: deque[T] = _NO_QUEUE

@@ -38,6 +38,9 @@ from .report import (
 )
 from .runner import run_workload
 
+ISOLATED = ("memory", "spawn", "scale")
+"""Workloads measured in a fresh process per implementation (see `benchmarks.isolated`)."""
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     names = [w.name for w in WORKLOADS] + [i.name for i in IMPLEMENTATIONS]
@@ -128,8 +131,8 @@ class Progress:
 
 
 def _steps(workload: Workload, impls: list[Implementation], settings: Settings) -> int:
-    if workload.kind in ("memory", "scale"):
-        return len(impls) * (1 if workload.kind == "memory" else 6)
+    if workload.kind in ISOLATED:
+        return len(impls) * (6 if workload.kind == "scale" else 1)
     reps = settings.program_reps if workload.kind == "program" else settings.reps
     return len(impls) * (2 + reps)
 
@@ -160,7 +163,7 @@ def main(argv: list[str]) -> int:
         def tick(result: CaseResult, name: str = workload.name) -> None:
             progress.step(f"{name} {result.implementation.name}")
 
-        if workload.kind in ("memory", "scale"):
+        if workload.kind in ISOLATED:
             from .isolated import run_isolated
 
             done: list[CaseResult] = []

@@ -1,4 +1,4 @@
-"""Cases that need a fresh process each: memory per idle actor, and scale.
+"""Cases that need a fresh process each: memory per idle actor, spawn rate, and scale.
 
 Memory is measured in a process of its own per implementation, so that what other cases
 allocated (and the allocator kept) does not blur it:
@@ -9,12 +9,19 @@ allocated (and the allocator kept) does not blur it:
   over k (exact, but blind to memory allocated outside Python's allocator, such as thread
   stacks and uvloop's C structures).
 
+Spawn rate is measured in a process of its own per implementation too: spawning allocates
+many objects, so the garbage collector's full passes, which walk every object in the
+process, make it depend on the heap that earlier cases and the other implementations left
+(in the suite's process `actors` spawned 128-141 k/s where a fresh process gives 190-220
+k/s). Every implementation gets the same clean start: the warm-up spawn, then the
+repetitions back to back.
+
 Scale runs `ScaleMain` (a portable program: A sink actors, n messages spread round-robin
 over them, each sink reporting when it has its share) for a growing A, each A in a process
 of its own, and reports the message rate after the spawning and the RSS per actor.
 
-``python -m benchmarks.isolated memory IMPL K`` and ``... scale IMPL A N`` print one JSON
-object; `run_isolated` runs them for the suite.
+``python -m benchmarks.isolated memory IMPL K``, ``... spawn IMPL K REPS`` and ``... scale
+IMPL A N`` print one JSON object; `run_isolated` runs them for the suite.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import msgspec
 import actors
 
 from .common import CAPACITY, CheckFailed, Setup, rss_bytes
-from .portable import Behaviour, Ref, Start
+from .portable import START, Behaviour, Ref, Start
 from .savina.program import Program
 
 if TYPE_CHECKING:
@@ -54,11 +61,21 @@ class Full(msgspec.Struct, frozen=True):
     pass
 
 
-HIT, FULL = Hit(), Full()
+class Done(msgspec.Struct, frozen=True):
+    pass
+
+
+HIT, FULL, DONE = Hit(), Full(), Done()
 
 
 class ScaleMain(Behaviour):
-    """Spawns ``ACTORS`` sinks, sends them ``n`` hits round-robin, waits until all are full."""
+    """Spawns ``ACTORS`` sinks and a feeder, times the feeder's hits until every sink is full.
+
+    The feeder sends, so that this actor is free to take the sinks' reports as they come
+    (were it sending itself, the reports would pile up behind its own handler and measure
+    its mailbox's backpressure). The sinks stay alive until every one has reported, so the
+    timed part is steady message handling by ``ACTORS`` busy actors, not their stopping.
+    """
 
     ACTORS = 1
 
@@ -67,12 +84,15 @@ class ScaleMain(Behaviour):
         self.full = 0
         self.began = 0.0
         self.rss = 0
+        self.sinks: list[Ref] = []
 
     async def receive(self, message: Any) -> None:
         if type(message) is Full:
             self.full += 1
             if self.full == self.ACTORS:
                 seconds = time.perf_counter() - self.began
+                for sink in self.sinks:
+                    await sink.send(DONE)
                 self.ctx.finish((self.n, seconds, self.rss))
                 self.ctx.stop()
         elif type(message) is Start:
@@ -80,25 +100,43 @@ class ScaleMain(Behaviour):
             gc.collect()
             before = rss_bytes()
             shares = [self.n // a + (i < self.n % a) for i in range(a)]
-            sinks = [await self.ctx.spawn(Sink, share, me) for share in shares]
+            self.sinks = [await self.ctx.spawn(Sink, share, me) for share in shares]
+            feeder = await self.ctx.spawn(Feeder, self.sinks, self.n)
             gc.collect()
             self.rss = rss_bytes() - before
             self.began = time.perf_counter()
-            sends = [sink.send for sink in sinks]
-            for i in range(self.n):
-                await sends[i % a](HIT)
+            await feeder.send(START)
+
+
+class Feeder(Behaviour):
+    """Sends ``n`` hits round-robin over the sinks, then stops."""
+
+    def __init__(self, sinks: list[Ref], n: int) -> None:
+        self.sends = [sink.send for sink in sinks]
+        self.n = n
+
+    async def receive(self, message: Any) -> None:
+        sends, a = self.sends, len(self.sends)
+        for i in range(self.n):
+            await sends[i % a](HIT)
+        self.sends = []
+        self.ctx.stop()
 
 
 class Sink(Behaviour):
+    """Counts its hits down, reports once it has its share, stops when told."""
+
     def __init__(self, quota: int, main: Ref) -> None:
         self.left = quota
         self.main = main
 
     async def receive(self, message: Any) -> None:
+        if type(message) is Done:
+            self.ctx.stop()
+            return
         self.left -= 1
         if not self.left:
             await self.main.send(FULL)
-            self.ctx.stop()
 
 
 # -- in the child process ------------------------------------------------------------------
@@ -201,6 +239,7 @@ async def _memory(impl: Implementation, k: int) -> dict[str, float]:
 
 
 SCALE_PROGRAM_TIMEOUT = 300.0
+SCALE_SHARE = 20  # hits per sink (at least): the same per-actor activations at every size
 
 
 async def _scale(impl: Implementation, a: int, n: int) -> dict[str, float]:
@@ -218,6 +257,21 @@ async def _scale(impl: Implementation, a: int, n: int) -> dict[str, float]:
     return {"msgs_per_s": n / seconds, "rss_b_per_actor": rss / a, "actors": float(a)}
 
 
+async def _spawn_rates(impl: Implementation, k: int, reps: int) -> dict[str, float]:
+    """``reps`` spawn rates (actors/s) of ``k`` idle actors each, after a warm-up spawn."""
+    driver = impl.make()
+    await driver.start(Setup())
+    try:
+        await driver.spawn_many(max(50, k // 10))  # warm-up: imports, first-use caches
+        rates: dict[str, float] = {}
+        for rep in range(reps):
+            gc.collect()
+            rates[f"rep{rep}"] = k / await driver.spawn_many(k)
+        return rates
+    finally:
+        await driver.close()
+
+
 def _child(argv: list[str]) -> None:
     what, name, *sizes = argv
     impl = _implementation(name)
@@ -226,6 +280,8 @@ def _child(argv: list[str]) -> None:
     async def main() -> dict[str, float]:
         if what == "memory":
             return await _memory(impl, *numbers)
+        if what == "spawn":
+            return await _spawn_rates(impl, *numbers)
         return await _scale(impl, *numbers)
 
     result = actors.run(main, use_uvloop=impl.host_uvloop)
@@ -272,8 +328,8 @@ def scale_sizes(settings: Settings) -> list[int]:
 def run_isolated(
     result: CaseResult, settings: Settings, progress: Callable[[CaseResult], None]
 ) -> None:
-    """Fill ``result`` for a memory or scale case (failures recorded, not raised)."""
-    from .cases import Rep
+    """Fill ``result`` for a memory, spawn or scale case (failures recorded, not raised)."""
+    from .cases import Rep, fixed_size
 
     workload: Workload = result.workload
     impl = result.implementation
@@ -288,9 +344,17 @@ def run_isolated(
             result.reps.append(Rep(k, 0.0, metrics))
             progress(result)
             return
+        if workload.kind == "spawn":
+            k = fixed_size(workload, impl, settings) or settings.spawn_k
+            result.n = k
+            rates = _run_child(["spawn", impl.name, str(k), str(settings.reps)], timeout=600)
+            for rate in rates.values():
+                result.reps.append(Rep(k, k / rate, {"actors_per_s": rate}))
+            progress(result)
+            return
         series: list[dict[str, float]] = []
         for a in scale_sizes(settings):
-            n = max(settings.overload_n, 2 * a)
+            n = max(settings.overload_n, SCALE_SHARE * a)
             began = time.perf_counter()
             metrics = _run_child(["scale", impl.name, str(a), str(n)], timeout=600)
             series.append(metrics)
