@@ -95,7 +95,8 @@ class LoopMetrics(msgspec.Struct, frozen=True):
         actors: actors living on it.
         busy_seconds: CPU time its thread has used (None where the OS cannot tell).
         lag_seconds: how long the watchdog's last probe waited to run on it (scheduling
-            lag), None before the first probe or with the watchdog off.
+            lag); 0.0 while the loop is idle (idle loops are not probed), None before the
+            watchdog first looked or with the watchdog off.
         max_lag_seconds: the largest lag seen.
 
     Example:

@@ -8,8 +8,12 @@ names the task running there (run tasks are named after their actor's path) and 
 of the message the actor was handling, and logs a warning. When the loop turns again it logs
 how long the stall lasted.
 
-Probes cost one ``call_soon_threadsafe`` per loop per interval and nothing on the message
-hot path but one attribute store (`Cell.handling`). A loop starved of the GIL by other busy
+Probes cost one ``call_soon_threadsafe`` per busy loop per interval and nothing on the
+message hot path but one attribute store (`Cell.handling`). A loop that is not inside a task
+when the watchdog looks (it reads the loop's current task, without waking it) is not probed:
+no handler can be blocking it, and an idle loop stays asleep in its selector instead of being
+woken twenty times a second. A handler that starts blocking just after such a look is seen
+at the next one, so detection takes at most ``threshold`` plus one interval, as before. A loop starved of the GIL by other busy
 threads looks stalled too. Two rules keep that from raising false alarms: only a stall inside
 an actor's task is reported (a loop waiting between callbacks is not a handler blocking it),
 a round in which the watchdog itself woke late (the GIL is saturated) measures afresh, and
@@ -181,6 +185,11 @@ class Watchdog:
                 probe.culprit,
             )
             probe.culprit = None
+        if _between_tasks(home):
+            # Nothing to time: no handler runs there. Idle loops are not woken (they would
+            # be, twenty times a second, by probes). Nothing waits on it either: no lag.
+            home.lag = 0.0
+            return
         probe.pending = True
         probe.posted_at = now
         probe.gc_at_post = _GC_CLOCK.total()
@@ -196,3 +205,16 @@ class Watchdog:
         if task is None:
             return None
         return self._describe(task.get_name())
+
+
+def _between_tasks(home: WorkerHome) -> bool:
+    """Whether the loop runs no task step right now (idle, or between callbacks).
+
+    Read from the watchdog's thread: the current-task registry is a dict keyed by loop,
+    written by the loop's thread when a step starts and ends; a stale answer only moves
+    the probe to the next round.
+    """
+    try:
+        return asyncio.current_task(home.loop) is None
+    except RuntimeError:  # the loop is closed
+        return True

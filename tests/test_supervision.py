@@ -886,6 +886,29 @@ async def test_a_blocking_handler_is_reported_by_the_watchdog(
     assert "actor /user/blocker handling Add" in caplog.text
 
 
+async def test_the_watchdog_leaves_idle_loops_asleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Probes are posted only to loops inside a task step: an idle loop is not woken. Without
+    # that rule this window (30 watchdog rounds) would post about 30 probes per loop.
+    runs = 0
+    original = actors._watchdog._Probe.run  # pyright: ignore[reportPrivateUsage]
+
+    def counted(probe: Any) -> None:
+        nonlocal runs
+        runs += 1
+        original(probe)
+
+    monkeypatch.setattr(actors._watchdog._Probe, "run", counted)  # pyright: ignore[reportPrivateUsage]
+    async with ActorSystem(workers=2, blocked_threshold=0.02) as system:
+        blocker = await system.spawn(Blocker, name="blocker")
+        await wait_until(lambda: all(lp.lag_seconds == 0.0 for lp in system.metrics().loops))
+        runs = 0
+        await anyio.sleep(0.3)  # an observation window: nothing should happen in it
+        assert runs == 0
+        with anyio.fail_after(WAIT):
+            await blocker.ask(Add())  # blocks its loop 0.35 s: that loop is probed again
+            await wait_until(lambda: runs >= 1)  # the probe runs once the loop turns
+
+
 async def test_run_blocking_keeps_the_loop_free(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="actors")
     async with ActorSystem(workers=1, blocked_threshold=0.1) as system:
