@@ -13,11 +13,13 @@ message hot path but one attribute store (`Cell.handling`). A loop that is not i
 when the watchdog looks (it reads the loop's current task, without waking it) is not probed:
 no handler can be blocking it, and an idle loop stays asleep in its selector instead of being
 woken twenty times a second. A handler that starts blocking just after such a look is seen
-at the next one, so detection takes at most ``threshold`` plus one interval, as before. A loop starved of the GIL by other busy
-threads looks stalled too. Two rules keep that from raising false alarms: only a stall inside
-an actor's task is reported (a loop waiting between callbacks is not a handler blocking it),
-a round in which the watchdog itself woke late (the GIL is saturated) measures afresh, and
-so does one that overlapped a garbage collection (which stops every thread).
+at the next one, so detection takes at most ``threshold`` plus one interval, as before.
+
+A loop starved of the GIL by other busy threads looks stalled too. Two rules keep that from
+raising false alarms: only a stall inside an actor's task is reported (a loop waiting
+between callbacks is not a handler blocking it), a round in which the watchdog itself woke
+late (the GIL is saturated) measures afresh, and so does one that overlapped a garbage
+collection (which stops every thread).
 """
 
 from __future__ import annotations
