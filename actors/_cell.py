@@ -579,7 +579,10 @@ class Cell(Latch):
     async def _run(self) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the
         # mailbox's consumer token), so handlers run one at a time, never re-entered.
-        pop = self.mailbox.pop_slow  # called only where the inlined lock-free case failed
+        # No bound methods of the mailbox kept in locals (each a garbage-collected object for
+        # as long as the task lives: a parked actor is walked by every full collection); the
+        # slow path looks them up when it runs.
+        mailbox = self.mailbox
         instance = self.instance
         assert instance is not None
         receive = instance.receive
@@ -587,7 +590,7 @@ class Cell(Latch):
         times = self.times  # None unless handler_timing: then two clock reads per message
         clock = time.perf_counter
         # Mailbox.pop's lock-free common case, inlined: this loop is the dispatch hot path.
-        queue, control, senders, grant, low_water = self.mailbox.consumer_view()
+        queue, control, senders, low_water = mailbox.consumer_view()
         started = clock()
         lingered = False
         parking: Parking | None = None
@@ -596,7 +599,7 @@ class Cell(Latch):
                 if queue and not control:
                     item: Any = queue.popleft()
                     if senders and len(queue) <= low_water:
-                        grant()
+                        mailbox.grant_waiting()
                 elif not lingered and not queue and not control:
                     # Empty: maybe linger one loop iteration before handing the token back.
                     # In a request/reply exchange on this loop the answer usually arrives in
@@ -617,9 +620,9 @@ class Cell(Latch):
                             self.linger = linger - 1
                         continue
                     self.linger = linger - 1 if linger > -_LINGER_RETRY else 1
-                    item = pop()  # not lingering: straight on to going idle
+                    item = mailbox.pop_slow()  # not lingering: straight on to going idle
                 else:
-                    item = pop()
+                    item = mailbox.pop_slow()
                     lingered = False
                 kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
