@@ -689,6 +689,47 @@ def test_put_blocking_threads_are_admitted_in_fifo_order() -> None:
     assert popped == ["first", 0, 1, 2, 3]
 
 
+def test_mailboxes_sharing_a_lock_stripe_neither_block_nor_lose_each_other() -> None:
+    # Locks are striped: mailboxes 256 apart share one. A sender waiting for room in one
+    # must not hold the stripe (it waits outside the lock), and producers on threads
+    # filling both must lose nothing.
+    boxes = [new_box(1)[0] for _ in range(257)]
+    first, twin = boxes[0], next(b for b in boxes[1:] if b._lock is boxes[0]._lock)  # pyright: ignore[reportPrivateUsage]
+    first.put_nowait("full")
+    waiting = SenderThread(first, "waits")
+    waiting.start()
+    wait_for_senders_blocking(first, 1)
+    assert twin.put_nowait("through") == OK  # the stripe is free while `first` is full
+    assert twin.pop() == "through"
+    assert first.pop() == "full"
+    waiting.finish()
+    assert (waiting.code, waiting.error) == (OK, None)
+    assert first.pop() == "waits"
+
+    big_first, big_twin = Mailbox[int](10_000, lambda: None), None
+    for _ in range(300):  # the next mailbox made on big_first's stripe
+        candidate = Mailbox[int](10_000, lambda: None)
+        if candidate._lock is big_first._lock:  # pyright: ignore[reportPrivateUsage]
+            big_twin = candidate
+            break
+    assert big_twin is not None
+
+    def produce(box: Mailbox[int], base: int) -> None:
+        for i in range(2_000):
+            assert box.put_nowait(base + i) == OK
+
+    threads = [
+        threading.Thread(target=produce, args=(box, k * 10_000))
+        for k, box in enumerate([big_first, big_twin, big_first, big_twin])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert sorted(big_first.finish()[0]) == [*range(2_000), *range(20_000, 22_000)]
+    assert sorted(big_twin.finish()[0]) == [*range(10_000, 12_000), *range(30_000, 32_000)]
+
+
 def test_put_blocking_timeout_raises_expired_and_enqueues_nothing() -> None:
     box, _ = new_box(1)
     box.put_nowait("x")
