@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import actors
 
@@ -115,6 +115,21 @@ def _cross_over_same(results: Sequence[CaseResult]) -> tuple[float | None, str]:
     if a is None or not b:
         return None, ""
     return a / b, f"{a / b:.0%}"
+
+
+def scale_flatness(results: Sequence[CaseResult]) -> tuple[float | None, str]:
+    """The scale series' lowest rate over its rate with one actor (actors on uvloop)."""
+    found = _find(results, "scale", "actors-uvloop")
+    series: object = None if found is None else found.extra.get("series")
+    if not isinstance(series, list) or len(series) < 2:  # pyright: ignore[reportUnknownArgumentType]
+        return None, ""
+    points = cast("list[dict[str, float]]", series)
+    first = points[0]["msgs_per_s"]
+    worst = min(points, key=lambda point: point["msgs_per_s"])
+    if not first:
+        return None, ""
+    low = worst["msgs_per_s"] / first
+    return low, f"{low:.2f}x (at {worst['actors']:,.0f} actors)"
 
 
 def _savina_lead(program: str) -> Callable[..., Any]:
@@ -255,6 +270,12 @@ TARGETS: Final = (
     *(
         Target(f"savina {p.name}: ahead of every Python peer", _savina_lead(p.name), ">=", 1.0)
         for p in PROGRAMS
+    ),
+    Target(
+        "scale: every actor count up to the largest >= 0.8x the rate with 1 actor",
+        scale_flatness,
+        ">=",
+        0.8,
     ),
     Target("multi-loop tax, independent work: 2 loops >= 0.9x 1 loop", _independent(2), ">=", 0.9),
     Target("multi-loop tax, independent work: 4 loops >= 0.9x 1 loop", _independent(4), ">=", 0.9),

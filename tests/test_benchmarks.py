@@ -130,3 +130,22 @@ def test_an_output_path_in_a_missing_directory_is_refused_before_the_run(
     assert status == 2
     err = capsys.readouterr().err
     assert err.strip() == f"bench: {option} {target}: no such directory"  # and nothing ran
+
+
+def test_the_scale_target_reads_the_worst_point_of_the_series() -> None:
+    workload = next(w for w in cases.WORKLOADS if w.name == "scale")
+    impl = next(i for i in IMPLEMENTATIONS if i.name == "actors-uvloop")
+    result = CaseResult(workload, impl)
+    assert bench_report.scale_flatness([result]) == (None, "")  # no series: not measured
+    result.extra["series"] = [
+        {"actors": 1.0, "msgs_per_s": 2_000_000.0},
+        {"actors": 1_000.0, "msgs_per_s": 1_900_000.0},
+        {"actors": 100_000.0, "msgs_per_s": 500_000.0},
+    ]
+    value, text = bench_report.scale_flatness([result])
+    assert value == pytest.approx(0.25)
+    assert text == "0.25x (at 100,000 actors)"
+    verdicts = {t.text: v for t, _, _, v in bench_report.check_targets([result])}
+    assert verdicts["scale: every actor count up to the largest >= 0.8x the rate with 1 actor"] == (
+        "missed"
+    )
