@@ -401,6 +401,9 @@ async def test_malformed_durable_messages_are_terminated_and_the_actor_is_unharm
         msgspec.msgpack.encode(
             Envelope(WIRE_VERSION, TELL, "durable-test.Entry", msgspec.Raw(b"\x81\xa1x\x01"))
         ),  # the wrong schema
+        msgspec.msgpack.encode(Envelope(WIRE_VERSION, TELL, "ab", msgspec.Raw(b"\x90"))).replace(
+            b"\xa2ab", b"\xa2\xff\xfe"
+        ),  # a type name that is not UTF-8
     ]
     caplog.set_level(logging.WARNING, logger="actors.cluster")
     with anyio.fail_after(WAIT):

@@ -40,8 +40,6 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-
 from .._errors import ActorStopped, MessageTypeError, NotSendableError, SendTimeout
 from .._mailbox import FULL
 from .._mailbox import OK as ENQUEUED
@@ -49,7 +47,7 @@ from .._message import Ask
 from .._oneshot import oneshot
 from ._outbound import Outbox
 from ._transport import ClusterError, logger
-from ._wire import TELL, WireError
+from ._wire import MALFORMED, TELL, WireError
 
 if TYPE_CHECKING:
     import itertools
@@ -413,13 +411,7 @@ class Durable(Outbox):
             message = self._decode_body(export, envelope)
             if type(message) not in cell.admitted:
                 cell.admit(message)
-        except (
-            WireError,
-            MessageTypeError,
-            NotSendableError,
-            msgspec.DecodeError,
-            msgspec.ValidationError,
-        ) as error:
+        except (*MALFORMED, MessageTypeError, NotSendableError) as error:
             # Malformed or not for this actor: no attempt can ever succeed.
             self._reject(f"durable actor {cell.path}", error)
             await _settle(msg.term())

@@ -30,7 +30,9 @@ from ._registry import GROUP_ID, Export, Registry
 from ._transport import SUB_PENDING_MSGS, subscribe
 from ._wire import (
     ASK,
+    DECODING,
     ERROR,
+    MALFORMED,
     OK,
     PROBE,
     TELL,
@@ -161,7 +163,8 @@ class Inbound(Registry):
         """A frame's envelope: size and depth checked before decoding, our wire version.
 
         Raises:
-            WireError, msgspec.DecodeError, msgspec.ValidationError: refused.
+            WireError, msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError: refused
+                (`MALFORMED`).
         """
         check_frame(data, self.max_message_size, self.max_depth)
         envelope = self._envelopes.decode(data)
@@ -174,7 +177,7 @@ class Inbound(Registry):
         reply_to = msg.reply
         try:
             envelope = self._open(msg.data)
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject(served.path, error)
             await self._answer_error(reply_to, served, as_wire_error(error))
             return
@@ -235,7 +238,7 @@ class Inbound(Registry):
         reply_to = msg.reply
         try:
             envelope = self._open(msg.data)
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject(export.cell.path, error)
             await self._answer_error(reply_to, export, as_wire_error(error))
             return
@@ -286,7 +289,7 @@ class Inbound(Registry):
             )
         try:
             return self._decoder(cls).decode(envelope.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except DECODING as error:
             raise WireError(f"malformed {envelope.type!r}: {error}") from None
 
     async def _enqueue_ask(

@@ -23,11 +23,11 @@ from .._errors import ActorStopped
 from ._remote import finish_proxy
 from ._transport import Transport, logger
 from ._wire import (
+    MALFORMED,
     WIRE_VERSION,
     Down,
     Heartbeat,
     NodeDown,
-    WireError,
     check_frame,
     error_from,
 )
@@ -90,7 +90,7 @@ class Membership(Transport):
         try:
             check_frame(msg.data, 4096, 4)
             beat = self._heartbeats.decode(msg.data)
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject("heartbeat", error)
             return
         key = (beat.node, beat.incarnation)
@@ -138,7 +138,7 @@ class Membership(Transport):
         try:
             check_frame(msg.data, self.max_message_size, self.max_depth)
             down = self._downs.decode(msg.data)
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject("down notice", error)
             return
         with self._lock:

@@ -45,7 +45,9 @@ from ._registry import GROUP_ID
 from ._remote import RemoteRef, by_name, finish_proxy
 from ._wire import (
     ASK,
+    DECODING,
     ERROR,
+    MALFORMED,
     OK,
     PROBE,
     TELL,
@@ -208,14 +210,14 @@ class Outbox(Inbound):
         try:
             check_frame(data, self.max_message_size, self.max_depth)
             reply = self._replies_decoder.decode(data)
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject(f"a reply from {ref.path}", error)
             raise as_wire_error(error) from None
         ref.settle_credit(reply.free)
         if reply.status == OK:
             try:
                 return self._decoder(reply_type).decode(reply.body)
-            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            except DECODING as error:
                 raise WireError(
                     f"the reply of remote actor {ref.path} on node {ref.node} is not a "
                     f"{_show(reply_type)}: {error}"
@@ -306,7 +308,7 @@ class Outbox(Inbound):
             reply = self._replies_decoder.decode(frame)
         except (_NoResponders, TimeoutError):
             return False
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject(f"the answer of node {address.node} about {address.path}", error)
             return False
         info = reply.error
@@ -324,7 +326,7 @@ class Outbox(Inbound):
             if envelope.kind != PROBE:
                 raise WireError(f"unexpected frame (kind {envelope.kind}), not a probe")
             id = msgspec.msgpack.decode(envelope.body, type=int)
-        except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        except MALFORMED as error:
             self._reject(f"a probe of node {self.node}", error)
             return
         with self._lock:
@@ -439,7 +441,7 @@ class Outbox(Inbound):
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.2)
                 continue
-            except (WireError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            except MALFORMED as error:
                 self._reject(f"a lookup answer for {name!r}", error)
                 continue
             if (address.node, address.incarnation) in self._dead:

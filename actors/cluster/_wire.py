@@ -37,6 +37,8 @@ from .._errors import (
 )
 
 __all__ = (
+    "DECODING",
+    "MALFORMED",
     "WIRE_VERSION",
     "Address",
     "Down",
@@ -82,6 +84,15 @@ class WireError(ActorError, ValueError):
             log.warning("not sent: %s", error)
         ```
     """
+
+
+DECODING: Final = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+"""What decoding bytes from the network may raise. msgspec reports a string that is not
+UTF-8 as a ``UnicodeDecodeError``, not as a ``DecodeError``: a receiver that caught only the
+latter let such a frame escape (found by the property test of arbitrary bytes)."""
+
+MALFORMED: Final = (WireError, *DECODING)
+"""What checking and decoding a frame may raise: every way a frame is refused."""
 
 
 class MessageTooLarge(WireError):
