@@ -535,6 +535,19 @@ class Mailbox(Generic[T]):
             self._wake()
         return True
 
+    def close_if_idle(self) -> bool:
+        """Close for good and take the consumer token, if nothing is queued or running.
+
+        For a parent ending an idle child itself (`Cell.stop_if_idle`): True means no
+        consumer holds the token and nothing was accepted, so there is nothing to drain,
+        and no wake-up is due (the caller is now the consumer). False changes nothing.
+        """
+        with self._lock:
+            if self._scheduled or self._closed or self._queue or self._control or self._senders:
+                return False
+            self._closed = self._sealed = self._scheduled = True
+            return True
+
     def reopen(self) -> bool:
         """Accept messages again after a non-final close (a restart); False if sealed.
 

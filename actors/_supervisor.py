@@ -13,6 +13,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Final
 
+from ._checkpoint import checkpoint
 from ._errors import SupervisionError
 from ._mailbox import Signal
 from ._oneshot import Expired, oneshot
@@ -39,6 +40,7 @@ KILL_GRACE: Final = 1.0
 """Seconds a killed actor gets to unwind (run ``on_stop``) before it is abandoned."""
 
 _DEFAULT_STRATEGY: Final = OneForOne()
+_STOPS_PER_YIELD: Final = 128  # idle children stopped in a row before the parent yields
 
 # Control signals: names of `Signal`s in an actor's control lane.
 CHILD_EXIT: Final = "child-exit"  # payload: (child cell, its incarnation, reason)
@@ -57,12 +59,16 @@ async def stop_children(parent: Cell, *, kill: bool) -> None:
         # (which `spawn` checks under it), so every child ever added is visible here.
         return
     system = parent.system
-    for child in reversed(system.children_of(parent)):
+    for count, child in enumerate(reversed(system.children_of(parent)), 1):
         await stop_child(child, 0.0 if kill else system.drain_timeout)
+        if not count % _STOPS_PER_YIELD:
+            await checkpoint()  # idle children stop without a pause: let the loop breathe
 
 
 async def stop_child(child: Cell, timeout: float) -> None:
     """Stop ``child`` for good; cancel it after ``timeout``; abandon it if it ignores that."""
+    if child.stop_if_idle():
+        return  # an idle child of this thread: ended here and now, nothing to drain
     child.stop_for_good()
     try:
         await child.terminated.wait(timeout)

@@ -512,6 +512,61 @@ async def test_stopping_a_parent_stops_its_children_first_in_reverse_start_order
         assert all(kid is not None and not kid.is_alive for kid in kids)
 
 
+class Quiet(Actor[Add]):
+    async def receive(self, message: Add) -> None:
+        pass
+
+
+class Brood(Actor[Add]):
+    """Spawns ``n`` idle children on its own loop."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def on_start(self) -> None:
+        for i in range(self.n):
+            await self.spawn(Quiet, name=f"q{i}", placement=0)
+
+    async def receive(self, message: Add) -> None:
+        pass
+
+
+async def test_idle_children_on_the_parents_loop_are_ended_in_place_in_reverse_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An idle child (no task, nothing queued, no on_stop of its own) is ended by its
+    # parent directly: no task is started for it, and the order stays reverse start order.
+    tasks: list[str] = []
+    original = actors._cell.Cell._spawn_task  # pyright: ignore[reportPrivateUsage]
+
+    def counted(cell: Any, coro: Any) -> None:
+        tasks.append(cell.path)
+        original(cell, coro)
+
+    monkeypatch.setattr(actors._cell.Cell, "_spawn_task", counted)  # pyright: ignore[reportPrivateUsage]
+    async with ActorSystem(workers=1) as system:
+        brood = await system.spawn(lambda: Brood(300), placement=0)
+        watcher = await system.spawn(Watcher, placement=0)
+        kids = [system.lookup(f"{brood.path}/q{i}") for i in range(300)]
+        with anyio.fail_after(WAIT):
+            for kid in kids:
+                assert kid is not None
+                await watcher.send(Watch(kid))
+            await watcher.ask(Events())  # the watches are in place
+            busy = kids[7]
+            assert busy is not None
+            await busy.send(Add(1))  # this one ran: it has (or had) a task; the normal path
+            tasks.clear()
+            await brood.stop()
+            events = await settled(lambda: events_of(watcher), lambda found: len(found) == 300)
+        assert [path for path, _ in events] == [f"{brood.path}/q{i}" for i in reversed(range(300))]
+        assert all(reason == "NoneType" for _, reason in events)
+        assert all(kid is not None and not kid.is_alive for kid in kids)
+        assert await kids[0].join() is None  # type: ignore[union-attr]
+        children_with_tasks = [path for path in tasks if path.startswith(f"{brood.path}/")]
+        assert children_with_tasks in ([], [f"{brood.path}/q7"])  # q7 only if it was retired
+
+
 class Stubborn(Actor[Hold]):
     """Ignores cancellation while held: keeps waiting for its release."""
 
