@@ -957,8 +957,10 @@ async def test_the_watchdog_leaves_idle_loops_asleep(monkeypatch: pytest.MonkeyP
         blocker = await system.spawn(Blocker, name="blocker")
         await wait_until(lambda: all(lp.lag_seconds == 0.0 for lp in system.metrics().loops))
         runs = 0
-        await anyio.sleep(0.3)  # an observation window: nothing should happen in it
-        assert runs == 0
+        await anyio.sleep(0.3)  # an observation window: (almost) nothing should happen in it
+        # Not exactly 0: a parked run task retired in the window (the guardian's) takes one
+        # short step, and a look that falls inside it posts a probe. Without the rule: ~60.
+        assert runs <= 3
         with anyio.fail_after(WAIT):
             await blocker.ask(Add())  # blocks its loop 0.35 s: that loop is probed again
             await wait_until(lambda: runs >= 1)  # the probe runs once the loop turns
