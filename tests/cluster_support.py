@@ -55,9 +55,12 @@ __all__ = (
     "Crash",
     "Deposit",
     "Echo",
+    "Entries",
+    "Entry",
     "Hold",
     "JwtAccount",
     "JwtOperator",
+    "Log",
     "NatsCluster",
     "NatsServer",
     "NodeFactory",
@@ -688,6 +691,34 @@ class Relayer(actors.Actor[Echo | Relay]):
             case Relay(target, amount):
                 await target.send(Deposit(amount))
                 return await target.ask(Balance())
+        return None
+
+
+@register_message
+class Entry(msgspec.Struct, frozen=True):
+    """Message ``seq`` of producer ``producer``: order, loss and duplicate checks."""
+
+    producer: int
+    seq: int
+
+
+@register_message
+class Entries(actors.Request[tuple[tuple[int, int], ...]], frozen=True):
+    pass
+
+
+class Log(actors.Actor[Entry | Entries]):
+    """Remembers every entry it handled, in order."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, int]] = []
+
+    async def receive(self, message: Entry | Entries) -> Any:
+        match message:
+            case Entry(producer, seq):
+                self.entries.append((producer, seq))
+            case Entries():
+                return tuple(self.entries)
         return None
 
 

@@ -23,6 +23,9 @@ from cluster_support import (
     Crash,
     Deposit,
     Echo,
+    Entries,
+    Entry,
+    Log,
     NatsServer,
     NodeFactory,
     Relay,
@@ -34,7 +37,7 @@ from cluster_support import (
 )
 
 import actors
-from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef, register_message
+from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -242,30 +245,6 @@ async def wait_until_async(remote: actors.ActorRef[Any], expected: int) -> None:
     # try_send has no acknowledgement to await: poll the balance (bounded by fail_after).
     while await remote.ask(Balance()) != expected:  # noqa: ASYNC110
         await anyio.sleep(0.01)
-
-
-@register_message
-class Entry(msgspec.Struct, frozen=True):
-    sender: int
-    seq: int
-
-
-@register_message
-class Entries(actors.Request[tuple[tuple[int, int], ...]], frozen=True):
-    pass
-
-
-class Log(actors.Actor[Entry | Entries]):
-    def __init__(self) -> None:
-        self.entries: list[tuple[int, int]] = []
-
-    async def receive(self, message: Entry | Entries) -> Any:
-        match message:
-            case Entry(sender, seq):
-                self.entries.append((sender, seq))
-            case Entries():
-                return tuple(self.entries)
-        return None
 
 
 async def test_per_sender_order_is_kept_and_nothing_is_duplicated(pair: Pair) -> None:

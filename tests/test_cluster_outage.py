@@ -29,41 +29,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 import msgspec
+from cluster_support import Entries, Entry, Log
 
 import actors
-from actors.cluster import Nats, register_message
+from actors.cluster import Nats
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-# -- the protocol (explicit names: the target runs this file as __main__) -------------------
-
-
-@register_message(name="outage.Entry")
-class Entry(msgspec.Struct, frozen=True):
-    producer: int
-    seq: int
-
-
-@register_message(name="outage.Entries")
-class Entries(actors.Request[tuple[tuple[int, int], ...]], frozen=True):
-    pass
-
-
-class Log(actors.Actor[Entry | Entries]):
-    """Remembers every entry it handled, in order."""
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[int, int]] = []
-
-    async def receive(self, message: Entry | Entries) -> Any:
-        match message:
-            case Entry(producer, seq):
-                self.entries.append((producer, seq))
-            case Entries():
-                return tuple(self.entries)
-        return None
+# -- the nodes (the target runs this file as __main__; its protocol, `Log` and its messages,
+# -- comes from cluster_support, which both processes import) ---------------------------------
 
 
 def target_node(url: str, name: str, prefix: str) -> Nats:
