@@ -77,22 +77,17 @@ REBOOTING: Final = "rebooting"
 ENDED: Final = "ended"
 
 
-_NO_START: Final[object] = getattr(Actor, "on_start")  # noqa: B009 (typed as a plain object)
-_NO_STOP: Final[object] = getattr(Actor, "on_stop")  # noqa: B009
 _BUILT: Final = object()  # _live's prelude: begin_here already made the instance
 _NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
 
 
-def _starts_itself(actor_class: type[object]) -> bool:
-    """Whether the class overrides `Actor.on_start` (which must then run before spawn returns)."""
-    hook: object = getattr(actor_class, "on_start", None)
-    return hook is not _NO_START
+def _overrides(actor_class: type[object], hook: str) -> bool:
+    """Whether the class overrides `Actor`'s ``hook`` (``"on_start"``, ``"on_stop"``).
 
-
-def _stops_plainly(actor_class: type[object]) -> bool:
-    """Whether the class keeps `Actor.on_stop` (nothing of the user's runs when it stops)."""
-    hook: object = getattr(actor_class, "on_stop", None)
-    return hook is _NO_STOP
+    A class keeping the base hook has nothing to run there: it may start without a task
+    (`begin_here`) and be ended by its parent in place (`stop_if_idle`).
+    """
+    return getattr(actor_class, hook, None) is not getattr(Actor, hook)
 
 
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
@@ -385,7 +380,7 @@ class Cell(Latch):
             return self._start_in_task(error)
         if len(context):  # __init__ set a context variable: its handlers must see it
             self.context = context
-        if _starts_itself(type(self.instance)):
+        if _overrides(type(self.instance), "on_start"):
             return self._start_in_task(_BUILT)
         self.phase = RUNNING
         # The consumer token has been ours since the cell was made: keep it (and run) if
@@ -438,7 +433,7 @@ class Cell(Latch):
             or self.children
             or self.timers
             or instance is None
-            or not _stops_plainly(type(instance))
+            or _overrides(type(instance), "on_stop")
             or not self.on_home_thread()
             or not self.mailbox.close_if_idle()
         ):

@@ -187,7 +187,7 @@ class Watchdog:
                 probe.culprit,
             )
             probe.culprit = None
-        if _between_tasks(home):
+        if _running_task(home) is None:
             # Nothing to time: no handler runs there. Idle loops are not woken (they would
             # be, twenty times a second, by probes). Nothing waits on it either: no lag.
             home.lag = 0.0
@@ -200,23 +200,18 @@ class Watchdog:
 
     def _culprit(self, home: WorkerHome) -> str | None:
         """The actor whose handler holds the loop, or None when no actor task is running."""
-        try:
-            task = asyncio.current_task(home.loop)
-        except RuntimeError:
-            return None
-        if task is None:
-            return None
-        return self._describe(task.get_name())
+        task = _running_task(home)
+        return None if task is None else self._describe(task.get_name())
 
 
-def _between_tasks(home: WorkerHome) -> bool:
-    """Whether the loop runs no task step right now (idle, or between callbacks).
+def _running_task(home: WorkerHome) -> asyncio.Task[object] | None:
+    """The task whose step the loop is running now; None when idle or between callbacks.
 
     Read from the watchdog's thread: the current-task registry is a dict keyed by loop,
     written by the loop's thread when a step starts and ends; a stale answer only moves
-    the probe to the next round.
+    a probe or a report to the next round.
     """
     try:
-        return asyncio.current_task(home.loop) is None
+        return asyncio.current_task(home.loop)
     except RuntimeError:  # the loop is closed
-        return True
+        return None
