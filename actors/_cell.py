@@ -426,6 +426,8 @@ class Cell(Latch):
         makes stopping a hundred thousand idle children cost about as much as spawning
         them. Anything else, or a message that arrives first, takes the normal path.
         """
+        if not self.on_home_thread():  # first: the fields below are the home thread's
+            return False
         instance = self.instance
         if (
             self.task is not None
@@ -434,7 +436,6 @@ class Cell(Latch):
             or self.timers
             or instance is None
             or _overrides(type(instance), "on_stop")
-            or not self.on_home_thread()
             or not self.mailbox.close_if_idle()
         ):
             return False
