@@ -8,6 +8,13 @@ while the previous one still waits is skipped (counted in `Timer.skipped`), so a
 never gets a burst of stale ticks, and the bound is exceeded by at most one per timer.
 Periodic ticks fall due at ``start + k * interval``: lateness does not accumulate into drift.
 
+A loop may run a timer's callback early by up to its clock's resolution: uvloop rounds to
+libuv's millisecond clock, so a tick can fire a fraction of a millisecond before
+``clock.now()`` reaches its due time. The tick is due all the same and is delivered; the
+next one is computed from the index of the period that fired, never from now alone, so it
+always falls due strictly later. (Computed from now alone, an early fire re-armed for the
+same instant again and again: storms of hundreds of ticks on uvloop, issue 13.)
+
 Cancellation is checked when a tick is handled, on the actor's own loop: once `Timer.cancel`
 has returned, no tick of that timer runs, not even one already waiting (Akka's guarantee).
 """
@@ -51,6 +58,7 @@ class Timer:
     __slots__ = (
         "_cell",
         "_due",
+        "_period",
         "_scheduled",
         "_start",
         "_waiting",
@@ -70,6 +78,9 @@ class Timer:
         clock = cell.system.clock
         self._start = clock.now()
         self._due = self._start + delay
+        # Periodic: the k of the multiple ``start + k * interval`` the pending tick is for (for
+        # the first tick, the last multiple at or before it: 1 for `send_every`).
+        self._period = math.floor(delay / interval) if interval is not None else 0
         self._scheduled: Scheduled | None = None
         self._schedule()
 
@@ -106,7 +117,8 @@ class Timer:
         self._scheduled = cell.system.clock.call_at(cell.home.loop, self._due, self._fire)
 
     def _fire(self) -> None:
-        # On the home loop (real clock) or in the thread advancing a manual clock.
+        # On the home loop (real clock) or in the thread advancing a manual clock; maybe
+        # slightly before `_due` as the clock sees it (see the module docstring).
         if self.cancelled:
             return
         if self._waiting:
@@ -120,9 +132,11 @@ class Timer:
         if interval is None:
             return
         now = self._cell.system.clock.now()
-        # The next multiple of the interval after now: late ticks are skipped, not bunched.
-        periods = math.floor((now - self._start) / interval) + 1
-        self._due = self._start + periods * interval
+        # Invariant: the next period comes after the one that just fired, even when it fired
+        # early (else it re-arms for the same instant: a storm), and after now (late ticks
+        # are skipped, not bunched).
+        self._period = max(self._period + 1, math.floor((now - self._start) / interval) + 1)
+        self._due = self._start + self._period * interval
         self._schedule()
 
     def take(self) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -10,7 +10,13 @@ import pytest
 from _support import WAIT, Flag, Hold, park
 
 import actors
-from actors import Actor, ActorSystem, ManualClock
+from actors import Actor, ActorSystem, ManualClock, testing
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+
+    from actors._clock import Scheduled
 
 pytestmark = pytest.mark.anyio
 
@@ -219,6 +225,120 @@ async def test_real_clock_send_after() -> None:
         with anyio.fail_after(WAIT):
             await ref.ask(Start(0.01))
             assert len(await ticks(ref, 1)) == 1
+
+
+# -- a timer that fires early (issue 13: storms of ticks on uvloop) ----------------------
+
+
+class Close(msgspec.Struct, frozen=True):
+    """The `send_after` tick that closes a `Metronome`'s count."""
+
+
+class Tally(msgspec.Struct, frozen=True):
+    beats: tuple[float, ...]  # when each Beat was handled, in seconds since on_start
+    beats_before_close: int
+    closes: int
+    skipped: int
+
+
+class Report(actors.Request[Tally], frozen=True):
+    pass
+
+
+class Metronome(Actor[Beat | Close | Report]):
+    """Starts ``send_every(interval, Beat())`` and ``send_after(close_after, Close())`` together."""
+
+    def __init__(
+        self, clock: actors.Clock, interval: float, close_after: float, closed: Flag
+    ) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.close_after = close_after
+        self.closed = closed
+        self.start = 0.0
+        self.beats: list[float] = []
+        self.beats_before_close = 0
+        self.closes = 0
+        self.every: actors.Timer | None = None
+
+    async def on_start(self) -> None:
+        self.start = self.clock.now()
+        self.every = self.send_every(self.interval, Beat())
+        self.send_after(self.close_after, Close())
+
+    async def receive(self, message: Beat | Close | Report) -> Any:
+        match message:
+            case Beat():
+                self.beats.append(self.clock.now() - self.start)
+            case Close():
+                self.closes += 1
+                self.beats_before_close = len(self.beats)
+                self.closed.set()
+            case Report():
+                assert self.every is not None
+                skipped = self.every.skipped
+                return Tally(tuple(self.beats), self.beats_before_close, self.closes, skipped)
+        return None
+
+
+EARLY = 0.001
+
+
+class EarlyClock(ManualClock):
+    """Runs every callback `EARLY` seconds before it falls due, as `now()` sees it.
+
+    uvloop does this now and then (libuv's timer clock has millisecond resolution); this
+    clock does it on every call, on any loop, deterministically. A timer that re-arms for
+    the instant that just fired would make `advance` run callbacks forever, so more than
+    ``limit`` schedulings fail the test instead of hanging it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.scheduled = 0
+
+    def call_at(
+        self, loop: asyncio.AbstractEventLoop, when: float, callback: Callable[..., object]
+    ) -> Scheduled:
+        self.scheduled += 1
+        if self.scheduled > self.limit:
+            raise AssertionError(f"timer storm: {self.scheduled} callbacks scheduled")
+        return super().call_at(loop, when - EARLY, callback)
+
+
+async def test_a_timer_firing_early_delivers_each_period_once() -> None:
+    clock = EarlyClock(limit=100)
+    closed = Flag()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(lambda: Metronome(clock, 1.0, 2.5, closed))
+        with anyio.fail_after(WAIT):
+            await testing.advance(system, 10.0)
+            tally = await ref.ask(Report())
+    # One beat per period, each EARLY before start + k * interval: no storm, no drift.
+    assert tally.beats == pytest.approx([k - EARLY for k in range(1, 11)])
+    assert (tally.beats_before_close, tally.closes, tally.skipped) == (2, 1, 0)
+    assert closed.is_set()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the worker loop is what counts here
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio-workers", "uvloop-workers"])
+async def test_send_every_on_a_real_loop_delivers_one_tick_per_period(use_uvloop: bool) -> None:
+    if use_uvloop:
+        pytest.importorskip("uvloop")
+    interval, periods = 0.02, 25
+    closed = Flag()
+    async with ActorSystem(workers=1, use_uvloop=use_uvloop) as system:
+        clock = system.clock
+        ref = await system.spawn(lambda: Metronome(clock, interval, periods * interval, closed))
+        with anyio.fail_after(WAIT):
+            await closed.wait()
+            tally = await ref.ask(Report())
+    # Close ties with the last period and the next tick is due an interval later, so at most
+    # one beat per period comes first; a late loop may skip some. Before the fix uvloop
+    # delivered 38-221 (an early fire re-armed the timer for the same instant, again and again).
+    assert 1 <= tally.beats_before_close <= periods, tally
+    assert tally.closes == 1
 
 
 class Wrong(msgspec.Struct, frozen=True):
