@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
+import threading
 import types
 import typing
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 
 from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._validation import check_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from ._cell import Cell
     from ._ref import ActorRef
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
     from ._system import ActorSystem, Placement
     from ._timers import Timer
 
-__all__ = ("Actor", "accepted_types", "constructing")
+__all__ = ("Actor", "accepted_types", "constructing", "message_type", "message_types")
 
 M = TypeVar("M", contravariant=True)
 C = TypeVar("C")
@@ -60,6 +64,10 @@ class Actor(Generic[M]):
     """
 
     __actors_accepts__: ClassVar[tuple[type, ...] | None] = None
+    # The declared message type while it names a class not defined yet (``Actor["Pong"]``,
+    # Pong further down the module), else None: resolved by `message_types` at the first
+    # construction. Set on the declaring class only; subclasses see it through the MRO.
+    __actors_unresolved__: ClassVar[object] = None
     # Message types already checked for this class (accepted, and sendable whatever the
     # value): one set per class, shared by its actors; see `Cell.admit`.
     __actors_admitted__: ClassVar[set[type]] = set()
@@ -76,6 +84,8 @@ class Actor(Generic[M]):
                 f"`await system.spawn({cls.__qualname__})`, which returns its ActorRef; "
                 "actor instances are never handed out"
             )
+        if cls.__actors_unresolved__ is not None:
+            message_types(cls)  # before bind: no message is checked against a pending type
         self = super().__new__(cls)
         self._actors_cell = cell
         cell.bind(cls)
@@ -83,9 +93,17 @@ class Actor(Generic[M]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        accepts = _declared_message_types(cls)
-        if accepts is not _INHERIT:
-            cls.__actors_accepts__ = accepts
+        _check_awaited_hooks(cls)
+        declared = _declared_message_type(cls)
+        if declared is not _INHERIT:
+            try:
+                cls.__actors_accepts__ = accepted_types(declared, _namespace_of(cls))
+                cls.__actors_unresolved__ = None
+            except _Unresolved:
+                # A forward reference to a class defined later (or nowhere): resolved at the
+                # first spawn. Until then it accepts nothing, should anything read it early.
+                cls.__actors_accepts__ = ()
+                cls.__actors_unresolved__ = declared
         cls.__actors_admitted__ = set()  # its own, never the base class's
 
     @property
@@ -195,7 +213,7 @@ class Actor(Generic[M]):
         when the actor stops or restarts. Call it from the actor's own handlers or hooks.
 
         Raises:
-            ValueError: a negative delay.
+            ValueError: a delay that is negative, nan or infinite (TypeError: not a number).
             MessageTypeError, NotSendableError: as for `ActorRef.send`.
 
         Example:
@@ -205,8 +223,7 @@ class Actor(Generic[M]):
                     self.deadline = self.send_after(5.0, Timeout())
             ```
         """
-        if not delay >= 0:
-            raise ValueError(f"send_after needs a delay >= 0 seconds, got {delay}")
+        check_seconds("send_after delay", delay)
         cell = self._actors_cell
         _check_home(cell, "send_after")
         return cell.start_timer(message, delay, None)
@@ -220,7 +237,7 @@ class Actor(Generic[M]):
         Otherwise as `send_after`.
 
         Raises:
-            ValueError: an interval that is not positive.
+            ValueError: an interval that is not positive and finite (TypeError: not a number).
             MessageTypeError, NotSendableError: as for `ActorRef.send`.
 
         Example:
@@ -229,8 +246,7 @@ class Actor(Generic[M]):
                 self.flush_timer = self.send_every(0.5, Flush())
             ```
         """
-        if not interval > 0:
-            raise ValueError(f"send_every needs an interval > 0 seconds, got {interval}")
+        check_seconds("send_every interval", interval, positive=True)
         cell = self._actors_cell
         _check_home(cell, "send_every")
         return cell.start_timer(message, interval, interval)
@@ -345,6 +361,26 @@ class Actor(Generic[M]):
 
 _INHERIT: Any = object()
 
+# The handlers and hooks the runtime awaits, with the signature to suggest for each.
+_AWAITED: Final = {
+    "receive": "async def receive(self, message)",
+    "on_start": "async def on_start(self)",
+    "on_stop": "async def on_stop(self)",
+    "on_restart": "async def on_restart(self, error)",
+    "on_terminated": "async def on_terminated(self, event)",
+}
+
+# Serialises the resolution of forward references (once per class; see `message_types`).
+_resolving = threading.Lock()
+
+
+class _Unresolved(TypeError):
+    """A forward reference in a message type names nothing (yet); ``name`` is the name."""
+
+    def __init__(self, text: str, name: str | None) -> None:
+        super().__init__(text)
+        self.name = name
+
 
 def _check_home(cell: Cell, what: str) -> None:
     if not cell.on_home_thread():
@@ -354,32 +390,152 @@ def _check_home(cell: Cell, what: str) -> None:
         )
 
 
-def _declared_message_types(cls: type) -> tuple[type, ...] | None:
-    """The message classes named in ``class X(Actor[A | B])``; None accepts anything."""
+def _check_awaited_hooks(cls: type) -> None:
+    """Refuse a ``receive`` or hook defined without ``async``: the runtime awaits them.
+
+    A plain ``def`` would run its side effects on each message and then fail the actor with
+    "object NoneType can't be used in 'await' expression". Only functions are checked (a
+    callable object may well return an awaitable); a sync wrapper made with
+    `functools.wraps` around an ``async def`` passes, as calling it returns a coroutine.
+    """
+    for hook, signature in _AWAITED.items():
+        if hook not in cls.__dict__:
+            continue
+        value: object = getattr(cls, hook)  # the function, also under staticmethod
+        if inspect.ismethod(value):  # a classmethod
+            value = value.__func__
+        if not inspect.isfunction(value) or _is_async(value):
+            continue
+        if inspect.isasyncgenfunction(value):
+            problem = "is an async generator (an `async def` with `yield`), not awaitable"
+            fix = f"write `{signature}` without `yield`"
+        else:
+            problem = "is defined without `async`, but the runtime awaits it"
+            fix = f"write `{signature}` (synchronous handlers are not supported yet)"
+        raise TypeError(f"{cls.__qualname__}.{hook} {problem}: {fix}")
+
+
+def _is_async(function: Callable[..., object]) -> bool:
+    if inspect.iscoroutinefunction(function):
+        return True
+    try:
+        inner = inspect.unwrap(function)
+    except ValueError:  # a cycle of __wrapped__
+        return False
+    return inspect.iscoroutinefunction(inner)
+
+
+def _declared_message_type(cls: type) -> object:
+    """The ``M`` of ``class X(Actor[M])`` (or of a generic subclass); _INHERIT if none."""
     for base in cls.__dict__.get("__orig_bases__", ()):
         origin = typing.get_origin(base)
         if isinstance(origin, type) and issubclass(origin, Actor):
             (declared,) = typing.get_args(base)
-            return accepted_types(declared)
-    inherit: tuple[type, ...] | None = _INHERIT
+            return declared
+    inherit: object = _INHERIT
     return inherit
 
 
-def accepted_types(declared: object) -> tuple[type, ...] | None:
-    """Flatten a message type annotation into classes for ``isinstance``; None for "any"."""
+def _namespace_of(cls: type) -> Mapping[str, Any]:
+    module = sys.modules.get(cls.__module__)
+    return vars(module) if module is not None else {}
+
+
+def message_types(cls: type[Actor[Any]]) -> tuple[type, ...] | None:
+    """The message classes ``cls`` accepts (None: any), resolving forward references first.
+
+    A forward reference (``Actor["Pong"]``) that did not resolve when the class was created
+    is evaluated here, once, in the module of the class that declared it; the finished tuple
+    is then stored on that class, so later calls (and the send path) only read it.
+
+    Raises:
+        TypeError: a name in the declaration is still not defined (the message says what
+            to write instead).
+    """
+    if cls.__actors_unresolved__ is None:  # the common case: nothing pending, no lock
+        return cls.__actors_accepts__
+    declaring = next(k for k in cls.__mro__ if "__actors_unresolved__" in k.__dict__)
+    owner = typing.cast("type[Actor[Any]]", declaring)
+    with _resolving:
+        declared = owner.__dict__["__actors_unresolved__"]
+        if declared is not None:
+            try:
+                accepts = accepted_types(declared, _namespace_of(owner))
+            except _Unresolved as error:
+                raise _explain(owner, declared, error) from None
+            # Invariant: the tuple is written before the marker is cleared, so that whoever
+            # sees no marker (without the lock) reads the resolved types.
+            owner.__actors_accepts__ = accepts
+            owner.__actors_unresolved__ = None
+    return cls.__actors_accepts__
+
+
+def message_type(cls: type[Actor[Any]]) -> object:
+    """The message type ``cls`` accepts, as one type (a union of classes); Any for any.
+
+    For `ActorSystem.lookup_remote` given the actor class instead of its message type.
+
+    Raises:
+        TypeError: as `message_types`.
+    """
+    accepts = message_types(cls)
+    if accepts is None:
+        return Any
+    union: Any = accepts[0]
+    for more in accepts[1:]:
+        union = union | more
+    return union
+
+
+def _explain(owner: type, declared: object, error: _Unresolved) -> TypeError:
+    shown = (
+        repr(declared.__forward_arg__)
+        if isinstance(declared, typing.ForwardRef)
+        else repr(declared)
+    )
+    name = error.name
+    if name is None:
+        return TypeError(f"{owner.__qualname__} declares Actor[{shown}], but {error}")
+    if "<locals>" in owner.__qualname__:
+        fix = (
+            f"{owner.__name__} is defined inside a function, where a string cannot name a "
+            f"local class: write the class itself, Actor[{name}], with {name} defined "
+            f"before {owner.__name__}, or move both to module level"
+        )
+    else:
+        fix = (
+            f"define or import {name} in module {owner.__module__} (above or below "
+            f"{owner.__name__}), or write the class itself instead of a string: Actor[{name}]"
+        )
+    return TypeError(
+        f"{owner.__qualname__} declares Actor[{shown}], but {name!r} is not defined: {fix}"
+    )
+
+
+def accepted_types(
+    declared: object, namespace: Mapping[str, Any] | None = None
+) -> tuple[type, ...] | None:
+    """Flatten a message type annotation into classes for ``isinstance``; None for "any".
+
+    Forward references (strings, `typing.ForwardRef`) are evaluated in ``namespace`` (a
+    module's globals); one that names nothing there raises a `TypeError`, never gives
+    "any".
+    """
     if declared is Any or declared is object or isinstance(declared, TypeVar):
         return None
+    if isinstance(declared, str | typing.ForwardRef):
+        return accepted_types(_evaluate(declared, namespace), namespace)
     origin = typing.get_origin(declared)
     if origin is typing.Union or origin is types.UnionType:
         flat: list[type] = []
         for arg in typing.get_args(declared):
-            more = accepted_types(arg)
+            more = accepted_types(arg, namespace)
             if more is None:
                 return None
             flat.extend(more)
         return tuple(flat)
     if origin is typing.Annotated:
-        return accepted_types(typing.get_args(declared)[0])
+        return accepted_types(typing.get_args(declared)[0], namespace)
     if origin is typing.Literal:
         values: tuple[object, ...] = typing.get_args(declared)
         return tuple({type(v) for v in values})
@@ -388,3 +544,25 @@ def accepted_types(declared: object) -> tuple[type, ...] | None:
     if isinstance(declared, type):
         return (declared,)
     return None
+
+
+def _evaluate(ref: str | typing.ForwardRef, namespace: Mapping[str, Any] | None) -> object:
+    """The value of a forward reference; raises `_Unresolved` if it has none."""
+    if isinstance(ref, typing.ForwardRef):
+        text = ref.__forward_arg__
+        module = sys.modules.get(ref.__forward_module__ or "")
+        if module is not None:
+            namespace = vars(module)
+    else:
+        text = ref
+    try:
+        value = eval(text, dict(namespace or {}))  # as typing.get_type_hints does
+    except NameError as error:
+        raise _Unresolved(f"name {error.name!r} is not defined", error.name) from None
+    except Exception as error:
+        raise _Unresolved(
+            f"the forward reference {text!r} does not evaluate: {error!r}", None
+        ) from None
+    if isinstance(value, str | typing.ForwardRef):
+        raise _Unresolved(f"the forward reference {text!r} names a string", None)
+    return value

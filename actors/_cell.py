@@ -92,6 +92,7 @@ def _overrides(actor_class: type[object], hook: str) -> bool:
 
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
+KILL: Final = "kill"  # a kill requested from another thread: stop at the next boundary
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
 _LINGER_RETRY: Final = 32  # idle transitions without lingering before trying again
 
@@ -139,6 +140,7 @@ class Cell(Latch):
         "home",
         "incarnation",
         "instance",
+        "kill_pending",
         "linger",
         "mailbox",
         "name",
@@ -205,7 +207,10 @@ class Cell(Latch):
         self.received_seen = 0  # written by snapshots (under the metrics lock)
         self.times: HandlerTimes | None = HandlerTimes() if system.handler_timing else None
         self.exit_reason: BaseException | None = None  # why the last instance ended
-        self.suspending: Oneshot | None = None  # the parent waits for this actor to suspend
+        # The parent waits for this actor to suspend: a latch, since the parent waits twice
+        # (the drain timeout, then the kill's grace) and a oneshot settles on its first expiry.
+        self.suspending: Latch | None = None
+        self.kill_pending = False  # see `kill`: set by any thread, cleared on the home thread
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
         Latch.__init__(self)  # `terminated`: set once, with the reason (None or the exception)
         # The tree, guarded by the system's lock. Created on first use: most actors have
@@ -460,12 +465,26 @@ class Cell(Latch):
             self._spawn_task(self._finish(self.exit_reason, run_on_stop=False))
 
     def kill(self) -> None:
-        """Forced stop (drain or suspend timeout exceeded): cancel the run task. Any thread."""
+        """Forced stop (drain or suspend timeout exceeded): cancel the run task. Any thread.
+
+        The message in hand cannot be interrupted, but no further one is taken. A handler
+        that awaits is cancelled at its await (`_kill_here`, on the home loop). One that
+        never awaits keeps its loop busy, so `_kill_here` would only run after the whole
+        burst: a KILL signal at the head of the control lane, which the run loop reads
+        between any two messages, stops it at the next message boundary instead. Whichever
+        of the two runs first carries the kill out (``kill_pending``); the other does nothing.
+        """
+        self.kill_pending = True
+        if self.on_home_thread():
+            self._kill_here()  # the run task is suspended right now: cancelled at its await
+            return
+        self.mailbox.interrupt(Signal(KILL))
         self._at_home(self._kill_here)
 
     def _kill_here(self) -> None:
-        if self.terminated.is_set:
-            return
+        if self.terminated.is_set or not self.kill_pending:
+            return  # ended, or already killed at a message boundary
+        self.kill_pending = False
         if self.task is not None:
             self.task.cancel()
         elif self.phase == SUSPENDED:
@@ -476,20 +495,20 @@ class Cell(Latch):
             self.phase = ENDED
             self._spawn_task(self._finish(None, killed=True))
 
-    def request_suspend(self, done: Oneshot) -> None:
-        """Ask a running actor to end its instance for a group restart; ``done`` is settled then."""
+    def request_suspend(self, done: Latch) -> None:
+        """Ask a running actor to end its instance for a group restart; ``done`` is set then."""
         self._at_home(self._suspend_here, done)
 
-    def _suspend_here(self, done: Oneshot) -> None:
+    def _suspend_here(self, done: Latch) -> None:
         if self.phase in (SUSPENDED, ENDED) or self.terminated.is_set:
-            done.settle()
+            done.set()
             return
         self.suspending = done
         # The control lane goes before any queued message: the actor suspends at its next
         # message boundary (or is killed into suspension after the timeout).
         if not self.mailbox.put_control(Signal(SUSPEND)):
             self.suspending = None
-            done.settle()
+            done.set()
 
     def request_restart(self, reason: BaseException | None, done: Oneshot) -> None:
         """Restart a suspended actor: ``done`` gets True, False (not restarted) or the error."""
@@ -519,25 +538,28 @@ class Cell(Latch):
     async def _live(self, started: Oneshot, prelude: BaseException | object) -> None:
         # prelude: None (construct here), _BUILT (constructed by begin_here) or the error
         # the factory raised there.
+        hook = "factory"
         try:
             if prelude is None:
                 self._construct()
             elif isinstance(prelude, BaseException):
                 raise prelude
+            hook = "on_start"
             instance = self.instance
             assert instance is not None
             await instance.on_start()
-        except Exception as error:
+        except BaseException as caught:
+            error = caught if isinstance(caught, Exception) else self._as_failure(caught, hook=hook)
+            if error is None:
+                # Killed while starting (shutdown's drain timeout): the spawner was not
+                # cancelled and must not receive this task's CancelledError as if it had been.
+                await self._finish(None, run_on_stop=False, killed=True)
+                started.settle(error=ActorStopped(f"actor {self.path} was stopped while starting"))
+                raise
             error.add_note(f"raised while starting actor {self.path}")
             await self._finish(error, run_on_stop=False)
             started.settle(error=error)
             return
-        except BaseException:
-            # Killed while starting (shutdown's drain timeout): the spawner was not cancelled
-            # and must not receive this task's CancelledError as if it had been.
-            await self._finish(None, run_on_stop=False, killed=True)
-            started.settle(error=ActorStopped(f"actor {self.path} was stopped while starting"))
-            raise
         self.phase = RUNNING
         started.settle(self.ref)
         await self._run_or_rest()
@@ -552,12 +574,20 @@ class Cell(Latch):
         self.restarts = None  # a new instance is a new supervisor: OTP counts afresh
         with self.system.tree_lock:
             self.exiting = False
+        hook = "factory or on_start"
         try:
             await self._boot()
+            hook = "on_restart"
             instance = self.instance
             assert instance is not None
             await instance.on_restart(reason)
-        except Exception as error:
+        except BaseException as caught:
+            error = caught if isinstance(caught, Exception) else self._as_failure(caught, hook=hook)
+            if error is None:  # killed while restarting
+                await self._finish(None, run_on_stop=False, killed=True)
+                if done is not None:
+                    done.settle(False)
+                raise
             error.add_note(f"raised while restarting actor {self.path}")
             await self._end_instance(run_on_stop=False)
             if done is None or self.mailbox.sealed:  # stopped for good meanwhile
@@ -568,11 +598,6 @@ class Cell(Latch):
             self._suspend(error)
             done.settle(error=error)
             return
-        except BaseException:
-            await self._finish(None, run_on_stop=False, killed=True)
-            if done is not None:
-                done.settle(False)
-            raise
         self.phase = RUNNING
         if done is not None:
             done.settle(True)
@@ -596,6 +621,15 @@ class Cell(Latch):
         token = constructing.set(self)
         try:
             instance = self.factory()
+        except Exception:
+            raise
+        except BaseException as error:
+            # A factory's KeyboardInterrupt or SystemExit (or a CancelledError it raised: a
+            # synchronous call cannot be cancelled) fails this actor only: passed on as it is,
+            # it would escape into the spawner (the host application) or take the loop down.
+            raise RuntimeError(
+                f"the factory of actor {self.path} raised {type(error).__name__}"
+            ) from error
         finally:
             constructing.reset(token)
         if not isinstance(instance, Actor) or instance._actors_cell is not self:  # pyright: ignore[reportUnnecessaryIsInstance, reportPrivateUsage]
@@ -803,8 +837,17 @@ class Cell(Latch):
             if self.suspending is None:
                 return True  # stale: this actor already suspended (and restarted) since
             await self._end_instance(run_on_stop=True)
-            self._suspend(None)
+            if self.mailbox.sealed:  # stopped for good meanwhile: no restart to wait for
+                await self._finish(None, run_on_stop=False)
+            else:
+                self._suspend(None)
             return False
+        if name == KILL:
+            if not self.kill_pending:
+                return True  # stale, or `_kill_here` cancelled the task first
+            self.kill_pending = False
+            # As if cancelled here, between two messages: _run's handler ends the actor.
+            raise asyncio.CancelledError
         raise AssertionError(f"actor {self.path}: unknown control signal {signal!r}")
 
     async def _guarded(self, decision: Any, signal: Signal) -> bool:
@@ -866,15 +909,19 @@ class Cell(Latch):
             return False
         return True
 
-    def _as_failure(self, error: BaseException, message: object) -> RuntimeError | None:
-        """A non-Exception raised by a handler, as a failure of this actor; None to propagate.
+    def _as_failure(
+        self, error: BaseException, message: object = None, *, hook: str | None = None
+    ) -> RuntimeError | None:
+        """A non-Exception raised by a handler or a ``hook``, as a failure of this actor;
+        None to propagate.
 
         Only the cancellation of this actor's own task (a kill) and the closing of its
-        coroutine (GeneratorExit) propagate. A CancelledError
-        the handler raised while the actor was *not* being cancelled, and SystemExit or
-        KeyboardInterrupt raised by a handler, become a RuntimeError caused by them: passed
-        on as they are, the first would make an asker believe it was cancelled itself, and
-        the others would take the whole worker loop (every actor on it) down.
+        coroutine (GeneratorExit) propagate. A CancelledError the actor's code raised while
+        the actor was *not* being cancelled, and SystemExit or KeyboardInterrupt raised by
+        a handler, the factory or a hook (``on_start``, ``on_stop``, ``on_restart``),
+        become a RuntimeError caused by them: passed on as they are, the first would make
+        an asker believe it was cancelled itself, and the others would take the whole
+        worker loop (every actor on it) down.
         """
         if isinstance(error, GeneratorExit):
             # The run coroutine is being closed (its loop is gone and the garbage collector
@@ -884,11 +931,13 @@ class Cell(Latch):
         if isinstance(error, asyncio.CancelledError) and (task is None or task.cancelling()):
             return None
         stray = isinstance(error, asyncio.CancelledError)
-        failure = RuntimeError(
+        what = (
             f"the handler of actor {self.path} raised {type(error).__name__} while handling "
             f"{type(message).__qualname__}"
-            + (", without the actor being cancelled" if stray else "")
+            if hook is None
+            else f"the {hook} of actor {self.path} raised {type(error).__name__}"
         )
+        failure = RuntimeError(what + (", without the actor being cancelled" if stray else ""))
         failure.__cause__ = error
         return failure
 
@@ -933,7 +982,7 @@ class Cell(Latch):
         self.task = None
         done, self.suspending = self.suspending, None
         if done is not None:
-            done.settle()
+            done.set()
 
     async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
         """Stop the children (reverse start order), then run the instance's ``on_stop``."""
@@ -943,13 +992,24 @@ class Cell(Latch):
         if self.timers:
             for timer in list(self.timers):
                 timer.cancel()
-        await stop_children(self, kill=kill_children)
+        try:
+            await stop_children(self, kill=kill_children)
+        except Exception:
+            # A bug in the stop path must not leave this actor (and a shutdown) hanging.
+            logger.exception("actor %s: stopping its children failed", self.path)
         instance, self.instance = self.instance, None
         if run_on_stop and instance is not None:
             try:
                 await instance.on_stop()
-            except Exception:
-                logger.exception("on_stop of actor %s raised", self.path)
+            except BaseException as error:
+                failure = (
+                    error
+                    if isinstance(error, Exception)
+                    else self._as_failure(error, hook="on_stop")
+                )
+                if failure is None:
+                    raise
+                logger.error("on_stop of actor %s raised", self.path, exc_info=failure)
 
     async def _finish(
         self, reason: BaseException | None, *, run_on_stop: bool = True, killed: bool = False
@@ -987,7 +1047,7 @@ class Cell(Latch):
             self.system.dead_letters.publish(self.path, tells, why)
         done, self.suspending = self.suspending, None
         if done is not None:
-            done.settle()
+            done.set()
         self.outcome = "stopped" if reason is None else "failed"
         self.task = None
         self.parked = None

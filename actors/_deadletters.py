@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._errors import ActorStopped, MailboxFull
+from ._ref import ActorRef
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-    from ._ref import ActorRef
 
 __all__ = ("DeadLetter", "DeadLetters")
 
@@ -89,6 +88,8 @@ class DeadLetters:
             system.dead_letters.subscribe(auditor)
             ```
         """
+        if not isinstance(ref, ActorRef):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"dead_letters.subscribe() needs an ActorRef, got {ref!r}")
         with self._lock:
             if ref not in self._subscribers:
                 self._subscribers = (*self._subscribers, ref)

@@ -336,6 +336,21 @@ class Mailbox(Generic[T]):
         self._wake()
         return True
 
+    def interrupt(self, signal: Signal) -> bool:
+        """Put a signal at the head of the control lane without waking the consumer.
+
+        For a consumer that is running: it sees the signal at its next message boundary,
+        ahead of every other signal and message. An idle consumer is the caller's to deal
+        with (it finds the signal whenever it next runs). False once finished.
+        """
+        with self._lock:
+            if self._finished:
+                return False
+            if self._control is _NO_LIST:
+                self._control = []
+            self._control.insert(0, signal)
+            return True
+
     def put_control(self, signal: Signal) -> bool:
         """Enqueue a control signal past the bound; False once the consumer has finished."""
         with self._lock:

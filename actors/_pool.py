@@ -52,6 +52,7 @@ from ._ref import DEFAULT_ASK_TIMEOUT
 from ._runtime import HOST
 from ._sendable import Moved
 from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._validation import check_count, check_name, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -360,6 +361,8 @@ class Pool(Generic[M]):
             await pool.send(Job(42))
             ```
         """
+        if timeout is not None:
+            check_timeout("timeout", timeout)
         state = self._state
         while True:
             try:
@@ -521,6 +524,8 @@ class Pool(Generic[M]):
             thumb = await pool.ask(Resize(image, 256), timeout=2.0)
             ```
         """
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
         reply = oneshot()
         started = time.monotonic()
         try:
@@ -562,6 +567,7 @@ class Pool(Generic[M]):
             counts = await pool.ask_all(Count())  # one int per worker
             ```
         """
+        check_timeout("timeout", timeout)
         try:
             routes = self._live_routes(message)
         except ActorStopped:
@@ -659,6 +665,7 @@ class Pool(Generic[M]):
             ```
         """
         self._check_map()
+        check_timeout("timeout", timeout)
         stream = self._stream(messages, self._window(max_in_flight), timeout, return_exceptions)
         return [result async for result in stream]
 
@@ -723,6 +730,7 @@ class Pool(Generic[M]):
             ```
         """
         self._check_map()
+        check_timeout("timeout", timeout)
         return self._stream(messages, self._window(max_in_flight), timeout, return_exceptions)
 
     def _check_map(self) -> None:
@@ -735,9 +743,7 @@ class Pool(Generic[M]):
     def _window(self, max_in_flight: int | None) -> int:
         if max_in_flight is None:
             return max(1, 2 * self.size)
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        return max_in_flight
+        return check_count("max_in_flight", max_in_flight)
 
     async def _stream(
         self,
@@ -824,10 +830,7 @@ class Pool(Generic[M]):
             await pool.resize(pool.size * 2)
             ```
         """
-        if isinstance(size, bool) or not isinstance(size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"a pool size must be an int, got {size!r}")
-        if size < 1:
-            raise ValueError(f"a pool needs at least one worker, got size={size}")
+        check_count("size", size)
         if self._state.closed:
             await anyio.lowlevel.checkpoint()
             raise self._stopped(_Resize(size))
@@ -1091,10 +1094,7 @@ async def spawn_pool(
     capacity: int | None,
 ) -> Pool[M]:
     """`ActorSystem.spawn_pool`: check the options, start the supervisor, return the handle."""
-    if isinstance(size, bool) or not isinstance(size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"a pool size must be an int, got {size!r}")
-    if size < 1:
-        raise ValueError(f"a pool needs at least one worker, got size={size}")
+    check_count("size", size)
     if routing not in _ROUTINGS:
         raise ValueError(
             f"unknown routing {routing!r}; choose one of {', '.join(map(repr, _ROUTINGS))}"
@@ -1113,8 +1113,10 @@ async def spawn_pool(
             "a pool's supervision must be a OneForOne (choose its max_restarts, within and "
             f"backoff), got {supervision!r}"
         )
-    if capacity is not None and capacity < 1:
-        raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+    if capacity is not None:
+        check_count("capacity", capacity)
+    if name is not None:
+        check_name("name", name)
     if name is None:
         with system.tree_lock:
             name = f"pool-{next(system._serial)}"  # pyright: ignore[reportPrivateUsage]

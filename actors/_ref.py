@@ -12,6 +12,7 @@ from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
 from ._oneshot import Expired, ensure_plain_thread, oneshot, thread_oneshot
+from ._validation import check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
@@ -122,6 +123,7 @@ class ActorRef(Generic[M]):
             ActorStopped: the actor has stopped, or stopped while we waited.
             SendTimeout: still full after ``timeout`` seconds.
             MailboxFull: an actor sending to itself while its own mailbox is full.
+            TypeError, ValueError: ``timeout`` is not None or finite seconds >= 0.
 
         Cancellation: if cancelled while waiting, nothing is enqueued.
 
@@ -131,6 +133,8 @@ class ActorRef(Generic[M]):
             await counter.send(Add(1), timeout=0.5)  # SendTimeout after 0.5 s of full
             ```
         """
+        if timeout is not None:
+            check_timeout("timeout", timeout)  # before anything is enqueued
         if type(message) not in self._admitted:
             self._cell.admit(message)
         # Cooperative budget, as tokio's coop: a send that never waits never yields, so a
@@ -215,6 +219,8 @@ class ActorRef(Generic[M]):
             ```
         """
         ensure_plain_thread()
+        if timeout is not None:
+            check_timeout("timeout", timeout)
         cell = self._cell
         if type(message) not in self._admitted:
             cell.admit(message)
@@ -253,6 +259,7 @@ class ActorRef(Generic[M]):
             ActorStopped: the actor stopped before answering.
             DeadlockError: an actor asked itself.
             MessageTypeError, NotSendableError: as for `send`.
+            TypeError, ValueError: ``timeout`` is not None or finite seconds >= 0.
 
         Cancellation: the message may already be enqueued, and is then still handled; its
         reply is dropped. The mailbox loses nothing.
@@ -265,6 +272,8 @@ class ActorRef(Generic[M]):
             total = await counter.ask(Total(), timeout=1.0)  # typed int
             ```
         """
+        if timeout is not DEFAULT_ASK_TIMEOUT:  # the default needs no check
+            check_timeout("timeout", timeout)
         cell = self._cell
         if type(message) not in self._admitted:
             cell.admit(message)
@@ -309,6 +318,8 @@ class ActorRef(Generic[M]):
             ```
         """
         ensure_plain_thread()
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
         cell = self._cell
         if type(message) not in self._admitted:
             cell.admit(message)

@@ -5,7 +5,8 @@ state shared between two actors. The rule is therefore immutability: None, bool,
 complex, str, bytes, enums, immutable stdlib values (Decimal, Fraction, UUID, date/time types),
 tuples and frozensets of sendables, frozen msgspec Structs and frozen dataclasses whose field
 types are sendable, `ActorRef`s, `Moved` wrappers and types registered with
-`register_sendable`.
+`register_sendable`. Values are checked at most `MAX_NESTING` levels deep; a deeper one is
+refused.
 
 Design notes:
 
@@ -71,6 +72,9 @@ _DEEP: Final = 3  # sendable if every element is: tuples, frozensets
 _FIELDS: Final = 4  # a frozen record whose listed fields need a per-value check
 
 _Verdict = tuple[int, tuple[str, ...]]
+
+MAX_NESTING: Final = 256
+"""Containers and records nested deeper than this in a message are refused (not sendable)."""
 
 _ATOMS: tuple[type, ...] = (
     type(None),
@@ -150,20 +154,24 @@ def check_sendable(value: object, what: str = "message") -> None:
         )
 
 
-def _find_problem(value: object) -> str | None:
+def _find_problem(value: object, depth: int = 0) -> str | None:
     """Say why ``value`` is not sendable, or None when it is."""
     kind, fields = _verdict_for(type(value))
     if kind == _ALWAYS:
         return None
     if kind == _NEVER:
         return _why_not(type(value), fields)
+    if depth >= MAX_NESTING:
+        # Refused rather than walked: a deeper value would exhaust the interpreter's stack
+        # here (RecursionError), and in every consumer that walks it (repr, the wire codec).
+        return f"it is nested more than {MAX_NESTING} levels deep"
     items: typing.Iterable[object]
     if kind == _DEEP:
         items = typing.cast("typing.Iterable[object]", value)
     else:
         items = (getattr(value, name) for name in fields)
     for item in items:
-        problem = _find_problem(item)
+        problem = _find_problem(item, depth + 1)
         if problem is not None:
             return f"it contains {type(item).__qualname__}: {problem}"
     return None

@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._validation import check_count, check_seconds
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -92,6 +94,11 @@ class Backoff:
     multiplier: float = 2.0
 
     def __post_init__(self) -> None:
+        check_seconds("Backoff initial", self.initial)
+        check_seconds("Backoff maximum", self.maximum)
+        for what, value in (("jitter", self.jitter), ("multiplier", self.multiplier)):
+            if isinstance(value, bool) or not isinstance(value, int | float):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"Backoff {what} must be a number, got {value!r}")
         if not (0 <= self.initial <= self.maximum) or not math.isfinite(self.maximum):
             raise ValueError(
                 f"Backoff needs 0 <= initial <= maximum < inf, got initial={self.initial}, "
@@ -99,7 +106,7 @@ class Backoff:
             )
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"Backoff jitter must be within 0..1, got {self.jitter}")
-        if self.multiplier < 1:
+        if not 1 <= self.multiplier < math.inf:
             raise ValueError(f"Backoff multiplier must be at least 1, got {self.multiplier}")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -134,10 +141,10 @@ class SupervisionStrategy:
     backoff: Backoff | None = None
 
     def __post_init__(self) -> None:
-        if self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be at least 0, got {self.max_restarts}")
-        if not self.within > 0:
-            raise ValueError(f"within must be a positive number of seconds, got {self.within}")
+        check_count("max_restarts", self.max_restarts, minimum=0)
+        check_seconds("within", self.within, positive=True)
+        if self.backoff is not None and not isinstance(self.backoff, Backoff):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"backoff must be an actors.Backoff or None, got {self.backoff!r}")
 
     def group(self, children: Sequence[T], failed: T) -> list[T]:
         """The children restarted together with ``failed``, in start order."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 from ._checkpoint import checkpoint
 from ._errors import SupervisionError
 from ._mailbox import Signal
-from ._oneshot import Expired, oneshot
+from ._oneshot import Expired, Latch, oneshot
 from ._supervision import OneForOne, Restart, RestartWindow, SupervisionStrategy
 
 if TYPE_CHECKING:
@@ -60,7 +60,15 @@ async def stop_children(parent: Cell, *, kill: bool) -> None:
         return
     system = parent.system
     for count, child in enumerate(reversed(system.children_of(parent)), 1):
-        await stop_child(child, 0.0 if kill else system.drain_timeout)
+        try:
+            await stop_child(child, 0.0 if kill else system.drain_timeout)
+        except Exception:
+            # A bug here must cost one child its drain, not leave the parent (and a
+            # shutdown waiting for it) hanging: log it and kill the child.
+            logger.exception(
+                "actor %s: stopping its child %s failed; killing it", parent.path, child.path
+            )
+            child.kill()
         if not count % _STOPS_PER_YIELD:
             await checkpoint()  # idle children stop without a pause: let the loop breathe
 
@@ -84,12 +92,21 @@ async def stop_child(child: Cell, timeout: float) -> None:
     try:
         await child.terminated.wait(KILL_GRACE)
     except Expired:
-        logger.error("actor %s ignored cancellation; abandoning it", child.path)
+        logger.error(
+            "actor %s is still in a handler %s s after it was cancelled (it ignored "
+            "cancellation, or its handler does not yield); abandoning it",
+            child.path,
+            KILL_GRACE,
+        )
 
 
 async def suspend_child(child: Cell, timeout: float) -> None:
-    """End a running sibling's instance for a group restart, keeping its mailbox."""
-    done = oneshot()
+    """End a running sibling's instance for a group restart, keeping its mailbox.
+
+    Waits for the suspension twice (the drain timeout, then the kill's grace), hence a
+    latch: the restart that follows must find the sibling suspended, or it refuses it.
+    """
+    done = Latch()
     child.request_suspend(done)
     try:
         await done.wait(timeout)
@@ -102,7 +119,16 @@ async def suspend_child(child: Cell, timeout: float) -> None:
     try:
         await done.wait(KILL_GRACE)
     except Expired:
-        logger.error("actor %s ignored cancellation; it is left out of the restart", child.path)
+        # It cannot be restarted while its handler runs, and a suspended actor nobody
+        # restarts would accept messages it never handles: it ends for good instead, when
+        # the handler returns (watchers get Terminated).
+        logger.error(
+            "actor %s is still in a handler %s s after it was cancelled; it is stopped for "
+            "good instead of restarted",
+            child.path,
+            KILL_GRACE,
+        )
+        child.stop_for_good()
 
 
 def strategy_of(parent: Cell) -> SupervisionStrategy:

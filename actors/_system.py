@@ -7,11 +7,11 @@ import itertools
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 import anyio
 
-from ._actor import Actor
+from ._actor import Actor, message_type
 from ._cell import Cell
 from ._clock import Clock
 from ._deadletters import DeadLetters
@@ -23,6 +23,7 @@ from ._pool import Pool, Routing, spawn_pool
 from ._runtime import HOST, Home, HostHome, WorkerHome, thread_name
 from ._scope import Scope
 from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._validation import check_count, check_flag, check_name, check_seconds
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD, Watchdog
 
 if TYPE_CHECKING:
@@ -125,19 +126,27 @@ class ActorSystem:
         handler_timing: bool = False,
         cluster: ClusterBackend | None = None,
     ) -> None:
-        count = workers if workers is not None else _usable_cpus()
-        if count < 1:
-            raise ValueError(f"an ActorSystem needs at least one worker, got workers={workers}")
-        if capacity < 1:
-            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
-        if throughput < 1:
-            raise ValueError(f"throughput must be at least 1, got {throughput}")
+        # Every setting is checked here, before any thread starts: a bad one found later
+        # would fail on a worker loop (a drain timeout at shutdown) where nobody sees it.
+        count = _usable_cpus() if workers is None else check_count("workers", workers)
+        check_count("capacity", capacity)
+        drain_timeout = check_seconds("drain_timeout", drain_timeout)
+        check_count("throughput", throughput)
+        check_flag("use_uvloop", use_uvloop, optional=True)
+        check_name("name", name)
+        if supervision is not None and not isinstance(supervision, SupervisionStrategy):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"supervision must be OneForOne, OneForAll or RestForOne, got {supervision!r}"
+            )
         if escalation not in ("stop", "shutdown"):
             raise ValueError(f'escalation must be "stop" or "shutdown", got {escalation!r}')
+        if blocked_threshold is not None:
+            blocked_threshold = check_seconds("blocked_threshold", blocked_threshold, positive=True)
+        if clock is not None and not isinstance(clock, Clock):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"clock must be an actors.Clock (or ManualClock), got {clock!r}")
         if placement not in ("spread", "host"):
             raise ValueError(f'placement must be "spread" or "host", got {placement!r}')
-        if blocked_threshold is not None and not blocked_threshold > 0:
-            raise ValueError(f"blocked_threshold must be positive or None, got {blocked_threshold}")
+        check_flag("handler_timing", handler_timing)
         self.name = name
         self.capacity = capacity
         self.drain_timeout = drain_timeout
@@ -440,16 +449,35 @@ class ActorSystem:
                 raise
         return ref
 
+    @overload
     async def lookup_remote(
-        self, name: str, accepts: type[M] | Any = Any, *, timeout: float = 5.0
-    ) -> ActorRef[M]:
+        self, name: str, accepts: type[Actor[M]], *, timeout: float = 5.0
+    ) -> ActorRef[M]: ...
+
+    @overload
+    async def lookup_remote(
+        self, name: str, accepts: type[M], *, timeout: float = 5.0
+    ) -> ActorRef[M]: ...
+
+    @overload
+    async def lookup_remote(
+        self, name: str, accepts: Any = Any, *, timeout: float = 5.0
+    ) -> ActorRef[Any]: ...
+
+    async def lookup_remote(
+        self, name: str, accepts: Any = Any, *, timeout: float = 5.0
+    ) -> ActorRef[Any]:
         """A ref to the public actor ``name``, on whichever node of the cluster spawned it.
 
-        Waits up to ``timeout`` seconds for the name to appear.
+        ``accepts`` is the message type the ref is for (``AccountMsg``), or the actor class
+        that was spawned under the name (``Account``: its message type is taken); the remote
+        actor must accept every class in it. Waits up to ``timeout`` seconds for the name to
+        appear.
 
         Raises:
             ValueError: this system has no cluster.
             ActorNotFound: no node has a public actor of that name within ``timeout``.
+            MessageTypeError: the remote actor does not accept a type of ``accepts``.
 
         Cancellation: only the wait is abandoned.
 
@@ -457,12 +485,18 @@ class ActorSystem:
             ```python
             account = await system.lookup_remote("account-7", AccountMsg)
             await account.send(Deposit(5))
+            same = await system.lookup_remote("account-7", Account)  # ActorRef[AccountMsg]
             ```
         """
         cluster = self.cluster
         if cluster is None:
             raise ValueError(f"actor system {self.name} has no cluster; pass cluster=...")
-        found: ActorRef[M] = await cluster.lookup(name, accepts, timeout)
+        if isinstance(accepts, type) and issubclass(accepts, Actor):
+            # The actor class, not a message class (an actor is never a message). Narrowed
+            # from Any, its type argument is unknown: what matters is the class's own.
+            accepts = message_type(accepts)  # pyright: ignore[reportUnknownArgumentType]
+        check_seconds("timeout", timeout)
+        found: ActorRef[Any] = await cluster.lookup(name, accepts, timeout)
         return found
 
     async def _spawn(
@@ -493,9 +527,9 @@ class ActorSystem:
         if not isinstance(restart, Restart):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"restart must be a Restart, got {restart!r}")
         home = self._place(placement)
-        size = self.capacity if capacity is None else capacity
-        if size < 1:
-            raise ValueError(f"mailbox capacity must be at least 1, got {size}")
+        size = self.capacity if capacity is None else check_count("capacity", capacity)
+        if name is not None:
+            check_name("name", name)
         cell = self._register(parent, factory, name, home, size, restart)
         if threading.get_ident() == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
@@ -682,10 +716,6 @@ class ActorSystem:
             if name is None:
                 base = factory.__name__ if isinstance(factory, type) else "actor"
                 name = f"{base}-{next(self._serial)}"
-            elif not name or "/" in name:
-                raise ValueError(
-                    f"an actor name must be non-empty and contain no '/', got {name!r}"
-                )
             siblings = parent.children
             if siblings is None:
                 siblings = parent.children = {}

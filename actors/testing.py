@@ -49,6 +49,7 @@ from ._errors import ActorStopped, DeadlockError
 from ._oneshot import Expired, Oneshot, oneshot
 from ._ref import ActorRef
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
+from ._validation import check_seconds, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -262,6 +263,7 @@ class Probe(ActorRef[Any]):
             anything = await probe.expect(object, timeout=0.5)
             ```
         """
+        check_timeout("timeout", timeout)
         if not await self._inbox.wait_for(1, timeout):
             raise AssertionError(
                 f"probe {self.path} expected {kind.__qualname__} within {timeout} s, got nothing"
@@ -297,6 +299,7 @@ class Probe(ActorRef[Any]):
             await probe.expect_no_message(within=None)  # once everything settled
             ```
         """
+        check_timeout("within", within)
         if within is None:
             await settle(self._cell.system)
             arrived = bool(self._inbox.snapshot())
@@ -328,6 +331,7 @@ class Probe(ActorRef[Any]):
             first, second = await probe.receive_n(2)
             ```
         """
+        check_timeout("timeout", timeout)
         if count < 0:
             raise ValueError(f"receive_n needs a count >= 0, got {count}")
         if not await self._inbox.wait_for(count, timeout):
@@ -402,6 +406,7 @@ async def inspect(
         history = await testing.inspect(account, lambda a: tuple(a.history), kind=Account)
         ```
     """
+    check_timeout("timeout", timeout)
     cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
     if cell.in_handler():
         raise DeadlockError(f"actor {cell.path} inspected itself from its own handler")
@@ -482,6 +487,7 @@ async def settle(system: ActorSystem, *, timeout: float = DEFAULT_TIMEOUT) -> No
         assert await testing.inspect(counter, lambda c: c.total) == 1
         ```
     """
+    check_seconds("timeout", timeout)
     deadline = time.monotonic() + timeout
     looks = 0
     idle_snapshots = 0
@@ -532,14 +538,16 @@ async def advance(system: ActorSystem, seconds: float, *, timeout: float = DEFAU
             await testing.advance(system, 3.0)   # three ticks, each handled at its time
         ```
     """
+    if isinstance(seconds, int | float) and seconds < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"a clock cannot go back: advance({seconds})")
+    check_seconds("seconds", seconds)  # finite, and a number
+    check_seconds("timeout", timeout)
     clock = system.clock
     if not isinstance(clock, ManualClock):
         raise TypeError(
             "advance() needs a system built with clock=ManualClock() "
             f"(or testing.deterministic_system()), not {type(clock).__name__}"
         )
-    if not seconds >= 0:
-        raise ValueError(f"a clock cannot go back: advance({seconds})")
     await settle(system, timeout=timeout)
     target = clock.now() + seconds
     while (due := clock.next_due) is not None and due <= target:

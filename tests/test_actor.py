@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
-from typing import Any
+import types
+from typing import Any, Union
 
 import anyio
 import anyio.lowlevel
@@ -614,3 +616,143 @@ async def test_an_actor_has_its_own_context_from_init_on_and_never_the_senders(
             assert _request_id.get() == "the-spawners"
         finally:
             _request_id.reset(token)
+
+
+# -- forward references in the message type (issue 13, defect 5) -------------------------------
+
+
+class ForwardOnly(Actor["Pong"]):
+    """Names its message class before it is defined (Pong is at the end of this section)."""
+
+    def __init__(self) -> None:
+        self.handled = 0
+
+    async def receive(self, message: Any) -> int:
+        self.handled += 1
+        return self.handled
+
+
+class ForwardInUnion(ForwardOnly, Actor[Union[Ping, "Pong"]]):
+    pass
+
+
+class ForwardUnionString(ForwardOnly, Actor["Ping | Pong"]):
+    pass
+
+
+class InheritsForward(ForwardOnly):
+    """Declares nothing itself: takes ForwardOnly's forward reference."""
+
+
+class ForwardToNowhere(ForwardOnly, Actor["Nowhere"]):  # unresolvable on purpose
+    pass
+
+
+class Pong(actors.Request[int], frozen=True):
+    """Defined after the actors that name it; answers how many messages they handled."""
+
+
+@pytest.mark.parametrize(
+    ("cls", "takes_ping"),
+    [
+        (ForwardOnly, False),
+        (InheritsForward, False),
+        (ForwardInUnion, True),
+        (ForwardUnionString, True),
+    ],
+    ids=["string", "inherited", "union-with-string", "union-in-string"],
+)
+async def test_a_forward_reference_to_a_later_class_is_enforced(
+    cls: type[Actor[Any]], takes_ping: bool
+) -> None:
+    """Regression: a forward reference made the actor accept any message at all."""
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            ref: ActorRef[Any] = await system.spawn(cls, name="forward")
+            wrong: list[object] = [Stranger(), 1, "two", Tick(3)]
+            if not takes_ping:
+                wrong.append(Ping())
+            for message in wrong:
+                with pytest.raises(actors.MessageTypeError, match=r"it accepts .*Pong"):
+                    await ref.send(message)
+            if takes_ping:
+                await ref.send(Ping())
+            assert await ref.ask(Pong()) == (2 if takes_ping else 1)
+
+
+async def test_an_unresolvable_forward_reference_fails_the_spawn_with_a_clear_error() -> None:
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            with pytest.raises(TypeError) as caught:
+                await system.spawn(ForwardToNowhere)
+            text = str(caught.value)
+            assert "ForwardToNowhere" in text
+            assert "'Nowhere' is not defined" in text
+            assert "Actor[Nowhere]" in text  # what to write instead
+
+            class Local(Actor["LocalMessage"]):
+                async def receive(self, message: Any) -> None:
+                    return None
+
+            class LocalMessage(msgspec.Struct, frozen=True):  # local: out of a string's reach
+                pass
+
+            with pytest.raises(TypeError, match=r"inside a function.*Actor\[LocalMessage\]"):
+                await system.spawn(Local)
+            # Still refused on a second try, and the system is unharmed.
+            with pytest.raises(TypeError, match="'Nowhere' is not defined"):
+                await system.spawn(ForwardToNowhere)
+            assert await (await system.spawn(ForwardOnly)).ask(Pong()) == 1
+
+
+# -- handlers and hooks must be coroutine functions (issue 13, defect 6) ------------------------
+
+HOOKS = {
+    "receive": "async def receive(self, message)",
+    "on_start": "async def on_start(self)",
+    "on_stop": "async def on_stop(self)",
+    "on_restart": "async def on_restart(self, error)",
+    "on_terminated": "async def on_terminated(self, event)",
+}
+
+
+def _actor_class(**namespace: object) -> type[Actor[Any]]:
+    return types.new_class("Defined", (Actor[Any],), exec_body=lambda ns: ns.update(namespace))
+
+
+@pytest.mark.parametrize("hook", list(HOOKS))
+def test_a_handler_or_hook_defined_without_async_is_refused_at_class_definition(
+    hook: str,
+) -> None:
+    """Regression: ``def receive`` ran each message's side effects, then failed the actor."""
+
+    def plain(self: object, *args: object) -> None:
+        return None
+
+    with pytest.raises(TypeError) as caught:
+        _actor_class(**{hook: plain})
+    text = str(caught.value)
+    assert f"Defined.{hook}" in text
+    assert f"write `{HOOKS[hook]}`" in text
+
+
+def test_an_async_generator_receive_is_refused() -> None:
+    async def receive(self: object, message: object) -> Any:
+        yield message
+
+    with pytest.raises(TypeError, match=r"async generator.*without `yield`"):
+        _actor_class(receive=receive)
+
+
+def test_async_handlers_pass_also_wrapped_or_static() -> None:
+    async def handler(self: object, *args: object) -> None:
+        return None
+
+    @functools.wraps(handler)
+    def wrapper(*args: object) -> Any:
+        return handler(*args)  # a coroutine: awaiting the call works
+
+    async def static_hook() -> None:
+        return None
+
+    _actor_class(receive=wrapper, on_start=handler, on_stop=staticmethod(static_hook))

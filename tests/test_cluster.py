@@ -154,6 +154,27 @@ async def test_wrong_message_types_fail_at_the_call_site(pair: Pair) -> None:
         assert await account.ask(Balance()) == 0
 
 
+async def test_lookup_by_the_actor_class_gives_a_ref_for_its_messages(pair: Pair) -> None:
+    """Regression (issue 13): ``lookup_remote(name, Account)`` raised "does not accept Account"."""
+    with anyio.fail_after(WAIT):
+        await pair.a.spawn(Account, name="by-class", public=True)
+        account = await pair.b.lookup_remote("by-class", Account)  # the class spawned there
+        assert isinstance(account, RemoteRef)
+        assert account == await pair.b.lookup_remote("by-class", Deposit | Balance)
+        await account.send(Deposit(5))
+        assert await account.ask(Balance(), timeout=2.0) == 5
+        # A wrong message still fails at the call site, and nothing is sent.
+        loose: actors.ActorRef[Any] = account
+        with pytest.raises(actors.MessageTypeError, match="does not accept Entry"):
+            await loose.send(Entry(1, 1))
+        with pytest.raises(actors.MessageTypeError):
+            loose.try_send(NotRegisteredAnywhere())
+        # The class's message types are checked against the remote's, as a message type is.
+        with pytest.raises(actors.MessageTypeError, match=r"does not accept Entry \| Entries"):
+            await pair.b.lookup_remote("by-class", Log)
+        assert await account.ask(Balance(), timeout=2.0) == 5
+
+
 async def test_refs_to_non_public_actors_travel_in_messages_and_work(pair: Pair) -> None:
     with anyio.fail_after(WAIT):
         await pair.b.spawn(Relayer, name="relayer", public=True)

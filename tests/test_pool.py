@@ -211,9 +211,14 @@ async def test_a_worker_that_fails_to_start_fails_spawn_pool_and_leaves_nothing(
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"size": 0}, ValueError, "at least one worker"),
-        ({"size": -2}, ValueError, "at least one worker"),
+        ({"size": 0}, ValueError, "size must be at least 1"),
+        ({"size": -2}, ValueError, "size must be at least 1"),
         ({"size": True}, TypeError, "must be an int"),
+        ({"size": 2.0}, TypeError, "size must be an int"),
+        ({"size": 2, "capacity": float("nan")}, TypeError, "capacity must be an int"),
+        ({"size": 2, "capacity": 2.5}, TypeError, "capacity must be an int"),
+        ({"size": 2, "name": 7}, TypeError, "name must be a str"),
+        ({"size": 2, "name": "a/b"}, ValueError, "name must be non-empty"),
         ({"size": 2, "routing": "random"}, ValueError, "unknown routing 'random'"),
         ({"size": 2, "routing": "consistent-hash"}, ValueError, "needs key="),
         ({"size": 2, "key": key_of}, ValueError, "only used by"),
@@ -659,7 +664,7 @@ async def test_resize_grows_and_shrinks_draining_removed_workers() -> None:
             assert not any(w.is_alive for w in removed)
             assert journal.lines.count("worker-2 100") == 1
             assert journal.lines.count("worker-3 100") == 1
-            with pytest.raises(ValueError, match="at least one worker"):
+            with pytest.raises(ValueError, match="size must be at least 1"):
                 await pool.resize(0)
             await pool.resize(3)
             assert pool.workers[2].name == "worker-4"  # names are never reused

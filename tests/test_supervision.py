@@ -991,3 +991,123 @@ async def test_the_watchdog_can_be_turned_off() -> None:
         assert "actors-watchdog" not in {t.name for t in threading.enumerate()} - before
     with pytest.raises(ValueError, match="blocked_threshold"):
         ActorSystem(blocked_threshold=0)
+
+
+# -- regressions: group restarts of a busy sibling, kills between messages, hooks -----------
+
+
+@pytest.mark.parametrize(
+    "strategy", [OneForAll(), RestForOne()], ids=["one-for-all", "rest-for-one"]
+)
+async def test_a_sibling_cancelled_in_a_long_await_is_restarted_with_its_group(
+    strategy: SupervisionStrategy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The suspension is waited for twice (the drain timeout, then the kill's grace): with a
+    # oneshot the second wait returned at once, the restart reached b before it had
+    # suspended, b refused it, and b stayed "restarting" forever.
+    logging.getLogger("actors").setLevel(logging.CRITICAL)  # the log write hid the race
+    try:
+        async with ActorSystem(workers=2, drain_timeout=0.2) as system:
+            journal, (a, b, _c) = await three_children(system, strategy)
+            with anyio.fail_after(WAIT):
+                before = await b.ask(Incarnation())
+                entered = Flag()
+                await b.send(Hold(Flag(), entered))  # never released: b must be cancelled
+                await entered.wait()
+                await a.send(Crash())
+                after = await b.ask(Incarnation())  # answered by b's fresh instance
+                await b.send(Add(5))
+                assert await b.ask(Total()) == 5
+        assert after != before
+        assert "restart b ValueError" in journal.lines
+    finally:
+        logging.getLogger("actors").setLevel(logging.NOTSET)
+    assert "ignored cancellation" not in caplog.text
+
+
+class Burner(Actor[Add | Total]):
+    """A handler that never awaits: 20 ms of CPU per message."""
+
+    def __init__(self, handled: Journal) -> None:
+        self.handled = handled
+
+    async def receive(self, message: Add | Total) -> int:
+        time.sleep(0.02)  # noqa: ASYNC251  # blocking on purpose: a kill cannot interrupt it
+        self.handled(f"{message}")
+        return 0
+
+
+@pytest.mark.parametrize("same_loop", [False, True], ids=["other-loop", "same-loop"])
+async def test_a_kill_stops_an_actor_between_messages_when_its_handlers_never_await(
+    same_loop: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: the kill (a task cancellation) could only land at an await, and a handler that
+    # never awaits yields only every `throughput` messages, so all 100 ran (about 2 s).
+    handled = Journal()
+    throughput = 4 if same_loop else 256  # the parent's drain timer needs a turn of its loop
+    async with ActorSystem(workers=2, drain_timeout=0.2, throughput=throughput) as system:
+        burner = await system.spawn(lambda: Burner(handled), placement=0 if same_loop else 1)
+        for n in range(100):
+            burner.try_send(Add(n))
+        with anyio.fail_after(WAIT):
+            await system.shutdown()
+    dropped = system.dead_letters.count
+    assert len(handled.lines) < 60, "the kill must stop the actor at a message boundary"
+    assert len(handled.lines) + dropped == 100, "every message is handled or a dead letter"
+    assert "was killed after its drain timeout" in caplog.text
+    assert "ignored cancellation" not in caplog.text
+    assert caplog.text.count(f"{burner.path} did not stop within its drain timeout") == 1
+
+
+class Interrupting(Actor[Add]):
+    """Raises a non-Exception from one of its hooks (or its factory)."""
+
+    def __init__(self, where: str, error: type[BaseException]) -> None:
+        self.where = where
+        self.error = error
+        if where == "__init__":
+            raise error()
+
+    async def on_start(self) -> None:
+        if self.where == "on_start":
+            raise self.error()
+
+    async def on_stop(self) -> None:
+        if self.where == "on_stop":
+            raise self.error()
+
+    async def on_restart(self, error: BaseException | None) -> None:
+        if self.where == "on_restart":
+            raise self.error()
+
+    async def receive(self, message: Add) -> None:
+        if message.n < 0:
+            raise ValueError("restart me")
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("where", ["__init__", "on_start", "on_stop", "on_restart"])
+async def test_keyboard_interrupt_or_system_exit_in_a_hook_fails_only_that_actor(
+    where: str, error: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: it escaped the actor's task and took the worker loop's thread down with every
+    # other actor on it; leaving the system raised "Event loop is closed".
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            bystander = await system.spawn(Worker, placement=0)
+            await bystander.send(Add(1))
+            if where in ("__init__", "on_start"):
+                with pytest.raises(RuntimeError, match=f"raised {error.__name__}") as caught:
+                    await system.spawn(lambda: Interrupting(where, error), placement=0)
+                assert isinstance(caught.value.__cause__, error)
+            else:
+                victim = await system.spawn(lambda: Interrupting(where, error), placement=0)
+                if where == "on_stop":
+                    await victim.stop()
+                else:
+                    await victim.send(Add(-1))  # fails; its restart's on_restart raises
+                    await victim.join()
+                assert f"raised {error.__name__}" in caplog.text
+            assert await bystander.ask(Total()) == 1  # the loop and its other actor live on
+            await bystander.send(Add(1))
+            assert await bystander.ask(Total()) == 2

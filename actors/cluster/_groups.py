@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._validation import check_seconds
 from ._nats import Nats
 
 if TYPE_CHECKING:
@@ -86,5 +87,6 @@ async def lookup_group(
         await accounts.send(Entry(5))  # any node serving "ledger" may take it
         ```
     """
+    check_seconds("timeout", timeout)
     found: GroupRef[M] = await _nats_of(system).lookup_group(name, accepts, timeout)
     return found

@@ -25,6 +25,7 @@ from .._errors import ActorError, ActorStopped, MailboxFull
 from .._mailbox import Signal
 from .._ref import DEFAULT_ASK_TIMEOUT, ActorRef
 from .._supervisor import TERMINATED
+from .._validation import check_timeout
 
 if TYPE_CHECKING:
     from .._cell import ActorStatistics, Cell
@@ -139,6 +140,7 @@ class RemoteRef(ActorRef[M]):
             await account.send(Deposit(5))
             ```
         """
+        check_timeout("timeout", timeout)
         await self._nats.remote_send(self, message, timeout)
 
     def try_send(self, message: M) -> None:
@@ -175,6 +177,7 @@ class RemoteRef(ActorRef[M]):
             account.blocking_send(Deposit(5))  # from a plain thread
             ```
         """
+        check_timeout("timeout", timeout)
         self._nats.blocking_send(self, message, timeout)
 
     @overload
@@ -205,6 +208,7 @@ class RemoteRef(ActorRef[M]):
             balance = await account.ask(Balance(), timeout=2.0)
             ```
         """
+        check_timeout("timeout", timeout)
         return await self._nats.remote_ask(self, message, timeout)
 
     @overload
@@ -223,6 +227,7 @@ class RemoteRef(ActorRef[M]):
             balance = account.blocking_ask(Balance())  # from a plain thread
             ```
         """
+        check_timeout("timeout", timeout)
         result: Any = self._nats.blocking_ask(self, message, timeout)
         return result
 

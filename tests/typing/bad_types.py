@@ -56,3 +56,8 @@ def moved_is_typed(rows: list[int]) -> None:
 
 async def spawn_wants_an_actor_factory(system: actors.ActorSystem) -> None:
     await system.spawn(Greet)  # error: reportArgumentType
+
+
+async def a_ref_looked_up_by_actor_class_takes_its_messages(system: actors.ActorSystem) -> None:
+    ref = await system.lookup_remote("greeter", Greeter)
+    await ref.send(Withdraw(5))  # error: reportArgumentType

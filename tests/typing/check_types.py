@@ -61,6 +61,14 @@ async def spawn_and_talk(system: actors.ActorSystem) -> None:
     assert_type(await ref.join(), BaseException | None)
 
 
+async def lookup_by_message_type_or_by_actor_class(system: actors.ActorSystem) -> None:
+    by_class = await system.lookup_remote("greeter", Greeter)  # the actor class spawned
+    assert_type(by_class, actors.ActorRef[Greet | Count | Names])
+    assert_type(await by_class.ask(Count()), int)
+    by_message = await system.lookup_remote("greeter", Greet)
+    assert_type(by_message, actors.ActorRef[Greet])
+
+
 def from_a_thread(ref: actors.ActorRef[Greet | Count]) -> None:
     assert_type(ref.blocking_ask(Count()), int)
     assert_type(ref.blocking_send(Greet("ada")), None)
