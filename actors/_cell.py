@@ -31,7 +31,7 @@ import contextvars
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 
@@ -44,6 +44,7 @@ from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
 from ._parking import Parking
 from ._ref import ActorRef
+from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
 from ._supervision import Restart, RestartWindow, Terminated
 from ._supervisor import (
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
     from ._clock import Scheduled
-    from ._runtime import Home
+    from ._runtime import DeferredCall, Home
     from ._system import ActorSystem
 
 __all__ = ("ActorStatistics", "Cell")
@@ -79,6 +80,28 @@ ENDED: Final = "ended"
 
 _BUILT: Final = object()  # _live's prelude: begin_here already made the instance
 _NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
+
+# Hide and restore the spawner's loop while a factory runs off its actor's loop (see
+# `Cell.begin_elsewhere`).
+_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
+_set_running_loop = asyncio._set_running_loop  # pyright: ignore[reportPrivateUsage]
+
+
+class _Building:
+    """The ``task`` of a cell while its factory runs on another thread (`begin_elsewhere`).
+
+    Not a task: a kill meanwhile (`Cell._kill_here` cancels ``task``) is only noted here,
+    on the home thread, and carried out there at the hand-over.
+    """
+
+    __slots__ = ("killed",)
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def cancel(self, msg: object = None) -> bool:
+        self.killed = True
+        return True
 
 
 def _overrides(actor_class: type[object], hook: str) -> bool:
@@ -398,6 +421,110 @@ class Cell(Latch):
         started = oneshot()
         self._spawn_task(self._live(started, prelude))
         return started
+
+    def begin_elsewhere(self) -> Oneshot | None:
+        """Create the actor now, on this thread (not its home), then hand it to its loop.
+
+        The path of a spawn from the host application or from another loop: the factory
+        runs here, in a fresh context as on the home loop, and the spawner does not wait
+        for a round trip to the home loop. An actor without an ``on_start`` is handed over
+        without waiting, and returns None: with nothing to run yet (the common case) by
+        handing its mailbox's consumer token back right here, which costs no call to its
+        loop at all; with something to run (``__init__`` sent to itself or started a
+        timer, a stop came) in a batch (`Home.hand_over`). An ``on_start``, or a factory
+        that raised, continues in a task on the home loop (`_start_at_home`), and the
+        oneshot that task settles is returned for the caller to wait on.
+
+        Raises:
+            HomeClosed: the home loop has closed (the system has shut down meanwhile).
+        """
+        home = self.home
+        # Invariant (the single-writer rule, before the hand-over): the cell is not on its
+        # loop yet, so this thread writes its lifecycle fields and the home thread writes
+        # none of them. ``task`` holds a marker, so that a kill meanwhile only notes itself
+        # there (`_kill_here` cancels ``task``); a final stop and a restart request act on
+        # suspended actors only, and a group restart's request queues a SUSPEND for the run
+        # to come. While the factory runs, the actor's home is a `Staging`: this thread
+        # counts as its home thread (`send_after`, `watch` work in __init__), and the
+        # timers' loop calls wait for the hand-over. The hand-over publishes the fields: the
+        # mailbox's lock to a later producer's wake (release below, then put and `_wake`),
+        # the loop's queue to a callback handed over.
+        building = _Building()
+        self.task = cast("asyncio.Task[None]", building)
+        staging = Staging(home)
+        self.home = staging
+        context = contextvars.Context()
+        failure: Exception | None = None
+        # The spawner's own loop is hidden meanwhile: __init__ must not take it for the
+        # actor's (a task or a future made on it would live outside the actor), so
+        # `asyncio.get_running_loop()` there raises instead; anyio's objects made there
+        # bind to the loop that first uses them.
+        spawners_loop = _running_loop()
+        if spawners_loop is not None:
+            _set_running_loop(None)
+        try:
+            context.run(self._construct)
+        except Exception as error:
+            failure = error
+        finally:
+            if spawners_loop is not None:
+                _set_running_loop(spawners_loop)
+            self.home = home
+        if failure is not None or len(context):  # __init__ set a variable: handlers see it
+            self.context = context
+        deferred = staging.deferred
+        if failure is not None:
+            return self._continue_at_home(building, failure, deferred)
+        if _overrides(type(self.instance), "on_start"):
+            return self._continue_at_home(building, _BUILT, deferred)
+        self.phase = RUNNING
+        # From here on a kill acts at once (it needs a stop or a KILL queued first, so the
+        # release below then fails, and `_arrive` defers to it).
+        self.task = None
+        # The consumer token has been ours since the cell was made: with nothing to run and
+        # no timer to schedule, hand it back here; the next producer wakes the actor as
+        # usual (`_wake`, one call_soon_threadsafe from another thread).
+        if deferred is None and self.mailbox.release():
+            return None
+        home.hand_over(self._arrive, building, deferred)
+        return None
+
+    def _continue_at_home(
+        self, building: _Building, prelude: object, deferred: list[DeferredCall] | None
+    ) -> Oneshot:
+        started = oneshot()
+        self.home.call_soon(self._start_at_home, building, started, prelude, deferred)
+        return started
+
+    def _start_at_home(
+        self,
+        building: _Building,
+        started: Oneshot,
+        prelude: object,
+        deferred: list[DeferredCall] | None,
+    ) -> None:
+        # On the home thread: the start-up of an actor built elsewhere goes on in a task.
+        if deferred:
+            for call in deferred:
+                call.arm(self.home.loop)
+        self._spawn_task(self._live(started, prelude))  # replaces the marker
+        if building.killed:
+            # Killed while its factory ran: now there is a task to cancel, once it has taken
+            # its first step (cancelled before it, it would skip _live's handlers).
+            self.home.loop.call_soon(self.kill)
+
+    def _arrive(self, building: _Building, deferred: list[DeferredCall] | None) -> None:
+        # On the home thread: an actor built elsewhere, without an on_start, that has
+        # something to do (a message, a stop, a timer) or was killed meanwhile.
+        if deferred:
+            for call in deferred:
+                call.arm(self.home.loop)
+        if self.phase != RUNNING:
+            return  # a kill came between the marker's removal and the release: it ends it
+        if building.killed:
+            self.kill()
+        elif not self.mailbox.release():
+            self._start_run()
 
     # -- requests from other actors and threads (any thread) -------------------------------
 

@@ -982,13 +982,14 @@ class _Dispatcher(Actor[_Job]):
 
     def __init__(self, state: _PoolState) -> None:
         self._state = state
-        self._loop = asyncio.get_running_loop()
         self._busy: set[ActorRef[Any]] = set()
-        self._free = asyncio.Event()
+        self._free = asyncio.Event()  # binds to the loop that first waits on it: ours
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn = 0
 
     async def on_start(self) -> None:
+        # The home loop is known here, not in __init__ (which runs on the spawner's thread).
+        self._loop = asyncio.get_running_loop()
         with self._state.lock:
             self._state.listeners.append(self._poke)
 

@@ -13,6 +13,7 @@ import anyio
 
 from ._actor import Actor, message_type
 from ._cell import Cell
+from ._checkpoint import checkpoint
 from ._clock import Clock
 from ._deadletters import DeadLetters
 from ._errors import ActorStopped, DuplicateName, SystemNotRunning
@@ -20,7 +21,8 @@ from ._events import EventBus
 from ._metrics import SystemMetrics, collect
 from ._oneshot import Latch, Oneshot, oneshot
 from ._pool import Pool, Routing, spawn_pool
-from ._runtime import HOST, Home, HostHome, WorkerHome, thread_name
+from ._ref import COOPERATIVE_BUDGET
+from ._runtime import HOST, Home, HomeClosed, HostHome, WorkerHome, thread_name
 from ._scope import Scope
 from ._supervision import OneForOne, Restart, SupervisionStrategy
 from ._validation import check_count, check_flag, check_name, check_seconds
@@ -108,6 +110,8 @@ class ActorSystem:
             await greeter.send(Greet("ada"))
         ```
     """
+
+    _spawns = 0  # spawns since the last cooperative yield (see `_spawn_turn`)
 
     def __init__(
         self,
@@ -395,9 +399,16 @@ class ActorSystem:
         """Create a top-level actor from ``factory``, run its ``on_start``, return its ref.
 
         ``factory`` is any zero-argument callable returning a new actor: the class itself,
-        a lambda, a ``functools.partial``. It is called on the actor's home loop, and again
-        for every restart. Top-level actors are children of the root guardian (``/user``),
-        which supervises them with the system's ``supervision`` strategy.
+        a lambda, a ``functools.partial``. It is called here, on the spawner's thread (in a
+        fresh `contextvars.Context`, the actor's own), and again on the actor's home loop
+        for every restart; ``on_start`` and the handlers always run on the home loop. Top-level
+        actors are children of the root guardian (``/user``), which supervises them with
+        the system's ``supervision`` strategy.
+
+        Returns once the actor can receive: after its ``on_start`` if it has one; without
+        one, at once, without a round trip to the home loop (an actor with nothing to do
+        costs that loop nothing yet). Every 128th spawn (`COOPERATIVE_BUDGET`) yields to the
+        event loop first, so that a loop of spawns does not monopolise it.
 
         Args:
             factory: makes the actor instance.
@@ -416,9 +427,13 @@ class ActorSystem:
             SystemNotRunning: the system is not running.
             DuplicateName: ``name`` is taken.
             ValueError: a bad capacity or placement.
-            Exception: whatever the factory or ``on_start`` raised.
+            Exception: whatever the factory or ``on_start`` raised; then no actor is left
+                registered (the name is free again).
+            RuntimeError: the factory raised KeyboardInterrupt or SystemExit (its
+                ``__cause__``): a failure of this actor only, never the spawner's.
 
-        Cancellation: the actor may already be starting; it is then stopped again.
+        Cancellation: cancelled at the cooperative yield, nothing was spawned. Cancelled
+        while waiting for ``on_start``, the actor is stopped again.
 
         Example:
             ```python
@@ -435,6 +450,8 @@ class ActorSystem:
         if public and (cluster is None or name is None):
             flag = "durable" if durable else "public"
             raise ValueError(f"spawn({flag}=True) needs a name and an ActorSystem(cluster=...)")
+        if self._spawn_turn():
+            await checkpoint()  # before anything is registered: cancelled here, nothing spawned
         # Not through _spawn: one coroutine less on the common path (an actor built in place).
         cell, started = self._start_spawn(guardian, factory, name, capacity, placement, restart)
         if started is not None:
@@ -509,10 +526,27 @@ class ActorSystem:
         placement: Placement,
         restart: Restart,
     ) -> ActorRef[M]:
+        if self._spawn_turn():
+            await checkpoint()
         cell, started = self._start_spawn(parent, factory, name, capacity, placement, restart)
         if started is not None:
             await self._started(cell, started)
         return cell.ref
+
+    def _spawn_turn(self) -> bool:
+        """True for every `COOPERATIVE_BUDGET`-th spawn: the spawner yields to its loop first.
+
+        A spawn that needs no round trip (an actor without ``on_start``) never waits, so a
+        loop of them would hold its event loop for as long as it runs; as `ActorRef.send`,
+        it yields now and then. The count is shared by every spawner, without a lock: a lost
+        update under a race only shifts a yield.
+        """
+        spawns = self._spawns + 1
+        if spawns < COOPERATIVE_BUDGET:
+            self._spawns = spawns
+            return False
+        self._spawns = 0
+        return True
 
     def _start_spawn(
         self,
@@ -534,13 +568,13 @@ class ActorSystem:
         if threading.get_ident() == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
             return cell, cell.begin_here()
-        started = oneshot()
+        # From another thread (the host, another loop): build it here as well, and hand it
+        # over to its loop without waiting unless it has an on_start to run there.
         try:
-            home.loop.call_soon_threadsafe(cell.begin, started)
-        except RuntimeError:
+            return cell, cell.begin_elsewhere()
+        except HomeClosed:
             self._unregister(cell)
             raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
-        return cell, started
 
     @staticmethod
     async def _started(cell: Cell, started: Oneshot) -> None:

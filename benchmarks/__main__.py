@@ -38,7 +38,7 @@ from .report import (
 )
 from .runner import run_workload
 
-ISOLATED = ("memory", "spawn", "scale")
+ISOLATED = ("memory", "spawn", "spawn-host", "scale")
 """Workloads measured in a fresh process per implementation (see `benchmarks.isolated`)."""
 
 

@@ -29,7 +29,7 @@ from .subject import ActorsDriver
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .common import Driver, UnitsDriver
+    from .common import Driver, HostSpawnDriver, UnitsDriver
 
 __all__ = (
     "FULL",
@@ -48,7 +48,9 @@ __all__ = (
     "size_limits",
 )
 
-Kind = Literal["tell", "ask", "program", "spawn", "overload", "memory", "scale", "multiloop"]
+Kind = Literal[
+    "tell", "ask", "program", "spawn", "spawn-host", "overload", "memory", "scale", "multiloop"
+]
 Group = Literal["micro", "savina", "resources"]
 
 
@@ -66,7 +68,7 @@ class Workload:
     def group(self) -> Group:
         if self.kind == "program":
             return "savina"
-        if self.kind in ("memory", "scale", "overload", "spawn"):
+        if self.kind in ("memory", "scale", "overload", "spawn", "spawn-host"):
             return "resources"
         return "micro"
 
@@ -104,6 +106,12 @@ WORKLOADS: Final = (
     *(Workload(f"savina-{p.name}", p.title, "program", program=p) for p in PROGRAMS),
     Workload("spawn", "spawn rate: idle actors spawned one after another, same loop", "spawn"),
     Workload(
+        "spawn-host",
+        "spawn rate from the host: idle actors spawned one after another by the application's "
+        "own task (asyncio.Queue actor: asyncio.create_task on that loop)",
+        "spawn-host",
+    ),
+    Workload(
         "overload",
         "4 producers on another loop, a consumer ~20x slower than them",
         "overload",
@@ -116,7 +124,7 @@ WORKLOADS: Final = (
 
 MICRO_SAME: Final = ("tell-same", "ask-same", "fan-in")
 MICRO: Final = (*MICRO_SAME, "tell-cross-*", "ask-cross")
-RESOURCES: Final = ("spawn", "overload", "memory")
+RESOURCES: Final = ("spawn", "spawn-host", "overload", "memory")
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,16 @@ IMPLEMENTATIONS: Final = (
         (*MICRO, "savina-*", "spawn"),
     ),
     Implementation(
+        "actors-uvloop-on-loop",
+        "reference for spawn-host: the same spawns made by an actor on the loop the new "
+        "actors live on (the spawn case's path), in the same run",
+        True,
+        lambda: ActorsDriver(use_uvloop=True, spawn_on_loop=True),
+        ("spawn-host",),
+        ("uvloop",),
+        baseline="actors-uvloop",
+    ),
+    Implementation(
         "actors-host-uvloop",
         'actors: counter spawned with placement="host" in actors.run (uvloop); host task sends',
         True,
@@ -189,7 +207,7 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on uvloop loop threads",
         True,
         lambda: QueueDriver(use_uvloop=True),
-        (*MICRO, "multiloop", "savina-*", "spawn", "overload", "memory", "scale"),
+        (*MICRO, "multiloop", "savina-*", "spawn", "spawn-host", "overload", "memory", "scale"),
         ("uvloop",),
         baseline="actors-uvloop",
     ),
@@ -351,7 +369,7 @@ def fixed_size(workload: Workload, impl: Implementation, settings: Settings) -> 
     """The size of a fixed-size workload for this implementation; None: calibrate."""
     if workload.program is not None:
         return workload.program.size_for(impl.scale * settings.program_scale)
-    if workload.kind == "spawn":
+    if workload.kind in ("spawn", "spawn-host"):
         return max(50, round(settings.spawn_k * impl.scale))
     if workload.kind == "overload":
         return max(2 * CAPACITY, round(settings.overload_n * min(1.0, impl.scale * 4)))
@@ -368,6 +386,8 @@ def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, in
         return _ask_once
     if workload.kind == "spawn":
         return _spawn_once
+    if workload.kind == "spawn-host":
+        return _spawn_host_once
     if workload.kind == "overload":
         return lambda driver, n: _overload_once(driver, workload.producers, n)
     if workload.kind == "multiloop":
@@ -454,6 +474,12 @@ async def _program_once(driver: Driver, program: Program, n: int, timeout: float
 async def _spawn_once(driver: Driver, k: int) -> Rep:
     gc.collect()
     seconds = await driver.spawn_many(k)
+    return Rep(k, seconds, {"actors_per_s": k / seconds})
+
+
+async def _spawn_host_once(driver: Driver, k: int) -> Rep:
+    gc.collect()
+    seconds = await cast("HostSpawnDriver", driver).spawn_from_host(k)
     return Rep(k, seconds, {"actors_per_s": k / seconds})
 
 

@@ -31,6 +31,7 @@ __all__ = (
     "CounterState",
     "Driver",
     "Echo",
+    "HostSpawnDriver",
     "Inc",
     "Place",
     "RssSampler",
@@ -191,7 +192,7 @@ class Driver(Protocol):
       clean-up afterwards is not timed).
     * ``depth()``: messages waiting in the counter's mailbox now (any thread; racy).
 
-    The multiloop workload needs a `UnitsDriver` as well.
+    The multiloop workload needs a `UnitsDriver` as well, spawn-host a `HostSpawnDriver`.
     """
 
     async def start(self, setup: Setup) -> None: ...
@@ -218,6 +219,18 @@ class UnitsDriver(Driver, Protocol):
     """
 
     async def independent(self, counts: Sequence[int]) -> list[Tally]: ...
+
+
+class HostSpawnDriver(Driver, Protocol):
+    """A driver that runs the spawn-host workload (spawning from the application's task).
+
+    * ``spawn_from_host(k)``: the host task itself (the loop `actors.run` started, as a web
+      application's startup would) creates ``k`` idle actors one after another; returns the
+      seconds that took. For `actors`, ``await system.spawn(...)`` onto a worker loop; for
+      the naive actor, ``asyncio.create_task`` on the host loop.
+    """
+
+    async def spawn_from_host(self, k: int) -> float: ...
 
 
 def expected_total(counts: Sequence[int]) -> int:

@@ -1,4 +1,4 @@
-"""Cases that need a fresh process each: memory per idle actor, spawn rate, and scale.
+"""Cases that need a fresh process each: memory per idle actor, spawn rates, and scale.
 
 Memory is measured in a process of its own per implementation, so that what other cases
 allocated (and the allocator kept) does not blur it:
@@ -14,14 +14,16 @@ many objects, so the garbage collector's full passes, which walk every object in
 process, make it depend on the heap that earlier cases and the other implementations left
 (in the suite's process `actors` spawned 128-141 k/s where a fresh process gives 190-220
 k/s). Every implementation gets the same clean start: the warm-up spawn, then the
-repetitions back to back.
+repetitions back to back. The spawn-host case (spawns made by the application's own task,
+not from inside an actor) runs the same way.
 
 Scale runs `ScaleMain` (a portable program: A sink actors, n messages spread round-robin
 over them, each sink reporting when it has its share) for a growing A, each A in a process
 of its own, and reports the message rate after the spawning and the RSS per actor.
 
-``python -m benchmarks.isolated memory IMPL K``, ``... spawn IMPL K REPS`` and ``... scale
-IMPL A N`` print one JSON object; `run_isolated` runs them for the suite.
+``python -m benchmarks.isolated memory IMPL K``, ``... spawn IMPL K REPS`` (or
+``spawn-host``) and ``... scale IMPL A N`` print one JSON object; `run_isolated` runs them
+for the suite.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from .cases import CaseResult, Implementation, Settings, Workload
+    from .common import HostSpawnDriver
 
 __all__ = ("ScaleMain", "run_isolated")
 
@@ -257,16 +260,22 @@ async def _scale(impl: Implementation, a: int, n: int) -> dict[str, float]:
     return {"msgs_per_s": n / seconds, "rss_b_per_actor": rss / a, "actors": float(a)}
 
 
-async def _spawn_rates(impl: Implementation, k: int, reps: int) -> dict[str, float]:
-    """``reps`` spawn rates (actors/s) of ``k`` idle actors each, after a warm-up spawn."""
+async def _spawn_rates(
+    impl: Implementation, k: int, reps: int, *, from_host: bool = False
+) -> dict[str, float]:
+    """``reps`` spawn rates (actors/s) of ``k`` idle actors each, after a warm-up spawn.
+
+    ``from_host``: the spawn-host workload (`HostSpawnDriver.spawn_from_host`).
+    """
     driver = impl.make()
     await driver.start(Setup())
+    spawn = cast("HostSpawnDriver", driver).spawn_from_host if from_host else driver.spawn_many
     try:
-        await driver.spawn_many(max(50, k // 10))  # warm-up: imports, first-use caches
+        await spawn(max(50, k // 10))  # warm-up: imports, first-use caches
         rates: dict[str, float] = {}
         for rep in range(reps):
             gc.collect()
-            rates[f"rep{rep}"] = k / await driver.spawn_many(k)
+            rates[f"rep{rep}"] = k / await spawn(k)
         return rates
     finally:
         await driver.close()
@@ -280,8 +289,8 @@ def _child(argv: list[str]) -> None:
     async def main() -> dict[str, float]:
         if what == "memory":
             return await _memory(impl, *numbers)
-        if what == "spawn":
-            return await _spawn_rates(impl, *numbers)
+        if what in ("spawn", "spawn-host"):
+            return await _spawn_rates(impl, *numbers, from_host=what == "spawn-host")
         return await _scale(impl, *numbers)
 
     result = actors.run(main, use_uvloop=impl.host_uvloop)
@@ -344,10 +353,11 @@ def run_isolated(
             result.reps.append(Rep(k, 0.0, metrics))
             progress(result)
             return
-        if workload.kind == "spawn":
+        if workload.kind in ("spawn", "spawn-host"):
             k = fixed_size(workload, impl, settings) or settings.spawn_k
             result.n = k
-            rates = _run_child(["spawn", impl.name, str(k), str(settings.reps)], timeout=600)
+            args = [workload.kind, impl.name, str(k), str(settings.reps)]
+            rates = _run_child(args, timeout=600)
             for rate in rates.values():
                 result.reps.append(Rep(k, k / rate, {"actors_per_s": rate}))
             progress(result)

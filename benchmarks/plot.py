@@ -28,6 +28,7 @@ COLOURS = {
     "actors-uvloop": "#1f77b4",
     "actors-asyncio": "#6baed6",
     "actors-host-uvloop": "#9ecae1",
+    "actors-uvloop-on-loop": "#c6dbef",
     "actors-uvloop-2loops": "#3182bd",
     "actors-uvloop-4loops": "#08519c",
     "queue-uvloop": "#ff7f0e",
@@ -45,6 +46,7 @@ RATE_KEYS = {
     "tell": "msgs_per_s",
     "program": "ops_per_s",
     "spawn": "actors_per_s",
+    "spawn-host": "actors_per_s",
     "multiloop": "msgs_per_s",
 }
 

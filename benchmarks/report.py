@@ -56,6 +56,7 @@ SHOWN: Final = {
     "ask": (Metric("p50_us", "p50 µs"), Metric("p99_us", "p99 µs")),
     "program": (Metric("ops_per_s", "msgs/s"),),
     "spawn": (Metric("actors_per_s", "actors/s"),),
+    "spawn-host": (Metric("actors_per_s", "actors/s"),),
     "overload": (Metric("msgs_per_s", "msgs/s"), Metric("max_depth", "max queue depth")),
     "memory": (Metric("tracemalloc_b", "B/actor tracemalloc"), Metric("rss_b", "B/actor RSS")),
     "scale": (),
@@ -266,6 +267,18 @@ TARGETS: Final = (
         _value_of("spawn", "actors_per_s", "actors-uvloop", "{:,.0f}/s"),
         ">=",
         200_000,
+    ),
+    Target(
+        "spawn from the host >= the asyncio.Queue actor's creation rate",
+        _ratio_of("spawn-host", "actors_per_s", "actors-uvloop", "queue-uvloop"),
+        ">=",
+        1.0,
+    ),
+    Target(
+        "spawn from the host >= 0.5x a spawn on the actors' own loop (information)",
+        _ratio_of("spawn-host", "actors_per_s", "actors-uvloop", "actors-uvloop-on-loop"),
+        ">=",
+        0.5,
     ),
     *(
         Target(f"savina {p.name}: ahead of every Python peer", _savina_lead(p.name), ">=", 1.0)

@@ -15,6 +15,9 @@ cross-loop workloads get at least 2). The counting actor lives on worker 0.
   ``receive`` is the actor's), spawned with the default round-robin placement over the
   ``loops`` workers: with one loop, all on worker 0; with more, spread over all of them
   (partners spread over loops).
+* spawn from the host (spawn-host): the host task itself spawns the idle actors onto the
+  worker loop (default placement), as an application's startup would; the reference row
+  (``spawn_on_loop=True``) has the producer actor on worker 0 spawn them, as in spawn.
 * multiloop (independent work): ``Setup.units`` producer->counter pairs, unit ``i``'s
   producer and counter both pinned to worker ``i % loops`` (``placement=`` a worker
   index), so no message crosses loops; the host starts every unit at once.
@@ -136,11 +139,12 @@ async def probe(target: CounterRef, k: int) -> bytes:
     return samples.tobytes()
 
 
-async def spawn_idle(system: actors.ActorSystem, k: int, loop: str) -> float:
-    placement: int | str = "host" if loop == "host" else int(loop)
+async def spawn_idle(system: actors.ActorSystem, k: int, loop: str | None) -> float:
+    """Spawn ``k`` idle actors one after another on ``loop`` (None: the default placement)."""
+    placement: Any = loop if loop is None or loop == "host" else int(loop)
     spawn = system.spawn
     start = time.perf_counter()
-    refs = [await spawn(Idle, placement=placement) for _ in range(k)]  # type: ignore[arg-type]
+    refs = [await spawn(Idle, placement=placement) for _ in range(k)]
     seconds = time.perf_counter() - start
     await asyncio.gather(*(ref.stop() for ref in refs))
     return seconds
@@ -215,10 +219,14 @@ class _Platform(logging.Handler):
 class ActorsDriver:
     """`actors` on uvloop or plain asyncio; see the module docstring for the placements."""
 
-    def __init__(self, *, use_uvloop: bool, loops: int = 1, host: bool = False) -> None:
+    def __init__(
+        self, *, use_uvloop: bool, loops: int = 1, host: bool = False, spawn_on_loop: bool = False
+    ) -> None:
         self._use_uvloop = use_uvloop
         self._loops = loops
         self._host = host
+        # spawn-host's reference row: spawn_from_host spawns from an actor on worker 0 instead.
+        self._spawn_on_loop = spawn_on_loop
         self._system: actors.ActorSystem | None = None
         self._counter: CounterRef | None = None
         self._producers: list[ProducerRef] = []
@@ -304,6 +312,13 @@ class ActorsDriver:
             assert self._system is not None
             return await spawn_idle(self._system, k, "host")
         return await self._producers[0].ask(SpawnIdle(k), timeout=REP_TIMEOUT)
+
+    async def spawn_from_host(self, k: int) -> float:
+        """The host task spawns ``k`` idle actors with the default placement (worker 0)."""
+        if self._spawn_on_loop:
+            return await self.spawn_many(k)
+        assert self._system is not None
+        return await spawn_idle(self._system, k, None)
 
     def depth(self) -> int:
         return self._target().statistics().mailbox.depth

@@ -114,15 +114,18 @@ async def test_ref_system_and_name_inside_the_actor() -> None:
         assert system_id == id(system)
 
 
-async def test_init_hooks_and_handlers_all_run_on_the_home_thread() -> None:
+async def test_hooks_and_handlers_run_on_the_home_thread_init_on_the_spawners() -> None:
     async with ActorSystem(workers=2) as system:
         ref = await system.spawn(SelfAware, placement=1)
         for _ in range(3):
             await ref.ask(WhoAmI())
         threads = await ref.ask(Threads())
         assert len(threads) == 6  # __init__, on_start, 3 x WhoAmI, Threads
-        assert len(set(threads)) == 1
-        assert threads[0] != threading.get_ident()  # a worker thread, not the test's
+        # The factory runs where spawn is called (no round trip to the home loop) ...
+        assert threads[0] == threading.get_ident()
+        # ... everything else on the home loop: a worker thread, not the test's.
+        assert len(set(threads[1:])) == 1
+        assert threads[1] != threading.get_ident()
 
 
 # -- one message at a time ---------------------------------------------------------------------

@@ -149,3 +149,44 @@ def test_the_scale_target_reads_the_worst_point_of_the_series() -> None:
     assert verdicts["scale: every actor count up to the largest >= 0.8x the rate with 1 actor"] == (
         "missed"
     )
+
+
+# -- spawn-host: spawning from the application's own task ------------------------------------
+
+SPAWN_HOST = next(w for w in cases.WORKLOADS if w.name == "spawn-host")
+SPAWN_HOST_IMPLS = [impl for impl in IMPLEMENTATIONS if impl.runs("spawn-host")]
+SPAWN_HOST_TARGETS = (
+    "spawn from the host >= the asyncio.Queue actor's creation rate",
+    "spawn from the host >= 0.5x a spawn on the actors' own loop (information)",
+)
+
+
+def test_spawn_host_compares_actors_with_the_queue_actor_and_the_on_loop_spawn() -> None:
+    names = [impl.name for impl in SPAWN_HOST_IMPLS]
+    assert names == ["actors-uvloop", "actors-uvloop-on-loop", "queue-uvloop"]
+    tiny = dataclasses.replace(TINY, spawn_k=300)
+    results = run_workload(SPAWN_HOST, SPAWN_HOST_IMPLS, tiny)
+    for result in results:
+        assert result.error is None, (result.implementation.name, result.error)
+        assert result.n == 300
+        assert result.reps[0].metrics["actors_per_s"] > 0
+    rows = {row[1]: row for row in bench_report.table_rows(results)}
+    assert rows["actors-uvloop"][5] == ""  # the subject: no ratio
+    assert rows["queue-uvloop"][5].endswith("x")  # the peers: actors' rate over theirs
+    assert rows["actors-uvloop-on-loop"][5].endswith("x")
+    verdicts = {t.text: v for t, _, _, v in bench_report.check_targets(results)}
+    for target in SPAWN_HOST_TARGETS:
+        assert verdicts[target] in ("met", "missed")  # measured (no threshold is asserted)
+
+
+def test_spawn_host_runs_in_a_fresh_process_per_implementation() -> None:
+    from benchmarks.isolated import run_isolated
+
+    assert "spawn-host" in bench_cli.ISOLATED
+    tiny = dataclasses.replace(TINY, spawn_k=300, reps=2)
+    result = CaseResult(SPAWN_HOST, ACTORS)
+    run_isolated(result, tiny, lambda result: None)
+    assert result.error is None
+    assert result.n == 300
+    assert [rep.n for rep in result.reps] == [300, 300]
+    assert all(rep.metrics["actors_per_s"] > 0 for rep in result.reps)

@@ -6,6 +6,7 @@ Catalogue IDs (RELIABILITY.md) appear in test names where a test implements one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from _support import (
     WAIT,
     Count,
+    Countdown,
     Flag,
     Hold,
     Recorder,
@@ -24,6 +26,7 @@ from _support import (
     ThreadGate,
     Tick,
     park,
+    wait_until,
 )
 
 import actors
@@ -635,3 +638,385 @@ async def test_an_ended_actor_nobody_refers_to_is_freed_without_the_garbage_coll
             assert cells_named("short-lived-") == 0
         finally:
             gc.enable()
+
+
+# -- spawning from the host (issue 13, item 9) -----------------------------------------------
+
+
+class InitSends(Recorder):
+    """Sends itself Tick(-1) from __init__: its spawn has something to hand to its loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ref.try_send(Tick(-1))
+
+
+class Threads(actors.Request[tuple[int, int]], frozen=True):
+    """Ask for the thread that ran __init__ and the one running this handler."""
+
+
+class WhereBuilt(Actor[Threads]):
+    def __init__(self) -> None:
+        self.built_on = threading.get_ident()
+
+    async def receive(self, message: Threads) -> tuple[int, int]:
+        return (self.built_on, threading.get_ident())
+
+
+async def test_a_host_spawn_runs_the_factory_on_the_host_and_handlers_on_the_worker() -> None:
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            ref = await system.spawn(WhereBuilt)
+            built_on, handled_on = await ref.ask(Threads())
+    assert built_on == threading.get_ident()  # the spawner's thread: no round trip
+    assert handled_on != built_on  # the worker's
+
+
+async def test_many_host_spawns_then_sends_reach_every_actor_in_order() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            refs = [await system.spawn(InitSends if i % 2 else Recorder) for i in range(600)]
+            for n in range(5):
+                for ref in refs:
+                    await ref.send(Tick(n))
+            for i, ref in enumerate(refs):
+                first = (-1,) if i % 2 else ()  # what __init__ sent comes first
+                assert await ref.ask(Seen()) == (*first, 0, 1, 2, 3, 4)
+
+
+class Boom(Exception):
+    pass
+
+
+FACTORY_ERRORS: dict[str, type[BaseException]] = {
+    "Boom": Boom,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "SystemExit": SystemExit,
+}
+
+
+def raising_factory(kind: str) -> Any:
+    def factory() -> Recorder:
+        raise FACTORY_ERRORS[kind]("from the factory")
+
+    return factory
+
+
+def check_factory_error(error: BaseException, kind: str, path: str) -> None:
+    if kind == "Boom":
+        assert type(error) is Boom
+        return
+    # Never the KeyboardInterrupt itself: a failure of that actor, not of the spawner.
+    assert type(error) is RuntimeError
+    assert type(error.__cause__) is FACTORY_ERRORS[kind]
+    assert str(error) == f"the factory of actor {path} raised {kind}"
+
+
+@pytest.mark.parametrize("kind", list(FACTORY_ERRORS))
+async def test_a_host_spawn_whose_factory_raises_raises_there_and_leaves_no_actor(
+    kind: str,
+) -> None:
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            with pytest.raises(BaseException) as caught:  # noqa: PT011  # checked below
+                await system.spawn(raising_factory(kind), name="x")
+            check_factory_error(caught.value, kind, "/user/x")
+            assert system.lookup("/user/x") is None
+            ref = await system.spawn(Recorder, name="x")  # the name is free again
+            await ref.send(Tick(1))
+            assert await ref.ask(Seen()) == (1,)
+
+
+class SpawnRaising(actors.Request[str], frozen=True):
+    """Ask a `Spawner` to spawn a child named ``child`` whose factory raises ``kind``."""
+
+    kind: str
+    placement: int
+
+
+class Spawner(Actor[SpawnRaising]):
+    async def receive(self, message: SpawnRaising) -> str:
+        try:
+            await self.spawn(
+                raising_factory(message.kind), name="child", placement=message.placement
+            )
+        except BaseException as error:  # the test looks at what came back
+            try:
+                check_factory_error(error, message.kind, f"{self.ref.path}/child")
+            except AssertionError as wrong:
+                return f"wrong error {error!r}: {wrong}"
+            return "raised"
+        return "spawned"
+
+
+@pytest.mark.parametrize("kind", list(FACTORY_ERRORS))
+@pytest.mark.parametrize("where", ["own loop", "other loop"])
+async def test_a_child_whose_factory_raises_fails_its_spawn_only(kind: str, where: str) -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            parent = await system.spawn(Spawner, placement=0)
+            placement = 0 if where == "own loop" else 1
+            assert await parent.ask(SpawnRaising(kind, placement)) == "raised"
+            assert system.lookup(f"{parent.path}/child") is None
+            assert parent.is_alive  # the parent itself did not fail
+            assert await parent.ask(SpawnRaising(kind, placement)) == "raised"  # name free
+
+
+class StartsInInit(Actor[Tick | Seen]):
+    """From __init__: sends itself a message, starts a timer, and watches another actor."""
+
+    def __init__(self, target: ActorRef[Any], ticks: Countdown, ended: Flag) -> None:
+        self.seen: list[int] = []
+        self.ticks = ticks
+        self.ended = ended
+        self.ref.try_send(Tick(1))
+        self.timer = self.send_after(0.0, Tick(2))
+        self.watch(target)
+
+    async def receive(self, message: Tick | Seen) -> tuple[int, ...] | None:
+        match message:
+            case Tick(n):
+                self.seen.append(n)
+                self.ticks.tick()
+            case Seen():
+                return tuple(sorted(self.seen))
+        return None
+
+    async def on_terminated(self, event: actors.Terminated) -> None:
+        self.seen.append(99)
+        self.ended.set()
+
+
+async def test_init_may_send_to_itself_start_a_timer_and_watch_from_a_host_spawn() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            target = await system.spawn(Recorder, placement=1)
+            ticks, ended = Countdown(2), Flag()
+            ref = await system.spawn(lambda: StartsInInit(target, ticks, ended), placement=0)
+            await ticks.done.wait()  # the message from __init__ and the timer's tick
+            await target.stop()
+            await ended.wait()  # the watch made in __init__ holds
+            assert await ref.ask(Seen()) == (1, 2, 99)
+
+
+class SlowStart(Actor[Count]):
+    def __init__(self, entered: Flag, release: Flag) -> None:
+        self.entered = entered
+        self.release = release
+        self.ready = False
+
+    async def on_start(self) -> None:
+        self.entered.set()
+        await self.release.wait()
+        self.ready = True
+
+    async def receive(self, message: Count) -> int:
+        return int(self.ready)
+
+
+async def test_a_host_spawn_with_on_start_still_waits_for_it() -> None:
+    entered, release, returned = Flag(), Flag(), Flag()
+    refs: list[ActorRef[Count]] = []
+
+    async with ActorSystem(workers=1) as system:
+
+        async def spawner() -> None:
+            refs.append(await system.spawn(lambda: SlowStart(entered, release)))
+            returned.set()
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(spawner)
+                await entered.wait()
+                assert not returned.is_set()  # on_start is running: spawn has not returned
+                release.set()
+                await returned.wait()
+            assert await refs[0].ask(Count()) == 1
+
+
+class QuickStart(Recorder):
+    """Has an on_start (its spawn waits for the home loop), which does nothing."""
+
+    async def on_start(self) -> None:
+        pass
+
+
+SPAWNERS = 3
+
+
+async def test_many_host_spawns_racing_shutdown_lose_nothing_and_hang_nowhere() -> None:
+    # Spawners on loops of their own (threads), so that they really race the shutdown; each
+    # spawns until the system refuses, idle actors, ones whose __init__ sends to itself
+    # (a hand-over), and ones with an on_start (a wait for the home loop).
+    system = ActorSystem(workers=2)
+    await system.start()
+    going = Countdown(SPAWNERS)
+    spawned: list[list[ActorRef[Any]]] = [[] for _ in range(SPAWNERS)]
+    unexpected: list[BaseException] = []
+
+    async def spawn_until_refused(mine: list[ActorRef[Any]]) -> None:
+        kinds = (Recorder, InitSends, QuickStart)
+        for i in itertools.count():
+            try:
+                mine.append(await system.spawn(kinds[i % 3]))
+            except (actors.SystemNotRunning, actors.ActorStopped):
+                return
+            if i == 50:
+                going.tick()
+
+    def spawner(mine: list[ActorRef[Any]]) -> None:
+        try:
+            asyncio.run(spawn_until_refused(mine))
+        except BaseException as error:  # reported by the test
+            unexpected.append(error)
+            going.tick()
+
+    threads = [
+        threading.Thread(target=spawner, args=(spawned[i],), name=f"spawner-{i}")
+        for i in range(SPAWNERS)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        with anyio.fail_after(WAIT):
+            await going.done.wait()
+            await system.shutdown()
+    finally:
+        await system.shutdown()
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join, WAIT)
+    assert not unexpected
+    assert all(not thread.is_alive() for thread in threads)
+    refs = [ref for mine in spawned for ref in mine]
+    assert len(refs) > SPAWNERS * 50
+    with anyio.fail_after(WAIT):
+        for ref in refs:
+            assert await ref.join() is None  # ended, and stopped rather than failed
+    assert all(system.lookup(ref.path) is None for ref in refs)
+    assert system.cells()[1:] == []  # nothing left in the tree but the root
+
+
+async def test_host_spawns_hand_over_to_their_loop_in_batches() -> None:
+    # Worker 0 is held in a handler, so nothing handed to it runs yet: every hand-over of the
+    # spawns below falls into one batch. Without batching, each spawn would post its own
+    # callback (and, before spawns were built on the host, wait for it: a hang here).
+    gate = ThreadGate()
+    async with ActorSystem(workers=1, use_uvloop=False, blocked_threshold=None) as system:
+        blocker = await system.spawn(lambda: Blocker(gate))
+        loop = blocker._cell.home.loop  # pyright: ignore[reportPrivateUsage]
+        real = loop.call_soon_threadsafe
+        calls: list[object] = []
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(callback)
+            return real(callback, *args, **kwargs)
+
+        try:
+            with anyio.fail_after(WAIT):
+                await blocker.send(Block())
+                await gate.entered.wait()
+                setattr(loop, "call_soon_threadsafe", counting)  # noqa: B010
+                try:
+                    idle = [await system.spawn(Recorder) for _ in range(200)]
+                    assert calls == []  # nothing to run: handed over without a call
+                    busy = [await system.spawn(InitSends) for _ in range(200)]
+                    assert len(calls) == 1  # one batch for the 200 that had a message
+                finally:
+                    delattr(loop, "call_soon_threadsafe")
+        finally:
+            gate.open()
+        with anyio.fail_after(WAIT):
+            for ref in busy:
+                await ref.send(Tick(0))
+                assert await ref.ask(Seen()) == (-1, 0)
+            for ref in idle:
+                await ref.send(Tick(0))
+                assert await ref.ask(Seen()) == (0,)
+
+
+class WantsLoop(Actor[Count]):
+    """Takes the running loop in __init__ (belongs in on_start)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    async def receive(self, message: Count) -> int:
+        return 0
+
+
+async def test_init_of_a_host_spawn_sees_no_event_loop_rather_than_the_hosts(
+    anyio_backend_name: str,
+) -> None:
+    # A loop taken in __init__ would be the spawner's, not the one the actor runs on: a
+    # task or future made on it would live outside the actor. It fails the spawn instead.
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            with pytest.raises(RuntimeError, match="no running event loop"):
+                await system.spawn(WantsLoop, name="loopy")
+            assert system.lookup("/user/loopy") is None
+            if anyio_backend_name == "asyncio":
+                asyncio.get_running_loop()  # the host's own is back
+            await system.spawn(Recorder, name="loopy")  # the name is free
+
+
+class BuiltSlowly(Recorder):
+    """Its factory waits for the test (on the spawner's thread); maybe an on_start that hangs."""
+
+    def __init__(self, entered: Flag, release: threading.Event) -> None:
+        super().__init__()
+        entered.set()
+        release.wait(WAIT)
+
+
+class BuiltSlowlyStartsForever(BuiltSlowly):
+    async def on_start(self) -> None:
+        await Flag().wait()  # until killed
+
+
+@pytest.mark.parametrize("on_start", [False, True])
+async def test_a_kill_while_the_factory_runs_on_the_spawners_thread_is_carried_out(
+    on_start: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # drain_timeout=0: the shutdown kills the actor while its factory still runs on the
+    # spawner's thread; the kill must end it once it is handed over, not be lost (the
+    # shutdown would then abandon it after the kill's grace) nor race its construction.
+    entered, release = Flag(), threading.Event()
+    kind = BuiltSlowlyStartsForever if on_start else BuiltSlowly
+    outcome: list[object] = []
+    system = ActorSystem(workers=1, drain_timeout=0)
+    await system.start()
+
+    def spawner() -> None:
+        async def spawn() -> None:
+            try:
+                outcome.append(await system.spawn(lambda: kind(entered, release), name="slow"))
+            except actors.ActorStopped as error:
+                outcome.append(error)
+
+        asyncio.run(spawn())
+
+    thread = threading.Thread(target=spawner, name="spawner")
+    thread.start()
+    try:
+        with anyio.fail_after(WAIT):
+            await entered.wait()
+            cell = system._find("/user/slow")  # pyright: ignore[reportPrivateUsage]
+            assert cell is not None
+            building: Any = cell.task  # the marker a kill notes itself in
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(system.shutdown)
+                await wait_until(lambda: building.killed)
+                release.set()
+    finally:
+        release.set()
+        await system.shutdown()
+        await anyio.to_thread.run_sync(thread.join, WAIT)
+    assert "abandoning" not in caplog.text
+    (result,) = outcome
+    if on_start:
+        assert isinstance(result, actors.ActorStopped)  # stopped while starting
+    else:
+        assert isinstance(result, ActorRef)
+        with anyio.fail_after(WAIT):
+            assert await result.join() is None
+    assert system.lookup("/user/slow") is None

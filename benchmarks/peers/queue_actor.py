@@ -13,6 +13,9 @@ from the host loop; the counting actor lives on loop 0.
   a cross-loop ask comes back through ``call_soon_threadsafe`` on the asker's loop.
 * Savina programs: every actor a `QueueActor` on loop 0, bounded at `CAPACITY`; a ref's
   ``send`` is the queue's own ``put``.
+* spawn from the host (spawn-host): the host task creates the actors on its own loop
+  (a `QueueActor` is an ``asyncio.Queue`` and an ``asyncio.create_task``), as an application
+  that hand-rolls its actors would.
 * multiloop (independent work): the naive loops-in-threads, ``loops`` loop threads (1, 2
   or 4, and no other), unit ``i`` (a counter bounded at `CAPACITY` and a producer task that
   ``await queue.put``s into it, then asks for the tally) on loop ``i % loops``.
@@ -316,6 +319,10 @@ class QueueDriver:
 
     async def spawn_many(self, k: int) -> float:
         return await self._loops[0].run(_spawn_idle(k))
+
+    async def spawn_from_host(self, k: int) -> float:
+        """What an application does by hand: ``asyncio.create_task`` on its own loop."""
+        return await _spawn_idle(k)
 
     def _target(self) -> QueueActor:
         if self._actor is None:
