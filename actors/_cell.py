@@ -43,6 +43,7 @@ from ._message import Ask
 from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
 from ._parking import Parking
+from ._placement import PINNED, Pinned, Traffic
 from ._ref import ActorRef
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
@@ -183,6 +184,7 @@ class Cell(Latch):
         "throughput",
         "timers",
         "times",
+        "traffic",
         "watchers",
         "watching",
     )
@@ -199,6 +201,7 @@ class Cell(Latch):
         throughput: int,
         parent: Cell | None = None,
         restart: Restart = Restart.PERMANENT,
+        pinned: bool = False,
     ) -> None:
         self.system = system
         self.factory = factory
@@ -247,6 +250,9 @@ class Cell(Latch):
         self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
         self.restart_timer: Scheduled | None = None  # a backoff in progress
         self.timers: set[Timer] | None = None  # the instance's timers (send_after/send_every)
+        # Where its messages come from (_placement.py): None until the first cross-loop
+        # wake-up, PINNED for an actor that never moves.
+        self.traffic: Traffic | Pinned | None = PINNED if pinned else None
 
     @property
     def status(self) -> str:
@@ -344,6 +350,10 @@ class Cell(Latch):
         # The caller took the mailbox's consumer token: resume or start exactly one run task.
         home = self.home
         if threading.get_ident() != home.thread_id:
+            if self.traffic is not PINNED:
+                # Only cross-loop wake-ups are counted (they already pay for a syscall):
+                # the same-loop path below stays as it was.
+                self.system.placer.note_wake(self)
             home.loop.call_soon_threadsafe(self._start_run)
             return
         parked = self.parked  # _start_run's common case, inlined: a ring's every hop
@@ -380,12 +390,70 @@ class Cell(Latch):
         self.task = self.home.loop.create_task(coro, name=self.path, context=context)
 
     def _at_home(self, callback: Callable[..., None], *args: Any) -> None:
-        """Run ``callback`` on the home thread: now if already there, else soon."""
+        """Run ``callback`` on the home thread: now if already there, else soon.
+
+        A request that reaches a loop the actor has moved away from meanwhile follows it to
+        its new home (`_follow`).
+        """
         if self.on_home_thread():
             callback(*args)
         else:
+            home = self.home
             with contextlib.suppress(RuntimeError):  # the loop has closed: nothing left to do
-                self.home.loop.call_soon_threadsafe(callback, *args)
+                home.loop.call_soon_threadsafe(self._follow, home, callback, args)
+
+    def _follow(self, home: Home, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        if self.home is home:
+            callback(*args)
+        else:  # moved since the request was posted
+            self._at_home(callback, *args)
+
+    # -- moving between loops (see _placement.py) --------------------------------------------
+
+    def movable(self) -> bool:
+        """Whether this actor may change loops now: home thread, between two messages."""
+        return (
+            self.phase == RUNNING
+            and self.suspending is None
+            and self.restart_timer is None
+            and not self.kill_pending
+            and not self.mailbox.closed
+            and self.system.running
+        )
+
+    def request_move(self, target: Home) -> None:
+        """Move to ``target`` at the next message boundary (work stealing, tests). Any thread.
+
+        Raises:
+            ValueError: the actor is pinned (``spawn(placement=...)`` or host-placed).
+        """
+        traffic = self.traffic
+        if isinstance(traffic, Pinned):
+            raise ValueError(f"actor {self.path} is pinned to loop {self.home.label}")
+        if traffic is None:
+            traffic = self.traffic = Traffic(time.monotonic(), self.dequeued)
+        traffic.forced = target
+
+    def _finish_move(self, target: Home) -> None:
+        # On the old home thread, in a plain callback after the run task ended (not in the
+        # actor's context, which the new loop may enter at once).
+        # Invariant: this cell holds its mailbox's consumer token and has no task, so no
+        # producer reads `home` for a wake-up until the token is released below, under the
+        # mailbox's lock: whoever takes it next sees the new home.
+        parking = self.home.parking
+        if parking is not None:
+            parking.forget(self)
+        self.parked = None
+        self.task = None
+        moving = [timer for timer in self.timers or () if timer.leave()]
+        self.home = target
+        try:
+            for timer in moving:
+                target.loop.call_soon_threadsafe(timer.arrive)
+            if not self.mailbox.release():
+                target.loop.call_soon_threadsafe(self._start_run)
+        except RuntimeError:  # the new loop has closed: the system is shutting down
+            logger.warning("actor %s could not move to loop %s", self.path, target.label)
 
     def begin(self, started: Oneshot) -> None:
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
@@ -602,18 +670,20 @@ class Cell(Latch):
         of the two runs first carries the kill out (``kill_pending``); the other does nothing.
         """
         self.kill_pending = True
-        if self.on_home_thread():
-            self._kill_here()  # the run task is suspended right now: cancelled at its await
-            return
         self.mailbox.interrupt(Signal(KILL))
-        self._at_home(self._kill_here)
+        self._at_home(self._kill_here)  # on the home thread: now (the task is suspended)
 
     def _kill_here(self) -> None:
         if self.terminated.is_set or not self.kill_pending:
             return  # ended, or already killed at a message boundary
+        task = self.task
+        if isinstance(task, asyncio.Task) and task.done():
+            # Between two run tasks: moving to another loop (`_finish_move` is due). The
+            # KILL signal waiting in its control lane ends it at its first step there.
+            return
         self.kill_pending = False
-        if self.task is not None:
-            self.task.cancel()
+        if task is not None:
+            task.cancel()
         elif self.phase == SUSPENDED:
             self._cancel_restart_timer()
             self.phase = ENDED
@@ -789,6 +859,7 @@ class Cell(Latch):
         started = clock()
         lingered = False
         parking: Parking | None = None
+        moving: Home | None = None  # set when the run ends for a move to another loop
         try:
             while True:
                 if queue and not control:
@@ -832,6 +903,11 @@ class Cell(Latch):
                         self.dequeued += throughput - budget
                         budget = throughput
                         self.handler_seconds += clock() - started  # waiting is not handling
+                        traffic = self.traffic
+                        if type(traffic) is Traffic:
+                            moving = self._should_move(traffic, holding_token=False)
+                            if moving is not None:
+                                return  # the move is finished after this task (finally)
                         if parking is None:
                             parking = self._parking()
                         woken = await parking.park(self)
@@ -880,6 +956,11 @@ class Cell(Latch):
                     self.dequeued += throughput
                     self.handler_seconds += clock() - started
                     budget = throughput
+                    traffic = self.traffic
+                    if type(traffic) is Traffic:
+                        moving = self._should_move(traffic, holding_token=True)
+                        if moving is not None:
+                            return  # with the token and the rest of the queue
                     await yield_now()  # fairness: let the other actors on this loop run
                     started = clock()
         except asyncio.CancelledError:
@@ -888,6 +969,23 @@ class Cell(Latch):
         finally:
             self.dequeued += throughput - budget
             self.handler_seconds += clock() - started
+            if moving is not None:
+                self.home.loop.call_soon(self._finish_move, moving)
+
+    def _should_move(self, traffic: Traffic, *, holding_token: bool) -> Home | None:
+        """The loop to move to now, with the consumer token taken for the move; or None.
+
+        At a message boundary of the run task: the fairness turn (``holding_token``: the run
+        task has it, with messages still queued) or running dry (the token was just handed
+        back: it is taken back only if nothing arrived meanwhile).
+        """
+        forced = traffic.forced is not None
+        placer = self.system.placer
+        target = placer.decide(self, traffic)
+        if target is None or (not holding_token and not self.mailbox.claim_if_idle()):
+            return None
+        placer.moved(self, self.home, target, forced=forced)
+        return target
 
     def _parking(self) -> Parking:
         home = self.home

@@ -525,6 +525,19 @@ class Mailbox(Generic[T]):
             self._scheduled = False
             return True
 
+    def claim_if_idle(self) -> bool:
+        """Take the consumer token back if nobody holds it and nothing waits; else False.
+
+        For a consumer that has just handed the token back and wants it again to act on the
+        actor as a whole (a move to another loop): True means no producer will wake it until
+        it releases the token again.
+        """
+        with self._lock:
+            if self._scheduled or self._queue or self._control or self._closed:
+                return False
+            self._scheduled = True
+            return True
+
     def close(self, *, seal: bool = False) -> bool:
         """Refuse new messages; the consumer still drains what was accepted.
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from ._placement import PlacementStatistics
+
 if TYPE_CHECKING:
     from ._cell import Cell
     from ._runtime import Home
@@ -120,6 +122,7 @@ class SystemMetrics(msgspec.Struct, frozen=True):
         actors: one record per live actor (the root guardian excluded), in path order.
         loops: one record per worker loop (and the host loop, if actors live there).
         dead_letters: dead letters so far.
+        placement: actors moved between loops to follow their traffic, and moves refused.
 
     Example:
         ```python
@@ -131,6 +134,7 @@ class SystemMetrics(msgspec.Struct, frozen=True):
     actors: tuple[ActorMetrics, ...]
     loops: tuple[LoopMetrics, ...]
     dead_letters: int
+    placement: PlacementStatistics = PlacementStatistics()
 
 
 def actor_metrics(cell: Cell) -> ActorMetrics:
@@ -171,7 +175,12 @@ def loop_metrics(home: Home, actors: int) -> LoopMetrics:
     )
 
 
-def collect(cells: list[Cell], homes: list[Home], dead_letters: int) -> SystemMetrics:
+def collect(
+    cells: list[Cell],
+    homes: list[Home],
+    dead_letters: int,
+    placement: PlacementStatistics | None = None,
+) -> SystemMetrics:
     """The snapshot of ``cells`` (the guardian excluded by the caller) and ``homes``."""
     per_home = {id(home): 0 for home in homes}
     for cell in cells:
@@ -180,6 +189,7 @@ def collect(cells: list[Cell], homes: list[Home], dead_letters: int) -> SystemMe
         actors=tuple(actor_metrics(cell) for cell in sorted(cells, key=lambda c: c.path)),
         loops=tuple(loop_metrics(home, per_home[id(home)]) for home in homes),
         dead_letters=dead_letters,
+        placement=placement if placement is not None else PlacementStatistics(),
     )
 
 

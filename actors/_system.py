@@ -20,6 +20,7 @@ from ._errors import ActorStopped, DuplicateName, SystemNotRunning
 from ._events import EventBus
 from ._metrics import SystemMetrics, collect
 from ._oneshot import Latch, Oneshot, oneshot
+from ._placement import Placer
 from ._pool import Pool, Routing, spawn_pool
 from ._ref import COOPERATIVE_BUDGET
 from ._runtime import HOST, Home, HomeClosed, HostHome, WorkerHome, thread_name
@@ -166,6 +167,8 @@ class ActorSystem:
         self.dead_letters = DeadLetters()
         """Messages accepted by a mailbox but never handled: a count and subscribers."""
         self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
+        self.placer = Placer(self._workers, self._census)
+        """Where actors move to follow their traffic (see `actors._placement`)."""
         self._host: HostHome | None = None
         # Guards the state, the tree (every cell's children, exiting flag and watchers)
         # and the path index. Never held across an await or a call into user code.
@@ -253,7 +256,7 @@ class ActorSystem:
         if host is not None and any(cell.home is host for cell in cells):
             homes.append(host)
         with self._metrics_lock:  # snapshots write the cells' monotonic floors
-            return collect(cells, homes, self.dead_letters.count)
+            return collect(cells, homes, self.dead_letters.count, self.placer.statistics())
 
     def lookup(self, path: str) -> ActorRef[Any] | None:
         """The live actor at ``path`` (such as ``/user/bank/account-7``), or None.
@@ -299,6 +302,19 @@ class ActorSystem:
                     return None
                 cell = found
             return cell
+
+    @property
+    def running(self) -> bool:
+        """True between `start` and the beginning of `shutdown`."""
+        return self._state == _RUNNING
+
+    def _census(self) -> dict[int, int]:
+        """Live actors per home (by id of the `Home`): for the placement's unevenness bound."""
+        counts: dict[int, int] = {}
+        for cell in self.cells()[1:]:
+            key = id(cell.home)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def children_of(self, cell: Cell) -> list[Cell]:
         """Internal: a snapshot of ``cell``'s children, in start order."""
@@ -346,6 +362,7 @@ class ActorSystem:
         try:
             for worker in self._workers:
                 await worker.start()
+            self.placer.started()
             await self._start_guardian()
             if self.cluster is not None:
                 await self.cluster.attach(self)
@@ -376,6 +393,7 @@ class ActorSystem:
             home=home,
             capacity=1,
             throughput=self.throughput,
+            pinned=True,
         )
         self._guardian = guardian
         started = oneshot()
@@ -560,11 +578,13 @@ class ActorSystem:
         """Register and start a cell; the oneshot to wait on, or None if it already runs."""
         if not isinstance(restart, Restart):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"restart must be a Restart, got {restart!r}")
-        home = self._place(placement)
+        home = self._place(placement, parent)
         size = self.capacity if capacity is None else check_count("capacity", capacity)
         if name is not None:
             check_name("name", name)
-        cell = self._register(parent, factory, name, home, size, restart)
+        # Pinned: placed on purpose (placement=, or the host's loop): never moved.
+        pinned = placement is not None or not isinstance(home, WorkerHome)
+        cell = self._register(parent, factory, name, home, size, restart, pinned)
         if threading.get_ident() == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
             return cell, cell.begin_here()
@@ -710,9 +730,15 @@ class ActorSystem:
         self._state = _STOPPED
         self._stopped.set()
 
-    def _place(self, placement: Placement) -> Home:
+    def _place(self, placement: Placement, parent: Cell | None = None) -> Home:
         if self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
+        if placement is None and parent is not None and parent is not self._guardian:
+            # Locality by default: a child starts beside its parent, which usually talks
+            # to it first (Erlang's spawn does the same: the caller's scheduler).
+            home = parent.home
+            if isinstance(home, WorkerHome | HostHome):
+                return home
         if placement is None:
             placement = self._default_placement
         if placement is None:
@@ -741,6 +767,7 @@ class ActorSystem:
         home: Home,
         capacity: int,
         restart: Restart,
+        pinned: bool = False,
     ) -> Cell:
         with self.tree_lock:
             if self._state != _RUNNING and parent is self._guardian:
@@ -768,6 +795,7 @@ class ActorSystem:
                 throughput=self.throughput,
                 parent=parent,
                 restart=restart,
+                pinned=pinned,
             )
             siblings[name] = cell
             return cell

@@ -116,9 +116,27 @@ class Timer:
         cell = self._cell
         self._scheduled = cell.system.clock.call_at(cell.home.loop, self._due, self._fire)
 
+    def leave(self) -> bool:
+        """The actor is moving to another loop: drop the loop timer here (old home thread).
+
+        True when a tick was still to fall due: `arrive`, posted to the new loop, schedules
+        it there at the same due time.
+        """
+        scheduled, self._scheduled = self._scheduled, None
+        if scheduled is None:
+            return False
+        scheduled.cancel()
+        return True
+
+    def arrive(self) -> None:
+        """On the new home thread after a move: schedule the pending tick on this loop."""
+        if not self.cancelled and self._scheduled is None:
+            self._schedule()
+
     def _fire(self) -> None:
         # On the home loop (real clock) or in the thread advancing a manual clock; maybe
         # slightly before `_due` as the clock sees it (see the module docstring).
+        self._scheduled = None  # fired: nothing left to cancel or to move (see `leave`)
         if self.cancelled:
             return
         if self._waiting:

@@ -1,0 +1,254 @@
+"""Placement that follows the traffic: actors that talk move to one loop.
+
+Every message between two loops costs a cross-thread wake-up (``call_soon_threadsafe`` and,
+under the GIL, a hand-over of the interpreter): about ten times a same-loop hop. Actors own
+their state and handle one message at a time, so an actor can change loops between two
+messages, the way Erlang processes migrate between schedulers and Orleans moves activations
+that communicate. This module decides *when* and *where*; `Cell` carries the move out.
+
+What is counted, and where:
+
+* Only cross-loop wake-ups, in the producer's thread (`Cell._wake`'s cross-thread branch,
+  which already pays for a ``call_soon_threadsafe``): nothing on the same-loop hot path.
+  Each actor keeps a `Traffic` record (made at its first cross-loop wake-up) with a
+  majority vote over the loops that woke it in the current window. Producers on several
+  threads update it without a lock: it is a heuristic, and a lost update only delays a move.
+* The decision is taken on the actor's own loop, between two messages (when it runs dry, or
+  at a fairness turn), never inside a handler: `Placer.decide`.
+
+The rules (all in `Placer.decide`, under one lock, since moves of different actors must see
+each other):
+
+* **Enough traffic**: at least `MIN_WAKES` wake-ups from the target loop in the window, and
+  they brought at least half of the messages handled meanwhile (an actor that mostly talks
+  to its own loop stays). A window older than `WINDOW` starts afresh, so stale counts expire.
+* **Hysteresis**: an actor that moved stays put for `COOLDOWN`; a move from loop A to B is
+  refused within `WINDOW` of a move from B to A (two partners must not swap loops forever).
+* **Bounded unevenness**: a loop takes no more actors by moves than `max(2 x average,
+  average + SLACK)` of the system's worker-loop actors.
+* **Pinned** actors (``spawn(placement=...)``, host-placed actors, pool workers) never move.
+
+Invariant: a cell's ``home`` is written only on its current home thread, while it holds its
+mailbox's consumer token and has no running task (see `Cell._finish_move`); producers read
+``home`` after taking the token, so the mailbox lock orders the two.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._cell import Cell
+    from ._runtime import Home, WorkerHome
+
+__all__ = (
+    "COOLDOWN",
+    "MIN_WAKES",
+    "PINNED",
+    "WINDOW",
+    "Pinned",
+    "PlacementStatistics",
+    "Placer",
+    "Traffic",
+)
+
+WINDOW: Final = 0.05
+"""Seconds over which wake-ups are counted before a window starts afresh."""
+
+MIN_WAKES: Final = 16
+"""Cross-loop wake-ups from one loop, within a window, that can justify a move."""
+
+COOLDOWN: Final = 0.5
+"""Seconds an actor that moved stays on its new loop before it may move again."""
+
+SLACK: Final = 256
+"""Actors a loop may hold above the average before moves onto it stop (see the bound)."""
+
+
+class Pinned:
+    """The ``traffic`` of an actor that never moves."""
+
+    def __repr__(self) -> str:
+        return "PINNED"
+
+
+PINNED: Final = Pinned()
+
+
+class Traffic:
+    """Where one actor's messages came from lately (a majority vote over waking loops)."""
+
+    __slots__ = ("candidate", "dequeued_at", "forced", "settled_until", "since", "votes", "wakes")
+
+    def __init__(self, now: float, dequeued: int) -> None:
+        self.candidate: Home | None = None  # the loop winning the vote
+        self.votes = 0  # Boyer-Moore majority counter for `candidate`
+        self.wakes = 0  # wake-ups from `candidate` in this window
+        self.since = now  # when this window started
+        self.dequeued_at = dequeued  # the actor's `dequeued` when the window started
+        self.settled_until = 0.0  # no move before this time (after a move)
+        self.forced: Home | None = None  # a move requested by the runtime (tests, stealing)
+
+    def restart(self, now: float, dequeued: int) -> None:
+        self.candidate = None
+        self.votes = self.wakes = 0
+        self.since = now
+        self.dequeued_at = dequeued
+
+
+class PlacementStatistics(msgspec.Struct, frozen=True):
+    """Counters of the placement: moves made, and moves refused by each rule.
+
+    Attributes:
+        moves: actors moved to the loop they talk with most.
+        forced_moves: moves requested by the runtime itself (work stealing, tests).
+        refused_swap: moves refused because the reverse move had just happened.
+        refused_uneven: moves refused because the target loop holds too many actors.
+
+    Example:
+        ```python
+        print(system.metrics().placement.moves)
+        ```
+    """
+
+    moves: int = 0
+    forced_moves: int = 0
+    refused_swap: int = 0
+    refused_uneven: int = 0
+
+
+class Placer:
+    """The placement decisions of one actor system (its worker loops only).
+
+    Example:
+        ```python
+        placer = Placer(workers)  # made by ActorSystem.start
+        ```
+    """
+
+    def __init__(self, workers: Sequence[WorkerHome], census: Callable[[], dict[int, int]]) -> None:
+        self._homes = tuple(workers)
+        self._by_thread: dict[int, WorkerHome] = {}  # filled by `started`
+        self._lock = threading.Lock()
+        self._reverse: dict[tuple[int, int], float] = {}  # (from, to) -> time of last move
+        # Actors per worker loop (by id of its Home), counted by walking the tree at most
+        # once a window, and only while moves are being decided: spawning and ending
+        # actors pay nothing for it. Moves made since the count adjust it.
+        self._census = census
+        self._population: dict[int, int] = {}
+        self._counted_at = -1e9
+        self._workers = {id(home) for home in workers}
+        self._moves = self._forced = self._refused_swap = self._refused_uneven = 0
+
+    def started(self) -> None:
+        """The worker loops run: learn their threads (before any actor can be woken)."""
+        self._by_thread = {home.thread_id: home for home in self._homes}
+
+    def worker(self, index: int) -> WorkerHome:
+        """Worker loop ``index``."""
+        return self._homes[index]
+
+    def worker_of_current_thread(self) -> WorkerHome | None:
+        """The worker loop running in this thread, or None (the host, a plain thread)."""
+        return self._by_thread.get(threading.get_ident())
+
+    # -- counting, in the producer's thread ------------------------------------------------
+
+    def note_wake(self, cell: Cell) -> None:
+        """A producer on another loop has just woken ``cell`` (its cross-thread branch)."""
+        source = self._by_thread.get(threading.get_ident())
+        if source is None:
+            return  # the host or a plain thread: not a loop an actor could move to
+        traffic = cell.traffic
+        if traffic is None:
+            traffic = cell.traffic = Traffic(time.monotonic(), cell.dequeued)
+        elif traffic is PINNED or not isinstance(traffic, Traffic):
+            return
+        # Boyer-Moore majority vote: the loop that woke this actor most in the window.
+        if traffic.candidate is source:
+            traffic.votes += 1
+            traffic.wakes += 1
+        elif traffic.votes:
+            traffic.votes -= 1
+        else:
+            traffic.candidate = source
+            traffic.votes = traffic.wakes = 1
+
+    # -- deciding, on the actor's home thread between two messages ------------------------
+
+    def decide(self, cell: Cell, traffic: Traffic) -> Home | None:
+        """Where ``cell`` should move now, or None. Home thread, between two messages.
+
+        Cheap when there is nothing to decide (the common case for an actor whose partners
+        already share its loop): two attribute reads.
+        """
+        forced = traffic.forced
+        if forced is not None:
+            traffic.forced = None
+            return forced if forced is not cell.home and cell.movable() else None
+        target = traffic.candidate
+        if target is None:
+            return None
+        now = time.monotonic()
+        if traffic.wakes < MIN_WAKES:
+            if now - traffic.since > WINDOW:
+                traffic.restart(now, cell.dequeued)  # too little in a whole window
+            return None
+        handled = cell.dequeued - traffic.dequeued_at
+        expired = now - traffic.since > WINDOW
+        enough = traffic.wakes * 2 >= handled
+        traffic.restart(now, cell.dequeued)  # decided (or expired): a new window either way
+        if expired or not enough or target is cell.home or now < traffic.settled_until:
+            return None
+        if not cell.movable():
+            return None
+        with self._lock:
+            if now - self._reverse.get((id(target), id(cell.home)), -1e9) < WINDOW:
+                self._refused_swap += 1
+                return None
+            if not self._room_on(target):
+                self._refused_uneven += 1
+                return None
+        return target
+
+    def moved(self, cell: Cell, source: Home, target: Home, *, forced: bool) -> None:
+        """``cell`` has taken its token for a move from ``source`` to ``target``."""
+        traffic = cell.traffic
+        now = time.monotonic()
+        if isinstance(traffic, Traffic):
+            traffic.settled_until = now + COOLDOWN
+            traffic.restart(now, cell.dequeued)
+        with self._lock:
+            if forced:
+                self._forced += 1
+            else:
+                self._moves += 1
+            self._reverse[(id(source), id(target))] = now
+            population = self._population
+            population[id(source)] = population.get(id(source), 0) - 1
+            population[id(target)] = population.get(id(target), 0) + 1
+
+    def _room_on(self, target: Home) -> bool:
+        now = time.monotonic()
+        if now - self._counted_at > WINDOW:
+            self._population = self._census()
+            self._counted_at = now
+        population = self._population
+        total = sum(population.get(key, 0) for key in self._workers)
+        average = total / max(1, len(self._workers))
+        return population.get(id(target), 0) + 1 <= max(2 * average, average + SLACK)
+
+    def statistics(self) -> PlacementStatistics:
+        with self._lock:
+            return PlacementStatistics(
+                moves=self._moves,
+                forced_moves=self._forced,
+                refused_swap=self._refused_swap,
+                refused_uneven=self._refused_uneven,
+            )

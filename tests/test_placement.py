@@ -1,0 +1,311 @@
+"""Placement: children start beside their parent, actors that talk move to one loop, pinned
+actors stay, and a move is invisible (order, exactly-once, asks, timers, restarts)."""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+import pytest
+from _support import WAIT, Flag
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import actors
+from actors import Actor, ActorRef, ActorSystem, OneForOne, Restart, testing
+
+pytestmark = pytest.mark.anyio
+
+
+def loop_of(ref: ActorRef[Any]) -> str:
+    return ref.statistics().loop
+
+
+# -- locality by default ---------------------------------------------------------------------
+
+
+class Spawned(actors.Request[tuple[str, str]], frozen=True):
+    """Spawn a child (pinned to ``placement`` if given); reply (own loop, child's loop)."""
+
+    placement: int | None = None
+
+
+class Parent(Actor[Spawned]):
+    async def receive(self, message: Spawned) -> tuple[str, str]:
+        child = await self.spawn(Idle, placement=message.placement)
+        return loop_of(self.ref), loop_of(child)
+
+
+class Idle(Actor[Spawned]):
+    async def receive(self, message: Spawned) -> tuple[str, str]:
+        return ("", "")
+
+
+async def test_a_child_starts_on_its_parents_loop_unless_placed() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            parents = [await system.spawn(Parent) for _ in range(4)]  # spread over both loops
+            assert {loop_of(parent) for parent in parents} == {"0", "1"}
+            for parent in parents:
+                own, child = await parent.ask(Spawned())
+                assert child == own
+                own, child = await parent.ask(Spawned(placement=1))
+                assert child == "1"
+
+
+# -- co-location by traffic ------------------------------------------------------------------
+
+
+class Ball(msgspec.Struct, frozen=True):
+    left: int
+
+
+class Partner(msgspec.Struct, frozen=True):
+    ref: ActorRef[Ball]
+
+
+class Player(Actor[Ball | Partner]):
+    def __init__(self, done: Flag | None = None) -> None:
+        self.partner: ActorRef[Ball] | None = None
+        self.done = done
+
+    async def receive(self, message: Ball | Partner) -> None:
+        match message:
+            case Partner(ref):
+                self.partner = ref
+            case Ball(left):
+                if left == 0:
+                    if self.done is not None:
+                        self.done.set()
+                    return
+                assert self.partner is not None
+                await self.partner.send(Ball(left - 1))
+
+
+async def test_two_actors_that_talk_across_loops_end_up_on_one_loop() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            a = await system.spawn(lambda: Player())
+            b = await system.spawn(lambda: Player())
+            assert loop_of(a) != loop_of(b)  # top-level spawns are spread
+            await a.send(Partner(b))
+            await b.send(Partner(a))
+            for _ in range(200):  # rounds of 200 hops until they share a loop
+                await a.send(Ball(200))
+                await testing.settle(system)
+                if loop_of(a) == loop_of(b):
+                    break
+            assert loop_of(a) == loop_of(b), "partners still on different loops"
+            moves = system.metrics().placement.moves
+            assert moves >= 1
+            for _ in range(20):  # settled: no more moves while they keep talking
+                await a.send(Ball(200))
+                await testing.settle(system)
+            assert loop_of(a) == loop_of(b)
+            assert system.metrics().placement.moves == moves
+
+
+async def test_pinned_actors_never_move() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            a = await system.spawn(lambda: Player(), placement=0)
+            b = await system.spawn(lambda: Player(), placement=1)
+            await a.send(Partner(b))
+            await b.send(Partner(a))
+            for _ in range(20):
+                await a.send(Ball(200))
+                await testing.settle(system)
+            assert (loop_of(a), loop_of(b)) == ("0", "1")
+            assert system.metrics().placement.moves == 0
+            with pytest.raises(ValueError, match="pinned"):
+                a._cell.request_move(system.placer.worker(1))  # pyright: ignore[reportPrivateUsage]
+
+
+# -- moves are invisible ---------------------------------------------------------------------
+
+
+class Receipts:
+    """What every target received, per sender, in order (shared by actors on all loops)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen: dict[tuple[int, int], list[int]] = {}
+
+    def add(self, target: int, sender: int, seq: int) -> None:
+        with self._lock:
+            self.seen.setdefault((target, sender), []).append(seq)
+
+
+actors.register_sendable(Receipts)
+
+
+class Item(msgspec.Struct, frozen=True):
+    sender: int
+    seq: int
+
+
+class Crash(msgspec.Struct, frozen=True):
+    pass
+
+
+class Echo(actors.Request[int], frozen=True):
+    value: int
+
+
+class Tick(msgspec.Struct, frozen=True):
+    pass
+
+
+class Target(Actor[Item | Crash | Echo | Tick]):
+    def __init__(self, index: int, receipts: Receipts, ticks: list[int]) -> None:
+        self.index = index
+        self.receipts = receipts
+        self.ticks = ticks
+
+    async def on_start(self) -> None:
+        self.send_every(0.005, Tick())
+
+    async def receive(self, message: Item | Crash | Echo | Tick) -> int | None:
+        match message:
+            case Item(sender, seq):
+                self.receipts.add(self.index, sender, seq)
+            case Crash():
+                raise RuntimeError("crash on purpose")
+            case Echo(value):
+                return value
+            case Tick():
+                self.ticks[self.index] += 1
+        return None
+
+
+class Targets(Actor[Echo]):
+    """Supervises the targets (restarted after each Crash)."""
+
+    supervision = OneForOne(max_restarts=10_000, within=1.0)
+
+    def __init__(self, count: int, receipts: Receipts, ticks: list[int]) -> None:
+        self.count = count
+        self.receipts = receipts
+        self.ticks = ticks
+
+    async def on_start(self) -> None:
+        for index in range(self.count):
+            await self.spawn(
+                functools.partial(Target, index, self.receipts, self.ticks),
+                name=f"t{index}",
+                restart=Restart.PERMANENT,
+            )
+
+    async def receive(self, message: Echo) -> int:
+        return message.value
+
+
+class Burst(actors.Request[None], frozen=True):
+    targets: tuple[ActorRef[Item | Crash | Echo | Tick], ...]
+    sender: int
+    count: int
+    seed: int
+
+
+class Producer(Actor[Burst]):
+    async def receive(self, message: Burst) -> None:
+        rng = random.Random(message.seed)
+        for seq in range(message.count):
+            for target in message.targets:
+                await target.send(Item(message.sender, seq))
+            if rng.random() < 0.05:
+                assert await rng.choice(message.targets).ask(Echo(seq), timeout=WAIT) == seq
+
+
+BACKENDS = [
+    pytest.param("asyncio", {"use_uvloop": False}, id="asyncio"),
+    pytest.param("asyncio", {"use_uvloop": True}, id="uvloop"),
+    pytest.param("trio", {}, id="trio"),
+]
+
+
+@pytest.mark.parametrize(("backend", "options"), BACKENDS)
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), crashes=st.integers(0, 6))
+def test_random_moves_lose_duplicate_and_reorder_nothing(
+    backend: str, options: dict[str, Any], seed: int, crashes: int
+) -> None:
+    """Producers on worker loops, the host and plain threads send numbered items to three
+    targets while the targets and the producers are moved between loops at random, asks are
+    in flight and some targets crash and are restarted: every target gets every item of
+    every sender exactly once and in order, every ask is answered, timers keep ticking."""
+    per_sender = 2_000
+    actor_senders, thread_senders = 3, 2
+    host_sender = actor_senders + thread_senders
+    receipts = Receipts()
+    ticks = [0, 0, 0]
+    rng = random.Random(seed)
+    forced: list[int] = []
+
+    async def main() -> None:
+        async with ActorSystem(workers=3) as system:
+            await system.spawn(functools.partial(Targets, 3, receipts, ticks), name="targets")
+            targets: list[ActorRef[Item | Crash | Echo | Tick]] = []
+            for index in range(3):
+                ref = system.lookup(f"/user/targets/t{index}")
+                assert ref is not None
+                targets.append(ref)
+            producers = [await system.spawn(Producer) for _ in range(actor_senders)]
+            movable = [*targets, *producers]
+            stop_moving = threading.Event()
+
+            async def mover() -> None:
+                while not stop_moving.is_set():
+                    victim = rng.choice(movable)
+                    victim._cell.request_move(system.placer.worker(rng.randrange(3)))  # pyright: ignore[reportPrivateUsage]
+                    await anyio.sleep(0.0002)
+
+            def thread_send(sender: int) -> None:
+                for seq in range(per_sender):
+                    for target in targets:
+                        target.blocking_send(Item(sender, seq))
+
+            async def host_send() -> None:
+                for seq in range(per_sender):
+                    for target in targets:
+                        await target.send(Item(host_sender, seq))
+                    if seq % 50 == 0:
+                        assert await targets[seq % 3].ask(Echo(seq), timeout=WAIT) == seq
+
+            async def crasher() -> None:
+                for _ in range(crashes):
+                    await rng.choice(targets).send(Crash())
+                    await anyio.sleep(0.002)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(mover)
+                    async with anyio.create_task_group() as senders:
+                        for i, producer in enumerate(producers):
+                            burst = Burst(tuple(targets), i, per_sender, seed + i)
+                            senders.start_soon(lambda p=producer, b=burst: p.ask(b, timeout=None))
+                        for i in range(actor_senders, actor_senders + thread_senders):
+                            senders.start_soon(anyio.to_thread.run_sync, thread_send, i)
+                        senders.start_soon(host_send)
+                        senders.start_soon(crasher)
+                    stop_moving.set()
+                for target in targets:  # asked after every item: answered after all of them
+                    assert await target.ask(Echo(7), timeout=WAIT) == 7
+            forced.append(system.metrics().placement.forced_moves)
+
+    anyio.run(main, backend=backend, backend_options=options)
+    senders = host_sender + 1
+    for target in range(3):
+        for sender in range(senders):
+            got = receipts.seen.get((target, sender), [])
+            assert got == list(range(per_sender)), (
+                f"target {target} from sender {sender}: {len(got)} items, "
+                f"{len(set(got))} distinct, in order: {got == sorted(got)}"
+            )
+    assert forced[0] >= 10, f"only {forced[0]} moves happened: the test tested too little"
+    assert all(count > 0 for count in ticks), "a timer stopped ticking after a move"
