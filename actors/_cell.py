@@ -43,7 +43,7 @@ from ._message import Ask
 from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
 from ._parking import Parking
-from ._placement import PINNED, Pinned, Traffic
+from ._placement import CONTENDED, PINNED, Pinned, Traffic
 from ._ref import ActorRef
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
@@ -954,7 +954,8 @@ class Cell(Latch):
                 if not budget:
                     # Metrics per burst, not per message: the budget counted for us.
                     self.dequeued += throughput
-                    self.handler_seconds += clock() - started
+                    turn = clock()
+                    self.handler_seconds += turn - started
                     budget = throughput
                     traffic = self.traffic
                     if type(traffic) is Traffic:
@@ -963,6 +964,10 @@ class Cell(Latch):
                             return  # with the token and the rest of the queue
                     await yield_now()  # fairness: let the other actors on this loop run
                     started = clock()
+                    if started - turn > CONTENDED and traffic is not PINNED:
+                        # Others on this loop had work meanwhile: a backlog. An idle loop
+                        # may take this actor (it moves at its next turn or when dry).
+                        self.system.placer.offer(self)
         except asyncio.CancelledError:
             await self._killed()
             raise

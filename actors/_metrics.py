@@ -15,12 +15,12 @@ Handler latency histograms need two clock reads per message; they are off unless
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from ._placement import PlacementStatistics
+from ._runtime import thread_cpu_seconds
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -169,7 +169,7 @@ def loop_metrics(home: Home, actors: int) -> LoopMetrics:
     return LoopMetrics(
         loop=home.label,
         actors=actors,
-        busy_seconds=_thread_cpu_seconds(home.thread_id),
+        busy_seconds=thread_cpu_seconds(home.thread_id),
         lag_seconds=home.lag,
         max_lag_seconds=home.max_lag,
     )
@@ -191,13 +191,3 @@ def collect(
         dead_letters=dead_letters,
         placement=placement if placement is not None else PlacementStatistics(),
     )
-
-
-def _thread_cpu_seconds(thread_id: int) -> float | None:
-    getter = getattr(time, "pthread_getcpuclockid", None)
-    if getter is None or not thread_id:
-        return None
-    try:
-        return time.clock_gettime(getter(thread_id))
-    except (OSError, OverflowError):  # the thread has ended, or ids are not pthread ids here
-        return None

@@ -28,6 +28,14 @@ each other):
   average + SLACK)` of the system's worker-loop actors.
 * **Pinned** actors (``spawn(placement=...)``, host-placed actors, pool workers) never move.
 
+Work stealing: an actor whose fairness turn (every ``throughput`` messages) took longer than
+`CONTENDED` has a loop with a backlog (others had work meanwhile). If a worker loop's thread
+used less than `IDLE_SHARE` of a CPU since the last reading (`SAMPLE`), the actor moves
+there at its next message boundary: whole actors are stolen, never single messages. An
+actor that talks to the loop it was stolen from is pulled back by the traffic rule; each
+such pull-back doubles the gap between steals (up to `STEAL_BACKOFF_MAX`), so stealing and
+co-location do not fight over conversing actors.
+
 Invariant: a cell's ``home`` is written only on its current home thread, while it holds its
 mailbox's consumer token and has no running task (see `Cell._finish_move`); producers read
 ``home`` after taking the token, so the mailbox lock orders the two.
@@ -40,6 +48,8 @@ import time
 from typing import TYPE_CHECKING, Final
 
 import msgspec
+
+from ._runtime import thread_cpu_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -70,6 +80,18 @@ COOLDOWN: Final = 0.5
 SLACK: Final = 256
 """Actors a loop may hold above the average before moves onto it stop (see the bound)."""
 
+CONTENDED: Final = 0.001
+"""Seconds a fairness turn may take before its loop counts as having a backlog (stealing)."""
+
+IDLE_SHARE: Final = 0.1
+"""A loop whose thread used less than this share of a CPU lately counts as idle."""
+
+SAMPLE: Final = 0.02
+"""Seconds between two readings of the worker threads' CPU clocks (for stealing)."""
+
+STEAL_BACKOFF_MAX: Final = 10.0
+"""Seconds between steals, at most, after stolen actors kept being pulled back by traffic."""
+
 
 class Pinned:
     """The ``traffic`` of an actor that never moves."""
@@ -84,7 +106,17 @@ PINNED: Final = Pinned()
 class Traffic:
     """Where one actor's messages came from lately (a majority vote over waking loops)."""
 
-    __slots__ = ("candidate", "dequeued_at", "forced", "settled_until", "since", "votes", "wakes")
+    __slots__ = (
+        "candidate",
+        "dequeued_at",
+        "forced",
+        "settled_until",
+        "since",
+        "steal",
+        "stolen_at",
+        "votes",
+        "wakes",
+    )
 
     def __init__(self, now: float, dequeued: int) -> None:
         self.candidate: Home | None = None  # the loop winning the vote
@@ -94,6 +126,8 @@ class Traffic:
         self.dequeued_at = dequeued  # the actor's `dequeued` when the window started
         self.settled_until = 0.0  # no move before this time (after a move)
         self.forced: Home | None = None  # a move requested by the runtime (tests, stealing)
+        self.steal = False  # `forced` is a steal (counted as one)
+        self.stolen_at = -1e9  # when it was last stolen (a quick pull-back slows stealing)
 
     def restart(self, now: float, dequeued: int) -> None:
         self.candidate = None
@@ -107,6 +141,7 @@ class PlacementStatistics(msgspec.Struct, frozen=True):
 
     Attributes:
         moves: actors moved to the loop they talk with most.
+        steals: actors with a backlog taken by an idle loop from a loop with a backlog.
         forced_moves: moves requested by the runtime itself (work stealing, tests).
         refused_swap: moves refused because the reverse move had just happened.
         refused_uneven: moves refused because the target loop holds too many actors.
@@ -118,6 +153,7 @@ class PlacementStatistics(msgspec.Struct, frozen=True):
     """
 
     moves: int = 0
+    steals: int = 0
     forced_moves: int = 0
     refused_swap: int = 0
     refused_uneven: int = 0
@@ -144,7 +180,18 @@ class Placer:
         self._population: dict[int, int] = {}
         self._counted_at = -1e9
         self._workers = {id(home) for home in workers}
-        self._moves = self._forced = self._refused_swap = self._refused_uneven = 0
+        self._moves = self._steals = self._forced = self._refused_swap = self._refused_uneven = 0
+        # Work stealing: each worker thread's CPU clock at the last reading, and which
+        # loops were idle between the last two readings.
+        self._cpu: dict[int, float] = {}
+        self._sampled_at = -1e9
+        self._idle: tuple[WorkerHome, ...] = ()
+        # Stealing and co-location pull against each other for an actor that talks to the
+        # loop it was stolen from: each pull-back doubles the gap between steals (up to
+        # STEAL_BACKOFF_MAX), and a quiet STEAL_BACKOFF_MAX halves it again.
+        self._steal_gap = 0.0
+        self._last_steal = -1e9
+        self._last_pull_back = -1e9
 
     def started(self) -> None:
         """The worker loops run: learn their threads (before any actor can be woken)."""
@@ -224,8 +271,22 @@ class Placer:
         if isinstance(traffic, Traffic):
             traffic.settled_until = now + COOLDOWN
             traffic.restart(now, cell.dequeued)
+        stolen = isinstance(traffic, Traffic) and traffic.steal
+        pulled_back = (
+            not forced and isinstance(traffic, Traffic) and now - traffic.stolen_at < 2 * COOLDOWN
+        )
+        if isinstance(traffic, Traffic):
+            traffic.steal = False
+            if stolen:
+                traffic.stolen_at = now
         with self._lock:
-            if forced:
+            if pulled_back:
+                self._steal_gap = min(STEAL_BACKOFF_MAX, max(4 * SAMPLE, 2 * self._steal_gap))
+                self._last_pull_back = now
+            if stolen:
+                self._steals += 1
+                self._last_steal = now
+            elif forced:
                 self._forced += 1
             else:
                 self._moves += 1
@@ -244,10 +305,62 @@ class Placer:
         average = total / max(1, len(self._workers))
         return population.get(id(target), 0) + 1 <= max(2 * average, average + SLACK)
 
+    # -- work stealing ------------------------------------------------------------------------
+
+    def offer(self, cell: Cell) -> None:
+        """``cell`` just had a slow fairness turn: let an idle loop take it.
+
+        Called on the actor's home thread after its fairness turn, only when that turn
+        took more than `CONTENDED` (other actors of its loop had work: a backlog). If a
+        worker loop has been idle meanwhile, the actor moves there at its next message
+        boundary: actors are stolen whole, never single messages (tokio's and Rayon's
+        schedulers steal tasks the same way).
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_pull_back > STEAL_BACKOFF_MAX:
+                self._steal_gap /= 2
+                self._last_pull_back = now
+            if now - self._last_steal < self._steal_gap:
+                return
+        idle = self._idle_workers()
+        home = cell.home
+        target = next((worker for worker in idle if worker is not home), None)
+        if target is None or isinstance(cell.traffic, Pinned):
+            return
+        traffic = cell.traffic
+        if traffic is None:
+            traffic = cell.traffic = Traffic(time.monotonic(), cell.dequeued)
+        if traffic.forced is None:
+            traffic.forced = target
+            traffic.steal = True
+            with self._lock:  # no other actor is sent to the same idle loop this round
+                self._idle = tuple(worker for worker in self._idle if worker is not target)
+
+    def _idle_workers(self) -> tuple[WorkerHome, ...]:
+        now = time.monotonic()
+        with self._lock:
+            elapsed = now - self._sampled_at
+            if elapsed < SAMPLE:
+                return self._idle
+            idle: list[WorkerHome] = []
+            for home in self._homes:
+                used = thread_cpu_seconds(home.thread_id)
+                if used is None:
+                    continue
+                before = self._cpu.get(home.thread_id)
+                self._cpu[home.thread_id] = used
+                if before is not None and (used - before) < IDLE_SHARE * elapsed:
+                    idle.append(home)
+            self._sampled_at = now
+            self._idle = tuple(idle)
+            return self._idle
+
     def statistics(self) -> PlacementStatistics:
         with self._lock:
             return PlacementStatistics(
                 moves=self._moves,
+                steals=self._steals,
                 forced_moves=self._forced,
                 refused_swap=self._refused_swap,
                 refused_uneven=self._refused_uneven,

@@ -37,6 +37,7 @@ __all__ = (
     "Staging",
     "WorkerHome",
     "new_event_loop",
+    "thread_cpu_seconds",
     "uvloop_available",
 )
 
@@ -316,3 +317,14 @@ def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     # Bounded: a task that swallows cancellation must not keep the worker thread alive.
     loop.run_until_complete(asyncio.wait(tasks, timeout=_LEFTOVER_GRACE))
+
+
+def thread_cpu_seconds(thread_id: int) -> float | None:
+    """CPU seconds the thread ``thread_id`` has used, or None where that is not known."""
+    getter = getattr(time, "pthread_getcpuclockid", None)
+    if getter is None or not thread_id:
+        return None
+    try:
+        return time.clock_gettime(getter(thread_id))
+    except (OSError, OverflowError):  # the thread has ended, or ids are not pthread ids here
+        return None

@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import random
 import threading
+import time
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import msgspec
 import pytest
-from _support import WAIT, Flag
+from _support import WAIT, Flag, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -309,3 +310,78 @@ def test_random_moves_lose_duplicate_and_reorder_nothing(
             )
     assert forced[0] >= 10, f"only {forced[0]} moves happened: the test tested too little"
     assert all(count > 0 for count in ticks), "a timer stopped ticking after a move"
+
+
+# -- work stealing ---------------------------------------------------------------------------
+
+
+class Spin(msgspec.Struct, frozen=True):
+    """Burn about ``ms`` milliseconds of CPU without awaiting."""
+
+    ms: float
+
+
+class Spinner(Actor[Spin]):
+    async def receive(self, message: Spin) -> None:
+        deadline = time.perf_counter() + message.ms / 1000
+        while time.perf_counter() < deadline:
+            pass
+
+
+class Pair(actors.Request[tuple[ActorRef[Spin], ActorRef[Spin]]], frozen=True):
+    pass
+
+
+class Nest(Actor[Pair]):
+    """Spawns two spinners beside itself (locality: both on its loop)."""
+
+    async def receive(self, message: Pair) -> tuple[ActorRef[Spin], ActorRef[Spin]]:
+        return (await self.spawn(Spinner), await self.spawn(Spinner))
+
+
+async def test_an_idle_loop_steals_an_actor_from_a_loop_with_a_backlog() -> None:
+    async with ActorSystem(workers=2, throughput=8, blocked_threshold=None) as system:
+        with anyio.fail_after(WAIT):
+            nest = await system.spawn(Nest, placement=0)
+            first, second = await nest.ask(Pair())
+            assert loop_of(first) == loop_of(second) == "0"
+            for _ in range(1_000):  # about 0.2 s of CPU each: both have a backlog on loop 0
+                await first.send(Spin(0.2))
+                await second.send(Spin(0.2))
+            await wait_until(lambda: loop_of(first) != loop_of(second))
+            assert system.metrics().placement.steals >= 1
+            await testing.settle(system)
+
+
+async def test_a_lone_busy_actor_is_not_stolen() -> None:
+    # Its fairness turns are short (nobody else on its loop has work): no backlog to share.
+    async with ActorSystem(workers=2, throughput=8, blocked_threshold=None) as system:
+        with anyio.fail_after(WAIT):
+            nest = await system.spawn(Nest, placement=0)
+            first, _idle = await nest.ask(Pair())
+            for _ in range(300):
+                await first.send(Spin(0.2))
+            await testing.settle(system)
+            assert loop_of(first) == "0"
+            assert system.metrics().placement.steals == 0
+
+
+def test_each_pull_back_of_a_stolen_actor_doubles_the_pause_between_steals() -> None:
+    from types import SimpleNamespace
+
+    from actors._placement import STEAL_BACKOFF_MAX, Placer, Traffic
+
+    placer = Placer([], dict)
+    old, new = object(), object()
+    cell: Any = SimpleNamespace(traffic=Traffic(0.0, 0), dequeued=0)
+    gaps: list[float] = []
+    for _ in range(12):
+        cell.traffic.steal = True
+        placer.moved(cell, old, new, forced=True)  # stolen
+        placer.moved(cell, new, old, forced=False)  # pulled straight back by its traffic
+        gaps.append(placer._steal_gap)  # pyright: ignore[reportPrivateUsage]
+    assert gaps[0] > 0
+    assert gaps[1] == 2 * gaps[0]
+    assert gaps[-1] == STEAL_BACKOFF_MAX
+    assert placer.statistics().steals == 12
+    assert placer.statistics().moves == 12
