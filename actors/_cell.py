@@ -223,7 +223,7 @@ class Cell(Latch):
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
         self.linger = 0  # > 0: linger before going idle (see _run); run task only
-        self.parked: asyncio.Future[bool] | None = None  # the run task waits (_parking.py)
+        self.parked: asyncio.Future[bool | None] | None = None  # the run task waits (_parking.py)
         self.park_gen = -1  # the Parking's bookkeeping; -1: not in its list
         # Metrics, written by the run task only (single writer; see _metrics.py).
         self.dequeued = 0  # mailbox items taken, counted per burst
@@ -353,8 +353,11 @@ class Cell(Latch):
             if self.traffic is not PINNED:
                 # Only cross-loop wake-ups are counted (they already pay for a syscall):
                 # the same-loop path below stays as it was.
-                self.system.placer.note_wake(self)
-            home.loop.call_soon_threadsafe(self._start_run)
+                placer = self.system.placer
+                placer.note_wake(self)
+                if home.blocked:  # a handler holds that loop: run this actor elsewhere
+                    home = placer.evacuate(self) or home
+            home.loop.call_soon_threadsafe(self.posted_start)
             return
         parked = self.parked  # _start_run's common case, inlined: a ring's every hop
         if parked is not None and not parked.done():
@@ -366,6 +369,19 @@ class Cell(Latch):
     # The mailbox wakes its consumer by calling it: the cell itself is the callable, so no
     # bound method (64 bytes) is kept per actor.
     __call__ = _wake
+
+    def posted_start(self) -> None:
+        """`_start_run` posted from another thread (a cross-loop wake-up, a move)."""
+        # `_start_run` posted from another thread. Under the mailbox's lock, since the actor
+        # may have been evacuated off this loop meanwhile (`evacuate_to`): then its new loop
+        # starts it, and this stale request does nothing. Otherwise the run is claimed here
+        # (a parked task taken, or a marker task) so that no evacuation can follow.
+        with self.mailbox.lock:
+            if self.home.thread_id != threading.get_ident():
+                return
+            if self.parked is None and self.task is None:
+                self.task = _CLAIMED
+        self._start_run()
 
     def _start_run(self) -> None:
         # On the home thread. A parked run task is resumed: it now holds the token. (One
@@ -403,10 +419,53 @@ class Cell(Latch):
                 home.loop.call_soon_threadsafe(self._follow, home, callback, args)
 
     def _follow(self, home: Home, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
-        if self.home is home:
-            callback(*args)
-        else:  # moved since the request was posted
+        with self.mailbox.lock:  # an evacuation writes `home` from another thread, under it
+            moved = self.home is not home
+        if moved:  # since the request was posted
             self._at_home(callback, *args)
+        else:
+            callback(*args)
+
+    def evacuate_to(self, target: Home, *, stuck_only: bool = False) -> bool:
+        """Move this idle actor off its blocked loop now; by a sender holding its token.
+
+        With ``stuck_only`` (the watchdog's sweep of a blocked loop): only an actor whose
+        wake-up waits behind the blocking handler (token taken; no task yet, or a parked
+        one); the caller posts `posted_start` to ``target``, and the stale one on the old
+        loop does nothing.
+
+        The exception to the single-writer rule, and why it is safe: the old loop's thread
+        is stuck in another actor's handler, and this actor has nothing there that could
+        run (no task, or a run task parked on a future only a token holder resolves). The
+        fields change under the mailbox's lock, which the old loop's parking sweep and
+        request forwarding (`_follow`) also take before touching them; the parked task is
+        told to end without touching anything (its future resolves to None).
+        """
+        with self.mailbox.lock:
+            task, parked = self.task, self.parked
+            if (
+                self.phase != RUNNING
+                or self.restart_timer is not None
+                or self.suspending is not None
+                or self.kill_pending
+                or (task is not None and (parked is None or parked.done()))
+                or (task is None and not self.mailbox.scheduled)  # nothing to run: stay
+                or (stuck_only and not self.mailbox.scheduled)
+            ):
+                return False
+            old = self.home
+            self.task = None
+            self.parked = None
+            self.park_gen = -1  # the new loop's parking lists it afresh
+            self.home = target
+            timers = [timer for timer in self.timers or () if timer.strand()]
+        for timer in timers:
+            with contextlib.suppress(RuntimeError):
+                target.loop.call_soon_threadsafe(timer.arrive)
+        if parked is not None:
+            with contextlib.suppress(RuntimeError):
+                old.loop.call_soon_threadsafe(_abandon, parked)
+        return True
 
     # -- moving between loops (see _placement.py) --------------------------------------------
 
@@ -451,7 +510,7 @@ class Cell(Latch):
             for timer in moving:
                 target.loop.call_soon_threadsafe(timer.arrive)
             if not self.mailbox.release():
-                target.loop.call_soon_threadsafe(self._start_run)
+                target.loop.call_soon_threadsafe(self.posted_start)
         except RuntimeError:  # the new loop has closed: the system is shutting down
             logger.warning("actor %s could not move to loop %s", self.path, target.label)
 
@@ -860,6 +919,7 @@ class Cell(Latch):
         lingered = False
         parking: Parking | None = None
         moving: Home | None = None  # set when the run ends for a move to another loop
+        abandoned = False  # evacuated while parked: this task must touch nothing more
         try:
             while True:
                 if queue and not control:
@@ -911,6 +971,9 @@ class Cell(Latch):
                         if parking is None:
                             parking = self._parking()
                         woken = await parking.park(self)
+                        if woken is None:  # evacuated: the actor lives on another loop now
+                            abandoned = True
+                            return
                         started = clock()
                         if not woken:
                             # Retired. A producer may already have started a new run task
@@ -962,16 +1025,22 @@ class Cell(Latch):
                         moving = self._should_move(traffic, holding_token=True)
                         if moving is not None:
                             return  # with the token and the rest of the queue
+                    home = self.home
+                    turns = home.turns = home.turns + 1  # home thread only
                     await yield_now()  # fairness: let the other actors on this loop run
                     started = clock()
-                    if started - turn > CONTENDED and traffic is not PINNED:
-                        # Others on this loop had work meanwhile: a backlog. An idle loop
-                        # may take this actor (it moves at its next turn or when dry).
+                    # Other actors of this loop reached fairness turns meanwhile: a backlog
+                    # of runnable actors. An idle loop may take this one (it moves at its
+                    # next turn or when it runs dry).
+                    if home.turns != turns and started - turn > CONTENDED and traffic is not PINNED:
                         self.system.placer.offer(self)
         except asyncio.CancelledError:
-            await self._killed()
+            if self.task is asyncio.current_task():  # not an evacuated actor's old task
+                await self._killed()
             raise
         finally:
+            if abandoned:
+                return  # noqa: B012  # the fields are the new loop's: nothing to count here
             self.dequeued += throughput - budget
             self.handler_seconds += clock() - started
             if moving is not None:
@@ -1332,3 +1401,19 @@ class Cell(Latch):
 
     def _class_name(self) -> str:
         return self.actor_class.__qualname__ if self.actor_class is not None else "actor"
+
+
+def _abandon(parked: asyncio.Future[bool | None]) -> None:
+    # On the old loop, once it turns again: end the run task of an evacuated actor.
+    if not parked.done():
+        parked.set_result(None)
+
+
+class _Claimed:
+    """The ``task`` of a cell for the instant between claiming its run and starting it."""
+
+    def cancel(self, msg: object = None) -> bool:
+        return False  # never seen by a kill: claim and start happen in one synchronous call
+
+
+_CLAIMED: Final[Any] = _Claimed()

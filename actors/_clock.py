@@ -36,6 +36,9 @@ class Clock:
         ```
     """
 
+    runs_on_loop: bool = True
+    """Callbacks run on the event loop given to `call_at` (a ManualClock runs them anywhere)."""
+
     def now(self) -> float:
         """Seconds on a monotonic scale (only differences mean anything)."""
         return time.monotonic()
@@ -73,6 +76,8 @@ class ManualClock(Clock):
             clock.advance(1.0)                   # the first tick is in its mailbox now
         ```
     """
+
+    runs_on_loop = False
 
     def __init__(self, start: float = 0.0) -> None:
         self._lock = threading.Lock()

@@ -211,6 +211,18 @@ class Mailbox(Generic[T]):
         # Starts taken: the actor's start-up task holds the token until on_start returns.
         self._scheduled = scheduled
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether the consumer token is taken (a run is due or running). Under `lock`."""
+        return self._scheduled
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock guarding this mailbox, for ordering an ownership change of its consumer
+        (an actor moving between loops) with what the mailbox decides. Held briefly, and
+        never while taking another lock (the locks are striped: see `_MAILBOX_LOCKS`)."""
+        return self._lock
+
     def __len__(self) -> int:
         return len(self._queue)
 

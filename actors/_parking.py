@@ -43,9 +43,12 @@ class Parking:
         self._parked: dict[Cell, None] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    def park(self, cell: Cell) -> asyncio.Future[bool]:
-        """Park ``cell``'s run task: the future says True (woken with the token) or False."""
-        waiter: asyncio.Future[bool] = self._loop.create_future()
+    def park(self, cell: Cell) -> asyncio.Future[bool | None]:
+        """Park ``cell``'s run task: True (woken with the token), False (retired) or None.
+
+        None: the actor was evacuated to another loop meanwhile (`Cell.evacuate_to`).
+        """
+        waiter: asyncio.Future[bool | None] = self._loop.create_future()
         cell.parked = waiter
         if cell.park_gen < 0:
             self._parked[cell] = None
@@ -66,16 +69,24 @@ class Parking:
         self._generation = generation + 1
         keep: dict[Cell, None] = {}
         for cell in self._parked:
-            waiter = cell.parked
-            if waiter is None:  # woken since: listed again when it parks again
-                cell.park_gen = -1
-            elif cell.park_gen < generation:  # parked through a whole interval: retire it
-                cell.parked = None
-                cell.park_gen = -1
-                if not waiter.done():
-                    waiter.set_result(False)
-            else:
-                keep[cell] = None
+            retire = None
+            # Under the mailbox's lock: a sender may evacuate the actor to another loop
+            # while this one was blocked (Cell.evacuate_to); such an actor is no longer ours
+            # and its fields are its new loop's.
+            with cell.mailbox.lock:
+                if cell.home.loop is not self._loop:
+                    continue
+                waiter = cell.parked
+                if waiter is None:  # woken since: listed again when it parks again
+                    cell.park_gen = -1
+                elif cell.park_gen < generation:  # parked through a whole interval: retire it
+                    cell.parked = None
+                    cell.park_gen = -1
+                    retire = waiter
+                else:
+                    keep[cell] = None
+            if retire is not None and not retire.done():
+                retire.set_result(False)
         self._parked = keep
         if keep:
             self._timer = self._loop.call_later(PARK_IDLE, self._sweep)

@@ -28,8 +28,16 @@ each other):
   average + SLACK)` of the system's worker-loop actors.
 * **Pinned** actors (``spawn(placement=...)``, host-placed actors, pool workers) never move.
 
+Evacuation: when the watchdog finds a loop held by one handler past its threshold, it marks
+the loop blocked (the loop clears the mark when it turns again). A sender that wakes an idle
+actor of a blocked loop moves the actor to its own loop (or another free one) on the spot,
+so the actor's latency does not depend on the blocked handler (`Cell.evacuate_to` says why
+that is safe while the old loop's thread is stuck).
+
 Work stealing: an actor whose fairness turn (every ``throughput`` messages) took longer than
-`CONTENDED` has a loop with a backlog (others had work meanwhile). If a worker loop's thread
+`CONTENDED` while other actors of its loop reached fairness turns too (a per-loop counter,
+so a thread merely descheduled by the OS or the GIL does not count) sits on a loop with a
+backlog of runnable actors. If a worker loop's thread
 used less than `IDLE_SHARE` of a CPU since the last reading (`SAMPLE`), the actor moves
 there at its next message boundary: whole actors are stolen, never single messages. An
 actor that talks to the loop it was stolen from is pulled back by the traffic rule; each
@@ -43,6 +51,7 @@ mailbox's consumer token and has no running task (see `Cell._finish_move`); prod
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Final
@@ -142,6 +151,7 @@ class PlacementStatistics(msgspec.Struct, frozen=True):
     Attributes:
         moves: actors moved to the loop they talk with most.
         steals: actors with a backlog taken by an idle loop from a loop with a backlog.
+        evacuations: idle actors moved off a loop blocked by a long handler, by a sender.
         forced_moves: moves requested by the runtime itself (work stealing, tests).
         refused_swap: moves refused because the reverse move had just happened.
         refused_uneven: moves refused because the target loop holds too many actors.
@@ -154,6 +164,7 @@ class PlacementStatistics(msgspec.Struct, frozen=True):
 
     moves: int = 0
     steals: int = 0
+    evacuations: int = 0
     forced_moves: int = 0
     refused_swap: int = 0
     refused_uneven: int = 0
@@ -168,7 +179,7 @@ class Placer:
         ```
     """
 
-    def __init__(self, workers: Sequence[WorkerHome], census: Callable[[], dict[int, int]]) -> None:
+    def __init__(self, workers: Sequence[WorkerHome], cells: Callable[[], list[Cell]]) -> None:
         self._homes = tuple(workers)
         self._by_thread: dict[int, WorkerHome] = {}  # filled by `started`
         self._lock = threading.Lock()
@@ -176,11 +187,12 @@ class Placer:
         # Actors per worker loop (by id of its Home), counted by walking the tree at most
         # once a window, and only while moves are being decided: spawning and ending
         # actors pay nothing for it. Moves made since the count adjust it.
-        self._census = census
+        self._cells = cells
         self._population: dict[int, int] = {}
         self._counted_at = -1e9
         self._workers = {id(home) for home in workers}
         self._moves = self._steals = self._forced = self._refused_swap = self._refused_uneven = 0
+        self._evacuations = 0
         # Work stealing: each worker thread's CPU clock at the last reading, and which
         # loops were idle between the last two readings.
         self._cpu: dict[int, float] = {}
@@ -295,6 +307,13 @@ class Placer:
             population[id(source)] = population.get(id(source), 0) - 1
             population[id(target)] = population.get(id(target), 0) + 1
 
+    def _census(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for cell in self._cells():
+            key = id(cell.home)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def _room_on(self, target: Home) -> bool:
         now = time.monotonic()
         if now - self._counted_at > WINDOW:
@@ -304,6 +323,48 @@ class Placer:
         total = sum(population.get(key, 0) for key in self._workers)
         average = total / max(1, len(self._workers))
         return population.get(id(target), 0) + 1 <= max(2 * average, average + SLACK)
+
+    # -- evacuation ---------------------------------------------------------------------------
+
+    def evacuate(self, cell: Cell) -> WorkerHome | None:
+        """A sender holding ``cell``'s token found its loop blocked: move it now, or None.
+
+        The new loop is the sender's own when it is a worker (the pair then shares a loop),
+        else the first worker loop not blocked. Only an idle actor moves (see
+        `Cell.evacuate_to`); one in the middle of a burst waits for its loop.
+        """
+        sender = self._by_thread.get(threading.get_ident())
+        target = sender if sender is not None and not sender.blocked else None
+        if target is None:
+            target = next((home for home in self._homes if not home.blocked), None)
+        if target is None or target is cell.home or not cell.evacuate_to(target):
+            return None
+        with self._lock:
+            self._evacuations += 1
+            population = self._population
+            population[id(target)] = population.get(id(target), 0) + 1
+        return target
+
+    def evacuate_blocked(self, blocked: WorkerHome) -> None:
+        """The watchdog found ``blocked`` held by a handler: move its actors whose wake-up
+        is stuck behind that handler (woken, not started yet) to a free loop. Watchdog thread.
+
+        Actors woken later are moved by their senders (`evacuate`); idle ones stay.
+        """
+        target = next((home for home in self._homes if not home.blocked), None)
+        if target is None:
+            return
+        moved = 0
+        for cell in self._cells():
+            if cell.home is not blocked or isinstance(cell.traffic, Pinned):
+                continue
+            if cell.evacuate_to(target, stuck_only=True):
+                with contextlib.suppress(RuntimeError):
+                    target.loop.call_soon_threadsafe(cell.posted_start)
+                moved += 1
+        if moved:
+            with self._lock:
+                self._evacuations += moved
 
     # -- work stealing ------------------------------------------------------------------------
 
@@ -361,6 +422,7 @@ class Placer:
             return PlacementStatistics(
                 moves=self._moves,
                 steals=self._steals,
+                evacuations=self._evacuations,
                 forced_moves=self._forced,
                 refused_swap=self._refused_swap,
                 refused_uneven=self._refused_uneven,

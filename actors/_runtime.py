@@ -84,6 +84,10 @@ class Home:
     label: str
     lag: float | None = None
     max_lag: float = 0.0
+    # Set by the watchdog when a handler has held the loop past its threshold, cleared by
+    # the loop itself when it turns again: senders then move idle actors away (evacuate).
+    blocked: bool = False
+    turns: int = 0  # fairness turns taken by actors here (home thread): backlog detection
     parking: Parking | None = None  # made by the first actor that parks here (home thread)
 
     def __init__(self) -> None:

@@ -167,7 +167,7 @@ class ActorSystem:
         self.dead_letters = DeadLetters()
         """Messages accepted by a mailbox but never handled: a count and subscribers."""
         self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
-        self.placer = Placer(self._workers, self._census)
+        self.placer = Placer(self._workers, lambda: self.cells()[1:])
         """Where actors move to follow their traffic (see `actors._placement`)."""
         self._host: HostHome | None = None
         # Guards the state, the tree (every cell's children, exiting flag and watchers)
@@ -190,6 +190,7 @@ class ActorSystem:
                 blocked_threshold,
                 self._describe_task,
                 thread_name(name, "watchdog"),
+                on_blocked=self.placer.evacuate_blocked,
             )
         )
 
@@ -307,14 +308,6 @@ class ActorSystem:
     def running(self) -> bool:
         """True between `start` and the beginning of `shutdown`."""
         return self._state == _RUNNING
-
-    def _census(self) -> dict[int, int]:
-        """Live actors per home (by id of the `Home`): for the placement's unevenness bound."""
-        counts: dict[int, int] = {}
-        for cell in self.cells()[1:]:
-            key = id(cell.home)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
 
     def children_of(self, cell: Cell) -> list[Cell]:
         """Internal: a snapshot of ``cell``'s children, in start order."""

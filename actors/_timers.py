@@ -21,6 +21,8 @@ has returned, no tick of that timer runs, not even one already waiting (Akka's g
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,7 @@ class Timer:
     __slots__ = (
         "_cell",
         "_due",
+        "_epoch",
         "_period",
         "_scheduled",
         "_start",
@@ -82,6 +85,7 @@ class Timer:
         # the first tick, the last multiple at or before it: 1 for `send_every`).
         self._period = math.floor(delay / interval) if interval is not None else 0
         self._scheduled: Scheduled | None = None
+        self._epoch = 0  # bumped when the actor is evacuated: an older loop timer is stale
         self._schedule()
 
     def __repr__(self) -> str:
@@ -114,7 +118,19 @@ class Timer:
 
     def _schedule(self) -> None:
         cell = self._cell
-        self._scheduled = cell.system.clock.call_at(cell.home.loop, self._due, self._fire)
+        fire = functools.partial(self._fire, self._epoch)
+        self._scheduled = cell.system.clock.call_at(cell.home.loop, self._due, fire)
+
+    def strand(self) -> bool:
+        """The actor is evacuated from its blocked loop (by another thread, under the
+        mailbox's lock): the loop timer there becomes stale and will fire as a no-op.
+
+        True when a tick was still to fall due: `arrive`, posted to the new loop, schedules
+        it there at the same due time.
+        """
+        self._epoch += 1
+        scheduled, self._scheduled = self._scheduled, None
+        return scheduled is not None
 
     def leave(self) -> bool:
         """The actor is moving to another loop: drop the loop timer here (old home thread).
@@ -133,10 +149,14 @@ class Timer:
         if not self.cancelled and self._scheduled is None:
             self._schedule()
 
-    def _fire(self) -> None:
+    def _fire(self, epoch: int) -> None:
         # On the home loop (real clock) or in the thread advancing a manual clock; maybe
         # slightly before `_due` as the clock sees it (see the module docstring).
-        self._scheduled = None  # fired: nothing left to cancel or to move (see `leave`)
+        cell = self._cell
+        with cell.mailbox.lock:  # `strand` changes the epoch from another thread, under it
+            if epoch != self._epoch:
+                return  # a loop timer left behind on a loop the actor was evacuated from
+            self._scheduled = None  # fired: nothing left to cancel or to move (see `leave`)
         if self.cancelled:
             return
         if self._waiting:
@@ -155,6 +175,11 @@ class Timer:
         # are skipped, not bunched).
         self._period = max(self._period + 1, math.floor((now - self._start) / interval) + 1)
         self._due = self._start + self._period * interval
+        if cell.system.clock.runs_on_loop and not cell.on_home_thread():
+            # Fired on a loop the actor has been evacuated from meanwhile: re-arm at home.
+            with contextlib.suppress(RuntimeError):
+                cell.home.loop.call_soon_threadsafe(self.arrive)
+            return
         self._schedule()
 
     def take(self) -> Any:

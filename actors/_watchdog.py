@@ -108,6 +108,7 @@ class _Probe:
         self.ran_at = ran_at = time.monotonic()
         # The probe doubles as the loop's scheduling-lag gauge (system.metrics()).
         home = self.home
+        home.blocked = False  # it turns again: senders stop moving its actors away
         home.lag = lag = ran_at - self.posted_at
         if lag > home.max_lag:
             home.max_lag = lag
@@ -123,8 +124,10 @@ class Watchdog:
         threshold: float,
         describe: Callable[[str], str | None],
         thread_name: str,
+        on_blocked: Callable[[WorkerHome], object] | None = None,
     ) -> None:
         self._homes = homes
+        self._on_blocked = on_blocked  # moves the actors stuck behind the handler elsewhere
         self._threshold = threshold
         self._describe = describe  # task name -> "actor X handling Y", or None
         self._stop = threading.Event()
@@ -170,6 +173,9 @@ class Watchdog:
                 if culprit is None:
                     return  # not inside an actor's handler: not ours to report
                 probe.culprit = culprit
+                home.blocked = True  # senders now move idle actors away (see Cell._wake)
+                if self._on_blocked is not None:
+                    self._on_blocked(home)
                 logger.warning(
                     "worker loop %s has been blocked for %.3f s by %s; every actor on that "
                     "loop is waiting. Move blocking calls and CPU-heavy work out of handlers "
