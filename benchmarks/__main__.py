@@ -29,6 +29,7 @@ from .cases import (
 from .report import (
     machine_info,
     render_multiloop,
+    render_placement,
     render_savina_matrix,
     render_scale,
     render_table,
@@ -182,6 +183,7 @@ def main(argv: list[str]) -> int:
         render_table(results),
         render_multiloop(results),
         render_savina_matrix(results),
+        render_placement(results),
         render_scale(results),
         render_targets(results),
     ):

@@ -29,9 +29,10 @@ from .subject import ActorsDriver
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .common import Driver, HostSpawnDriver, UnitsDriver
+    from .common import Driver, HostSpawnDriver, PairDriver, UnitsDriver
 
 __all__ = (
+    "DEFAULT",
     "FULL",
     "IMPLEMENTATIONS",
     "MULTILOOP_LOOPS",
@@ -49,7 +50,16 @@ __all__ = (
 )
 
 Kind = Literal[
-    "tell", "ask", "program", "spawn", "spawn-host", "overload", "memory", "scale", "multiloop"
+    "tell",
+    "ask",
+    "pingpong",
+    "program",
+    "spawn",
+    "spawn-host",
+    "overload",
+    "memory",
+    "scale",
+    "multiloop",
 ]
 Group = Literal["micro", "savina", "resources"]
 
@@ -73,7 +83,13 @@ class Workload:
         return "micro"
 
     def setup(self) -> Setup:
-        return Setup(self.place, self.producers, slow=self.kind == "overload", units=self.units)
+        return Setup(
+            self.place,
+            self.producers,
+            slow=self.kind == "overload",
+            units=self.units,
+            pair=self.kind == "pingpong",
+        )
 
 
 FAN_IN: Final = 64
@@ -103,6 +119,12 @@ WORKLOADS: Final = (
         "multiloop",
         units=MULTILOOP_UNITS,
     ),
+    Workload(
+        "pingpong-app",
+        "ping-pong of two actors the application spawned (top-level, default placement): "
+        "n round trips, 2n messages",
+        "pingpong",
+    ),
     *(Workload(f"savina-{p.name}", p.title, "program", program=p) for p in PROGRAMS),
     Workload("spawn", "spawn rate: idle actors spawned one after another, same loop", "spawn"),
     Workload(
@@ -125,6 +147,9 @@ WORKLOADS: Final = (
 MICRO_SAME: Final = ("tell-same", "ask-same", "fan-in")
 MICRO: Final = (*MICRO_SAME, "tell-cross-*", "ask-cross")
 RESOURCES: Final = ("spawn", "spawn-host", "overload", "memory")
+
+DEFAULT: Final = "actors-uvloop-default"
+"""The default `ActorSystem()`: one loop per usable CPU, actors placed (and moved) by default."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +181,7 @@ IMPLEMENTATIONS: Final = (
         "actors on uvloop: ActorSystem(workers=1), 2 for cross-loop cases",
         True,
         lambda: ActorsDriver(use_uvloop=True),
-        (*MICRO, "multiloop", "savina-*", *RESOURCES, "scale"),
+        (*MICRO, "pingpong-app", "multiloop", "savina-*", *RESOURCES, "scale"),
         ("uvloop",),
     ),
     Implementation(
@@ -185,20 +210,32 @@ IMPLEMENTATIONS: Final = (
         ("uvloop",),
     ),
     Implementation(
-        "actors-uvloop-2loops",
-        "actors on uvloop, ActorSystem(workers=2): Savina actors spread round-robin over "
-        "2 loops; multiloop units pinned evenly (placement=i % 2)",
+        DEFAULT,
+        "actors on uvloop, the default ActorSystem() (one worker loop per usable CPU): "
+        "Savina actors and the ping-pong pair placed by default (round-robin, not pinned), "
+        "so co-location can move partners onto one loop",
         True,
-        lambda: ActorsDriver(use_uvloop=True, loops=2),
-        ("savina-*", "multiloop"),
+        lambda: ActorsDriver(use_uvloop=True, loops=None),
+        ("savina-*", "pingpong-app"),
+        ("uvloop",),
+    ),
+    Implementation(
+        "actors-uvloop-2loops",
+        "actors on uvloop, ActorSystem(workers=2): Savina actors and the ping-pong pair "
+        "pinned round-robin over 2 loops (placement=i % 2: no co-location); multiloop units "
+        "pinned evenly (placement=i % 2)",
+        True,
+        lambda: ActorsDriver(use_uvloop=True, loops=2, pinned=True),
+        ("savina-*", "pingpong-app", "multiloop"),
         ("uvloop",),
     ),
     Implementation(
         "actors-uvloop-4loops",
-        "actors on uvloop, ActorSystem(workers=4): Savina actors spread round-robin over "
-        "4 loops; multiloop units pinned evenly (placement=i % 4)",
+        "actors on uvloop, ActorSystem(workers=4): Savina actors pinned round-robin over "
+        "4 loops (placement=i % 4: no co-location); multiloop units pinned evenly "
+        "(placement=i % 4)",
         True,
-        lambda: ActorsDriver(use_uvloop=True, loops=4),
+        lambda: ActorsDriver(use_uvloop=True, loops=4, pinned=True),
         ("savina-*", "multiloop"),
         ("uvloop",),
     ),
@@ -339,7 +376,7 @@ QUICK: Final = Settings(
     multiloop_n=40_000,
 )
 
-_MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000}
+_MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000, "pingpong": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -384,6 +421,8 @@ def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, in
         return lambda driver, n: _tell_once(driver, workload.producers, n)
     if workload.kind == "ask":
         return _ask_once
+    if workload.kind == "pingpong":
+        return _pingpong_once
     if workload.kind == "spawn":
         return _spawn_once
     if workload.kind == "spawn-host":
@@ -460,15 +499,46 @@ async def _ask_once(driver: Driver, n: int) -> Rep:
     return Rep(n, seconds, metrics)
 
 
+def _placement(driver: Driver) -> dict[str, float]:
+    """`actors`' placement counters so far and its loops (``loops``); empty for a peer."""
+    return driver.placement() if isinstance(driver, ActorsDriver) else {}
+
+
+def _moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The placement counters of one repetition: what changed between two readings."""
+    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    if "loops" in after:  # a setting, not a counter
+        delta["loops"] = after["loops"]
+    return delta
+
+
+async def _pingpong_once(driver: Driver, n: int) -> Rep:
+    pair = cast("PairDriver", driver)
+    gc.collect()
+    before = _placement(driver)
+    start = time.perf_counter()
+    returned = await pair.rally(n)
+    seconds = time.perf_counter() - start
+    if returned != n:
+        raise CheckFailed(f"ping counted {returned!r} answers to {n} balls")
+    metrics = {"msgs_per_s": 2 * n / seconds, **_moved(before, _placement(driver))}
+    if isinstance(driver, ActorsDriver):  # 1.0: the pair ended the rally on one loop
+        ping, pong = driver.pair_loops()
+        metrics["same_loop"] = float(ping == pong)
+    return Rep(n, seconds, metrics)
+
+
 async def _program_once(driver: Driver, program: Program, n: int, timeout: float) -> Rep:
     gc.collect()
+    before = _placement(driver)
     start = time.perf_counter()
     result = await driver.run_program(program, n, timeout)
     seconds = time.perf_counter() - start
     wrong = program.check(n, result)
     if wrong is not None:
         raise CheckFailed(wrong)
-    return Rep(n, seconds, {"ops_per_s": program.ops(n) / seconds})
+    metrics = {"ops_per_s": program.ops(n) / seconds, **_moved(before, _placement(driver))}
+    return Rep(n, seconds, metrics)
 
 
 async def _spawn_once(driver: Driver, k: int) -> Rep:

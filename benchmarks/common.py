@@ -33,6 +33,7 @@ __all__ = (
     "Echo",
     "HostSpawnDriver",
     "Inc",
+    "PairDriver",
     "Place",
     "RssSampler",
     "Setup",
@@ -174,6 +175,7 @@ class Setup:
     producers: int = 1
     slow: bool = False  # the overload case's slow consumer (`SlowCounterState`)
     units: int = 0  # multiloop: independent producer->counter pairs, spread over the loops
+    pair: bool = False  # pingpong-app: a ping and a pong actor, spawned by the host task
 
 
 class Driver(Protocol):
@@ -192,7 +194,8 @@ class Driver(Protocol):
       clean-up afterwards is not timed).
     * ``depth()``: messages waiting in the counter's mailbox now (any thread; racy).
 
-    The multiloop workload needs a `UnitsDriver` as well, spawn-host a `HostSpawnDriver`.
+    The multiloop workload needs a `UnitsDriver` as well, spawn-host a `HostSpawnDriver`,
+    pingpong-app a `PairDriver`.
     """
 
     async def start(self, setup: Setup) -> None: ...
@@ -231,6 +234,17 @@ class HostSpawnDriver(Driver, Protocol):
     """
 
     async def spawn_from_host(self, k: int) -> float: ...
+
+
+class PairDriver(Driver, Protocol):
+    """A driver that runs the pingpong-app workload (two actors the application spawned).
+
+    * ``rally(n)``: with ``Setup.pair`` built (a ping and a pong actor, spawned once by the
+      host task), ping sends pong ``n`` balls one after another, each answered before the
+      next; returns the number of answers ping counted.
+    """
+
+    async def rally(self, n: int) -> object: ...
 
 
 def expected_total(counts: Sequence[int]) -> int:

@@ -29,6 +29,7 @@ COLOURS = {
     "actors-asyncio": "#6baed6",
     "actors-host-uvloop": "#9ecae1",
     "actors-uvloop-on-loop": "#c6dbef",
+    "actors-uvloop-default": "#17becf",
     "actors-uvloop-2loops": "#3182bd",
     "actors-uvloop-4loops": "#08519c",
     "queue-uvloop": "#ff7f0e",
@@ -44,6 +45,7 @@ COLOURS = {
 
 RATE_KEYS = {
     "tell": "msgs_per_s",
+    "pingpong": "msgs_per_s",
     "program": "ops_per_s",
     "spawn": "actors_per_s",
     "spawn-host": "actors_per_s",

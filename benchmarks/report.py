@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import actors
 
-from .cases import MULTILOOP_LOOPS, MULTILOOP_UNITS
+from .cases import DEFAULT, MULTILOOP_LOOPS, MULTILOOP_UNITS
 from .common import median
 from .savina import PROGRAMS
 
@@ -34,6 +34,7 @@ __all__ = (
     "check_targets",
     "machine_info",
     "render_multiloop",
+    "render_placement",
     "render_savina_matrix",
     "render_scale",
     "render_table",
@@ -54,6 +55,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 SHOWN: Final = {
     "tell": (Metric("msgs_per_s", "msgs/s"),),
     "ask": (Metric("p50_us", "p50 µs"), Metric("p99_us", "p99 µs")),
+    "pingpong": (Metric("msgs_per_s", "msgs/s"),),
     "program": (Metric("ops_per_s", "msgs/s"),),
     "spawn": (Metric("actors_per_s", "actors/s"),),
     "spawn-host": (Metric("actors_per_s", "actors/s"),),
@@ -148,33 +150,37 @@ def _savina_lead(program: str) -> Callable[..., Any]:
     return measure
 
 
-def multi_loop_tax(results: Sequence[CaseResult], loops: int) -> tuple[float | None, str]:
-    """Geometric mean over the Savina programs of (N loops) / (1 loop), actors on uvloop.
+def savina_mean(results: Sequence[CaseResult], subject: str) -> tuple[float, int] | None:
+    """Geometric mean over the Savina programs of ``subject``'s rate over actors-uvloop's.
 
-    The programs' actors are spread round-robin over the loops, so partners talk across
-    threads: this measures cross-loop communication. `independent_tax` measures the tax of
-    issue 5 (independent work on N loops).
+    Returns the mean and the number of programs it is over, or None if none ran on both.
     """
     ratios = [
         r
         for result in results
         if result.workload.kind == "program"
-        and (
-            r := ratio(
-                results,
-                result.workload.name,
-                "ops_per_s",
-                f"actors-uvloop-{loops}loops",
-                "actors-uvloop",
-            )
-        )
-        is not None
         and result.implementation.name == "actors-uvloop"
+        and (r := ratio(results, result.workload.name, "ops_per_s", subject, "actors-uvloop"))
+        is not None
     ]
     if not ratios:
+        return None
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)), len(ratios)
+
+
+def multi_loop_tax(results: Sequence[CaseResult], loops: int) -> tuple[float | None, str]:
+    """Geometric mean over the Savina programs of (N loops pinned) / (1 loop), on uvloop.
+
+    The programs' actors are pinned round-robin over the loops, so partners talk across
+    threads and never move: this prices cross-loop communication without co-location (the
+    default placement's rows are `render_placement` and the "default ActorSystem()"
+    targets). `independent_tax` measures the tax of issue 5 (independent work on N loops).
+    """
+    found = savina_mean(results, f"actors-uvloop-{loops}loops")
+    if found is None:
         return None, ""
-    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    return mean, f"{mean:.2f}x (geometric mean of {len(ratios)} programs)"
+    mean, count = found
+    return mean, f"{mean:.2f}x (geometric mean of {count} programs)"
 
 
 def _tax(loops: int) -> Callable[..., Any]:
@@ -290,17 +296,33 @@ TARGETS: Final = (
         ">=",
         0.8,
     ),
+    # Issue 14: the default system (a loop per CPU, actors unpinned) against one loop.
+    *(
+        Target(
+            f"savina {p.name}: default ActorSystem() >= 0.9x workers=1",
+            _ratio_of(f"savina-{p.name}", "ops_per_s", DEFAULT, "actors-uvloop"),
+            ">=",
+            0.9,
+        )
+        for p in PROGRAMS
+    ),
+    Target(
+        "ping-pong of two app-spawned actors: default ActorSystem() >= 0.9x workers=1",
+        _ratio_of("pingpong-app", "msgs_per_s", DEFAULT, "actors-uvloop"),
+        ">=",
+        0.9,
+    ),
     Target("multi-loop tax, independent work: 2 loops >= 0.9x 1 loop", _independent(2), ">=", 0.9),
     Target("multi-loop tax, independent work: 4 loops >= 0.9x 1 loop", _independent(4), ">=", 0.9),
-    # Information, not issue 5's tax: Savina actors spread round-robin, partners on other loops.
+    # Information: Savina actors pinned round-robin, partners on other loops for good.
     Target(
-        "partners spread over loops (Savina): 2 loops >= 0.9x 1 loop (information)",
+        "Savina pinned round-robin (no co-location): 2 loops >= 0.9x 1 loop (information)",
         _tax(2),
         ">=",
         0.9,
     ),
     Target(
-        "partners spread over loops (Savina): 4 loops >= 0.9x 1 loop (information)",
+        "Savina pinned round-robin (no co-location): 4 loops >= 0.9x 1 loop (information)",
         _tax(4),
         ">=",
         0.9,
@@ -490,6 +512,94 @@ def render_multiloop(results: Sequence[CaseResult]) -> str:
         "evenly over the loops; total msgs/s (median) and its ratio to one loop"
     )
     return head + "\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+PINNED: Final = ("actors-uvloop-2loops", "actors-uvloop-4loops")
+
+
+def placement_counters(result: CaseResult) -> str:
+    """The placement counters of one repetition (medians) that are not zero: "moves 3"."""
+    keys = sorted(
+        {key for rep in result.reps for key in rep.metrics if key.startswith("placement_")}
+    )
+    if not keys:
+        return "-"
+    counts = [(key.removeprefix("placement_"), metric_median(result, key) or 0) for key in keys]
+    shown = [f"{name} {value:g}" for name, value in counts if value]
+    return ", ".join(shown) or "none"
+
+
+def render_placement(results: Sequence[CaseResult]) -> str:
+    """The default ActorSystem() against workers=1, per case; the pinned spread beside it.
+
+    The placement counters (moves, refused moves, ...) are those of one repetition
+    (medians): a Savina program starts new actors every run, the ping-pong pair once.
+    """
+    cases = [
+        name
+        for name in dict.fromkeys(r.workload.name for r in results)
+        if _find(results, name, DEFAULT) is not None
+    ]
+    if not cases:
+        return ""
+    pinned = [impl for impl in PINNED if any(_find(results, c, impl) for c in cases)]
+    default = next(r for r in results if r.implementation.name == DEFAULT)
+    loops = metric_median(default, "loops")
+    shown_loops = "?" if loops is None else f"{loops:.0f}"
+    rows = [
+        [
+            "case",
+            "workers=1",
+            f"default ({shown_loops} loops)",
+            "default vs workers=1",
+            "placement counters per repetition",
+            *(f"{impl.removeprefix('actors-uvloop-')} pinned vs workers=1" for impl in pinned),
+        ],
+        ["---", "---:", "---:", "---:", "---", *(["---:"] * len(pinned))],
+    ]
+    notes: list[str] = []
+    for name in cases:
+        key = "msgs_per_s" if name == "pingpong-app" else "ops_per_s"
+        one, mine = _find(results, name, "actors-uvloop"), _find(results, name, DEFAULT)
+        assert mine is not None
+        cells = [
+            "-" if one is None or (v := metric_median(one, key)) is None else _format_value("", v),
+            "-" if (v := metric_median(mine, key)) is None else _format_value("", v),
+        ]
+        for impl in (DEFAULT, *pinned):
+            r = ratio(results, name, key, impl, "actors-uvloop")
+            cells.append("-" if r is None else f"{r:.2f}x")
+            if impl == DEFAULT:
+                cells.append(placement_counters(mine))
+        rows.append([name.removeprefix("savina-"), *cells])
+        together = mine.samples("same_loop")
+        if together:
+            notes.append(
+                f"{name}: the pair ended {sum(together):.0f} of {len(together)} "
+                f"repetitions on one loop (default ActorSystem())"
+            )
+    means = [
+        None if (found := savina_mean(results, impl)) is None else found[0]
+        for impl in (DEFAULT, *pinned)
+    ]
+    if any(m is not None for m in means):
+        rows.append(
+            [
+                "Savina, geometric mean",
+                "",
+                "",
+                *("-" if m is None else f"{m:.2f}x" for m in means[:1]),
+                "",
+                *("-" if m is None else f"{m:.2f}x" for m in means[1:]),
+            ]
+        )
+    head = (
+        "Placement: the default ActorSystem() (a loop per usable CPU, actors not pinned, "
+        "co-location on) and the same spread pinned round-robin, each over "
+        "ActorSystem(workers=1) (median rates; above 1: faster than one loop)"
+    )
+    table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return "\n\n".join([head, table, *(["\n".join(f"- {n}" for n in notes)] if notes else [])])
 
 
 def render_scale(results: Sequence[CaseResult]) -> str:

@@ -12,9 +12,18 @@ cross-loop workloads get at least 2). The counting actor lives on worker 0.
 * cross loop: the producers (or the asker) are actors on the other worker loops (with two
   workers: all on worker 1), so every message crosses threads.
 * Savina programs: the behaviours are mixed into `actors.Actor` subclasses (their
-  ``receive`` is the actor's), spawned with the default round-robin placement over the
-  ``loops`` workers: with one loop, all on worker 0; with more, spread over all of them
-  (partners spread over loops).
+  ``receive`` is the actor's), spawned as top-level actors (``system.spawn``). With the
+  default placement they start round-robin over the workers, unpinned, so the runtime may
+  move partners that talk across loops onto one loop (co-location): with one loop, all on
+  worker 0. With ``pinned=True`` the n-th actor of the world is pinned to worker ``n %
+  loops`` (``placement=``): the same spread, but nothing moves (what happens without
+  co-location).
+* ping-pong of app-spawned actors (pingpong-app): the host task spawns a pong actor and
+  a ping actor with ``system.spawn`` and the default placement (consecutive top-level
+  spawns: on different loops when there are several), once for the whole workload, so the
+  calibration runs are their warm-up; each repetition is one rally of n round trips. With
+  ``pinned=True`` they are pinned to workers 0 and 1.
+* ``loops=None``: the default ``ActorSystem()``, one worker loop per usable CPU.
 * spawn from the host (spawn-host): the host task itself spawns the idle actors onto the
   worker loop (default placement), as an application's startup would; the reference row
   (``spawn_on_loop=True``) has the producer actor on worker 0 spawn them, as in spawn.
@@ -29,6 +38,7 @@ ref.ask(...)`` with the default ask timeout, the default mailbox capacity.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import types
@@ -54,7 +64,7 @@ from .common import (
 from .portable import START, Outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from .portable import Behaviour
     from .savina import Program
@@ -126,6 +136,71 @@ class Producer(actors.Actor[Produce | Probe | SpawnIdle]):
 ProducerRef = actors.ActorRef[Produce | Probe | SpawnIdle]
 
 
+# -- ping-pong between two actors the application spawned ------------------------------------
+
+
+class Rally(msgspec.Struct, frozen=True):
+    """Play ``n`` round trips with the pong actor, then settle `Rallies.outcome` with n."""
+
+    n: int
+
+
+class Back(msgspec.Struct, frozen=True):
+    """Pong's answer to a `Hit`."""
+
+
+class Hit(msgspec.Struct, frozen=True):
+    """Ping's ball: the pong actor answers ``reply_to`` with `Back`."""
+
+    reply_to: actors.ActorRef[Rally | Back]
+
+
+BACK: Final = Back()
+
+
+class Rallies:
+    """Where the ping actor reports the end of a rally; the host sets a fresh outcome first.
+
+    Invariant: the host writes ``outcome`` before it sends the `Rally`, and the ping actor
+    reads it after taking that message from its mailbox, whose lock orders the two.
+    """
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome = Outcome()
+
+
+class Ping(actors.Actor[Rally | Back]):
+    """Savina's pinger, without the portable model: one `Hit` per round trip."""
+
+    def __init__(self, pong: actors.ActorRef[Hit], rallies: Rallies) -> None:
+        self.pong = pong
+        self.rallies = rallies
+        self.left = 0
+        self.returned = 0
+
+    async def receive(self, message: Rally | Back) -> None:
+        if type(message) is Back:
+            self.returned += 1
+            if self.left:
+                self.left -= 1
+                await self.pong.send(Hit(self.ref))
+                return
+            self.rallies.outcome.settle(self.returned)
+            return
+        assert type(message) is Rally
+        self.left, self.returned = message.n - 1, 0
+        await self.pong.send(Hit(self.ref))
+
+
+class Pong(actors.Actor[Hit]):
+    """Savina's ponger: answers every `Hit`."""
+
+    async def receive(self, message: Hit) -> None:
+        await message.reply_to.send(BACK)
+
+
 async def probe(target: CounterRef, k: int) -> bytes:
     ask = target.ask
     clock = time.perf_counter_ns
@@ -183,12 +258,16 @@ class _Context:
 
 
 class _Platform(logging.Handler):
-    """Spawns behaviours as actors; fails the run when an actor fails (logged at ERROR)."""
+    """Spawns behaviours as actors; fails the run when an actor fails (logged at ERROR).
 
-    def __init__(self, system: actors.ActorSystem) -> None:
+    ``pin`` gives each next actor's ``placement=`` (None: the default placement).
+    """
+
+    def __init__(self, system: actors.ActorSystem, pin: Callable[[], int | None]) -> None:
         super().__init__(logging.ERROR)
         self.system = system
         self.outcome = Outcome()
+        self._pin = pin
         self._classes: dict[type[Behaviour], type[actors.Actor[Any]]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -213,33 +292,54 @@ class _Platform(logging.Handler):
             actor.ctx = _Context(actor, self)  # type: ignore[attr-defined]
             return actor
 
-        return await self.system.spawn(factory, **_ONCE)
+        return await self.system.spawn(factory, placement=self._pin(), **_ONCE)
 
 
 class ActorsDriver:
     """`actors` on uvloop or plain asyncio; see the module docstring for the placements."""
 
     def __init__(
-        self, *, use_uvloop: bool, loops: int = 1, host: bool = False, spawn_on_loop: bool = False
+        self,
+        *,
+        use_uvloop: bool,
+        loops: int | None = 1,
+        host: bool = False,
+        spawn_on_loop: bool = False,
+        pinned: bool = False,
     ) -> None:
         self._use_uvloop = use_uvloop
-        self._loops = loops
+        self._loops = loops  # None: ActorSystem's default, one worker loop per usable CPU
         self._host = host
         # spawn-host's reference row: spawn_from_host spawns from an actor on worker 0 instead.
         self._spawn_on_loop = spawn_on_loop
+        # Savina actors and the ping-pong pair pinned round-robin: the spread, no co-location.
+        self._pinned = pinned
+        self._spawned = itertools.count()  # the pinned actors so far (round-robin)
         self._system: actors.ActorSystem | None = None
         self._counter: CounterRef | None = None
         self._producers: list[ProducerRef] = []
         self._units: list[tuple[CounterRef, ProducerRef]] = []
+        self._pair: tuple[actors.ActorRef[Rally | Back], actors.ActorRef[Hit]] | None = None
+        self._rallies = Rallies()
         self._setup = Setup()
 
     async def start(self, setup: Setup) -> None:
         if self._host and setup.place != "same":
             raise ValueError("the host placement only has a same-loop variant")
-        workers = self._loops if setup.place == "same" else max(2, self._loops)
-        system = actors.ActorSystem(workers=workers, use_uvloop=self._use_uvloop, name="bench")
+        loops = self._loops
+        if setup.place != "same":
+            loops = max(2, loops or 2)
+        # workers=None is ActorSystem's own default (the usable CPUs).
+        system = actors.ActorSystem(workers=loops, use_uvloop=self._use_uvloop, name="bench")
         await system.start()
         self._system, self._setup = system, setup
+        workers = system.workers
+        if setup.pair:  # pingpong-app: two top-level actors, spawned by the host task
+            pong = await system.spawn(Pong, placement=self._pin())
+            rallies = self._rallies
+            ping = await system.spawn(lambda: Ping(pong, rallies), placement=self._pin())
+            self._pair = (ping, pong)
+            return
         if setup.units:  # multiloop: only the units, spread evenly over the workers
             for i in range(setup.units):
                 worker = i % workers
@@ -294,9 +394,42 @@ class ActorsDriver:
             data = await self._producers[0].ask(Probe(counter, k), timeout=REP_TIMEOUT)
         return array("q", data).tolist()
 
+    async def rally(self, n: int) -> object:
+        """One rally of ``n`` round trips between the pair; the round trips ping counted."""
+        if self._pair is None:
+            raise RuntimeError("driver not started with a pair")
+        ping, _ = self._pair
+        outcome = self._rallies.outcome = Outcome()
+        await ping.send(Rally(n))
+        async with asyncio.timeout(REP_TIMEOUT):
+            return await asyncio.wrap_future(outcome.future)
+
+    def pair_loops(self) -> tuple[str | None, str | None]:
+        """The loops the ping and the pong actor are on now (racy; between rallies: exact)."""
+        if self._pair is None:
+            raise RuntimeError("driver not started with a pair")
+        ping, pong = self._pair
+        return ping.statistics().loop, pong.statistics().loop
+
+    def placement(self) -> dict[str, float]:
+        """The system's placement counters so far (every field), and its worker loops."""
+        assert self._system is not None
+        counters = msgspec.structs.asdict(self._system.metrics().placement)
+        return {
+            **{f"placement_{key}": float(value) for key, value in counters.items()},
+            "loops": self._system.workers,
+        }
+
+    def _pin(self) -> int | None:
+        """``placement=`` for the next Savina actor or pair member: None (default) unless pinned."""
+        if not self._pinned:
+            return None
+        assert self._system is not None
+        return next(self._spawned) % self._system.workers
+
     async def run_program(self, program: Program, n: int, timeout: float) -> object:
         assert self._system is not None
-        platform = _Platform(self._system)
+        platform = _Platform(self._system, self._pin)
         logger = logging.getLogger("actors")
         logger.addHandler(platform)
         try:

@@ -2,7 +2,10 @@
 
 Tiny sizes (the whole file takes a few seconds); no timing is asserted. A program whose
 answer is wrong must fail its case, and a failed case must fail the run. The multiloop
-workload runs on 1, 2 and 4 loops, and a unit that loses a message fails it.
+workload runs on 1, 2 and 4 loops, and a unit that loses a message fails it. The placement
+rows (issue 14: the default ActorSystem() against workers=1, Savina and a ping-pong of two
+app-spawned actors, with the pinned round-robin spread beside them) run and report their
+placement counters; co-location itself is tested in tests/test_placement.py.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import actors
+
 if importlib.util.find_spec("benchmarks") is None:  # run from a checkout without the root on path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.__main__ as bench_cli
 from benchmarks import cases
 from benchmarks import report as bench_report
-from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Workload
+from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Implementation, Rep, Workload
 from benchmarks.portable import Behaviour, Start
 from benchmarks.runner import run_workload
 from benchmarks.savina import PROGRAMS, Program
@@ -190,3 +195,85 @@ def test_spawn_host_runs_in_a_fresh_process_per_implementation() -> None:
     assert result.n == 300
     assert [rep.n for rep in result.reps] == [300, 300]
     assert all(rep.metrics["actors_per_s"] > 0 for rep in result.reps)
+
+
+# -- placement: the default ActorSystem() against workers=1, the pinned spread beside it -------
+
+DEFAULT = next(impl for impl in IMPLEMENTATIONS if impl.name == cases.DEFAULT)
+PINNED_2 = next(impl for impl in IMPLEMENTATIONS if impl.name == "actors-uvloop-2loops")
+PINGPONG_APP = next(w for w in cases.WORKLOADS if w.name == "pingpong-app")
+PLACEMENT_TARGETS = (
+    *(f"savina {p.name}: default ActorSystem() >= 0.9x workers=1" for p in PROGRAMS),
+    "ping-pong of two app-spawned actors: default ActorSystem() >= 0.9x workers=1",
+)
+
+
+def default_loops() -> int:
+    """The worker loops of a default ActorSystem() here (constructed, never started)."""
+    return actors.ActorSystem().workers
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=[p.name for p in PROGRAMS])
+def test_every_program_runs_on_the_default_system_and_pinned_round_robin(program: Program) -> None:
+    workload = next(w for w in cases.WORKLOADS if w.name == f"savina-{program.name}")
+    assert all(impl.runs(workload.name) for impl in (ACTORS, DEFAULT, PINNED_2))
+    results = run_workload(workload, [ACTORS, DEFAULT, PINNED_2], TINY)
+    for result in results:
+        assert result.error is None, (result.implementation.name, result.error)
+        (rep,) = result.reps
+        assert rep.metrics["ops_per_s"] > 0
+        assert "placement_moves" in rep.metrics  # the placement counters of the repetition
+    one, default, pinned = (result.reps[0].metrics for result in results)
+    assert one["loops"] == 1
+    assert default["loops"] == default_loops()  # ActorSystem() with its own default
+    assert pinned["loops"] == 2
+    assert one["placement_moves"] == pinned["placement_moves"] == 0  # nothing may move
+
+
+def test_pingpong_app_runs_on_one_loop_the_default_system_and_two_pinned_loops() -> None:
+    impls = [impl for impl in IMPLEMENTATIONS if impl.runs("pingpong-app")]
+    assert [impl.name for impl in impls] == ["actors-uvloop", cases.DEFAULT, "actors-uvloop-2loops"]
+    tiny = dataclasses.replace(TINY, reps=2, seconds=0.01)
+    results = run_workload(PINGPONG_APP, impls, tiny)
+    for result in results:
+        assert result.error is None, (result.implementation.name, result.error)
+        assert result.n >= tiny.min_asks
+        assert len(result.reps) == 2
+        assert all(rep.metrics["msgs_per_s"] > 0 for rep in result.reps)
+    one, default, pinned = results
+    assert one.samples("same_loop") == [1.0, 1.0]
+    assert pinned.samples("same_loop") == [0.0, 0.0]  # workers 0 and 1, for good
+    assert pinned.samples("placement_moves") == [0.0, 0.0]
+    assert default.samples("loops") == [default_loops()] * 2
+    assert len(default.samples("same_loop")) == 2  # whether it converged is not asserted here
+    table = bench_report.render_placement(results)
+    assert "| pingpong-app |" in table
+    assert "pingpong-app: the pair ended" in table
+    verdicts = {t.text: v for t, _, _, v in bench_report.check_targets(results)}
+    assert verdicts[PLACEMENT_TARGETS[-1]] in ("met", "missed")
+
+
+def fake(workload: str, impl: Implementation, rate: float, **metrics: float) -> CaseResult:
+    """A finished case with one repetition at ``rate``."""
+    found = next(w for w in cases.WORKLOADS if w.name == workload)
+    key = "msgs_per_s" if found.kind == "pingpong" else "ops_per_s"
+    return CaseResult(found, impl, n=1, reps=[Rep(1, 1.0, {key: rate, **metrics})])
+
+
+def test_the_placement_targets_divide_the_default_rate_by_the_one_loop_rate() -> None:
+    results = [
+        fake("savina-pingpong", ACTORS, 100_000.0, placement_moves=0, loops=1),
+        fake("savina-pingpong", DEFAULT, 85_000.0, placement_moves=3, placement_refused_swap=1),
+        fake("savina-pingpong", PINNED_2, 10_000.0, placement_moves=0),
+        fake("pingpong-app", ACTORS, 200_000.0),
+        fake("pingpong-app", DEFAULT, 190_000.0, same_loop=1.0, placement_moves=0),
+    ]
+    checked = {t.text: (text, v) for t, _, text, v in bench_report.check_targets(results)}
+    assert checked[PLACEMENT_TARGETS[0]] == ("0.85x", "missed")
+    assert checked[PLACEMENT_TARGETS[-1]] == ("0.95x", "met")
+    assert checked[PLACEMENT_TARGETS[1]] == ("", "n/a")  # counting: not measured
+    table = bench_report.render_placement(results)
+    assert "| pingpong | 100 k | 85 k | 0.85x | moves 3, refused_swap 1 | 0.10x |" in table
+    assert "| pingpong-app | 200 k | 190 k | 0.95x | none | - |" in table
+    assert "| Savina, geometric mean |  |  | 0.85x |  | 0.10x |" in table
+    assert "pingpong-app: the pair ended 1 of 1 repetitions on one loop" in table
