@@ -490,7 +490,7 @@ class Cell(Latch):
         if isinstance(traffic, Pinned):
             raise ValueError(f"actor {self.path} is pinned to loop {self.home.label}")
         if traffic is None:
-            traffic = self.traffic = Traffic(time.monotonic(), self.dequeued)
+            traffic = self.traffic = Traffic(time.monotonic())
         traffic.forced = target
 
     def _finish_move(self, target: Home) -> None:
@@ -965,6 +965,7 @@ class Cell(Latch):
                         self.handler_seconds += clock() - started  # waiting is not handling
                         traffic = self.traffic
                         if type(traffic) is Traffic:
+                            traffic.bursts += 1
                             moving = self._should_move(traffic, holding_token=False)
                             if moving is not None:
                                 return  # the move is finished after this task (finally)

@@ -20,8 +20,9 @@ The rules (all in `Placer.decide`, under one lock, since moves of different acto
 each other):
 
 * **Enough traffic**: at least `MIN_WAKES` wake-ups from the target loop in the window, and
-  they brought at least half of the messages handled meanwhile (an actor that mostly talks
-  to its own loop stays). A window older than `WINDOW` starts afresh, so stale counts expire.
+  they started at least half of the actor's bursts of work meanwhile (an actor that mostly
+  talks to its own loop stays; a stream delivering many messages per wake-up counts
+  fully). A window older than `WINDOW` starts afresh, so stale counts expire.
 * **Hysteresis**: an actor that moved stays put for `COOLDOWN`; a move from loop A to B is
   refused within `WINDOW` of a move from B to A (two partners must not swap loops forever).
 * **Bounded unevenness**: a loop takes no more actors by moves than `max(2 x average,
@@ -116,8 +117,8 @@ class Traffic:
     """Where one actor's messages came from lately (a majority vote over waking loops)."""
 
     __slots__ = (
+        "bursts",
         "candidate",
-        "dequeued_at",
         "forced",
         "settled_until",
         "since",
@@ -127,22 +128,21 @@ class Traffic:
         "wakes",
     )
 
-    def __init__(self, now: float, dequeued: int) -> None:
+    def __init__(self, now: float) -> None:
         self.candidate: Home | None = None  # the loop winning the vote
         self.votes = 0  # Boyer-Moore majority counter for `candidate`
         self.wakes = 0  # wake-ups from `candidate` in this window
         self.since = now  # when this window started
-        self.dequeued_at = dequeued  # the actor's `dequeued` when the window started
+        self.bursts = 0  # times it ran dry in this window (home thread): its bursts of work
         self.settled_until = 0.0  # no move before this time (after a move)
         self.forced: Home | None = None  # a move requested by the runtime (tests, stealing)
         self.steal = False  # `forced` is a steal (counted as one)
         self.stolen_at = -1e9  # when it was last stolen (a quick pull-back slows stealing)
 
-    def restart(self, now: float, dequeued: int) -> None:
+    def restart(self, now: float) -> None:
         self.candidate = None
-        self.votes = self.wakes = 0
+        self.votes = self.wakes = self.bursts = 0
         self.since = now
-        self.dequeued_at = dequeued
 
 
 class PlacementStatistics(msgspec.Struct, frozen=True):
@@ -226,7 +226,7 @@ class Placer:
             return  # the host or a plain thread: not a loop an actor could move to
         traffic = cell.traffic
         if traffic is None:
-            traffic = cell.traffic = Traffic(time.monotonic(), cell.dequeued)
+            traffic = cell.traffic = Traffic(time.monotonic())
         elif traffic is PINNED or not isinstance(traffic, Traffic):
             return
         # Boyer-Moore majority vote: the loop that woke this actor most in the window.
@@ -257,12 +257,13 @@ class Placer:
         now = time.monotonic()
         if traffic.wakes < MIN_WAKES:
             if now - traffic.since > WINDOW:
-                traffic.restart(now, cell.dequeued)  # too little in a whole window
+                traffic.restart(now)  # too little in a whole window
             return None
-        handled = cell.dequeued - traffic.dequeued_at
         expired = now - traffic.since > WINDOW
-        enough = traffic.wakes * 2 >= handled
-        traffic.restart(now, cell.dequeued)  # decided (or expired): a new window either way
+        # Each burst of work starts with a wake-up; wake-ups from the target started at
+        # least half of them (a stream of many messages per wake-up counts as it should).
+        enough = traffic.wakes * 2 >= traffic.bursts
+        traffic.restart(now)  # decided (or expired): a new window either way
         if expired or not enough or target is cell.home or now < traffic.settled_until:
             return None
         if not cell.movable():
@@ -282,7 +283,7 @@ class Placer:
         now = time.monotonic()
         if isinstance(traffic, Traffic):
             traffic.settled_until = now + COOLDOWN
-            traffic.restart(now, cell.dequeued)
+            traffic.restart(now)
         stolen = isinstance(traffic, Traffic) and traffic.steal
         pulled_back = (
             not forced and isinstance(traffic, Traffic) and now - traffic.stolen_at < 2 * COOLDOWN
@@ -391,7 +392,7 @@ class Placer:
             return
         traffic = cell.traffic
         if traffic is None:
-            traffic = cell.traffic = Traffic(time.monotonic(), cell.dequeued)
+            traffic = cell.traffic = Traffic(time.monotonic())
         if traffic.forced is None:
             traffic.forced = target
             traffic.steal = True

@@ -732,6 +732,12 @@ class ActorSystem:
             home = parent.home
             if isinstance(home, WorkerHome | HostHome):
                 return home
+        if placement is None and self._default_placement is None:
+            # A top-level actor spawned from inside a handler starts on that handler's loop
+            # too (its spawner talks to it first); only spawns from the application spread.
+            caller = self.placer.worker_of_current_thread()
+            if caller is not None:
+                return caller
         if placement is None:
             placement = self._default_placement
         if placement is None:

@@ -59,6 +59,24 @@ async def test_a_child_starts_on_its_parents_loop_unless_placed() -> None:
                 assert child == "1"
 
 
+class TopLevel(actors.Request[str], frozen=True):
+    """Spawn a top-level actor with ``system.spawn`` from the handler; reply with its loop."""
+
+
+class Spawner(Actor[TopLevel]):
+    async def receive(self, message: TopLevel) -> str:
+        return loop_of(await self.system.spawn(Idle))
+
+
+async def test_a_top_level_actor_spawned_from_a_handler_starts_on_that_loop() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            for index in (0, 1):
+                spawner = await system.spawn(Spawner, placement=index)
+                for _ in range(3):  # not spread round-robin
+                    assert await spawner.ask(TopLevel()) == str(index)
+
+
 # -- co-location by traffic ------------------------------------------------------------------
 
 
@@ -373,7 +391,7 @@ def test_each_pull_back_of_a_stolen_actor_doubles_the_pause_between_steals() -> 
 
     placer = Placer([], dict)
     old, new = object(), object()
-    cell: Any = SimpleNamespace(traffic=Traffic(0.0, 0), dequeued=0)
+    cell: Any = SimpleNamespace(traffic=Traffic(0.0))
     gaps: list[float] = []
     for _ in range(12):
         cell.traffic.steal = True
@@ -502,3 +520,41 @@ def test_evacuations_off_a_repeatedly_blocked_loop_keep_order_and_timers(
         assert receipts.seen[(0, sender)] == list(range(items))
     assert evacuations[0] >= 1, "the target was never evacuated: the test tested nothing"
     assert ticks[0] > 0
+
+
+# -- watches, inspection and supervision across a move ---------------------------------------
+
+
+class Watcher(Actor[ActorRef[Any] | Spawned]):
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def receive(self, message: ActorRef[Any] | Spawned) -> tuple[str, str]:
+        if isinstance(message, ActorRef):
+            self.watch(message)
+        return ("", "")
+
+    async def on_terminated(self, event: actors.Terminated) -> None:
+        self.seen.append(event.ref.path)
+
+
+async def test_watch_inspect_and_restart_hold_across_a_move() -> None:
+    seen: list[str] = []
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(WAIT):
+            watcher = await system.spawn(lambda: Watcher(seen), placement=1)
+            receipts = Receipts()
+            target = await system.spawn(functools.partial(Target, 0, receipts, [0]), placement=None)
+            start = loop_of(target)
+            await watcher.send(target)
+            other = system.placer.worker(1 - int(start))
+            target._cell.request_move(other)  # pyright: ignore[reportPrivateUsage]
+            await target.send(Item(0, 0))  # a message boundary: the move happens there
+            await wait_until(lambda: loop_of(target) == other.label)
+            assert await testing.inspect(target, lambda actor: actor.index) == 0
+            await target.send(Crash())  # restarted on its new loop
+            assert await target.ask(Echo(5)) == 5
+            assert loop_of(target) == other.label
+            assert target.statistics().restarts == 1
+            await target.stop()
+            await wait_until(lambda: seen == [target.path])
