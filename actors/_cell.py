@@ -1040,12 +1040,11 @@ class Cell(Latch):
                 await self._killed()
             raise
         finally:
-            if abandoned:
-                return  # noqa: B012  # the fields are the new loop's: nothing to count here
-            self.dequeued += throughput - budget
-            self.handler_seconds += clock() - started
-            if moving is not None:
-                self.home.loop.call_soon(self._finish_move, moving)
+            if not abandoned:  # else the fields are the new loop's: nothing to count here
+                self.dequeued += throughput - budget
+                self.handler_seconds += clock() - started
+                if moving is not None:
+                    self.home.loop.call_soon(self._finish_move, moving)
 
     def _should_move(self, traffic: Traffic, *, holding_token: bool) -> Home | None:
         """The loop to move to now, with the consumer token taken for the move; or None.
