@@ -17,9 +17,11 @@ at the next one, so detection takes at most ``threshold`` plus one interval, as 
 
 A loop starved of the GIL by other busy threads looks stalled too. Two rules keep that from
 raising false alarms: only a stall inside an actor's task is reported (a loop waiting
-between callbacks is not a handler blocking it), a round in which the watchdog itself woke
-late (the GIL is saturated) measures afresh, and so does one that overlapped a garbage
-collection (which stops every thread).
+between callbacks is not a handler blocking it), and a round in which the watchdog itself
+woke late (the GIL is saturated) measures afresh. Time spent in garbage collection (which
+stops every thread) is subtracted from a stall rather than restarting the measurement: a
+busy process collects young objects many times a second, and restarting at each one hid
+every block.
 """
 
 from __future__ import annotations
@@ -82,9 +84,10 @@ class _GcClock:
     def total(self) -> float:
         return self._total
 
-    def paused_since(self, total_then: float) -> bool:
-        """Whether a collection ran (or is running) since the total was ``total_then``."""
-        return self._started is not None or self._total > total_then
+    @property
+    def collecting(self) -> bool:
+        """Whether a collection is running right now."""
+        return self._started is not None
 
 
 _GC_CLOCK: Final = _GcClock()
@@ -160,14 +163,17 @@ class Watchdog:
 
     def _check(self, home: WorkerHome, probe: _Probe, now: float, starved: bool) -> None:
         if probe.pending:
-            paused = _GC_CLOCK.paused_since(probe.gc_at_post)
-            if starved or paused:
-                # Not a handler's doing: the GIL is saturated, or the garbage collector
-                # stopped every thread. Measure again from here.
+            if starved:
+                # Not a handler's doing: the GIL is saturated. Measure again from here.
                 probe.posted_at = now
                 probe.gc_at_post = _GC_CLOCK.total()
                 return
-            stalled = now - probe.posted_at
+            if _GC_CLOCK.collecting:
+                return  # every thread is stopped right now: look again next round
+            # Time the garbage collector stopped every thread is not the handler's: it is
+            # subtracted. (Measuring afresh after any collection, as this once did, never
+            # saw a block: a busy process collects its young objects many times a second.)
+            stalled = now - probe.posted_at - (_GC_CLOCK.total() - probe.gc_at_post)
             if stalled >= self._threshold and probe.culprit is None:
                 culprit = self._culprit(home)
                 if culprit is None:

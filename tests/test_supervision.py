@@ -941,6 +941,35 @@ async def test_a_blocking_handler_is_reported_by_the_watchdog(
     assert "actor /user/blocker handling Add" in caplog.text
 
 
+async def test_a_block_is_reported_while_the_process_collects_garbage_all_the_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A busy process runs young collections many times a second. The watchdog used to
+    # measure afresh after any collection, so it never saw a 0.35 s block under such load.
+    import gc
+
+    caplog.set_level(logging.WARNING, logger="actors")
+    stop = threading.Event()
+
+    def collect_often() -> None:
+        while not stop.is_set():
+            gc.collect(0)
+            time.sleep(0.005)
+
+    collector = threading.Thread(target=collect_often, name="test-collector")
+    collector.start()
+    try:
+        async with ActorSystem(workers=1, blocked_threshold=0.1) as system:
+            blocker = await system.spawn(Blocker, name="blocker")
+            with anyio.fail_after(WAIT):
+                await blocker.ask(Add())
+                await wait_until(lambda: "was blocked for" in caplog.text)
+    finally:
+        stop.set()
+        collector.join()
+    assert "has been blocked for" in caplog.text
+
+
 async def test_the_watchdog_leaves_idle_loops_asleep(monkeypatch: pytest.MonkeyPatch) -> None:
     # Probes are posted only to loops inside a task step: an idle loop is not woken. Without
     # that rule this window (30 watchdog rounds) would post about 30 probes per loop.
