@@ -13,6 +13,8 @@ Layout:
 * `benchmarks.portable`: the portable actor model the Savina programs are written in.
 * `benchmarks.savina`: the Savina programs, one module each, each checking its own result.
 * `benchmarks.subject`: the driver for `actors` itself.
+* `benchmarks.neighbour`: the blocked-neighbour workload's actors and driver (actors
+  beside a handler that blocks their loop).
 * `benchmarks.peers`: the drivers for the peers, one module each (the naive
   ``asyncio.Queue`` actor, the callback actor, a bare cross-thread round trip, pykka,
   thespian, xoscar).

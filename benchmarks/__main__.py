@@ -28,6 +28,7 @@ from .cases import (
 )
 from .report import (
     machine_info,
+    render_blocked,
     render_multiloop,
     render_placement,
     render_savina_matrix,
@@ -184,6 +185,7 @@ def main(argv: list[str]) -> int:
         render_multiloop(results),
         render_savina_matrix(results),
         render_placement(results),
+        render_blocked(results),
         render_scale(results),
         render_targets(results),
     ):

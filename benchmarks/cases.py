@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 from .common import CAPACITY, CheckFailed, Place, RssSampler, Setup, check_tally, percentile
+from .neighbour import LATE, NeighbourDriver
 from .peers import (
     BareDriver,
     CallbackDriver,
@@ -32,12 +33,15 @@ if TYPE_CHECKING:
     from .common import Driver, HostSpawnDriver, PairDriver, UnitsDriver
 
 __all__ = (
+    "BLOCKED",
+    "BLOCKED_PINNED",
     "DEFAULT",
     "FULL",
     "IMPLEMENTATIONS",
     "MULTILOOP_LOOPS",
     "MULTILOOP_UNITS",
     "QUICK",
+    "UNBLOCKED",
     "WORKLOADS",
     "CaseResult",
     "Implementation",
@@ -60,6 +64,7 @@ Kind = Literal[
     "memory",
     "scale",
     "multiloop",
+    "blocked",
 ]
 Group = Literal["micro", "savina", "resources"]
 
@@ -140,6 +145,12 @@ WORKLOADS: Final = (
         "cross",
         4,
     ),
+    Workload(
+        "blocked-neighbour",
+        "ask round trips to actors that start on a loop whose hog actor blocks it "
+        "(time.sleep), one ask per ms",
+        "blocked",
+    ),
     Workload("memory", "memory per idle actor (tracemalloc and RSS, own process)", "memory"),
     Workload("scale", "throughput and memory as the number of busy actors grows", "scale"),
 )
@@ -150,6 +161,15 @@ RESOURCES: Final = ("spawn", "spawn-host", "overload", "memory")
 
 DEFAULT: Final = "actors-uvloop-default"
 """The default `ActorSystem()`: one loop per usable CPU, actors placed (and moved) by default."""
+
+BLOCKED: Final = "actors-uvloop-default-blocked"
+"""blocked-neighbour: the default `ActorSystem()`, the hog blocking the responders' loop."""
+
+UNBLOCKED: Final = "actors-uvloop-default-unblocked"
+"""blocked-neighbour: the same, the hog never blocking (the baseline of the target)."""
+
+BLOCKED_PINNED: Final = "actors-uvloop-default-blocked-pinned"
+"""blocked-neighbour: the hog blocking, the responders pinned beside it (no evacuation)."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +257,33 @@ IMPLEMENTATIONS: Final = (
         True,
         lambda: ActorsDriver(use_uvloop=True, loops=4, pinned=True),
         ("savina-*", "multiloop"),
+        ("uvloop",),
+    ),
+    Implementation(
+        UNBLOCKED,
+        "blocked-neighbour baseline: the default ActorSystem() on uvloop, responders spawned "
+        "beside a hog actor (worker 0) that is asked for blocks of 0 s",
+        True,
+        lambda: NeighbourDriver(block=False),
+        ("blocked-neighbour",),
+        ("uvloop",),
+    ),
+    Implementation(
+        BLOCKED,
+        "blocked-neighbour: the default ActorSystem() on uvloop, responders spawned unpinned "
+        "beside a hog actor (worker 0) whose handler blocks the loop (time.sleep)",
+        True,
+        lambda: NeighbourDriver(block=True),
+        ("blocked-neighbour",),
+        ("uvloop",),
+    ),
+    Implementation(
+        BLOCKED_PINNED,
+        "blocked-neighbour reference without evacuation: as blocked, the responders pinned "
+        "beside the hog (placement=0)",
+        True,
+        lambda: NeighbourDriver(block=True, pinned=True),
+        ("blocked-neighbour",),
         ("uvloop",),
     ),
     Implementation(
@@ -345,6 +392,7 @@ class Settings:
     memory_k: int
     scale_max: int  # the largest actor count of the scale case
     multiloop_n: int  # messages of one multiloop repetition, over all its units
+    blocked_asks: int  # asks of one blocked-neighbour repetition (one per ms)
 
 
 FULL: Final = Settings(
@@ -360,6 +408,7 @@ FULL: Final = Settings(
     memory_k=20_000,
     scale_max=100_000,
     multiloop_n=800_000,
+    blocked_asks=2_000,
 )
 QUICK: Final = Settings(
     reps=2,
@@ -374,6 +423,7 @@ QUICK: Final = Settings(
     memory_k=2_000,
     scale_max=1_000,
     multiloop_n=40_000,
+    blocked_asks=400,
 )
 
 _MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000, "pingpong": 1_000_000}
@@ -412,6 +462,8 @@ def fixed_size(workload: Workload, impl: Implementation, settings: Settings) -> 
         return max(2 * CAPACITY, round(settings.overload_n * min(1.0, impl.scale * 4)))
     if workload.kind == "multiloop":  # the same work for every number of loops
         return max(workload.units, round(settings.multiloop_n * impl.scale))
+    if workload.kind == "blocked":  # paced: n asks take n ms whatever the implementation
+        return settings.blocked_asks
     return None
 
 
@@ -431,6 +483,8 @@ def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, in
         return lambda driver, n: _overload_once(driver, workload.producers, n)
     if workload.kind == "multiloop":
         return lambda driver, n: _multiloop_once(driver, workload.units, n)
+    if workload.kind == "blocked":
+        return _blocked_once
     program = workload.program
     assert program is not None
     return lambda driver, n: _program_once(driver, program, n, settings.program_timeout)
@@ -593,3 +647,30 @@ async def _multiloop_once(driver: Driver, units: int, n: int) -> Rep:
         except CheckFailed as error:
             raise CheckFailed(f"unit {i}: {error}") from None
     return Rep(n, seconds, {"msgs_per_s": n / seconds})
+
+
+async def _blocked_once(driver: Driver, n: int) -> Rep:
+    """n paced asks to responders that start beside a hog; their latencies, what moved."""
+    gc.collect()
+    before = _placement(driver)
+    start = time.perf_counter()
+    seen = await cast("NeighbourDriver", driver).beside_blocked(n)
+    seconds = time.perf_counter() - start
+    if len(seen.latencies) != n:
+        raise CheckFailed(f"{len(seen.latencies)} round trips measured, {n} expected")
+    if seen.wrong:
+        raise CheckFailed(f"{seen.wrong} of {n} asks answered with another number")
+    ordered = sorted(seen.latencies)
+    metrics = {
+        "p50_us": percentile(ordered, 0.50) / 1000,
+        "p90_us": percentile(ordered, 0.90) / 1000,
+        "p99_us": percentile(ordered, 0.99) / 1000,
+        "max_us": ordered[-1] / 1000,
+        "late_share": sum(ns > LATE * 1e9 for ns in ordered) / n,
+        "blocked_s": seen.blocked,
+        "away": float(seen.away),
+        **_moved(before, _placement(driver)),
+    }
+    if seen.later:  # a repetition with a second block
+        metrics["later_p99_us"] = percentile(sorted(seen.later), 0.99) / 1000
+    return Rep(n, seconds, metrics)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import actors
 
-from .cases import DEFAULT, MULTILOOP_LOOPS, MULTILOOP_UNITS
+from .cases import BLOCKED, BLOCKED_PINNED, DEFAULT, MULTILOOP_LOOPS, MULTILOOP_UNITS, UNBLOCKED
 from .common import median
+from .neighbour import ASK_EVERY, BLOCK_EVERY, BLOCK_FOR, LATE, RESPONDERS
 from .savina import PROGRAMS
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = (
     "TARGETS",
     "check_targets",
     "machine_info",
+    "render_blocked",
     "render_multiloop",
     "render_placement",
     "render_savina_matrix",
@@ -63,6 +65,7 @@ SHOWN: Final = {
     "memory": (Metric("tracemalloc_b", "B/actor tracemalloc"), Metric("rss_b", "B/actor RSS")),
     "scale": (),
     "multiloop": (Metric("msgs_per_s", "msgs/s"),),
+    "blocked": (Metric("p50_us", "p50 µs"), Metric("p99_us", "p99 µs")),
 }
 
 LOWER_IS_BETTER: Final = ("_us", "_b", "_mb", "max_depth")
@@ -311,6 +314,12 @@ TARGETS: Final = (
         _ratio_of("pingpong-app", "msgs_per_s", DEFAULT, "actors-uvloop"),
         ">=",
         0.9,
+    ),
+    Target(
+        "blocked loop: p99 ask latency of actors beside it within 2x of an unblocked run",
+        _ratio_of("blocked-neighbour", "p99_us", BLOCKED, UNBLOCKED),
+        "<=",
+        2.0,
     ),
     Target("multi-loop tax, independent work: 2 loops >= 0.9x 1 loop", _independent(2), ">=", 0.9),
     Target("multi-loop tax, independent work: 4 loops >= 0.9x 1 loop", _independent(4), ">=", 0.9),
@@ -600,6 +609,63 @@ def render_placement(results: Sequence[CaseResult]) -> str:
     )
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
     return "\n\n".join([head, table, *(["\n".join(f"- {n}" for n in notes)] if notes else [])])
+
+
+BLOCKED_VARIANTS: Final = (
+    (UNBLOCKED, "unblocked"),
+    (BLOCKED, "blocked"),
+    (BLOCKED_PINNED, "blocked, pinned (no evacuation)"),
+)
+
+
+def render_blocked(results: Sequence[CaseResult]) -> str:
+    """blocked-neighbour: each variant's latencies (medians) and p99 over the unblocked p99."""
+    found = [
+        (label, result)
+        for impl, label in BLOCKED_VARIANTS
+        if (result := _find(results, "blocked-neighbour", impl)) is not None and result.reps
+    ]
+    if not found:
+        return ""
+    rows = [
+        [
+            "variant",
+            "p50 µs",
+            "p99 µs",
+            "p99 vs unblocked",
+            "max µs",
+            f"asks > {LATE * 1000:g} ms",
+            "p99 from the 2nd block on, µs",
+            "evacuations",
+            "responders moved",
+        ],
+        ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"],
+    ]
+    for label, result in found:
+        cells = [label]
+        for key in ("p50_us", "p99_us"):
+            v = metric_median(result, key)
+            cells.append("-" if v is None else _format_value(key, v))
+        r = ratio(results, "blocked-neighbour", "p99_us", result.implementation.name, UNBLOCKED)
+        cells.append("-" if r is None else f"{r:.2f}x")
+        v = metric_median(result, "max_us")
+        cells.append("-" if v is None else _format_value("max_us", v))
+        late = metric_median(result, "late_share")
+        cells.append("-" if late is None else f"{late:.1%}")
+        v = metric_median(result, "later_p99_us")
+        cells.append("-" if v is None else _format_value("later_p99_us", v))
+        for key in ("placement_evacuations", "away"):
+            v = metric_median(result, key)
+            cells.append("-" if v is None else f"{v:g}")
+        rows.append(cells)
+    head = (
+        f"Blocked loop: {RESPONDERS} responders start on worker 0 beside a hog actor; the host "
+        f"asks them round-robin, one ask every {ASK_EVERY * 1000:g} ms; the hog blocks its loop "
+        f"for {BLOCK_FOR * 1000:g} ms about every {BLOCK_EVERY * 1000:g} ms (unblocked: blocks "
+        "of 0 s). Default ActorSystem(), default blocked_threshold (0.1 s). Medians over "
+        "repetitions; evacuations and responders moved off worker 0 per repetition"
+    )
+    return head + "\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def render_scale(results: Sequence[CaseResult]) -> str:

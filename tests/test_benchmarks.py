@@ -5,7 +5,10 @@ answer is wrong must fail its case, and a failed case must fail the run. The mul
 workload runs on 1, 2 and 4 loops, and a unit that loses a message fails it. The placement
 rows (issue 14: the default ActorSystem() against workers=1, Savina and a ping-pong of two
 app-spawned actors, with the pinned round-robin spread beside them) run and report their
-placement counters; co-location itself is tested in tests/test_placement.py.
+placement counters; co-location itself is tested in tests/test_placement.py. The
+blocked-neighbour rows (issue 14: actors beside a handler that blocks their loop, against an
+unblocked run and a run whose responders cannot be evacuated) run, report their latencies and
+counters, and read the target as the blocked p99 over the unblocked p99.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import benchmarks.__main__ as bench_cli
 from benchmarks import cases
 from benchmarks import report as bench_report
 from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Implementation, Rep, Workload
+from benchmarks.neighbour import ASK_EVERY, BLOCK_FOR, block_starts
 from benchmarks.portable import Behaviour, Start
 from benchmarks.runner import run_workload
 from benchmarks.savina import PROGRAMS, Program
@@ -277,3 +281,72 @@ def test_the_placement_targets_divide_the_default_rate_by_the_one_loop_rate() ->
     assert "| pingpong-app | 200 k | 190 k | 0.95x | none | - |" in table
     assert "| Savina, geometric mean |  |  | 0.85x |  | 0.10x |" in table
     assert "pingpong-app: the pair ended 1 of 1 repetitions on one loop" in table
+
+
+# -- blocked-neighbour: actors beside a handler that blocks their loop ------------------------
+
+BLOCKED_NEIGHBOUR = next(w for w in cases.WORKLOADS if w.name == "blocked-neighbour")
+BLOCKED_TARGET = "blocked loop: p99 ask latency of actors beside it within 2x of an unblocked run"
+
+
+def test_blocks_start_about_every_400_ms_and_end_within_the_asks() -> None:
+    assert block_starts(0.29) == []  # too short for one block
+    assert block_starts(0.3) == [pytest.approx(0.1)]
+    starts = block_starts(2.0)
+    assert starts == pytest.approx([0.1, 0.501, 0.902, 1.303, 1.704])
+    assert all(at + BLOCK_FOR <= 2.0 for at in starts)
+
+
+def test_blocked_neighbour_stays_cheap_in_quick() -> None:
+    names = [w.name for w, _ in bench_cli.selected(None)]
+    assert "blocked-neighbour" in names
+    assert QUICK.blocked_asks * ASK_EVERY <= 0.5  # seconds per repetition, three variants
+
+
+def test_blocked_neighbour_runs_unblocked_blocked_and_pinned() -> None:
+    impls = [impl for impl in IMPLEMENTATIONS if impl.runs("blocked-neighbour")]
+    assert [impl.name for impl in impls] == [cases.UNBLOCKED, cases.BLOCKED, cases.BLOCKED_PINNED]
+    tiny = dataclasses.replace(TINY, blocked_asks=300)  # 0.3 s: one block, 0.1-0.3 s
+    results = run_workload(BLOCKED_NEIGHBOUR, impls, tiny)
+    for result in results:
+        assert result.error is None, (result.implementation.name, result.error)
+        assert result.n == 300
+        (rep,) = result.reps
+        assert 0 < rep.metrics["p50_us"] <= rep.metrics["p99_us"] <= rep.metrics["max_us"]
+        assert 0 <= rep.metrics["late_share"] <= 1
+        assert "placement_evacuations" in rep.metrics
+        assert rep.metrics["loops"] >= 2
+        assert "later_p99_us" not in rep.metrics  # one block: nothing after a second one
+    unblocked, blocked, pinned = (result.reps[0].metrics for result in results)
+    assert unblocked["blocked_s"] < BLOCK_FOR / 2  # asked for blocks of 0 s
+    assert blocked["blocked_s"] >= BLOCK_FOR * 0.95  # time.sleep held the loop
+    assert pinned["blocked_s"] >= BLOCK_FOR * 0.95
+    assert pinned["away"] == pinned["placement_evacuations"] == 0  # pinned: nothing moves
+    table = bench_report.render_blocked(results)
+    assert "| unblocked |" in table
+    assert "| blocked, pinned (no evacuation) |" in table
+    verdicts = {t.text: v for t, _, _, v in bench_report.check_targets(results)}
+    assert verdicts[BLOCKED_TARGET] in ("met", "missed")  # measured; no threshold asserted
+
+
+def beside(impl: str, p99: float, **metrics: float) -> CaseResult:
+    """A finished blocked-neighbour case with one repetition."""
+    found = next(i for i in IMPLEMENTATIONS if i.name == impl)
+    values = {"p50_us": 50.0, "p99_us": p99, "max_us": p99, "late_share": 0.0, **metrics}
+    return CaseResult(BLOCKED_NEIGHBOUR, found, n=1, reps=[Rep(1, 1.0, values)])
+
+
+def test_the_blocked_target_divides_the_blocked_p99_by_the_unblocked_p99() -> None:
+    results = [
+        beside(cases.UNBLOCKED, 200.0, placement_evacuations=0, away=0),
+        beside(cases.BLOCKED, 300.0, placement_evacuations=4, away=4, late_share=0.05),
+    ]
+    checked = {t.text: (text, v) for t, _, text, v in bench_report.check_targets(results)}
+    assert checked[BLOCKED_TARGET] == ("1.50x", "met")
+    table = bench_report.render_blocked(results)
+    assert "| unblocked | 50.0 | 200.0 | 1.00x | 200.0 | 0.0% | - | 0 | 0 |" in table
+    assert "| blocked | 50.0 | 300.0 | 1.50x | 300.0 | 5.0% | - | 4 | 4 |" in table
+    results[1] = beside(cases.BLOCKED, 100_000.0, later_p99_us=250.0)
+    checked = {t.text: (text, v) for t, _, text, v in bench_report.check_targets(results)}
+    assert checked[BLOCKED_TARGET] == ("500.00x", "missed")
+    assert "| 500.00x | 100,000.0 | 0.0% | 250.0 | - | - |" in bench_report.render_blocked(results)
