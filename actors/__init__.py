@@ -46,6 +46,7 @@ from ._events import EventBus, Subscription
 from ._mailbox import MailboxStatistics
 from ._message import Request
 from ._metrics import ActorMetrics, LoopMetrics, SystemMetrics
+from ._placement import PlacementStatistics
 from ._pool import Pool, Routing
 from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
 from ._run import run
@@ -97,6 +98,7 @@ __all__ = (
     "NotSendableError",
     "OneForAll",
     "OneForOne",
+    "PlacementStatistics",
     "Pool",
     "RemoteError",
     "Request",
