@@ -505,7 +505,8 @@ class Cell(Latch):
         self.parked = None
         self.task = None
         moving = [timer for timer in self.timers or () if timer.leave()]
-        self.home = target
+        with self.mailbox.lock:  # as every write of `home` (see _placement.py)
+            self.home = target
         try:
             for timer in moving:
                 target.loop.call_soon_threadsafe(timer.arrive)

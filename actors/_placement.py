@@ -45,9 +45,13 @@ actor that talks to the loop it was stolen from is pulled back by the traffic ru
 such pull-back doubles the gap between steals (up to `STEAL_BACKOFF_MAX`), so stealing and
 co-location do not fight over conversing actors.
 
-Invariant: a cell's ``home`` is written only on its current home thread, while it holds its
-mailbox's consumer token and has no running task (see `Cell._finish_move`); producers read
-``home`` after taking the token, so the mailbox lock orders the two.
+Invariant: a cell's ``home`` is written by its current home thread, while that thread holds
+the mailbox's consumer token and no task of the actor runs (see `Cell._finish_move`), or,
+for an evacuation, by the sender holding the token while the old loop is stuck in another
+actor's handler; both write it under the mailbox's lock, and whatever the old loop might
+still do for the actor (its parking sweep, forwarded requests, a posted start, a timer)
+checks ownership under that lock first. Producers read ``home`` after taking the token, so
+the mailbox lock orders them after the move.
 """
 
 from __future__ import annotations
@@ -175,7 +179,8 @@ class Placer:
 
     Example:
         ```python
-        placer = Placer(workers)  # made by ActorSystem.start
+        placer = Placer(workers, cells)  # made by ActorSystem; cells() lists its actors
+        placer.started()                  # once the worker loops run
         ```
     """
 
