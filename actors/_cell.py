@@ -43,7 +43,7 @@ from ._message import Ask
 from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
 from ._parking import Parking
-from ._placement import CONTENDED, PINNED, Pinned, Traffic
+from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
 from ._ref import ActorRef
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
@@ -486,11 +486,9 @@ class Cell(Latch):
         Raises:
             ValueError: the actor is pinned (``spawn(placement=...)`` or host-placed).
         """
-        traffic = self.traffic
-        if isinstance(traffic, Pinned):
-            raise ValueError(f"actor {self.path} is pinned to loop {self.home.label}")
+        traffic = traffic_of(self)
         if traffic is None:
-            traffic = self.traffic = Traffic(time.monotonic())
+            raise ValueError(f"actor {self.path} is pinned to loop {self.home.label}")
         traffic.forced = target
 
     def _finish_move(self, target: Home) -> None:

@@ -80,6 +80,7 @@ __all__ = (
     "PlacementStatistics",
     "Placer",
     "Traffic",
+    "traffic_of",
 )
 
 WINDOW: Final = 0.05
@@ -147,6 +148,15 @@ class Traffic:
         self.candidate = None
         self.votes = self.wakes = self.bursts = 0
         self.since = now
+
+
+def traffic_of(cell: Cell) -> Traffic | None:
+    """``cell``'s traffic record, made on first use; None for a pinned actor. Any thread
+    (two racing first uses make two records, one of which is kept: a heuristic's loss)."""
+    traffic = cell.traffic
+    if traffic is None:
+        traffic = cell.traffic = Traffic(time.monotonic())
+    return traffic if isinstance(traffic, Traffic) else None
 
 
 class PlacementStatistics(msgspec.Struct, frozen=True):
@@ -229,10 +239,8 @@ class Placer:
         source = self._by_thread.get(threading.get_ident())
         if source is None:
             return  # the host or a plain thread: not a loop an actor could move to
-        traffic = cell.traffic
+        traffic = traffic_of(cell)
         if traffic is None:
-            traffic = cell.traffic = Traffic(time.monotonic())
-        elif traffic is PINNED or not isinstance(traffic, Traffic):
             return
         # Boyer-Moore majority vote: the loop that woke this actor most in the window.
         if traffic.candidate is source:
@@ -347,8 +355,6 @@ class Placer:
             return None
         with self._lock:
             self._evacuations += 1
-            population = self._population
-            population[id(target)] = population.get(id(target), 0) + 1
         return target
 
     def evacuate_blocked(self, blocked: WorkerHome) -> None:
@@ -393,11 +399,11 @@ class Placer:
         idle = self._idle_workers()
         home = cell.home
         target = next((worker for worker in idle if worker is not home), None)
-        if target is None or isinstance(cell.traffic, Pinned):
+        if target is None:
             return
-        traffic = cell.traffic
+        traffic = traffic_of(cell)
         if traffic is None:
-            traffic = cell.traffic = Traffic(time.monotonic())
+            return
         if traffic.forced is None:
             traffic.forced = target
             traffic.steal = True

@@ -135,14 +135,12 @@ class Timer:
     def leave(self) -> bool:
         """The actor is moving to another loop: drop the loop timer here (old home thread).
 
-        True when a tick was still to fall due: `arrive`, posted to the new loop, schedules
-        it there at the same due time.
+        As `strand`, and the loop timer is cancelled rather than left to fire as a no-op.
         """
-        scheduled, self._scheduled = self._scheduled, None
-        if scheduled is None:
-            return False
-        scheduled.cancel()
-        return True
+        scheduled = self._scheduled
+        if scheduled is not None:
+            scheduled.cancel()
+        return self.strand()
 
     def arrive(self) -> None:
         """On the new home thread after a move: schedule the pending tick on this loop."""

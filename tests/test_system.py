@@ -6,10 +6,11 @@ Catalogue IDs (RELIABILITY.md) appear in test names where a test implements one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -33,6 +34,9 @@ import actors
 import actors._runtime
 from actors import Actor, ActorRef, ActorSystem
 from actors._parking import PARK_IDLE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.anyio
 
@@ -513,29 +517,36 @@ async def test_an_idle_actor_parks_its_task_then_has_none() -> None:
             assert await ref.ask(Count()) == 100  # and a new one starts when needed
 
 
+@contextlib.contextmanager
+def posts_to(loop: asyncio.AbstractEventLoop) -> Iterator[list[object]]:
+    """Record every callback posted to ``loop`` from other threads while the block runs."""
+    real = loop.call_soon_threadsafe
+    calls: list[object] = []
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(callback)
+        return real(callback, *args, **kwargs)
+
+    setattr(loop, "call_soon_threadsafe", counting)  # noqa: B010
+    try:
+        yield calls
+    finally:
+        delattr(loop, "call_soon_threadsafe")
+
+
 async def test_a_burst_of_cross_loop_sends_to_an_idle_actor_wakes_it_once() -> None:
     gate = ThreadGate()
     async with ActorSystem(workers=1, use_uvloop=False) as system:
         sink = await system.spawn(Recorder, capacity=100)
         blocker = await system.spawn(lambda: Blocker(gate))
         loop = sink._cell.home.loop  # pyright: ignore[reportPrivateUsage]
-        real = loop.call_soon_threadsafe
-        calls: list[object] = []
-
-        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(callback)
-            return real(callback, *args, **kwargs)
-
         try:
             with anyio.fail_after(WAIT):
                 await blocker.send(Block())
                 await gate.entered.wait()  # the loop is stuck: sink stays idle, untouched
-                setattr(loop, "call_soon_threadsafe", counting)  # noqa: B010
-                try:
+                with posts_to(loop) as calls:
                     for n in range(100):
                         sink.try_send(Tick(n))
-                finally:
-                    delattr(loop, "call_soon_threadsafe")
         finally:
             gate.open()
         assert len(calls) == 1
@@ -904,25 +915,15 @@ async def test_host_spawns_hand_over_to_their_loop_in_batches() -> None:
     async with ActorSystem(workers=1, use_uvloop=False, blocked_threshold=None) as system:
         blocker = await system.spawn(lambda: Blocker(gate))
         loop = blocker._cell.home.loop  # pyright: ignore[reportPrivateUsage]
-        real = loop.call_soon_threadsafe
-        calls: list[object] = []
-
-        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(callback)
-            return real(callback, *args, **kwargs)
-
         try:
             with anyio.fail_after(WAIT):
                 await blocker.send(Block())
                 await gate.entered.wait()
-                setattr(loop, "call_soon_threadsafe", counting)  # noqa: B010
-                try:
+                with posts_to(loop) as calls:
                     idle = [await system.spawn(Recorder) for _ in range(200)]
                     assert calls == []  # nothing to run: handed over without a call
                     busy = [await system.spawn(InitSends) for _ in range(200)]
                     assert len(calls) == 1  # one batch for the 200 that had a message
-                finally:
-                    delattr(loop, "call_soon_threadsafe")
         finally:
             gate.open()
         with anyio.fail_after(WAIT):
