@@ -17,6 +17,7 @@ Home thread only: parking, waking and sweeping all run on the actor's own loop.
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -24,10 +25,24 @@ if TYPE_CHECKING:
 
     from ._cell import Cell
 
-__all__ = ("PARK_IDLE", "Parking")
+__all__ = ("PARK_IDLE", "Parking", "Resumed")
 
 PARK_IDLE: Final = 0.1
 """Seconds between sweeps: a parked actor is retired after one to two of them."""
+
+
+class Resumed(enum.Enum):
+    """Why a parked run task resumes: the result of its `Parking.park` future."""
+
+    WOKEN = "woken"
+    """By a producer on its own loop: it holds the consumer token now."""
+    POSTED = "posted"
+    """By a wake-up posted from another thread: it holds the token unless the actor was
+    evacuated before the task got to run (it checks under the mailbox lock: `Cell.stay`)."""
+    RETIRED = "retired"
+    """Parked through a whole sweep: the task ends (the next message starts a new one)."""
+    EVACUATED = "evacuated"
+    """The actor was moved to another loop meanwhile: the task must touch nothing more."""
 
 
 class Parking:
@@ -43,12 +58,9 @@ class Parking:
         self._parked: dict[Cell, None] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    def park(self, cell: Cell) -> asyncio.Future[bool | None]:
-        """Park ``cell``'s run task: True (woken with the token), False (retired) or None.
-
-        None: the actor was evacuated to another loop meanwhile (`Cell.evacuate_to`).
-        """
-        waiter: asyncio.Future[bool | None] = self._loop.create_future()
+    def park(self, cell: Cell) -> asyncio.Future[Resumed]:
+        """Park ``cell``'s run task until a producer, the sweep or an evacuation resumes it."""
+        waiter: asyncio.Future[Resumed] = self._loop.create_future()
         cell.parked = waiter
         if cell.park_gen < 0:
             self._parked[cell] = None
@@ -86,7 +98,7 @@ class Parking:
                 else:
                     keep[cell] = None
             if retire is not None and not retire.done():
-                retire.set_result(False)
+                retire.set_result(Resumed.RETIRED)
         self._parked = keep
         if keep:
             self._timer = self._loop.call_later(PARK_IDLE, self._sweep)

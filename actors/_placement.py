@@ -344,13 +344,13 @@ class Placer:
         """A sender holding ``cell``'s token found its loop blocked: move it now, or None.
 
         The new loop is the sender's own when it is a worker (the pair then shares a loop),
-        else the first worker loop not blocked. Only an idle actor moves (see
-        `Cell.evacuate_to`); one in the middle of a burst waits for its loop.
+        else a refuge (`_refuge`). Only an idle actor moves (see `Cell.evacuate_to`); one in
+        the middle of a burst waits for its loop.
         """
         sender = self._by_thread.get(threading.get_ident())
         target = sender if sender is not None and not sender.blocked else None
         if target is None:
-            target = next((home for home in self._homes if not home.blocked), None)
+            target = self._refuge()
         if target is None or target is cell.home or not cell.evacuate_to(target):
             return None
         with self._lock:
@@ -363,7 +363,7 @@ class Placer:
 
         Actors woken later are moved by their senders (`evacuate`); idle ones stay.
         """
-        target = next((home for home in self._homes if not home.blocked), None)
+        target = self._refuge()
         if target is None:
             return
         moved = 0
@@ -377,6 +377,18 @@ class Placer:
         if moved:
             with self._lock:
                 self._evacuations += moved
+
+    def _refuge(self) -> WorkerHome | None:
+        """Where evacuees go: an idle worker loop if there is one, else the one with the
+        fewest actors (as last counted), never a blocked one; None if all are."""
+        free = [home for home in self._homes if not home.blocked]
+        if not free:
+            return None
+        idle = [home for home in self._idle_workers() if not home.blocked]
+        if idle:
+            return idle[0]
+        population = self._population
+        return min(free, key=lambda home: population.get(id(home), 0))
 
     # -- work stealing ------------------------------------------------------------------------
 

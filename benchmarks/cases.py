@@ -665,6 +665,7 @@ async def _blocked_once(driver: Driver, n: int) -> Rep:
         "p50_us": percentile(ordered, 0.50) / 1000,
         "p90_us": percentile(ordered, 0.90) / 1000,
         "p99_us": percentile(ordered, 0.99) / 1000,
+        "p999_us": percentile(ordered, 0.999) / 1000,
         "max_us": ordered[-1] / 1000,
         "late_share": sum(ns > LATE * 1e9 for ns in ordered) / n,
         "blocked_s": seen.blocked,

@@ -16,15 +16,16 @@ asks the hog for blocks of `BLOCK_FOR` seconds (`block_starts`: the first at `FI
 then about every `BLOCK_EVERY`, those that end within the asks' schedule); the unblocked
 variant sends the same asks with ``Block(0.0)``. The responders are stopped afterwards.
 
-What the blocked variant measures: the watchdog marks a loop blocked once one handler has
-held it for ``blocked_threshold`` (0.1 s by default, kept here), which it sees within one
-more half-threshold. Until then nothing moves: asks sent in that window wait for it, up to
-0.15 s. Then the watchdog moves the responders whose wake-up waits behind the hog to a free
-loop, and senders move idle ones there when they wake them; they stay there. So even when
-evacuation works, the p99 of a repetition counts how many of its asks landed in the first
-detection window: with one ask per ms, 100-150 of them, against 1 % of n. The p99 of the
-asks sent from the second block on (``later``) leaves that window out: there, responders
-that were evacuated in the first block no longer share the hog's loop.
+What the blocked variant measures: the watchdog marks a loop blocked once one step has held
+it for ``EVACUATE_AFTER`` (10 ms; the warning waits for ``blocked_threshold``, 0.1 s), which
+it sees within one more half of that. Until then nothing moves: asks sent in that window
+wait for it, 10-15 ms. Then the watchdog moves the responders whose run waits behind the
+hog to a free loop, and senders move idle ones there when they wake them; they stay there.
+So even when evacuation works, the p99 of a repetition counts how many of its asks landed
+in the first detection window: with one ask per ms, 10-15 of them, against 1 % of n (the
+p99.9 and the maximum show them). The p99 of the asks sent from the second block on
+(``later``) leaves that window out: there, responders that were evacuated in the first
+block no longer share the hog's loop.
 """
 
 from __future__ import annotations

@@ -332,7 +332,14 @@ def test_blocked_neighbour_runs_unblocked_blocked_and_pinned() -> None:
 def beside(impl: str, p99: float, **metrics: float) -> CaseResult:
     """A finished blocked-neighbour case with one repetition."""
     found = next(i for i in IMPLEMENTATIONS if i.name == impl)
-    values = {"p50_us": 50.0, "p99_us": p99, "max_us": p99, "late_share": 0.0, **metrics}
+    values = {
+        "p50_us": 50.0,
+        "p99_us": p99,
+        "p999_us": p99,
+        "max_us": p99,
+        "late_share": 0.0,
+        **metrics,
+    }
     return CaseResult(BLOCKED_NEIGHBOUR, found, n=1, reps=[Rep(1, 1.0, values)])
 
 
@@ -344,9 +351,10 @@ def test_the_blocked_target_divides_the_blocked_p99_by_the_unblocked_p99() -> No
     checked = {t.text: (text, v) for t, _, text, v in bench_report.check_targets(results)}
     assert checked[BLOCKED_TARGET] == ("1.50x", "met")
     table = bench_report.render_blocked(results)
-    assert "| unblocked | 50.0 | 200.0 | 1.00x | 200.0 | 0.0% | - | 0 | 0 |" in table
-    assert "| blocked | 50.0 | 300.0 | 1.50x | 300.0 | 5.0% | - | 4 | 4 |" in table
+    assert "| unblocked | 50.0 | 200.0 | 1.00x | 200.0 | 200.0 | 0.0% | - | 0 | 0 |" in table
+    assert "| blocked | 50.0 | 300.0 | 1.50x | 300.0 | 300.0 | 5.0% | - | 4 | 4 |" in table
     results[1] = beside(cases.BLOCKED, 100_000.0, later_p99_us=250.0)
     checked = {t.text: (text, v) for t, _, text, v in bench_report.check_targets(results)}
     assert checked[BLOCKED_TARGET] == ("500.00x", "missed")
-    assert "| 500.00x | 100,000.0 | 0.0% | 250.0 | - | - |" in bench_report.render_blocked(results)
+    table = bench_report.render_blocked(results)
+    assert "| 500.00x | 100,000.0 | 100,000.0 | 0.0% | 250.0 | - | - |" in table

@@ -4,12 +4,14 @@ actors stay, and a move is invisible (order, exactly-once, asks, timers, restart
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import threading
 import time
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 import pytest
@@ -257,7 +259,10 @@ def test_random_moves_lose_duplicate_and_reorder_nothing(
     """Producers on worker loops, the host and plain threads send numbered items to three
     targets while the targets and the producers are moved between loops at random, asks are
     in flight and some targets crash and are restarted: every target gets every item of
-    every sender exactly once and in order, every ask is answered, timers keep ticking."""
+    every sender exactly once and in order, every ask is answered, timers keep ticking.
+
+    Meanwhile a plain thread plays a watchdog that is always wrong: it evacuates whatever it
+    may (`evacuate_to(stuck_only=True)`) at random moments, while the loops run on."""
     per_sender = 2_000
     actor_senders, thread_senders = 3, 2
     host_sender = actor_senders + thread_senders
@@ -265,6 +270,7 @@ def test_random_moves_lose_duplicate_and_reorder_nothing(
     ticks = [0, 0, 0]
     rng = random.Random(seed)
     forced: list[int] = []
+    evacuated = [0]
 
     async def main() -> None:
         async with ActorSystem(workers=3) as system:
@@ -283,6 +289,16 @@ def test_random_moves_lose_duplicate_and_reorder_nothing(
                     victim = rng.choice(movable)
                     victim._cell.request_move(system.placer.worker(rng.randrange(3)))  # pyright: ignore[reportPrivateUsage]
                     await anyio.sleep(0.0002)
+
+            def evacuator() -> None:
+                chooser = random.Random(seed)
+                while not stop_moving.is_set():
+                    cell = chooser.choice(movable)._cell  # pyright: ignore[reportPrivateUsage]
+                    target = system.placer.worker(chooser.randrange(3))
+                    if cell.evacuate_to(target, stuck_only=True):
+                        target.loop.call_soon_threadsafe(cell.posted_start)
+                        evacuated[0] += 1
+                    time.sleep(0.0001)
 
             def thread_send(sender: int) -> None:
                 for seq in range(per_sender):
@@ -304,6 +320,7 @@ def test_random_moves_lose_duplicate_and_reorder_nothing(
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(mover)
+                    tg.start_soon(anyio.to_thread.run_sync, evacuator)
                     async with anyio.create_task_group() as senders:
                         for i, producer in enumerate(producers):
                             burst = Burst(tuple(targets), i, per_sender, seed + i)
@@ -327,6 +344,7 @@ def test_random_moves_lose_duplicate_and_reorder_nothing(
                 f"{len(set(got))} distinct, in order: {got == sorted(got)}"
             )
     assert forced[0] >= 10, f"only {forced[0]} moves happened: the test tested too little"
+    assert evacuated[0] >= 1, "the wrong watchdog never evacuated: the test tested too little"
     assert all(count > 0 for count in ticks), "a timer stopped ticking after a move"
 
 
@@ -457,6 +475,138 @@ async def test_an_idle_actor_beside_a_blocked_loop_is_answered_from_another_loop
             assert system.metrics().placement.evacuations >= 1
             await testing.settle(system)
             assert await responder.ask(Ping()) == "1"  # it lives there now
+
+
+class Note(msgspec.Struct, frozen=True):
+    """A tell that the responder counts."""
+
+
+class Counted(Actor[Ping | Note]):
+    """Answers a `Ping` with its loop; counts every message it handles."""
+
+    def __init__(self, handled: list[str]) -> None:
+        self.handled = handled
+
+    async def receive(self, message: Ping | Note) -> str:
+        self.handled.append(type(message).__name__)
+        return loop_of(self.ref)
+
+
+class Stall(msgspec.Struct, frozen=True):
+    """Hold the loop for ``ms`` ms; first, if ``wake`` is given, have a plain thread send it
+    a `Note` and let the loop turn once, so that its run is started from another thread
+    and its next step waits behind this one."""
+
+    ms: float
+    entered: Flag
+    wake: ActorRef[Note] | None = None
+
+
+class Kick(msgspec.Struct, frozen=True):
+    """Make ``hog`` stall its loop right after this message (see `Kicker`)."""
+
+    hog: ActorRef[Stall]
+    entered: Flag
+
+
+class Staller(Actor[Stall]):
+    async def receive(self, message: Stall) -> None:
+        if message.wake is not None:
+            wake = message.wake
+            sender = threading.Thread(target=lambda: wake.blocking_send(Note()))
+            sender.start()
+            sender.join()  # the wake-up is posted to this loop, behind this step
+            await anyio.lowlevel.checkpoint()  # it runs; the woken actor's step is queued
+        message.entered.set()
+        time.sleep(message.ms / 1000)  # noqa: ASYNC251  # on purpose: the loop is held
+
+
+class Kicker(Actor[Ping | Note | Kick]):
+    """With throughput=1: after a `Kick` it yields for fairness, behind the hog's step."""
+
+    async def receive(self, message: Ping | Note | Kick) -> str:
+        if isinstance(message, Kick):
+            message.hog.try_send(Stall(300, message.entered))
+        return loop_of(self.ref)
+
+
+@pytest.mark.parametrize("state", ["parked", "first-run", "fairness-turn"])
+async def test_an_actor_whose_next_step_waits_behind_a_blocked_loop_is_evacuated(
+    state: str,
+) -> None:
+    """The run of the actor is under way when the loop blocks (a parked task woken from
+    another thread, a first run started from another thread, a fairness turn): its next step
+    is queued behind the handler. It moves anyway, answers from another loop while the
+    handler still blocks, and its stale step ends without handling anything twice."""
+    handled: list[str] = []
+    throughput = 1 if state == "fairness-turn" else actors.DEFAULT_THROUGHPUT
+    async with ActorSystem(workers=2, blocked_threshold=None, throughput=throughput) as system:
+        with anyio.fail_after(WAIT):
+            hog = await system.spawn(Staller, placement=0)
+            marker = await system.spawn(Responder, placement=0)
+            entered = Flag()
+            if state == "fairness-turn":
+                kicker = await system.spawn(Kicker, placement=None)
+                target: ActorRef[Any] = kicker
+                await _put_on_loop_0(system, kicker)
+                await kicker.send(Kick(hog, entered))
+            else:
+                counted = await system.spawn(functools.partial(Counted, handled))
+                target = counted
+                await _put_on_loop_0(system, counted)
+                cell = counted._cell  # pyright: ignore[reportPrivateUsage]
+                if state == "parked":
+                    assert await counted.ask(Ping()) == "0"  # handled once, now parked
+                else:
+                    await wait_until(lambda: cell.task is None)  # its parked task retired
+                await hog.send(Stall(300, entered, wake=counted))
+            await entered.wait()
+            cell = target._cell  # pyright: ignore[reportPrivateUsage]
+            assert cell.resting, "the actor's run is not waiting where the test expects"
+            loop0 = system.placer.worker(0)
+            loop0.blocked = True  # the watchdog's part, played at a known moment
+            system.placer.evacuate_blocked(loop0)
+            # The hog holds loop 0 for 300 ms more: an answer in time comes from loop 1.
+            assert await target.ask(Ping(), timeout=0.2) == "1"
+            assert system.metrics().placement.evacuations == 1
+            assert await marker.ask(Ping()) == "0"  # loop 0 has turned: the stale step ran
+            loop0.blocked = False
+            assert await target.ask(Ping()) == "1"
+    if state != "fairness-turn":
+        # The Ping that put it on loop 0, then the one asked while parked.
+        first = ["Ping", "Ping"] if state == "parked" else ["Ping"]
+        assert handled == [*first, "Note", "Ping", "Ping"]
+
+
+async def _put_on_loop_0(system: ActorSystem, ref: ActorRef[Any]) -> None:
+    ref._cell.request_move(system.placer.worker(0))  # pyright: ignore[reportPrivateUsage]
+    ref.try_send(Ping())  # the move happens at a message boundary
+    await wait_until(lambda: loop_of(ref) == "0")
+    await testing.settle(system)
+
+
+async def test_the_watchdog_moves_waiting_actors_long_before_it_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 0.3 s block, under a warning threshold of 1 s: the actors waiting behind it are moved
+    after `EVACUATE_AFTER` (10 ms), and no warning is logged."""
+    caplog.set_level(logging.WARNING, logger="actors")
+    handled: list[str] = []
+    async with ActorSystem(workers=2, blocked_threshold=1.0) as system:
+        with anyio.fail_after(WAIT):
+            hog = await system.spawn(Staller, placement=0)
+            counted = await system.spawn(functools.partial(Counted, handled))
+            await _put_on_loop_0(system, counted)
+            assert await counted.ask(Ping()) == "0"
+            entered = Flag()
+            await hog.send(Stall(300, entered))
+            await entered.wait()
+            began = time.monotonic()
+            assert await counted.ask(Ping(), timeout=0.25) == "1"
+            waited = time.monotonic() - began
+            assert system.metrics().placement.evacuations >= 1
+    assert "blocked" not in caplog.text
+    assert waited < 0.25
 
 
 @pytest.mark.parametrize(("backend", "options"), BACKENDS)
