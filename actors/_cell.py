@@ -504,7 +504,7 @@ class Cell(Latch):
         its future resolves to `Resumed.EVACUATED`; a resting one fails `stay` and ends).
         That holds even when the old loop turns again meanwhile, which the watchdog cannot
         rule out. A lingering run task (one loop iteration after running dry) is not resting
-        (a lock there would cost a request/reply exchange on one loop about 15 %): it waits.
+        (a lock there would cost a request/reply exchange on one loop about 19 %): it waits.
         The fields change under the mailbox's lock, which the old loop's parking sweep,
         request forwarding (`_follow`) and `posted_start` also take before touching them.
         """
@@ -1029,7 +1029,7 @@ class Cell(Latch):
                         lingered = True
                         self.handler_seconds += clock() - started  # waiting is not handling
                         # Not resting: a lock here would cost a request/reply exchange on
-                        # one loop ~15 %. A lingering actor waits out a block (one loop
+                        # one loop ~19 %. A lingering actor waits out a block (one loop
                         # iteration's bad luck).
                         await yield_now()
                         started = clock()
