@@ -77,7 +77,7 @@ def test_snippets_exist_and_are_examples() -> None:
 
 
 def test_every_included_example_is_run_by_a_test() -> None:
-    tests = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
+    tests = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("test_*.py"))
     for page, path, _ in included_snippets():
         relative = path.relative_to(EXAMPLES).as_posix()
         stem = path.stem

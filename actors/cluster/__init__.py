@@ -38,6 +38,7 @@ from ._nats import (
     ClusterStatistics,
     Nats,
 )
+from ._options import Credentials, DurableOptions, Heartbeats, Limits, Reconnect, Timeouts
 from ._remote import DurableRef, GroupRef, RemoteRef
 from ._wire import WIRE_VERSION, MessageTooLarge, NodeDown, WireError, register_message
 
@@ -55,12 +56,18 @@ __all__ = (
     "WIRE_VERSION",
     "ClusterError",
     "ClusterStatistics",
+    "Credentials",
+    "DurableOptions",
     "DurableRef",
     "GroupRef",
+    "Heartbeats",
+    "Limits",
     "MessageTooLarge",
     "Nats",
     "NodeDown",
+    "Reconnect",
     "RemoteRef",
+    "Timeouts",
     "WireError",
     "lookup_group",
     "register_message",

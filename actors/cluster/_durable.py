@@ -29,7 +29,11 @@ Core NATS is at most once. A durable actor's tells go through JetStream instead:
   so a redelivery whose only fault was a lost ack (a broker restart between the handler and
   the ack) is acknowledged without running the handler twice.
 
-Loop only, except the message-id counter (guarded by ``_lock``).
+`DurableMailboxes` is the `DurableCourier` of every `DurableRef` (which carries it). It is
+handed the transport, the registry (the exports; the system, for dead letters), inbound
+(opening and decoding fetched frames; the name subscription of the owner) and the outbox
+(checking and encoding a message as for any remote tell). Loop only, except the
+message-id counter (guarded by `Identity.lock`).
 """
 
 from __future__ import annotations
@@ -37,26 +41,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from .._errors import ActorStopped, MessageTypeError, NotSendableError, SendTimeout
+from .._errors import ActorStopped, MailboxFull, MessageTypeError, NotSendableError, SendTimeout
 from .._mailbox import FULL
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
-from .._oneshot import oneshot
-from ._outbound import Outbox
+from .._oneshot import ensure_plain_thread, oneshot
 from ._transport import ClusterError, logger
 from ._wire import MALFORMED, TELL, WireError
 
 if TYPE_CHECKING:
-    import itertools
-
     from nats.aio.msg import Msg
 
-    from ._outbound import Outbound
-    from ._registry import Export
+    from ._inbound import Inbound
+    from ._options import DurableOptions, Limits
+    from ._outbound import Outbound, Outbox
+    from ._registry import Export, Registry
     from ._remote import DurableRef
+    from ._transport import Transport
 
 _PUBLISH_TRY: Final = 2.0  # seconds one publish attempt waits for its PubAck
 _FETCH_WAIT: Final = 1.0  # seconds one pull request lingers on the server
@@ -91,53 +96,104 @@ class _Consumer:
             self.handled.discard(self.order.popleft())
 
 
-class Durable(Outbox):
-    """Durable mailboxes: publishing into the stream, and a consumer per durable actor."""
+class DurableMailboxes:
+    """Durable mailboxes: publishing into the stream, and a consumer per durable actor.
 
-    durable_ack_wait: float
-    durable_max_deliver: int
-    durable_window: int
-    durable_retry_delay: float
-    durable_dedup_window: float
-    _durable_ids: itertools.count[int]  # guarded by _lock
-    # Loop only.
-    _js: Any  # the nats-py JetStreamContext, made on first use
-    _stream_ready: bool
-    _stream_lock: asyncio.Lock | None
-    _consumers: set[_Consumer]
-    _durable_published: int
-    _durable_retried: int
-    _durable_deduplicated: int
-    _durable_handled: int
-    _durable_redelivered: int
-    _durable_terminated: int
+    Example:
+        ```python
+        durable = DurableMailboxes(transport, registry, inbound, outbox, options, limits, 30.0)
+        await durable.send(ref, Deposit(5), None)  # a DurableRef's send, from any loop
+        ```
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        registry: Registry,
+        inbound: Inbound,
+        outbox: Outbox,
+        options: DurableOptions,
+        limits: Limits,
+        ack_timeout: float,
+    ) -> None:
+        self._transport = transport
+        self._me = transport.me
+        self._registry = registry
+        self._inbound = inbound
+        self._outbox = outbox
+        self.options = options
+        self._limits = limits
+        self.ack_timeout = ack_timeout
+        self._durable_ids = itertools.count(1)  # guarded by me.lock
+        # Loop only.
+        self._js: Any = None  # the nats-py JetStreamContext, made on first use
+        self._stream_ready = False
+        self._stream_lock: asyncio.Lock | None = None
+        self._consumers: set[_Consumer] = set()
+        self.published = 0
+        self.retried = 0
+        self.deduplicated = 0
+        self.handled = 0
+        self.redelivered = 0
+        self.terminated = 0
+
+    # -- the courier of durable refs (any thread) ---------------------------------------------
+
+    async def send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
+        """`DurableRef.send` (see there): publish, waiting for the PubAck.
+
+        Cancellation: the message may already be stored.
+        """
+        out, msg_id, limit = self._durable_parts(ref, message, timeout)
+        await self._transport.call(self._durable_publish(ref, out, msg_id, limit))
+
+    def blocking_send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
+        """`DurableRef.blocking_send`, from a plain thread."""
+        ensure_plain_thread()
+        out, msg_id, limit = self._durable_parts(ref, message, timeout)
+        self._transport.blocking(self._durable_publish(ref, out, msg_id, limit))
+
+    def try_send(self, ref: DurableRef[Any], message: object) -> None:
+        """`DurableRef.try_send`: publish in the background, never waiting for the PubAck."""
+        # The ref's credit bounds the try_sends still waiting for theirs.
+        out, msg_id, _ = self._durable_parts(ref, message, None)
+        if not self._transport.connected:
+            raise MailboxFull(
+                f"node {self._me.node} is not connected to NATS right now; message to durable "
+                f"actor {ref.name!r} not sent",
+                message,
+            )
+        if not ref.take_credit():
+            raise MailboxFull(
+                f"too many try_sends to durable actor {ref.name!r} are waiting for JetStream "
+                "to store them; message not sent",
+                message,
+            )
+        self._transport.post(self._durable_try_on_loop, ref, out, msg_id)
 
     # -- names ----------------------------------------------------------------------------
 
     @property
     def durable_stream(self) -> str:
         """The JetStream stream of this cluster prefix's durable mailboxes."""
-        return f"{self.prefix}_DURABLE"
-
-    def _durable_subject(self, name: str) -> str:
-        return f"{self.prefix}.durable.{name}"
+        return f"{self._me.prefix}_DURABLE"
 
     def _next_msg_id(self) -> str:
         # Node-wide, not per ref: a ref may be collected and made again, and its new counter
         # would reuse ids still inside the duplicate window (the stream would drop new
         # messages as copies). The incarnation keeps a restarted node's ids apart.
-        with self._lock:
+        with self._me.lock:
             number = next(self._durable_ids)
-        return f"{self.node}.{self.incarnation}.{number}"
+        return f"{self._me.node}.{self._me.incarnation}.{number}"
 
     def _jetstream(self) -> Any:
         if self._js is None:
-            client = self._nc
+            client = self._transport.client
             if client is None:
-                raise ActorStopped(f"node {self.node} is leaving the cluster")
+                raise ActorStopped(f"node {self._me.node} is leaving the cluster")
             # nats-py leaves jetstream()'s options untyped: call it through Any.
             jetstream: Any = client.jetstream  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-            self._js = jetstream(timeout=max(1.0, self.connect_timeout))
+            self._js = jetstream(timeout=max(1.0, self._transport.connect_timeout))
         return self._js
 
     async def _ensure_stream(self, *, update: bool) -> None:
@@ -155,12 +211,12 @@ class Durable(Outbox):
             js = self._jetstream()
             config = StreamConfig(
                 name=self.durable_stream,
-                subjects=[self._durable_subject("*")],
+                subjects=[self._me.durable_subject("*")],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
-                duplicate_window=self.durable_dedup_window,
+                duplicate_window=self.options.dedup_window,
                 # Room for the headers (the message id) on top of the largest frame.
-                max_msg_size=self.max_message_size + _HEADROOM,
+                max_msg_size=self._limits.max_message_size + _HEADROOM,
             )
             try:
                 await js.add_stream(config)
@@ -177,8 +233,8 @@ class Durable(Outbox):
         self, ref: DurableRef[Any], message: object, timeout: float | None
     ) -> tuple[Outbound, str, float]:
         """Check and encode in the caller's thread; the id is fixed here, for every retry."""
-        out = self._prepare(ref, TELL, message, None)
-        out.subject = self._durable_subject(ref.name)
+        out = self._outbox.prepare(ref, TELL, message, None)
+        out.subject = self._me.durable_subject(ref.name)
         wait = self.ack_timeout if timeout is None else timeout
         return out, self._next_msg_id(), wait
 
@@ -197,13 +253,13 @@ class Durable(Outbox):
 
         started = time.monotonic()
         # Never publish a copy once the first one could have left the duplicate window.
-        deadline = started + min(wait, self.durable_dedup_window)
+        deadline = started + min(wait, self.options.dedup_window)
         headers = {"Nats-Msg-Id": msg_id}
         delay = 0.05
         attempts = 0
         while True:
-            if self._closing:
-                raise ActorStopped(f"node {self.node} is leaving the cluster", out.message)
+            if self._transport.closing:
+                raise ActorStopped(f"node {self._me.node} is leaving the cluster", out.message)
             remaining = deadline - time.monotonic()
             if remaining <= 0 and attempts:
                 raise SendTimeout(
@@ -212,7 +268,7 @@ class Durable(Outbox):
                     out.message,
                 )
             if attempts:
-                self._durable_retried += 1
+                self.retried += 1
             attempts += 1
             try:
                 await self._ensure_stream(update=False)
@@ -227,7 +283,7 @@ class Durable(Outbox):
                 continue  # the PubAck may be what was lost: the same id again
             except ConnectionClosedError:
                 raise ActorStopped(
-                    f"node {self.node} left the cluster; message not sent", out.message
+                    f"node {self._me.node} left the cluster; message not sent", out.message
                 ) from None
             except Exception as error:
                 if isinstance(error, APIError) and error.code not in _UNAVAILABLE:
@@ -240,36 +296,36 @@ class Durable(Outbox):
                 # stream (a broker with fresh storage), or the connection in flux: make
                 # sure of the stream again, after a short pause.
                 self._stream_ready = False
-                self._throttle.warn(
+                self._transport.throttle.warn(
                     "durable-publish",
                     "node %s: durable publish to %r failed, retrying: %s",
-                    self.node,
+                    self._me.node,
                     ref.name,
                     _describe(error),
                 )
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.5)
                 continue
-            self._durable_published += 1
+            self.published += 1
             if getattr(ack, "duplicate", False):
-                self._durable_deduplicated += 1
+                self.deduplicated += 1
             return
 
     def _durable_try_on_loop(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
-        if self._closing:
+        if self._transport.closing:
             ref.settle_credit(-1, tried=True)
             return
-        self._own(self._durable_try(ref, out, msg_id))
+        self._transport.own(self._durable_try(ref, out, msg_id))
 
     async def _durable_try(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
         try:
             await self._durable_publish(ref, out, msg_id, self.ack_timeout)
         except Exception as error:
-            self._dropped += 1
-            self._throttle.warn(
+            self._transport.dropped += 1
+            self._transport.throttle.warn(
                 "durable-try",
                 "node %s: a try_send to durable actor %r was not stored: %s",
-                self.node,
+                self._me.node,
                 ref.name,
                 error,
             )
@@ -278,11 +334,10 @@ class Durable(Outbox):
 
     # -- receiving --------------------------------------------------------------------------
 
-    async def _register_durable(self, name: str, id: int) -> None:
+    async def register(self, name: str, id: int) -> None:
         """Make sure of the stream and the consumer, start fetching, then publish the name."""
-        with self._lock:
-            export = self._exports.get(id)
-        if export is None or self._nc is None:
+        export = self._registry.exported(id)
+        if export is None or self._transport.client is None:
             raise ActorStopped(f"actor {name} stopped before it could be made durable")
         consumer = _Consumer(name, export)
         try:
@@ -290,17 +345,17 @@ class Durable(Outbox):
             consumer.sub = await self._bind(name)
         except Exception as error:
             raise ClusterError(
-                f"node {self.node}: cannot set up the durable mailbox of {name!r} on "
+                f"node {self._me.node}: cannot set up the durable mailbox of {name!r} on "
                 f"JetStream (is JetStream enabled on the server, -js?): {_describe(error)}"
             ) from error
-        task = self._own(self._consume(consumer))
+        task = self._transport.own(self._consume(consumer))
         export.tasks.append(task)
         self._consumers.add(consumer)
         task.add_done_callback(lambda _: self._consumers.discard(consumer))
-        await self._register(name, id)
+        await self._inbound.register(name, id)
 
-    async def _leave(self) -> None:
-        """Stop fetching, let the handlers of fetched messages finish and ack, then leave.
+    async def leave(self) -> None:
+        """Stop fetching, and let the handlers of fetched messages finish and ack.
 
         The node leaves before its actors stop (`ActorSystem.shutdown`), so they are still
         handling; an ack that could no longer be sent would make the next owner handle the
@@ -312,9 +367,9 @@ class Durable(Outbox):
                 task.cancel()
             settling |= consumer.settling
         if settling:
-            wait = min(self.durable_ack_wait, _LEAVE_WAIT)
+            wait = min(self.options.ack_wait, _LEAVE_WAIT)
             await asyncio.wait(settling, timeout=wait)
-        await super()._leave()  # flushes the acks with the leave notice
+        # Membership's leave, right after, flushes the acks with the leave notice.
 
     async def _bind(self, name: str) -> Any:
         """Create (or update) the durable consumer of ``name`` and a pull subscription to it."""
@@ -326,10 +381,10 @@ class Durable(Outbox):
             durable_name=name,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.durable_ack_wait,
-            max_deliver=self.durable_max_deliver,
-            max_ack_pending=self.durable_window,
-            filter_subject=self._durable_subject(name),
+            ack_wait=self.options.ack_wait,
+            max_deliver=self.options.max_deliver,
+            max_ack_pending=self.options.window,
+            filter_subject=self._me.durable_subject(name),
         )
         await js.add_consumer(self.durable_stream, config)
         return await js.pull_subscribe_bind(durable=name, stream=self.durable_stream)
@@ -346,12 +401,12 @@ class Durable(Outbox):
                     if consumer.sub is None:
                         await self._ensure_stream(update=True)
                         consumer.sub = await self._bind(consumer.name)
-                    room = self.durable_window - len(consumer.pending)
+                    room = self.options.window - len(consumer.pending)
                     if room <= 0:
                         consumer.freed.clear()
                         await consumer.freed.wait()
                         continue
-                    if not self._connected:
+                    if not self._transport.connected:
                         # Pull requests made now would only pile up in the client's buffer.
                         await asyncio.sleep(0.05)
                         continue
@@ -366,10 +421,10 @@ class Durable(Outbox):
                         if old is not None:
                             with contextlib.suppress(Exception):
                                 await old.unsubscribe()
-                    self._throttle.warn(
+                    self._transport.throttle.warn(
                         "durable-fetch",
                         "node %s: fetching for durable actor %s failed, retrying: %s",
-                        self.node,
+                        self._me.node,
                         path,
                         _describe(error),
                     )
@@ -395,25 +450,25 @@ class Durable(Outbox):
             seq = metadata.sequence.stream
             attempt = metadata.num_delivered
         except Exception as error:  # not a JetStream delivery: nothing to ack
-            self._reject(f"durable actor {cell.path}", error)
+            self._transport.reject(f"durable actor {cell.path}", error)
             return True
         if attempt > 1:
-            self._durable_redelivered += 1
+            self.redelivered += 1
         if seq in consumer.handled or seq in consumer.pending:
             # Handled (or being handled) here already; only the ack was lost.
             if seq in consumer.handled:
                 await _settle(msg.ack())
             return True
         try:
-            envelope = self._open(msg.data)
+            envelope = self._inbound.open(msg.data)
             if envelope.kind != TELL:
                 raise WireError(f"a durable mailbox takes tells only, got kind {envelope.kind}")
-            message = self._decode_body(export, envelope)
+            message = self._inbound.decode_body(export, envelope)
             if type(message) not in cell.admitted:
                 cell.admit(message)
         except (*MALFORMED, MessageTypeError, NotSendableError) as error:
             # Malformed or not for this actor: no attempt can ever succeed.
-            self._reject(f"durable actor {cell.path}", error)
+            self._transport.reject(f"durable actor {cell.path}", error)
             await _settle(msg.term())
             return True
         reply = oneshot()
@@ -425,7 +480,9 @@ class Durable(Outbox):
         if code != ENQUEUED:
             return False
         consumer.pending.add(seq)
-        settle = self._own(self._settle_durable(consumer, msg, seq, attempt, message, reply))
+        settle = self._transport.own(
+            self._settle_durable(consumer, msg, seq, attempt, message, reply)
+        )
         consumer.settling.add(settle)
         settle.add_done_callback(consumer.settling.discard)
         return True
@@ -443,7 +500,7 @@ class Durable(Outbox):
         waiting: asyncio.Future[Any] = asyncio.ensure_future(reply.wait(None))
         # Tell the server the message is being worked on, well within each ack_wait, so a
         # long handler (or a long queue ahead of it) does not get it redelivered meanwhile.
-        beat = max(0.05, self.durable_ack_wait / 3)
+        beat = max(0.05, self.options.ack_wait / 3)
         try:
             while True:
                 done, _ = await asyncio.wait({waiting}, timeout=beat)
@@ -459,7 +516,7 @@ class Durable(Outbox):
                 return
             consumer.remember(seq)
             await _settle(msg.ack())
-            self._durable_handled += 1
+            self.handled += 1
         finally:
             if not waiting.done():
                 waiting.cancel()
@@ -470,23 +527,23 @@ class Durable(Outbox):
         self, consumer: _Consumer, msg: Msg, attempt: int, message: object, error: Exception
     ) -> None:
         path = consumer.export.cell.path
-        if attempt >= self.durable_max_deliver:
+        if attempt >= self.options.max_deliver:
             await _settle(msg.term())
-            self._durable_terminated += 1
+            self.terminated += 1
             logger.warning(
                 "node %s: durable actor %s failed on %s %d times (%s: %s); giving up on it",
-                self.node,
+                self._me.node,
                 path,
                 type(message).__qualname__,
                 attempt,
                 type(error).__name__,
                 error,
             )
-            system = self._system
+            system = self._registry.system
             if system is not None:
                 system.dead_letters.publish(path, [message], "failed")
             return
-        delay = min(self.durable_retry_delay * 2 ** (attempt - 1), _RETRY_CAP)
+        delay = min(self.options.retry_delay * 2 ** (attempt - 1), _RETRY_CAP)
         await _settle(msg.nak(delay=delay))
 
 

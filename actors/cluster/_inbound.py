@@ -8,7 +8,11 @@ public name (`serve_pool`) joins that name's queue group, and `_inbound_pool` ro
 frame the server hands it into the pool.
 
 Every refusal goes back to the sender as an error reply (the sender learns why); a
-malformed frame also counts as rejected. Loop only.
+malformed frame also counts as rejected. The node's own subject (id 0) answers whether one
+of its exports still exists (`Inbound.on_node_probe`, see ``_outbound`` for why).
+
+`Inbound` is handed the transport (the client; owning its answer tasks) and the registry
+(the exports, decoding message bodies, encoding replies). Loop only.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from .._mailbox import FULL
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import Expired, oneshot
-from ._registry import GROUP_ID, Export, Registry
-from ._transport import SUB_PENDING_MSGS, subscribe
+from ._registry import GROUP_ID, Export
+from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
 from ._wire import (
     ASK,
     DECODING,
@@ -43,16 +47,21 @@ from ._wire import (
     Reply,
     WireError,
     check_frame,
+    decoder_for,
     error_info,
     message_name,
     message_type,
 )
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
     from .._pool import Pool
+    from ._options import Limits
+    from ._registry import Registry
+    from ._transport import Transport
 
 _POOL_ASKS: Final = 1024  # asks a served pool answers at once, per node (then: push back)
 
@@ -89,15 +98,34 @@ class _Served:
         return free
 
 
-class Inbound(Registry):
-    """Subscriptions of exported actors and served pools, and the frames they receive."""
+class Inbound:
+    """Subscriptions of exported actors and served pools, and the frames they receive.
 
-    _envelopes: msgspec.msgpack.Decoder[Envelope]
+    Example:
+        ```python
+        inbound = Inbound(transport, registry, Limits(), connect_timeout=5.0)
+        await inbound.register("account-7", address.id)  # on the cluster loop
+        ```
+    """
 
-    async def _ensure_subscribed(self, id: int) -> None:
-        with self._lock:
-            export = self._exports.get(id)
-        client = self._nc
+    def __init__(
+        self, transport: Transport, registry: Registry, limits: Limits, connect_timeout: float
+    ) -> None:
+        self._transport = transport
+        self._me = transport.me
+        self._registry = registry
+        self._limits = limits
+        self._connect_timeout = connect_timeout
+        self._envelopes: msgspec.msgpack.Decoder[Envelope] = decoder_for(Envelope, None)
+
+    async def listen(self, client: NatsClient) -> None:
+        """Answer probes on this node's own subject (whether an export still exists)."""
+        me = self._me
+        await subscribe(client, me.node_subject(me.node, me.incarnation), cb=self.on_node_probe)
+
+    async def ensure_subscribed(self, id: int) -> None:
+        export = self._registry.exported(id)
+        client = self._transport.client
         if export is None or client is None:
             return
         if export.ready is not None:
@@ -105,10 +133,10 @@ class Inbound(Registry):
             return
         export.ready = asyncio.get_running_loop().create_future()
         try:
-            address = Address(self.node, self.incarnation, id, export.cell.path, None, 0)
+            address = Address(self._me.node, self._me.incarnation, id, export.cell.path, None, 0)
             sub = await subscribe(
                 client,
-                self._actor_subject(address),
+                self._me.actor_subject(address),
                 cb=functools.partial(self._inbound, export),
                 pending_msgs_limit=SUB_PENDING_MSGS,
             )
@@ -116,37 +144,36 @@ class Inbound(Registry):
         finally:
             export.ready.set_result(None)
 
-    async def _register(self, name: str, id: int) -> None:
-        client = self._nc
-        with self._lock:
-            export = self._exports.get(id)
+    async def register(self, name: str, id: int) -> None:
+        client = self._transport.client
+        export = self._registry.exported(id)
         if client is None or export is None:
             raise ActorStopped(f"actor {name} stopped before it could be made public")
-        await self._ensure_subscribed(id)
+        await self.ensure_subscribed(id)
         sub = await subscribe(
             client,
-            self._name_subject(name),
-            queue=self.prefix,
+            self._me.name_subject(name),
+            queue=self._me.prefix,
             cb=functools.partial(self._inbound, export),
             pending_msgs_limit=SUB_PENDING_MSGS,
         )
         export.subs.append(sub)
-        await client.flush(timeout=max(1, int(self.connect_timeout)))
+        await client.flush(timeout=max(1, int(self._connect_timeout)))
 
-    async def _serve_pool(self, name: str, pool: Pool[Any]) -> None:
-        client = self._nc
+    async def serve_pool(self, name: str, pool: Pool[Any]) -> None:
+        client = self._transport.client
         if client is None:
-            raise ActorStopped(f"node {self.node} is leaving the cluster")
+            raise ActorStopped(f"node {self._me.node} is leaving the cluster")
         served = _Served(pool, name)
         served.sub = await subscribe(
             client,
-            self._name_subject(name),
-            queue=self.prefix,
+            self._me.name_subject(name),
+            queue=self._me.prefix,
             cb=functools.partial(self._inbound_pool, served),
             pending_msgs_limit=SUB_PENDING_MSGS,
         )
-        self._own(self._unserve_when_stopped(served))
-        await client.flush(timeout=max(1, int(self.connect_timeout)))
+        self._transport.own(self._unserve_when_stopped(served))
+        await client.flush(timeout=max(1, int(self._connect_timeout)))
 
     async def _unserve_when_stopped(self, served: _Served) -> None:
         try:
@@ -159,14 +186,14 @@ class Inbound(Registry):
                 with contextlib.suppress(Exception):
                     await drain()
 
-    def _open(self, data: bytes) -> Envelope:
+    def open(self, data: bytes) -> Envelope:
         """A frame's envelope: size and depth checked before decoding, our wire version.
 
         Raises:
             WireError, msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError: refused
                 (`MALFORMED`).
         """
-        check_frame(data, self.max_message_size, self.max_depth)
+        check_frame(data, self._limits.max_message_size, self._limits.max_depth)
         envelope = self._envelopes.decode(data)
         if envelope.version != WIRE_VERSION:
             raise WireError(f"unsupported wire version {envelope.version}")
@@ -176,9 +203,9 @@ class Inbound(Registry):
         """A frame for a served pool: route it into the pool (one member of the group)."""
         reply_to = msg.reply
         try:
-            envelope = self._open(msg.data)
+            envelope = self.open(msg.data)
         except MALFORMED as error:
-            self._reject(served.path, error)
+            self._transport.reject(served.path, error)
             await self._answer_error(reply_to, served, as_wire_error(error))
             return
         pool = served.pool
@@ -189,32 +216,34 @@ class Inbound(Registry):
                 accepts = served.accepts
                 names = None if accepts is None else tuple(message_name(t) for t in accepts)
                 address = Address(
-                    self.node, self.incarnation, GROUP_ID, pool.path, names, served.free()
+                    self._me.node, self._me.incarnation, GROUP_ID, pool.path, names, served.free()
                 )
-                await self._respond(
+                await self.respond(
                     reply_to, Reply(WIRE_VERSION, OK, _raw(address), address.free), []
                 )
                 return
-            message = self._decode_body(served, envelope)
+            message = self.decode_body(served, envelope)
             if envelope.kind == TELL:
                 await pool.send(message, timeout=envelope.timeout)
-                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
+                await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
             elif envelope.kind == TRY:
                 try:
                     pool.try_send(message)
                 except MailboxFull:
-                    self._dropped += 1
+                    self._transport.dropped += 1
                     raise
-                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
+                await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
             elif envelope.kind == ASK:
                 # Answered in a task of its own, so this subscription goes on routing the
                 # next frames meanwhile; the semaphore bounds the asks in flight.
                 await served.asks.acquire()
-                self._own(self._answer_pool_ask(served, message, envelope.timeout, reply_to))
+                self._transport.own(
+                    self._answer_pool_ask(served, message, envelope.timeout, reply_to)
+                )
             else:
                 raise WireError(f"unknown envelope kind {envelope.kind}")
         except WireError as error:
-            self._reject(served.path, error)
+            self._transport.reject(served.path, error)
             await self._answer_error(reply_to, served, error)
         except Exception as error:  # refused by the pool: the sender learns why
             await self._answer_error(reply_to, served, error)
@@ -237,47 +266,47 @@ class Inbound(Registry):
     async def _inbound(self, export: Export, msg: Msg) -> None:
         reply_to = msg.reply
         try:
-            envelope = self._open(msg.data)
+            envelope = self.open(msg.data)
         except MALFORMED as error:
-            self._reject(export.cell.path, error)
+            self._transport.reject(export.cell.path, error)
             await self._answer_error(reply_to, export, as_wire_error(error))
             return
         try:
             if envelope.kind == PROBE:
-                address, _ = self._export(export.ref)
-                await self._respond(
+                address, _ = self._registry.export(export.ref)
+                await self.respond(
                     reply_to, Reply(WIRE_VERSION, OK, _raw(address), address.free), []
                 )
                 return
-            message = self._decode_body(export, envelope)
+            message = self.decode_body(export, envelope)
             ref = export.ref
             if envelope.kind == TELL:
                 await ref.send(message, timeout=envelope.timeout)
-                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
+                await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
             elif envelope.kind == TRY:
                 try:
                     ref.try_send(message)
                 except MailboxFull:
-                    self._dropped += 1
-                    self._throttle.warn(
+                    self._transport.dropped += 1
+                    self._transport.throttle.warn(
                         "try-full",
                         "node %s: a remote try_send found actor %s full; dropped",
-                        self.node,
+                        self._me.node,
                         export.cell.path,
                     )
                     raise
-                await self._respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
+                await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
             elif envelope.kind == ASK:
                 await self._enqueue_ask(export, message, envelope.timeout, reply_to)
             else:
                 raise WireError(f"unknown envelope kind {envelope.kind}")
         except WireError as error:
-            self._reject(export.cell.path, error)
+            self._transport.reject(export.cell.path, error)
             await self._answer_error(reply_to, export, error)
         except Exception as error:  # refused by the target: the sender learns why
             await self._answer_error(reply_to, export, error)
 
-    def _decode_body(self, export: Export | _Served, envelope: Envelope) -> object:
+    def decode_body(self, export: Export | _Served, envelope: Envelope) -> object:
         cls = message_type(envelope.type)
         if cls is None:
             raise WireError(f"unknown message type {envelope.type!r}; register it on this node")
@@ -288,7 +317,7 @@ class Inbound(Registry):
                 + " | ".join(message_name(t) for t in accepts)
             )
         try:
-            return self._decoder(cls).decode(envelope.body)
+            return self._registry.decoder(cls).decode(envelope.body)
         except DECODING as error:
             raise WireError(f"malformed {envelope.type!r}: {error}") from None
 
@@ -315,7 +344,7 @@ class Inbound(Registry):
         if code != ENQUEUED:
             raise cell.stopped_error(message)
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        self._own(self._answer_ask(export, message, reply, remaining, reply_to))
+        self._transport.own(self._answer_ask(export, message, reply, remaining, reply_to))
 
     async def _answer_ask(
         self,
@@ -342,29 +371,52 @@ class Inbound(Registry):
     async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:
         exports: list[int] = []
         try:
-            body = self._encode(value, exports)
+            body = self._registry.encode(value, exports)
         except WireError as error:
             await self._answer_error(reply_to, export, error)
             return
-        await self._respond(
+        await self.respond(
             reply_to, Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free()), exports
         )
 
-    async def _respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
-        client = self._nc
+    async def respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+        client = self._transport.client
         if not reply_to or client is None:
             return
         for id in exports:
-            await self._ensure_subscribed(id)
+            await self.ensure_subscribed(id)
         with contextlib.suppress(Exception):
             await client.publish(reply_to, msgspec.msgpack.encode(reply))
 
     async def _answer_error(
         self, reply_to: str, export: Export | _Served, error: BaseException
     ) -> None:
-        info = error_info(error, export.path, self.node)
+        info = error_info(error, export.path, self._me.node)
         free = export.free() if not isinstance(error, MailboxFull) else 0
-        await self._respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, free, info), [])
+        await self.respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, free, info), [])
+
+    async def on_node_probe(self, msg: Msg) -> None:
+        """Another node asks whether one of our exported actors still exists.
+
+        Answered from the export table (an export is retired, and its subscription removed,
+        once its actor has stopped): OK while it exists, an `ActorStopped` error once not.
+        """
+        reply_to = msg.reply
+        try:
+            envelope = self.open(msg.data)
+            if envelope.kind != PROBE:
+                raise WireError(f"unexpected frame (kind {envelope.kind}), not a probe")
+            id = msgspec.msgpack.decode(envelope.body, type=int)
+        except MALFORMED as error:
+            self._transport.reject(f"a probe of node {self._me.node}", error)
+            return
+        export = None if id == NODE_ID else self._registry.exported(id)
+        if export is not None and not export.cell.terminated.is_set:
+            reply = Reply(WIRE_VERSION, OK, NIL, export.free())
+        else:
+            gone = ActorStopped(f"exported actor #{id} of node {self._me.node} has stopped")
+            reply = Reply(WIRE_VERSION, ERROR, NIL, 0, error_info(gone, "", self._me.node))
+        await self.respond(reply_to, reply, [])
 
 
 def _raw(value: object) -> msgspec.Raw:

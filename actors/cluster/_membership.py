@@ -7,7 +7,11 @@ declared down stays down: a restarted node comes back as a new incarnation. Afte
 reconnect, everyone's clock starts afresh (we missed their beats, not they ours).
 ``p.down.<node>`` says one exported actor of that node stopped for good.
 
-Loop only, except ``_dead`` (read by callers' threads decoding refs, under ``_lock``).
+`Membership` is handed the transport (to publish and to own its task), the table of
+pending replies (to fail those waiting on a node that is gone) and the proxy table (to
+finish the proxies of a node that is gone); the registry asks it `is_dead` and tells it
+`learn`. Loop only, except the dead set (read by callers' threads decoding refs, under
+`Identity.lock`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from .._errors import ActorStopped
 from ._remote import finish_proxy
-from ._transport import Transport, logger
+from ._transport import logger, subscribe
 from ._wire import (
     MALFORMED,
     WIRE_VERSION,
@@ -29,43 +33,89 @@ from ._wire import (
     Heartbeat,
     NodeDown,
     check_frame,
+    decoder_for,
     error_from,
 )
 
 if TYPE_CHECKING:
-    import weakref
-
+    from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
 
-    from ._remote import RemoteRef
+    from ._options import Heartbeats, Limits
+    from ._remote import ProxyTable
+    from ._replies import Replies
+    from ._transport import Transport
 
 
-class Membership(Transport):
-    """Which other node incarnations are alive, and what happens when one is not."""
+class Membership:
+    """Which other node incarnations are alive, and what happens when one is not.
 
-    heartbeat_interval: float
-    max_message_size: int
-    max_depth: int
-    _dead: set[tuple[str, str]]  # node incarnations declared down; guarded by _lock
-    # Loop only.
-    _members: dict[tuple[str, str], float]  # (node, incarnation) -> last seen
-    _grace_until: float
-    _heartbeats: msgspec.msgpack.Decoder[Heartbeat]
-    _downs: msgspec.msgpack.Decoder[Down]
-    # The proxy table of `Registry` (guarded by _lock): a node that is down finishes its proxies.
-    _proxies: weakref.WeakValueDictionary[tuple[str, str, int], RemoteRef[Any]]
+    Example:
+        ```python
+        membership = Membership(transport, replies, proxies, Heartbeats(), Limits())
+        await membership.listen(client)  # on the cluster loop, once connected
+        ```
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        replies: Replies,
+        proxies: ProxyTable,
+        heartbeats: Heartbeats,
+        limits: Limits,
+    ) -> None:
+        self._transport = transport
+        self._me = transport.me
+        self._replies = replies
+        self._proxies = proxies  # guarded by me.lock: a node that is down finishes its proxies
+        self.heartbeat_interval = heartbeats.interval
+        self.heartbeat_timeout = heartbeats.timeout
+        self._limits = limits
+        self._dead: set[tuple[str, str]] = set()  # declared down; guarded by me.lock
+        # Loop only.
+        self._members: dict[tuple[str, str], float] = {}  # (node, incarnation) -> last seen
+        self._grace_until = 0.0
+        self._heartbeats: msgspec.msgpack.Decoder[Heartbeat] = decoder_for(Heartbeat, None)
+        self._downs: msgspec.msgpack.Decoder[Down] = decoder_for(Down, None)
+        transport.on_reconnected.append(self._reconnected)
+
+    def is_dead(self, key: tuple[str, str]) -> bool:
+        """Whether node incarnation ``key`` was declared down. Any thread, under me.lock."""
+        return key in self._dead
+
+    def learn(self, key: tuple[str, str]) -> None:
+        """A node incarnation learnt from an address counts as alive until its beats stop.
+
+        Loop only.
+        """
+        if key not in self._members:
+            self._members[key] = time.monotonic()
+
+    def members(self) -> tuple[str, ...]:
+        """The other nodes alive, by name (a snapshot; any thread)."""
+        return tuple(sorted({node for node, _ in list(self._members)}))
+
+    async def listen(self, client: NatsClient) -> None:
+        """Subscribe to heartbeats and down notices, start beating, send the first beat."""
+        prefix = self._me.prefix
+        self._grace_until = time.monotonic() + self.heartbeat_timeout
+        await subscribe(client, f"{prefix}.hb.*", cb=self._on_heartbeat)
+        await subscribe(client, f"{prefix}.down.*", cb=self._on_down)
+        self._transport.own(self._heartbeat())
+        await self._beat()
 
     async def _beat(self, *, leaving: bool = False) -> None:
-        client = self._nc
+        client = self._transport.client
         if client is None:
             return
-        beat = Heartbeat(WIRE_VERSION, self.node, self.incarnation, leaving)
-        await client.publish(f"{self.prefix}.hb.{self.node}", msgspec.msgpack.encode(beat))
+        beat = Heartbeat(WIRE_VERSION, self._me.node, self._me.incarnation, leaving)
+        await client.publish(f"{self._me.prefix}.hb.{self._me.node}", msgspec.msgpack.encode(beat))
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            if not self._connected:
+            if not self._transport.connected:
                 continue
             with contextlib.suppress(Exception):
                 await self._beat()
@@ -81,23 +131,22 @@ class Membership(Transport):
                             "and is declared down"
                         ),
                     )
-            for token, (waiter, _, expires) in list(self._replies.items()):
-                if not isinstance(waiter, asyncio.Future) and now > expires:
-                    del self._replies[token]
-                    waiter(None)
+            self._replies.expire(now)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         try:
             check_frame(msg.data, 4096, 4)
             beat = self._heartbeats.decode(msg.data)
         except MALFORMED as error:
-            self._reject("heartbeat", error)
+            self._transport.reject("heartbeat", error)
             return
         key = (beat.node, beat.incarnation)
-        if key == (self.node, self.incarnation):
+        if key == (self._me.node, self._me.incarnation):
             return
-        if beat.node == self.node:
-            self._throttle.warn("same-name", "another node also calls itself %s", self.node)
+        if beat.node == self._me.node:
+            self._transport.throttle.warn(
+                "same-name", "another node also calls itself %s", self._me.node
+            )
             return
         if beat.leaving:
             self._declare_down(key, None)
@@ -110,7 +159,7 @@ class Membership(Transport):
 
     def _declare_down(self, key: tuple[str, str], reason: BaseException | None) -> None:
         """A node incarnation is gone: fail what waits on it, finish its proxies. Loop only."""
-        with self._lock:
+        with self._me.lock:
             if key in self._dead:
                 return
             self._dead.add(key)
@@ -121,27 +170,26 @@ class Membership(Transport):
             logger.info("node %s left the cluster", node)
         else:
             logger.warning("node %s is down: %s", node, reason)
-        for token, (waiter, target, _) in list(self._replies.items()):
-            if target == key and isinstance(waiter, asyncio.Future):
-                del self._replies[token]
-                if not waiter.done():
-                    waiter.set_exception(
-                        NodeDown(f"node {node} is down")
-                        if reason is not None
-                        else ActorStopped(f"node {node} left the cluster")
-                    )
+        self._replies.fail_target(
+            key,
+            lambda: (
+                NodeDown(f"node {node} is down")
+                if reason is not None
+                else ActorStopped(f"node {node} left the cluster")
+            ),
+        )
         for ref in proxies:
             finish_proxy(ref._cell, reason)  # pyright: ignore[reportPrivateUsage]
 
     async def _on_down(self, msg: Msg) -> None:
         node = msg.subject.rsplit(".", 1)[-1]
         try:
-            check_frame(msg.data, self.max_message_size, self.max_depth)
+            check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
             down = self._downs.decode(msg.data)
         except MALFORMED as error:
-            self._reject("down notice", error)
+            self._transport.reject("down notice", error)
             return
-        with self._lock:
+        with self._me.lock:
             ref = self._proxies.get((node, down.incarnation, down.id))
         if ref is not None:
             reason = None if down.reason is None else error_from(down.reason)
@@ -154,8 +202,9 @@ class Membership(Transport):
         for key in self._members:
             self._members[key] = now
 
-    async def _leave(self) -> None:
-        client = self._nc
+    async def leave(self) -> None:
+        """Tell the others this node leaves, and flush what is still buffered."""
+        client = self._transport.client
         if client is None:
             return
         with contextlib.suppress(Exception):

@@ -1,9 +1,22 @@
 """`Nats`: the NATS transport behind ``ActorSystem(cluster=Nats(...))``.
 
 `Nats` is the façade: the public constructor, the seam the core calls (`attach`,
-`register`, `lookup`, `detach`), pools served under a name, statistics, and the internal
-entry points `RemoteRef` calls. Its behaviour comes from one layer per concept, each a
-private module that imports only the layers below it:
+`register`, `lookup`, `detach`), pools served under a name, and statistics. Its behaviour
+comes from one part per concept, each an object of a private module that is handed its
+collaborators when it is built (none inherits from another); `_Node` builds and joins
+them. The object graph, collaborators in brackets:
+
+* `Transport` [`Identity`]: the loop thread, the bridge, the NATS client.
+* `Membership` [transport, `Replies`, the proxy table].
+* `Registry` [transport, membership, the proxy table]; bound once attached to the system
+  and to the two couriers below (the refs it makes carry them).
+* `Inbound` [transport, registry].
+* `Outbox` [transport, registry, inbound, membership, replies]: the courier of
+  `RemoteRef` and `GroupRef`.
+* `DurableMailboxes` [transport, registry, inbound, outbox]: the courier of a
+  `DurableRef`'s tells.
+
+The modules:
 
 * ``_transport``: the cluster loop thread, the bridge from callers' threads (threads and
   single-writer rules are written there), the NATS connection, teardown.
@@ -17,13 +30,15 @@ private module that imports only the layers below it:
 * ``_durable``: durable mailboxes on JetStream (``spawn(durable=True)``): publishing into
   the stream, and one consumer per durable actor.
 
-All of a node's state is set up in `Nats.__init__`, with its threading rule next to it.
+Options come grouped (``_options``: `Timeouts`, `Limits`, `Heartbeats`, `Reconnect`,
+`Credentials`, `DurableOptions`); each part reads its own.
 
 Subjects (``p`` is the prefix, default ``actors``):
 
 * ``p.actor.<node>.<incarnation>.<id>``: one per exported actor (public, or a ref that
   travelled in a message); tells, tries, asks and probes. Id 0 is the node's own: whether
-  one of its exports still exists, asked after a "no responders" (``_outbound``).
+  one of its exports still exists, asked after a "no responders" (``_outbound``,
+  answered by ``_inbound``).
 * ``p.name.<name>``: one per public name, in queue group ``p``: lookups, and every
   request of a `GroupRef`; several nodes serving one name (public actors, or pools served
   with `serve_pool`, routed by `_inbound_pool`) form a queue group, and the server hands
@@ -42,38 +57,50 @@ from one sender to one actor are enqueued in the order sent.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import itertools
-import re
-import secrets
-import threading
-import time
 import weakref
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, Unpack
 
 import msgspec
 
-from .._errors import ActorStopped, MailboxFull
-from .._oneshot import Latch, ensure_plain_thread
-from ._durable import Durable
-from ._outbound import check_accepts
-from ._remote import DurableRef, GroupRef, RemoteRef
-from ._transport import ClusterError, ClusterHome, Throttle, subscribe
-from ._wire import TRY, Address, Down, Envelope, Heartbeat, Reply, decoder_for
+from .._errors import ActorStopped
+from ._durable import DurableMailboxes
+from ._inbound import Inbound
+from ._membership import Membership
+from ._options import (
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_DURABLE_ACK_WAIT,
+    DEFAULT_DURABLE_DEDUP_WINDOW,
+    DEFAULT_DURABLE_MAX_DELIVER,
+    DEFAULT_DURABLE_RETRY_DELAY,
+    DEFAULT_DURABLE_WINDOW,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    TOKEN,
+    Config,
+    Credentials,
+    DurableOptions,
+    Heartbeats,
+    Limits,
+    NatsKeywords,
+    Reconnect,
+    Timeouts,
+)
+from ._outbound import Outbox, check_accepts
+from ._registry import Registry
+from ._remote import RemoteRef
+from ._replies import Replies
+from ._transport import ClusterError, Identity, Transport
 
 if TYPE_CHECKING:
-    import ssl
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Sequence
 
-    from nats.aio.client import Client as NatsClient
-
-    from .._cell import Cell
     from .._pool import Pool
     from .._ref import ActorRef
     from .._system import ActorSystem
-    from ._outbound import Outbound
-    from ._registry import Export
+    from ._remote import GroupRef, ProxyTable
 
 __all__ = (
     "DEFAULT_ACK_TIMEOUT",
@@ -93,45 +120,7 @@ __all__ = (
 
 T = TypeVar("T")
 
-DEFAULT_HEARTBEAT_INTERVAL: Final = 1.0
-"""Seconds between two heartbeats of a node."""
-
-DEFAULT_HEARTBEAT_TIMEOUT: Final = 5.0
-"""Seconds without a heartbeat after which a node is declared down."""
-
-DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
-"""Largest frame sent or accepted, in bytes (NATS's own default ``max_payload``)."""
-
-DEFAULT_MAX_DEPTH: Final = 32
-"""Deepest nesting of arrays and maps accepted in a frame."""
-
-DEFAULT_ACK_TIMEOUT: Final = 30.0
-"""Seconds a ``send`` without a timeout waits for its acknowledgement before giving up."""
-
-DEFAULT_DURABLE_ACK_WAIT: Final = 30.0
-"""Seconds JetStream waits for a durable message's ack before redelivering it.
-
-While the handler runs the owning node keeps the message alive (in-progress acks), so this
-bounds how long after a node's death its unfinished message is redelivered.
-"""
-
-DEFAULT_DURABLE_MAX_DELIVER: Final = 5
-"""Attempts at a durable message (deliveries) before it is given up on as poison."""
-
-DEFAULT_DURABLE_WINDOW: Final = 1
-"""Durable messages in flight per durable actor (JetStream ``max_ack_pending``).
-
-1 keeps the stream's order exactly, redeliveries included; more overlaps the round trips
-to the server with handling, and then a redelivered message comes after later ones.
-"""
-
-DEFAULT_DURABLE_RETRY_DELAY: Final = 1.0
-"""Seconds before a message whose handler failed is redelivered (doubling each attempt)."""
-
-DEFAULT_DURABLE_DEDUP_WINDOW: Final = 120.0
-"""Seconds JetStream remembers a message id to drop re-published copies (its own default)."""
-
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+_JOIN_FLOOR: Final = 1.0  # seconds joining may always take, whatever connect_timeout
 
 
 class ClusterStatistics(msgspec.Struct, frozen=True):
@@ -177,8 +166,12 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     durable_terminated: int = 0
 
 
-class Nats(Durable):
+class Nats:
     """Join an `ActorSystem` to others over NATS: ``ActorSystem(cluster=Nats(...))``.
+
+    The options come grouped in option objects with documented defaults (`Timeouts`,
+    `Limits`, `Heartbeats`, `Reconnect`, `Credentials`, `DurableOptions`); the flat
+    keyword arguments below still work, each overriding one field of its group.
 
     Args:
         servers: one NATS URL or several (a NATS cluster), such as
@@ -186,6 +179,14 @@ class Nats(Durable):
         node: this node's name, unique in the cluster: letters, digits, ``-`` and ``_``.
         prefix: the first subject token of every subject this node uses; nodes with
             different prefixes never see each other.
+        timeouts: `Timeouts` (``ack_timeout``, ``connect_timeout``).
+        limits: `Limits` (``max_message_size``, ``max_depth``).
+        heartbeats: `Heartbeats` (``heartbeat_interval``, ``heartbeat_timeout``).
+        reconnect: `Reconnect` (``reconnect_time_wait``, ``max_reconnect_attempts``,
+            ``pending_size``).
+        credentials: `Credentials` (``user``, ``password``, ``token``, ``nkeys_seed``,
+            ``user_credentials``, ``tls``, ``tls_hostname``).
+        durable: `DurableOptions` (the ``durable_*`` keywords).
         heartbeat_interval: seconds between heartbeats (`DEFAULT_HEARTBEAT_INTERVAL`).
         heartbeat_timeout: seconds without a heartbeat after which a node is declared down
             (`DEFAULT_HEARTBEAT_TIMEOUT`); its actors then count as stopped.
@@ -216,12 +217,18 @@ class Nats(Durable):
         durable_dedup_window: seconds JetStream drops re-published copies of a message id
             (`DEFAULT_DURABLE_DEDUP_WINDOW`); a send stops retrying when it has passed.
 
+    Raises:
+        ValueError: a bad node name or prefix, or a bad option value.
+        TypeError: an unknown keyword argument.
+
     Example:
         ```python
-        from actors.cluster import Nats
+        from actors.cluster import Heartbeats, Nats
 
         async with ActorSystem(cluster=Nats("nats://127.0.0.1:4222", node="a")) as system:
             await system.spawn(Account, name="account-7", public=True)
+
+        Nats(url, node="b", heartbeats=Heartbeats(interval=0.5, timeout=2.0))
         ```
     """
 
@@ -231,129 +238,49 @@ class Nats(Durable):
         *,
         node: str,
         prefix: str = "actors",
-        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_depth: int = DEFAULT_MAX_DEPTH,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        user: str | None = None,
-        password: str | None = None,
-        token: str | None = None,
-        nkeys_seed: str | None = None,
-        user_credentials: str | None = None,
-        tls: ssl.SSLContext | None = None,
-        tls_hostname: str | None = None,
-        connect_timeout: float = 5.0,
-        reconnect_time_wait: float = 0.5,
-        max_reconnect_attempts: int = -1,
-        pending_size: int = 2 * 1024 * 1024,
-        durable_ack_wait: float = DEFAULT_DURABLE_ACK_WAIT,
-        durable_max_deliver: int = DEFAULT_DURABLE_MAX_DELIVER,
-        durable_window: int = DEFAULT_DURABLE_WINDOW,
-        durable_retry_delay: float = DEFAULT_DURABLE_RETRY_DELAY,
-        durable_dedup_window: float = DEFAULT_DURABLE_DEDUP_WINDOW,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+        heartbeats: Heartbeats | None = None,
+        reconnect: Reconnect | None = None,
+        credentials: Credentials | None = None,
+        durable: DurableOptions | None = None,
+        **keywords: Unpack[NatsKeywords],
     ) -> None:
-        if not _TOKEN.match(node):
-            raise ValueError(f"a node name may hold letters, digits, - and _ only, got {node!r}")
-        if not _TOKEN.match(prefix):
-            raise ValueError(f"a prefix may hold letters, digits, - and _ only, got {prefix!r}")
-        if not 0 < heartbeat_interval < heartbeat_timeout:
-            raise ValueError(
-                "need 0 < heartbeat_interval < heartbeat_timeout, got "
-                f"{heartbeat_interval} and {heartbeat_timeout}"
-            )
-        if max_message_size < 64 or max_depth < 4:
-            raise ValueError("max_message_size must be at least 64 and max_depth at least 4")
-        if durable_ack_wait <= 0 or durable_dedup_window <= 0 or durable_retry_delay < 0:
-            raise ValueError(
-                "need durable_ack_wait > 0, durable_dedup_window > 0, durable_retry_delay >= 0"
-            )
-        if durable_max_deliver < 1 or durable_window < 1:
-            raise ValueError("durable_max_deliver and durable_window must be at least 1")
-        self.servers = [servers] if isinstance(servers, str) else list(servers)
-        self.node = node
-        self.prefix = prefix
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        self.max_message_size = max_message_size
-        self.max_depth = max_depth
-        self.ack_timeout = ack_timeout
-        self.connect_timeout = connect_timeout
-        self.durable_ack_wait = durable_ack_wait
-        self.durable_max_deliver = durable_max_deliver
-        self.durable_window = durable_window
-        self.durable_retry_delay = durable_retry_delay
-        self.durable_dedup_window = durable_dedup_window
-        self._options: dict[str, Any] = {
-            "servers": self.servers,
-            "name": f"actors:{node}",
-            "reconnect_time_wait": reconnect_time_wait,
-            "max_reconnect_attempts": max_reconnect_attempts,
-            "connect_timeout": max(1, min(int(connect_timeout), 2)),
-            "pending_size": pending_size,
-            "allow_reconnect": True,
-        }
-        credentials: dict[str, Any] = {
-            "user": user,
-            "password": password,
-            "token": token,
-            "nkeys_seed": nkeys_seed,
-            "user_credentials": user_credentials,
-            "tls": tls,
-            "tls_hostname": tls_hostname,
-        }
-        self._options.update({k: v for k, v in credentials.items() if v is not None})
-        self.incarnation = secrets.token_hex(6)
-        """Distinguishes this run of the node from earlier ones of the same name."""
+        groups: dict[str, Any] = {"timeouts": timeouts, "limits": limits, "heartbeats": heartbeats}
+        groups |= {"reconnect": reconnect, "credentials": credentials, "durable": durable}
+        self.config = Config.build(servers, node, prefix, groups, keywords)
+        """The validated options of this node (read only)."""
+        self._node = _Node(self.config)
         self._system: ActorSystem | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._home: ClusterHome | None = None
-        self._nc: NatsClient | None = None
-        self._closing = False
-        self._connected = False
-        self._ended = Latch()
-        # Guarded by _lock (callers' threads encode and decode refs).
-        self._lock = threading.Lock()
-        self._exports: dict[int, Export] = {}
-        self._export_ids: dict[Cell, int] = {}
-        self._proxies: weakref.WeakValueDictionary[tuple[str, str, int], RemoteRef[Any]] = (
-            weakref.WeakValueDictionary()
-        )
-        self._dead: set[tuple[str, str]] = set()  # node incarnations declared down
-        self._ids = itertools.count(1)
-        self._durable_ids = itertools.count(1)
-        # Loop only.
-        self._members: dict[tuple[str, str], float] = {}  # (node, incarnation) -> last seen
-        self._replies: dict[str, tuple[Any, tuple[str, str] | None, float]] = {}
-        self._tokens = itertools.count(1)
-        self._outbox: asyncio.Queue[tuple[Outbound, str]] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
-        self._grace_until = 0.0
-        self._throttle = Throttle()
-        self._rejected = 0
-        self._dropped = 0
-        self._reconnects = 0
-        self._envelopes = decoder_for(Envelope, None)
-        self._replies_decoder = decoder_for(Reply, None)
-        self._heartbeats = decoder_for(Heartbeat, None)
-        self._downs = decoder_for(Down, None)
-        self._addresses = decoder_for(Address, None)
-        self._js = None
-        self._stream_ready = False
-        self._stream_lock = None
-        self._consumers = set()
-        self._durable_published = 0
-        self._durable_retried = 0
-        self._durable_deduplicated = 0
-        self._durable_handled = 0
-        self._durable_redelivered = 0
-        self._durable_terminated = 0
 
     def __repr__(self) -> str:
-        state = "connected" if self._connected else "disconnected"
+        state = "connected" if self._node.transport.connected else "disconnected"
         return f"<Nats node={self.node} {state} servers={','.join(self.servers)}>"
+
+    @property
+    def node(self) -> str:
+        """This node's name."""
+        return self.config.node
+
+    @property
+    def prefix(self) -> str:
+        """The first subject token of every subject this node uses."""
+        return self.config.prefix
+
+    @property
+    def servers(self) -> list[str]:
+        """The NATS URLs this node connects to."""
+        return list(self.config.servers)
+
+    @property
+    def incarnation(self) -> str:
+        """Distinguishes this run of the node from earlier ones of the same name."""
+        return self._node.me.incarnation
+
+    @property
+    def durable_stream(self) -> str:
+        """The JetStream stream of this cluster prefix's durable mailboxes."""
+        return self._node.durable.durable_stream
 
     # -- the seam: attach, register, lookup, detach ---------------------------------------
 
@@ -375,25 +302,7 @@ class Nats(Durable):
         if self._system is not None:
             raise RuntimeError(f"Nats(node={self.node!r}) is already attached to a system")
         self._system = system
-        ready: concurrent.futures.Future[asyncio.AbstractEventLoop] = concurrent.futures.Future()
-        prefix = "actors" if system.name == "actors" else f"actors-{system.name}"
-        thread = threading.Thread(
-            target=self._main, args=(ready,), name=f"{prefix}-cluster-{self.node}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-        loop = ready.result()
-        self._loop = loop
-        self._home = ClusterHome(loop, thread.ident or 0, self.node)
-        try:
-            await self._call(self._join())
-        except BaseException:
-            self._closing = True
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
-            await self._ended.wait()
-            thread.join()
-            raise
+        await self._node.attach(system)
 
     async def register(self, name: str, ref: ActorRef[Any], *, durable: bool = False) -> None:
         """Make ``ref`` reachable as ``name`` from every node; returns once the server has it.
@@ -415,16 +324,14 @@ class Nats(Durable):
             await system.spawn(Ledger, name="ledger", durable=True)  # with durable=True
             ```
         """
-        if not _TOKEN.match(name):
+        if not TOKEN.match(name):
             raise ValueError(
                 f"a public actor name may hold letters, digits, - and _ only, got {name!r}"
             )
-        if durable:
-            address, _ = self._export(ref, durable=name)
-            await self._call(self._register_durable(name, address.id))
-            return
-        address, _ = self._export(ref)
-        await self._call(self._register(name, address.id))
+        node = self._node
+        address, _ = node.registry.export(ref, durable=name if durable else "")
+        register = node.durable.register if durable else node.inbound.register
+        await node.transport.call(register(name, address.id))
 
     async def lookup(self, name: str, accepts: Any, timeout: float) -> ActorRef[Any]:
         """A ref to the public actor ``name`` on whichever node serves it.
@@ -444,7 +351,8 @@ class Nats(Durable):
             account = await system.lookup_remote("account-7", AccountMsg)  # calls this
             ```
         """
-        found: ActorRef[Any] = await self._call(self._lookup(name, timeout))
+        node = self._node
+        found: ActorRef[Any] = await node.transport.call(node.outbox.lookup(name, timeout))
         if accepts is not Any and isinstance(found, RemoteRef):
             check_accepts(found, accepts)
         return found
@@ -468,11 +376,12 @@ class Nats(Durable):
             await actors.cluster.serve_pool(system, pool, name="resize")  # calls this
             ```
         """
-        if not _TOKEN.match(name):
+        if not TOKEN.match(name):
             raise ValueError(f"a public name may hold letters, digits, - and _ only, got {name!r}")
         if not pool.is_alive:
             raise ActorStopped(f"pool {pool.path} has stopped; it cannot serve {name!r}")
-        await self._call(self._serve_pool(name, pool))
+        node = self._node
+        await node.transport.call(node.inbound.serve_pool(name, pool))
 
     async def lookup_group(self, name: str, accepts: Any, timeout: float) -> GroupRef[Any]:
         """A `GroupRef` to the queue group of public ``name``, once some node serves it.
@@ -488,7 +397,10 @@ class Nats(Durable):
             workers = await actors.cluster.lookup_group(system, "resize", ResizeMsg)
             ```
         """
-        found: GroupRef[Any] = await self._call(self._lookup(name, timeout, group=True))
+        node = self._node
+        found: GroupRef[Any] = await node.transport.call(
+            node.outbox.lookup(name, timeout, group=True)
+        )
         if accepts is not Any:
             check_accepts(found, accepts)
         return found
@@ -505,16 +417,7 @@ class Nats(Durable):
             await cluster.detach()  # ActorSystem.shutdown does this first
             ```
         """
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or self._closing:
-            return
-        with contextlib.suppress(Exception):
-            await self._call(self._leave())
-        self._closing = True
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(loop.stop)
-        await self._ended.wait()
-        thread.join()
+        await self._node.detach()
 
     def statistics(self) -> ClusterStatistics:
         """A snapshot of this node's counters and of the nodes it sees alive.
@@ -525,133 +428,112 @@ class Nats(Durable):
             print(stats.members, stats.rejected)
             ```
         """
-        with self._lock:
-            exported = len(self._exports)
+        node = self._node
+        transport, durable = node.transport, node.durable
         return ClusterStatistics(
             node=self.node,
-            connected=self._connected,
-            members=tuple(sorted({node for node, _ in list(self._members)})),
-            exported=exported,
-            rejected=self._rejected,
-            dropped=self._dropped,
-            reconnects=self._reconnects,
-            durable_published=self._durable_published,
-            durable_retried=self._durable_retried,
-            durable_deduplicated=self._durable_deduplicated,
-            durable_handled=self._durable_handled,
-            durable_redelivered=self._durable_redelivered,
-            durable_terminated=self._durable_terminated,
+            connected=transport.connected,
+            members=node.membership.members(),
+            exported=node.registry.count(),
+            rejected=transport.rejected,
+            dropped=transport.dropped,
+            reconnects=transport.reconnects,
+            durable_published=durable.published,
+            durable_retried=durable.retried,
+            durable_deduplicated=durable.deduplicated,
+            durable_handled=durable.handled,
+            durable_redelivered=durable.redelivered,
+            durable_terminated=durable.terminated,
         )
 
-    def blocking(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Internal: run ``coro`` on the cluster loop, blocking this plain thread until done."""
-        future = self._submit(coro)
+
+class _Node:
+    """The parts of one node, built from its `Config` and wired together; what `Nats` drives.
+
+    Building it starts nothing; `attach` starts the cluster thread and joins, `detach`
+    leaves and joins the thread.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.me = me = Identity(config.node, config.prefix)
+        timeouts, limits = config.timeouts, config.limits
+        self.transport = transport = Transport(
+            me, config.servers, config.connect_options(), timeouts.connect
+        )
+        self.replies = replies = Replies()
+        proxies: ProxyTable = weakref.WeakValueDictionary()
+        self.membership = Membership(transport, replies, proxies, config.heartbeats, limits)
+        self.registry = Registry(transport, self.membership, proxies)
+        self.inbound = Inbound(transport, self.registry, limits, timeouts.connect)
+        self.outbox = Outbox(
+            transport, self.registry, self.inbound, self.membership, replies, limits, timeouts.ack
+        )
+        self.durable = DurableMailboxes(
+            transport,
+            self.registry,
+            self.inbound,
+            self.outbox,
+            config.durable,
+            limits,
+            timeouts.ack,
+        )
+        node = config.node
+        transport.on_teardown.append(
+            lambda: replies.fail_all(lambda: ActorStopped(f"node {node} left the cluster"))
+        )
+
+    async def attach(self, system: ActorSystem) -> None:
+        """Start the cluster thread, connect and join; on failure, stop the thread again.
+
+        Cancellation: the connection attempt is abandoned and the thread joined.
+        """
+        self.registry.bind(system, self.outbox, self.durable)
+        prefix = "actors" if system.name == "actors" else f"actors-{system.name}"
+        self.transport.start(f"{prefix}-cluster-{self.config.node}")
         try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise ActorStopped(f"node {self.node} left the cluster meanwhile") from None
+            await self.transport.call(self._join())
+        except BaseException:
+            await self.transport.stop()
+            raise
+
+    async def detach(self) -> None:
+        """Leave (durable handlers settle first), then stop the loop and join the thread.
+
+        Cancellation: runs to the end (`ActorSystem.shutdown` shields it).
+        """
+        transport = self.transport
+        if not transport.started or transport.closing:
+            return
+        with contextlib.suppress(Exception):
+            await transport.call(self._leave())
+        await transport.stop()
 
     async def _join(self) -> None:
         """Connect, then start listening, pumping and heartbeating. Loop only."""
-        await self._connect()
-        client = self._nc
+        transport = self.transport
+        await transport.connect()
+        client = transport.client
         assert client is not None
+        timeout = transport.connect_timeout
         # Bounded as a whole: a server may accept the connection and drop it right after
         # (TLS 1.3 with a required client certificate checks it after the client is done),
         # and nats-py then reconnects forever, so a step below could wait for good.
         try:
-            async with asyncio.timeout(max(1.0, self.connect_timeout)):
-                await self._listen(client)
+            async with asyncio.timeout(max(_JOIN_FLOOR, timeout)):
+                await self.outbox.listen(client)
+                await self.inbound.listen(client)
+                await self.membership.listen(client)  # the first beat: others may call now
+                await client.flush(timeout=max(1, int(timeout)))
         except TimeoutError:
             raise ClusterError(
-                f"node {self.node}: connected to NATS but could not join within "
-                f"{self.connect_timeout} s (the server dropped the connection: a TLS client "
+                f"node {self.config.node}: connected to NATS but could not join within "
+                f"{timeout} s (the server dropped the connection: a TLS client "
                 "certificate or a permission it requires?)"
             ) from None
 
-    async def _listen(self, client: Any) -> None:
-        self._outbox = asyncio.Queue()
-        self._grace_until = time.monotonic() + self.heartbeat_timeout
-        await subscribe(client, f"{self._inbox}.*", cb=self._on_reply)
-        await subscribe(client, f"{self.prefix}.hb.*", cb=self._on_heartbeat)
-        await subscribe(client, f"{self.prefix}.down.*", cb=self._on_down)
-        await subscribe(
-            client, self._node_subject(self.node, self.incarnation), cb=self._on_node_probe
-        )
-        self._own(self._pump())
-        self._own(self._heartbeat())
-        await self._beat()
-        await client.flush(timeout=max(1, int(self.connect_timeout)))
-
-    async def remote_send(
-        self, ref: RemoteRef[Any], message: object, timeout: float | None
-    ) -> None:
-        """Internal: `RemoteRef.send` (see there): a tell, waiting for its acknowledgement.
-
-        Cancellation: the frame may already be out and then still be enqueued.
-        """
-        if isinstance(ref, DurableRef):
-            durable, msg_id, limit = self._durable_parts(ref, message, timeout)
-            await self._call(self._durable_publish(ref, durable, msg_id, limit))
-            return
-        out, wait, on_timeout = self._send_parts(ref, message, timeout)
-        await self._call(self._request(ref, out, wait, None, on_timeout))
-
-    def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
-        """Internal: `RemoteRef.blocking_send`, from a plain thread."""
-        ensure_plain_thread()
-        if isinstance(ref, DurableRef):
-            durable, msg_id, limit = self._durable_parts(ref, message, timeout)
-            self.blocking(self._durable_publish(ref, durable, msg_id, limit))
-            return
-        out, wait, on_timeout = self._send_parts(ref, message, timeout)
-        self.blocking(self._request(ref, out, wait, None, on_timeout))
-
-    async def remote_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
-        """Internal: `RemoteRef.ask` (see there): request-reply with the ask's timeout.
-
-        Cancellation: the request may already be enqueued; its reply is then dropped.
-        """
-        out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
-        return await self._call(self._request(ref, out, timeout, reply_type, on_timeout))
-
-    def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
-        """Internal: `RemoteRef.blocking_ask`, from a plain thread."""
-        ensure_plain_thread()
-        out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
-        return self.blocking(self._request(ref, out, timeout, reply_type, on_timeout))
-
-    def remote_try_send(self, ref: RemoteRef[Any], message: object) -> None:
-        """Internal: `RemoteRef.try_send`: decide on the credit view, publish, never wait."""
-        if isinstance(ref, DurableRef):
-            self._durable_try_send(ref, message)
-            return
-        out = self._prepare(ref, TRY, message, None)
-        if not self._connected:
-            raise MailboxFull(
-                f"node {self.node} is not connected to NATS right now; message to remote "
-                f"actor {ref.path} not sent",
-                message,
-            )
-        if not ref.take_credit():
-            self._post(self._probe_credit, ref)
-            raise ref.full_error(message)
-        self._post(self._try_on_loop, ref, out)
-
-    def _durable_try_send(self, ref: DurableRef[Any], message: object) -> None:
-        # Publish in the background: the caller never waits for the PubAck. The ref's
-        # credit bounds the try_sends still waiting for theirs.
-        out, msg_id, _ = self._durable_parts(ref, message, None)
-        if not self._connected:
-            raise MailboxFull(
-                f"node {self.node} is not connected to NATS right now; message to durable "
-                f"actor {ref.name!r} not sent",
-                message,
-            )
-        if not ref.take_credit():
-            raise MailboxFull(
-                f"too many try_sends to durable actor {ref.name!r} are waiting for JetStream "
-                "to store them; message not sent",
-                message,
-            )
-        self._post(self._durable_try_on_loop, ref, out, msg_id)
+    async def _leave(self) -> None:
+        # The node leaves before its actors stop (`ActorSystem.shutdown`): durable handlers
+        # still running get to ack first, and the leave notice's flush carries their acks.
+        await self.durable.leave()
+        await self.membership.leave()

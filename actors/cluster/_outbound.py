@@ -18,6 +18,12 @@ else (the actor is still exported, or the owner does not answer: it is reconnect
 dead and soon declared down by the heartbeats) is transient, and the request is published
 again, backing off, within its own timeout. A 503 means nobody received the frame, so
 publishing it again never duplicates a message.
+
+`Outbox` is the `Courier` of every `RemoteRef` and `GroupRef` (and of a `DurableRef`'s
+asks). It is handed the transport (client, loop, counters), the registry (encoding
+messages, decoding replies, making the refs a lookup finds), inbound (an exported ref in
+a frame is subscribed before the frame leaves), membership (is the target down?) and
+the table of pending replies.
 """
 
 from __future__ import annotations
@@ -39,10 +45,12 @@ from .._errors import (
     SendTimeout,
 )
 from .._message import Request
+from .._oneshot import ensure_plain_thread
 from .._sendable import check_sendable
-from ._inbound import NIL, Inbound, as_wire_error
+from ._inbound import NIL, as_wire_error
 from ._registry import GROUP_ID
 from ._remote import RemoteRef, by_name, finish_proxy
+from ._transport import subscribe
 from ._wire import (
     ASK,
     DECODING,
@@ -51,6 +59,7 @@ from ._wire import (
     OK,
     PROBE,
     TELL,
+    TRY,
     WIRE_VERSION,
     Address,
     Envelope,
@@ -60,25 +69,31 @@ from ._wire import (
     Reply,
     WireError,
     check_frame,
+    decoder_for,
     error_from,
-    error_info,
     known_name,
     message_name,
     message_type,
 )
 
 if TYPE_CHECKING:
-    import itertools
     from collections.abc import Callable
 
+    from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
+
+    from ._inbound import Inbound
+    from ._membership import Membership
+    from ._options import Limits
+    from ._registry import Registry
+    from ._replies import Replies
+    from ._transport import Transport
 
 _SEND_GRACE: Final = 1.0  # extra wait for the target's own SendTimeout reply
 _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this long
 
 _LOOKUP_ANSWER_WAIT = 1.0  # seconds one lookup attempt waits for a subscribed owner
 
-NODE_ID: Final = 0  # the id of a node's own subject p.actor.<node>.<incarnation>.0
 _OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for its answer
 _RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
 _RETRY_MAX: Final = 0.5  # ... up to this
@@ -100,19 +115,93 @@ class Outbound:
         self.message = message
 
 
-class Outbox(Inbound):
-    """Frames to remote actors and groups, through the one outbox, and their replies."""
+class Outbox:
+    """Frames to remote actors and groups, through the one outbox, and their replies.
 
-    ack_timeout: float
-    # Loop only.
-    _tokens: itertools.count[int]
-    _outbox: asyncio.Queue[tuple[Outbound, str]] | None
-    _replies_decoder: msgspec.msgpack.Decoder[Reply]
-    _addresses: msgspec.msgpack.Decoder[Address]
+    Example:
+        ```python
+        outbox = Outbox(transport, registry, inbound, membership, replies, Limits(), 30.0)
+        await outbox.listen(client)  # on the cluster loop: the reply inbox and the pump
+        await outbox.send(ref, Deposit(5), None)  # from any loop
+        ```
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        registry: Registry,
+        inbound: Inbound,
+        membership: Membership,
+        replies: Replies,
+        limits: Limits,
+        ack_timeout: float,
+    ) -> None:
+        self._transport = transport
+        self._me = transport.me
+        self._registry = registry
+        self._inbound = inbound
+        self._membership = membership
+        self._replies = replies
+        self._limits = limits
+        self.ack_timeout = ack_timeout
+        # Loop only.
+        self._outbox: asyncio.Queue[tuple[Outbound, str]] | None = None
+        self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
+        self._addresses: msgspec.msgpack.Decoder[Address] = decoder_for(Address, None)
+
+    async def listen(self, client: NatsClient) -> None:
+        """Subscribe to this node's reply inbox and start the pump. Loop only."""
+        self._outbox = asyncio.Queue()
+        await subscribe(client, f"{self._me.inbox}.*", cb=self._on_reply)
+        self._transport.own(self._pump())
+
+    # -- the courier of remote refs (any thread) -----------------------------------------------
+
+    async def send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
+        """`RemoteRef.send` (see there): a tell, waiting for its acknowledgement.
+
+        Cancellation: the frame may already be out and then still be enqueued.
+        """
+        out, wait, on_timeout = self._send_parts(ref, message, timeout)
+        await self._transport.call(self._request(ref, out, wait, None, on_timeout))
+
+    def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
+        """`RemoteRef.blocking_send`, from a plain thread."""
+        ensure_plain_thread()
+        out, wait, on_timeout = self._send_parts(ref, message, timeout)
+        self._transport.blocking(self._request(ref, out, wait, None, on_timeout))
+
+    async def ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
+        """`RemoteRef.ask` (see there): request-reply with the ask's timeout.
+
+        Cancellation: the request may already be enqueued; its reply is then dropped.
+        """
+        out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
+        return await self._transport.call(self._request(ref, out, timeout, reply_type, on_timeout))
+
+    def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
+        """`RemoteRef.blocking_ask`, from a plain thread."""
+        ensure_plain_thread()
+        out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
+        return self._transport.blocking(self._request(ref, out, timeout, reply_type, on_timeout))
+
+    def try_send(self, ref: RemoteRef[Any], message: object) -> None:
+        """`RemoteRef.try_send`: decide on the credit view, publish, never wait."""
+        out = self.prepare(ref, TRY, message, None)
+        if not self._transport.connected:
+            raise MailboxFull(
+                f"node {self._me.node} is not connected to NATS right now; message to remote "
+                f"actor {ref.path} not sent",
+                message,
+            )
+        if not ref.take_credit():
+            self._transport.post(self._probe_credit, ref)
+            raise ref.full_error(message)
+        self._transport.post(self._try_on_loop, ref, out)
 
     # -- outbound -----------------------------------------------------------------------------
 
-    def _prepare(
+    def prepare(
         self, ref: RemoteRef[Any], kind: int, message: object, timeout: float | None
     ) -> Outbound:
         """Check and encode in the caller's thread, so that a bad message fails right here."""
@@ -120,15 +209,20 @@ class Outbox(Inbound):
             raise ref.stopped_error(message)
         _check_message(ref, message)
         exports: list[int] = []
-        body = self._encode(message, exports)
+        body = self._registry.encode(message, exports)
         envelope = Envelope(
-            WIRE_VERSION, kind, message_name(type(message)), msgspec.Raw(body), timeout, self.node
+            WIRE_VERSION,
+            kind,
+            message_name(type(message)),
+            msgspec.Raw(body),
+            timeout,
+            self._me.node,
         )
         data = msgspec.msgpack.encode(envelope)
-        if len(data) > self.max_message_size:
+        if len(data) > self._limits.max_message_size:
             raise MessageTooLarge(
                 f"{type(message).__qualname__} encodes to {len(data)} bytes, more than the "
-                f"limit of {self.max_message_size}; not sent"
+                f"limit of {self._limits.max_message_size}; not sent"
             )
         return Outbound(self._subject_of(ref), data, exports, message)
 
@@ -136,63 +230,52 @@ class Outbox(Inbound):
         # A group's or a durable actor's requests go to the name (whoever serves it now).
         name = by_name(ref)
         if name is not None:
-            return self._name_subject(name)
-        return self._actor_subject(ref.address)
+            return self._me.name_subject(name)
+        return self._me.actor_subject(ref.address)
 
     async def _pump(self) -> None:
         """The one FIFO every outbound frame of this node goes through."""
-        outbox, client = self._outbox, self._nc
+        outbox, client = self._outbox, self._transport.client
         assert outbox is not None
         assert client is not None
         while True:
             out, token = await outbox.get()
             try:
                 for id in out.exports:
-                    await self._ensure_subscribed(id)
-                await client.publish(out.subject, out.data, reply=f"{self._inbox}.{token}")
+                    await self._inbound.ensure_subscribed(id)
+                await client.publish(out.subject, out.data, reply=f"{self._me.inbox}.{token}")
             except Exception as error:
-                entry = self._replies.pop(token, None)
-                if entry is None:
-                    continue
                 failure = MailboxFull(
-                    f"node {self.node} could not publish ({type(error).__name__}: {error}); "
+                    f"node {self._me.node} could not publish ({type(error).__name__}: {error}); "
                     "message not sent",
                     out.message,
                 )
-                waiter = entry[0]
-                if isinstance(waiter, asyncio.Future):
-                    if not waiter.done():
-                        waiter.set_exception(failure)
-                else:
-                    waiter(None)
+                self._replies.fail(token, failure)
 
     async def _exchange(
         self, out: Outbound, target: tuple[str, str] | None, wait: float | None
     ) -> bytes:
         """Publish ``out`` through the outbox and wait for its reply frame. Loop only."""
         outbox = self._outbox
-        if outbox is None or self._closing:
-            raise ActorStopped(f"node {self.node} is leaving the cluster", out.message)
-        if target is not None and target in self._dead:
+        if outbox is None or self._transport.closing:
+            raise ActorStopped(f"node {self._me.node} is leaving the cluster", out.message)
+        if target is not None and self._membership.is_dead(target):
             raise NodeDown(f"node {target[0]} is down", out.message)
-        token = str(next(self._tokens))
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._replies[token] = (future, target, 0.0)
+        token, future = self._replies.expect(target)
         outbox.put_nowait((out, token))
         try:
             if wait is None:
                 return await future
             return await asyncio.wait_for(future, wait)
         finally:
-            self._replies.pop(token, None)
+            self._replies.forget(token)
 
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
-        entry = self._replies.pop(token, None)
-        if entry is None:
-            self._dropped += 1  # a late reply (the caller gave up) or a stray one
+        waiter = self._replies.pop(token)
+        if waiter is None:
+            self._transport.dropped += 1  # a late reply (the caller gave up) or a stray one
             return
-        waiter = entry[0]
         headers = msg.headers
         no_responders = headers is not None and not msg.data and headers.get("Status") == "503"
         if isinstance(waiter, asyncio.Future):
@@ -208,15 +291,15 @@ class Outbox(Inbound):
         self, ref: RemoteRef[Any], data: bytes, reply_type: Any, message: object
     ) -> Any:
         try:
-            check_frame(data, self.max_message_size, self.max_depth)
+            check_frame(data, self._limits.max_message_size, self._limits.max_depth)
             reply = self._replies_decoder.decode(data)
         except MALFORMED as error:
-            self._reject(f"a reply from {ref.path}", error)
+            self._transport.reject(f"a reply from {ref.path}", error)
             raise as_wire_error(error) from None
         ref.settle_credit(reply.free)
         if reply.status == OK:
             try:
-                return self._decoder(reply_type).decode(reply.body)
+                return self._registry.decoder(reply_type).decode(reply.body)
             except DECODING as error:
                 raise WireError(
                     f"the reply of remote actor {ref.path} on node {ref.node} is not a "
@@ -264,7 +347,7 @@ class Outbox(Inbound):
                     raise on_timeout() from None
                 await asyncio.sleep(pause)
                 delay = min(delay * 2, _RETRY_MAX)
-                if target is not None and target in self._dead:
+                if target is not None and self._membership.is_dead(target):
                     raise NodeDown(f"node {target[0]} is down", out.message) from None
                 if not ref.is_alive:  # a down notice came meanwhile
                     raise ref.stopped_error(out.message) from None
@@ -274,10 +357,6 @@ class Outbox(Inbound):
             return self._read_reply(ref, data, reply_type, out.message)
 
     # -- no responders: asking the owner node ------------------------------------------------
-
-    def _node_subject(self, node: str, incarnation: str) -> str:
-        """The subject on which node incarnation ``node`` answers `_owner_says_gone`."""
-        return f"{self.prefix}.actor.{node}.{incarnation}.{NODE_ID}"
 
     async def _owner_says_gone(self, ref: RemoteRef[Any], deadline: float | None) -> bool:
         """Whether the node owning ``ref``'s actor confirms the actor has stopped.
@@ -290,9 +369,9 @@ class Outbox(Inbound):
         """
         address = ref.address
         body = msgspec.Raw(msgspec.msgpack.encode(address.id))
-        envelope = Envelope(WIRE_VERSION, PROBE, "", body, None, self.node)
+        envelope = Envelope(WIRE_VERSION, PROBE, "", body, None, self._me.node)
         out = Outbound(
-            self._node_subject(address.node, address.incarnation),
+            self._me.node_subject(address.node, address.incarnation),
             msgspec.msgpack.encode(envelope),
             [],
             None,
@@ -304,44 +383,20 @@ class Outbox(Inbound):
                 return False
         try:
             frame = await self._exchange(out, _target_of(ref), wait)
-            check_frame(frame, self.max_message_size, self.max_depth)
+            check_frame(frame, self._limits.max_message_size, self._limits.max_depth)
             reply = self._replies_decoder.decode(frame)
         except (_NoResponders, TimeoutError):
             return False
         except MALFORMED as error:
-            self._reject(f"the answer of node {address.node} about {address.path}", error)
+            self._transport.reject(f"the answer of node {address.node} about {address.path}", error)
             return False
         info = reply.error
         return reply.status == ERROR and info is not None and info.type == "ActorStopped"
 
-    async def _on_node_probe(self, msg: Msg) -> None:
-        """Another node asks whether one of our exported actors still exists.
-
-        Answered from the export table (an export is retired, and its subscription removed,
-        once its actor has stopped): OK while it exists, an `ActorStopped` error once not.
-        """
-        reply_to = msg.reply
-        try:
-            envelope = self._open(msg.data)
-            if envelope.kind != PROBE:
-                raise WireError(f"unexpected frame (kind {envelope.kind}), not a probe")
-            id = msgspec.msgpack.decode(envelope.body, type=int)
-        except MALFORMED as error:
-            self._reject(f"a probe of node {self.node}", error)
-            return
-        with self._lock:
-            export = None if id == NODE_ID else self._exports.get(id)
-        if export is not None and not export.cell.terminated.is_set:
-            reply = Reply(WIRE_VERSION, OK, NIL, export.free())
-        else:
-            gone = ActorStopped(f"exported actor #{id} of node {self.node} has stopped")
-            reply = Reply(WIRE_VERSION, ERROR, NIL, 0, error_info(gone, "", self.node))
-        await self._respond(reply_to, reply, [])
-
     def _send_parts(
         self, ref: RemoteRef[Any], message: object, timeout: float | None
     ) -> tuple[Outbound, float, Callable[[], Exception]]:
-        out = self._prepare(ref, TELL, message, timeout)
+        out = self.prepare(ref, TELL, message, timeout)
         wait = self.ack_timeout if timeout is None else timeout + _SEND_GRACE
 
         def on_timeout() -> Exception:
@@ -357,7 +412,7 @@ class Outbox(Inbound):
     def _ask_parts(
         self, ref: RemoteRef[Any], message: object, timeout: float | None
     ) -> tuple[Outbound, Any, Callable[[], Exception]]:
-        out = self._prepare(ref, ASK, message, timeout)
+        out = self.prepare(ref, ASK, message, timeout)
 
         def on_timeout() -> Exception:
             return AskTimeout(
@@ -369,9 +424,8 @@ class Outbox(Inbound):
 
     def _try_on_loop(self, ref: RemoteRef[Any], out: Outbound) -> None:
         outbox = self._outbox
-        if outbox is None or self._closing:
+        if outbox is None or self._transport.closing:
             return
-        token = str(next(self._tokens))
 
         def on_reply(data: bytes | None) -> None:
             if data is None:  # no reply, or nobody there
@@ -384,22 +438,21 @@ class Outbox(Inbound):
                 ref.settle_credit(0, tried=True)
             except Exception as error:
                 ref.settle_credit(-1, tried=True)
-                self._throttle.warn(
+                self._transport.throttle.warn(
                     "try-error", "try_send to remote actor %s failed: %s", ref.path, error
                 )
 
         target = _target_of(ref)
-        self._replies[token] = (on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
+        token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
         outbox.put_nowait((out, token))
 
     def _probe_credit(self, ref: RemoteRef[Any]) -> None:
         outbox = self._outbox
-        if outbox is None or self._closing:
+        if outbox is None or self._transport.closing:
             ref.settle_credit(-1, probe=True)
             return
-        envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self.node)
+        envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self._me.node)
         out = Outbound(self._subject_of(ref), msgspec.msgpack.encode(envelope), [], None)
-        token = str(next(self._tokens))
 
         def on_reply(data: bytes | None) -> None:
             free = -1
@@ -410,11 +463,11 @@ class Outbox(Inbound):
             ref.settle_credit(free, probe=True)
 
         target = _target_of(ref)
-        self._replies[token] = (on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
+        token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
         outbox.put_nowait((out, token))
 
-    async def _lookup(self, name: str, timeout: float, *, group: bool = False) -> Any:
-        envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self.node)
+    async def lookup(self, name: str, timeout: float, *, group: bool = False) -> Any:
+        envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self._me.node)
         data = msgspec.msgpack.encode(envelope)
         deadline = time.monotonic() + timeout
         delay = 0.01
@@ -427,12 +480,12 @@ class Outbox(Inbound):
                     f"(waited {timeout} s)"
                 )
             attempts += 1
-            out = Outbound(self._name_subject(name), data, [], None)
+            out = Outbound(self._me.name_subject(name), data, [], None)
             try:
                 # An owner that is subscribed answers at once; under load (a saturated
                 # GIL) that can still take a while, so one attempt waits up to a second.
                 frame = await self._exchange(out, None, _LOOKUP_ANSWER_WAIT)
-                check_frame(frame, self.max_message_size, self.max_depth)
+                check_frame(frame, self._limits.max_message_size, self._limits.max_depth)
                 reply = self._replies_decoder.decode(frame)
                 if reply.status != OK:
                     raise WireError("the lookup was refused")
@@ -442,16 +495,16 @@ class Outbox(Inbound):
                 delay = min(delay * 2, 0.2)
                 continue
             except MALFORMED as error:
-                self._reject(f"a lookup answer for {name!r}", error)
+                self._transport.reject(f"a lookup answer for {name!r}", error)
                 continue
-            if (address.node, address.incarnation) in self._dead:
+            if self._membership.is_dead((address.node, address.incarnation)):
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 continue
             if address.durable and not group:  # durable on every node, the owner's too
-                return self._durable_ref(address.durable, address)
+                return self._registry.durable_ref(address.durable, address)
             if group or address.id == GROUP_ID:  # a served pool: address the whole group
-                return self._group_ref(name, address)
-            return self._ref_for(address)
+                return self._registry.group_ref(name, address)
+            return self._registry.ref_for(address)
 
 
 def _target_of(ref: RemoteRef[Any]) -> tuple[str, str] | None:

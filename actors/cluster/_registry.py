@@ -8,8 +8,15 @@ a weak table) or, for one of our own actors, the local ref again. The address of
 actor (``spawn(durable=True)``) carries its public name, and becomes the one `DurableRef`
 of that name (bound to the name, not to a node: its tells go through JetStream).
 
-Guarded by ``_lock``: the export table and the proxy table (callers' threads encode and
-decode refs). Loop only: the decoder cache.
+`Registry` is handed the transport (for the loop and to own the retiring of exports) and
+membership (whether an address's node is down; the nodes it learns of), and shares the
+proxy table with membership. The refs it makes carry their couriers (`bind`): the outbox
+sends for them, and the durable mailboxes store a `DurableRef`'s tells. Those couriers
+encode and decode through this registry, so they are bound after it is built, once,
+before the node attaches: the one late link of the object graph.
+
+Guarded by `Identity.lock`: the export table and the proxy table (callers' threads encode
+and decode refs). Loop only: the decoder cache.
 """
 
 from __future__ import annotations
@@ -17,15 +24,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import threading
-import time
-from typing import TYPE_CHECKING, Any, Final, cast
+import itertools
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from .._cell import Cell
 from .._ref import ActorRef
-from ._membership import Membership
 from ._remote import DurableRef, GroupRef, RemoteRef, finish_proxy
 from ._wire import (
     WIRE_VERSION,
@@ -40,12 +45,13 @@ from ._wire import (
 
 if TYPE_CHECKING:
     import asyncio
-    import itertools
 
     from nats.aio.subscription import Subscription
 
     from .._system import ActorSystem
-    from ._nats import Nats  # for typing only: the façade is built on this layer
+    from ._membership import Membership
+    from ._remote import Courier, DurableCourier, ProxyTable
+    from ._transport import Transport
 
 GROUP_ID: Final = 0  # the address id of a served pool (exported actors count from 1)
 
@@ -77,25 +83,55 @@ class Export:
         return max(0, box.capacity - len(box))
 
 
-class Registry(Membership):
-    """Exports, proxies, and the encoding of refs into addresses and back."""
+class Registry:
+    """Exports, proxies, and the encoding of refs into addresses and back.
 
-    _system: ActorSystem | None
-    # Guarded by _lock.
-    _exports: dict[int, Export]
-    _export_ids: dict[Cell, int]
-    _ids: itertools.count[int]
-    # Loop only.
-    _decoders: dict[Any, msgspec.msgpack.Decoder[Any]]
+    Example:
+        ```python
+        registry = Registry(transport, membership, proxies)
+        registry.bind(system, outbox, durable)
+        address, _ = registry.export(ref)
+        ```
+    """
+
+    def __init__(self, transport: Transport, membership: Membership, proxies: ProxyTable) -> None:
+        self._transport = transport
+        self._me = transport.me
+        self._membership = membership
+        self._proxies = proxies
+        self._system: ActorSystem | None = None
+        self._courier: Courier | None = None
+        self._mailbox: DurableCourier | None = None
+        # Guarded by me.lock.
+        self.exports: dict[int, Export] = {}
+        self._export_ids: dict[Cell, int] = {}
+        self._ids = itertools.count(1)
+        # Loop only.
+        self._decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+    def bind(self, system: ActorSystem, courier: Courier, mailbox: DurableCourier) -> None:
+        """Set the system whose refs are exported and the couriers of the refs made here."""
+        self._system = system
+        self._courier = courier
+        self._mailbox = mailbox
 
     @property
-    def _facade(self) -> Nats:
-        """This layer as what proxies call: it is only ever instantiated as `Nats`."""
-        return cast("Nats", self)
+    def system(self) -> ActorSystem | None:
+        """The system this node belongs to (None until attached)."""
+        return self._system
+
+    def exported(self, id: int) -> Export | None:
+        """The export of ``id``, if it still exists. Any thread."""
+        with self._me.lock:
+            return self.exports.get(id)
+
+    def count(self) -> int:
+        with self._me.lock:
+            return len(self.exports)
 
     # -- exports (local actors reachable from elsewhere) ------------------------------------
 
-    def _export(self, ref: ActorRef[Any], *, durable: str = "") -> tuple[Address, bool]:
+    def export(self, ref: ActorRef[Any], *, durable: str = "") -> tuple[Address, bool]:
         """The address of local ``ref``, exporting it on first use. Any thread.
 
         ``durable``: mark the export durable under that public name (its addresses then
@@ -104,16 +140,17 @@ class Registry(Membership):
         cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
         if cell.system is not self._system:
             raise WireError(
-                f"the ref to {cell.path} belongs to another actor system than node {self.node}'s"
+                f"the ref to {cell.path} belongs to another actor system than node "
+                f"{self._me.node}'s"
             )
-        with self._lock:
+        with self._me.lock:
             id = self._export_ids.get(cell)
             new = id is None
             if id is None:
                 id = next(self._ids)
-                self._exports[id] = Export(ref, cell, id)
+                self.exports[id] = Export(ref, cell, id)
                 self._export_ids[cell] = id
-            export = self._exports[id]
+            export = self.exports[id]
             if durable:
                 export.durable = durable
             durable = export.durable
@@ -123,8 +160,8 @@ class Registry(Membership):
         names = None if accepts is None else tuple(message_name(t) for t in accepts)
         box = cell.mailbox
         address = Address(
-            self.node,
-            self.incarnation,
+            self._me.node,
+            self._me.incarnation,
             id,
             cell.path,
             names,
@@ -135,19 +172,19 @@ class Registry(Membership):
 
     def _on_export_ended(self, id: int, reason: BaseException | None) -> None:
         # Any thread (wherever the actor ended).
-        loop = self._loop
-        if loop is None or self._closing:
+        loop = self._transport.loop
+        if loop is None or self._transport.closing:
             return
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._unexport, id, reason, context=contextvars.Context())
 
     def _unexport(self, id: int, reason: BaseException | None) -> None:
-        with self._lock:
-            export = self._exports.pop(id, None)
+        with self._me.lock:
+            export = self.exports.pop(id, None)
             if export is None:
                 return
             self._export_ids.pop(export.cell, None)
-        self._own(self._retire(export, reason))
+        self._transport.own(self._retire(export, reason))
 
     async def _retire(self, export: Export, reason: BaseException | None) -> None:
         for task in export.tasks:
@@ -155,17 +192,19 @@ class Registry(Membership):
         for sub in export.subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        client = self._nc
+        client = self._transport.client
         if client is None:
             return
-        info = None if reason is None else error_info(reason, export.cell.path, self.node)
-        down = Down(WIRE_VERSION, self.incarnation, export.id, info)
+        info = None if reason is None else error_info(reason, export.cell.path, self._me.node)
+        down = Down(WIRE_VERSION, self._me.incarnation, export.id, info)
         with contextlib.suppress(Exception):
-            await client.publish(f"{self.prefix}.down.{self.node}", msgspec.msgpack.encode(down))
+            await client.publish(
+                f"{self._me.prefix}.down.{self._me.node}", msgspec.msgpack.encode(down)
+            )
 
     # -- encoding and decoding values ------------------------------------------------------
 
-    def _encode(self, value: object, exports: list[int]) -> bytes:
+    def encode(self, value: object, exports: list[int]) -> bytes:
         """Encode ``value``, exporting the local refs in it (their ids go to ``exports``)."""
 
         def hook(obj: Any) -> Any:
@@ -176,7 +215,7 @@ class Registry(Membership):
             if isinstance(obj, RemoteRef):
                 return _address_of(obj)  # pyright: ignore[reportUnknownArgumentType]
             if isinstance(obj, ActorRef):
-                address, _ = self._export(obj)  # pyright: ignore[reportUnknownArgumentType]
+                address, _ = self.export(obj)  # pyright: ignore[reportUnknownArgumentType]
                 exports.append(address.id)
                 return address
             raise NotImplementedError
@@ -190,7 +229,7 @@ class Registry(Membership):
                 f"cannot encode {type(value).__qualname__} for the wire: {error}"
             ) from None
 
-    def _decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
+    def decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
         decoder = self._decoders.get(tp)
         if decoder is None:
             decoder = self._decoders[tp] = decoder_for(tp, self._dec_hook)
@@ -203,30 +242,30 @@ class Registry(Membership):
                 address = msgspec.convert(obj, Address)
             except msgspec.ValidationError as error:
                 raise ValueError(f"a malformed actor address: {error}") from None
-            return self._ref_for(address)
+            return self.ref_for(address)
         raise NotImplementedError(f"cannot decode {tp!r}")
 
-    def _ref_for(self, address: Address) -> ActorRef[Any]:
+    def ref_for(self, address: Address) -> ActorRef[Any]:
         """The ref for an address that arrived: a local ref for our own actors."""
-        if address.node == self.node and address.incarnation == self.incarnation:
-            with self._lock:
-                export = self._exports.get(address.id)
+        if address.node == self._me.node and address.incarnation == self._me.incarnation:
+            with self._me.lock:
+                export = self.exports.get(address.id)
             if export is not None:
                 return export.ref
         if address.durable:
-            return self._durable_ref(address.durable, address)
+            return self.durable_ref(address.durable, address)
         key = (address.node, address.incarnation, address.id)
-        with self._lock:
+        with self._me.lock:
             ref = self._proxies.get(key)
             if ref is None:
                 proxy = self._proxy(address.path.rsplit("/", 1)[-1], address.path)
-                ref = RemoteRef[Any](proxy, self._facade, address)
+                ref = RemoteRef[Any](proxy, self._couriers()[0], address)
                 proxy.ref = ref
                 self._proxies[key] = ref
-            dead = (key[0], key[1]) in self._dead
-        if address.node == self.node:
+            dead = self._membership.is_dead((key[0], key[1]))
+        if address.node == self._me.node:
             # Our own actor that has stopped since, or one of an earlier run of this node.
-            gone = address.incarnation == self.incarnation
+            gone = address.incarnation == self._me.incarnation
             finish_proxy(
                 ref._cell,  # pyright: ignore[reportPrivateUsage]
                 None if gone else NodeDown(f"node {address.node} has restarted since"),
@@ -236,51 +275,54 @@ class Registry(Membership):
                 ref._cell,  # pyright: ignore[reportPrivateUsage]
                 NodeDown(f"node {address.node} (incarnation {address.incarnation}) is gone"),
             )
-        elif (key[0], key[1]) not in self._members and self._on_cluster_thread():
+        elif self._transport.on_cluster_thread():
             # Learnt from an address: it counts as alive until its heartbeats stop.
-            self._members[(key[0], key[1])] = time.monotonic()
+            self._membership.learn((key[0], key[1]))
         return ref
-
-    def _on_cluster_thread(self) -> bool:
-        home = self._home
-        return home is not None and threading.get_ident() == home.thread_id
 
     def _proxy(self, name: str, path: str) -> Cell:
         """A cell standing for a remote actor (the caller sets its ref); it never runs."""
-        system, home = self._system, self._home
+        system, home = self._system, self._transport.home
         assert system is not None
         assert home is not None
         return Cell(system, _no_factory, name=name, path=path, home=home, capacity=1, throughput=1)
 
-    def _group_ref(self, name: str, member: Address) -> GroupRef[Any]:
+    def group_ref(self, name: str, member: Address) -> GroupRef[Any]:
         """The one `GroupRef` of public ``name`` (while anything holds it)."""
         key = ("*", name, GROUP_ID)
         address = Address("*", "*", GROUP_ID, f"/group/{name}", member.accepts, member.free)
-        with self._lock:
+        with self._me.lock:
             ref = self._proxies.get(key)
             if isinstance(ref, GroupRef):
                 ref.settle_credit(member.free)
                 return ref
             proxy = self._proxy(name, address.path)
-            group = GroupRef[Any](proxy, self._facade, address, name)
+            group = GroupRef[Any](proxy, self._couriers()[0], address, name)
             proxy.ref = group
             self._proxies[key] = group
         return group
 
-    def _durable_ref(self, name: str, member: Address) -> DurableRef[Any]:
+    def durable_ref(self, name: str, member: Address) -> DurableRef[Any]:
         """The one `DurableRef` of durable ``name`` (while anything holds it)."""
         # "*durable" is no valid node name, so no node's end ever finishes this proxy.
         key = ("*durable", name, GROUP_ID)
         address = Address("*", "*", GROUP_ID, member.path, member.accepts, member.free, name)
-        with self._lock:
+        with self._me.lock:
             ref = self._proxies.get(key)
             if isinstance(ref, DurableRef):
                 return ref
             proxy = self._proxy(name, address.path)
-            durable = DurableRef[Any](proxy, self._facade, address, name)
+            courier, mailbox = self._couriers()
+            durable = DurableRef[Any](proxy, courier, address, name, mailbox)
             proxy.ref = durable
             self._proxies[key] = durable
         return durable
+
+    def _couriers(self) -> tuple[Courier, DurableCourier]:
+        courier, mailbox = self._courier, self._mailbox
+        assert courier is not None, "Registry.bind was not called"
+        assert mailbox is not None
+        return courier, mailbox
 
 
 def _address_of(ref: RemoteRef[Any]) -> Address:

@@ -14,12 +14,17 @@ anything holds it, so ``==`` and ``hash`` (by cell) work as for local refs.
 Two subclasses are bound to a public name instead of one actor: `GroupRef` (a queue
 group: each message to one member) and `DurableRef` (a durable actor: tells stored in
 JetStream first, see ``_durable``). Their proxies are never finished by a node's end.
+
+Each ref carries what delivers for it, handed in when the registry makes it: a `Courier`
+(the node's outbox, ``_outbound``) for requests, and for a `DurableRef` also a
+`DurableCourier` (``_durable``) for its tells. So the kind of ref decides how a message
+travels, once, where the ref is made; nothing switches on the ref's type to send it.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, overload
 
 from .._errors import ActorError, ActorStopped, MailboxFull
 from .._mailbox import Signal
@@ -28,15 +33,78 @@ from .._supervisor import TERMINATED
 from .._validation import check_timeout
 
 if TYPE_CHECKING:
+    import weakref
+
     from .._cell import ActorStatistics, Cell
     from .._message import Request
-    from ._nats import Nats
     from ._wire import Address
 
-__all__ = ("DurableRef", "GroupRef", "RemoteRef", "by_name", "finish_proxy")
+__all__ = (
+    "Courier",
+    "DurableCourier",
+    "DurableRef",
+    "GroupRef",
+    "ProxyTable",
+    "RemoteRef",
+    "by_name",
+    "finish_proxy",
+)
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
+
+# The one ref of each remote address while anything holds it: (node, incarnation, id) ->
+# ref. Guarded by `Identity.lock` (callers' threads decode refs).
+ProxyTable: TypeAlias = "weakref.WeakValueDictionary[tuple[str, str, int], RemoteRef[Any]]"
+
+
+class Courier(Protocol):
+    """What delivers a `RemoteRef`'s messages (the node's outbox). Internal."""
+
+    async def send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
+        """A tell, waiting for its acknowledgement.
+
+        Cancellation: the frame may already be out and then still be enqueued.
+        """
+        ...
+
+    def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
+        """`send`, from a plain thread."""
+        ...
+
+    def try_send(self, ref: RemoteRef[Any], message: object) -> None:
+        """A tell decided on the credit view; never waits."""
+        ...
+
+    async def ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
+        """Request-reply.
+
+        Cancellation: the request may already be enqueued; its reply is then dropped.
+        """
+        ...
+
+    def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
+        """`ask`, from a plain thread."""
+        ...
+
+
+class DurableCourier(Protocol):
+    """What stores a `DurableRef`'s tells in JetStream (the node's durable mailboxes)."""
+
+    async def send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
+        """Publish, waiting for the PubAck.
+
+        Cancellation: the message may already be stored.
+        """
+        ...
+
+    def blocking_send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
+        """`send`, from a plain thread."""
+        ...
+
+    def try_send(self, ref: DurableRef[Any], message: object) -> None:
+        """Publish in the background, never waiting for the PubAck."""
+        ...
 
 
 class RemoteRef(ActorRef[M]):
@@ -60,16 +128,16 @@ class RemoteRef(ActorRef[M]):
     __slots__ = (
         "__weakref__",
         "_address",
+        "_courier",
         "_credit_lock",
         "_free",
-        "_nats",
         "_probing",
         "_unacked",
     )
 
-    def __init__(self, proxy: Cell, nats: Nats, address: Address) -> None:
+    def __init__(self, proxy: Cell, courier: Courier, address: Address) -> None:
         super().__init__(proxy)
-        self._nats = nats
+        self._courier = courier
         self._address = address
         self._credit_lock = threading.Lock()
         self._free = address.free  # the target's free slots, as last reported
@@ -141,7 +209,7 @@ class RemoteRef(ActorRef[M]):
             ```
         """
         check_timeout("timeout", timeout)
-        await self._nats.remote_send(self, message, timeout)
+        await self._courier.send(self, message, timeout)
 
     def try_send(self, message: M) -> None:
         """Send ``message`` if the target had room at the latest report; never waits.
@@ -163,7 +231,7 @@ class RemoteRef(ActorRef[M]):
                 dropped += 1
             ```
         """
-        self._nats.remote_try_send(self, message)
+        self._courier.try_send(self, message)
 
     def blocking_send(self, message: M, *, timeout: float | None = None) -> None:
         """`send` for plain threads that run no event loop.
@@ -178,7 +246,7 @@ class RemoteRef(ActorRef[M]):
             ```
         """
         check_timeout("timeout", timeout)
-        self._nats.blocking_send(self, message, timeout)
+        self._courier.blocking_send(self, message, timeout)
 
     @overload
     async def ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
@@ -209,7 +277,7 @@ class RemoteRef(ActorRef[M]):
             ```
         """
         check_timeout("timeout", timeout)
-        return await self._nats.remote_ask(self, message, timeout)
+        return await self._courier.ask(self, message, timeout)
 
     @overload
     def blocking_ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
@@ -228,7 +296,7 @@ class RemoteRef(ActorRef[M]):
             ```
         """
         check_timeout("timeout", timeout)
-        result: Any = self._nats.blocking_ask(self, message, timeout)
+        result: Any = self._courier.blocking_ask(self, message, timeout)
         return result
 
     async def stop(self) -> None:
@@ -320,8 +388,8 @@ class GroupRef(RemoteRef[M]):
 
     __slots__ = ("_group",)
 
-    def __init__(self, proxy: Cell, nats: Nats, address: Address, group: str) -> None:
-        super().__init__(proxy, nats, address)
+    def __init__(self, proxy: Cell, courier: Courier, address: Address, group: str) -> None:
+        super().__init__(proxy, courier, address)
         self._group = group
 
     @property
@@ -368,11 +436,19 @@ class DurableRef(RemoteRef[M]):
         ```
     """
 
-    __slots__ = ("_durable",)
+    __slots__ = ("_durable", "_store")
 
-    def __init__(self, proxy: Cell, nats: Nats, address: Address, durable: str) -> None:
-        super().__init__(proxy, nats, address)
+    def __init__(
+        self,
+        proxy: Cell,
+        courier: Courier,
+        address: Address,
+        durable: str,
+        mailbox: DurableCourier,
+    ) -> None:
+        super().__init__(proxy, courier, address)  # asks go to whichever node serves the name
         self._durable = durable
+        self._store = mailbox  # tells go through JetStream
         # The credit of a durable ref bounds its try_sends awaiting a PubAck; the mailbox
         # room reported by asks is not what a durable tell waits for.
         self._free = DURABLE_TRIES
@@ -386,6 +462,56 @@ class DurableRef(RemoteRef[M]):
     def node(self) -> str:
         """``"*"``: a durable ref is bound to the name, not to a node."""
         return "*"
+
+    async def send(self, message: M, *, timeout: float | None = None) -> None:
+        """Store ``message`` in the actor's durable mailbox; returns once JetStream has it.
+
+        A PubAck that does not come is waited for again, publishing the same message id
+        (the stream drops copies), until ``timeout`` (`Nats` ``ack_timeout`` when None).
+
+        Raises:
+            SendTimeout: no PubAck in time: the message may or may not be stored.
+            ActorStopped: this node is leaving.
+            MessageTypeError, NotSendableError, WireError: as for `RemoteRef.send`.
+
+        Cancellation: the message may already be stored.
+
+        Example:
+            ```python
+            await account.send(Deposit(5))  # stored by JetStream when this returns
+            ```
+        """
+        check_timeout("timeout", timeout)
+        await self._store.send(self, message, timeout)
+
+    def try_send(self, message: M) -> None:
+        """Publish ``message`` into the durable mailbox without waiting for the PubAck.
+
+        Raises:
+            MailboxFull: not connected, or too many try_sends wait for their PubAck.
+            MessageTypeError, NotSendableError, WireError: as for `RemoteRef.send`.
+
+        Example:
+            ```python
+            account.try_send(Deposit(5))
+            ```
+        """
+        self._store.try_send(self, message)
+
+    def blocking_send(self, message: M, *, timeout: float | None = None) -> None:
+        """`send` for plain threads that run no event loop.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop.
+            SendTimeout, ActorStopped, MessageTypeError, NotSendableError: as for `send`.
+
+        Example:
+            ```python
+            account.blocking_send(Deposit(5))  # from a plain thread
+            ```
+        """
+        check_timeout("timeout", timeout)
+        self._store.blocking_send(self, message, timeout)
 
     def settle_credit(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
         """Internal: as `RemoteRef.settle_credit`, ignoring the remote mailbox room."""

@@ -2,19 +2,21 @@
 
 Threads: nats-py is asyncio-only, while the host may run trio and actors run on worker
 loops. The client therefore lives on an asyncio loop of its own, in a thread named
-``actors-cluster-<node>`` that `Nats.detach` joins. Callers on any loop reach it through
+``actors-cluster-<node>`` that `Transport.stop` joins. Callers on any loop reach it through
 ``call_soon_threadsafe`` and get the outcome back through `actors._oneshot` (which
 knows how to wake an asyncio task, a trio task or a plain thread). Message checks and
 encoding happen in the caller's thread, so that a bad message fails at the call site.
 
-Single writer: everything marked "loop only" (here and in the layers above) is touched only
-on the cluster loop. The export table and the proxy table are also read from callers'
-threads (encoding and decoding refs) and are guarded by ``_lock``.
+Single writer: everything marked "loop only" (here and in the other parts) is touched only
+on the cluster loop. The tables also read from callers' threads (exports, proxies, the
+node incarnations declared down) are guarded by the one `Identity.lock`: one lock, so that
+declaring a node down and making a proxy for one of its actors exclude each other.
 
-`Transport` is the bottom layer of `Nats`: ``_membership`` -> ``_registry`` ->
-``_inbound`` -> ``_outbound`` -> ``_nats`` build on it, each importing only the layers
-below (``_registry`` names `Nats` for typing only). Every layer's state is set in
-`Nats.__init__`; each layer declares what it uses.
+`Transport` is the bottom part of a node (see ``_nats``): it knows nothing of the others.
+They reach it through the methods below, and it tells them of a reconnect and of its
+teardown through the callbacks they add to `Transport.on_reconnected` and
+`Transport.on_teardown`. The tests build it with a fake client (`Transport.client` is
+plain state), without the thread.
 """
 
 from __future__ import annotations
@@ -24,28 +26,29 @@ import concurrent.futures
 import contextlib
 import contextvars
 import logging
+import secrets
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._errors import ActorError, ActorStopped, SystemNotRunning
-from .._oneshot import oneshot
+from .._oneshot import Latch, oneshot
 from .._runtime import Home
 
 if TYPE_CHECKING:
-    import threading
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-    from .._oneshot import Latch
     from ._wire import Address
 
 logger = logging.getLogger("actors.cluster")
 
 T = TypeVar("T")
 
+NODE_ID: Final = 0  # the id of a node's own subject p.actor.<node>.<incarnation>.0
 SUB_PENDING_MSGS: Final = 65536  # per-subscription queue of nats-py (slow consumer beyond)
 
 
@@ -102,46 +105,117 @@ class Throttle:
         logger.warning(text + suffix, *args)
 
 
-class Transport:
-    """The loop thread, the bridge from callers' threads, and the NATS connection."""
+class Identity:
+    """Who this node is (name, incarnation, subject prefix), its subjects, and the shared lock.
 
-    # Set by `Nats.__init__` and `Nats.attach`.
-    node: str
-    prefix: str
-    servers: list[str]
-    heartbeat_timeout: float
-    connect_timeout: float
-    incarnation: str
-    _options: dict[str, Any]
-    _loop: asyncio.AbstractEventLoop | None
-    _thread: threading.Thread | None
-    _home: ClusterHome | None
-    _nc: NatsClient | None
-    _closing: bool
-    _connected: bool
-    _ended: Latch
-    _lock: threading.Lock
-    # Loop only.
-    _replies: dict[str, tuple[Any, tuple[str, str] | None, float]]  # pending replies by token
-    _tasks: set[asyncio.Task[Any]]
-    _throttle: Throttle
-    _rejected: int
-    _dropped: int
-    _reconnects: int
+    Example:
+        ```python
+        me = Identity("a", "actors")
+        me.name_subject("ledger")  # "actors.name.ledger"
+        ```
+    """
 
-    # -- subjects -------------------------------------------------------------------------
+    __slots__ = ("incarnation", "lock", "node", "prefix")
 
-    def _actor_subject(self, address: Address) -> str:
+    def __init__(self, node: str, prefix: str, incarnation: str | None = None) -> None:
+        self.node = node
+        self.prefix = prefix
+        # Distinguishes this run of the node from earlier ones of the same name.
+        self.incarnation = incarnation or secrets.token_hex(6)
+        # Guards the tables read from callers' threads (see the module docstring).
+        self.lock = threading.Lock()
+
+    def actor_subject(self, address: Address) -> str:
         return f"{self.prefix}.actor.{address.node}.{address.incarnation}.{address.id}"
 
-    def _name_subject(self, name: str) -> str:
+    def node_subject(self, node: str, incarnation: str) -> str:
+        """The subject on which a node incarnation answers whether an export still exists."""
+        return f"{self.prefix}.actor.{node}.{incarnation}.{NODE_ID}"
+
+    def name_subject(self, name: str) -> str:
         return f"{self.prefix}.name.{name}"
 
+    def durable_subject(self, name: str) -> str:
+        return f"{self.prefix}.durable.{name}"
+
     @property
-    def _inbox(self) -> str:
+    def inbox(self) -> str:
+        """The prefix of this node incarnation's reply subjects."""
         return f"_INBOX.{self.prefix}.{self.node}.{self.incarnation}"
 
+
+class Transport:
+    """The loop thread, the bridge from callers' threads, and the NATS connection.
+
+    Example:
+        ```python
+        transport = Transport(Identity("a", "actors"), ["nats://127.0.0.1:4222"], {}, 5.0)
+        loop = transport.start("actors-cluster-a")
+        await transport.call(transport.connect())
+        ```
+    """
+
+    def __init__(
+        self,
+        me: Identity,
+        servers: Sequence[str],
+        options: dict[str, Any],
+        connect_timeout: float,
+    ) -> None:
+        self.me = me
+        self.servers = list(servers)
+        self.connect_timeout = connect_timeout
+        self._options = options
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.home: ClusterHome | None = None
+        self._thread: threading.Thread | None = None
+        self.client: NatsClient | None = None  # set by connect (or by a test)
+        self.closing = False
+        self.connected = False
+        self._ended = Latch()
+        # Loop only.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.throttle = Throttle()
+        self.rejected = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.on_reconnected: list[Callable[[], None]] = []
+        self.on_teardown: list[Callable[[], None]] = []
+
+    @property
+    def node(self) -> str:
+        return self.me.node
+
     # -- the thread and the bridge ----------------------------------------------------------
+
+    def start(self, name: str) -> asyncio.AbstractEventLoop:
+        """Start the cluster thread (named ``name``) and return its loop. Any thread."""
+        ready: concurrent.futures.Future[asyncio.AbstractEventLoop] = concurrent.futures.Future()
+        thread = threading.Thread(target=self._main, args=(ready,), name=name, daemon=True)
+        self._thread = thread
+        thread.start()
+        loop = ready.result()
+        self.loop = loop
+        self.home = ClusterHome(loop, thread.ident or 0, self.node)
+        return loop
+
+    @property
+    def started(self) -> bool:
+        return self.loop is not None and self._thread is not None
+
+    async def stop(self) -> None:
+        """Stop the loop (which tears down on its way out) and join the thread. Any loop.
+
+        Cancellation: runs to the end once the loop was told to stop.
+        """
+        loop, thread = self.loop, self._thread
+        self.closing = True
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        await self._ended.wait()
+        thread.join()
 
     def _main(self, ready: concurrent.futures.Future[asyncio.AbstractEventLoop]) -> None:
         loop = asyncio.new_event_loop()
@@ -158,15 +232,19 @@ class Transport:
             loop.close()
             self._ended.set()
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    def on_cluster_thread(self) -> bool:
+        home = self.home
+        return home is not None and threading.get_ident() == home.thread_id
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start ``coro`` as a task of the cluster loop, in a context of its own.
 
         Not ``run_coroutine_threadsafe``: that runs the task in a copy of the caller's
         context, and a trio caller's context says "trio" to sniffio (so anyio, in the core's
         send path, would take the cluster loop for a trio run).
         """
-        loop = self._loop
-        if loop is None or self._closing:
+        loop = self.loop
+        if loop is None or self.closing:
             coro.close()
             raise SystemNotRunning(f"the cluster transport of node {self.node} is not running")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -203,9 +281,9 @@ class Transport:
             ) from None
         return future
 
-    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the cluster loop; await it from any loop (asyncio or trio)."""
-        future = self._submit(coro)
+        future = self.submit(coro)
         done = oneshot()
 
         def settle(f: concurrent.futures.Future[T]) -> None:
@@ -226,9 +304,17 @@ class Transport:
             raise
         return result
 
-    def _post(self, callback: Callable[..., object], *args: Any) -> None:
-        loop = self._loop
-        if loop is None or self._closing:
+    def blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the cluster loop, blocking this plain thread until done."""
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise ActorStopped(f"node {self.node} left the cluster meanwhile") from None
+
+    def post(self, callback: Callable[..., object], *args: Any) -> None:
+        loop = self.loop
+        if loop is None or self.closing:
             raise SystemNotRunning(f"the cluster transport of node {self.node} is not running")
         try:
             loop.call_soon_threadsafe(callback, *args, context=contextvars.Context())
@@ -239,7 +325,7 @@ class Transport:
 
     # -- on the cluster loop: connecting and leaving ----------------------------------------
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
         from nats.aio.client import Client
 
         refused: list[str] = []
@@ -250,21 +336,22 @@ class Transport:
             refusal = any(word in text for word in _REFUSALS)
             if refusal and not connected.is_set():
                 refused.append(text)
-            self._throttle.warn("nats-error", "node %s: NATS error: %s", self.node, text)
+            self.throttle.warn("nats-error", "node %s: NATS error: %s", self.node, text)
 
         async def on_disconnected() -> None:
-            if not self._closing:
-                self._connected = False
+            if not self.closing:
+                self.connected = False
                 logger.warning("node %s lost its NATS connection; reconnecting", self.node)
 
         async def on_reconnected() -> None:
-            self._connected = True
-            self._reconnects += 1
-            self._reconnected()
+            self.connected = True
+            self.reconnects += 1
+            for callback in self.on_reconnected:
+                callback()
             logger.warning("node %s reconnected to NATS", self.node)
 
         async def on_closed() -> None:
-            self._connected = False
+            self.connected = False
 
         client = Client()
         attempt = asyncio.ensure_future(
@@ -273,7 +360,7 @@ class Transport:
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
-                inbox_prefix=f"_INBOX.{self.prefix}.{self.node}",
+                inbox_prefix=f"_INBOX.{self.me.prefix}.{self.node}",
                 **self._options,
             )
         )
@@ -306,41 +393,36 @@ class Transport:
                 await asyncio.wait_for(client.close(), timeout=1.0)
             raise
         connected.set()
-        self._nc = client
-        self._connected = True
-
-    def _reconnected(self) -> None:
-        """Hook: the connection came back (`Membership` restarts the heartbeat clocks)."""
+        self.client = client
+        self.connected = True
 
     async def _teardown(self) -> None:
         """After the loop stopped: fail what waits, stop our tasks, close the connection."""
-        self._closing = True
-        for future, _, _ in self._replies.values():
-            if isinstance(future, asyncio.Future) and not future.done():
-                future.set_exception(ActorStopped(f"node {self.node} left the cluster"))
-        self._replies.clear()
+        self.closing = True
+        for callback in self.on_teardown:
+            callback()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
-        client, self._nc = self._nc, None
+        client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), timeout=2.0)
-        self._connected = False
+        self.connected = False
         for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
             task.cancel()
 
-    def _own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _reject(self, where: str, error: BaseException) -> None:
-        self._rejected += 1
-        self._throttle.warn(
+    def reject(self, where: str, error: BaseException) -> None:
+        self.rejected += 1
+        self.throttle.warn(
             "rejected", "node %s rejected a frame for %s: %s", self.node, where, error
         )
 

@@ -38,6 +38,7 @@ from cluster_support import (
 
 import actors
 from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef
+from actors.cluster._membership import Membership
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -405,13 +406,13 @@ async def test_a_stopped_actor_whose_down_notice_was_lost_is_found_stopped_at_th
     # b never gets a's down notices (they are at most once): a send to the stopped actor
     # gets "no responders", and a, asked, confirms the actor is gone. Not the heartbeats:
     # a stays alive and b would wait 30 s before declaring it down.
-    original = Nats._on_down  # pyright: ignore[reportPrivateUsage]
+    original = Membership._on_down  # pyright: ignore[reportPrivateUsage]
 
-    async def lost_on_b(self: Nats, msg: Any) -> None:
-        if self.node != "b":
+    async def lost_on_b(self: Membership, msg: Any) -> None:
+        if self._me.node != "b":  # pyright: ignore[reportPrivateUsage]
             await original(self, msg)
 
-    monkeypatch.setattr(Nats, "_on_down", lost_on_b)
+    monkeypatch.setattr(Membership, "_on_down", lost_on_b)
     events, got, seen = collector()
     with anyio.fail_after(WAIT):
         async with (
@@ -465,9 +466,10 @@ async def test_a_send_to_a_node_that_vanished_without_leaving_raises_node_down(
             await a.spawn(Account, name="stranded", public=True)
             remote = await b.lookup_remote("stranded", Deposit | Balance)
             await remote.send(Deposit(1))
-            client = cluster_a._nc  # pyright: ignore[reportPrivateUsage]
+            transport = cluster_a._node.transport  # pyright: ignore[reportPrivateUsage]
+            client = transport.client
             assert client is not None
-            await cluster_a._call(client.close())  # pyright: ignore[reportPrivateUsage]
+            await transport.call(client.close())
             vanished = time.monotonic()
             with pytest.raises(NodeDown):
                 await remote.send(Deposit(2), timeout=10.0)

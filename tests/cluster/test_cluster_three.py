@@ -47,7 +47,7 @@ def servers() -> Iterator[NatsCluster]:
 
 def connected_to(cluster: Nats) -> str:
     """The URL of the server ``cluster`` is connected to right now."""
-    client = cluster._nc  # pyright: ignore[reportPrivateUsage]
+    client = cluster._node.transport.client  # pyright: ignore[reportPrivateUsage]
     assert client is not None
     server = client.connected_url
     assert server is not None

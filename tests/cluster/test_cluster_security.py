@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 anyio_backend = asyncio_backend_fixture()
 prefix = prefix_fixture("s")
 node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=2.0, connect_timeout=2.0)

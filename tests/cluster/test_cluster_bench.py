@@ -15,7 +15,7 @@ import anyio
 from cluster_support import NatsServer
 
 if importlib.util.find_spec("benchmarks") is None:  # run from a checkout without the root on path
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import actors
 from benchmarks import cluster

@@ -38,7 +38,7 @@ from actors.cluster._wire import ASK, ERROR, WIRE_VERSION, Envelope, Reply
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "examples" / "cluster" / "worker.py"  # "cluster/worker.py"
 FRONTEND = ROOT / "examples" / "cluster" / "frontend.py"  # "cluster/frontend.py"
 # Both import "cluster/protocol.py", so running them runs it too.

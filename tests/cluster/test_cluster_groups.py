@@ -38,7 +38,7 @@ from actors.cluster import GroupRef, RemoteRef, lookup_group, serve_pool
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POOL_WORKER = ROOT / "examples" / "cluster" / "pool_worker.py"  # "cluster/pool_worker.py"
 
 sys.path.insert(0, str(ROOT / "examples" / "cluster"))

@@ -183,7 +183,7 @@ class NatsServer:
 def running_script(*command: str, ready: bytes = b"ready") -> Iterator[subprocess.Popen[bytes]]:
     """Run a Python script in a child process; yield once it printed ``ready``; always reap it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     process = subprocess.Popen(
         [sys.executable, *command],
