@@ -15,8 +15,9 @@ Design notes:
 * **Policies.** Delivery goes straight to the subscriber's mailbox (the event's type was
   checked against the subscriber at subscribe time, its sendability once per publish):
   ``drop_newest`` is a ``put_nowait``, ``drop_oldest`` a ``put_evicting`` (the mailbox drops
-  its oldest queued event of the subscribed class to make room), ``wait`` a waiting ``put``,
-  as `ActorRef.send`. The non-blocking subscribers of an event are served first, so a slow
+  its oldest queued event of the subscribed class to make room), ``wait`` a `deliver`, as
+  `ActorRef.send` (so an actor publishing to its own full mailbox drops the event rather than
+  wait for itself). The non-blocking subscribers of an event are served first, so a slow
   ``wait`` subscriber never delays them.
 * **Counts are exact.** Each subscription counts its outcomes under its own lock, so that
   ``delivered + dropped`` is exactly the number of events offered to it, even with publishers
@@ -35,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 import msgspec
 
 from ._checkpoint import checkpoint
+from ._delivery import deliver
 from ._errors import ActorStopped, MessageTypeError
-from ._mailbox import FULL, OK
+from ._mailbox import OK
 from ._message import Ask
 from ._ref import COOPERATIVE_BUDGET, ActorRef
 from ._sendable import check_sendable
@@ -146,17 +148,14 @@ class _Sub:
         """Deliver under ``wait``: wait for room like `ActorRef.send`; 1 if delivered."""
         if not self.active:
             return 0
-        cell = self.cell
-        box = cell.mailbox
-        code = box.put_nowait(event)
-        if code == FULL and not cell.in_handler():  # an actor publishing to itself: no wait
-            try:
-                code = await box.put(event)
-            except BaseException:
-                # Cancelled while waiting for room: nothing was enqueued.
-                with self.lock:
-                    self.dropped += 1
-                raise
+        try:
+            # FULL only for an actor publishing to itself, which must not wait: a drop.
+            code = await deliver(self.cell, event)
+        except BaseException:
+            # Cancelled while waiting for room: nothing was enqueued.
+            with self.lock:
+                self.dropped += 1
+            raise
         with self.lock:
             if code == OK:
                 self.delivered += 1

@@ -9,7 +9,8 @@ Shape (``/user/pool-3`` with four workers and pull routing)::
 * **Routing happens in the caller.** `Pool` is a handle like `ActorRef`: it holds a snapshot
   of the worker refs (`_Routes`) and picks a worker per message on the caller's own thread,
   with no hop through the supervisor. Refs survive restarts, so the snapshot only changes on
-  `Pool.resize` and when the pool ends.
+  `Pool.resize` and when the pool ends. The routing is one router object chosen when the pool
+  is built (see "routers" below); `Pool` itself holds no per-routing branch.
 * **The supervisor is the single writer** of that snapshot. It publishes a new immutable
   `_Routes` under ``_PoolState.lock``; callers read ``state.routes`` without the lock (one
   attribute read sees the old snapshot or the new one, never a mix). A caller that raced a
@@ -22,10 +23,11 @@ Shape (``/user/pool-3`` with four workers and pull routing)::
   pushes back on producers) until some worker is idle, then asks that worker in a task it
   owns and joins in ``on_stop``. Each worker thus holds at most the one message it handles.
 * **Asks are split in two**: `_enqueue` puts an ``Ask`` envelope with a oneshot into the
-  routed mailbox, and the caller waits on the oneshot. `Pool.map_stream` keeps a window of
-  such oneshots and waits on the oldest, so a parallel map needs no helper tasks at all: it
-  works the same from asyncio, trio and actor handlers, and abandoning it leaves nothing
-  running (the replies of items in flight are dropped, as after a cancelled ask).
+  routed mailbox (through `deliver`, as every waiting sender), and the caller waits on the
+  oneshot. `Pool.map_stream` keeps a window of such oneshots and waits on the oldest, so a
+  parallel map needs no helper tasks at all: it works the same from asyncio, trio and actor
+  handlers, and abandoning it leaves nothing running (the replies of items in flight are
+  dropped, as after a cancelled ask).
 """
 
 from __future__ import annotations
@@ -39,13 +41,24 @@ import time
 from bisect import bisect
 from collections import deque
 from collections.abc import AsyncIterable
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    Literal,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 import anyio.lowlevel
 
 from ._actor import Actor
+from ._delivery import deliver
 from ._errors import ActorStopped, AskTimeout, DeadlockError, MailboxFull, SendTimeout
-from ._mailbox import FULL, OK
+from ._mailbox import OK
 from ._message import Ask, Request
 from ._oneshot import Expired, oneshot
 from ._ref import DEFAULT_ASK_TIMEOUT
@@ -121,19 +134,18 @@ class _PoolState:
     """What the `Pool` handle and the pool's internal actors share.
 
     ``routes``, ``closed`` and ``dispatcher`` are written under ``lock`` (by the pool's
-    supervisor, or by `Pool.stop`) and read without it: each is one attribute read.
-    ``turn`` is a heuristic shared by every caller: a lost update under a race only sends two
-    messages to the same worker.
+    supervisor, or by `Pool.stop`) and read without it: each is one attribute read. ``path``
+    (the supervisor's, for errors) is written once by `spawn_pool`, before the handle exists.
     """
 
-    __slots__ = ("closed", "dispatcher", "hashed", "listeners", "lock", "routes", "turn")
+    __slots__ = ("closed", "dispatcher", "hashed", "listeners", "lock", "path", "routes")
 
     def __init__(self, hashed: bool) -> None:
         self.lock = threading.Lock()
         self.hashed = hashed
+        self.path = ""
         self.routes = _Routes((), hashed)
         self.closed = False
-        self.turn = 0
         self.dispatcher: ActorRef[_Job] | None = None
         self.listeners: list[Callable[[], object]] = []
 
@@ -152,6 +164,22 @@ class _PoolState:
         for listener in listeners:
             listener()
 
+    def stopped(self, message: object) -> ActorStopped:
+        return ActorStopped(f"pool {self.path} is stopped; message not delivered", message)
+
+    def dispatcher_for(self, message: object) -> ActorRef[_Job]:
+        """The pull pool's dispatcher; raises that the pool has stopped if there is none."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            raise self.stopped(message)
+        return dispatcher
+
+    def raise_unless_removed(self, worker: ActorRef[Any], message: object) -> None:
+        """``worker`` refused ``message``: raise that the pool has stopped, unless a resize
+        removed the worker meanwhile (a broadcast goes on to the others)."""
+        if worker in self.routes.workers and not self.closed:
+            raise self.stopped(message) from None
+
 
 class _Job:
     """Internal envelope of a message in a pull pool's shared queue, and where its reply goes."""
@@ -168,15 +196,14 @@ class _Resize(Request["Moved[BaseException] | None"], frozen=True):
     size: int
 
 
-async def _enqueue(
-    worker: ActorRef[Any], message: object, reply: Oneshot, timeout: float | None
-) -> bool:
-    """Put an ask for ``message`` into ``worker``'s mailbox, waiting for room.
+async def _enqueue(worker: ActorRef[Any], ask: Ask, timeout: float | None) -> bool:
+    """Put ``ask`` into ``worker``'s mailbox, waiting for room.
 
     False when the mailbox refused it (the worker has stopped): nothing was enqueued.
     Raises `Expired` when no room came within ``timeout``.
     """
     cell = worker._cell  # pyright: ignore[reportPrivateUsage]
+    message = ask.message
     if type(message) not in cell.admitted:
         cell.admit(message)
     if cell.in_handler():
@@ -184,12 +211,258 @@ async def _enqueue(
             f"actor {cell.path} asked its own pool and was routed to itself; "
             "it would wait forever for its own reply"
         )
-    envelope = Ask(message, reply)
-    box = cell.mailbox
-    code = box.put_nowait(envelope)
-    if code == FULL:
-        code = await box.put(envelope, timeout)
-    return code == OK
+    # FULL cannot come back: it is for a sender in the worker's own handler, refused above.
+    return await deliver(cell, ask, timeout) == OK
+
+
+# -- routers ----------------------------------------------------------------------------------
+#
+# A pool's `Routing` is decided once, when the pool is built (`_router`), as one router object:
+# `_Unicast` (one worker per message, picked by a picker: `_RoundRobin`, `_LeastLoaded` or
+# `_ConsistentHash`), `_Broadcast` or `_Pull`. `Pool` only loops over snapshots; where a
+# message goes, and what a refusal means, is the router's. Each attempt works on one `_Routes`
+# snapshot and answers True (done) or False (a worker of that snapshot has stopped and nothing
+# was enqueued: `Pool` routes again if a resize replaced the snapshot meanwhile, else the pool
+# has stopped). Errors other than a refusal are raised as `Pool.send` documents them.
+
+
+class _Router(Protocol):
+    """How a pool delivers: one implementation per `Routing`, chosen by `_router`."""
+
+    @property
+    def routing(self) -> Routing:
+        """The name it was chosen by."""
+        ...
+
+    async def send(self, routes: _Routes, message: object, timeout: float | None) -> bool:
+        """`Pool.send` on one snapshot."""
+        ...
+
+    def try_send(self, routes: _Routes, message: object) -> bool:
+        """`Pool.try_send` on one snapshot."""
+        ...
+
+    async def issue(self, routes: _Routes, ask: Ask, timeout: float | None) -> bool:
+        """Enqueue one ask on one snapshot; raises `Expired` when no room came in time."""
+        ...
+
+    def check_asks(self, what: str) -> None:
+        """Raise TypeError if this routing has no single reply per message (for ``what``)."""
+        ...
+
+
+class _Picker(Protocol):
+    """Picks the one worker of a `_Unicast` router."""
+
+    def pick(self, routes: _Routes, message: object) -> int:
+        """The index in ``routes.workers`` (not empty) of the worker for ``message``."""
+        ...
+
+
+class _RoundRobin:
+    """Each worker in turn.
+
+    ``turn`` is a heuristic shared by every caller of the pool: a lost update under a race
+    only sends two messages to the same worker.
+    """
+
+    __slots__ = ("turn",)
+
+    def __init__(self) -> None:
+        self.turn = 0
+
+    def pick(self, routes: _Routes, message: object) -> int:
+        turn = self.turn
+        self.turn = turn + 1
+        return turn % len(routes.workers)
+
+
+class _LeastLoaded:
+    """The worker with the shortest mailbox; ties go to the first from a rotating start.
+
+    len() of a mailbox is one lock-free read; the message a worker is handling is not counted.
+    """
+
+    __slots__ = ("ties",)
+
+    def __init__(self, ties: _RoundRobin) -> None:
+        self.ties = ties
+
+    def pick(self, routes: _Routes, message: object) -> int:
+        start = self.ties.pick(routes, message)
+        workers = routes.workers
+        count = len(workers)
+        best, best_depth = start, -1
+        for step in range(count):
+            index = (start + step) % count
+            depth = len(workers[index]._cell.mailbox)  # pyright: ignore[reportPrivateUsage]
+            if depth == 0:
+                return index
+            if best_depth < 0 or depth < best_depth:
+                best, best_depth = index, depth
+        return best
+
+
+class _ConsistentHash:
+    """The owner of ``key(message)`` on the snapshot's hash ring."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Callable[[Any], object]) -> None:
+        self.key = key
+
+    def pick(self, routes: _Routes, message: object) -> int:
+        point = _mix(hash(self.key(message)) & _MASK)
+        slot = bisect(routes.points, point)
+        return routes.owners[slot % len(routes.owners)]
+
+
+class _Unicast:
+    """One worker per message, the one ``picker`` picks. With ``spill``, `try_send` passes a
+    full worker over for the next ones (not for consistent hashing: a key has one owner)."""
+
+    __slots__ = ("picker", "routing", "spill", "state")
+
+    def __init__(self, state: _PoolState, routing: Routing, picker: _Picker, spill: bool) -> None:
+        self.state = state
+        self.routing: Routing = routing
+        self.picker = picker
+        self.spill = spill
+
+    async def send(self, routes: _Routes, message: object, timeout: float | None) -> bool:
+        worker = routes.workers[self.picker.pick(routes, message)]
+        try:
+            await worker.send(message, timeout=timeout)
+        except ActorStopped:
+            return False
+        return True
+
+    def try_send(self, routes: _Routes, message: object) -> bool:
+        workers = routes.workers
+        first = self.picker.pick(routes, message)
+        try:
+            if not self.spill:
+                workers[first].try_send(message)
+                return True
+            for step in range(len(workers)):
+                try:
+                    workers[(first + step) % len(workers)].try_send(message)
+                    return True
+                except MailboxFull:
+                    continue
+        except ActorStopped:
+            return False
+        raise MailboxFull(
+            f"every worker of pool {self.state.path} is full ({len(workers)} workers); "
+            "message not sent",
+            message,
+        )
+
+    async def issue(self, routes: _Routes, ask: Ask, timeout: float | None) -> bool:
+        worker = routes.workers[self.picker.pick(routes, ask.message)]
+        return await _enqueue(worker, ask, timeout)
+
+    def check_asks(self, what: str) -> None:
+        pass
+
+
+class _Broadcast:
+    """Every worker gets every message. Never repeated on a new snapshot: a worker that a
+    resize removed meanwhile is skipped, the others still get it."""
+
+    __slots__ = ("state",)
+    routing: Routing = "broadcast"
+
+    def __init__(self, state: _PoolState) -> None:
+        self.state = state
+
+    async def send(self, routes: _Routes, message: object, timeout: float | None) -> bool:
+        for worker in routes.workers:
+            try:
+                await worker.send(message, timeout=timeout)
+            except ActorStopped:
+                self.state.raise_unless_removed(worker, message)
+        return True
+
+    def try_send(self, routes: _Routes, message: object) -> bool:
+        workers = routes.workers
+        full = 0
+        for worker in workers:
+            try:
+                worker.try_send(message)
+            except MailboxFull:
+                full += 1
+            except ActorStopped:
+                self.state.raise_unless_removed(worker, message)
+        if full:
+            raise MailboxFull(
+                f"{full} of the {len(workers)} workers of pool {self.state.path} were "
+                "full and did not get the message; the others did",
+                message,
+            )
+        return True
+
+    async def issue(self, routes: _Routes, ask: Ask, timeout: float | None) -> bool:
+        self.check_asks("use ask_all() to collect them")
+
+    def check_asks(self, what: str) -> NoReturn:
+        raise TypeError(
+            f"pool {self.state.path} broadcasts: one message has one reply per worker; {what}"
+        )
+
+
+class _Pull:
+    """Messages wait in one shared queue, the dispatcher's mailbox, for the next idle worker."""
+
+    __slots__ = ("state",)
+    routing: Routing = "pull"
+
+    def __init__(self, state: _PoolState) -> None:
+        self.state = state
+
+    async def send(self, routes: _Routes, message: object, timeout: float | None) -> bool:
+        try:
+            await self.state.dispatcher_for(message).send(_Job(message, None), timeout=timeout)
+        except ActorStopped:
+            return False
+        return True
+
+    def try_send(self, routes: _Routes, message: object) -> bool:
+        try:
+            self.state.dispatcher_for(message).try_send(_Job(message, None))
+        except ActorStopped:
+            return False
+        return True
+
+    async def issue(self, routes: _Routes, ask: Ask, timeout: float | None) -> bool:
+        message = ask.message
+        try:
+            await self.state.dispatcher_for(message).send(_Job(message, ask.reply), timeout=timeout)
+        except SendTimeout:
+            raise Expired() from None
+        except ActorStopped:
+            raise self.state.stopped(message) from None
+        return True
+
+    def check_asks(self, what: str) -> None:
+        pass
+
+
+def _router(state: _PoolState, routing: Routing, key: Callable[[Any], object] | None) -> _Router:
+    """The router for ``routing``: the one place that tells the routings apart by name."""
+    match routing:
+        case "round-robin":
+            return _Unicast(state, routing, _RoundRobin(), spill=True)
+        case "least-loaded":
+            return _Unicast(state, routing, _LeastLoaded(ties=_RoundRobin()), spill=True)
+        case "consistent-hash" if key is not None:
+            return _Unicast(state, routing, _ConsistentHash(key), spill=False)
+        case "broadcast":
+            return _Broadcast(state)
+        case "pull":
+            return _Pull(state)
+        case _:
+            raise AssertionError(routing)  # spawn_pool checked routing and key
 
 
 class Pool(Generic[M]):
@@ -223,20 +496,13 @@ class Pool(Generic[M]):
         ```
     """
 
-    __slots__ = ("_key", "_routing", "_state", "_supervisor")
+    __slots__ = ("_router", "_state", "_supervisor")
     __actors_sendable__: Final = True  # an immutable handle over thread-safe state
 
-    def __init__(
-        self,
-        state: _PoolState,
-        supervisor: ActorRef[_Resize],
-        routing: Routing,
-        key: Callable[[Any], object] | None,
-    ) -> None:
+    def __init__(self, state: _PoolState, supervisor: ActorRef[_Resize], router: _Router) -> None:
         self._state = state
         self._supervisor = supervisor
-        self._routing: Routing = routing
-        self._key = key
+        self._router = router
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -253,7 +519,7 @@ class Pool(Generic[M]):
     @property
     def routing(self) -> Routing:
         """The pool's `Routing`."""
-        return self._routing
+        return self._router.routing
 
     @property
     def workers(self) -> tuple[ActorRef[M], ...]:
@@ -278,7 +544,7 @@ class Pool(Generic[M]):
         return self._supervisor.is_alive
 
     def __repr__(self) -> str:
-        return f"<Pool {self.path} {self._routing} size={self.size}>"
+        return f"<Pool {self.path} {self._router.routing} size={self.size}>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pool) and other._state is self._state
@@ -289,7 +555,7 @@ class Pool(Generic[M]):
     # -- routing ---------------------------------------------------------------------------
 
     def _stopped(self, message: object) -> ActorStopped:
-        return ActorStopped(f"pool {self.path} is stopped; message not delivered", message)
+        return self._state.stopped(message)
 
     def _live_routes(self, message: object) -> _Routes:
         state = self._state
@@ -305,39 +571,13 @@ class Pool(Generic[M]):
         if type(message) not in cell.admitted:
             cell.admit(message)
 
-    def _pick(self, routes: _Routes, message: object) -> int:
-        """The index of the worker for ``message`` (not for broadcast or pull)."""
-        workers = routes.workers
-        count = len(workers)
-        routing = self._routing
-        if routing == "consistent-hash":
-            assert self._key is not None
-            point = _mix(hash(self._key(message)) & _MASK)
-            slot = bisect(routes.points, point)
-            return routes.owners[slot % len(routes.owners)]
+    def _reroute(self, routes: _Routes, message: object) -> None:
+        """An attempt on ``routes`` was refused: raise that the pool has stopped, unless a
+        resize replaced the snapshot meanwhile (the chosen worker is being removed): then the
+        caller routes again on the new one."""
         state = self._state
-        turn = state.turn
-        state.turn = turn + 1
-        if routing == "round-robin" or count == 1:
-            return turn % count
-        # least-loaded: the shortest mailbox, ties broken round-robin (the scan starts at
-        # the turn). len() of a mailbox is one lock-free read; the message a worker is
-        # handling is not counted.
-        best, best_depth = 0, -1
-        for step in range(count):
-            index = (turn + step) % count
-            depth = len(workers[index]._cell.mailbox)  # pyright: ignore[reportPrivateUsage]
-            if depth == 0:
-                return index
-            if best_depth < 0 or depth < best_depth:
-                best, best_depth = index, depth
-        return best
-
-    def _dispatcher(self, message: object) -> ActorRef[_Job]:
-        dispatcher = self._state.dispatcher
-        if dispatcher is None:
+        if state.routes is routes or state.closed:
             raise self._stopped(message)
-        return dispatcher
 
     async def send(self, message: M, *, timeout: float | None = None) -> None:
         """Route ``message`` to a worker and enqueue it, waiting while that worker is full.
@@ -363,7 +603,7 @@ class Pool(Generic[M]):
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        state = self._state
+        router = self._router
         while True:
             try:
                 routes = self._live_routes(message)
@@ -371,29 +611,13 @@ class Pool(Generic[M]):
                 await anyio.lowlevel.checkpoint()  # a refusal is a checkpoint, as for refs
                 raise
             self._admit(routes, message)
-            routing = self._routing
             try:
-                if routing == "pull":
-                    dispatcher = self._dispatcher(message)
-                    await dispatcher.send(_Job(message, None), timeout=timeout)
-                elif routing == "broadcast":
-                    for worker in routes.workers:
-                        try:
-                            await worker.send(message, timeout=timeout)
-                        except ActorStopped:
-                            if worker in state.routes.workers and not state.closed:
-                                raise
-                            # A worker removed by a resize meanwhile: the others still get it.
-                else:
-                    await routes.workers[self._pick(routes, message)].send(message, timeout=timeout)
-                return
-            except ActorStopped:
-                if state.routes is routes or state.closed or routing == "broadcast":
-                    raise self._stopped(message) from None  # (a broadcast is never repeated)
-                # Resized meanwhile and the chosen worker is being removed: route again.
+                if await router.send(routes, message, timeout):
+                    return
             except (SendTimeout, MailboxFull) as error:
                 error.message = message  # hand back the caller's message, not an envelope
                 raise
+            self._reroute(routes, message)
 
     def try_send(self, message: M) -> None:
         """Enqueue ``message`` if a worker has room right now; never waits.
@@ -416,82 +640,31 @@ class Pool(Generic[M]):
                 dropped += 1
             ```
         """
-        state = self._state
+        router = self._router
         while True:
             routes = self._live_routes(message)
             self._admit(routes, message)
-            routing = self._routing
-            workers = routes.workers
             try:
-                if routing == "pull":
-                    self._dispatcher(message).try_send(_Job(message, None))
-                elif routing == "broadcast":
-                    full = 0
-                    for worker in workers:
-                        try:
-                            worker.try_send(message)
-                        except MailboxFull:
-                            full += 1
-                        except ActorStopped:
-                            if worker in state.routes.workers and not state.closed:
-                                raise
-                    if full:
-                        raise MailboxFull(
-                            f"{full} of the {len(workers)} workers of pool {self.path} were "
-                            "full and did not get the message; the others did",
-                            message,
-                        )
-                elif routing == "consistent-hash":
-                    workers[self._pick(routes, message)].try_send(message)
-                else:
-                    first = self._pick(routes, message)
-                    for step in range(len(workers)):
-                        try:
-                            workers[(first + step) % len(workers)].try_send(message)
-                            return
-                        except MailboxFull:
-                            continue
-                    raise MailboxFull(
-                        f"every worker of pool {self.path} is full ({len(workers)} workers); "
-                        "message not sent",
-                        message,
-                    )
-                return
-            except ActorStopped:
-                if state.routes is routes or state.closed or routing == "broadcast":
-                    raise self._stopped(message) from None
+                if router.try_send(routes, message):
+                    return
             except MailboxFull as error:
                 error.message = message
                 raise
+            self._reroute(routes, message)
 
     async def _issue(self, message: object, reply: Oneshot, timeout: float | None) -> None:
         """Route one ask: enqueue ``message`` with ``reply`` as its reply; do not wait for it.
 
         Raises `Expired` when no room came within ``timeout``.
         """
-        state = self._state
+        router = self._router
+        ask = Ask(message, reply)  # reusable: a refused attempt enqueued nothing
         while True:
             routes = self._live_routes(message)
             self._admit(routes, message)
-            if self._routing == "pull":
-                try:
-                    await self._dispatcher(message).send(_Job(message, reply), timeout=timeout)
-                except SendTimeout:
-                    raise Expired() from None
-                except ActorStopped:
-                    raise self._stopped(message) from None
+            if await router.issue(routes, ask, timeout):
                 return
-            if self._routing == "broadcast":
-                raise TypeError(
-                    f"pool {self.path} broadcasts: one message has one reply per worker; "
-                    "use ask_all() to collect them"
-                )
-            worker = routes.workers[self._pick(routes, message)]
-            if await _enqueue(worker, message, reply, timeout):
-                return
-            if state.routes is routes or state.closed:
-                raise self._stopped(message)
-            # Resized meanwhile and the chosen worker is being removed: route again.
+            self._reroute(routes, message)
 
     def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
         return AskTimeout(
@@ -582,7 +755,7 @@ class Pool(Generic[M]):
                 remaining = (
                     None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
                 )
-                if not await _enqueue(worker, message, reply, remaining):
+                if not await _enqueue(worker, Ask(message, reply), remaining):
                     raise worker._cell.stopped_error(message)  # pyright: ignore[reportPrivateUsage]
                 replies.append(reply)
             results: list[Any] = []
@@ -734,11 +907,7 @@ class Pool(Generic[M]):
         return self._stream(messages, self._window(max_in_flight), timeout, return_exceptions)
 
     def _check_map(self) -> None:
-        if self._routing == "broadcast":
-            raise TypeError(
-                f"pool {self.path} broadcasts: one message has one reply per worker; "
-                "map needs one reply per item"
-            )
+        self._router.check_asks("map needs one reply per item")
 
     def _window(self, max_in_flight: int | None) -> int:
         if max_in_flight is None:
@@ -1035,7 +1204,7 @@ class _Dispatcher(Actor[_Job]):
         try:
             while True:
                 reply = oneshot()
-                if await _enqueue(worker, job.message, reply, None):
+                if await _enqueue(worker, Ask(job.message, reply), None):
                     break
                 # The worker stopped for good before taking it (a shrink, or the pool
                 # stopping with this worker gone first): nothing was enqueued, try another.
@@ -1121,11 +1290,13 @@ async def spawn_pool(
     if name is None:
         with system.tree_lock:
             name = f"pool-{next(system._serial)}"  # pyright: ignore[reportPrivateUsage]
-    state = _PoolState(hashed=routing == "consistent-hash")
-    pull = routing == "pull"
+    state = _PoolState(hashed=key is not None)  # a key is for consistent-hash only (above)
+    router = _router(state, routing, key)
+    pull = isinstance(router, _Pull)
     supervisor = await system.spawn(
         lambda: _PoolSupervisor(state, factory, size, supervision, capacity, pull),
         name=name,
         restart=Restart.TEMPORARY,  # a pool that gave up stays down: its refs would be stale
     )
-    return Pool(state, supervisor, routing, key)
+    state.path = supervisor.path
+    return Pool(state, supervisor, router)

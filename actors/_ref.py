@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 import anyio.lowlevel
 
 from ._checkpoint import checkpoint
+from ._delivery import deliver
 from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
@@ -148,26 +149,22 @@ class ActorRef(Generic[M]):
             await checkpoint()  # before enqueueing: cancelled here, nothing sent
         else:
             self._sends = sends
-        code = self._mailbox.put_nowait(message)
-        if code == OK:
+        # The fast path, inlined: room now. Anything else (full, closed) goes to `deliver`.
+        if self._mailbox.put_nowait(message) == OK:
             return
         cell = self._cell
+        try:
+            code = await deliver(cell, message, timeout)
+        except Expired:
+            raise self._send_timeout(message, timeout) from None
+        if code == OK:
+            return
         if code == FULL:
-            if cell.in_handler():
-                raise MailboxFull(
-                    f"actor {cell.path} sent to itself while its mailbox is full; "
-                    "waiting would deadlock",
-                    message,
-                )
-            try:
-                code = await cell.mailbox.put(message, timeout)
-            except Expired:
-                raise SendTimeout(
-                    f"mailbox of actor {cell.path} stayed full for {timeout} s; message not sent",
-                    message,
-                ) from None
-            if code == OK:
-                return
+            raise MailboxFull(
+                f"actor {cell.path} sent to itself while its mailbox is full; "
+                "waiting would deadlock",
+                message,
+            )
         # A checkpoint even on refusal, as every async call of the API: a retry loop around
         # send must not keep its event loop from running the actor it waits for.
         await anyio.lowlevel.checkpoint()
@@ -235,10 +232,7 @@ class ActorRef(Generic[M]):
         try:
             code = cell.mailbox.put_blocking(message, timeout)
         except Expired:
-            raise SendTimeout(
-                f"mailbox of actor {cell.path} stayed full for {timeout} s; message not sent",
-                message,
-            ) from None
+            raise self._send_timeout(message, timeout) from None
         if code != OK:
             raise cell.stopped_error(message)
 
@@ -283,19 +277,19 @@ class ActorRef(Generic[M]):
             )
         reply = oneshot()
         envelope = Ask(message, reply)
-        code = cell.mailbox.put_nowait(envelope)
         remaining = timeout
-        if code == FULL:
+        # The fast path inlined, as in send: room now. Anything else goes to `deliver`.
+        if cell.mailbox.put_nowait(envelope) != OK:
             started = time.monotonic()
             try:
-                code = await cell.mailbox.put(envelope, timeout)
+                code = await deliver(cell, envelope, timeout)
             except Expired:
                 raise self._ask_timeout(message, timeout) from None
+            if code != OK:  # CLOSED: FULL is for a self-send, refused above
+                await anyio.lowlevel.checkpoint()  # as in send: a refusal is a checkpoint too
+                raise cell.stopped_error(message)
             if timeout is not None:
                 remaining = max(0.0, timeout - (time.monotonic() - started))
-        if code != OK:
-            await anyio.lowlevel.checkpoint()  # as in send: a refusal is a checkpoint too
-            raise cell.stopped_error(message)
         try:
             return await reply.wait(remaining)
         except Expired:
@@ -374,6 +368,12 @@ class ActorRef(Generic[M]):
         """
         reason: BaseException | None = await self._cell.terminated.wait()
         return reason
+
+    def _send_timeout(self, message: object, timeout: float | None) -> SendTimeout:
+        return SendTimeout(
+            f"mailbox of actor {self._cell.path} stayed full for {timeout} s; message not sent",
+            message,
+        )
 
     def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
         return AskTimeout(

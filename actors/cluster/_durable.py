@@ -45,8 +45,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from .._delivery import deliver
 from .._errors import ActorStopped, MailboxFull, MessageTypeError, NotSendableError, SendTimeout
-from .._mailbox import FULL
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import ensure_plain_thread, oneshot
@@ -474,10 +474,7 @@ class DurableMailboxes:
         reply = oneshot()
         item = Ask(message, reply)
         # In stream order into the FIFO mailbox; a full mailbox holds up the fetching.
-        code = cell.mailbox.put_nowait(item)
-        if code == FULL:
-            code = await cell.mailbox.put(item, None)
-        if code != ENQUEUED:
+        if await deliver(cell, item) != ENQUEUED:
             return False
         consumer.pending.add(seq)
         settle = self._transport.own(

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from .._delivery import deliver
 from .._errors import ActorStopped, AskTimeout, MailboxFull, MessageTypeError
-from .._mailbox import FULL
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import Expired, oneshot
@@ -332,15 +332,12 @@ class Inbound:
         reply = oneshot()
         envelope = Ask(message, reply)
         started = time.monotonic()
-        code = cell.mailbox.put_nowait(envelope)
-        if code == FULL:
-            try:
-                code = await cell.mailbox.put(envelope, timeout)
-            except Expired:
-                raise AskTimeout(
-                    f"actor {cell.path} did not take {type(message).__qualname__} within "
-                    f"{timeout} s"
-                ) from None
+        try:
+            code = await deliver(cell, envelope, timeout)  # a node task: never a self-send
+        except Expired:
+            raise AskTimeout(
+                f"actor {cell.path} did not take {type(message).__qualname__} within {timeout} s"
+            ) from None
         if code != ENQUEUED:
             raise cell.stopped_error(message)
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
