@@ -27,6 +27,7 @@ from ._actor import Actor
 from ._cell import ActorStatistics
 from ._clock import Clock, ManualClock
 from ._deadletters import DeadLetter, DeadLetters
+from ._entry import run
 from ._errors import (
     ActorError,
     ActorNotFound,
@@ -49,11 +50,10 @@ from ._metrics import ActorMetrics, LoopMetrics, SystemMetrics
 from ._placement import PlacementStatistics
 from ._pool import Pool, Routing
 from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
-from ._run import run
 from ._scope import Scope
 from ._sendable import Moved, check_sendable, register_sendable
 from ._shared import Shared
-from ._supervision import (
+from ._strategy import (
     Backoff,
     OneForAll,
     OneForOne,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, TypeVa
 
 import anyio.to_thread
 
-from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._strategy import OneForOne, Restart, SupervisionStrategy
 from ._validation import check_seconds
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._cell import Cell
     from ._ref import ActorRef
-    from ._supervision import Terminated
+    from ._strategy import Terminated
     from ._system import ActorSystem, Placement
     from ._timers import Timer
 

@@ -17,6 +17,28 @@ An instance that fails or stops itself *ends*: its children are stopped and its 
 runs. Then either the cell is suspended, keeping the consumer token (so no run task starts
 and messages queue up), and its parent decides (`_supervisor`); or it finishes for good.
 
+The lifecycle verbs, by the transition each makes (``phase``: `Phase`) and the thread it runs
+on ("home": the actor's loop; "any": a request that `_at_home` forwards there):
+
+| verb | transition | thread |
+| --- | --- | --- |
+| `begin`, `begin_here`, `begin_elsewhere` | new -> STARTING: instance built | home / spawner |
+| `_live` | STARTING -> RUNNING (`on_start`), or ENDED if it fails | home (task) |
+| `_run`, `_run_or_rest` | RUNNING: messages one at a time; the token back when dry | home (task) |
+| `_crash`, `give_up` | a failure (a handler; a supervisor past its intensity) -> `_exit` | home |
+| `_exit` | the instance ended -> `_suspend` (the parent decides) or `_finish` | home |
+| `_end_instance` | children stopped, ``on_stop`` run; phase unchanged | home |
+| `_suspend` | -> SUSPENDED, keeping the token | home |
+| `request_restart` -> `_reboot` | SUSPENDED -> REBOOTING -> RUNNING | any -> home |
+| `request_suspend` | RUNNING -> SUSPENDED at the next boundary (a `Suspend` signal) | any -> home |
+| `request_stop` | RUNNING: the mailbox closes; drained -> `_exit` | any |
+| `stop_for_good` | -> ENDED after a drain (a suspended one: reboot to drain, or end) | any |
+| `stop_if_idle` | an idle RUNNING actor -> ENDED in place, no task | home |
+| `kill` -> `_kill_here` / `Kill` -> `_killed` | -> ENDED (SUSPENDED if suspending) now | any |
+| `_finish` -> `_conclude` | -> ENDED: mailbox accounted, dead letters, watchers, latch | home |
+| `finish_proxy` | a cluster proxy's end (it has no instance here) | any |
+| `evacuate_to`, `_finish_move` | RUNNING, between two messages: the home changes | any / home |
+
 Single-writer rule: ``task``, ``instance``, ``phase`` and the other lifecycle fields are
 written only on the home loop's thread; other threads ask for changes with
 ``call_soon_threadsafe``. Other threads reach the cell's shared state only through the mailbox
@@ -38,6 +60,7 @@ import msgspec
 
 from ._actor import Actor, constructing
 from ._checkpoint import yield_now
+from ._control import Call, ChildExit, Kill, RestartDue, Suspend, Tick, WatchedEnded
 from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import DRAINED, EMPTY, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
@@ -48,17 +71,9 @@ from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
 from ._ref import ActorRef
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
-from ._supervision import Restart, RestartWindow, Terminated
-from ._supervisor import (
-    CHILD_EXIT,
-    RESTART_DUE,
-    SUSPEND,
-    TERMINATED,
-    on_child_exit,
-    restart_group,
-    stop_children,
-)
-from ._timers import CANCELLED, TIMER, Timer
+from ._strategy import Restart, RestartWindow, Terminated
+from ._supervisor import on_child_exit, restart_group, stop_children
+from ._timers import CANCELLED, Timer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -72,12 +87,37 @@ __all__ = ("ActorStatistics", "Cell")
 
 logger = logging.getLogger("actors")
 
-# Phases, written on the home thread only.
-STARTING: Final = "starting"
-RUNNING: Final = "running"
-SUSPENDED: Final = "restarting"  # ended, waiting for the parent's decision or a backoff
-REBOOTING: Final = "rebooting"
-ENDED: Final = "ended"
+
+class Phase(enum.Enum):
+    """Where an actor is in its life (``Cell.phase``), written on its home thread only."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    SUSPENDED = "restarting"  # ended, waiting for the parent's decision or a backoff
+    REBOOTING = "rebooting"
+    ENDED = "ended"
+
+    @property
+    def status(self) -> str:
+        """The name `ActorRef.status` reports for this phase while the actor lives."""
+        return _STATUS[self]
+
+
+# As module globals: read on every move and evacuation decision, and an enum member read off
+# its class costs about ten global reads (docs/benchmarks.md, "Costs behind the design").
+_STATUS: Final = {
+    Phase.STARTING: "starting",
+    Phase.RUNNING: "running",
+    Phase.SUSPENDED: "restarting",
+    Phase.REBOOTING: "restarting",
+    Phase.ENDED: "stopping",
+}
+
+STARTING: Final = Phase.STARTING
+RUNNING: Final = Phase.RUNNING
+SUSPENDED: Final = Phase.SUSPENDED
+REBOOTING: Final = Phase.REBOOTING
+ENDED: Final = Phase.ENDED
 
 
 _BUILT: Final = object()  # _live's prelude: begin_here already made the instance
@@ -123,8 +163,8 @@ class Rest(enum.Enum):
     or at a fairness turn."""
 
 
-# The members as module globals: reading an enum member off its class costs ~70 ns, a
-# global ~6 ns, and these are read on the wake-up and dispatch paths.
+# The members as module globals: these are read on the wake-up and dispatch paths, and an
+# enum member read off its class costs about ten global reads.
 WOKEN: Final = Resumed.WOKEN
 POSTED: Final = Resumed.POSTED
 NOT_RESTING: Final = Rest.NONE
@@ -142,8 +182,6 @@ def _overrides(actor_class: type[object], hook: str) -> bool:
 
 
 _NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
-CALL: Final = "call"  # payload: (function of the instance, oneshot for its result)
-KILL: Final = "kill"  # a kill requested from another thread: stop at the next boundary
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
 _LINGER_RETRY: Final = 32  # idle transitions without lingering before trying again
 
@@ -247,7 +285,7 @@ class Cell(Latch):
         # Every task of this actor runs in it; made with the first task (an actor never sent
         # anything keeps none), or kept from construction if __init__ set a variable.
         self.context: contextvars.Context | None = None
-        self.phase: str = STARTING
+        self.phase: Phase = STARTING
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
         self.linger = 0  # > 0: linger before going idle (see _run); run task only
@@ -290,12 +328,10 @@ class Cell(Latch):
         """starting, running, restarting, stopping, stopped or failed (racy from other threads)."""
         if self.outcome is not None:
             return self.outcome
-        phase = self.phase
-        if phase in (SUSPENDED, REBOOTING):
-            return SUSPENDED
-        if self.mailbox.closed:
+        status = self.phase.status
+        if self.mailbox.closed and status != "restarting":  # a suspended one's is closed too
             return "stopping"
-        return phase if phase != ENDED else "stopping"
+        return status
 
     def __repr__(self) -> str:
         return f"<Cell {self.path} {self.status}>"
@@ -402,7 +438,7 @@ class Cell(Latch):
         self._start_run()
 
     # The mailbox wakes its consumer by calling it: the cell itself is the callable, so no
-    # bound method (64 bytes) is kept per actor.
+    # bound method is kept per actor (its size: docs/benchmarks.md, "Costs behind the design").
     __call__ = _wake
 
     def posted_start(self) -> None:
@@ -504,7 +540,7 @@ class Cell(Latch):
         its future resolves to `Resumed.EVACUATED`; a resting one fails `stay` and ends).
         That holds even when the old loop turns again meanwhile, which the watchdog cannot
         rule out. A lingering run task (one loop iteration after running dry) is not resting
-        (a lock there would cost a request/reply exchange on one loop about 19 %): it waits.
+        (a lock there would slow a request/reply exchange on one loop by a fifth): it waits.
         The fields change under the mailbox's lock, which the old loop's parking sweep,
         request forwarding (`_follow`) and `posted_start` also take before touching them.
         """
@@ -815,7 +851,7 @@ class Cell(Latch):
         of the two runs first carries the kill out (``kill_pending``); the other does nothing.
         """
         self.kill_pending = True
-        self.mailbox.interrupt(Signal(KILL))
+        self.mailbox.interrupt(Signal(Kill()))
         self._at_home(self._kill_here)  # on the home thread: now (the task is suspended)
 
     def _kill_here(self) -> None:
@@ -848,7 +884,7 @@ class Cell(Latch):
         self.suspending = done
         # The control lane goes before any queued message: the actor suspends at its next
         # message boundary (or is killed into suspension after the timeout).
-        if not self.mailbox.put_control(Signal(SUSPEND)):
+        if not self.mailbox.put_control(Signal(Suspend())):
             self.suspending = None
             done.set()
 
@@ -869,7 +905,7 @@ class Cell(Latch):
         For test kits (inspecting an actor's state where it is consistent). False once the
         actor has finished.
         """
-        return self.deliver(Signal(CALL, (fn, done)))
+        return self.deliver(Signal(Call(fn, done)))
 
     def deliver(self, signal: Signal) -> bool:
         """Put a control signal in this actor's control lane; False once it has finished."""
@@ -1028,8 +1064,8 @@ class Cell(Latch):
                     if linger > 0:
                         lingered = True
                         self.handler_seconds += clock() - started  # waiting is not handling
-                        # Not resting: a lock here would cost a request/reply exchange on
-                        # one loop ~19 %. A lingering actor waits out a block (one loop
+                        # Not resting: a lock here would slow a request/reply exchange on
+                        # one loop by a fifth. A lingering actor waits out a block (one loop
                         # iteration's bad luck).
                         await yield_now()
                         started = clock()
@@ -1085,10 +1121,10 @@ class Cell(Latch):
                         await self._exit(None)
                         return
                     if not await self._on_control(item):
-                        if item.name == TIMER:
+                        if type(item.record) is Tick:
                             budget -= 1  # a tick is a mailbox item: count the failed one
                         return
-                    if item.name != TIMER:
+                    if type(item.record) is not Tick:
                         budget += 1  # control signals are not mailbox items: not counted
                 else:
                     self.handling = kind  # one store: what the watchdog reports if we block
@@ -1218,41 +1254,45 @@ class Cell(Latch):
 
     async def _on_control(self, signal: Signal) -> bool:
         """Handle a control signal between two messages; False when the run task must end."""
-        name = signal.name
-        if name == CHILD_EXIT:
-            child, incarnation, reason = signal.payload
-            return await self._guarded(on_child_exit(self, child, incarnation, reason), signal)
-        if name == RESTART_DUE:
-            self.restart_timer = None
-            group, reason = signal.payload
-            return await self._guarded(restart_group(self, group, reason), signal)
-        if name == TIMER:
-            return await self._on_tick(signal.payload)
-        if name == CALL:
-            fn, done = signal.payload
-            try:
-                done.settle(fn(self.instance))
-            except Exception as error:  # the caller's mistake, not this actor's failure
-                done.settle(error=error)
-            return True
-        if name == TERMINATED:
-            return await self._on_terminated(*signal.payload)
-        if name == SUSPEND:
-            if self.suspending is None:
-                return True  # stale: this actor already suspended (and restarted) since
-            await self._end_instance(run_on_stop=True)
-            if self.mailbox.sealed:  # stopped for good meanwhile: no restart to wait for
-                await self._finish(None, run_on_stop=False)
-            else:
-                self._suspend(None)
-            return False
-        if name == KILL:
-            if not self.kill_pending:
-                return True  # stale, or `_kill_here` cancelled the task first
-            self.kill_pending = False
-            # As if cancelled here, between two messages: _run's handler ends the actor.
-            raise asyncio.CancelledError
-        raise AssertionError(f"actor {self.path}: unknown control signal {signal!r}")
+        match signal.record:
+            case Tick(timer):
+                return await self._on_tick(timer)
+            case ChildExit(child, incarnation, reason):
+                return await self._guarded(on_child_exit(self, child, incarnation, reason), signal)
+            case RestartDue(group, reason):
+                self.restart_timer = None
+                return await self._guarded(restart_group(self, list(group), reason), signal)
+            case Call(fn, done):
+                try:
+                    done.settle(fn(self.instance))
+                except Exception as error:  # the caller's mistake, not this actor's failure
+                    done.settle(error=error)
+                return True
+            case WatchedEnded(watched, reason):
+                return await self._on_terminated(watched, reason)
+            case Suspend():
+                return await self._on_suspend()
+            case Kill():
+                return self._on_kill()
+            case _:
+                raise AssertionError(f"actor {self.path}: unknown control signal {signal!r}")
+
+    async def _on_suspend(self) -> bool:
+        if self.suspending is None:
+            return True  # stale: this actor already suspended (and restarted) since
+        await self._end_instance(run_on_stop=True)
+        if self.mailbox.sealed:  # stopped for good meanwhile: no restart to wait for
+            await self._finish(None, run_on_stop=False)
+        else:
+            self._suspend(None)
+        return False
+
+    def _on_kill(self) -> bool:
+        if not self.kill_pending:
+            return True  # stale, or `_kill_here` cancelled the task first
+        self.kill_pending = False
+        # As if cancelled here, between two messages: _run's handler ends the actor.
+        raise asyncio.CancelledError
 
     async def _guarded(self, decision: Any, signal: Signal) -> bool:
         # A supervision step is this actor's own work: if it breaks (a bug, or a strategy
@@ -1365,7 +1405,7 @@ class Cell(Latch):
         parent = self.parent
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
             self._suspend(reason)
-            if parent.deliver(Signal(CHILD_EXIT, (self, self.incarnation, reason))):
+            if parent.deliver(Signal(ChildExit(self, self.incarnation, reason))):
                 return
             # The parent has finished: nobody will restart us.
             self.phase = ENDED
@@ -1431,8 +1471,9 @@ class Cell(Latch):
         """`_finish` once the instance and the children are gone: the mailbox, then the rest."""
         leftovers, signals = self.mailbox.finish()
         for signal in signals:
-            if signal.name == CALL:  # a caller waits on it: it must not hang
-                signal.payload[1].settle(error=self.stopped_error())
+            record = signal.record
+            if type(record) is Call:  # a caller waits on it: it must not hang
+                record.done.settle(error=self.stopped_error())
         tells: list[object] = []
         for item in leftovers:
             if type(item) is Ask:
@@ -1459,13 +1500,30 @@ class Cell(Latch):
         if parking is not None:
             parking.forget(self)
         watchers = self.system._unregister(self)  # pyright: ignore[reportPrivateUsage]
-        for watcher in watchers:
-            watcher.deliver(Signal(TERMINATED, (self, reason)))
-        self.terminated.set(reason)
+        self._announce_end(watchers, reason)
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
         # is freed by reference counting, not left for the garbage collector.
         self._ref = None
+
+    def finish_proxy(self, reason: BaseException | None) -> None:
+        """End a cluster proxy: the remote actor it stands for has ended. Once; any thread.
+
+        A proxy has no instance, task or children here: its end is the outcome, the exit
+        reason and its watchers told, as for any actor (`_conclude`).
+        """
+        with self.system.tree_lock:
+            if self.terminated.is_set or self.outcome is not None:
+                return
+            self.exit_reason = reason
+            self.outcome = "stopped" if reason is None else "failed"
+            watchers = self.close_watchers()
+        self._announce_end(watchers, reason)
+
+    def _announce_end(self, watchers: list[Cell], reason: BaseException | None) -> None:
+        for watcher in watchers:
+            watcher.deliver(Signal(WatchedEnded(self, reason)))
+        self.terminated.set(reason)
 
     def _cancel_restart_timer(self) -> None:
         timer, self.restart_timer = self.restart_timer, None
@@ -1488,7 +1546,7 @@ class Cell(Latch):
                 watchers[self] = None
                 return
         # Already finished: deliver at once, as Akka and OTP do for a dead target.
-        self.deliver(Signal(TERMINATED, (target, target.exit_reason)))
+        self.deliver(Signal(WatchedEnded(target, target.exit_reason)))
 
     def unwatch(self, target: Cell) -> None:
         if self.watching is not None:

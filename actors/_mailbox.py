@@ -32,6 +32,7 @@ common-case pop takes no lock (see `Mailbox.pop`).
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import threading
 from collections import deque
@@ -53,6 +54,7 @@ __all__ = (
     "Mailbox",
     "MailboxClosed",
     "MailboxStatistics",
+    "Marker",
     "Signal",
 )
 
@@ -66,23 +68,30 @@ CLOSED: Final = 2
 class Signal:
     """What `Mailbox.pop` returns besides messages: EMPTY, DRAINED, or a control signal.
 
-    Control signals (supervision, death watch) carry a ``payload``. They share this one
-    class so that the dispatch loop tells every non-message apart with a single
-    ``type(item) is Signal`` test, at no cost to ordinary messages.
+    A control signal wraps a typed record (``actors._control``: a child's exit, a timer's
+    tick, ...) that the mailbox never looks into. One class for all of them, so that the
+    dispatch loop tells every non-message apart with a single ``type(item) is Signal`` test,
+    at no cost to ordinary messages.
     """
 
-    __slots__ = ("name", "payload")
+    __slots__ = ("record",)
 
-    def __init__(self, name: str, payload: Any = None) -> None:
-        self.name = name
-        self.payload = payload
+    def __init__(self, record: object) -> None:
+        self.record = record
 
     def __repr__(self) -> str:
-        return self.name
+        return f"Signal({self.record!r})"
 
 
-EMPTY: Final = Signal("EMPTY")  # pop(): nothing left; the consumer token is released
-DRAINED: Final = Signal("DRAINED")  # pop(): closed and nothing left: the actor ends
+class Marker(enum.Enum):
+    """The records of the two signals `Mailbox.pop` makes itself."""
+
+    EMPTY = "empty"  # nothing left; the consumer token is released
+    DRAINED = "drained"  # closed and nothing left: the actor ends
+
+
+EMPTY: Final = Signal(Marker.EMPTY)
+DRAINED: Final = Signal(Marker.DRAINED)
 
 
 class MailboxClosed(Exception):
@@ -189,16 +198,17 @@ class Mailbox(Generic[T]):
         self.capacity = capacity
         self._wake = wake
         # A stripe of a shared pool, not a lock of its own: a lock is one more object for the
-        # garbage collector to walk per actor (a third of a spawn's cost is collection) and
-        # about 50 bytes. Sharing is safe because no critical section here takes another
-        # lock or calls out (wake-ups and settles run after release), so two mailboxes on
-        # one stripe can only make each other wait, never deadlock.
+        # garbage collector to walk per actor (much of a spawn's cost is collection) and some
+        # bytes more (docs/benchmarks.md, "Costs behind the design"). Sharing is safe because
+        # no critical section here takes another lock or calls out (wake-ups and settles run
+        # after release), so two mailboxes on one stripe can only make each other wait, never
+        # deadlock.
         self._lock = _MAILBOX_LOCKS[next(_stripes) % _STRIPE_COUNT]
-        # Made on the first put (see `_room`): an empty deque costs ~760 bytes (a
-        # preallocated block), most of an idle actor's footprint.
+        # Made on the first put (see `_room`): an empty deque preallocates a block, most of
+        # an idle actor's footprint.
         self._queue: deque[T] = _NO_QUEUE
-        # Lists, not deques: both are usually empty, and an empty deque costs ~760 bytes
-        # (a preallocated block). Made on first use too (`_room`, `consumer_view`).
+        # Lists, not deques: both are usually empty, and an empty deque preallocates a
+        # block. Made on first use too (`_room`, `consumer_view`).
         self._control: list[Signal] = _NO_LIST
         self._senders: list[_Sender] = _NO_LIST
         self._reserved = 0

@@ -64,7 +64,7 @@ from ._oneshot import Expired, oneshot
 from ._ref import DEFAULT_ASK_TIMEOUT
 from ._runtime import HOST
 from ._sendable import Moved
-from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._strategy import OneForOne, Restart, SupervisionStrategy
 from ._validation import check_count, check_name, check_timeout
 
 if TYPE_CHECKING:

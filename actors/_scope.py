@@ -31,7 +31,7 @@ import anyio
 
 from ._actor import Actor
 from ._errors import DuplicateName
-from ._supervision import Restart
+from ._strategy import Restart
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -3,7 +3,7 @@
 Every function here runs on the parent's home loop, inside the parent's run task (a control
 signal between two of its messages) or while the parent's instance ends. The children live
 on any loop: each request goes to the child's own thread (`Cell.request_*`), and the parent
-awaits a oneshot. Decisions follow OTP's ``supervisor``; see ``_supervision.py`` for the
+awaits a oneshot. Decisions follow OTP's ``supervisor``; see ``_strategy.py`` for the
 strategies and docs/supervision.md for the rules as users see them.
 """
 
@@ -14,20 +14,17 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from ._checkpoint import checkpoint
+from ._control import ChildExit, RestartDue
 from ._errors import SupervisionError
 from ._mailbox import Signal
 from ._oneshot import Expired, Latch, oneshot
-from ._supervision import OneForOne, Restart, RestartWindow, SupervisionStrategy
+from ._strategy import OneForOne, Restart, RestartWindow, SupervisionStrategy
 
 if TYPE_CHECKING:
     from ._cell import Cell
 
 __all__ = (
-    "CHILD_EXIT",
     "KILL_GRACE",
-    "RESTART_DUE",
-    "SUSPEND",
-    "TERMINATED",
     "on_child_exit",
     "restart_group",
     "stop_child",
@@ -41,12 +38,6 @@ KILL_GRACE: Final = 1.0
 
 _DEFAULT_STRATEGY: Final = OneForOne()
 _STOPS_PER_YIELD: Final = 128  # idle children stopped in a row before the parent yields
-
-# Control signals: names of `Signal`s in an actor's control lane.
-CHILD_EXIT: Final = "child-exit"  # payload: (child cell, its incarnation, reason)
-RESTART_DUE: Final = "restart-due"  # payload: (group of child cells, reason) after a backoff
-SUSPEND: Final = "suspend"  # the parent restarts this actor with its siblings
-TERMINATED: Final = "terminated"  # payload: (watched cell, reason)
 
 
 async def stop_children(parent: Cell, *, kill: bool) -> None:
@@ -171,7 +162,7 @@ async def on_child_exit(
     if delay > 0:
         # The parent keeps working meanwhile; the group waits suspended, messages queued.
         clock = system.clock
-        due = Signal(RESTART_DUE, (group, reason))
+        due = Signal(RestartDue(group, reason))
         parent.restart_timer = clock.call_at(
             parent.home.loop, clock.now() + delay, functools.partial(parent.deliver, due)
         )
@@ -191,7 +182,7 @@ async def restart_group(parent: Cell, group: list[Cell], reason: BaseException |
             await done.wait()
         except Exception as failure:
             logger.error("actor %s failed to restart", child.path, exc_info=failure)
-            parent.deliver(Signal(CHILD_EXIT, (child, child.incarnation, failure)))
+            parent.deliver(Signal(ChildExit(child, child.incarnation, failure)))
     return True
 
 

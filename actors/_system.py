@@ -25,7 +25,7 @@ from ._pool import Pool, Routing, spawn_pool
 from ._ref import COOPERATIVE_BUDGET
 from ._runtime import HOST, Home, HomeClosed, HostHome, WorkerHome, thread_name
 from ._scope import Scope
-from ._supervision import OneForOne, Restart, SupervisionStrategy
+from ._strategy import OneForOne, Restart, SupervisionStrategy
 from ._validation import check_count, check_flag, check_name, check_seconds
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD, Watchdog
 
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from ._cluster import ClusterBackend
     from ._ref import ActorRef
+    from ._seam import ClusterBackend
 
 __all__ = ("DEFAULT_CAPACITY", "DEFAULT_DRAIN_TIMEOUT", "DEFAULT_THROUGHPUT", "ActorSystem")
 

@@ -26,15 +26,15 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
+from ._control import Tick
 from ._mailbox import Signal
 
 if TYPE_CHECKING:
     from ._cell import Cell
     from ._clock import Scheduled
 
-__all__ = ("CANCELLED", "TIMER", "Timer")
+__all__ = ("CANCELLED", "Timer")
 
-TIMER = "timer"  # control signal name; payload: the Timer
 CANCELLED: Any = object()  # what `Timer.take` returns for a tick that must not run
 
 
@@ -161,7 +161,7 @@ class Timer:
             self.skipped += 1
         else:
             self._waiting = True
-            if not self._cell.mailbox.put_unbounded(Signal(TIMER, self)):
+            if not self._cell.mailbox.put_unbounded(Signal(Tick(self))):
                 self.cancelled = True  # the actor has finished
                 return
         interval = self.interval

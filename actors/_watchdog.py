@@ -56,8 +56,7 @@ Far below the warning threshold: moving an actor whose run waits behind the step
 little, and every millisecond it waits is latency (Go's scheduler preempts a goroutine
 after the same 10 ms). With four loops busy on two cores, a loop waiting that long for the
 GIL in the middle of a step is taken for blocked too: its waiting actors move, which is
-counted (6 to 58 such evacuations in a 4 s run, throughput unchanged) and harmless, since
-they did wait that long.
+counted and harmless (they did wait that long; measured in docs/benchmarks.md).
 """
 
 _STARVED: Final = 0.02

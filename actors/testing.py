@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
 
     from ._cell import Cell
-    from ._supervision import SupervisionStrategy, Terminated
+    from ._strategy import SupervisionStrategy, Terminated
     from ._system import Escalation, Placement
 
 __all__ = (

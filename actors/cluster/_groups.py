@@ -9,7 +9,7 @@ on that subject, so the server picks a member per message; a plain `RemoteRef` f
 lookup of a name served by actors stays bound to the one member that answered.
 
 These are functions of the cluster package, not methods of `ActorSystem`: the core knows
-nothing of queue groups (see `actors._cluster`).
+nothing of queue groups (see `actors._seam`).
 """
 
 from __future__ import annotations

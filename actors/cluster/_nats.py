@@ -187,34 +187,36 @@ class Nats:
         credentials: `Credentials` (``user``, ``password``, ``token``, ``nkeys_seed``,
             ``user_credentials``, ``tls``, ``tls_hostname``).
         durable: `DurableOptions` (the ``durable_*`` keywords).
-        heartbeat_interval: seconds between heartbeats (`DEFAULT_HEARTBEAT_INTERVAL`).
-        heartbeat_timeout: seconds without a heartbeat after which a node is declared down
+
+    Other Parameters:
+        heartbeat_interval (float): seconds between heartbeats (`DEFAULT_HEARTBEAT_INTERVAL`).
+        heartbeat_timeout (float): seconds without a heartbeat after which a node is declared down
             (`DEFAULT_HEARTBEAT_TIMEOUT`); its actors then count as stopped.
-        max_message_size: largest frame sent or accepted (`DEFAULT_MAX_MESSAGE_SIZE`).
-        max_depth: deepest nesting accepted in an inbound frame (`DEFAULT_MAX_DEPTH`).
-        ack_timeout: how long a ``send(timeout=None)`` waits for its acknowledgement
+        max_message_size (int): largest frame sent or accepted (`DEFAULT_MAX_MESSAGE_SIZE`).
+        max_depth (int): deepest nesting accepted in an inbound frame (`DEFAULT_MAX_DEPTH`).
+        ack_timeout (float): how long a ``send(timeout=None)`` waits for its acknowledgement
             (`DEFAULT_ACK_TIMEOUT`) before raising `SendTimeout`.
-        user: a user name, passed to nats-py as it is.
-        password: that user's password.
-        token: an authentication token.
-        nkeys_seed: the path of an nkey seed file.
-        user_credentials: the path of a JWT ``.creds`` file.
-        tls: an `ssl.SSLContext` for TLS (server verification, client certificates).
-        tls_hostname: the server name to verify, when it differs from the URL's host.
-        connect_timeout: seconds `attach` may take to connect before it gives up.
-        reconnect_time_wait: seconds between reconnect attempts to one server.
-        max_reconnect_attempts: attempts per server after a drop; -1 retries forever.
-        pending_size: bytes nats-py buffers while disconnected; beyond, sends fail.
-        durable_ack_wait: seconds JetStream waits for a durable message's ack before it
+        user (str): a user name, passed to nats-py as it is.
+        password (str): that user's password.
+        token (str): an authentication token.
+        nkeys_seed (str): the path of an nkey seed file.
+        user_credentials (str): the path of a JWT ``.creds`` file.
+        tls (ssl.SSLContext): a context for TLS (server verification, client certificates).
+        tls_hostname (str): the server name to verify, when it differs from the URL's host.
+        connect_timeout (float): seconds `attach` may take to connect before it gives up.
+        reconnect_time_wait (float): seconds between reconnect attempts to one server.
+        max_reconnect_attempts (int): attempts per server after a drop; -1 retries forever.
+        pending_size (int): bytes nats-py buffers while disconnected; beyond, sends fail.
+        durable_ack_wait (float): seconds JetStream waits for a durable message's ack before it
             redelivers it (`DEFAULT_DURABLE_ACK_WAIT`); how soon a message a crashed node
             was handling goes to the restarted one.
-        durable_max_deliver: attempts at a durable message before it is given up on as
+        durable_max_deliver (int): attempts at a durable message before it is given up on as
             poison (`DEFAULT_DURABLE_MAX_DELIVER`).
-        durable_window: durable messages in flight per durable actor
+        durable_window (int): durable messages in flight per durable actor
             (`DEFAULT_DURABLE_WINDOW`); 1 keeps the order exactly, redeliveries included.
-        durable_retry_delay: seconds before a failed durable message is redelivered,
+        durable_retry_delay (float): seconds before a failed durable message is redelivered,
             doubling with each attempt (`DEFAULT_DURABLE_RETRY_DELAY`).
-        durable_dedup_window: seconds JetStream drops re-published copies of a message id
+        durable_dedup_window (float): seconds JetStream drops re-published copies of a message id
             (`DEFAULT_DURABLE_DEDUP_WINDOW`); a send stops retrying when it has passed.
 
     Raises:

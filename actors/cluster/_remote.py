@@ -27,9 +27,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, overload
 
 from .._errors import ActorError, ActorStopped, MailboxFull
-from .._mailbox import Signal
 from .._ref import DEFAULT_ASK_TIMEOUT, ActorRef
-from .._supervisor import TERMINATED
 from .._validation import check_timeout
 
 if TYPE_CHECKING:
@@ -532,13 +530,4 @@ def by_name(ref: RemoteRef[Any]) -> str | None:
 
 def finish_proxy(proxy: Cell, reason: BaseException | None) -> None:
     """The remote actor behind ``proxy`` has ended: tell its local watchers, once. Any thread."""
-    system = proxy.system
-    with system.tree_lock:
-        if proxy.terminated.is_set or proxy.outcome is not None:
-            return
-        proxy.exit_reason = reason
-        proxy.outcome = "stopped" if reason is None else "failed"
-        watchers = proxy.close_watchers()
-    for watcher in watchers:
-        watcher.deliver(Signal(TERMINATED, (proxy, reason)))
-    proxy.terminated.set(reason)
+    proxy.finish_proxy(reason)
