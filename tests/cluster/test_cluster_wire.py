@@ -146,3 +146,72 @@ def test_no_pickle_in_the_cluster_package() -> None:
                 assert not {a.name.split(".")[0] for a in item.names} & banned, path
             elif isinstance(item, ast.ImportFrom) and item.module:
                 assert item.module.split(".")[0] not in banned, path
+
+
+# -- frames of wire version 1, as bytes: what a node of any later build must still decode ----
+
+GOLDEN_FRAMES = {
+    # Envelope(version, kind, type, body, timeout, sender): a tell and an ask.
+    "tell": "960101ac62616e6b2e4465706f7369749105c0a66e6f64652d61",
+    "ask": "960103ac62616e6b2e42616c616e636590cb4004000000000000a66e6f64652d62",
+    # Reply(version, status, body, free, error): an answer, and an error.
+    "reply_ok": "9501002a07c0",
+    "reply_err": (
+        "950101c0ff95a76275696c74696eaa56616c75654572726f72a3626164a72f757365722f61a66e6f64652d61"
+    ),
+    "heartbeat": "9401a66e6f64652d61a5696e632d31c2",
+    "down": "9401a5696e632d3103c0",
+    "address": (
+        "97a66e6f64652d61a5696e632d3103a72f757365722f6191ac62616e6b2e4465706f736974"
+        "0aa96163636f756e742d37"
+    ),
+    # An address from a node that predates durable mailboxes: no trailing ``durable``.
+    "address_before_durable": "96a66e6f64652d61a5696e632d3103a72f757365722f61c00a",
+}
+
+
+def test_frames_of_wire_version_1_still_decode() -> None:
+    """Fixed bytes, not a round trip: a change of the format (a field moved, a type changed)
+    fails here even when encoder and decoder change together."""
+    from actors.cluster._wire import (
+        ASK,
+        ERROR,
+        OK,
+        TELL,
+        WIRE_VERSION,
+        Address,
+        Down,
+        Heartbeat,
+        Reply,
+    )
+
+    def decode(tp: type, name: str) -> object:
+        return decoder_for(tp, None).decode(bytes.fromhex(GOLDEN_FRAMES[name]))
+
+    assert WIRE_VERSION == 1
+    tell = decode(Envelope, "tell")
+    assert isinstance(tell, Envelope)
+    assert (tell.version, tell.kind, tell.type, tell.timeout, tell.sender) == (
+        1,
+        TELL,
+        "bank.Deposit",
+        None,
+        "node-a",
+    )
+    assert msgspec.msgpack.decode(tell.body) == [5]
+    ask = decode(Envelope, "ask")
+    assert isinstance(ask, Envelope)
+    assert (ask.kind, ask.type, ask.timeout, ask.sender) == (ASK, "bank.Balance", 2.5, "node-b")
+    ok = decode(Reply, "reply_ok")
+    assert isinstance(ok, Reply)
+    assert (ok.status, msgspec.msgpack.decode(ok.body), ok.free, ok.error) == (OK, 42, 7, None)
+    failed = decode(Reply, "reply_err")
+    assert isinstance(failed, Reply)
+    assert failed.status == ERROR
+    assert failed.error == ErrorInfo("builtin", "ValueError", "bad", "/user/a", "node-a")
+    assert decode(Heartbeat, "heartbeat") == Heartbeat(1, "node-a", "inc-1", False)
+    assert decode(Down, "down") == Down(1, "inc-1", 3, None)
+    address = Address("node-a", "inc-1", 3, "/user/a", ("bank.Deposit",), 10, "account-7")
+    assert decode(Address, "address") == address
+    older = decode(Address, "address_before_durable")
+    assert older == Address("node-a", "inc-1", 3, "/user/a", None, 10, "")
