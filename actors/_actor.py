@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, TypeVa
 
 import anyio.to_thread
 
+from ._ref import cell_of
 from ._strategy import OneForOne, Restart, SupervisionStrategy
 from ._validation import check_seconds
 
@@ -172,7 +173,7 @@ class Actor(Generic[M]):
             ```
         """
         cell = self._actors_cell
-        return await cell.system._spawn(  # pyright: ignore[reportPrivateUsage]
+        return await cell.system.spawn_child(
             cell, factory, name=name, capacity=capacity, placement=placement, restart=restart
         )
 
@@ -190,7 +191,7 @@ class Actor(Generic[M]):
         """
         cell = self._actors_cell
         _check_home(cell, "watch")
-        cell.watch(ref._cell)  # pyright: ignore[reportPrivateUsage]
+        cell.watch(cell_of(ref))
 
     def unwatch(self, ref: ActorRef[Any]) -> None:
         """Stop watching ``ref``: no `on_terminated` for it after this returns, even if due.
@@ -202,7 +203,7 @@ class Actor(Generic[M]):
         """
         cell = self._actors_cell
         _check_home(cell, "unwatch")
-        cell.unwatch(ref._cell)  # pyright: ignore[reportPrivateUsage]
+        cell.unwatch(cell_of(ref))
 
     def send_after(self, delay: float, message: M) -> Timer:
         """Deliver ``message`` to this actor once, ``delay`` seconds from now.

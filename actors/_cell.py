@@ -1410,7 +1410,7 @@ class Cell(Latch):
             # The parent has finished: nobody will restart us.
             self.phase = ENDED
         if reason is not None and parent is self.system.guardian:
-            self.system._record_failure(reason)  # pyright: ignore[reportPrivateUsage]
+            self.system.record_failure(reason)
         await self._finish(reason, run_on_stop=False)
 
     async def give_up(self, error: Exception) -> None:
@@ -1499,7 +1499,7 @@ class Cell(Latch):
         parking = self.home.parking
         if parking is not None:
             parking.forget(self)
-        watchers = self.system._unregister(self)  # pyright: ignore[reportPrivateUsage]
+        watchers = self.system.unregister(self)
         self._announce_end(watchers, reason)
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to

@@ -40,7 +40,7 @@ from ._delivery import deliver
 from ._errors import ActorStopped, MessageTypeError
 from ._mailbox import OK
 from ._message import Ask
-from ._ref import COOPERATIVE_BUDGET, ActorRef
+from ._ref import COOPERATIVE_BUDGET, ActorRef, cell_of
 from ._sendable import check_sendable
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class _Sub:
 
     def __init__(self, ref: ActorRef[Any], event_type: type[Any], policy: Policy) -> None:
         self.ref = ref
-        self.cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+        self.cell: Cell = cell_of(ref)
         self.event_type = event_type
         # Written under the bus's lock; a publisher holding an older snapshot may still see
         # the previous policy for one event, which is harmless.
@@ -289,7 +289,7 @@ class EventBus:
             raise ValueError(
                 f"policy must be one of {', '.join(map(repr, _POLICIES))}, got {policy!r}"
             )
-        cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+        cell: Cell = cell_of(ref)
         accepts = cell.accepts
         if accepts is not None and not issubclass(event_type, accepts):
             names = " | ".join(t.__qualname__ for t in accepts)
@@ -333,7 +333,7 @@ class EventBus:
             system.events.unsubscribe(ledger)  # every subscription of ledger
             ```
         """
-        cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+        cell: Cell = cell_of(ref)
         with self._lock:
             self._remove_locked(cell, event_type)
 
@@ -425,6 +425,6 @@ class EventBus:
             if ref is None:
                 subs = [sub for mine in self._subs.values() for sub in mine.values()]
             else:
-                mine = self._subs.get(ref._cell)  # pyright: ignore[reportPrivateUsage]
+                mine = self._subs.get(cell_of(ref))
                 subs = list(mine.values()) if mine else []
         return tuple(sub.snapshot() for sub in subs)

@@ -61,7 +61,7 @@ from ._errors import ActorStopped, AskTimeout, DeadlockError, MailboxFull, SendT
 from ._mailbox import OK
 from ._message import Ask, Request
 from ._oneshot import Expired, oneshot
-from ._ref import DEFAULT_ASK_TIMEOUT
+from ._ref import DEFAULT_ASK_TIMEOUT, cell_of
 from ._runtime import HOST
 from ._sendable import Moved
 from ._strategy import OneForOne, Restart, SupervisionStrategy
@@ -202,7 +202,7 @@ async def _enqueue(worker: ActorRef[Any], ask: Ask, timeout: float | None) -> bo
     False when the mailbox refused it (the worker has stopped): nothing was enqueued.
     Raises `Expired` when no room came within ``timeout``.
     """
-    cell = worker._cell  # pyright: ignore[reportPrivateUsage]
+    cell = cell_of(worker)
     message = ask.message
     if type(message) not in cell.admitted:
         cell.admit(message)
@@ -295,7 +295,7 @@ class _LeastLoaded:
         best, best_depth = start, -1
         for step in range(count):
             index = (start + step) % count
-            depth = len(workers[index]._cell.mailbox)  # pyright: ignore[reportPrivateUsage]
+            depth = len(cell_of(workers[index]).mailbox)
             if depth == 0:
                 return index
             if best_depth < 0 or depth < best_depth:
@@ -567,7 +567,7 @@ class Pool(Generic[M]):
     def _admit(self, routes: _Routes, message: object) -> None:
         # Every worker comes from the same factory: one check stands for all, before the
         # key function (or the shared queue) sees the message.
-        cell = routes.workers[0]._cell  # pyright: ignore[reportPrivateUsage]
+        cell = cell_of(routes.workers[0])
         if type(message) not in cell.admitted:
             cell.admit(message)
 
@@ -756,7 +756,7 @@ class Pool(Generic[M]):
                     None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
                 )
                 if not await _enqueue(worker, Ask(message, reply), remaining):
-                    raise worker._cell.stopped_error(message)  # pyright: ignore[reportPrivateUsage]
+                    raise cell_of(worker).stopped_error(message)
                 replies.append(reply)
             results: list[Any] = []
             for reply in replies:
@@ -1004,7 +1004,7 @@ class Pool(Generic[M]):
             await anyio.lowlevel.checkpoint()
             raise self._stopped(_Resize(size))
         for slot, worker in enumerate(self._state.routes.workers):
-            if slot >= size and worker._cell.in_handler():  # pyright: ignore[reportPrivateUsage]
+            if slot >= size and cell_of(worker).in_handler():
                 raise DeadlockError(
                     f"worker {worker.path} resized its pool to {size}, which stops it; it "
                     "would wait forever for its own stop"
@@ -1033,8 +1033,8 @@ class Pool(Generic[M]):
         """
         state = self._state
         state.close()
-        supervisor = self._supervisor._cell  # pyright: ignore[reportPrivateUsage]
-        if any(w._cell.in_handler() for w in state.routes.workers):  # pyright: ignore[reportPrivateUsage]
+        supervisor = cell_of(self._supervisor)
+        if any(cell_of(w).in_handler() for w in state.routes.workers):
             supervisor.stop_for_good(revive=True)  # the dispatcher, started last, stops first
             return
         dispatcher = state.dispatcher
@@ -1084,7 +1084,7 @@ class _PoolSupervisor(Actor[_Resize]):
         # Spread: worker slot i lives on loop (offset + i) % loops, starting next to the
         # supervisor's own loop so that several small pools do not pile onto loop 0.
         self._offset = int(home.label) + 1 if home.label != HOST else 0
-        self._spread = cell.system._default_placement != HOST  # pyright: ignore[reportPrivateUsage]
+        self._spread = cell.system.default_placement != HOST
 
     async def on_start(self) -> None:
         failure = await self._grow(self._initial)
@@ -1289,7 +1289,7 @@ async def spawn_pool(
         check_name("name", name)
     if name is None:
         with system.tree_lock:
-            name = f"pool-{next(system._serial)}"  # pyright: ignore[reportPrivateUsage]
+            name = f"pool-{system.next_serial()}"
     state = _PoolState(hashed=key is not None)  # a key is for consistent-hash only (above)
     router = _router(state, routing, key)
     pull = isinstance(router, _Pull)

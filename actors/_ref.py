@@ -35,6 +35,16 @@ DEFAULT_ASK_TIMEOUT: Final = 5.0
 """Seconds an `ActorRef.ask` waits by default, as OTP's ``gen_server:call``."""
 
 
+def cell_of(ref: ActorRef[Any]) -> Cell:
+    """The cell behind ``ref``: the runtime's one way from a handle to its actor. Internal.
+
+    Users never hold a cell. The parts of the runtime that are handed refs (the event bus,
+    pools, scopes, watches, the test kit, the cluster's registry) reach an actor's mailbox
+    and place in the tree through this one accessor, so `ActorRef` keeps its field private.
+    """
+    return ref._cell  # pyright: ignore[reportPrivateUsage]  # the one sanctioned read
+
+
 class ActorRef(Generic[M]):
     """The handle to an actor that accepts messages of type ``M``; the only way to reach it.
 

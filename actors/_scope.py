@@ -31,6 +31,7 @@ import anyio
 
 from ._actor import Actor
 from ._errors import DuplicateName
+from ._ref import cell_of
 from ._strategy import Restart
 
 if TYPE_CHECKING:
@@ -170,15 +171,15 @@ class Scope:
                 f"{'has ' if when == 'exited' else 'was not '}{when}"
             )
         system = self._system
-        child = await system._spawn(  # pyright: ignore[reportPrivateUsage]
-            ref._cell,  # pyright: ignore[reportPrivateUsage]
+        child = await system.spawn_child(
+            cell_of(ref),
             factory,
             name=name,
             capacity=capacity,
             placement=placement,
             restart=restart,
         )
-        child._cell.terminated.when_set(self._ended)  # pyright: ignore[reportPrivateUsage]
+        cell_of(child).terminated.when_set(self._ended)
         return child
 
     async def __aenter__(self) -> Scope:
@@ -203,7 +204,7 @@ class Scope:
             with self._lock:
                 self._state = _CLOSED
             raise
-        self._ref._cell.terminated.when_set(self._ended)  # pyright: ignore[reportPrivateUsage]
+        cell_of(self._ref).terminated.when_set(self._ended)
         # Entered here, exited in __aexit__: the block runs inside it (same task).
         self._cancel = anyio.CancelScope()
         self._cancel.__enter__()

@@ -200,7 +200,7 @@ async def _give_up(
         # The root never fails: the top-level actor stays stopped and the system records it.
         logger.error("%s", error, exc_info=error)
         await stop_child(child, system.drain_timeout)
-        system._record_failure(error)  # pyright: ignore[reportPrivateUsage]
+        system.record_failure(error)
         return True
     await parent.give_up(error)
     return False

@@ -309,6 +309,15 @@ class ActorSystem:
         """True between `start` and the beginning of `shutdown`."""
         return self._state == _RUNNING
 
+    def next_serial(self) -> int:
+        """Internal: the next number for a generated name (actors, pools, probes)."""
+        return next(self._serial)
+
+    @property
+    def default_placement(self) -> Placement:
+        """Internal: where top-level actors go by default (``HOST`` or None: worker loops)."""
+        return self._default_placement
+
     def children_of(self, cell: Cell) -> list[Cell]:
         """Internal: a snapshot of ``cell``'s children, in start order."""
         with self.tree_lock:
@@ -527,7 +536,7 @@ class ActorSystem:
         found: ActorRef[Any] = await cluster.lookup(name, accepts, timeout)
         return found
 
-    async def _spawn(
+    async def spawn_child(
         self,
         parent: Cell,
         factory: Callable[[], Actor[M]],
@@ -537,6 +546,11 @@ class ActorSystem:
         placement: Placement,
         restart: Restart,
     ) -> ActorRef[M]:
+        """Internal: spawn a child of ``parent`` (`Actor.spawn`, scopes); checked already.
+
+        Cancellation: as `spawn`: cancelled at the cooperative yield, nothing was spawned;
+        cancelled while waiting for ``on_start``, the child is stopped again.
+        """
         if self._spawn_turn():
             await checkpoint()
         cell, started = self._start_spawn(parent, factory, name, capacity, placement, restart)
@@ -586,7 +600,7 @@ class ActorSystem:
         try:
             return cell, cell.begin_elsewhere()
         except HomeClosed:
-            self._unregister(cell)
+            self.unregister(cell)
             raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
 
     @staticmethod
@@ -799,16 +813,16 @@ class ActorSystem:
             siblings[name] = cell
             return cell
 
-    def _unregister(self, cell: Cell) -> list[Cell]:
-        """A cell has finished for good: drop it from the tree; return its watchers."""
+    def unregister(self, cell: Cell) -> list[Cell]:
+        """Internal: a cell has finished for good: drop it from the tree; return its watchers."""
         with self.tree_lock:
             parent = cell.parent
             if parent is not None and parent.children and parent.children.get(cell.name) is cell:
                 del parent.children[cell.name]
             return cell.close_watchers()
 
-    def _record_failure(self, error: BaseException) -> None:
-        """A top-level actor failed for good: keep it, and apply the escalation policy."""
+    def record_failure(self, error: BaseException) -> None:
+        """Internal: a top-level actor failed for good: keep it, and apply the escalation policy."""
         with self.tree_lock:
             self._failures.append(error)
         self._failed.set(error)

@@ -47,7 +47,7 @@ from ._cell import SUSPENDED
 from ._clock import ManualClock
 from ._errors import ActorStopped, DeadlockError
 from ._oneshot import Expired, Oneshot, oneshot
-from ._ref import ActorRef
+from ._ref import ActorRef, cell_of
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
 from ._validation import check_seconds, check_timeout
 
@@ -212,11 +212,11 @@ class Probe(ActorRef[Any]):
         if name is None:
             # Numbered like the system's own default names: the same on every run.
             with system.tree_lock:
-                name = f"probe-{next(system._serial)}"  # pyright: ignore[reportPrivateUsage]
+                name = f"probe-{system.next_serial()}"
         ref = await system.spawn(
             lambda: _ProbeActor(inbox, reply), name=name, capacity=capacity, placement=placement
         )
-        return cls(ref._cell, inbox)  # pyright: ignore[reportPrivateUsage]
+        return cls(cell_of(ref), inbox)
 
     def __repr__(self) -> str:
         cell = self._cell
@@ -407,7 +407,7 @@ async def inspect(
         ```
     """
     check_timeout("timeout", timeout)
-    cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+    cell: Cell = cell_of(ref)
     if cell.in_handler():
         raise DeadlockError(f"actor {cell.path} inspected itself from its own handler")
     call = fn if kind is None else _checked(fn, kind, cell.path)
@@ -451,11 +451,7 @@ def _busy(system: ActorSystem) -> list[Cell]:
     the clock) can move it on.
     """
     cells = system.cells()
-    return [
-        cell
-        for cell in cells
-        if cell.mailbox._scheduled and cell.phase != SUSPENDED  # pyright: ignore[reportPrivateUsage]
-    ]
+    return [cell for cell in cells if cell.mailbox.scheduled and cell.phase != SUSPENDED]
 
 
 def _describe(cell: Cell) -> str:

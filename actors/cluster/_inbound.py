@@ -30,6 +30,7 @@ from .._errors import ActorStopped, AskTimeout, MailboxFull, MessageTypeError
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import Expired, oneshot
+from .._ref import cell_of
 from ._registry import GROUP_ID, Export
 from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
 from ._wire import (
@@ -80,9 +81,7 @@ class _Served:
         self.sub: Subscription | None = None
         # What the workers accept, taken while they exist (a stopped pool lists none).
         workers = pool.workers
-        self.accepts: tuple[type, ...] | None = (
-            workers[0]._cell.accepts if workers else None  # pyright: ignore[reportPrivateUsage]
-        )
+        self.accepts: tuple[type, ...] | None = cell_of(workers[0]).accepts if workers else None
 
     @property
     def path(self) -> str:

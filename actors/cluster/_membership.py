@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._errors import ActorStopped
+from .._ref import cell_of
 from ._remote import finish_proxy
 from ._transport import logger, subscribe
 from ._wire import (
@@ -179,7 +180,7 @@ class Membership:
             ),
         )
         for ref in proxies:
-            finish_proxy(ref._cell, reason)  # pyright: ignore[reportPrivateUsage]
+            finish_proxy(cell_of(ref), reason)
 
     async def _on_down(self, msg: Msg) -> None:
         node = msg.subject.rsplit(".", 1)[-1]
@@ -193,7 +194,7 @@ class Membership:
             ref = self._proxies.get((node, down.incarnation, down.id))
         if ref is not None:
             reason = None if down.reason is None else error_from(down.reason)
-            finish_proxy(ref._cell, reason)  # pyright: ignore[reportPrivateUsage]
+            finish_proxy(cell_of(ref), reason)
 
     def _reconnected(self) -> None:
         # Everyone missed heartbeats while we were away: start their clocks afresh.

@@ -46,6 +46,7 @@ from .._errors import (
 )
 from .._message import Request
 from .._oneshot import ensure_plain_thread
+from .._ref import cell_of
 from .._sendable import check_sendable
 from ._inbound import NIL, as_wire_error
 from ._registry import GROUP_ID
@@ -309,7 +310,7 @@ class Outbox:
         failure = error_from(info, message)
         stopped = isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown)
         if stopped and by_name(ref) is None:  # one member stopping ends no name-bound ref
-            finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
+            finish_proxy(cell_of(ref), None)
         raise failure
 
     async def _request(
@@ -340,7 +341,7 @@ class Outbox:
                     ) from None
                 # Nobody received the frame. Stopped for good only if its node says so.
                 if await self._owner_says_gone(ref, deadline):
-                    finish_proxy(ref._cell, None)  # pyright: ignore[reportPrivateUsage]
+                    finish_proxy(cell_of(ref), None)
                     raise ref.stopped_error(out.message) from None
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
                 if pause <= 0:

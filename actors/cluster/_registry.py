@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from .._cell import Cell
-from .._ref import ActorRef
+from .._ref import ActorRef, cell_of
 from ._remote import DurableRef, GroupRef, RemoteRef, finish_proxy
 from ._wire import (
     WIRE_VERSION,
@@ -137,7 +137,7 @@ class Registry:
         ``durable``: mark the export durable under that public name (its addresses then
         carry the name, so that whoever receives one sends through JetStream).
         """
-        cell: Cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+        cell: Cell = cell_of(ref)
         if cell.system is not self._system:
             raise WireError(
                 f"the ref to {cell.path} belongs to another actor system than node "
@@ -267,12 +267,12 @@ class Registry:
             # Our own actor that has stopped since, or one of an earlier run of this node.
             gone = address.incarnation == self._me.incarnation
             finish_proxy(
-                ref._cell,  # pyright: ignore[reportPrivateUsage]
+                cell_of(ref),
                 None if gone else NodeDown(f"node {address.node} has restarted since"),
             )
         elif dead:
             finish_proxy(
-                ref._cell,  # pyright: ignore[reportPrivateUsage]
+                cell_of(ref),
                 NodeDown(f"node {address.node} (incarnation {address.incarnation}) is gone"),
             )
         elif self._transport.on_cluster_thread():
