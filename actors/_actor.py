@@ -141,7 +141,7 @@ class Actor(Generic[M]):
             ```
         """
         cell = self._actors_cell
-        return [child.ref for child in cell.system.children_of(cell)]
+        return [child.ref for child in cell.system.tree.children_of(cell)]
 
     async def spawn(
         self,
@@ -191,7 +191,7 @@ class Actor(Generic[M]):
         """
         cell = self._actors_cell
         _check_home(cell, "watch")
-        cell.watch(cell_of(ref))
+        cell.system.tree.watch(cell, cell_of(ref))
 
     def unwatch(self, ref: ActorRef[Any]) -> None:
         """Stop watching ``ref``: no `on_terminated` for it after this returns, even if due.
@@ -203,7 +203,7 @@ class Actor(Generic[M]):
         """
         cell = self._actors_cell
         _check_home(cell, "unwatch")
-        cell.unwatch(cell_of(ref))
+        cell.system.tree.unwatch(cell, cell_of(ref))
 
     def send_after(self, delay: float, message: M) -> Timer:
         """Deliver ``message`` to this actor once, ``delay`` seconds from now.

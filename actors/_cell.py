@@ -25,7 +25,7 @@ on ("home": the actor's loop; "any": a request that `_at_home` forwards there):
 | `begin`, `begin_here`, `begin_elsewhere` | new -> STARTING: instance built | home / spawner |
 | `_live` | STARTING -> RUNNING (`on_start`), or ENDED if it fails | home (task) |
 | `_run`, `_run_or_rest` | RUNNING: messages one at a time; the token back when dry | home (task) |
-| `_crash`, `give_up` | a failure (a handler; a supervisor past its intensity) -> `_exit` | home |
+| `fail` | a failure (a handler, a hook; a supervisor past its intensity) -> `_exit` | home |
 | `_exit` | the instance ended -> `_suspend` (the parent decides) or `_finish` | home |
 | `_end_instance` | children stopped, ``on_stop`` run; phase unchanged | home |
 | `_suspend` | -> SUSPENDED, keeping the token | home |
@@ -35,14 +35,16 @@ on ("home": the actor's loop; "any": a request that `_at_home` forwards there):
 | `stop_for_good` | -> ENDED after a drain (a suspended one: reboot to drain, or end) | any |
 | `stop_if_idle` | an idle RUNNING actor -> ENDED in place, no task | home |
 | `kill` -> `_kill_here` / `Kill` -> `_killed` | -> ENDED (SUSPENDED if suspending) now | any |
-| `_finish` -> `_conclude` | -> ENDED: mailbox accounted, dead letters, watchers, latch | home |
+| `_finish` -> `_conclude` | -> ENDED: mailbox, dead letters, `Tree.unregister`, latch | home |
 | `finish_proxy` | a cluster proxy's end (it has no instance here) | any |
 | `evacuate_to`, `_finish_move` | RUNNING, between two messages: the home changes | any / home |
 
 Single-writer rule: ``task``, ``instance``, ``phase`` and the other lifecycle fields are
 written only on the home loop's thread; other threads ask for changes with
 ``call_soon_threadsafe``. Other threads reach the cell's shared state only through the mailbox
-(its lock), the ``terminated`` latch (its lock) and the tree (the system's lock).
+(its lock), the ``terminated`` latch (its lock) and the tree (`Tree`, ``system.tree``: its
+lock). The tree's links on the cell (``children``, ``exiting``, ``watchers``, ``watching``)
+are written by the `Tree` only; its module docstring says by which thread.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ ENDED: Final = Phase.ENDED
 
 
 _BUILT: Final = object()  # _live's prelude: begin_here already made the instance
+_SUPERVISING: Final = object()  # `Cell.fail` without a message: a supervisor gave up
 _NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
 
 # Hide and restore the spawner's loop while a factory runs off its actor's loop (see
@@ -181,7 +184,6 @@ def _overrides(actor_class: type[object], hook: str) -> bool:
     return getattr(actor_class, hook, None) is not getattr(Actor, hook)
 
 
-_NO_WATCHERS: Final[dict[Cell, None]] = {}  # marks a cell that has finished (never filled)
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
 _LINGER_RETRY: Final = 32  # idle transitions without lingering before trying again
 
@@ -308,14 +310,14 @@ class Cell(Latch):
         self.kill_pending = False  # see `kill`: set by any thread, cleared on the home thread
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
         Latch.__init__(self)  # `terminated`: set once, with the reason (None or the exception)
-        # The tree, guarded by the system's lock. Created on first use: most actors have
-        # no children and no watchers, and an idle actor should stay small.
+        # The tree's links, written by the `Tree` only (see _tree.py for its lock and which
+        # thread writes what). Created on first use: most actors have no children and no
+        # watchers, and an idle actor should stay small.
         self.children: dict[str, Cell] | None = None  # in start order
         self.exiting = False  # the instance is ending: no new children
         # Insertion-ordered (a dict, not a set): Terminated reaches watchers in watch order.
         self.watchers: dict[Cell, None] | None = None
-        # Home thread only.
-        self.watching: set[Cell] | None = None
+        self.watching: set[Cell] | None = None  # the targets it watches; home thread only
         self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
         self.restart_timer: Scheduled | None = None  # a backoff in progress
         self.timers: set[Timer] | None = None  # the instance's timers (send_after/send_every)
@@ -820,8 +822,7 @@ class Cell(Latch):
             or not self.mailbox.close_if_idle()
         ):
             return False
-        with self.system.tree_lock:
-            self.exiting = True  # as `_end_instance`: no child can be spawned from now on
+        self.system.tree.refuse_children(self)  # as `_end_instance`
         self.instance = None
         self.phase = ENDED
         self.exit_reason = None
@@ -950,8 +951,7 @@ class Cell(Latch):
         """
         self.incarnation += 1
         self.restarts = None  # a new instance is a new supervisor: OTP counts afresh
-        with self.system.tree_lock:
-            self.exiting = False
+        self.system.tree.accept_children(self)
         hook = "factory or on_start"
         try:
             await self._boot()
@@ -1135,7 +1135,7 @@ class Cell(Latch):
                     except Exception as error:
                         budget -= 1
                         self.failed_items += 1
-                        await self._crash(error, item)
+                        await self.fail(error, item)
                         return
                     except BaseException as error:
                         failure = self._as_failure(error, item)
@@ -1143,7 +1143,7 @@ class Cell(Latch):
                             raise
                         budget -= 1
                         self.failed_items += 1
-                        await self._crash(failure, item)
+                        await self.fail(failure, item)
                         return
                     if times is not None:
                         times.record(clock() - began)  # pyright: ignore[reportPossiblyUnboundVariable]
@@ -1236,7 +1236,7 @@ class Cell(Latch):
             self._note_failure(error, message)  # before the asker can see the error
             ask.reply.settle(error=error)
             self.failed_items += 1
-            await self._crash(error, message)
+            await self.fail(error, message)
             return False
         except BaseException as error:
             failure = self._as_failure(error, message)
@@ -1247,7 +1247,7 @@ class Cell(Latch):
             self._note_failure(failure, message)
             ask.reply.settle(error=failure)
             self.failed_items += 1
-            await self._crash(failure, message)
+            await self.fail(failure, message)
             return False
         ask.reply.settle(reply)
         return True
@@ -1300,7 +1300,7 @@ class Cell(Latch):
         try:
             keep_running: bool = await decision
         except Exception as error:
-            await self._crash(error, signal)
+            await self.fail(error, signal)
             return False
         return keep_running
 
@@ -1326,10 +1326,8 @@ class Cell(Latch):
         return timer
 
     async def _on_terminated(self, watched: Cell, reason: BaseException | None) -> bool:
-        watching = self.watching
-        if watching is None or watched not in watching:
+        if not self.system.tree.forget_watched(self, watched):
             return True  # unwatched since: Akka's guarantee, no Terminated after unwatch
-        watching.discard(watched)
         instance = self.instance
         assert instance is not None
         event = Terminated(watched.ref, reason)
@@ -1343,13 +1341,13 @@ class Cell(Latch):
         try:
             await handler
         except Exception as error:
-            await self._crash(error, message)
+            await self.fail(error, message)
             return False
         except BaseException as error:
             failure = self._as_failure(error, message)
             if failure is None:
                 raise
-            await self._crash(failure, message)
+            await self.fail(failure, message)
             return False
         return True
 
@@ -1390,12 +1388,21 @@ class Cell(Latch):
         if note not in getattr(error, "__notes__", ()):
             error.add_note(note)
 
-    async def _crash(self, error: Exception, message: object) -> None:
-        """The instance failed (a handler, a hook, or as a supervisor giving up)."""
-        self.failed += 1
-        self._note_failure(error, message)
-        what = type(message).__qualname__
-        logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)
+    async def fail(self, error: Exception, message: object = _SUPERVISING) -> None:
+        """The instance failed with ``error``; it ends (`_exit`), escalating to its parent.
+
+        With ``message``: a handler, a hook or a supervision step of this actor raised while
+        handling it (counted in the actor's ``failed`` metric, noted on the error). Without:
+        as a supervisor that exceeded its restart intensity (`_supervisor`), which is not a
+        failure of its own code.
+        """
+        if message is _SUPERVISING:
+            logger.error("actor %s gave up supervising and fails", self.path, exc_info=error)
+        else:
+            self.failed += 1
+            self._note_failure(error, message)
+            what = type(message).__qualname__
+            logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)
         await self._exit(error)
 
     async def _exit(self, reason: Exception | None) -> None:
@@ -1413,11 +1420,6 @@ class Cell(Latch):
             self.system.record_failure(reason)
         await self._finish(reason, run_on_stop=False)
 
-    async def give_up(self, error: Exception) -> None:
-        """As a supervisor that exceeded its restart intensity: fail, escalating upwards."""
-        logger.error("actor %s gave up supervising and fails", self.path, exc_info=error)
-        await self._exit(error)
-
     def _suspend(self, reason: BaseException | None) -> None:
         # The instance is gone; keep the consumer token so that no run task starts while
         # messages queue up behind the failed one.
@@ -1430,8 +1432,7 @@ class Cell(Latch):
 
     async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
         """Stop the children (reverse start order), then run the instance's ``on_stop``."""
-        with self.system.tree_lock:
-            self.exiting = True
+        self.system.tree.refuse_children(self)
         self._cancel_restart_timer()
         if self.timers:
             for timer in list(self.timers):
@@ -1499,7 +1500,7 @@ class Cell(Latch):
         parking = self.home.parking
         if parking is not None:
             parking.forget(self)
-        watchers = self.system.unregister(self)
+        watchers = self.system.tree.unregister(self)
         self._announce_end(watchers, reason)
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
@@ -1512,12 +1513,13 @@ class Cell(Latch):
         A proxy has no instance, task or children here: its end is the outcome, the exit
         reason and its watchers told, as for any actor (`_conclude`).
         """
-        with self.system.tree_lock:
+        tree = self.system.tree
+        with tree.lock:  # the check and the close at once: ended once, whichever thread
             if self.terminated.is_set or self.outcome is not None:
                 return
             self.exit_reason = reason
             self.outcome = "stopped" if reason is None else "failed"
-            watchers = self.close_watchers()
+            watchers = tree.close_watchers_locked(self)
         self._announce_end(watchers, reason)
 
     def _announce_end(self, watchers: list[Cell], reason: BaseException | None) -> None:
@@ -1529,38 +1531,6 @@ class Cell(Latch):
         timer, self.restart_timer = self.restart_timer, None
         if timer is not None:
             timer.cancel()
-
-    # -- the tree, as seen from this actor (home thread) -----------------------------------
-
-    def watch(self, target: Cell) -> None:
-        if target is self:
-            raise ValueError(f"actor {self.path} cannot watch itself")
-        if self.watching is None:
-            self.watching = set()
-        self.watching.add(target)
-        with self.system.tree_lock:
-            watchers = target.watchers
-            if watchers is not _NO_WATCHERS:
-                if watchers is None:
-                    watchers = target.watchers = {}
-                watchers[self] = None
-                return
-        # Already finished: deliver at once, as Akka and OTP do for a dead target.
-        self.deliver(Signal(WatchedEnded(target, target.exit_reason)))
-
-    def unwatch(self, target: Cell) -> None:
-        if self.watching is not None:
-            self.watching.discard(target)
-        with self.system.tree_lock:
-            watchers = target.watchers
-            if watchers is not None and watchers is not _NO_WATCHERS:
-                watchers.pop(self, None)
-
-    def close_watchers(self) -> list[Cell]:
-        """With the tree lock held: the watchers to notify, and no more from now on."""
-        watchers = self.watchers
-        self.watchers = _NO_WATCHERS
-        return list(watchers) if watchers else []
 
     def _class_name(self) -> str:
         return self.actor_class.__qualname__ if self.actor_class is not None else "actor"

@@ -1288,8 +1288,7 @@ async def spawn_pool(
     if name is not None:
         check_name("name", name)
     if name is None:
-        with system.tree_lock:
-            name = f"pool-{system.next_serial()}"
+        name = f"pool-{system.next_serial()}"
     state = _PoolState(hashed=key is not None)  # a key is for consistent-hash only (above)
     router = _router(state, routing, key)
     pull = isinstance(router, _Pull)

@@ -1,5 +1,8 @@
 """What a parent does for its children: stop them, suspend them, restart them, give up.
 
+The decisions only: who the children are, and who watches whom, is the system's `Tree`
+(`actors._tree`); each child's own transitions are `Cell` verbs.
+
 Every function here runs on the parent's home loop, inside the parent's run task (a control
 signal between two of its messages) or while the parent's instance ends. The children live
 on any loop: each request goes to the child's own thread (`Cell.request_*`), and the parent
@@ -46,11 +49,11 @@ async def stop_children(parent: Cell, *, kill: bool) -> None:
     ``kill``: the parent itself is being killed; its children are killed at once too.
     """
     if not parent.children:
-        # No children, and none can come: the caller has set `exiting` under the tree lock
-        # (which `spawn` checks under it), so every child ever added is visible here.
+        # No children, and none can come: the caller has refused children
+        # (`Tree.refuse_children`), so every child ever added is visible here.
         return
     system = parent.system
-    for count, child in enumerate(reversed(system.children_of(parent)), 1):
+    for count, child in enumerate(reversed(system.tree.children_of(parent)), 1):
         try:
             await stop_child(child, 0.0 if kill else system.drain_timeout)
         except Exception:
@@ -139,7 +142,7 @@ async def on_child_exit(
     system = parent.system
     if child.incarnation != incarnation or child.terminated.is_set:
         return True  # stale: restarted or stopped since this event was sent
-    if child not in system.children_of(parent):
+    if not system.tree.has_child(parent, child):
         return True
     strategy = strategy_of(parent)
     window = parent.restarts
@@ -148,7 +151,7 @@ async def on_child_exit(
     if not window.admit(strategy, system.clock.now()):
         return await _give_up(parent, child, reason, strategy)
     logger.info("actor %s restarts %s after %r", parent.path, child.path, reason)
-    group = strategy.group(system.children_of(parent), child)
+    group = strategy.group(system.tree.children_of(parent), child)
     for sibling in reversed(group):
         if sibling is child:
             continue
@@ -174,7 +177,7 @@ async def restart_group(parent: Cell, group: list[Cell], reason: BaseException |
     """Restart ``group`` in start order. A restart that fails counts as a new failure."""
     system = parent.system
     for child in group:
-        if child.terminated.is_set or child not in system.children_of(parent):
+        if child.terminated.is_set or not system.tree.has_child(parent, child):
             continue
         done = oneshot()
         child.request_restart(reason, done)
@@ -202,5 +205,5 @@ async def _give_up(
         await stop_child(child, system.drain_timeout)
         system.record_failure(error)
         return True
-    await parent.give_up(error)
+    await parent.fail(error)  # no message: a supervisor giving up
     return False

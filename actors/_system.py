@@ -1,4 +1,10 @@
-"""`ActorSystem`: worker loops, placement, spawning and orderly shutdown."""
+"""`ActorSystem`: worker loops, placement, spawning and orderly shutdown.
+
+The supervision tree itself (registration, children, watchers, lookups by path) is the
+system's `Tree` (``system.tree``, `actors._tree`); the system's own few fields (its run state,
+failures, the round-robin counter) are guarded by the tree's lock, as the tree's docstring
+explains.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from ._cell import Cell
 from ._checkpoint import checkpoint
 from ._clock import Clock
 from ._deadletters import DeadLetters
-from ._errors import ActorStopped, DuplicateName, SystemNotRunning
+from ._errors import SystemNotRunning
 from ._events import EventBus
 from ._metrics import SystemMetrics, collect
 from ._oneshot import Latch, Oneshot, oneshot
@@ -26,6 +32,7 @@ from ._ref import COOPERATIVE_BUDGET
 from ._runtime import HOST, Home, HomeClosed, HostHome, WorkerHome, thread_name
 from ._scope import Scope
 from ._strategy import OneForOne, Restart, SupervisionStrategy
+from ._tree import Tree
 from ._validation import check_count, check_flag, check_name, check_seconds
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD, Watchdog
 
@@ -170,18 +177,16 @@ class ActorSystem:
         self.placer = Placer(self._workers, lambda: self.cells()[1:])
         """Where actors move to follow their traffic (see `actors._placement`)."""
         self._host: HostHome | None = None
-        # Guards the state, the tree (every cell's children, exiting flag and watchers)
-        # and the path index. Never held across an await or a call into user code.
-        self.tree_lock = threading.Lock()
+        self.tree = Tree()
+        """The supervision tree (see `actors._tree`); its lock also guards the fields below
+        marked so."""
         self._metrics_lock = threading.Lock()
-        self._state = _NEW
+        self._state = _NEW  # the tree's lock; written with `tree.closed` (`_set_state_locked`)
         self._stopped = Latch()  # set once the system has fully shut down
-        self._guardian: Cell | None = None
-        self._failures: list[BaseException] = []
+        self._failures: list[BaseException] = []  # the tree's lock
         self._failed = Latch()  # set with the first failure of a top-level actor
-        self._escalation: threading.Thread | None = None  # runs an escalated shutdown
-        self._round_robin = itertools.count()
-        self._serial = itertools.count(1)
+        self._escalation: threading.Thread | None = None  # an escalated shutdown; the tree's lock
+        self._round_robin = itertools.count()  # the tree's lock
         self._watchdog = (
             None
             if blocked_threshold is None
@@ -203,7 +208,7 @@ class ActorSystem:
     @property
     def guardian(self) -> Cell | None:
         """Internal: the root of the tree, parent of the top-level actors."""
-        return self._guardian
+        return self.tree.root
 
     @property
     def failures(self) -> list[BaseException]:
@@ -218,7 +223,7 @@ class ActorSystem:
                 log.error("top-level actor failed for good: %r", error)
             ```
         """
-        with self.tree_lock:
+        with self.tree.lock:
             return list(self._failures)
 
     async def wait_failure(self) -> BaseException:
@@ -269,40 +274,12 @@ class ActorSystem:
                 await account.send(Deposit(5))
             ```
         """
-        cell = self._find(path)
+        cell = self.tree.find(path)
         return cell.ref if cell is not None else None
 
     def cells(self) -> list[Cell]:
-        """Internal: every live actor, the root guardian first (a walk of the tree).
-
-        No index by path is kept: it would cost every actor a dictionary entry, and lookups
-        by path are rare (a path has few levels).
-        """
-        with self.tree_lock:
-            guardian = self._guardian
-            if guardian is None:
-                return []
-            found = [guardian]
-            for cell in found:  # grows while iterated: breadth first
-                if cell.children:
-                    found.extend(cell.children.values())
-            return found
-
-    def _find(self, path: str) -> Cell | None:
-        with self.tree_lock:
-            cell = self._guardian
-            if cell is None or path == cell.path:
-                return cell
-            prefix = cell.path + "/"
-            if not path.startswith(prefix):
-                return None
-            for name in path[len(prefix) :].split("/"):
-                children = cell.children
-                found = children.get(name) if children else None
-                if found is None:
-                    return None
-                cell = found
-            return cell
+        """Internal: every live actor, the root guardian first (`Tree.cells`)."""
+        return self.tree.cells()
 
     @property
     def running(self) -> bool:
@@ -311,17 +288,12 @@ class ActorSystem:
 
     def next_serial(self) -> int:
         """Internal: the next number for a generated name (actors, pools, probes)."""
-        return next(self._serial)
+        return self.tree.next_serial()
 
     @property
     def default_placement(self) -> Placement:
         """Internal: where top-level actors go by default (``HOST`` or None: worker loops)."""
         return self._default_placement
-
-    def children_of(self, cell: Cell) -> list[Cell]:
-        """Internal: a snapshot of ``cell``'s children, in start order."""
-        with self.tree_lock:
-            return list(cell.children.values()) if cell.children else []
 
     @property
     def workers(self) -> int:
@@ -351,12 +323,12 @@ class ActorSystem:
         Cancellation: the worker threads already started are stopped and joined (shielded),
         and the system ends up shut down.
         """
-        with self.tree_lock:
+        with self.tree.lock:
             if self._state != _NEW:
                 if self._state == _RUNNING:
                     return
                 raise SystemNotRunning(f"actor system {self.name} was shut down; create a new one")
-            self._state = _RUNNING
+            self._set_state_locked(_RUNNING)
         try:
             self._host = HostHome(asyncio.get_running_loop())
         except RuntimeError:  # a trio host: actors cannot live on its loop
@@ -372,12 +344,12 @@ class ActorSystem:
             # Failed or cancelled half-way: take down every thread already started, shielded
             # so that a cancelled host cannot leave one behind.
             with anyio.CancelScope(shield=True):
-                guardian = self._guardian
+                guardian = self.tree.root
                 if guardian is not None:
                     guardian.stop_for_good()
                     await guardian.terminated.wait()
                 await self._stop_workers()
-            with self.tree_lock:
+            with self.tree.lock:
                 self._mark_stopped_locked()
             raise
         if self._watchdog is not None:
@@ -397,7 +369,7 @@ class ActorSystem:
             throughput=self.throughput,
             pinned=True,
         )
-        self._guardian = guardian
+        self.tree.plant(guardian)
         started = oneshot()
         if threading.get_ident() == home.thread_id:
             guardian.begin(started)
@@ -462,7 +434,7 @@ class ActorSystem:
             local = await system.spawn(Greeter, placement="host")  # on the app's own loop
             ```
         """
-        guardian = self._guardian
+        guardian = self.tree.root
         if guardian is None or self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
         cluster = self.cluster
@@ -591,7 +563,7 @@ class ActorSystem:
             check_name("name", name)
         # Pinned: placed on purpose (placement=, or the host's loop): never moved.
         pinned = placement is not None or not isinstance(home, WorkerHome)
-        cell = self._register(parent, factory, name, home, size, restart, pinned)
+        cell = self.tree.register(parent, factory, name, home, size, restart, pinned)
         if threading.get_ident() == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
             return cell, cell.begin_here()
@@ -600,7 +572,7 @@ class ActorSystem:
         try:
             return cell, cell.begin_elsewhere()
         except HomeClosed:
-            self.unregister(cell)
+            self.tree.unregister(cell)
             raise SystemNotRunning(f"actor system {self.name} is shutting down") from None
 
     @staticmethod
@@ -700,12 +672,12 @@ class ActorSystem:
                 await system.shutdown()
             ```
         """
-        with self.tree_lock:
+        with self.tree.lock:
             state = self._state
             if state == _NEW:
                 self._mark_stopped_locked()
             elif state == _RUNNING:
-                self._state = _STOPPING
+                self._set_state_locked(_STOPPING)
         if state != _RUNNING:
             await self._stopped.wait()  # someone else is (or was) shutting it down
             escalation = self._escalation
@@ -715,7 +687,7 @@ class ActorSystem:
         with anyio.CancelScope(shield=True):
             if self.cluster is not None:
                 await self.cluster.detach()
-            guardian = self._guardian
+            guardian = self.tree.root
             if guardian is not None:
                 # The guardian stops the top-level actors in reverse start order, each
                 # stopping its own children first (each within the drain timeout).
@@ -724,7 +696,7 @@ class ActorSystem:
             if self._watchdog is not None:
                 self._watchdog.stop()
             await self._stop_workers()
-            with self.tree_lock:
+            with self.tree.lock:
                 self._mark_stopped_locked()
 
     async def _stop_workers(self) -> None:
@@ -734,13 +706,20 @@ class ActorSystem:
             await worker.wait_stopped()
 
     def _mark_stopped_locked(self) -> None:
-        self._state = _STOPPED
+        self._set_state_locked(_STOPPED)
         self._stopped.set()
+
+    def _set_state_locked(self, state: str) -> None:
+        # The tree refuses top-level actors unless running, in the same critical section.
+        self._state = state
+        self.tree.closed = (
+            None if state == _RUNNING else f"actor system {self.name} is {state}; cannot spawn"
+        )
 
     def _place(self, placement: Placement, parent: Cell | None = None) -> Home:
         if self._state != _RUNNING:
             raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
-        if placement is None and parent is not None and parent is not self._guardian:
+        if placement is None and parent is not None and parent is not self.tree.root:
             # Locality by default: a child starts beside its parent, which usually talks
             # to it first (Erlang's spawn does the same: the caller's scheduler).
             home = parent.home
@@ -755,7 +734,7 @@ class ActorSystem:
         if placement is None:
             placement = self._default_placement
         if placement is None:
-            with self.tree_lock:  # itertools.count is not atomic on free-threaded builds
+            with self.tree.lock:  # itertools.count is not atomic on free-threaded builds
                 index = next(self._round_robin)
             return self._workers[index % len(self._workers)]
         if placement == HOST:
@@ -772,58 +751,9 @@ class ActorSystem:
             )
         raise ValueError(f'placement must be None, a worker index or "host", got {placement!r}')
 
-    def _register(
-        self,
-        parent: Cell,
-        factory: Callable[[], Actor[Any]],
-        name: str | None,
-        home: Home,
-        capacity: int,
-        restart: Restart,
-        pinned: bool = False,
-    ) -> Cell:
-        with self.tree_lock:
-            if self._state != _RUNNING and parent is self._guardian:
-                raise SystemNotRunning(f"actor system {self.name} is {self._state}; cannot spawn")
-            if parent.exiting or parent.terminated.is_set:
-                raise ActorStopped(f"actor {parent.path} is stopping; it cannot spawn children")
-            if name is None:
-                base = factory.__name__ if isinstance(factory, type) else "actor"
-                name = f"{base}-{next(self._serial)}"
-            siblings = parent.children
-            if siblings is None:
-                siblings = parent.children = {}
-            if name in siblings:
-                raise DuplicateName(
-                    f"an actor named {name!r} already exists under {parent.path} "
-                    f"in actor system {self.name}"
-                )
-            cell = Cell(
-                self,
-                factory,
-                name=name,
-                path=f"{parent.path}/{name}",
-                home=home,
-                capacity=capacity,
-                throughput=self.throughput,
-                parent=parent,
-                restart=restart,
-                pinned=pinned,
-            )
-            siblings[name] = cell
-            return cell
-
-    def unregister(self, cell: Cell) -> list[Cell]:
-        """Internal: a cell has finished for good: drop it from the tree; return its watchers."""
-        with self.tree_lock:
-            parent = cell.parent
-            if parent is not None and parent.children and parent.children.get(cell.name) is cell:
-                del parent.children[cell.name]
-            return cell.close_watchers()
-
     def record_failure(self, error: BaseException) -> None:
         """Internal: a top-level actor failed for good: keep it, and apply the escalation policy."""
-        with self.tree_lock:
+        with self.tree.lock:
             self._failures.append(error)
         self._failed.set(error)
         if self.escalation == "shutdown":
@@ -832,14 +762,14 @@ class ActorSystem:
             thread = threading.Thread(
                 target=anyio.run, args=(self.shutdown,), name=thread_name(self.name, "escalation")
             )
-            with self.tree_lock:
+            with self.tree.lock:
                 if self._escalation is not None:
                     return
                 self._escalation = thread
             thread.start()
 
     def _describe_task(self, task_name: str) -> str | None:
-        cell = self._find(task_name)
+        cell = self.tree.find(task_name)
         if cell is None:
             return None  # a task that is not an actor's
         handling = cell.handling

@@ -211,8 +211,7 @@ class Probe(ActorRef[Any]):
         inbox = _Inbox()
         if name is None:
             # Numbered like the system's own default names: the same on every run.
-            with system.tree_lock:
-                name = f"probe-{system.next_serial()}"
+            name = f"probe-{system.next_serial()}"
         ref = await system.spawn(
             lambda: _ProbeActor(inbox, reply), name=name, capacity=capacity, placement=placement
         )

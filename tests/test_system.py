@@ -1001,7 +1001,7 @@ async def test_a_kill_while_the_factory_runs_on_the_spawners_thread_is_carried_o
     try:
         with anyio.fail_after(WAIT):
             await entered.wait()
-            cell = system._find("/user/slow")  # pyright: ignore[reportPrivateUsage]
+            cell = system.tree.find("/user/slow")
             assert cell is not None
             building: Any = cell.task  # the marker a kill notes itself in
             async with anyio.create_task_group() as tg:
