@@ -815,14 +815,19 @@ class Cell(Latch):
         if (
             self.task is not None
             or self.phase != RUNNING
-            or self.children
             or self.timers
             or instance is None
             or _overrides(type(instance), "on_stop")
-            or not self.mailbox.close_if_idle()
         ):
             return False
-        self.system.tree.refuse_children(self)  # as `_end_instance`
+        tree = self.system.tree
+        # Children refused first, with the look for them (as `_end_instance` refuses them):
+        # a child registered from another thread meanwhile would otherwise outlive it.
+        if not tree.refuse_children_if_none(self):
+            return False
+        if not self.mailbox.close_if_idle():
+            tree.accept_children(self)  # a message came: the normal stop drains it first
+            return False
         self.instance = None
         self.phase = ENDED
         self.exit_reason = None

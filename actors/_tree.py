@@ -154,6 +154,17 @@ class Tree:
         with self.lock:
             cell.exiting = True
 
+    def refuse_children_if_none(self, cell: Cell) -> bool:
+        """`refuse_children`, only if ``cell`` has no child: False (and nothing refused) if it
+        has one. One critical section, so that no child registered from another thread (a
+        scope's host task) can slip in between the look and the refusal and be left behind.
+        """
+        with self.lock:
+            if cell.children:
+                return False
+            cell.exiting = True
+            return True
+
     def accept_children(self, cell: Cell) -> None:
         """On ``cell``'s home thread, as it reboots: a new instance may spawn children again."""
         with self.lock:

@@ -187,6 +187,22 @@ def test_no_registration_under_a_parent_that_is_exiting(tree: Tree) -> None:
     assert add(tree, parent, "late").path == "/user/parent/late"
 
 
+def test_children_are_refused_only_by_a_parent_that_has_none(tree: Tree) -> None:
+    """The look for children and the refusal are one step: a parent with a child is left
+    accepting (its normal stop stops the child), a childless one refuses the next."""
+    root = root_of(tree)
+    busy, idle = add(tree, root, "busy"), add(tree, root, "idle")
+    add(tree, busy, "child")
+    assert not tree.refuse_children_if_none(busy)
+    assert not busy.exiting
+    add(tree, busy, "another")  # still accepted
+    assert tree.refuse_children_if_none(idle)
+    with pytest.raises(ActorStopped):
+        add(tree, idle, "late")
+    tree.accept_children(idle)
+    add(tree, idle, "welcome-again")
+
+
 def test_no_registration_under_a_parent_that_has_ended(tree: Tree) -> None:
     parent = add(tree, root_of(tree), "parent")
     tree.unregister(parent)
