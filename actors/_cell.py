@@ -1188,10 +1188,6 @@ class Cell(Latch):
                 if moving is not None:
                     self.home.loop.call_soon(self._finish_move, moving)
 
-    def _credit(self, dequeued: int) -> None:
-        # On the home thread: the items an evacuated run task took before it was moved.
-        self.dequeued += dequeued
-
     def _should_move(self, traffic: Traffic, *, holding_token: bool) -> Home | None:
         """The loop to move to now, with the consumer token taken for the move; or None.
 

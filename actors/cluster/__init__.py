@@ -24,6 +24,11 @@ from __future__ import annotations
 
 from ._groups import lookup_group, serve_pool
 from ._nats import (
+    ClusterError,
+    ClusterStatistics,
+    Nats,
+)
+from ._options import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_DURABLE_ACK_WAIT,
     DEFAULT_DURABLE_DEDUP_WINDOW,
@@ -34,11 +39,13 @@ from ._nats import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_MESSAGE_SIZE,
-    ClusterError,
-    ClusterStatistics,
-    Nats,
+    Credentials,
+    DurableOptions,
+    Heartbeats,
+    Limits,
+    Reconnect,
+    Timeouts,
 )
-from ._options import Credentials, DurableOptions, Heartbeats, Limits, Reconnect, Timeouts
 from ._remote import DurableRef, GroupRef, RemoteRef
 from ._wire import WIRE_VERSION, MessageTooLarge, NodeDown, WireError, register_message
 

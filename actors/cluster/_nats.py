@@ -68,16 +68,6 @@ from ._durable import DurableMailboxes
 from ._inbound import Inbound
 from ._membership import Membership
 from ._options import (
-    DEFAULT_ACK_TIMEOUT,
-    DEFAULT_DURABLE_ACK_WAIT,
-    DEFAULT_DURABLE_DEDUP_WINDOW,
-    DEFAULT_DURABLE_MAX_DELIVER,
-    DEFAULT_DURABLE_RETRY_DELAY,
-    DEFAULT_DURABLE_WINDOW,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_MESSAGE_SIZE,
     TOKEN,
     Config,
     Credentials,
@@ -103,16 +93,6 @@ if TYPE_CHECKING:
     from ._remote import GroupRef, ProxyTable
 
 __all__ = (
-    "DEFAULT_ACK_TIMEOUT",
-    "DEFAULT_DURABLE_ACK_WAIT",
-    "DEFAULT_DURABLE_DEDUP_WINDOW",
-    "DEFAULT_DURABLE_MAX_DELIVER",
-    "DEFAULT_DURABLE_RETRY_DELAY",
-    "DEFAULT_DURABLE_WINDOW",
-    "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_HEARTBEAT_TIMEOUT",
-    "DEFAULT_MAX_DEPTH",
-    "DEFAULT_MAX_MESSAGE_SIZE",
     "ClusterError",
     "ClusterStatistics",
     "Nats",
