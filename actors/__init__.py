@@ -49,7 +49,7 @@ from ._message import Request
 from ._metrics import ActorMetrics, LoopMetrics, SystemMetrics
 from ._placement import PlacementStatistics
 from ._pool import Pool, Routing
-from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef
+from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef, Ref
 from ._scope import Scope
 from ._sendable import Moved, check_sendable, register_sendable
 from ._shared import Shared
@@ -100,6 +100,7 @@ __all__ = (
     "OneForOne",
     "PlacementStatistics",
     "Pool",
+    "Ref",
     "RemoteError",
     "Request",
     "RestForOne",

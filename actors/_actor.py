@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from ._cell import Cell
-    from ._ref import ActorRef
+    from ._ref import ActorRef, Ref
     from ._strategy import Terminated
     from ._system import ActorSystem, Placement
     from ._timers import Timer
@@ -177,11 +177,12 @@ class Actor(Generic[M]):
             cell, factory, name=name, capacity=capacity, placement=placement, restart=restart
         )
 
-    def watch(self, ref: ActorRef[Any]) -> None:
+    def watch(self, ref: Ref[Any]) -> None:
         """Get `on_terminated` when ``ref``'s actor stops for good (at once if it already has).
 
-        Any actor may watch any other, not only its children. Watching twice is the same as
-        once. Call it from this actor's own handlers or hooks.
+        Any actor may watch any other, not only its children, and with a cluster an actor on
+        another node (its node's end counts as its end). Watching twice is the same as once.
+        Call it from this actor's own handlers or hooks.
 
         Example:
             ```python
@@ -193,7 +194,7 @@ class Actor(Generic[M]):
         _check_home(cell, "watch")
         cell.system.tree.watch(cell, cell_of(ref))
 
-    def unwatch(self, ref: ActorRef[Any]) -> None:
+    def unwatch(self, ref: Ref[Any]) -> None:
         """Stop watching ``ref``: no `on_terminated` for it after this returns, even if due.
 
         Example:

@@ -70,7 +70,7 @@ from ._metrics import HandlerTimes
 from ._oneshot import Latch, Oneshot, oneshot
 from ._parking import Parking, Resumed
 from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
-from ._ref import ActorRef
+from ._ref import ActorRef, Ref
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
 from ._strategy import Restart, RestartWindow, Terminated
@@ -282,7 +282,7 @@ class Cell(Latch):
         self.mailbox: Mailbox[Any] = Mailbox(capacity, self)
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
-        self._ref: ActorRef[Any] | None = ActorRef(self)  # dropped once ended: see `ref`
+        self._ref: Ref[Any] | None = ActorRef(self)  # dropped once ended: see `ref`
         self.task: asyncio.Task[None] | None = None
         # Every task of this actor runs in it; made with the first task (an actor never sent
         # anything keeps none), or kept from construction if __init__ set a variable.
@@ -353,10 +353,18 @@ class Cell(Latch):
     def ref(self) -> ActorRef[Any]:
         """This actor's ref; after it ended, a new one (equal to the old: same cell)."""
         ref = self._ref
+        # Only a cluster proxy holds another kind of ref (see `handle`), and nothing asks a
+        # proxy for its local ref.
+        return ref if isinstance(ref, ActorRef) else ActorRef(self)
+
+    @property
+    def handle(self) -> Ref[Any]:
+        """The ref watchers are told about: `ref`, or a cluster proxy's remote ref."""
+        ref = self._ref
         return ref if ref is not None else ActorRef(self)
 
-    @ref.setter
-    def ref(self, ref: ActorRef[Any]) -> None:  # a cluster proxy's ref is a RemoteRef
+    @handle.setter
+    def handle(self, ref: Ref[Any]) -> None:  # set once, by the cluster, on its proxies
         self._ref = ref
 
     @property
@@ -1331,7 +1339,7 @@ class Cell(Latch):
             return True  # unwatched since: Akka's guarantee, no Terminated after unwatch
         instance = self.instance
         assert instance is not None
-        event = Terminated(watched.ref, reason)
+        event = Terminated(watched.handle, reason)
         return await self._outside_run(instance.on_terminated(event), event)
 
     async def _outside_run(self, handler: Coroutine[Any, Any, object], message: object) -> bool:

@@ -1,4 +1,12 @@
-"""`ActorRef`: the typed handle through which everything talks to an actor."""
+"""`Ref` and `ActorRef`: the typed handles through which everything talks to an actor.
+
+`Ref` is what every handle can do wherever its actor lives: send, ask, watch, join, compare
+and travel in messages. `ActorRef` is the handle to an actor of this system and adds what
+only a local handle can honour (`ActorRef.stop`, `ActorRef.statistics`); the cluster's
+`RemoteRef` is the other kind. Code that may be handed either kind (a ``reply_to`` field of
+a message that crosses nodes, `Actor.watch`) types it `Ref`; code that spawned the actor
+holds an `ActorRef`.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ if TYPE_CHECKING:
     from ._actor import Actor
     from ._cell import ActorStatistics, Cell
 
-__all__ = ("COOPERATIVE_BUDGET", "DEFAULT_ASK_TIMEOUT", "ActorRef")
+__all__ = ("COOPERATIVE_BUDGET", "DEFAULT_ASK_TIMEOUT", "ActorRef", "Ref", "cell_of")
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
@@ -35,20 +43,157 @@ DEFAULT_ASK_TIMEOUT: Final = 5.0
 """Seconds an `ActorRef.ask` waits by default, as OTP's ``gen_server:call``."""
 
 
-def cell_of(ref: ActorRef[Any]) -> Cell:
+def cell_of(ref: Ref[Any]) -> Cell:
     """The cell behind ``ref``: the runtime's one way from a handle to its actor. Internal.
 
     Users never hold a cell. The parts of the runtime that are handed refs (the event bus,
     pools, scopes, watches, the test kit, the cluster's registry) reach an actor's mailbox
-    and place in the tree through this one accessor, so `ActorRef` keeps its field private.
+    and place in the tree through this one accessor, so refs keep their field private. A
+    remote ref's cell is the cluster's proxy for the remote actor.
     """
     return ref._cell  # pyright: ignore[reportPrivateUsage]  # the one sanctioned read
 
 
-class ActorRef(Generic[M]):
-    """The handle to an actor that accepts messages of type ``M``; the only way to reach it.
+class Ref(Generic[M]):
+    """A handle to an actor that accepts messages of type ``M``, wherever the actor lives.
 
-    Refs are cheap, immutable and sendable: pass them in messages. They work from any task
+    The common face of `ActorRef` (an actor of this system) and, with a cluster,
+    ``actors.cluster.RemoteRef`` (an actor on another node): what both can honour. Type a
+    field or parameter `Ref` when it may hold either kind, for example the ``reply_to`` of
+    a message that crosses nodes; `ActorRef` when the code needs the local-only operations
+    (`ActorRef.stop`, `ActorRef.statistics`). Refs are never built by users: `spawn` and
+    the cluster's lookups hand them out.
+
+    Equality and hashing go by the actor: two refs to one actor are equal, whichever way
+    each was obtained.
+
+    Example:
+        ```python
+        class Get(actors.Request[int], frozen=True):
+            reply_to: actors.Ref[Answer]  # a local or a remote actor
+
+        async def notify(ref: actors.Ref[Ping]) -> None:
+            await ref.send(Ping())
+        ```
+    """
+
+    __slots__ = ("_cell",)
+    __actors_sendable__: Final = True  # a ref is an immutable handle: safe to share
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        return self._cell.name
+
+    @property
+    def path(self) -> str:
+        """The actor's path, such as ``/user/greeter``."""
+        return self._cell.path
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the actor is known to have stopped or failed for good."""
+        return not self._cell.terminated.is_set
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+    async def send(self, message: M, *, timeout: float | None = None) -> None:
+        """Deliver ``message``, waiting while the actor cannot take it (backpressure).
+
+        Each kind of ref documents what "delivered" means for it: `ActorRef.send`
+        (enqueued), ``RemoteRef.send`` (enqueued on the remote node),
+        ``DurableRef.send`` (stored by JetStream).
+
+        Cancellation: for a local actor nothing is enqueued; a message on its way to
+        another node may still arrive (see each kind).
+
+        Example:
+            ```python
+            await ref.send(Ping())
+            ```
+        """
+        raise NotImplementedError  # every kind of ref overrides it
+
+    def try_send(self, message: M) -> None:
+        """Deliver ``message`` if the actor can take it right now; never waits.
+
+        Example:
+            ```python
+            ref.try_send(Ping())  # MailboxFull when there is no room
+            ```
+        """
+        raise NotImplementedError
+
+    def blocking_send(self, message: M, *, timeout: float | None = None) -> None:
+        """`send` for plain threads that run no event loop.
+
+        Example:
+            ```python
+            ref.blocking_send(Ping())  # from a plain thread
+            ```
+        """
+        raise NotImplementedError
+
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    async def ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    async def ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send ``message`` and wait for the reply: the return value of the actor's handler.
+
+        Cancellation: the request may already be enqueued, and is then still handled; its
+        reply is dropped.
+
+        Example:
+            ```python
+            total = await counter.ask(Total(), timeout=1.0)
+            ```
+        """
+        raise NotImplementedError
+
+    @overload
+    def blocking_ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
+    @overload
+    def blocking_ask(self, message: M, *, timeout: float | None = ...) -> Any: ...
+    def blocking_ask(self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """`ask` for plain threads that run no event loop.
+
+        Example:
+            ```python
+            total = counter.blocking_ask(Total())  # from a plain thread
+            ```
+        """
+        raise NotImplementedError
+
+    async def join(self) -> BaseException | None:
+        """Wait until the actor has stopped for good; return why: None, or the exception.
+
+        Example:
+            ```python
+            reason = await ref.join()
+            if reason is not None:
+                log.error("worker failed: %r", reason)
+            ```
+
+        Cancellation: only the wait is abandoned; the actor is unaffected.
+        """
+        reason: BaseException | None = await self._cell.terminated.wait()
+        return reason
+
+
+class ActorRef(Ref[M]):
+    """The handle to an actor of this system that accepts messages of type ``M``.
+
+    What `ActorSystem.spawn` returns: a `Ref` that can also `stop` the actor and read its
+    `statistics`, operations only a handle in the actor's own system can honour. Refs are
+    cheap, immutable and sendable: pass them in messages. They work from any task
     of any loop (worker loops, the host's asyncio or trio loop) and, through the
     ``blocking_*`` methods, from plain threads.
 
@@ -65,11 +210,10 @@ class ActorRef(Generic[M]):
         ```
     """
 
-    __slots__ = ("_admitted", "_cell", "_mailbox", "_sends")
-    __actors_sendable__: Final = True  # a ref is an immutable handle: safe to share
+    __slots__ = ("_admitted", "_mailbox", "_sends")
 
     def __init__(self, cell: Cell) -> None:
-        self._cell = cell
+        super().__init__(cell)
         # Shortcuts for the send hot path. The mailbox lives as long as the cell, restarts
         # included; the admitted types are the actor class's, set when it is known (until
         # then every message takes the full check).
@@ -80,21 +224,6 @@ class ActorRef(Generic[M]):
     def admitted_by(self, actor_class: type[Actor[Any]]) -> None:
         """Internal: take the message types the actor's class has already checked."""
         self._admitted = actor_class.__actors_admitted__
-
-    @property
-    def name(self) -> str:
-        """The actor's name."""
-        return self._cell.name
-
-    @property
-    def path(self) -> str:
-        """The actor's path, such as ``/user/greeter``."""
-        return self._cell.path
-
-    @property
-    def is_alive(self) -> bool:
-        """False once the actor has stopped or failed for good."""
-        return not self._cell.terminated.is_set
 
     def statistics(self) -> ActorStatistics:
         """A snapshot of the actor: status, home loop, mailbox depth and high-water mark.
@@ -113,12 +242,6 @@ class ActorRef(Generic[M]):
             f"<ActorRef {cell.path} {cell.status} mailbox={len(box)}/{box.capacity} "
             f"loop={cell.home.label}>"
         )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorRef) and other._cell is self._cell
-
-    def __hash__(self) -> int:
-        return id(self._cell)
 
     async def send(self, message: M, *, timeout: float | None = None) -> None:
         """Enqueue ``message``, waiting while the mailbox is full (backpressure).
@@ -363,21 +486,6 @@ class ActorRef(Generic[M]):
         if cell.in_handler():
             return
         await cell.terminated.wait()
-
-    async def join(self) -> BaseException | None:
-        """Wait until the actor has stopped for good; return why: None, or the exception.
-
-        Example:
-            ```python
-            reason = await ref.join()
-            if reason is not None:
-                log.error("worker failed: %r", reason)
-            ```
-
-        Cancellation: only the wait is abandoned; the actor is unaffected.
-        """
-        reason: BaseException | None = await self._cell.terminated.wait()
-        return reason
 
     def _send_timeout(self, message: object, timeout: float | None) -> SendTimeout:
         return SendTimeout(

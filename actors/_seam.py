@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._ref import ActorRef
+    from ._ref import ActorRef, Ref
     from ._system import ActorSystem
 
 __all__ = ("ClusterBackend",)
@@ -41,7 +41,7 @@ class ClusterBackend(Protocol):
         """
         ...
 
-    async def lookup(self, name: str, accepts: Any, timeout: float) -> ActorRef[Any]:
+    async def lookup(self, name: str, accepts: Any, timeout: float) -> Ref[Any]:
         """A ref to the public actor ``name`` on any node; raise `ActorNotFound` after timeout."""
         ...
 

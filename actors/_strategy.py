@@ -26,7 +26,7 @@ from ._validation import check_count, check_seconds
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._ref import ActorRef
+    from ._ref import Ref
 
 __all__ = (
     "Backoff",
@@ -240,5 +240,5 @@ class Terminated:
         ```
     """
 
-    ref: ActorRef[Any]
+    ref: Ref[Any]
     reason: BaseException | None

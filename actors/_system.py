@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from ._ref import ActorRef
+    from ._ref import ActorRef, Ref
     from ._seam import ClusterBackend
 
 __all__ = ("DEFAULT_CAPACITY", "DEFAULT_DRAIN_TIMEOUT", "DEFAULT_THROUGHPUT", "ActorSystem")
@@ -461,21 +461,21 @@ class ActorSystem:
     @overload
     async def lookup_remote(
         self, name: str, accepts: type[Actor[M]], *, timeout: float = 5.0
-    ) -> ActorRef[M]: ...
+    ) -> Ref[M]: ...
 
     @overload
     async def lookup_remote(
         self, name: str, accepts: type[M], *, timeout: float = 5.0
-    ) -> ActorRef[M]: ...
+    ) -> Ref[M]: ...
 
     @overload
     async def lookup_remote(
         self, name: str, accepts: Any = Any, *, timeout: float = 5.0
-    ) -> ActorRef[Any]: ...
+    ) -> Ref[Any]: ...
 
     async def lookup_remote(
         self, name: str, accepts: Any = Any, *, timeout: float = 5.0
-    ) -> ActorRef[Any]:
+    ) -> Ref[Any]:
         """A ref to the public actor ``name``, on whichever node of the cluster spawned it.
 
         ``accepts`` is the message type the ref is for (``AccountMsg``), or the actor class
@@ -494,7 +494,7 @@ class ActorSystem:
             ```python
             account = await system.lookup_remote("account-7", AccountMsg)
             await account.send(Deposit(5))
-            same = await system.lookup_remote("account-7", Account)  # ActorRef[AccountMsg]
+            same = await system.lookup_remote("account-7", Account)  # Ref[AccountMsg]
             ```
         """
         cluster = self.cluster
@@ -505,7 +505,7 @@ class ActorSystem:
             # from Any, its type argument is unknown: what matters is the class's own.
             accepts = message_type(accepts)  # pyright: ignore[reportUnknownArgumentType]
         check_seconds("timeout", timeout)
-        found: ActorRef[Any] = await cluster.lookup(name, accepts, timeout)
+        found: Ref[Any] = await cluster.lookup(name, accepts, timeout)
         return found
 
     async def spawn_child(

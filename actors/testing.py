@@ -47,7 +47,7 @@ from ._cell import SUSPENDED
 from ._clock import ManualClock
 from ._errors import ActorStopped, DeadlockError
 from ._oneshot import Expired, Oneshot, oneshot
-from ._ref import ActorRef, cell_of
+from ._ref import ActorRef, Ref, cell_of
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
 from ._validation import check_seconds, check_timeout
 
@@ -341,7 +341,7 @@ class Probe(ActorRef[Any]):
             )
         return self._inbox.take(count)
 
-    async def watch(self, ref: ActorRef[Any]) -> None:
+    async def watch(self, ref: Ref[Any]) -> None:
         """Record a `Terminated` event in this probe when ``ref``'s actor stops for good.
 
         The death watch of `Actor.watch`, for tests: ``await probe.expect(Terminated)``.

@@ -50,6 +50,7 @@ from .._errors import ActorStopped, MailboxFull, MessageTypeError, NotSendableEr
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import ensure_plain_thread, oneshot
+from ._remote import credit_of
 from ._transport import ClusterError, logger
 from ._wire import MALFORMED, TELL, WireError
 
@@ -163,7 +164,7 @@ class DurableMailboxes:
                 f"actor {ref.name!r} not sent",
                 message,
             )
-        if not ref.take_credit():
+        if not credit_of(ref).take():
             raise MailboxFull(
                 f"too many try_sends to durable actor {ref.name!r} are waiting for JetStream "
                 "to store them; message not sent",
@@ -313,7 +314,7 @@ class DurableMailboxes:
 
     def _durable_try_on_loop(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
         if self._transport.closing:
-            ref.settle_credit(-1, tried=True)
+            credit_of(ref).settle(-1, tried=True)
             return
         self._transport.own(self._durable_try(ref, out, msg_id))
 
@@ -330,7 +331,7 @@ class DurableMailboxes:
                 error,
             )
         finally:
-            ref.settle_credit(-1, tried=True)
+            credit_of(ref).settle(-1, tried=True)
 
     # -- receiving --------------------------------------------------------------------------
 

@@ -88,7 +88,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._pool import Pool
-    from .._ref import ActorRef
+    from .._ref import ActorRef, Ref
     from .._system import ActorSystem
     from ._remote import GroupRef, ProxyTable
 
@@ -315,7 +315,7 @@ class Nats:
         register = node.durable.register if durable else node.inbound.register
         await node.transport.call(register(name, address.id))
 
-    async def lookup(self, name: str, accepts: Any, timeout: float) -> ActorRef[Any]:
+    async def lookup(self, name: str, accepts: Any, timeout: float) -> Ref[Any]:
         """A ref to the public actor ``name`` on whichever node serves it.
 
         Retries until ``timeout`` while nobody serves the name (at least one attempt is
@@ -334,7 +334,7 @@ class Nats:
             ```
         """
         node = self._node
-        found: ActorRef[Any] = await node.transport.call(node.outbox.lookup(name, timeout))
+        found: Ref[Any] = await node.transport.call(node.outbox.lookup(name, timeout))
         if accepts is not Any and isinstance(found, RemoteRef):
             check_accepts(found, accepts)
         return found

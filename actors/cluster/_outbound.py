@@ -50,7 +50,15 @@ from .._ref import cell_of
 from .._sendable import check_sendable
 from ._inbound import NIL, as_wire_error
 from ._registry import GROUP_ID
-from ._remote import RemoteRef, by_name, finish_proxy
+from ._remote import (
+    RemoteRef,
+    address_of,
+    by_name,
+    credit_of,
+    finish_proxy,
+    full_error,
+    stopped_error,
+)
 from ._transport import subscribe
 from ._wire import (
     ASK,
@@ -195,9 +203,9 @@ class Outbox:
                 f"actor {ref.path} not sent",
                 message,
             )
-        if not ref.take_credit():
+        if not credit_of(ref).take():
             self._transport.post(self._probe_credit, ref)
-            raise ref.full_error(message)
+            raise full_error(ref, message)
         self._transport.post(self._try_on_loop, ref, out)
 
     # -- outbound -----------------------------------------------------------------------------
@@ -207,7 +215,7 @@ class Outbox:
     ) -> Outbound:
         """Check and encode in the caller's thread, so that a bad message fails right here."""
         if not ref.is_alive:
-            raise ref.stopped_error(message)
+            raise stopped_error(ref, message)
         _check_message(ref, message)
         exports: list[int] = []
         body = self._registry.encode(message, exports)
@@ -232,7 +240,7 @@ class Outbox:
         name = by_name(ref)
         if name is not None:
             return self._me.name_subject(name)
-        return self._me.actor_subject(ref.address)
+        return self._me.actor_subject(address_of(ref))
 
     async def _pump(self) -> None:
         """The one FIFO every outbound frame of this node goes through."""
@@ -297,7 +305,7 @@ class Outbox:
         except MALFORMED as error:
             self._transport.reject(f"a reply from {ref.path}", error)
             raise as_wire_error(error) from None
-        ref.settle_credit(reply.free)
+        credit_of(ref).settle(reply.free)
         if reply.status == OK:
             try:
                 return self._registry.decoder(reply_type).decode(reply.body)
@@ -342,7 +350,7 @@ class Outbox:
                 # Nobody received the frame. Stopped for good only if its node says so.
                 if await self._owner_says_gone(ref, deadline):
                     finish_proxy(cell_of(ref), None)
-                    raise ref.stopped_error(out.message) from None
+                    raise stopped_error(ref, out.message) from None
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
                 if pause <= 0:
                     raise on_timeout() from None
@@ -351,7 +359,7 @@ class Outbox:
                 if target is not None and self._membership.is_dead(target):
                     raise NodeDown(f"node {target[0]} is down", out.message) from None
                 if not ref.is_alive:  # a down notice came meanwhile
-                    raise ref.stopped_error(out.message) from None
+                    raise stopped_error(ref, out.message) from None
                 continue
             except TimeoutError:
                 raise on_timeout() from None
@@ -368,7 +376,7 @@ class Outbox:
         Raises:
             NodeDown: the owner was declared down meanwhile.
         """
-        address = ref.address
+        address = address_of(ref)
         body = msgspec.Raw(msgspec.msgpack.encode(address.id))
         envelope = Envelope(WIRE_VERSION, PROBE, "", body, None, self._me.node)
         out = Outbound(
@@ -430,15 +438,15 @@ class Outbox:
 
         def on_reply(data: bytes | None) -> None:
             if data is None:  # no reply, or nobody there
-                ref.settle_credit(-1, tried=True)
+                credit_of(ref).settle(-1, tried=True)
                 return
             try:
                 self._read_reply(ref, data, None, out.message)
-                ref.settle_credit(-1, tried=True)
+                credit_of(ref).settle(-1, tried=True)
             except MailboxFull:
-                ref.settle_credit(0, tried=True)
+                credit_of(ref).settle(0, tried=True)
             except Exception as error:
-                ref.settle_credit(-1, tried=True)
+                credit_of(ref).settle(-1, tried=True)
                 self._transport.throttle.warn(
                     "try-error", "try_send to remote actor %s failed: %s", ref.path, error
                 )
@@ -450,7 +458,7 @@ class Outbox:
     def _probe_credit(self, ref: RemoteRef[Any]) -> None:
         outbox = self._outbox
         if outbox is None or self._transport.closing:
-            ref.settle_credit(-1, probe=True)
+            credit_of(ref).settle(-1, probe=True)
             return
         envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self._me.node)
         out = Outbound(self._subject_of(ref), msgspec.msgpack.encode(envelope), [], None)
@@ -461,7 +469,7 @@ class Outbox:
                 with contextlib.suppress(Exception):
                     reply = self._replies_decoder.decode(data)
                     free = reply.free
-            ref.settle_credit(free, probe=True)
+            credit_of(ref).settle(free, probe=True)
 
         target = _target_of(ref)
         token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
@@ -512,7 +520,7 @@ def _target_of(ref: RemoteRef[Any]) -> tuple[str, str] | None:
     """The node incarnation whose end fails ``ref``'s pending calls (None: name-bound)."""
     if by_name(ref) is not None:
         return None
-    address = ref.address
+    address = address_of(ref)
     return (address.node, address.incarnation)
 
 
@@ -532,7 +540,7 @@ def _reply_type(cls: type) -> Any:
 
 def _check_message(ref: RemoteRef[Any], message: object) -> None:
     """The sender-side checks of `Cell.admit`, against what the remote actor accepts."""
-    names = ref.address.accepts
+    names = address_of(ref).accepts
     if names is not None and known_name(type(message)) not in names:
         known = [message_type(n) for n in names]
         if not any(t is not None and isinstance(message, t) for t in known):
@@ -545,7 +553,7 @@ def _check_message(ref: RemoteRef[Any], message: object) -> None:
 
 def check_accepts(ref: RemoteRef[Any], accepts: Any) -> None:
     """At lookup: every type the caller means to send must be one the remote accepts."""
-    names = ref.address.accepts
+    names = address_of(ref).accepts
     wanted = accepted_types(accepts)
     if names is None or wanted is None:
         return

@@ -28,10 +28,11 @@ import itertools
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import msgspec.inspect
 
 from .._cell import Cell
-from .._ref import ActorRef, cell_of
-from ._remote import DurableRef, GroupRef, RemoteRef, finish_proxy
+from .._ref import ActorRef, Ref, cell_of
+from ._remote import DurableRef, GroupRef, RemoteRef, address_of, credit_of, finish_proxy
 from ._wire import (
     WIRE_VERSION,
     Address,
@@ -205,7 +206,19 @@ class Registry:
     # -- encoding and decoding values ------------------------------------------------------
 
     def encode(self, value: object, exports: list[int]) -> bytes:
-        """Encode ``value``, exporting the local refs in it (their ids go to ``exports``)."""
+        """Encode ``value``, exporting the local refs in it (their ids go to ``exports``).
+
+        Raises:
+            WireError: ``value`` cannot be encoded, or its type has a field typed
+                `ActorRef`, which the receiving node could not fill (see `local_only_field`).
+        """
+        field = local_only_field(type(value))
+        if field is not None:
+            raise WireError(
+                f"{field} is typed ActorRef, a local-only handle that cannot hold a ref from "
+                f"another node; type it actors.Ref to send {type(value).__qualname__} across "
+                "nodes"
+            )
 
         def hook(obj: Any) -> Any:
             if isinstance(obj, GroupRef):
@@ -213,7 +226,7 @@ class Registry:
                     f"a GroupRef (of {obj.group!r}) cannot travel in a message; send the name"
                 )
             if isinstance(obj, RemoteRef):
-                return _address_of(obj)  # pyright: ignore[reportUnknownArgumentType]
+                return address_of(obj)  # pyright: ignore[reportUnknownArgumentType]
             if isinstance(obj, ActorRef):
                 address, _ = self.export(obj)  # pyright: ignore[reportUnknownArgumentType]
                 exports.append(address.id)
@@ -237,7 +250,7 @@ class Registry:
 
     def _dec_hook(self, tp: Any, obj: Any) -> Any:
         origin = getattr(tp, "__origin__", tp)
-        if isinstance(origin, type) and issubclass(origin, ActorRef):
+        if isinstance(origin, type) and issubclass(origin, Ref):
             try:
                 address = msgspec.convert(obj, Address)
             except msgspec.ValidationError as error:
@@ -245,7 +258,7 @@ class Registry:
             return self.ref_for(address)
         raise NotImplementedError(f"cannot decode {tp!r}")
 
-    def ref_for(self, address: Address) -> ActorRef[Any]:
+    def ref_for(self, address: Address) -> Ref[Any]:
         """The ref for an address that arrived: a local ref for our own actors."""
         if address.node == self._me.node and address.incarnation == self._me.incarnation:
             with self._me.lock:
@@ -260,7 +273,7 @@ class Registry:
             if ref is None:
                 proxy = self._proxy(address.path.rsplit("/", 1)[-1], address.path)
                 ref = RemoteRef[Any](proxy, self._couriers()[0], address)
-                proxy.ref = ref
+                proxy.handle = ref
                 self._proxies[key] = ref
             dead = self._membership.is_dead((key[0], key[1]))
         if address.node == self._me.node:
@@ -294,11 +307,11 @@ class Registry:
         with self._me.lock:
             ref = self._proxies.get(key)
             if isinstance(ref, GroupRef):
-                ref.settle_credit(member.free)
+                credit_of(ref).settle(member.free)
                 return ref
             proxy = self._proxy(name, address.path)
             group = GroupRef[Any](proxy, self._couriers()[0], address, name)
-            proxy.ref = group
+            proxy.handle = group
             self._proxies[key] = group
         return group
 
@@ -314,7 +327,7 @@ class Registry:
             proxy = self._proxy(name, address.path)
             courier, mailbox = self._couriers()
             durable = DurableRef[Any](proxy, courier, address, name, mailbox)
-            proxy.ref = durable
+            proxy.handle = durable
             self._proxies[key] = durable
         return durable
 
@@ -325,9 +338,65 @@ class Registry:
         return courier, mailbox
 
 
-def _address_of(ref: RemoteRef[Any]) -> Address:
-    return ref.address
-
-
 def _no_factory() -> Any:
     raise RuntimeError("a proxy for a remote actor never runs")
+
+
+# type -> its first field typed ActorRef ("" for none). Written from callers' threads: a
+# race computes the same answer twice, and one dict store per key is safe without the GIL.
+_LOCAL_ONLY: dict[type, str] = {}
+
+
+def local_only_field(tp: type) -> str | None:
+    """The first field of ``tp`` (as ``"Type.field"``) typed `ActorRef`, or None.
+
+    A message that crosses nodes is decoded against its type on the receiving node, where
+    a ref from any other node becomes a ``RemoteRef``: a `Ref`, not an `ActorRef`. A field
+    typed `ActorRef` could only be filled there by a ref of the receiver's own actors, so
+    such a type is refused before it is sent, with the fix, rather than failing to decode
+    at the other end. Cached per type: the scan runs once per message class.
+    """
+    found = _LOCAL_ONLY.get(tp)
+    if found is None:
+        found = _LOCAL_ONLY[tp] = _scan(tp) or ""
+    return found or None
+
+
+def _scan(tp: type) -> str | None:
+    if issubclass(tp, Ref):  # a bare ref (a reply, say): the reply's declared type decides
+        return None
+    try:
+        info = msgspec.inspect.type_info(tp)
+    except (TypeError, ValueError):  # not a type msgspec knows: the encoder will say so
+        return None
+    return _find_local_only(info, tp.__qualname__, set())
+
+
+def _find_local_only(info: msgspec.inspect.Type, where: str, seen: set[int]) -> str | None:
+    if id(info) in seen:  # recursive types: each node of the type graph once
+        return None
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        return where if issubclass(info.cls, ActorRef) else None
+    fields: tuple[msgspec.inspect.Field, ...] = getattr(info, "fields", ())
+    if fields:
+        owner = getattr(info, "cls", None)
+        prefix = owner.__qualname__ if isinstance(owner, type) else where
+        for field in fields:
+            found = _find_local_only(field.type, f"{prefix}.{field.name}", seen)
+            if found is not None:
+                return found
+        return None
+    inner: list[msgspec.inspect.Type] = [
+        *getattr(info, "types", ()),
+        *getattr(info, "item_types", ()),
+    ]
+    for name in ("item_type", "key_type", "value_type"):
+        part = getattr(info, name, None)
+        if isinstance(part, msgspec.inspect.Type):
+            inner.append(part)
+    for part in inner:
+        found = _find_local_only(part, where, seen)
+        if found is not None:
+            return found
+    return None

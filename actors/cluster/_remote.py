@@ -1,9 +1,12 @@
-"""`RemoteRef`: an `ActorRef` whose actor lives on another node.
+"""`RemoteRef`: a `Ref` whose actor lives on another node.
 
-A remote ref is an `ActorRef` subclass, so it type-checks and behaves as one wherever a
-ref is expected: in messages, in `Actor.watch`, in ``match`` statements. Each remote
-actor is represented locally by one *proxy cell*: a `Cell` that never runs, whose
-watchers list and ``terminated`` latch stand for the remote actor's. Death watch then
+A remote ref is a `Ref`, as a local `ActorRef` is, so it type-checks and behaves as one
+wherever a `Ref` is expected: in messages, in `Actor.watch`, in ``match`` statements. It
+has no ``stop`` or ``statistics``: those are local-only operations, and only `ActorRef`
+offers them.
+
+Each remote actor is represented locally by one *proxy cell*: a `Cell` that never runs,
+whose watchers list and ``terminated`` latch stand for the remote actor's. Death watch then
 needs nothing new from the core: `Actor.watch` registers on the proxy as on any cell,
 and when the remote actor stops (or its node is declared down) the cluster finishes the
 proxy, which delivers `Terminated` to the watchers exactly as a local actor's end would.
@@ -19,6 +22,10 @@ Each ref carries what delivers for it, handed in when the registry makes it: a `
 (the node's outbox, ``_outbound``) for requests, and for a `DurableRef` also a
 `DurableCourier` (``_durable``) for its tells. So the kind of ref decides how a message
 travels, once, where the ref is made; nothing switches on the ref's type to send it.
+
+The node's view of a target's free room (the credit behind ``try_send``) is a `Credit`
+held by each ref and reached by the couriers through `credit_of`, so that the ref's public
+face is only what users call.
 """
 
 from __future__ import annotations
@@ -27,25 +34,30 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, overload
 
 from .._errors import ActorError, ActorStopped, MailboxFull
-from .._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from .._ref import DEFAULT_ASK_TIMEOUT, Ref, cell_of
 from .._validation import check_timeout
 
 if TYPE_CHECKING:
     import weakref
 
-    from .._cell import ActorStatistics, Cell
+    from .._cell import Cell
     from .._message import Request
     from ._wire import Address
 
 __all__ = (
     "Courier",
+    "Credit",
     "DurableCourier",
     "DurableRef",
     "GroupRef",
     "ProxyTable",
     "RemoteRef",
+    "address_of",
     "by_name",
+    "credit_of",
     "finish_proxy",
+    "full_error",
+    "stopped_error",
 )
 
 M = TypeVar("M", contravariant=True)
@@ -105,15 +117,57 @@ class DurableCourier(Protocol):
         ...
 
 
-class RemoteRef(ActorRef[M]):
-    """A ref to an actor on another node of the cluster; use it as any `ActorRef`.
+class Credit:
+    """This node's view of one target's free mailbox room, for ``try_send``. Any thread.
 
-    Differences from a local ref, all documented in ``docs/cluster.md``: `send` waits for
-    the target node to acknowledge that the message was enqueued (so a full remote mailbox
-    delays it, as locally); `try_send` decides on this node's latest view of the target's
-    free room; `stop` and `statistics` are local-only operations and raise
-    ``NotImplementedError``; after the node is declared down every call raises
-    `ActorStopped`.
+    ``free`` is the room the target last reported; ``unacked`` the try_sends published
+    since and not answered yet. A try_send may go while ``free - unacked > 0``; when none
+    may, the first refused caller is told to probe (ask the target for fresh room), and the
+    others are refused until the probe is answered. ``tracks_room`` is False for a durable
+    ref, whose try_sends wait for a PubAck rather than for mailbox room: reports of room
+    are then ignored and ``free`` stays the bound on PubAcks outstanding.
+    """
+
+    __slots__ = ("_free", "_lock", "_probing", "_tracks_room", "_unacked")
+
+    def __init__(self, free: int, *, tracks_room: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._free = free
+        self._unacked = 0
+        self._probing = False
+        self._tracks_room = tracks_room
+
+    def take(self) -> bool:
+        """Reserve one slot by the latest view; False (a refresh is due) if none."""
+        with self._lock:
+            if self._free - self._unacked > 0:
+                self._unacked += 1
+                return True
+            if self._probing:
+                return False
+            self._probing = True
+        return False
+
+    def settle(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
+        """A reply reported ``free`` slots (-1: no report); ``tried``: it answers a try_send."""
+        with self._lock:
+            if tried and self._unacked:
+                self._unacked -= 1
+            if probe:
+                self._probing = False
+            if free >= 0 and self._tracks_room:
+                self._free = free
+
+
+class RemoteRef(Ref[M]):
+    """A ref to an actor on another node of the cluster; use it as any `actors.Ref`.
+
+    Differences from a local `ActorRef`, all documented in ``docs/cluster.md``: `send`
+    waits for the target node to acknowledge that the message was enqueued (so a full
+    remote mailbox delays it, as locally); `try_send` decides on this node's latest view of
+    the target's free room; there is no ``stop`` or ``statistics`` (local-only operations:
+    send the actor a message that makes it stop itself, read its node's metrics); after
+    the node is declared down every call raises `ActorStopped`.
 
     Example:
         ```python
@@ -123,34 +177,20 @@ class RemoteRef(ActorRef[M]):
         ```
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_address",
-        "_courier",
-        "_credit_lock",
-        "_free",
-        "_probing",
-        "_unacked",
-    )
+    __slots__ = ("__weakref__", "_address", "_courier", "_credit")
 
-    def __init__(self, proxy: Cell, courier: Courier, address: Address) -> None:
+    def __init__(
+        self, proxy: Cell, courier: Courier, address: Address, credit: Credit | None = None
+    ) -> None:
         super().__init__(proxy)
         self._courier = courier
         self._address = address
-        self._credit_lock = threading.Lock()
-        self._free = address.free  # the target's free slots, as last reported
-        self._unacked = 0  # try_sends published but not yet answered
-        self._probing = False
+        self._credit = Credit(address.free) if credit is None else credit
 
     @property
     def node(self) -> str:
         """The name of the node the actor lives on."""
         return self._address.node
-
-    @property
-    def address(self) -> Address:
-        """Internal: the wire address (node, incarnation, id, path, accepted names)."""
-        return self._address
 
     @property
     def name(self) -> str:
@@ -161,23 +201,6 @@ class RemoteRef(ActorRef[M]):
     def path(self) -> str:
         """The actor's path on its node, such as ``/user/account-7``."""
         return self._address.path
-
-    def statistics(self) -> ActorStatistics:
-        """Not available for a remote actor (it would need a round trip).
-
-        Raises:
-            NotImplementedError: always.
-
-        Example:
-            ```python
-            if not isinstance(ref, actors.cluster.RemoteRef):
-                print(ref.statistics())
-            ```
-        """
-        raise NotImplementedError(
-            f"statistics() of remote actor {self.path} on node {self.node} is not available; "
-            "ask the actor itself, or read the metrics of its node"
-        )
 
     def __repr__(self) -> str:
         state = "stopped" if self._cell.terminated.is_set else "remote"
@@ -297,67 +320,6 @@ class RemoteRef(ActorRef[M]):
         result: Any = self._courier.blocking_ask(self, message, timeout)
         return result
 
-    async def stop(self) -> None:
-        """Not available: stopping is local-only, a remote peer cannot stop another's actor.
-
-        Send the actor a message that makes it stop itself instead.
-
-        Raises:
-            NotImplementedError: always.
-
-        Cancellation: nothing happens either way.
-
-        Example:
-            ```python
-            await account.send(Close())  # the actor calls self.stop()
-            ```
-        """
-        raise NotImplementedError(
-            f"stop() of remote actor {self.path} on node {self.node} is not supported: "
-            "remote control messages are refused; send it a message that makes it stop itself"
-        )
-
-    # -- credit (try_send flow control), any thread ----------------------------------------
-
-    def take_credit(self) -> bool:
-        """Internal: reserve one slot by the latest view; False (a refresh is due) if none."""
-        with self._credit_lock:
-            if self._free - self._unacked > 0:
-                self._unacked += 1
-                return True
-            if self._probing:
-                return False
-            self._probing = True
-        return False
-
-    def settle_credit(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
-        """Internal: a reply reported ``free`` slots; ``tried``: it answers a try_send."""
-        with self._credit_lock:
-            if tried and self._unacked:
-                self._unacked -= 1
-            if probe:
-                self._probing = False
-            if free >= 0:
-                self._free = free
-
-    def full_error(self, message: object) -> MailboxFull:
-        """Internal: the error of a try_send refused by the credit view."""
-        return MailboxFull(
-            f"mailbox of remote actor {self.path} on node {self.node} is full by the latest "
-            "report; message not sent",
-            message,
-        )
-
-    def stopped_error(self, message: object = None) -> ActorError:
-        """Internal: the error of a call to an actor known to have stopped."""
-        reason = self._cell.exit_reason
-        if isinstance(reason, ActorStopped):
-            return ActorStopped(f"{reason}; message not delivered", message)
-        return ActorStopped(
-            f"remote actor {self.path} on node {self.node} has stopped; message not delivered",
-            message,
-        )
-
 
 class GroupRef(RemoteRef[M]):
     """A ref to a public name served by a queue group: each message goes to one member.
@@ -444,12 +406,12 @@ class DurableRef(RemoteRef[M]):
         durable: str,
         mailbox: DurableCourier,
     ) -> None:
-        super().__init__(proxy, courier, address)  # asks go to whichever node serves the name
+        # Asks go to whichever node serves the name. The credit of a durable ref bounds its
+        # try_sends awaiting a PubAck; the mailbox room reported by asks is not what a
+        # durable tell waits for.
+        super().__init__(proxy, courier, address, Credit(DURABLE_TRIES, tracks_room=False))
         self._durable = durable
         self._store = mailbox  # tells go through JetStream
-        # The credit of a durable ref bounds its try_sends awaiting a PubAck; the mailbox
-        # room reported by asks is not what a durable tell waits for.
-        self._free = DURABLE_TRIES
 
     @property
     def name(self) -> str:
@@ -511,12 +473,38 @@ class DurableRef(RemoteRef[M]):
         check_timeout("timeout", timeout)
         self._store.blocking_send(self, message, timeout)
 
-    def settle_credit(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
-        """Internal: as `RemoteRef.settle_credit`, ignoring the remote mailbox room."""
-        super().settle_credit(-1, tried=tried, probe=probe)
-
     def __repr__(self) -> str:
         return f"<DurableRef {self._durable} nodes=any>"
+
+
+def credit_of(ref: RemoteRef[Any]) -> Credit:
+    """The node's view of ``ref``'s target's free room (see `Credit`)."""
+    return ref._credit  # pyright: ignore[reportPrivateUsage]  # the couriers' one way in
+
+
+def address_of(ref: RemoteRef[Any]) -> Address:
+    """The wire address of ``ref``'s target (node, incarnation, id, path, accepted names)."""
+    return ref._address  # pyright: ignore[reportPrivateUsage]  # the cluster's one way in
+
+
+def full_error(ref: RemoteRef[Any], message: object) -> MailboxFull:
+    """The error of a try_send refused by the credit view."""
+    return MailboxFull(
+        f"mailbox of remote actor {ref.path} on node {ref.node} is full by the latest "
+        "report; message not sent",
+        message,
+    )
+
+
+def stopped_error(ref: RemoteRef[Any], message: object = None) -> ActorError:
+    """The error of a call to a remote actor known to have stopped."""
+    reason = cell_of(ref).exit_reason
+    if isinstance(reason, ActorStopped):
+        return ActorStopped(f"{reason}; message not delivered", message)
+    return ActorStopped(
+        f"remote actor {ref.path} on node {ref.node} has stopped; message not delivered",
+        message,
+    )
 
 
 def by_name(ref: RemoteRef[Any]) -> str | None:

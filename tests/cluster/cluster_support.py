@@ -669,17 +669,17 @@ class Account(actors.Actor[Deposit | Balance | Crash | Stop | Hold]):
 
 
 @register_message
-class Echo(actors.Request[actors.ActorRef[Deposit | Balance]], frozen=True):
+class Echo(actors.Request[actors.Ref[Deposit | Balance]], frozen=True):
     """Reply with the ref it carries (a ref travelling both ways)."""
 
-    ref: actors.ActorRef[Deposit | Balance]
+    ref: actors.Ref[Deposit | Balance]
 
 
 @register_message
 class Relay(actors.Request[int], frozen=True):
     """Deposit ``amount`` into ``target`` (a ref from another node), then ask its balance."""
 
-    target: actors.ActorRef[Deposit | Balance]
+    target: actors.Ref[Deposit | Balance]
     amount: int
 
 
@@ -722,13 +722,13 @@ class Log(actors.Actor[Entry | Entries]):
         return None
 
 
-class Watcher(actors.Actor[actors.ActorRef[Any]]):
+class Watcher(actors.Actor[actors.Ref[Any]]):
     """Watches every ref it is sent; records each Terminated in ``events`` (a Flag-like list)."""
 
     def __init__(self, seen: Any) -> None:
         self.seen = seen
 
-    async def receive(self, message: actors.ActorRef[Any]) -> None:
+    async def receive(self, message: actors.Ref[Any]) -> None:
         self.watch(message)
 
     async def on_terminated(self, event: actors.Terminated) -> None:

@@ -37,7 +37,7 @@ from cluster_support import (
 )
 
 import actors
-from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef
+from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef, WireError
 from actors.cluster._membership import Membership
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ async def test_lookup_send_and_ask_a_public_actor(pair: Pair) -> None:
     with anyio.fail_after(WAIT):
         await pair.a.spawn(Account, name="account-7", public=True)
         account = await pair.b.lookup_remote("account-7", Deposit | Balance)
-        assert isinstance(account, actors.ActorRef)
+        assert isinstance(account, actors.Ref)
         assert isinstance(account, RemoteRef)
         assert account.node == "a"
         assert account.path == "/user/account-7"
@@ -142,7 +142,7 @@ class NotRegisteredAnywhere(msgspec.Struct, frozen=True):
 async def test_wrong_message_types_fail_at_the_call_site(pair: Pair) -> None:
     with anyio.fail_after(WAIT):
         await pair.a.spawn(Account, name="typed", public=True)
-        account: actors.ActorRef[Any] = await pair.b.lookup_remote("typed")
+        account: actors.Ref[Any] = await pair.b.lookup_remote("typed")
         with pytest.raises(actors.MessageTypeError, match="does not accept"):
             await account.send(NotRegisteredAnywhere())
         with pytest.raises(TypeError):
@@ -165,7 +165,7 @@ async def test_lookup_by_the_actor_class_gives_a_ref_for_its_messages(pair: Pair
         await account.send(Deposit(5))
         assert await account.ask(Balance(), timeout=2.0) == 5
         # A wrong message still fails at the call site, and nothing is sent.
-        loose: actors.ActorRef[Any] = account
+        loose: actors.Ref[Any] = account
         with pytest.raises(actors.MessageTypeError, match="does not accept Entry"):
             await loose.send(Entry(1, 1))
         with pytest.raises(actors.MessageTypeError):
@@ -263,7 +263,7 @@ async def test_try_send_delivers_when_there_is_room(pair: Pair) -> None:
         await wait_until_async(remote, 10)
 
 
-async def wait_until_async(remote: actors.ActorRef[Any], expected: int) -> None:
+async def wait_until_async(remote: actors.Ref[Any], expected: int) -> None:
     # try_send has no acknowledgement to await: poll the balance (bounded by fail_after).
     while await remote.ask(Balance()) != expected:  # noqa: ASYNC110
         await anyio.sleep(0.01)
@@ -308,7 +308,7 @@ class Forward(actors.Request[int], frozen=True):
 
 
 class Teller(actors.Actor[Forward]):
-    def __init__(self, account: actors.ActorRef[Deposit | Balance]) -> None:
+    def __init__(self, account: actors.Ref[Deposit | Balance]) -> None:
         self.account = account
 
     async def receive(self, message: Forward) -> int:
@@ -326,14 +326,64 @@ async def test_remote_actors_can_be_used_from_actor_handlers(pair: Pair) -> None
         assert await teller.ask(Forward(1)) == 5
 
 
-async def test_stop_and_statistics_are_local_only(pair: Pair) -> None:
+async def test_a_remote_ref_offers_only_what_it_can_honour(pair: Pair) -> None:
+    # stop and statistics are local-only: a remote ref is a Ref, not an ActorRef, and has
+    # neither (before, it had both and raised NotImplementedError).
     with anyio.fail_after(WAIT):
         await pair.a.spawn(Account, name="local-only", public=True)
         remote = await pair.b.lookup_remote("local-only")
-        with pytest.raises(NotImplementedError, match="stop"):
-            await remote.stop()
-        with pytest.raises(NotImplementedError, match="statistics"):
-            remote.statistics()
+        assert isinstance(remote, actors.Ref)
+        assert not isinstance(remote, actors.ActorRef)
+        assert not hasattr(remote, "stop")
+        assert not hasattr(remote, "statistics")
+        assert not hasattr(remote, "take_credit")  # the credit view is not on the ref either
+        local = pair.a.lookup("/user/local-only")
+        assert isinstance(local, actors.ActorRef)
+        assert local.statistics().path == "/user/local-only"
+
+
+class HandOver(msgspec.Struct, frozen=True):
+    """A ref in a field typed Ref: may come from any node."""
+
+    ref: actors.Ref[Any]
+
+
+class HandOverLocal(msgspec.Struct, frozen=True):
+    """The same field typed ActorRef: local-only, refused before it leaves the node."""
+
+    ref: actors.ActorRef[Any]
+
+
+class Handled(actors.Request[int], frozen=True):
+    pass
+
+
+class Holder(actors.Actor[HandOver | HandOverLocal | Handled]):
+    def __init__(self) -> None:
+        self.handled = 0
+
+    async def receive(self, message: HandOver | HandOverLocal | Handled) -> str | int:
+        if isinstance(message, Handled):
+            return self.handled
+        self.handled += 1
+        return message.ref.path
+
+
+async def test_a_field_typed_actor_ref_is_refused_at_the_call_site(pair: Pair) -> None:
+    with anyio.fail_after(WAIT):
+        await pair.a.spawn(Holder, name="holder", public=True)
+        holder = await pair.b.lookup_remote("holder", Holder)
+        local = await pair.b.spawn(Account)
+        assert await holder.ask(HandOver(local)) == local.path  # typed Ref: it travels
+        bad = HandOverLocal(local)
+        for attempt in (holder.send(bad), holder.ask(bad)):
+            with pytest.raises(
+                WireError, match=r"HandOverLocal\.ref is typed ActorRef.*actors\.Ref"
+            ):
+                await attempt
+        with pytest.raises(WireError, match=r"HandOverLocal\.ref"):
+            holder.try_send(bad)
+        assert await holder.ask(Handled()) == 1  # nothing of the refused ones arrived
 
 
 def collector() -> tuple[list[actors.Terminated], Flag, Any]:
@@ -368,7 +418,7 @@ async def test_watch_of_a_remote_actor_gets_terminated_when_it_stops(pair: Pair)
             await remote.send(Deposit(1))
 
 
-def _watched(ref: actors.ActorRef[Any]) -> bool:
+def _watched(ref: actors.Ref[Any]) -> bool:
     watchers = ref._cell.watchers  # pyright: ignore[reportPrivateUsage]
     return bool(watchers)
 

@@ -495,7 +495,7 @@ async def test_lookup_of_a_durable_name_gives_a_durable_ref_and_ask_still_works(
             assert cluster_b.statistics().durable_retried == 0
 
 
-async def _balance_is(account: actors.ActorRef[Any], expected: int) -> bool:
+async def _balance_is(account: actors.Ref[Any], expected: int) -> bool:
     balance: int = await account.ask(Balance(), timeout=2.0)
     return balance == expected
 

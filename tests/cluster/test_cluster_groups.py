@@ -51,7 +51,7 @@ prefix = prefix_fixture("g")
 node = NodeFactory(heartbeat_interval=0.2, heartbeat_timeout=1.0)
 
 
-async def resize_all(ref: actors.ActorRef[Resize], images: range) -> Counter[str]:
+async def resize_all(ref: actors.Ref[Resize], images: range) -> Counter[str]:
     """Ask every image concurrently (16 at a time); count the answers per node."""
     answers: dict[int, str] = {}
     limit = anyio.Semaphore(16)

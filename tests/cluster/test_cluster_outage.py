@@ -187,7 +187,7 @@ class SendingActor(actors.Actor[str]):
     """A producer on a worker loop: sends from inside its handler until told to stop."""
 
     def __init__(
-        self, target: actors.ActorRef[Entry], producer: Producer, stop: threading.Event
+        self, target: actors.Ref[Entry], producer: Producer, stop: threading.Event
     ) -> None:
         self.target = target
         self.producer = producer

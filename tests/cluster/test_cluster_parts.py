@@ -362,7 +362,7 @@ class Book(actors.Actor[Put | Total | Hold]):
 @dataclass
 class Target:
     system: actors.ActorSystem
-    ref: actors.ActorRef[Put | Total | Hold]
+    ref: actors.Ref[Put | Total | Hold]
     seen: list[int]
     id: int
 

@@ -3,6 +3,8 @@ how errors are rebuilt on the asking side."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 from hypothesis import example, given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 import actors
 from actors.cluster import MessageTooLarge, NodeDown, WireError, register_message
+from actors.cluster._registry import local_only_field
 from actors.cluster._wire import (
     MALFORMED,
     Envelope,
@@ -215,3 +218,37 @@ def test_frames_of_wire_version_1_still_decode() -> None:
     assert decode(Address, "address") == address
     older = decode(Address, "address_before_durable")
     assert older == Address("node-a", "inc-1", 3, "/user/a", None, 10, "")
+
+
+# -- refs in message types: a field typed ActorRef cannot cross nodes ---------------------
+
+
+class _Portable(msgspec.Struct, frozen=True):
+    reply_to: actors.Ref[Any]
+
+
+class _LocalOnly(msgspec.Struct, frozen=True):
+    reply_to: actors.ActorRef[Any]
+
+
+class _Nested(msgspec.Struct, frozen=True):
+    name: str
+    inner: list[dict[str, tuple[int, _LocalOnly | None]]]
+
+
+class _Tree(msgspec.Struct, frozen=True):
+    children: list[_Tree]
+    owner: actors.Ref[Any] | None = None
+
+
+def test_a_field_typed_actor_ref_is_found_however_deep() -> None:
+    assert local_only_field(_LocalOnly) == "_LocalOnly.reply_to"
+    assert local_only_field(_Nested) == "_LocalOnly.reply_to"
+    assert local_only_field(_Nested) == "_LocalOnly.reply_to"  # cached: the same answer
+
+
+def test_fields_typed_ref_and_recursive_types_pass() -> None:
+    assert local_only_field(_Portable) is None
+    assert local_only_field(_Tree) is None  # recursive: scanned once per node of the graph
+    assert local_only_field(int) is None
+    assert local_only_field(actors.ActorRef) is None  # a bare ref: its declared type decides

@@ -61,3 +61,13 @@ async def spawn_wants_an_actor_factory(system: actors.ActorSystem) -> None:
 async def a_ref_looked_up_by_actor_class_takes_its_messages(system: actors.ActorSystem) -> None:
     ref = await system.lookup_remote("greeter", Greeter)
     await ref.send(Withdraw(5))  # error: reportArgumentType
+
+
+async def a_looked_up_ref_cannot_stop_or_inspect_the_actor(system: actors.ActorSystem) -> None:
+    ref = await system.lookup_remote("greeter", Greeter)
+    await ref.stop()  # error: reportAttributeAccessIssue
+    ref.statistics()  # error: reportAttributeAccessIssue
+
+
+def a_ref_is_not_a_local_ref(ref: actors.Ref[Greet]) -> actors.ActorRef[Greet]:
+    return ref  # error: reportReturnType

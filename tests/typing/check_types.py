@@ -6,7 +6,7 @@ and `spawn` returns a ref typed with the actor's message union. Never executed.
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Any, assert_type
 
 import msgspec
 
@@ -63,10 +63,10 @@ async def spawn_and_talk(system: actors.ActorSystem) -> None:
 
 async def lookup_by_message_type_or_by_actor_class(system: actors.ActorSystem) -> None:
     by_class = await system.lookup_remote("greeter", Greeter)  # the actor class spawned
-    assert_type(by_class, actors.ActorRef[Greet | Count | Names])
+    assert_type(by_class, actors.Ref[Greet | Count | Names])
     assert_type(await by_class.ask(Count()), int)
     by_message = await system.lookup_remote("greeter", Greet)
-    assert_type(by_message, actors.ActorRef[Greet])
+    assert_type(by_message, actors.Ref[Greet])
 
 
 def from_a_thread(ref: actors.ActorRef[Greet | Count]) -> None:
@@ -77,6 +77,17 @@ def from_a_thread(ref: actors.ActorRef[Greet | Count]) -> None:
 def refs_are_contravariant(ref: actors.ActorRef[Greet | Count]) -> actors.ActorRef[Greet]:
     # A ref accepting Greet | Count can stand in wherever a ref accepting Greet is needed.
     return ref
+
+
+def a_local_ref_is_a_ref(ref: actors.ActorRef[Greet | Count]) -> actors.Ref[Greet]:
+    # Wherever the actor may live (a reply_to field, watch), a local ref fits.
+    return ref
+
+
+async def any_ref_can_be_watched_and_joined(actor: Greeter, ref: actors.Ref[Greet]) -> None:
+    actor.watch(ref)
+    assert_type(await ref.join(), BaseException | None)
+    assert_type(await ref.blocking_ask(Greet("ada")), Any)  # not a Request: no typed reply
 
 
 class Introduce(msgspec.Struct, frozen=True):
