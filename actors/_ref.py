@@ -213,7 +213,7 @@ class ActorRef(Ref[M]):
     __slots__ = ("_admitted", "_mailbox", "_sends")
 
     def __init__(self, cell: Cell) -> None:
-        super().__init__(cell)
+        self._cell = cell  # as Ref.__init__, inlined: a ref is made per spawn
         # Shortcuts for the send hot path. The mailbox lives as long as the cell, restarts
         # included; the admitted types are the actor class's, set when it is known (until
         # then every message takes the full check).
