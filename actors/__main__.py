@@ -1,4 +1,8 @@
-"""``python -m actors bench [...]``: run the benchmark suite of a repository checkout.
+"""``python -m actors COMMAND``: the benchmark suite, and the inspector from a shell.
+
+``bench`` runs the benchmark suite of a repository checkout; ``inspect URL`` and ``top URL``
+talk to a live inspector (`actors.inspector`) served by another process (see
+`actors.inspector._cli`).
 
 The suite (the ``benchmarks`` package) lives next to ``actors/`` in the repository and is
 not part of the installed wheel, so this entry point only delegates to it. It finds the
@@ -17,10 +21,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 USAGE = """usage: python -m actors bench [--quick] [--only NAME] [--json PATH] [--plot PATH]
+       python -m actors inspect URL [--no-browser]
+       python -m actors top URL [--by rate|depth|failed|restarts] [--limit N] [--once]
 
 commands:
   bench    run the benchmark suite (benchmarks/ in a checkout of the repository);
            `python -m actors bench --help` lists its options
+  inspect  check the live inspector mounted at URL, print where it is, open it
+  top      a refreshing table of the inspector at URL, like top (q quits)
 """
 
 
@@ -52,6 +60,10 @@ def main(argv: list[str]) -> int:
         print(USAGE, end="")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command in ("inspect", "top"):
+        from .inspector._cli import inspect_main, top_main
+
+        return inspect_main(rest) if command == "inspect" else top_main(rest)
     if command != "bench":
         print(f"python -m actors: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
         return 2
