@@ -10,7 +10,12 @@ on the same counting actor (`benchmarks.subject.Counter`, the same handler), in 
   looks it up (`ActorSystem.lookup_remote`) and runs the same producer actors against the
   `RemoteRef`. Every remote ``send`` waits for the target node's acknowledgement (the
   documented contract), so one producer is bounded by the round trip; several producers
-  overlap their round trips.
+  overlap their round trips;
+* **raw nats-py**, the floor: the same producers and asks as plain nats-py ``publish`` and
+  ``request`` calls between the same two processes over the same server, each tell the
+  bytes of an actors tell frame, decoded and counted by plain callbacks on the other side
+  (`benchmarks.cluster_node.RawSink`). What `actors` adds over NATS is the ratio of the
+  last two.
 
 The repetitions of the three worlds are interleaved (round-robin, order rotated per round),
 as in `benchmarks.runner`, so that a slow phase of a shared machine hits all three alike.
@@ -38,23 +43,24 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import anyio.to_thread
+import msgspec
 
 import actors
 from actors.cluster import Nats
 
-from .cluster_node import NAME
-from .common import REP_TIMEOUT, Collect, Setup, check_tally, median, percentile
+from .cluster_node import NAME, RAW_COLLECT, RAW_ECHO, RAW_TELL, tell_frame
+from .common import REP_TIMEOUT, Collect, Setup, Tally, check_tally, median, percentile
 from .subject import ActorsDriver, CounterRef, Probe, Produce, Producer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from .common import Driver, Tally
+    from .common import Driver
 
 __all__ = ("Case", "Result", "main", "run")
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-WORLDS: Final = ("same loop", "cross loop", "NATS")
+WORLDS: Final = ("same loop", "cross loop", "NATS", "raw nats-py")
 
 
 @dataclass(frozen=True)
@@ -125,11 +131,66 @@ class RemoteDriver:
         return memoryview(data).cast("q").tolist()
 
 
+class RawDriver:
+    """The floor: plain nats-py publishes and requests from this process's host loop."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._client: Any = None
+        self._producers = 1
+
+    async def start(self, setup: Setup) -> None:
+        import nats
+
+        self._client = await nats.connect(self._url, name="bench-client-raw")
+        self._producers = setup.producers
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def tell(self, counts: Sequence[int]) -> Tally:
+        client = self._client
+        publish = client.publish
+
+        async def produce(n: int) -> None:
+            for i in range(n):  # encoded per message, as a remote send encodes each
+                await publish(RAW_TELL, tell_frame(i, "bench-client"))
+
+        async with anyio.create_task_group() as group:
+            for n in counts:
+                group.start_soon(produce, n)
+        await client.flush()
+        # The sink's subscriptions run apart: collect until every tell is counted.
+        count = total = 0
+        with anyio.fail_after(REP_TIMEOUT):
+            while count < sum(counts):
+                reply = await client.request(RAW_COLLECT, b"", timeout=REP_TIMEOUT)
+                tally = msgspec.msgpack.decode(reply.data, type=Tally)
+                count, total = count + tally.count, total + tally.total
+        return Tally(count, total)
+
+    async def ask_latencies(self, k: int) -> list[int]:
+        request = self._client.request
+        clock = time.perf_counter_ns
+        samples: list[int] = []
+        for i in range(k):
+            payload = tell_frame(i, "bench-client")
+            start = clock()
+            reply = await request(RAW_ECHO, payload, timeout=REP_TIMEOUT)
+            samples.append(clock() - start)
+            if reply.data != payload:
+                raise RuntimeError("the raw echo answered other bytes")
+        return samples
+
+
 async def _produce(producer: actors.ActorRef[Any], counter: CounterRef, n: int) -> None:
     await producer.ask(Produce(counter, n), timeout=REP_TIMEOUT)
 
 
-async def _once(driver: Driver | RemoteDriver, case: Case, n: int, result: Result) -> float:
+async def _once(
+    driver: Driver | RemoteDriver | RawDriver, case: Case, n: int, result: Result
+) -> float:
     """One repetition of ``n`` messages (split over the producers); returns its seconds."""
     if case.kind == "tell":
         counts = [n // case.producers] * case.producers
@@ -147,7 +208,7 @@ async def _once(driver: Driver | RemoteDriver, case: Case, n: int, result: Resul
     return seconds
 
 
-async def _calibrate(driver: Driver | RemoteDriver, case: Case, seconds: float) -> int:
+async def _calibrate(driver: Driver | RemoteDriver | RawDriver, case: Case, seconds: float) -> int:
     """A size whose repetition takes about ``seconds`` (the probe runs are the warm-up)."""
     n = 64 * case.producers
     scratch = Result(case, "")
@@ -162,14 +223,15 @@ async def _run_case(
     case: Case, url: str, use_uvloop: bool, reps: int, seconds: float, size: int | None
 ) -> list[Result]:
     setup = Setup("same", case.producers)
-    drivers: list[Driver | RemoteDriver] = [
+    drivers: list[Driver | RemoteDriver | RawDriver] = [
         ActorsDriver(use_uvloop=use_uvloop),
         ActorsDriver(use_uvloop=use_uvloop),
         RemoteDriver(url, use_uvloop),
+        RawDriver(url),
     ]
-    setups = [setup, Setup("cross", case.producers), setup]
+    setups = [setup, Setup("cross", case.producers), setup, setup]
     results = [Result(case, world) for world in WORLDS]
-    started: list[Driver | RemoteDriver] = []
+    started: list[Driver | RemoteDriver | RawDriver] = []
     try:
         for driver, world_setup in zip(drivers, setups, strict=True):
             await driver.start(world_setup)
@@ -290,30 +352,35 @@ def _rate(value: float) -> str:
 
 
 def render(results: Sequence[Result]) -> str:
-    """The Markdown table: medians per world, and how many times costlier NATS is."""
+    """The Markdown table: medians per world, how many times costlier NATS is than one
+    process, and how `actors` over NATS compares with raw nats-py (throughput as a fraction
+    of raw, latency as a multiple of raw)."""
     rows = [
-        "| case | same loop | cross loop | across processes (NATS) "
-        "| NATS cost x same loop | NATS cost x cross loop |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| case | same loop | cross loop | across processes (NATS) | raw nats-py "
+        "| NATS cost x same loop | NATS cost x cross loop | actors / raw |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for case in CASES:
-        same, cross, remote = (
+        same, cross, remote, raw = (
             next(r for r in results if r.case == case and r.world == w) for w in WORLDS
         )
         if case.kind == "tell":
-            values = [median(r.rates) for r in (same, cross, remote)]
+            values = [median(r.rates) for r in (same, cross, remote, raw)]
             title = f"tell throughput, {case.producers} producer{'s' * (case.producers > 1)}"
             cells = [_rate(v) for v in values]
             ratios = [values[0] / values[2], values[1] / values[2]]
-            rows.append(f"| {title} | {' | '.join(cells)} | {ratios[0]:.0f}x | {ratios[1]:.0f}x |")
+            rows.append(
+                f"| {title} | {' | '.join(cells)} | {ratios[0]:.0f}x | {ratios[1]:.0f}x "
+                f"| {values[2] / values[3]:.3f}x |"
+            )
             continue
         for label, pick in (("p50", "p50"), ("p99", "p99")):
-            values = [median(getattr(r, pick)) for r in (same, cross, remote)]
+            values = [median(getattr(r, pick)) for r in (same, cross, remote, raw)]
             cells = [f"{v:.1f} µs" for v in values]
             ratios = [values[2] / values[0], values[2] / values[1]]
             rows.append(
                 f"| ask latency {label} | {' | '.join(cells)} "
-                f"| {ratios[0]:.0f}x | {ratios[1]:.0f}x |"
+                f"| {ratios[0]:.0f}x | {ratios[1]:.0f}x | {values[2] / values[3]:.2f}x |"
             )
     return "\n".join(rows)
 

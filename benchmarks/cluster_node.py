@@ -7,23 +7,69 @@ Run by the benchmark (not by hand) as::
 It spawns the suite's counting actor (`benchmarks.subject.Counter`, the same handler as in
 every other case) as the public actor ``bench-counter`` on worker 0, prints ``ready``, and
 leaves the cluster when its standard input closes.
+
+Beside it, for the floor rows, a plain nats-py client of its own serves the same work with
+no actors in between (`RawSink`): ``bench.raw.tell`` decodes an actors tell frame of `Inc`
+and counts it, ``bench.raw.collect`` answers the `Tally` and resets it, and
+``bench.raw.echo`` answers each request with its own bytes (NATS request-reply).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.to_thread
+import msgspec
 
 import actors
 from actors.cluster import Nats
+from actors.cluster._wire import TELL, WIRE_VERSION, Envelope, message_name
 
-from .common import CAPACITY
+from .common import CAPACITY, Inc, Tally
 from .subject import Counter
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
 
 NAME = "bench-counter"
 """The public name of the counter."""
+
+RAW_TELL: Final = "bench.raw.tell"
+RAW_COLLECT: Final = "bench.raw.collect"
+RAW_ECHO: Final = "bench.raw.echo"
+
+_ENVELOPE: Final = msgspec.msgpack.Decoder(Envelope)
+_INC: Final = msgspec.msgpack.Decoder(Inc)
+
+
+def tell_frame(n: int, sender: str) -> bytes:
+    """The bytes an actors node publishes for ``Inc(n)``: the raw rows send the same size."""
+    body = msgspec.Raw(msgspec.msgpack.encode(Inc(n)))
+    return msgspec.msgpack.encode(
+        Envelope(WIRE_VERSION, TELL, message_name(Inc), body, None, sender)
+    )
+
+
+class RawSink:
+    """The counter's work on plain nats-py callbacks: decode, count, answer."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+
+    async def on_tell(self, msg: Msg) -> None:
+        envelope = _ENVELOPE.decode(msg.data)
+        self.count += 1
+        self.total += _INC.decode(envelope.body).n
+
+    async def on_collect(self, msg: Msg) -> None:
+        tally, self.count, self.total = Tally(self.count, self.total), 0, 0
+        await msg.respond(msgspec.msgpack.encode(tally))
+
+    async def on_echo(self, msg: Msg) -> None:
+        await msg.respond(msg.data)
 
 
 async def serve(url: str, node: str, use_uvloop: bool) -> None:
@@ -32,8 +78,19 @@ async def serve(url: str, node: str, use_uvloop: bool) -> None:
         workers=1, use_uvloop=use_uvloop, name="bench-server", cluster=cluster
     ) as system:
         await system.spawn(Counter, name=NAME, public=True, placement=0, capacity=CAPACITY)
-        print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.read)  # until the benchmark closes stdin
+        import nats  # the cluster extra: installed wherever actors.cluster runs
+
+        raw = await nats.connect(url, name=f"{node}-raw")
+        sink = RawSink()
+        await raw.subscribe(RAW_TELL, cb=sink.on_tell)
+        await raw.subscribe(RAW_COLLECT, cb=sink.on_collect)
+        await raw.subscribe(RAW_ECHO, cb=sink.on_echo)
+        await raw.flush()
+        try:
+            print("ready", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.read)  # until the benchmark closes stdin
+        finally:
+            await raw.close()
 
 
 if __name__ == "__main__":
