@@ -53,6 +53,17 @@ from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef, Ref
 from ._scope import Scope
 from ._sendable import Moved, check_sendable, register_sendable
 from ._shared import Shared
+from ._statem import (
+    InvalidStateMachine,
+    PostponeOverflow,
+    State,
+    StateMachine,
+    StateMachineError,
+    StateMachineStatistics,
+    Transition,
+    UnhandledMessage,
+    UnknownState,
+)
 from ._strategy import (
     Backoff,
     OneForAll,
@@ -89,6 +100,7 @@ __all__ = (
     "DeadlockError",
     "DuplicateName",
     "EventBus",
+    "InvalidStateMachine",
     "LoopMetrics",
     "MailboxFull",
     "MailboxStatistics",
@@ -100,6 +112,7 @@ __all__ = (
     "OneForOne",
     "PlacementStatistics",
     "Pool",
+    "PostponeOverflow",
     "Ref",
     "RemoteError",
     "Request",
@@ -109,6 +122,10 @@ __all__ = (
     "Scope",
     "SendTimeout",
     "Shared",
+    "State",
+    "StateMachine",
+    "StateMachineError",
+    "StateMachineStatistics",
     "Subscription",
     "SupervisionError",
     "SupervisionStrategy",
@@ -116,6 +133,9 @@ __all__ = (
     "SystemNotRunning",
     "Terminated",
     "Timer",
+    "Transition",
+    "UnhandledMessage",
+    "UnknownState",
     "check_sendable",
     "register_sendable",
     "run",

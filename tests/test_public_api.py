@@ -144,6 +144,11 @@ def test_every_exported_error_is_in_the_tree() -> None:
         "SendTimeout",
         "SupervisionError",
         "SystemNotRunning",
+        "StateMachineError",
+        "UnknownState",
+        "UnhandledMessage",
+        "PostponeOverflow",
+        "InvalidStateMachine",
     }
 
 
