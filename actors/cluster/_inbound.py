@@ -33,10 +33,12 @@ from .._oneshot import Expired, oneshot
 from .._ref import cell_of
 from ._registry import GROUP_ID, Export
 from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
+from ._window import ACK_EVERY
 from ._wire import (
     ASK,
     DECODING,
     ERROR,
+    GAP,
     MALFORMED,
     OK,
     PROBE,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from ._options import Limits
     from ._registry import Registry
     from ._transport import Transport
+    from ._window import Place, Streams
 
 _POOL_ASKS: Final = 1024  # asks a served pool answers at once, per node (then: push back)
 
@@ -263,6 +266,14 @@ class Inbound:
     # -- inbound: frames for a local actor ---------------------------------------------------
 
     async def _inbound(self, export: Export, msg: Msg) -> None:
+        try:
+            await self._frame(export, msg)
+        finally:
+            # The subscription has nothing more for this actor: send the OKs held back.
+            if export.streams.holding and not _more_waiting(export):
+                await self.release_held(export)
+
+    async def _frame(self, export: Export, msg: Msg) -> None:
         reply_to = msg.reply
         try:
             envelope = self.open(msg.data)
@@ -276,6 +287,9 @@ class Inbound:
                 await self.respond(
                     reply_to, Reply(WIRE_VERSION, OK, _raw(address), address.free), []
                 )
+                return
+            if envelope.kind == TELL and envelope.stream:
+                await self._stream_tell(export, envelope, reply_to)
                 return
             message = self.decode_body(export, envelope)
             ref = export.ref
@@ -304,6 +318,56 @@ class Inbound:
             await self._answer_error(reply_to, export, error)
         except Exception as error:  # refused by the target: the sender learns why
             await self._answer_error(reply_to, export, error)
+
+    async def _stream_tell(self, export: Export, envelope: Envelope, reply_to: str) -> None:
+        """A pipelined tell (see ``_window``): enqueued once, at its turn in its stream."""
+        streams = export.streams
+        place = streams.place(envelope.sender, envelope.stream, envelope.base)
+        seq = envelope.seq
+        if seq != place.expected and place.held:  # answered at once: the held OK goes first
+            await self._release(streams, place, export.free())
+        if seq < place.expected:  # sent again: answer as the first time, enqueue nothing
+            info = place.refused.get(seq)
+            status = OK if info is None else ERROR
+            await self.respond(reply_to, Reply(WIRE_VERSION, status, NIL, export.free(), info), [])
+            return
+        if seq > place.expected:  # one before it was lost: the sender goes back to it
+            reply = Reply(WIRE_VERSION, GAP, _raw(place.expected), export.free())
+            await self.respond(reply_to, reply, [])
+            return
+        # Its turn is now, whatever the outcome: a refusal is final for this seq.
+        place.expected = seq + 1
+        try:
+            message = self.decode_body(export, envelope)
+            await export.ref.send(message, timeout=envelope.timeout)
+        except Exception as error:  # refused: the sender learns why, now and if it asks again
+            if place.held:  # the OK held back answers for the seqs before this one: first
+                await self._release(streams, place, export.free())
+            if isinstance(error, WireError):
+                self._transport.reject(export.cell.path, error)
+            info = error_info(error, export.path, self._me.node)
+            place.refuse(seq, info)
+            free = 0 if isinstance(error, MailboxFull) else export.free()
+            await self.respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, free, info), [])
+            return
+        # This OK answers for the one held back too (see `Place`): it replaces it.
+        place.held, place.held_count = reply_to, place.held_count + 1
+        streams.holding.add(place)
+        if place.held_count >= ACK_EVERY:
+            await self._release(streams, place, export.free())
+
+    async def release_held(self, export: Export) -> None:
+        """Send the OKs held back for ``export``'s streams (nothing more waits for it)."""
+        streams = export.streams
+        if streams.holding:
+            free = export.free()
+            for place in list(streams.holding):
+                await self._release(streams, place, free)
+
+    async def _release(self, streams: Streams, place: Place, free: int) -> None:
+        reply_to, place.held, place.held_count = place.held, "", 0
+        streams.holding.discard(place)
+        await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, free), [])
 
     def decode_body(self, export: Export | _Served, envelope: Envelope) -> object:
         cls = message_type(envelope.type)
@@ -413,6 +477,11 @@ class Inbound:
             gone = ActorStopped(f"exported actor #{id} of node {self._me.node} has stopped")
             reply = Reply(WIRE_VERSION, ERROR, NIL, 0, error_info(gone, "", self._me.node))
         await self.respond(reply_to, reply, [])
+
+
+def _more_waiting(export: Export) -> bool:
+    """Whether frames wait in the actor's subscriptions (then an OK may be held back)."""
+    return any(getattr(sub, "pending_msgs", 0) for sub in export.subs)
 
 
 def _raw(value: object) -> msgspec.Raw:

@@ -124,6 +124,12 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             handler, a crashed node, or a lost acknowledgement).
         durable_terminated: durable messages given up on after ``durable_max_deliver``
             failed attempts (logged, and published as dead letters).
+        pipelined: remote tells that returned before their reply, within the credit.
+        resent: frames of pipelined tells sent again (after "no responders", a lost reply,
+            a reconnect or a gap); the receiver enqueues each one once.
+        undelivered: pipelined tells that failed after their send had returned (the actor
+            stopped, its node went down, its mailbox stayed full past the timeout): logged
+            and published as dead letters with the reason ``"undelivered"``.
 
     Example:
         ```python
@@ -144,6 +150,9 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     durable_handled: int = 0
     durable_redelivered: int = 0
     durable_terminated: int = 0
+    pipelined: int = 0
+    resent: int = 0
+    undelivered: int = 0
 
 
 class Nats:
@@ -426,6 +435,9 @@ class Nats:
             durable_handled=durable.handled,
             durable_redelivered=durable.redelivered,
             durable_terminated=durable.terminated,
+            pipelined=node.outbox.pipelined,
+            resent=node.outbox.resent,
+            undelivered=node.outbox.undelivered,
         )
 
 

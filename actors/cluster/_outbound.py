@@ -29,13 +29,18 @@ the table of pending replies.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
+import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 
 from .._actor import accepted_types
+from .._checkpoint import checkpoint
 from .._errors import (
     ActorNotFound,
     ActorStopped,
@@ -46,7 +51,7 @@ from .._errors import (
 )
 from .._message import Request
 from .._oneshot import ensure_plain_thread
-from .._ref import cell_of
+from .._ref import COOPERATIVE_BUDGET, cell_of
 from .._sendable import check_sendable
 from ._inbound import NIL, as_wire_error
 from ._registry import GROUP_ID
@@ -58,12 +63,14 @@ from ._remote import (
     finish_proxy,
     full_error,
     stopped_error,
+    window_of,
 )
 from ._transport import subscribe
 from ._wire import (
     ASK,
     DECODING,
     ERROR,
+    GAP,
     MALFORMED,
     OK,
     PROBE,
@@ -97,6 +104,7 @@ if TYPE_CHECKING:
     from ._registry import Registry
     from ._replies import Replies
     from ._transport import Transport
+    from ._window import Sent, Window
 
 _SEND_GRACE: Final = 1.0  # extra wait for the target's own SendTimeout reply
 _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this long
@@ -108,6 +116,9 @@ _RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause
 _RETRY_MAX: Final = 0.5  # ... up to this
 
 
+NO_RESPONDERS: Final = b""  # what a reply callback gets for "no responders" (never a frame)
+
+
 class _NoResponders(Exception):
     """Internal: nobody subscribes to the subject (NATS status 503)."""
 
@@ -115,13 +126,21 @@ class _NoResponders(Exception):
 class Outbound:
     """A checked, encoded frame on its way out."""
 
-    __slots__ = ("data", "exports", "message", "subject")
+    __slots__ = ("data", "envelope", "exports", "message", "subject")
 
-    def __init__(self, subject: str, data: bytes, exports: list[int], message: object) -> None:
+    def __init__(
+        self,
+        subject: str,
+        data: bytes,
+        exports: list[int],
+        message: object,
+        envelope: Envelope | None = None,
+    ) -> None:
         self.subject = subject
         self.data = data
         self.exports = exports
         self.message = message
+        self.envelope = envelope  # kept for a tell: a stream re-encodes it with its seq
 
 
 class Outbox:
@@ -157,6 +176,19 @@ class Outbox:
         self._outbox: asyncio.Queue[tuple[Outbound, str]] | None = None
         self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
         self._addresses: msgspec.msgpack.Decoder[Address] = decoder_for(Address, None)
+        self._seqs: msgspec.msgpack.Decoder[int] = decoder_for(int, None)
+        # The refs with pipelined tells, to send their unanswered frames again after a
+        # reconnect (whose replies may have been lost). Loop only.
+        self._streaming: weakref.WeakSet[RemoteRef[Any]] = weakref.WeakSet()
+        # Pipelined tells posted by callers' threads, not yet on the loop; ``_draining``: a
+        # drain is scheduled. Both guarded by the lock.
+        self._posted_lock = threading.Lock()
+        self._posted: collections.deque[tuple[RemoteRef[Any], Outbound]] = collections.deque()
+        self._draining = False
+        self.pipelined = 0  # tells that returned before their reply (guarded by the lock)
+        self.resent = 0  # frames of streams sent again (loop only)
+        self.undelivered = 0  # pipelined tells that failed after their send returned
+        transport.on_reconnected.append(self._on_reconnected)
 
     async def listen(self, client: NatsClient) -> None:
         """Subscribe to this node's reply inbox and start the pump. Loop only."""
@@ -167,17 +199,33 @@ class Outbox:
     # -- the courier of remote refs (any thread) -----------------------------------------------
 
     async def send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
-        """`RemoteRef.send` (see there): a tell, waiting for its acknowledgement.
+        """`RemoteRef.send` (see there): pipelined within the credit, else acknowledged.
 
         Cancellation: the frame may already be out and then still be enqueued.
         """
         out, wait, on_timeout = self._send_parts(ref, message, timeout)
+        if by_name(ref) is None:
+            if self._pipeline(ref, out):
+                # As ActorRef.send's cooperative budget: a producer whose sends keep finding
+                # credit never waits, and would hold its event loop.
+                if self.pipelined % COOPERATIVE_BUDGET == 0:
+                    await checkpoint()
+                return
+            await self._transport.call(self._send_acked(ref, out, wait, on_timeout))
+            return
         await self._transport.call(self._request(ref, out, wait, None, on_timeout))
 
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """`RemoteRef.blocking_send`, from a plain thread."""
         ensure_plain_thread()
         out, wait, on_timeout = self._send_parts(ref, message, timeout)
+        if by_name(ref) is None:
+            if self._pipeline(ref, out):
+                if self.pipelined % COOPERATIVE_BUDGET == 0:
+                    time.sleep(0)  # let the GIL go, as ActorRef.blocking_send does
+                return
+            self._transport.blocking(self._send_acked(ref, out, wait, on_timeout))
+            return
         self._transport.blocking(self._request(ref, out, wait, None, on_timeout))
 
     async def ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
@@ -233,7 +281,7 @@ class Outbox:
                 f"{type(message).__qualname__} encodes to {len(data)} bytes, more than the "
                 f"limit of {self._limits.max_message_size}; not sent"
             )
-        return Outbound(self._subject_of(ref), data, exports, message)
+        return Outbound(self._subject_of(ref), data, exports, message, envelope)
 
     def _subject_of(self, ref: RemoteRef[Any]) -> str:
         # A group's or a durable actor's requests go to the name (whoever serves it now).
@@ -294,7 +342,7 @@ class Outbox:
                 else:
                     cast("asyncio.Future[bytes]", waiter).set_result(msg.data)
         else:
-            waiter(None if no_responders else msg.data)
+            waiter(NO_RESPONDERS if no_responders else msg.data)
 
     def _read_reply(
         self, ref: RemoteRef[Any], data: bytes, reply_type: Any, message: object
@@ -331,6 +379,14 @@ class Outbox:
     ) -> Any:
         target = _target_of(ref)
         deadline = None if wait is None else time.monotonic() + wait
+        if target is not None:
+            # An ask must not overtake the tells of its ref: one of them may yet have to be
+            # sent again (after a lost reply or a reconnect), and would then come after it.
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(window_of(ref).wait_drained(), left)
+            except TimeoutError:
+                raise on_timeout() from None
         delay = _RETRY_FIRST
         retry = False
         while True:
@@ -364,6 +420,239 @@ class Outbox:
             except TimeoutError:
                 raise on_timeout() from None
             return self._read_reply(ref, data, reply_type, out.message)
+
+    # -- pipelined tells: the ref's stream (see ``_window``) -----------------------------------
+
+    def _pipeline(self, ref: RemoteRef[Any], out: Outbound) -> bool:
+        """Hand ``out`` to the stream if the credit allows; True if so. Any thread.
+
+        The admission is the ref's `Credit` (thread-safe); the frame gets its seq on the
+        cluster loop, in the order the posts arrive there, which is each caller's order.
+        """
+        if not self._transport.connected or not credit_of(ref).reserve():
+            return False
+        # One wake-up of the cluster loop per burst, not per tell: the first poster of a
+        # burst schedules the drain, the others only append (in their order, under the lock).
+        with self._posted_lock:
+            self._posted.append((ref, out))
+            self.pipelined += 1
+            scheduled, self._draining = self._draining, True
+        if not scheduled:
+            try:
+                self._transport.post(self._drain_posted)
+            except Exception:  # the node is leaving: this tell is refused, not posted
+                with self._posted_lock:
+                    self._draining = False
+                    self._posted.remove((ref, out))
+                    self.pipelined -= 1
+                credit_of(ref).settle(-1, tried=True)
+                raise
+        return True
+
+    def _drain_posted(self) -> None:
+        """Submit the tells posted since the last drain, in the order they were posted."""
+        while True:
+            with self._posted_lock:
+                if not self._posted:
+                    self._draining = False
+                    return
+                batch, self._posted = self._posted, collections.deque()
+            for ref, out in batch:
+                self._submit(ref, out, None)
+
+    async def _send_acked(
+        self,
+        ref: RemoteRef[Any],
+        out: Outbound,
+        wait: float,
+        on_timeout: Callable[[], Exception],
+    ) -> None:
+        """A tell of the stream whose caller waits for its reply (no credit). Loop only."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent = self._submit(ref, out, future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            raise on_timeout() from None
+        finally:
+            if not future.done():  # the caller gave up: an outcome now goes to dead letters
+                sent.future = None
+                future.cancel()
+
+    def _submit(
+        self, ref: RemoteRef[Any], out: Outbound, future: asyncio.Future[None] | None
+    ) -> Sent:
+        """Give ``out`` the next seq of ``ref``'s stream and send it (unless stalled)."""
+        window = window_of(ref)
+        sent = window.add(out, future)
+        self._streaming.add(ref)
+        ending = self._stream_ending(ref)
+        if ending is not None:
+            self._fail_stream(ref, window, ending)
+        elif not window.stalled:
+            self._transmit(ref, window, sent)
+        return sent
+
+    def _transmit(self, ref: RemoteRef[Any], window: Window, sent: Sent) -> None:
+        outbox = self._outbox
+        assert outbox is not None
+        out = sent.out
+        assert out.envelope is not None
+        envelope = msgspec.structs.replace(
+            out.envelope, stream=window.stream, seq=sent.seq, base=window.base
+        )
+        frame = Outbound(out.subject, msgspec.msgpack.encode(envelope), out.exports, out.message)
+        on_reply = functools.partial(self._on_stream_reply, ref, window, sent.seq, window.epoch)
+        expires = time.monotonic() + self.ack_timeout
+        if sent.token:  # sent again: the earlier transmission's reply no longer matters
+            self._replies.forget(sent.token)
+        sent.token = token = self._replies.callback(on_reply, _target_of(ref), expires)
+        outbox.put_nowait((frame, token))
+
+    def _on_stream_reply(
+        self, ref: RemoteRef[Any], window: Window, seq: int, epoch: int, data: bytes | None
+    ) -> None:
+        sent = window.unacked.get(seq)
+        if not data:  # no responders, no reply in time, or the target's node is down
+            if sent is not None and epoch == window.epoch:
+                self._stall(ref, window, probe=data is not None)
+            return
+        try:
+            check_frame(data, self._limits.max_message_size, self._limits.max_depth)
+            reply = self._replies_decoder.decode(data)
+            expected = self._seqs.decode(reply.body) if reply.status == GAP else 0
+        except MALFORMED as error:
+            self._transport.reject(f"a reply from {ref.path}", error)
+            if sent is not None:
+                self._settle(ref, window, sent, as_wire_error(error))
+            return
+        if reply.status == GAP:
+            if epoch == window.epoch:
+                # Everything before ``expected`` had its turn there (its own reply settles
+                # it, or was lost); send the rest again from there.
+                for early in [s for s in window.unacked.values() if s.seq < expected]:
+                    self._settle(ref, window, early, None)
+                self._stall(ref, window, probe=False)
+            return
+        credit_of(ref).settle(reply.free)
+        if sent is None:  # a frame sent twice: its first answer settled it
+            return
+        window.delay = 0.0
+        if reply.status == OK:  # for this seq and every earlier one (see `Place`)
+            done: list[Sent] = []
+            for early in window.unacked.values():  # in seq order
+                if early.seq > seq:
+                    break
+                done.append(early)
+            for early in done:
+                if early is not sent:
+                    self._replies.forget(early.token)
+                self._settle(ref, window, early, None)
+            return
+        info = reply.error or ErrorInfo("other", "Error", "no detail", ref.path, ref.node)
+        failure = error_from(info, sent.out.message)
+        if isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown):
+            finish_proxy(cell_of(ref), None)
+            self._fail_stream(ref, window, lambda message: stopped_error(ref, message))
+            return
+        self._settle(ref, window, sent, failure)
+
+    def _settle(
+        self, ref: RemoteRef[Any], window: Window, sent: Sent, failure: BaseException | None
+    ) -> None:
+        """``sent`` is answered: tell its waiting caller, or count a pipelined failure."""
+        if window.remove(sent.seq) is None:
+            return
+        if sent.pipelined:
+            credit_of(ref).settle(-1, tried=True)
+        future = sent.future
+        if future is not None:
+            if not future.done():
+                if failure is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(failure)
+            return
+        if failure is not None:
+            self._undelivered(ref, sent, failure)
+
+    def _undelivered(self, ref: RemoteRef[Any], sent: Sent, failure: BaseException) -> None:
+        self.undelivered += 1
+        self._transport.throttle.warn(
+            "tell-undelivered",
+            "a tell to remote actor %s returned, then failed: %s",
+            ref.path,
+            failure,
+        )
+        system = self._registry.system
+        if system is not None:
+            system.dead_letters.publish(ref.path, [sent.out.message], "undelivered")
+
+    def _fail_stream(
+        self, ref: RemoteRef[Any], window: Window, failure: Callable[[object], BaseException]
+    ) -> None:
+        """The stream ends (the actor stopped, its node is down, this node leaves)."""
+        for sent in list(window.unacked.values()):
+            self._settle(ref, window, sent, failure(sent.out.message))
+        window.resume()
+
+    def _stall(self, ref: RemoteRef[Any], window: Window, *, probe: bool) -> None:
+        """Stop the stream and send its unanswered frames again once it can (go-back-N)."""
+        if window.stall():
+            self._transport.own(self._recover(ref, window, probe))
+
+    async def _recover(self, ref: RemoteRef[Any], window: Window, probe: bool) -> None:
+        ending: Callable[[object], BaseException] | None = None
+        try:
+            while window.unacked:
+                if window.delay:
+                    await asyncio.sleep(window.delay)
+                window.delay = min(max(window.delay * 2, _RETRY_FIRST), _RETRY_MAX)
+                ending = self._stream_ending(ref)
+                if ending is not None:
+                    break
+                if not self._transport.connected:
+                    continue  # a reconnect stalls the stream again: this waits for it
+                if probe:
+                    try:
+                        gone = await self._owner_says_gone(ref, None)
+                    except ActorStopped:
+                        raise
+                    except Exception:  # the probe could not go out (reconnecting): later
+                        continue
+                    if gone:
+                        finish_proxy(cell_of(ref), None)
+                        ending = self._stream_ending(ref)
+                break
+        except ActorStopped as stopped:  # declared down, or leaving, while asking its node
+            ending = functools.partial(_refusal, type(stopped), str(stopped))
+        if ending is not None:
+            self._fail_stream(ref, window, ending)
+            return
+        window.resume()
+        for sent in list(window.unacked.values()):
+            self.resent += 1
+            self._transmit(ref, window, sent)
+
+    def _stream_ending(self, ref: RemoteRef[Any]) -> Callable[[object], BaseException] | None:
+        """Why ``ref``'s stream cannot go on (the error of each frame), or None."""
+        target = _target_of(ref)
+        if target is not None and self._membership.is_dead(target):
+            node = target[0]
+            return lambda message: NodeDown(f"node {node} is down", message)
+        if self._outbox is None or self._transport.closing:
+            node = self._me.node
+            return lambda message: _leaving(node, message)
+        if not ref.is_alive:
+            return lambda message: stopped_error(ref, message)
+        return None
+
+    def _on_reconnected(self) -> None:
+        """Replies may have been lost with the connection: send every stream's rest again."""
+        for ref in list(self._streaming):
+            window = window_of(ref)
+            if window.unacked:
+                self._stall(ref, window, probe=False)
 
     # -- no responders: asking the owner node ------------------------------------------------
 
@@ -435,9 +724,19 @@ class Outbox:
         outbox = self._outbox
         if outbox is None or self._transport.closing:
             return
+        window = window_of(ref)
+        if window.stalled:  # it would overtake the tells being sent again: dropped, as full
+            credit_of(ref).settle(-1, tried=True)
+            self._transport.dropped += 1
+            self._transport.throttle.warn(
+                "try-stalled",
+                "try_send to remote actor %s dropped: earlier tells are being sent again",
+                ref.path,
+            )
+            return
 
         def on_reply(data: bytes | None) -> None:
-            if data is None:  # no reply, or nobody there
+            if not data:  # no reply, or nobody there
                 credit_of(ref).settle(-1, tried=True)
                 return
             try:
@@ -465,7 +764,7 @@ class Outbox:
 
         def on_reply(data: bytes | None) -> None:
             free = -1
-            if data is not None:
+            if data:
                 with contextlib.suppress(Exception):
                     reply = self._replies_decoder.decode(data)
                     free = reply.free
@@ -563,3 +862,11 @@ def check_accepts(ref: RemoteRef[Any], accepts: Any) -> None:
             f"remote actor {ref.path} on node {ref.node} does not accept "
             f"{' | '.join(missing)}; it accepts {' | '.join(names)}"
         )
+
+
+def _leaving(node: str, message: object) -> ActorStopped:
+    return ActorStopped(f"node {node} is leaving the cluster", message)
+
+
+def _refusal(kind: type[ActorStopped], text: str, message: object) -> ActorStopped:
+    return kind(text, message)

@@ -33,6 +33,7 @@ import msgspec.inspect
 from .._cell import Cell
 from .._ref import ActorRef, Ref, cell_of
 from ._remote import DurableRef, GroupRef, RemoteRef, address_of, credit_of, finish_proxy
+from ._window import Streams
 from ._wire import (
     WIRE_VERSION,
     Address,
@@ -60,7 +61,7 @@ GROUP_ID: Final = 0  # the address id of a served pool (exported actors count fr
 class Export:
     """A local actor reachable from other nodes (loop only, except ``ref``/``cell``)."""
 
-    __slots__ = ("cell", "durable", "id", "ready", "ref", "subs", "tasks")
+    __slots__ = ("cell", "durable", "id", "ready", "ref", "streams", "subs", "tasks")
 
     def __init__(self, ref: ActorRef[Any], cell: Cell, id: int) -> None:
         self.ref = ref
@@ -70,6 +71,7 @@ class Export:
         self.subs: list[Subscription] = []
         self.durable = ""  # its public name once registered durable (guarded by _lock)
         self.tasks: list[asyncio.Task[Any]] = []  # its JetStream consumer, cancelled at the end
+        self.streams = Streams()  # the pipelined tells it receives, per sending ref
 
     @property
     def path(self) -> str:

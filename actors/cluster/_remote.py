@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, over
 from .._errors import ActorError, ActorStopped, MailboxFull
 from .._ref import DEFAULT_ASK_TIMEOUT, Ref, cell_of
 from .._validation import check_timeout
+from ._window import PIPELINED_MAX, Window
 
 if TYPE_CHECKING:
     import weakref
@@ -58,6 +59,7 @@ __all__ = (
     "finish_proxy",
     "full_error",
     "stopped_error",
+    "window_of",
 )
 
 M = TypeVar("M", contravariant=True)
@@ -137,6 +139,18 @@ class Credit:
         self._probing = False
         self._tracks_room = tracks_room
 
+    def reserve(self) -> bool:
+        """Reserve one slot for a pipelined tell by the latest view; False if none.
+
+        Unlike `take`, a refusal asks for no refresh: the tell then goes with a round trip,
+        whose reply refreshes the view.
+        """
+        with self._lock:
+            if self._unacked < PIPELINED_MAX and self._free - self._unacked > 0:
+                self._unacked += 1
+                return True
+        return False
+
     def take(self) -> bool:
         """Reserve one slot by the latest view; False (a refresh is due) if none."""
         with self._lock:
@@ -163,8 +177,10 @@ class RemoteRef(Ref[M]):
     """A ref to an actor on another node of the cluster; use it as any `actors.Ref`.
 
     Differences from a local `ActorRef`, all documented in ``docs/cluster.md``: `send`
-    waits for the target node to acknowledge that the message was enqueued (so a full
-    remote mailbox delays it, as locally); `try_send` decides on this node's latest view of
+    returns at once while the target has room by this node's latest view (pipelined: the
+    ref's sends are delivered exactly once and in order, or become dead letters here), and
+    otherwise waits for the target node to acknowledge that the message was enqueued (so a
+    full remote mailbox delays it, as locally); `try_send` decides on this node's latest view of
     the target's free room; there is no ``stop`` or ``statistics`` (local-only operations:
     send the actor a message that makes it stop itself, read its node's metrics); after
     the node is declared down every call raises `ActorStopped`.
@@ -177,7 +193,7 @@ class RemoteRef(Ref[M]):
         ```
     """
 
-    __slots__ = ("__weakref__", "_address", "_courier", "_credit")
+    __slots__ = ("__weakref__", "_address", "_courier", "_credit", "_window")
 
     def __init__(
         self, proxy: Cell, courier: Courier, address: Address, credit: Credit | None = None
@@ -186,6 +202,7 @@ class RemoteRef(Ref[M]):
         self._courier = courier
         self._address = address
         self._credit = Credit(address.free) if credit is None else credit
+        self._window: Window | None = None  # its pipelined tells, made at the first (loop only)
 
     @property
     def node(self) -> str:
@@ -207,19 +224,25 @@ class RemoteRef(Ref[M]):
         return f"<RemoteRef {self.path} {state} node={self.node}>"
 
     async def send(self, message: M, *, timeout: float | None = None) -> None:
-        """Send ``message`` and wait until the target node has enqueued it.
+        """Send ``message``: at once within the credit, else once the target enqueued it.
 
-        The target enqueues with its own `ActorRef.send` semantics: while its mailbox is
-        full the acknowledgement (and so this call) waits. ``timeout`` bounds that wait.
+        While the target had room at the latest report (the credit), the message joins
+        this ref's stream and the call returns without a round trip: the stream delivers
+        its messages exactly once and in order while both nodes live, sending them again
+        across a lost reply or a reconnect; one the target then refuses (stopped, full past
+        ``timeout``) or that its node's end leaves unanswered becomes a dead letter here
+        (reason ``"undelivered"``, counted in ``Nats.statistics().undelivered``). Without
+        credit the call waits for the acknowledgement: the target enqueues with its own
+        `ActorRef.send` semantics, so while its mailbox is full this call waits, bounded by
+        ``timeout``.
 
         Raises:
             MessageTypeError: the target does not accept this type (nothing sent).
             NotSendableError, WireError: not sendable or not encodable (nothing sent).
-            ActorStopped: the actor has stopped, or its node is down or left.
-            SendTimeout: still full after ``timeout`` seconds (the message is then dropped
-                by the target, which gave up at the same deadline); or the actor's node
-                stayed unreachable (reconnecting) that long: a "no responders" answer is
-                retried, not taken for the actor's end unless its node confirms it.
+            ActorStopped: the actor is known to have stopped, or its node is down or left.
+            SendTimeout: no acknowledgement within ``timeout`` (plus a grace) or
+                ``ack_timeout``: still full there, or its node unreachable (reconnecting).
+                The message stays in the stream and may still be enqueued, once.
 
         Cancellation: the message may already be on its way and then still be enqueued;
         only the wait for the acknowledgement is abandoned.
@@ -480,6 +503,14 @@ class DurableRef(RemoteRef[M]):
 def credit_of(ref: RemoteRef[Any]) -> Credit:
     """The node's view of ``ref``'s target's free room (see `Credit`)."""
     return ref._credit  # pyright: ignore[reportPrivateUsage]  # the couriers' one way in
+
+
+def window_of(ref: RemoteRef[Any]) -> Window:
+    """The window of ``ref``'s pipelined tells (see ``_window``), made on first use. Loop only."""
+    window = ref._window  # pyright: ignore[reportPrivateUsage]  # the outbox's one way in
+    if window is None:
+        window = ref._window = Window()  # pyright: ignore[reportPrivateUsage]
+    return window
 
 
 def address_of(ref: RemoteRef[Any]) -> Address:

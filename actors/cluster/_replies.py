@@ -77,16 +77,20 @@ class Replies:
             waiter(None)
 
     def fail_target(self, target: tuple[str, str], error: Callable[[], BaseException]) -> None:
-        """Node incarnation ``target`` is gone: fail the futures waiting on it.
+        """Node incarnation ``target`` is gone: fail the futures waiting on it, and call its
+        callbacks with None (no reply will come) now rather than at their expiry.
 
         ``error`` makes one exception per waiter (an exception raised in two tasks would
         collect both tracebacks).
         """
         for token, (waiter, key, _) in list(self._entries.items()):
-            if key == target and isinstance(waiter, asyncio.Future):
-                del self._entries[token]
-                if not waiter.done():
-                    waiter.set_exception(error())
+            if key != target:
+                continue
+            del self._entries[token]
+            if not isinstance(waiter, asyncio.Future):
+                waiter(None)
+            elif not waiter.done():
+                waiter.set_exception(error())
 
     def expire(self, now: float) -> None:
         """Call back, with None, the callbacks whose time has passed."""

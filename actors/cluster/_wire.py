@@ -71,6 +71,7 @@ PROBE: Final = 4  # lookup and credit refresh: the reply carries the target's ad
 # Reply statuses.
 OK: Final = 0
 ERROR: Final = 1
+GAP: Final = 2  # a sequenced tell arrived ahead of its turn; the body is the seq expected
 
 
 class WireError(ActorError, ValueError):
@@ -148,7 +149,14 @@ class Address(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Envelope(msgspec.Struct, array_like=True, frozen=True):
-    """A request to an actor: a tell, try, ask or probe."""
+    """A request to an actor: a tell, try, ask or probe.
+
+    A tell of a pipelined stream (see ``_window``) also carries its ``stream`` (a random id
+    per sending ref, 0 for none), its ``seq`` (1, 2, ... in send order) and ``base``, the
+    oldest seq its sender still waits to hear about (where a receiver that does not know
+    the stream starts). Trailing fields with defaults: frames from before them decode as
+    tells of no stream.
+    """
 
     version: int
     kind: int
@@ -156,6 +164,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     body: msgspec.Raw
     timeout: float | None = None
     sender: str = ""
+    stream: int = 0
+    seq: int = 0
+    base: int = 0
 
 
 class Reply(msgspec.Struct, array_like=True, frozen=True):

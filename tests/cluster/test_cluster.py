@@ -487,12 +487,26 @@ async def test_a_stopped_actor_whose_down_notice_was_lost_is_found_stopped_at_th
             await wait_until(lambda: cluster_a.statistics().exported == 0)
             await anyio.sleep(0.1)  # its subscription is being removed
             assert remote.is_alive  # b has not heard
+            cluster_b = b.cluster
+            assert isinstance(cluster_b, Nats)
             started = time.monotonic()
-            with pytest.raises(actors.ActorStopped) as raised:
+            # Within the credit a send returns at once (pipelined); its frame gets "no
+            # responders", a asked confirms the end, and the tell becomes a dead letter.
+            # Without credit the send itself raises. Either way the ref learns it is stopped.
+            pipelined = True
+            try:
                 await remote.send(Deposit(1), timeout=10.0)
-            assert not isinstance(raised.value, NodeDown)
+            except NodeDown:
+                raise AssertionError("a is alive: its actor stopped, not its node") from None
+            except actors.ActorStopped:
+                pipelined = False
+            await wait_until(lambda: not remote.is_alive)
             assert time.monotonic() - started < 2.0
-            assert not remote.is_alive
+            if pipelined:
+                await wait_until(lambda: cluster_b.statistics().undelivered == 1)
+            with pytest.raises(actors.ActorStopped) as raised:
+                await remote.send(Deposit(2), timeout=10.0)
+            assert not isinstance(raised.value, NodeDown)
             await got.wait()
             assert events[0].ref == remote
             assert events[0].reason is None
@@ -521,10 +535,27 @@ async def test_a_send_to_a_node_that_vanished_without_leaving_raises_node_down(
             assert client is not None
             await transport.call(client.close())
             vanished = time.monotonic()
-            with pytest.raises(NodeDown):
+            cluster_b = b.cluster
+            assert isinstance(cluster_b, Nats)
+            letters = b.dead_letters.count
+            # Within the credit the send returns (pipelined), and its frame is sent again until
+            # the heartbeats declare a down: then it is a dead letter. Else the send raises.
+            try:
                 await remote.send(Deposit(2), timeout=10.0)
+                pipelined = True
+            except NodeDown:
+                pipelined = False
+            await wait_until(lambda: not remote.is_alive)
             assert time.monotonic() - vanished < heartbeat_timeout + 1.5
-            assert not remote.is_alive
+            if pipelined:
+                # Deposit(1) too, if its reply had not come back before the close.
+                await wait_until(
+                    lambda: (
+                        b.dead_letters.count - letters == cluster_b.statistics().undelivered >= 1
+                    )
+                )
+            with pytest.raises(actors.ActorStopped, match="declared down"):
+                await remote.send(Deposit(3), timeout=10.0)  # known down: refused at once
 
 
 async def test_a_name_served_by_several_nodes_is_a_queue_group(

@@ -1,0 +1,268 @@
+"""Pipelined remote tells (actors/cluster/_window.py): the receiver's place in each stream on a
+fake client, and the whole path over a real server: sends that return before their reply,
+exactly once and in order, and a window in flight when the owner's node dies accounted for
+(handled there, or a dead letter here)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import pytest
+from _support import WAIT, wait_until
+from cluster_support import (
+    Entries,
+    Entry,
+    Log,
+    NatsServer,
+    NodeFactory,
+    prefix_fixture,
+    server_fixture,
+)
+from test_cluster_parts import Parts, Put, Total, answer, answered, public_book, request
+
+import actors
+from actors.cluster import Nats
+from actors.cluster._window import STREAMS_PER_ACTOR, Streams
+from actors.cluster._wire import ERROR, GAP, OK, TELL, WIRE_VERSION, Envelope, message_name
+
+if TYPE_CHECKING:
+    from actors.cluster._wire import Reply
+
+pytestmark = pytest.mark.anyio
+
+server = server_fixture()
+prefix = prefix_fixture("w")
+node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0)
+
+NAME = "t.name.book"
+STREAM = 77
+
+
+def stream_frame(
+    seq: int, message: object, *, base: int = 1, stream: int = STREAM, type_name: str = ""
+) -> bytes:
+    body = msgspec.Raw(msgspec.msgpack.encode(message))
+    name = type_name or message_name(type(message))
+    envelope = Envelope(WIRE_VERSION, TELL, name, body, None, "b", stream, seq, base)
+    return msgspec.msgpack.encode(envelope)
+
+
+async def tell(parts: Parts, seq: int, message: object, **options: Any) -> Reply:
+    return await answer(parts.client, await request(parts, stream_frame(seq, message, **options)))
+
+
+# -- the receiver's place in a stream (fake client) -------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the parts run on the cluster's asyncio loop
+
+
+async def test_a_stream_tell_is_enqueued_once_and_only_at_its_turn() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=16) as book:
+            assert (await tell(parts, 1, Put(1))).status == OK
+            assert (await tell(parts, 2, Put(2))).status == OK
+            # Sent again (its reply was lost): answered OK again, enqueued once.
+            assert (await tell(parts, 1, Put(1))).status == OK
+            # Ahead of its turn (3 was lost): refused with the seq expected, not enqueued.
+            gap = await tell(parts, 4, Put(4))
+            assert gap.status == GAP
+            assert msgspec.msgpack.decode(gap.body) == 3
+            assert (await tell(parts, 3, Put(3))).status == OK
+            assert (await tell(parts, 4, Put(4))).status == OK
+            assert await book.ref.ask(Total()) == 10
+            assert book.seen == [1, 2, 3, 4]
+
+
+async def test_a_refused_stream_tell_is_refused_again_when_sent_again() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=16) as book:
+            refused = await tell(parts, 1, Put(1), type_name="nobody.Knows")
+            assert refused.status == ERROR
+            assert refused.error is not None
+            again = await tell(parts, 1, Put(1), type_name="nobody.Knows")
+            assert (again.status, again.error) == (ERROR, refused.error)
+            # The refusal was the frame's turn: the next one is enqueued.
+            assert (await tell(parts, 2, Put(2))).status == OK
+            assert await book.ref.ask(Total()) == 2
+            assert book.seen == [2]
+
+
+async def test_a_stream_the_receiver_does_not_know_starts_at_the_frames_base() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=16) as book:
+            # The sender heard about 1..4 (from an earlier receiver state, since forgotten).
+            assert (await tell(parts, 5, Put(5), base=5)).status == OK
+            gap = await tell(parts, 7, Put(7), base=5)
+            assert (gap.status, msgspec.msgpack.decode(gap.body)) == (GAP, 6)
+            assert await book.ref.ask(Total()) == 5
+            assert book.seen == [5]
+
+
+def test_a_receiver_remembers_a_bounded_number_of_streams() -> None:
+    streams = Streams()
+    first = streams.place("b", 1, 1)
+    first.expected = 9
+    for stream in range(2, STREAMS_PER_ACTOR + 1):
+        streams.place("b", stream, 1)
+    assert streams.place("b", 1, 1).expected == 9  # still known: now the most recent
+    streams.place("b", STREAMS_PER_ACTOR + 1, 1)  # the least recent (stream 2) goes
+    assert len(streams) == STREAMS_PER_ACTOR
+    assert streams.place("b", 2, 4).expected == 4  # forgotten: starts at its base again
+
+
+# -- over a real server -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(server: NatsServer, prefix: str) -> Any:
+    async with (
+        actors.ActorSystem(workers=2, name="a", cluster=node(server.url, "a", prefix)) as a,
+        actors.ActorSystem(workers=2, name="b", cluster=node(server.url, "b", prefix)) as b,
+    ):
+        yield a, b
+
+
+def cluster_of(system: actors.ActorSystem) -> Nats:
+    cluster = system.cluster
+    assert isinstance(cluster, Nats)
+    return cluster
+
+
+async def test_sends_within_the_credit_return_before_their_reply_and_arrive_once_in_order(
+    server: NatsServer, prefix: str
+) -> None:
+    count = 3000
+    with anyio.fail_after(WAIT * 3):
+        async with two_nodes(server, prefix) as (a, b):
+            await a.spawn(Log, name="log", public=True, capacity=1000)
+            log = await b.lookup_remote("log", Entry | Entries)
+            producers = 3
+
+            def from_a_thread() -> None:
+                for seq in range(count):
+                    log.blocking_send(Entry(2, seq))
+
+            async def from_a_task(index: int) -> None:
+                for seq in range(count):
+                    await log.send(Entry(index, seq))
+
+            thread = threading.Thread(target=from_a_thread)
+            thread.start()
+            try:
+                async with anyio.create_task_group() as tg:
+                    for index in range(producers - 1):
+                        tg.start_soon(from_a_task, index)
+            finally:
+                await anyio.to_thread.run_sync(thread.join)
+            # The ask goes behind every tell of the stream: all of them are in.
+            entries = await log.ask(Entries(), timeout=10.0)
+            stats = cluster_of(b).statistics()
+    assert stats.pipelined > 0  # most sends did not wait for a round trip
+    assert stats.undelivered == 0
+    for index in range(producers):
+        assert [seq for p, seq in entries if p == index] == list(range(count)), index
+
+
+class Gated(actors.Actor[Entry | Entries]):
+    """Blocks on its first entry until released; then remembers the rest, in order."""
+
+    def __init__(self, release: threading.Event, entries: list[tuple[int, int]]) -> None:
+        self.release = release
+        self.entries = entries
+
+    async def receive(self, message: Entry | Entries) -> Any:
+        if isinstance(message, Entries):
+            return tuple(self.entries)
+        if not self.entries:
+            await anyio.to_thread.run_sync(self.release.wait)
+        self.entries.append((message.producer, message.seq))
+        return None
+
+
+class Letters(actors.Actor[actors.DeadLetter]):
+    def __init__(self, seen: list[actors.DeadLetter]) -> None:
+        self.seen = seen
+
+    async def receive(self, message: actors.DeadLetter) -> None:
+        self.seen.append(message)
+
+
+async def test_a_window_in_flight_when_the_owner_node_vanishes_is_handled_there_or_a_dead_letter(
+    server: NatsServer, prefix: str
+) -> None:
+    release = threading.Event()
+    handled: list[tuple[int, int]] = []
+    letters: list[actors.DeadLetter] = []
+    with anyio.fail_after(WAIT * 3):
+        async with two_nodes(server, prefix) as (a, b):
+            await a.spawn(lambda: Gated(release, handled), name="gated", public=True)
+            gated = await b.lookup_remote("gated", Entry | Entries)
+            auditor = await b.spawn(lambda: Letters(letters))
+            b.dead_letters.subscribe(auditor)
+            returned: list[int] = []
+            for seq in itertools.count():  # until the credit runs out and one must wait
+                with anyio.move_on_after(0.5) as waited:
+                    await gated.send(Entry(0, seq), timeout=5.0)
+                if waited.cancelled_caught:
+                    break
+                returned.append(seq)
+            assert cluster_of(b).statistics().pipelined > 1  # without waiting for replies
+            # a vanishes without leaving: b's heartbeats declare it down.
+            transport = cluster_of(a)._node.transport  # pyright: ignore[reportPrivateUsage]
+            client = transport.client
+            assert client is not None
+            await transport.call(client.close())
+            await wait_until(lambda: not gated.is_alive)
+            undelivered = cluster_of(b).statistics().undelivered
+            await wait_until(lambda: len(letters) >= undelivered)
+            release.set()  # what reached a's mailbox is handled there
+            await wait_until(lambda: len(handled) + len(letters) >= len(returned))
+    dead = [letter.message.seq for letter in letters if isinstance(letter.message, Entry)]
+    assert all(letter.reason == "undelivered" for letter in letters)
+    here = [seq for _, seq in handled]
+    assert here == sorted(set(here))  # in order, none twice
+    # Every send that returned is accounted for: handled there, or a dead letter here (an
+    # unconfirmed one may be both: enqueued there, its reply lost with the connection).
+    assert set(returned) <= set(here) | set(dead)
+
+
+class _Backlog:
+    """A subscription as `Inbound` sees it: how many frames still wait behind this one."""
+
+    def __init__(self) -> None:
+        self.pending_msgs = 0
+
+
+async def test_oks_are_held_back_while_frames_wait_and_one_answers_for_all() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=16) as book:
+            export = parts.registry.exported(book.id)
+            assert export is not None
+            backlog = _Backlog()
+            export.subs.append(backlog)  # type: ignore[arg-type]
+            backlog.pending_msgs = 2
+            first = await request(parts, stream_frame(1, Put(1)))
+            backlog.pending_msgs = 1
+            second = await request(parts, stream_frame(2, Put(2)))
+            assert answered(parts.client, first) is None  # held: more frames wait
+            assert answered(parts.client, second) is None
+            backlog.pending_msgs = 0
+            third = await request(parts, stream_frame(3, Put(3)))
+            last = answered(parts.client, third)
+            assert last is not None
+            assert last.status == OK  # answers for 1, 2 and 3 (see Place)
+            assert answered(parts.client, first) is None
+            assert answered(parts.client, second) is None
+            assert await book.ref.ask(Total()) == 6
