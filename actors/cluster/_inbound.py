@@ -43,11 +43,13 @@ from ._wire import (
     OK,
     PROBE,
     TELL,
+    TELLS,
     TRY,
     WIRE_VERSION,
     Address,
     Envelope,
     Reply,
+    Told,
     WireError,
     check_frame,
     decoder_for,
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from ._registry import Registry
     from ._transport import Transport
     from ._window import Place, Streams
+    from ._wire import ErrorInfo
 
 _POOL_ASKS: Final = 1024  # asks a served pool answers at once, per node (then: push back)
 
@@ -119,6 +122,7 @@ class Inbound:
         self._limits = limits
         self._connect_timeout = connect_timeout
         self._envelopes: msgspec.msgpack.Decoder[Envelope] = decoder_for(Envelope, None)
+        self._tolds: msgspec.msgpack.Decoder[list[Told]] = decoder_for(list[Told], None)
 
     async def listen(self, client: NatsClient) -> None:
         """Answer probes on this node's own subject (whether an export still exists)."""
@@ -291,6 +295,9 @@ class Inbound:
             if envelope.kind == TELL and envelope.stream:
                 await self._stream_tell(export, envelope, reply_to)
                 return
+            if envelope.kind == TELLS and envelope.stream:
+                await self._stream_tells(export, envelope, reply_to)
+                return
             message = self.decode_body(export, envelope)
             ref = export.ref
             if envelope.kind == TELL:
@@ -356,6 +363,49 @@ class Inbound:
         if place.held_count >= ACK_EVERY:
             await self._release(streams, place, export.free())
 
+    async def _stream_tells(self, export: Export, envelope: Envelope, reply_to: str) -> None:
+        """Several consecutive tells of a stream: each as `_stream_tell`, one reply for all."""
+        try:
+            items = self._tolds.decode(envelope.body)
+        except DECODING as error:
+            raise WireError(f"malformed tells: {error}") from None
+        streams = export.streams
+        place = streams.place(envelope.sender, envelope.stream, envelope.base)
+        first = envelope.seq
+        if first > place.expected:  # one before them was lost: the sender goes back to it
+            if place.held:
+                await self._release(streams, place, export.free())
+            reply = Reply(WIRE_VERSION, GAP, _raw(place.expected), export.free())
+            await self.respond(reply_to, reply, [])
+            return
+        refused: list[tuple[int, ErrorInfo]] = []
+        for seq, told in enumerate(items, start=first):
+            if seq < place.expected:  # sent again: only its refusal, if it was refused, counts
+                info = place.refused.get(seq)
+                if info is not None:
+                    refused.append((seq, info))
+                continue
+            place.expected = seq + 1  # its turn, whatever the outcome
+            try:
+                message = self.decode_body(export, told)
+                await export.ref.send(message, timeout=told.timeout)
+            except Exception as error:
+                if isinstance(error, WireError):
+                    self._transport.reject(export.cell.path, error)
+                info = error_info(error, export.path, self._me.node)
+                place.refuse(seq, info)
+                refused.append((seq, info))
+        if refused:  # answered now, with the refusals (the held OK first: it is older)
+            if place.held:
+                await self._release(streams, place, export.free())
+            reply = Reply(WIRE_VERSION, OK, _raw(refused), export.free())
+            await self.respond(reply_to, reply, [])
+            return
+        place.held, place.held_count = reply_to, place.held_count + len(items)
+        streams.holding.add(place)
+        if place.held_count >= ACK_EVERY:
+            await self._release(streams, place, export.free())
+
     async def release_held(self, export: Export) -> None:
         """Send the OKs held back for ``export``'s streams (nothing more waits for it)."""
         streams = export.streams
@@ -369,7 +419,7 @@ class Inbound:
         streams.holding.discard(place)
         await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, free), [])
 
-    def decode_body(self, export: Export | _Served, envelope: Envelope) -> object:
+    def decode_body(self, export: Export | _Served, envelope: Envelope | Told) -> object:
         cls = message_type(envelope.type)
         if cls is None:
             raise WireError(f"unknown message type {envelope.type!r}; register it on this node")

@@ -32,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import threading
 import time
 import weakref
@@ -66,6 +67,7 @@ from ._remote import (
     window_of,
 )
 from ._transport import subscribe
+from ._window import TELLS_MAX
 from ._wire import (
     ASK,
     DECODING,
@@ -75,6 +77,7 @@ from ._wire import (
     OK,
     PROBE,
     TELL,
+    TELLS,
     TRY,
     WIRE_VERSION,
     Address,
@@ -83,6 +86,7 @@ from ._wire import (
     MessageTooLarge,
     NodeDown,
     Reply,
+    Told,
     WireError,
     check_frame,
     decoder_for,
@@ -177,6 +181,9 @@ class Outbox:
         self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
         self._addresses: msgspec.msgpack.Decoder[Address] = decoder_for(Address, None)
         self._seqs: msgspec.msgpack.Decoder[int] = decoder_for(int, None)
+        self._refusals: msgspec.msgpack.Decoder[list[tuple[int, ErrorInfo]] | None] = decoder_for(
+            list[tuple[int, ErrorInfo]] | None, None
+        )
         # The refs with pipelined tells, to send their unanswered frames again after a
         # reconnect (whose replies may have been lost). Loop only.
         self._streaming: weakref.WeakSet[RemoteRef[Any]] = weakref.WeakSet()
@@ -457,8 +464,39 @@ class Outbox:
                     self._draining = False
                     return
                 batch, self._posted = self._posted, collections.deque()
-            for ref, out in batch:
-                self._submit(ref, out, None)
+            # Consecutive tells to one ref go out together (`_transmit_all`).
+            start = 0
+            for end in range(1, len(batch) + 1):
+                if end == len(batch) or batch[end][0] is not batch[start][0]:
+                    ref = batch[start][0]
+                    self._submit_run(ref, [out for _, out in itertools.islice(batch, start, end)])
+                    start = end
+
+    def _submit_run(self, ref: RemoteRef[Any], outs: list[Outbound]) -> None:
+        """Give ``outs`` the next seqs of ``ref``'s stream and send them (unless stalled)."""
+        window = window_of(ref)
+        sents = [window.add(out, None) for out in outs]
+        self._streaming.add(ref)
+        ending = self._stream_ending(ref)
+        if ending is not None:
+            self._fail_stream(ref, window, ending)
+        elif not window.stalled:
+            self._transmit_all(ref, window, sents)
+
+    def _transmit_all(self, ref: RemoteRef[Any], window: Window, sents: list[Sent]) -> None:
+        """Send ``sents`` (consecutive seqs) in as few frames as the limits allow."""
+        budget = self._limits.max_message_size // 2  # room for the envelope around them
+        chunk: list[Sent] = []
+        size = 0
+        for sent in sents:
+            length = len(sent.out.data)
+            if chunk and (len(chunk) == TELLS_MAX or size + length > budget):
+                self._transmit_chunk(ref, window, chunk)
+                chunk, size = [], 0
+            chunk.append(sent)
+            size += length
+        if chunk:
+            self._transmit_chunk(ref, window, chunk)
 
     async def _send_acked(
         self,
@@ -494,24 +532,58 @@ class Outbox:
         return sent
 
     def _transmit(self, ref: RemoteRef[Any], window: Window, sent: Sent) -> None:
+        self._transmit_chunk(ref, window, [sent])
+
+    def _transmit_chunk(self, ref: RemoteRef[Any], window: Window, chunk: list[Sent]) -> None:
+        """One frame: a `TELL` for one tell, a `TELLS` for several consecutive ones."""
         outbox = self._outbox
         assert outbox is not None
-        out = sent.out
-        assert out.envelope is not None
-        envelope = msgspec.structs.replace(
-            out.envelope, stream=window.stream, seq=sent.seq, base=window.base
+        first, last = chunk[0], chunk[-1]
+        envelope = first.out.envelope
+        assert envelope is not None
+        if len(chunk) == 1:
+            envelope = msgspec.structs.replace(
+                envelope, stream=window.stream, seq=first.seq, base=window.base
+            )
+            exports = first.out.exports
+        else:
+            items = [_told(sent.out) for sent in chunk]
+            body = msgspec.Raw(msgspec.msgpack.encode(items))
+            envelope = Envelope(
+                WIRE_VERSION,
+                TELLS,
+                "",
+                body,
+                None,
+                self._me.node,
+                window.stream,
+                first.seq,
+                window.base,
+            )
+            exports = [id for sent in chunk for id in sent.out.exports]
+        data = msgspec.msgpack.encode(envelope)
+        frame = Outbound(first.out.subject, data, exports, first.out.message)
+        on_reply = functools.partial(
+            self._on_stream_reply, ref, window, first.seq, last.seq, window.epoch
         )
-        frame = Outbound(out.subject, msgspec.msgpack.encode(envelope), out.exports, out.message)
-        on_reply = functools.partial(self._on_stream_reply, ref, window, sent.seq, window.epoch)
         expires = time.monotonic() + self.ack_timeout
-        if sent.token:  # sent again: the earlier transmission's reply no longer matters
-            self._replies.forget(sent.token)
-        sent.token = token = self._replies.callback(on_reply, _target_of(ref), expires)
+        token = self._replies.callback(on_reply, _target_of(ref), expires)
+        for sent in chunk:
+            if sent.token:  # sent again: the earlier transmission's reply no longer matters
+                self._replies.forget(sent.token)
+            sent.token = token
         outbox.put_nowait((frame, token))
 
     def _on_stream_reply(
-        self, ref: RemoteRef[Any], window: Window, seq: int, epoch: int, data: bytes | None
+        self,
+        ref: RemoteRef[Any],
+        window: Window,
+        first: int,
+        seq: int,
+        epoch: int,
+        data: bytes | None,
     ) -> None:
+        """The reply to a frame of the stream holding seqs ``first`` to ``seq``."""
         sent = window.unacked.get(seq)
         if not data:  # no responders, no reply in time, or the target's node is down
             if sent is not None and epoch == window.epoch:
@@ -521,10 +593,11 @@ class Outbox:
             check_frame(data, self._limits.max_message_size, self._limits.max_depth)
             reply = self._replies_decoder.decode(data)
             expected = self._seqs.decode(reply.body) if reply.status == GAP else 0
+            refused = self._refusals.decode(reply.body) if reply.status == OK else None
         except MALFORMED as error:
             self._transport.reject(f"a reply from {ref.path}", error)
-            if sent is not None:
-                self._settle(ref, window, sent, as_wire_error(error))
+            for early in _between(window, first, seq):
+                self._settle(ref, window, early, as_wire_error(error))
             return
         if reply.status == GAP:
             if epoch == window.epoch:
@@ -539,6 +612,10 @@ class Outbox:
             return
         window.delay = 0.0
         if reply.status == OK:  # for this seq and every earlier one (see `Place`)
+            for number, info in refused or ():  # but these were refused
+                refusing = window.unacked.get(number) if first <= number <= seq else None
+                if refusing is not None and self._refusal(ref, window, refusing, info):
+                    return
             done: list[Sent] = []
             for early in window.unacked.values():  # in seq order
                 if early.seq > seq:
@@ -550,12 +627,19 @@ class Outbox:
                 self._settle(ref, window, early, None)
             return
         info = reply.error or ErrorInfo("other", "Error", "no detail", ref.path, ref.node)
+        for early in _between(window, first, seq):  # a frame refused whole: each of its tells
+            if self._refusal(ref, window, early, info):
+                return
+
+    def _refusal(self, ref: RemoteRef[Any], window: Window, sent: Sent, info: ErrorInfo) -> bool:
+        """The target refused ``sent``; True if that ended the stream (the actor stopped)."""
         failure = error_from(info, sent.out.message)
         if isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown):
             finish_proxy(cell_of(ref), None)
             self._fail_stream(ref, window, lambda message: stopped_error(ref, message))
-            return
+            return True
         self._settle(ref, window, sent, failure)
+        return False
 
     def _settle(
         self, ref: RemoteRef[Any], window: Window, sent: Sent, failure: BaseException | None
@@ -625,14 +709,14 @@ class Outbox:
                         ending = self._stream_ending(ref)
                 break
         except ActorStopped as stopped:  # declared down, or leaving, while asking its node
-            ending = functools.partial(_refusal, type(stopped), str(stopped))
+            ending = functools.partial(_stopped_as, type(stopped), str(stopped))
         if ending is not None:
             self._fail_stream(ref, window, ending)
             return
         window.resume()
-        for sent in list(window.unacked.values()):
-            self.resent += 1
-            self._transmit(ref, window, sent)
+        unanswered = list(window.unacked.values())
+        self.resent += len(unanswered)
+        self._transmit_all(ref, window, unanswered)
 
     def _stream_ending(self, ref: RemoteRef[Any]) -> Callable[[object], BaseException] | None:
         """Why ``ref``'s stream cannot go on (the error of each frame), or None."""
@@ -868,5 +952,16 @@ def _leaving(node: str, message: object) -> ActorStopped:
     return ActorStopped(f"node {node} is leaving the cluster", message)
 
 
-def _refusal(kind: type[ActorStopped], text: str, message: object) -> ActorStopped:
+def _told(out: Outbound) -> Told:
+    envelope = out.envelope
+    assert envelope is not None
+    return Told(envelope.type, envelope.body, envelope.timeout)
+
+
+def _between(window: Window, first: int, last: int) -> list[Sent]:
+    """The unanswered tells of ``window`` with seqs ``first`` to ``last``, in order."""
+    return [sent for sent in window.unacked.values() if first <= sent.seq <= last]
+
+
+def _stopped_as(kind: type[ActorStopped], text: str, message: object) -> ActorStopped:
     return kind(text, message)

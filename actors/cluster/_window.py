@@ -38,7 +38,17 @@ if TYPE_CHECKING:
     from ._outbound import Outbound
     from ._wire import ErrorInfo
 
-__all__ = ("REFUSALS_KEPT", "STREAMS_PER_ACTOR", "Place", "Sent", "Streams", "Window")
+__all__ = (
+    "ACK_EVERY",
+    "PIPELINED_MAX",
+    "REFUSALS_KEPT",
+    "STREAMS_PER_ACTOR",
+    "TELLS_MAX",
+    "Place",
+    "Sent",
+    "Streams",
+    "Window",
+)
 
 STREAMS_PER_ACTOR: Final = 4096
 """Streams a receiving actor remembers; the least recently used is forgotten beyond it."""
@@ -49,6 +59,9 @@ REFUSALS_KEPT: Final = 64
 PIPELINED_MAX: Final = 256
 """Tells of one ref in flight at most, whatever room the target reports: a stream sent again
 after a lost connection is at most this long."""
+
+TELLS_MAX: Final = 64
+"""Tells of one stream sent in one frame at most (`TELLS`), when several wait together."""
 
 ACK_EVERY: Final = 64
 """Enqueued tells of a stream answered by one reply at most, while more frames wait."""

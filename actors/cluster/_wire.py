@@ -67,6 +67,7 @@ TELL: Final = 1  # `send`: acknowledged once enqueued with the target's own send
 TRY: Final = 2  # `try_send`: enqueued only if there is room now; the reply refreshes credit
 ASK: Final = 3  # `ask`: the reply carries the handler's return value or its error
 PROBE: Final = 4  # lookup and credit refresh: the reply carries the target's address
+TELLS: Final = 5  # several tells of one stream (the body: `Told` items, seq, seq + 1, ...)
 
 # Reply statuses.
 OK: Final = 0
@@ -167,6 +168,18 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     stream: int = 0
     seq: int = 0
     base: int = 0
+
+
+class Told(msgspec.Struct, array_like=True, frozen=True):
+    """One tell of a `TELLS` frame: what an `Envelope` of kind `TELL` would carry alone.
+
+    The OK that answers a `TELLS` frame carries in its body the seqs of the frame that were
+    refused, each with its error (``[[seq, ErrorInfo], ...]``; nil when none was).
+    """
+
+    type: str
+    body: msgspec.Raw
+    timeout: float | None = None
 
 
 class Reply(msgspec.Struct, array_like=True, frozen=True):

@@ -28,7 +28,18 @@ from test_cluster_parts import Parts, Put, Total, answer, answered, public_book,
 import actors
 from actors.cluster import Nats
 from actors.cluster._window import STREAMS_PER_ACTOR, Streams
-from actors.cluster._wire import ERROR, GAP, OK, TELL, WIRE_VERSION, Envelope, message_name
+from actors.cluster._wire import (
+    ERROR,
+    GAP,
+    OK,
+    TELL,
+    TELLS,
+    WIRE_VERSION,
+    Envelope,
+    ErrorInfo,
+    Told,
+    message_name,
+)
 
 if TYPE_CHECKING:
     from actors.cluster._wire import Reply
@@ -266,3 +277,36 @@ async def test_oks_are_held_back_while_frames_wait_and_one_answers_for_all() -> 
             assert answered(parts.client, first) is None
             assert answered(parts.client, second) is None
             assert await book.ref.ask(Total()) == 6
+
+
+def tells_frame(first: int, items: list[Told], *, base: int = 1) -> bytes:
+    body = msgspec.Raw(msgspec.msgpack.encode(items))
+    envelope = Envelope(WIRE_VERSION, TELLS, "", body, None, "b", STREAM, first, base)
+    return msgspec.msgpack.encode(envelope)
+
+
+def told(message: object, type_name: str = "") -> Told:
+    name = type_name or message_name(type(message))
+    return Told(name, msgspec.Raw(msgspec.msgpack.encode(message)))
+
+
+async def test_tells_sent_together_are_enqueued_in_order_and_refusals_named() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=16) as book:
+            items = [told(Put(1)), told(Put(2), "nobody.Knows"), told(Put(3))]
+            reply = await answer(parts.client, await request(parts, tells_frame(1, items)))
+            assert reply.status == OK  # for seqs 1 to 3, but for the refusals in its body
+            refused = msgspec.msgpack.decode(reply.body, type=list[tuple[int, ErrorInfo]])
+            assert [seq for seq, _ in refused] == [2]
+            assert refused[0][1].type == "WireError"
+            # The whole frame sent again: the same answer, nothing enqueued twice.
+            again = await answer(parts.client, await request(parts, tells_frame(1, items)))
+            assert msgspec.msgpack.decode(again.body, type=list[tuple[int, ErrorInfo]]) == refused
+            # A frame ahead of its turn: GAP with the seq expected.
+            gap = await answer(parts.client, await request(parts, tells_frame(6, items)))
+            assert (gap.status, msgspec.msgpack.decode(gap.body)) == (GAP, 4)
+            ok = await answer(parts.client, await request(parts, tells_frame(4, [told(Put(4))])))
+            assert (ok.status, msgspec.msgpack.decode(ok.body)) == (OK, None)
+            assert await book.ref.ask(Total()) == 8
+            assert book.seen == [1, 3, 4]
