@@ -27,7 +27,8 @@ from test_cluster_parts import Parts, Put, Total, answer, answered, public_book,
 
 import actors
 from actors.cluster import Nats
-from actors.cluster._window import STREAMS_PER_ACTOR, Streams
+from actors.cluster._remote import window_of
+from actors.cluster._window import PIPELINED_MAX, STREAMS_PER_ACTOR, Streams
 from actors.cluster._wire import (
     ERROR,
     GAP,
@@ -310,3 +311,60 @@ async def test_tells_sent_together_are_enqueued_in_order_and_refusals_named() ->
             assert (ok.status, msgspec.msgpack.decode(ok.body)) == (OK, None)
             assert await book.ref.ask(Total()) == 8
             assert book.seen == [1, 3, 4]
+
+
+class Slow(actors.Actor[Entry | Entries]):
+    """Takes one entry per release: the consumer that falls behind its producers."""
+
+    def __init__(self, gate: threading.Semaphore, entries: list[tuple[int, int]]) -> None:
+        self.gate = gate
+        self.entries = entries
+
+    async def receive(self, message: Entry | Entries) -> Any:
+        if isinstance(message, Entries):
+            return tuple(self.entries)
+        await anyio.to_thread.run_sync(self.gate.acquire)
+        self.entries.append((message.producer, message.seq))
+        return None
+
+
+async def test_a_slow_consumer_bounds_what_its_producers_hold_in_flight(
+    server: NatsServer, prefix: str
+) -> None:
+    gate = threading.Semaphore(0)
+    entries: list[tuple[int, int]] = []
+    capacity = 32
+    with anyio.fail_after(WAIT * 3):
+        async with two_nodes(server, prefix) as (a, b):
+            await a.spawn(lambda: Slow(gate, entries), name="slow", public=True, capacity=capacity)
+            slow = await b.lookup_remote("slow", Entry | Entries)
+            cluster_b = cluster_of(b)
+            sent = 0
+            peak = 0
+
+            async def produce() -> None:
+                nonlocal sent
+                for seq in range(2000):
+                    await slow.send(Entry(0, seq), timeout=30.0)
+                    sent += 1
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                for released in range(1, 301):  # the consumer takes 300, one at a time
+                    gate.release()
+                    await wait_until(lambda n=released: len(entries) >= n)
+                    window = await cluster_b._node.transport.call(  # pyright: ignore[reportPrivateUsage]
+                        _unanswered(slow)
+                    )
+                    peak = max(peak, window)
+                # Far from done: the producer waits for room instead of piling up frames. It
+                # is ahead by at most the mailbox and the credit (the room last reported).
+                assert sent <= 300 + 2 * capacity + 1
+                tg.cancel_scope.cancel()
+            for _ in range(4000):
+                gate.release()
+    assert 0 < peak <= min(capacity + 1, PIPELINED_MAX)
+
+
+async def _unanswered(ref: Any) -> int:
+    return len(window_of(ref).unacked)
