@@ -5,6 +5,7 @@ exactly once and in order, and a window in flight when the owner's node dies acc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import threading
@@ -26,8 +27,9 @@ from cluster_support import (
 from test_cluster_parts import Parts, Put, Total, answer, answered, public_book, request
 
 import actors
-from actors.cluster import Nats
+from actors.cluster import Nats, RemoteRef
 from actors.cluster._remote import window_of
+from actors.cluster._transport import ClusterHome
 from actors.cluster._window import PIPELINED_MAX, STREAMS_PER_ACTOR, Streams
 from actors.cluster._wire import (
     ERROR,
@@ -36,6 +38,7 @@ from actors.cluster._wire import (
     TELL,
     TELLS,
     WIRE_VERSION,
+    Address,
     Envelope,
     ErrorInfo,
     Told,
@@ -368,3 +371,56 @@ async def test_a_slow_consumer_bounds_what_its_producers_hold_in_flight(
 
 async def _unanswered(ref: Any) -> int:
     return len(window_of(ref).unacked)
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+async def test_a_malformed_batch_is_refused_whole_and_moves_nothing() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=16) as book:
+            for body in (b"\x05", msgspec.msgpack.encode([["x"]]), msgspec.msgpack.encode({})):
+                envelope = Envelope(
+                    WIRE_VERSION, TELLS, "", msgspec.Raw(body), None, "b", STREAM, 1, 1
+                )
+                data = msgspec.msgpack.encode(envelope)
+                reply = await answer(parts.client, await request(parts, data))
+                assert reply.status == ERROR
+                assert reply.error is not None
+                assert reply.error.type == "WireError"
+            # Nothing enqueued, and the stream still expects its first tell.
+            assert (await tell(parts, 1, Put(7))).status == OK
+            assert await book.ref.ask(Total()) == 7
+            assert parts.transport.rejected == 3
+
+
+async def test_a_peer_granting_room_it_does_not_have_gets_at_most_a_window_in_flight() -> None:
+    parts = Parts()
+    client = parts.client
+    loop = asyncio.get_running_loop()  # the test's loop and thread stand for the cluster's
+    parts.transport.loop = loop
+    parts.transport.home = ClusterHome(loop, threading.get_ident(), "a")
+    await parts.outbox.listen(client)  # type: ignore[arg-type]
+    # An address whose node claims a billion free slots, and never answers.
+    lying = Address("liar", "inc-l", 9, "/user/sink", None, 10**9)
+    with anyio.fail_after(10):
+        async with public_book(parts):
+            ref = parts.registry.ref_for(lying)
+            assert isinstance(ref, RemoteRef)
+            returned = 0
+            while True:
+                with anyio.move_on_after(0.3) as waited:  # a send without credit waits
+                    await ref.send(Put(returned))
+                if waited.cancelled_caught:
+                    break
+                returned += 1
+            await wait_until(lambda: bool(client.published))
+    assert returned == PIPELINED_MAX  # pipelined up to the cap, then one waited
+    frames = [msg for msg in client.published if msg.subject.startswith("t.actor.liar")]
+    told_seqs = []
+    for msg in frames:
+        envelope = msgspec.msgpack.decode(msg.data, type=Envelope)
+        count = len(msgspec.msgpack.decode(envelope.body)) if envelope.kind == TELLS else 1
+        told_seqs.extend(range(envelope.seq, envelope.seq + count))
+    assert told_seqs == list(range(1, PIPELINED_MAX + 2))  # the window, then the waiting one
