@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import shutil
@@ -36,6 +37,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +50,7 @@ import msgspec
 import actors
 from actors.cluster import Nats
 
-from .cluster_node import NAME, RAW_COLLECT, RAW_ECHO, RAW_TELL, tell_frame
+from .cluster_node import NAME, PONGER, RAW_COLLECT, RAW_ECHO, RAW_TELL, Ball, tell_frame
 from .common import REP_TIMEOUT, Collect, Setup, Tally, check_tally, median, percentile
 from .subject import ActorsDriver, CounterRef, Probe, Produce, Producer
 
@@ -184,6 +186,60 @@ class RawDriver:
         return samples
 
 
+class Pinger(actors.Actor[Ball]):
+    """Savina PingPong's pinger, across nodes: serves ``rounds`` balls one after the other
+    to the remote ponger, each after the previous one came back (a remote tell each way)."""
+
+    def __init__(self, ponger: actors.Ref[Ball], rounds: int, done: threading.Event) -> None:
+        self.ponger = ponger
+        self.left = rounds
+        self.done = done
+
+    async def on_start(self) -> None:
+        await self.ponger.send(Ball(self.ref, self.left))
+
+    async def receive(self, message: Ball) -> None:
+        self.left -= 1
+        if self.left:
+            await self.ponger.send(Ball(self.ref, self.left))
+        else:
+            self.done.set()
+
+
+async def pingpong_rates(url: str, rounds: int, reps: int, use_uvloop: bool) -> list[float]:
+    """Round trips per second of the split PingPong, and of raw request-reply, per rep.
+
+    Returns ``[actors, raw] * reps``, interleaved. The serving node must be running.
+    """
+    import nats
+
+    cluster = Nats(url, node="bench-pinger", prefix="bench")
+    rates: list[float] = []
+    async with actors.ActorSystem(
+        workers=2, use_uvloop=use_uvloop, name="bench-pinger", cluster=cluster
+    ) as system:
+        ponger = await system.lookup_remote(PONGER, Ball, timeout=10.0)
+        client = await nats.connect(url, name="bench-pinger-raw")
+        try:
+            payload = tell_frame(0, "bench-pinger")
+            for _ in range(reps):
+                done = threading.Event()
+                start = time.perf_counter()
+                play = functools.partial(Pinger, ponger, rounds, done)
+                pinger = await system.spawn(play, placement=1)
+                with anyio.fail_after(REP_TIMEOUT):
+                    await anyio.to_thread.run_sync(done.wait)
+                rates.append(rounds / (time.perf_counter() - start))
+                await pinger.stop()
+                start = time.perf_counter()
+                for _ in range(rounds):
+                    await client.request(RAW_ECHO, payload, timeout=REP_TIMEOUT)
+                rates.append(rounds / (time.perf_counter() - start))
+        finally:
+            await client.close()
+    return rates
+
+
 async def _produce(producer: actors.ActorRef[Any], counter: CounterRef, n: int) -> None:
     await producer.ask(Produce(counter, n), timeout=REP_TIMEOUT)
 
@@ -272,6 +328,26 @@ async def run(
         for case in CASES:
             results.extend(await _run_case(case, url, use_uvloop, reps, seconds, size))
         return results
+
+
+async def run_pingpong(url: str, *, rounds: int, reps: int, use_uvloop: bool = True) -> str:
+    """Savina PingPong split over the two processes, next to raw request-reply: a table row."""
+    with _serving_node(url, use_uvloop) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        if b"ready" not in line:
+            raise RuntimeError(f"the serving node did not start: {line!r}")
+        rates = await pingpong_rates(url, rounds, reps, use_uvloop)
+    ours, raw = median(rates[0::2]), median(rates[1::2])
+    return "\n".join(
+        [
+            "| case | across processes (NATS) | raw nats-py request-reply | actors / raw |",
+            "|---|--:|--:|--:|",
+            f"| Savina PingPong split over two nodes ({rounds} round trips) "
+            f"| {_rate(ours)} | {_rate(raw)} | {ours / raw:.2f}x |",
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -418,11 +494,22 @@ def main(argv: list[str]) -> int:
         )
     print(render(results))
     print()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(nats_server())
+        rounds = 200 if args.quick else 2000
+        print(
+            actors.run(_pingpong, url, rounds, reps, not args.asyncio, use_uvloop=not args.asyncio)
+        )
+    print()
     sizes = ", ".join(f"{r.case.name}/{r.world}: {r.n}" for r in results)
     print(f"machine: {_machine()}", file=sys.stderr)
     print(f"sizes per repetition: {sizes}", file=sys.stderr)
     print(f"{reps} repetitions per case; {time.monotonic() - began:.1f} s in all", file=sys.stderr)
     return 0
+
+
+async def _pingpong(url: str, rounds: int, reps: int, use_uvloop: bool) -> str:
+    return await run_pingpong(url, rounds=rounds, reps=reps, use_uvloop=use_uvloop)
 
 
 async def _main(

@@ -24,7 +24,7 @@ import anyio.to_thread
 import msgspec
 
 import actors
-from actors.cluster import Nats
+from actors.cluster import Nats, register_message
 from actors.cluster._wire import TELL, WIRE_VERSION, Envelope, message_name
 
 from .common import CAPACITY, Inc, Tally
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 NAME = "bench-counter"
 """The public name of the counter."""
+
+PONGER = "bench-ponger"
+"""The public name of the ping-pong partner (Savina PingPong split over two nodes)."""
 
 RAW_TELL: Final = "bench.raw.tell"
 RAW_COLLECT: Final = "bench.raw.collect"
@@ -50,6 +53,21 @@ def tell_frame(n: int, sender: str) -> bytes:
     return msgspec.msgpack.encode(
         Envelope(WIRE_VERSION, TELL, message_name(Inc), body, None, sender)
     )
+
+
+@register_message(name="bench.Ball")  # the serving node runs as __main__: a stable name
+class Ball(msgspec.Struct, frozen=True):
+    """Savina PingPong's serve, across nodes: the ponger returns it to ``reply_to``."""
+
+    reply_to: actors.Ref[Ball]
+    n: int
+
+
+class Ponger(actors.Actor[Ball]):
+    """Returns every ball to its sender (a remote tell back)."""
+
+    async def receive(self, message: Ball) -> None:
+        await message.reply_to.send(Ball(self.ref, message.n))
 
 
 class RawSink:
@@ -78,6 +96,7 @@ async def serve(url: str, node: str, use_uvloop: bool) -> None:
         workers=1, use_uvloop=use_uvloop, name="bench-server", cluster=cluster
     ) as system:
         await system.spawn(Counter, name=NAME, public=True, placement=0, capacity=CAPACITY)
+        await system.spawn(Ponger, name=PONGER, public=True, placement=0)
         import nats  # the cluster extra: installed wherever actors.cluster runs
 
         raw = await nats.connect(url, name=f"{node}-raw")

@@ -38,3 +38,16 @@ def test_the_cluster_benchmark_runs_and_renders_its_table() -> None:
     table = cluster.render(results).splitlines()
     assert table[0].startswith("| case | same loop | cross loop | across processes (NATS)")
     assert len(table) == 2 + 4  # tell-1, tell-4, ask p50, ask p99
+
+
+async def _pingpong(url: str) -> str:
+    with anyio.fail_after(60):
+        return await cluster.run_pingpong(url, rounds=20, reps=1, use_uvloop=False)
+
+
+def test_the_split_pingpong_runs_and_renders_its_row() -> None:
+    with NatsServer() as server:
+        table = actors.run(_pingpong, server.url, use_uvloop=False).splitlines()
+    assert table[0].startswith("| case | across processes (NATS) | raw nats-py request-reply")
+    assert len(table) == 3
+    assert "Savina PingPong split over two nodes (20 round trips)" in table[2]
