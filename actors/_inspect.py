@@ -46,6 +46,7 @@ from ._errors import DuplicateName, SystemNotRunning
 from ._pool import _PoolSupervisor  # pyright: ignore[reportPrivateUsage]
 from ._ref import cell_of
 from ._runtime import thread_cpu_seconds, thread_name
+from ._statem import StateMachine
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,6 +108,8 @@ class ActorView(msgspec.Struct, frozen=True):
         failed: handler failures.
         restarts: times it was restarted.
         children: its live children now.
+        machine_state: for a `StateMachine`, the class name of its current state ("" for
+            other actors, and before the machine started).
 
     Example:
         ```python
@@ -129,6 +132,7 @@ class ActorView(msgspec.Struct, frozen=True):
     failed: int
     restarts: int
     children: int
+    machine_state: str = ""
 
 
 class ChildrenPage(msgspec.Struct, frozen=True):
@@ -560,6 +564,20 @@ def check_page(offset: int, limit: int) -> None:
 # -- the view ------------------------------------------------------------------------------
 
 
+def _machine_state(instance: object) -> str:
+    """The current state of a `StateMachine` instance, read from another thread; else "".
+
+    The engine replaces its state in one attribute store, so a read sees the old state or
+    the new one; a machine that has not started (or is ending) shows "".
+    """
+    if not isinstance(instance, StateMachine):
+        return ""
+    try:
+        return instance.machine_statistics().state
+    except Exception:  # not started yet, or torn mid-restart: nothing to show this time
+        return ""
+
+
 class SystemView:
     """A read-only, thread-safe view of one `ActorSystem` for inspectors.
 
@@ -655,6 +673,7 @@ class SystemView:
             failed=cell.failed,
             restarts=cell.incarnation,
             children=len(children) if children else 0,
+            machine_state=_machine_state(cell.instance),
         )
 
     def root(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
 import msgspec
 import pytest
 from _support import WAIT, Flag, Hold, Recorder, Tick, wait_until
@@ -156,3 +157,37 @@ async def test_the_view_of_a_system_that_never_started() -> None:
         view.children("/user")
     assert await view.watch_dead_letters() is False
     assert view.dead_letters().total == 0
+
+
+# -- state machines show their current state ---------------------------------------------------
+
+
+class Flip(msgspec.Struct, frozen=True):
+    pass
+
+
+class Down(actors.State["Switch", Flip]):
+    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
+        return machine.goto(Up())
+
+
+class Up(actors.State["Switch", Flip]):
+    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
+        return machine.goto(Down())
+
+
+class Switch(actors.StateMachine[Down | Up, Flip]):
+    def initial_state(self) -> Down | Up:
+        return Down()
+
+
+async def test_a_state_machine_shows_its_current_state_and_other_actors_none() -> None:
+    with anyio.fail_after(WAIT):
+        async with actors.ActorSystem(workers=1) as system:
+            switch = await system.spawn(Switch, name="switch")
+            other = await system.spawn(Recorder, name="other")
+            view = SystemView.of(system)
+            assert view.actor(switch.path).machine_state == "Down"
+            await switch.send(Flip())
+            await wait_until(lambda: view.actor(switch.path).machine_state == "Up")
+            assert view.actor(other.path).machine_state == ""
