@@ -40,7 +40,9 @@ from ._errors import (
     NotSendableError,
     RemoteError,
     SendTimeout,
+    StashFull,
     SupervisionError,
+    SyncHandlerError,
     SystemNotRunning,
 )
 from ._events import EventBus, Subscription
@@ -122,6 +124,7 @@ __all__ = (
     "Scope",
     "SendTimeout",
     "Shared",
+    "StashFull",
     "State",
     "StateMachine",
     "StateMachineError",
@@ -129,6 +132,7 @@ __all__ = (
     "Subscription",
     "SupervisionError",
     "SupervisionStrategy",
+    "SyncHandlerError",
     "SystemMetrics",
     "SystemNotRunning",
     "Terminated",

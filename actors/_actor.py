@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from ._system import ActorSystem, Placement
     from ._timers import Timer
 
-__all__ = ("Actor", "accepted_types", "constructing", "message_type", "message_types")
+__all__ = (
+    "Actor",
+    "accepted_types",
+    "constructing",
+    "is_sync_handler",
+    "message_type",
+    "message_types",
+)
 
 M = TypeVar("M", contravariant=True)
 C = TypeVar("C")
@@ -72,7 +79,14 @@ class Actor(Generic[M]):
     # Message types already checked for this class (accepted, and sendable whatever the
     # value): one set per class, shared by its actors; see `Cell.admit`.
     __actors_admitted__: ClassVar[set[type]] = set()
+    # Whether ``receive`` is a plain function the runtime calls without awaiting: decided
+    # once per class, at its creation (`is_sync_handler`); the run loop branches on it.
+    __actors_sync__: ClassVar[bool] = True
     _actors_cell: Cell
+
+    stash_capacity: ClassVar[int] = 1000
+    """How many messages `stash` may hold at once (a class attribute); one more is refused
+    with `StashFull`."""
 
     supervision: SupervisionStrategy = OneForOne()
     """How this actor supervises its children (a class attribute; default `OneForOne`)."""
@@ -95,6 +109,7 @@ class Actor(Generic[M]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _check_awaited_hooks(cls)
+        cls.__actors_sync__ = is_sync_handler(cls, "receive", cls.receive)
         declared = _declared_message_type(cls)
         if declared is not _INHERIT:
             try:
@@ -174,6 +189,42 @@ class Actor(Generic[M]):
         """
         cell = self._actors_cell
         return await cell.system.spawn_child(
+            cell, factory, name=name, capacity=capacity, placement=placement, restart=restart
+        )
+
+    def spawn_soon(
+        self,
+        factory: Callable[[], Actor[C]],
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        placement: Placement = None,
+        restart: Restart = Restart.PERMANENT,
+    ) -> ActorRef[C]:
+        """`spawn` without waiting: start a child and return its ref at once.
+
+        For synchronous handlers (``def receive``), which cannot await `spawn`. The factory
+        runs now, as for `spawn`; a child with an ``on_start`` runs it afterwards, and the
+        messages sent to it meanwhile wait in its mailbox. Nobody waits for the start, so a
+        factory or ``on_start`` that raises does not raise here: the child ends failed (not
+        restarted), the error is logged, and watchers get `Terminated` with it. Unlike
+        `spawn` it never yields to the event loop.
+
+        Raises:
+            DuplicateName: a sibling has this name.
+            ActorStopped: this actor is stopping.
+            RuntimeError: not called from this actor's own handlers or hooks.
+
+        Example:
+            ```python
+            def receive(self, message: Job) -> None:
+                worker = self.spawn_soon(Worker)
+                worker.try_send(message)
+            ```
+        """
+        cell = self._actors_cell
+        cell.check_own("spawn_soon", in_init=False)  # in __init__, the parent is not built yet
+        return cell.system.spawn_child_soon(
             cell, factory, name=name, capacity=capacity, placement=placement, restart=restart
         )
 
@@ -288,15 +339,97 @@ class Actor(Generic[M]):
         """
         self._actors_cell.request_stop()
 
-    async def receive(self, message: M) -> Any:
+    def become(self, handler: Callable[[M], Any]) -> None:
+        """Hand the next messages to ``handler`` instead of the current one.
+
+        ``handler`` is usually another method of this actor, synchronous or ``async``,
+        taking the message and returning the reply as ``receive`` does. It takes effect at
+        the next message (the one being handled finishes with the old handler), and lasts
+        until the next ``become`` or until the instance ends: a restarted actor starts
+        with its class's ``receive`` again. Call it from this actor's own handlers, hooks
+        or ``__init__``.
+
+        Raises:
+            TypeError: ``handler`` is not callable, or is an async generator.
+            RuntimeError: not called from this actor's own handlers or hooks.
+
+        Example:
+            ```python
+            def receive(self, message: Login | Query) -> None:
+                if isinstance(message, Login):
+                    self.become(self.authenticated)
+
+            def authenticated(self, message: Login | Query) -> str:
+                return self.lookup(message)
+            ```
+        """
+        self._actors_cell.become(handler)
+
+    def stash(self, message: M) -> None:
+        """Set aside ``message``, the one being handled, until `unstash_all`.
+
+        For a message the current behaviour cannot take yet (Akka's stash). An asked message
+        keeps its asker waiting: the reply is the return value of the handler that takes it
+        once unstashed (the current handler's return value is dropped). The stash holds at
+        most `stash_capacity` messages. It belongs to the instance: when the actor stops
+        or restarts, what is still stashed becomes dead letters (reason ``"stashed"``) and
+        stashed asks get `ActorStopped`.
+
+        Raises:
+            StashFull: the stash is full; counted in the actor's metrics. Unless caught,
+                the handler fails with it, as with any exception.
+            RuntimeError: not called from this actor's own handlers or hooks, or while it
+                starts (``__init__``) or stops (``on_stop``).
+
+        Example:
+            ```python
+            def connecting(self, message: Connected | Query) -> None:
+                if isinstance(message, Query):
+                    self.stash(message)  # answered once connected
+                else:
+                    self.become(self.connected)
+                    self.unstash_all()
+            ```
+        """
+        self._actors_cell.stash(message)
+
+    def unstash_all(self) -> int:
+        """Put every stashed message back, to be handled before any message still queued.
+
+        They keep their order, and go to whichever handler is current when they come up
+        (so ``become`` then ``unstash_all``, in either order, hands them to the new one).
+        Once back they are in the mailbox again: a restart keeps them, a stop handles them
+        before it ends (they were accepted already), as it does the queued messages.
+        Returns how many were put back.
+
+        Raises:
+            RuntimeError: not called from this actor's own handlers or hooks.
+
+        Example:
+            ```python
+            self.become(self.connected)
+            self.unstash_all()
+            ```
+        """
+        return self._actors_cell.unstash_all()
+
+    def receive(self, message: M) -> Any:
         """Handle one message; the return value is the reply when the message was asked.
+
+        Define it either way: ``async def receive`` when the handler awaits (an ask, a
+        blocking call in a thread, a backpressured send), or a plain ``def receive`` when it
+        never does. The runtime calls a synchronous one directly, with no coroutine per
+        message, which is the fastest way to handle messages; from there use the forms that
+        do not wait: `ActorRef.try_send`, `spawn_soon`, `send_after`, `stop`, `become`,
+        `stash`. A synchronous handler that returns an awaitable (it called ``self.spawn``
+        or ``ref.send`` without awaiting) is refused: `SyncHandlerError`, a failure.
 
         An exception raised here fails the actor (it stops) and, for an ask, is raised in
         the asker too. The reply must be sendable.
 
         Example:
             ```python
-            async def receive(self, message: Add | Total) -> int | None:
+            def receive(self, message: Add | Total) -> int | None:
                 match message:
                     case Add(n):
                         self.total += n
@@ -306,7 +439,8 @@ class Actor(Generic[M]):
             ```
         """
         raise NotImplementedError(
-            f"{type(self).__qualname__} must define `async def receive(self, message)`"
+            f"{type(self).__qualname__} must define `def receive(self, message)` "
+            "(or `async def receive` if it awaits)"
         )
 
     async def on_start(self) -> None:
@@ -363,9 +497,9 @@ class Actor(Generic[M]):
 
 _INHERIT: Any = object()
 
-# The handlers and hooks the runtime awaits, with the signature to suggest for each.
+# The hooks the runtime awaits, with the signature to suggest for each (``receive`` may be
+# either: see `is_sync_handler`).
 _AWAITED: Final = {
-    "receive": "async def receive(self, message)",
     "on_start": "async def on_start(self)",
     "on_stop": "async def on_stop(self)",
     "on_restart": "async def on_restart(self, error)",
@@ -413,8 +547,34 @@ def _check_awaited_hooks(cls: type) -> None:
             fix = f"write `{signature}` without `yield`"
         else:
             problem = "is defined without `async`, but the runtime awaits it"
-            fix = f"write `{signature}` (synchronous handlers are not supported yet)"
+            fix = f"write `{signature}` (only `receive` may be synchronous)"
         raise TypeError(f"{cls.__qualname__}.{hook} {problem}: {fix}")
+
+
+def is_sync_handler(cls: type, name: str, handler: object) -> bool:
+    """True when ``handler`` (a ``receive``, or a behaviour given to `Actor.become`) is
+    called without awaiting; False when its result is awaited.
+
+    Async: an ``async def`` (also behind `functools.wraps`, or marked with
+    `inspect.markcoroutinefunction`). Sync: any other callable. Refused with a TypeError:
+    something that is not callable (``receive = 5``), or an async generator.
+    """
+    if inspect.ismethod(handler):  # a bound behaviour, or a classmethod
+        handler = handler.__func__
+    if not callable(handler):
+        raise TypeError(
+            f"{cls.__qualname__}.{name} is {type(handler).__qualname__}, not a handler: "
+            f"write `def {name}(self, message)` (or `async def` if it awaits)"
+        )
+    if inspect.isasyncgenfunction(handler):
+        raise TypeError(
+            f"{cls.__qualname__}.{name} is an async generator (an `async def` with `yield`), "
+            f"not a handler: write `def {name}(self, message)` or `async def` without `yield`"
+        )
+    callable_object = not inspect.isfunction(handler) and not inspect.isbuiltin(handler)
+    if callable_object and _is_async(type(handler).__call__):
+        return False
+    return not _is_async(handler)
 
 
 def _is_async(function: Callable[..., object]) -> bool:

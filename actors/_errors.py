@@ -15,6 +15,8 @@ category fits, also from that builtin so that plain ``except`` clauses keep work
     ├── ActorNotFound (LookupError) no actor of that name, here or in the cluster
     ├── RemoteError                 a remote handler raised an exception of a non-builtin type
     ├── MessageTypeError (TypeError) the target does not accept this message type
+    ├── SyncHandlerError (TypeError) a synchronous handler returned an awaitable
+    ├── StashFull                   an actor's stash is at its stash_capacity
     └── SystemNotRunning            the ActorSystem is not started, or already shut down
 
 Errors raised by a failed send carry the message back (``error.message``), like tokio's
@@ -35,7 +37,9 @@ __all__ = (
     "NotSendableError",
     "RemoteError",
     "SendTimeout",
+    "StashFull",
     "SupervisionError",
+    "SyncHandlerError",
     "SystemNotRunning",
 )
 
@@ -148,6 +152,38 @@ class MessageTypeError(ActorError, TypeError):
         ```python
         with pytest.raises(TypeError):
             await greeter.send(Withdraw(5))  # Greeter accepts Greet | Count
+        ```
+    """
+
+
+class SyncHandlerError(ActorError, TypeError):
+    """A synchronous handler (``def receive``) returned an awaitable, which nobody awaits.
+
+    It called an ``async`` method without ``await`` (``self.spawn(...)``, ``ref.send(...)``),
+    or is an ``async`` function in disguise. The awaitable is closed (nothing of it ran) and
+    the handler fails, as if it had raised this. Use the forms that do not wait
+    (`Actor.spawn_soon`, `ActorRef.try_send`), or write ``async def receive``.
+
+    Example:
+        ```python
+        def receive(self, message: Job) -> None:
+            self.spawn(Worker)  # SyncHandlerError: use self.spawn_soon(Worker)
+        ```
+    """
+
+
+class StashFull(_Undelivered):
+    """`Actor.stash` refused a message: the stash holds ``stash_capacity`` already.
+
+    Raised in the handler that stashes; unless it catches it, the actor fails (and the
+    message is lost with the failure). ``error.message`` is the message.
+
+    Example:
+        ```python
+        try:
+            self.stash(message)
+        except actors.StashFull:
+            return  # drop it instead
         ```
     """
 

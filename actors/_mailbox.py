@@ -23,6 +23,11 @@ Invariants (all under ``_lock``):
 * Only the consumer pops (single consumer), so ``pop`` needs no hand-off protocol.
 * A sender cancelled or timed out while waiting enqueues nothing: if a slot was already
   granted to it, the slot passes on to the next waiter.
+* A batch (`put_many_nowait`, `put_many`) is all or nothing: its items go in together, in
+  order, under one lock acquisition and with at most one wake-up, or none of them does. A
+  batch waits in the same FIFO line as single senders, for room for all of it at once (a
+  sender at the head that needs more room than there is holds up those behind it, so
+  nobody overtakes); one larger than the capacity can never fit, and is refused.
 
 Stop travels as the ``_closed`` flag and supervision signals (later) in ``_control``: the bound
 never blocks either, and the consumer sees both before any further message. The consumer's
@@ -43,7 +48,7 @@ import msgspec
 from ._oneshot import Oneshot, oneshot, thread_oneshot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = (
     "CLOSED",
@@ -124,13 +129,14 @@ class MailboxStatistics(msgspec.Struct, frozen=True):
 
 
 class _Sender:
-    """A sender blocked on a full mailbox."""
+    """A sender blocked on a full mailbox, for ``count`` slots (a batch: more than one)."""
 
-    __slots__ = ("granted", "waiter")
+    __slots__ = ("count", "granted", "waiter")
 
-    def __init__(self, waiter: Oneshot) -> None:
+    def __init__(self, waiter: Oneshot, count: int = 1) -> None:
         self.waiter = waiter
         self.granted = False
+        self.count = count
 
 
 class _NoQueue:
@@ -183,6 +189,7 @@ class Mailbox(Generic[T]):
         "_high_water",
         "_lock",
         "_low_water",
+        "_open",
         "_queue",
         "_reserved",
         "_scheduled",
@@ -212,6 +219,9 @@ class Mailbox(Generic[T]):
         self._control: list[Signal] = _NO_LIST
         self._senders: list[_Sender] = _NO_LIST
         self._reserved = 0
+        # The room a newcomer may take without looking further (see `_reopen`): 0 until the
+        # queue is made, while closed and while senders wait, else capacity - reserved.
+        self._open = 0
         self._low_water = capacity // 2  # see pop: when waiting senders are let in
         self._high_water = 0
         self._evicted = 0  # taken out by put_evicting (for the metrics' received count)
@@ -252,16 +262,17 @@ class Mailbox(Generic[T]):
         lock = self._lock
         lock.acquire()  # acquire/release, not `with`: this is the hottest lock in the library
         try:
-            if self._closed:
-                return CLOSED
             queue = self._queue
             # The length may be stale-high (pops take no lock): that only errs on the safe
-            # side. Senders already waiting go first: a newcomer never overtakes them.
+            # side. One test in the common case (`_open` folds the others in).
             depth = len(queue)
-            if depth + self._reserved >= self.capacity or self._senders:
-                return FULL
-            if queue is _NO_QUEUE:
-                queue = self._room()
+            if depth >= self._open:
+                if self._closed:
+                    return CLOSED
+                # Senders already waiting go first: a newcomer never overtakes them.
+                if depth + self._reserved >= self.capacity or self._senders:
+                    return FULL
+                queue = self._room()  # the one other reason: no queue made yet
             queue.append(item)
             if depth >= self._high_water:
                 self._high_water = depth + 1
@@ -270,6 +281,34 @@ class Mailbox(Generic[T]):
             self._scheduled = True
         finally:
             lock.release()
+        self._wake()
+        return OK
+
+    def put_many_nowait(self, items: Sequence[T]) -> int:
+        """Enqueue all of ``items`` in order without waiting, or none: OK, FULL or CLOSED.
+
+        FULL when the free room is smaller than the batch (or senders are waiting); nothing
+        is enqueued then. One lock acquisition and at most one wake-up for the whole batch.
+        An empty batch is OK and changes nothing.
+        """
+        count = len(items)
+        if not count:
+            return OK
+        with self._lock:
+            queue = self._queue
+            depth = len(queue)
+            if depth + count > self._open:
+                if self._closed:
+                    return CLOSED
+                if depth + self._reserved + count > self.capacity or self._senders:
+                    return FULL
+                queue = self._room()
+            queue.extend(items)
+            if depth + count > self._high_water:
+                self._high_water = depth + count
+            if self._scheduled:
+                return OK
+            self._scheduled = True
         self._wake()
         return OK
 
@@ -318,6 +357,32 @@ class Mailbox(Generic[T]):
         sender = self._line_up(item, oneshot)
         if not isinstance(sender, _Sender):
             return sender
+        return await self._wait_and_fill(sender, (item,), timeout)
+
+    async def put_many(self, items: Sequence[T], timeout: float | None = None) -> int:
+        """Enqueue all of ``items`` in order, waiting in FIFO order for room for all of them:
+        returns OK or CLOSED (nothing enqueued).
+
+        Raises:
+            ValueError: the batch is larger than the capacity: it could never fit.
+            Expired: no room for the whole batch after ``timeout``; nothing enqueued.
+
+        Cancellation: nothing is enqueued (room already granted passes on).
+        """
+        if len(items) > self.capacity:
+            raise ValueError(
+                f"a batch of {len(items)} messages can never fit in a mailbox of capacity "
+                f"{self.capacity}; send it in smaller batches"
+            )
+        sender = self._line_up_many(items, oneshot)
+        if not isinstance(sender, _Sender):
+            return sender
+        return await self._wait_and_fill(sender, items, timeout)
+
+    async def _wait_and_fill(
+        self, sender: _Sender, items: Sequence[T], timeout: float | None
+    ) -> int:
+        # A waiting sender of `put` or `put_many`: wait for the grant, then fill it.
         try:
             await sender.waiter.wait(timeout)
         except MailboxClosed:
@@ -325,7 +390,7 @@ class Mailbox(Generic[T]):
         except BaseException:
             self._abandon(sender)
             raise
-        return self._fill_reserved(item)
+        return self._fill_reserved(items)
 
     def put_blocking(self, item: T, timeout: float | None = None) -> int:
         """`put` for plain threads: blocks the calling thread."""
@@ -339,7 +404,7 @@ class Mailbox(Generic[T]):
         except BaseException:
             self._abandon(sender)
             raise
-        return self._fill_reserved(item)
+        return self._fill_reserved((item,))
 
     def put_unbounded(self, signal: Signal) -> bool:
         """Enqueue a signal behind the queued messages, past the bound (a timer tick).
@@ -398,18 +463,31 @@ class Mailbox(Generic[T]):
                 return sender
             # Room appeared between the two locked sections, or the mailbox closed: retry.
 
-    def _enqueue_sender(self, make_waiter: Callable[[], Oneshot]) -> _Sender | None:
+    def _line_up_many(
+        self, items: Sequence[T], make_waiter: Callable[[], Oneshot]
+    ) -> int | _Sender:
+        """`_line_up` for a batch: all of it now if possible, else join the waiting senders."""
+        while True:
+            code = self.put_many_nowait(items)
+            if code != FULL:
+                return code
+            sender = self._enqueue_sender(make_waiter, len(items))
+            if sender is not None:
+                return sender
+
+    def _enqueue_sender(self, make_waiter: Callable[[], Oneshot], count: int = 1) -> _Sender | None:
         """Join the waiting senders; None when the caller should retry put_nowait instead."""
         with self._lock:
             if self._closed:
                 return None
-            room = len(self._queue) + self._reserved < self.capacity
+            room = len(self._queue) + self._reserved + count <= self.capacity
             if room and not self._senders:
                 return None  # room appeared meanwhile and nobody is ahead of us
-            sender = _Sender(make_waiter())
+            sender = _Sender(make_waiter(), count)
             if self._senders is _NO_LIST:
                 self._senders = []
             self._senders.append(sender)
+            self._open = 0  # newcomers line up behind it
             # Room with others waiting: a lock-free pop freed it after their test. Serve the
             # queue of senders now rather than at the next pop (this sender may be first).
             granted = self._grant_locked() if room else []
@@ -421,22 +499,26 @@ class Mailbox(Generic[T]):
         """A waiting sender gives up (cancelled or timed out): pass its slot on, if it had one."""
         with self._lock:
             if sender.granted:
-                self._reserved -= 1
+                self._reserved -= sender.count
                 passed_on = self._grant_locked()
+                self._reopen()
             else:
                 if sender in self._senders:  # else already released by close()
                     self._senders.remove(sender)
+                    self._reopen()
                 return
         for other in passed_on:
             other.waiter.settle()
 
-    def _fill_reserved(self, item: T) -> int:
+    def _fill_reserved(self, items: Sequence[T]) -> int:
+        # A waiting sender was granted room for ``items`` (one, or a batch): fill it.
         with self._lock:
-            self._reserved -= 1
+            self._reserved -= len(items)
+            self._reopen()
             if self._closed:
                 return CLOSED
             queue = self._room()
-            queue.append(item)
+            queue.extend(items)
             if len(queue) > self._high_water:
                 self._high_water = len(queue)
             if self._scheduled:
@@ -450,7 +532,17 @@ class Mailbox(Generic[T]):
         queue = self._queue
         if queue is _NO_QUEUE:
             queue = self._queue = deque()
+            self._reopen()
         return queue
+
+    def _reopen(self) -> None:
+        # With the lock held, after any change of what admission depends on: the room a
+        # newcomer may take at once. Invariant: depth < _open implies not closed, a queue
+        # made, no sender waiting and depth + _reserved < capacity.
+        if self._closed or self._senders or self._queue is _NO_QUEUE:
+            self._open = 0
+        else:
+            self._open = self.capacity - self._reserved
 
     def _grant_locked(self) -> list[_Sender]:
         # With the lock held: reserve every free slot for the oldest waiting senders, in order.
@@ -459,12 +551,16 @@ class Mailbox(Generic[T]):
             return granted
         room = self.capacity - len(self._queue) - self._reserved
         senders = self._senders
-        while room > 0 and senders:
+        # Strictly in line: a batch at the head that needs more room than there is waits
+        # for it, and the senders behind it wait too (no overtaking).
+        while senders and senders[0].count <= room:
             sender = senders.pop(0)
             sender.granted = True
-            self._reserved += 1
-            room -= 1
+            self._reserved += sender.count
+            room -= sender.count
             granted.append(sender)
+        if granted:
+            self._reopen()
         return granted
 
     def grant_waiting(self) -> None:
@@ -574,6 +670,7 @@ class Mailbox(Generic[T]):
             if self._closed:
                 return False
             self._closed = True
+            self._open = 0
             senders = list(self._senders)
             if senders:
                 self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
@@ -596,6 +693,7 @@ class Mailbox(Generic[T]):
             if self._scheduled or self._closed or self._queue or self._control or self._senders:
                 return False
             self._closed = self._sealed = self._scheduled = True
+            self._open = 0
             return True
 
     def reopen(self) -> bool:
@@ -607,6 +705,7 @@ class Mailbox(Generic[T]):
             if self._sealed or self._finished:
                 return False
             self._closed = False
+            self._reopen()
             return True
 
     def finish(self) -> tuple[list[T], list[Signal]]:
@@ -618,6 +717,7 @@ class Mailbox(Generic[T]):
         """
         with self._lock:
             self._closed = True
+            self._open = 0
             self._sealed = True
             self._finished = True
             self._scheduled = True  # never hand the consumer token out again

@@ -68,6 +68,8 @@ class ActorMetrics(msgspec.Struct, frozen=True):
             handlers included).
         handler_histogram: with ``handler_timing=True``: ``(upper bound in seconds, count)``
             per bucket, the last bound being infinity; else empty.
+        stashed: messages set aside with `Actor.stash` now.
+        stash_overflows: stashes refused with `StashFull` (its stash was at capacity).
 
     Example:
         ```python
@@ -87,6 +89,8 @@ class ActorMetrics(msgspec.Struct, frozen=True):
     mailbox_capacity: int
     handler_seconds: float
     handler_histogram: tuple[tuple[float, int], ...] = ()
+    stashed: int = 0
+    stash_overflows: int = 0
 
 
 class LoopMetrics(msgspec.Struct, frozen=True):
@@ -145,6 +149,7 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
     received = max(cell.received_seen, dequeued + box.depth + cell.mailbox.evicted)
     cell.received_seen = received
     times = cell.times
+    behaviour = cell.behaviour
     histogram: tuple[tuple[float, int], ...] = ()
     if times is not None:
         bounds = (*BUCKETS, float("inf"))
@@ -162,6 +167,9 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
         mailbox_capacity=box.capacity,
         handler_seconds=cell.handler_seconds,
         handler_histogram=histogram,
+        # Racy reads of the home thread's counters, as the others: a snapshot, not a lock.
+        stashed=len(behaviour.stash) if behaviour is not None else 0,
+        stash_overflows=behaviour.overflows if behaviour is not None else 0,
     )
 
 

@@ -24,6 +24,7 @@ from ._oneshot import Expired, ensure_plain_thread, oneshot, thread_oneshot
 from ._validation import check_timeout
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from collections.abc import Set as AbstractSet
 
     from ._actor import Actor
@@ -333,6 +334,63 @@ class ActorRef(Ref[M]):
                 message,
             )
         raise cell.stopped_error(message)
+
+    async def send_many(self, messages: Iterable[M], *, timeout: float | None = None) -> None:
+        """Enqueue all of ``messages`` at once, in order, or none of them (backpressure).
+
+        Every message is checked first (type, sendability); then the batch goes in with one
+        lock acquisition and at most one wake-up of the actor. While the mailbox lacks room
+        for the whole batch, the call waits in line (FIFO, with the other waiting senders)
+        until there is room for all of it; a batch never goes in partly.
+
+        Raises:
+            MessageTypeError, NotSendableError: a message is refused (nothing enqueued).
+            ValueError: the batch is larger than the mailbox's capacity (it can never fit).
+            ActorStopped: the actor has stopped, or stopped while we waited
+                (``error.message``: the batch, a tuple).
+            SendTimeout: no room for the whole batch within ``timeout`` seconds.
+            MailboxFull: an actor sending to itself without room for the batch.
+            TypeError, ValueError: ``timeout`` is not None or finite seconds >= 0.
+
+        Cancellation: if cancelled while waiting, nothing is enqueued.
+
+        Example:
+            ```python
+            await counter.send_many([Add(1), Add(2), Add(3)])
+            ```
+        """
+        if timeout is not None:
+            check_timeout("timeout", timeout)  # before anything is enqueued
+        cell = self._cell
+        batch = cell.admit_all(messages)  # every message checked before any is enqueued
+        # The cooperative budget of `send`, counting the batch's messages.
+        sends = self._sends + len(batch)
+        if sends >= COOPERATIVE_BUDGET:
+            self._sends = 0
+            await checkpoint()  # before enqueueing: cancelled here, nothing sent
+        else:
+            self._sends = sends
+        await cell.send_many(batch, timeout)
+
+    def try_send_many(self, messages: Iterable[M]) -> None:
+        """Enqueue all of ``messages`` now if there is room for all of them; never waits.
+
+        Raises:
+            MailboxFull: less free room than the batch needs (nothing enqueued;
+                ``error.message`` is the batch, a tuple).
+            ActorStopped: the actor has stopped.
+            MessageTypeError, NotSendableError: as for `send_many`.
+
+        Example:
+            ```python
+            try:
+                sink.try_send_many(samples)
+            except actors.MailboxFull:
+                dropped += len(samples)
+            ```
+        """
+        cell = self._cell
+        cell.try_send_many(cell.admit_all(messages))
 
     def blocking_send(self, message: M, *, timeout: float | None = None) -> None:
         """`send` for plain threads that run no event loop: blocks the thread while full.

@@ -530,6 +530,26 @@ class ActorSystem:
             await self._started(cell, started)
         return cell.ref
 
+    def spawn_child_soon(
+        self,
+        parent: Cell,
+        factory: Callable[[], Actor[M]],
+        *,
+        name: str | None,
+        capacity: int | None,
+        placement: Placement,
+        restart: Restart,
+    ) -> ActorRef[M]:
+        """Internal: `spawn_child` without waiting (`Actor.spawn_soon`).
+
+        No cooperative yield and no wait for ``on_start``: a start-up that fails is logged
+        by the child (`Cell.begin_here` with ``observed=False``), as nobody waits for it.
+        """
+        cell, _ = self._start_spawn(
+            parent, factory, name, capacity, placement, restart, observed=False
+        )
+        return cell.ref
+
     def _spawn_turn(self) -> bool:
         """True for every `COOPERATIVE_BUDGET`-th spawn: the spawner yields to its loop first.
 
@@ -553,6 +573,8 @@ class ActorSystem:
         capacity: int | None,
         placement: Placement,
         restart: Restart,
+        *,
+        observed: bool = True,
     ) -> tuple[Cell, Oneshot | None]:
         """Register and start a cell; the oneshot to wait on, or None if it already runs."""
         if not isinstance(restart, Restart):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -566,11 +588,11 @@ class ActorSystem:
         cell = self.tree.register(parent, factory, name, home, size, restart, pinned)
         if threading.get_ident() == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
-            return cell, cell.begin_here()
+            return cell, cell.begin_here(observed=observed)
         # From another thread (the host, another loop): build it here as well, and hand it
         # over to its loop without waiting unless it has an on_start to run there.
         try:
-            return cell, cell.begin_elsewhere()
+            return cell, cell.begin_elsewhere(observed=observed)
         except HomeClosed:
             self.tree.unregister(cell)
             raise SystemNotRunning(f"actor system {self.name} is shutting down") from None

@@ -30,7 +30,7 @@ from .subject import ActorsDriver
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .common import Driver, HostSpawnDriver, PairDriver, UnitsDriver
+    from .common import Driver, HostSpawnDriver, LifeDriver, PairDriver, UnitsDriver
 
 __all__ = (
     "BLOCKED",
@@ -41,6 +41,7 @@ __all__ = (
     "MULTILOOP_LOOPS",
     "MULTILOOP_UNITS",
     "QUICK",
+    "SYNC",
     "UNBLOCKED",
     "WORKLOADS",
     "CaseResult",
@@ -60,6 +61,7 @@ Kind = Literal[
     "program",
     "spawn",
     "spawn-host",
+    "life",
     "overload",
     "memory",
     "scale",
@@ -83,7 +85,7 @@ class Workload:
     def group(self) -> Group:
         if self.kind == "program":
             return "savina"
-        if self.kind in ("memory", "scale", "overload", "spawn", "spawn-host"):
+        if self.kind in ("memory", "scale", "overload", "spawn", "spawn-host", "life"):
             return "resources"
         return "micro"
 
@@ -139,6 +141,12 @@ WORKLOADS: Final = (
         "spawn-host",
     ),
     Workload(
+        "life",
+        "an actor's whole life, k times one after another on one loop: spawn, one message, "
+        "the actor stops itself; until it has ended (garbage collector on)",
+        "life",
+    ),
+    Workload(
         "overload",
         "4 producers on another loop, a consumer ~20x slower than them",
         "overload",
@@ -158,6 +166,9 @@ WORKLOADS: Final = (
 MICRO_SAME: Final = ("tell-same", "ask-same", "fan-in")
 MICRO: Final = (*MICRO_SAME, "tell-cross-*", "ask-cross")
 RESOURCES: Final = ("spawn", "spawn-host", "overload", "memory")
+
+SYNC: Final = "actors-uvloop-sync"
+"""actors-uvloop with synchronous handlers (``def receive``) where the workload allows."""
 
 DEFAULT: Final = "actors-uvloop-default"
 """The default `ActorSystem()`: one loop per usable CPU, actors placed (and moved) by default."""
@@ -201,7 +212,17 @@ IMPLEMENTATIONS: Final = (
         "actors on uvloop: ActorSystem(workers=1), 2 for cross-loop cases",
         True,
         lambda: ActorsDriver(use_uvloop=True),
-        (*MICRO, "pingpong-app", "multiloop", "savina-*", *RESOURCES, "scale"),
+        (*MICRO, "pingpong-app", "multiloop", "savina-*", *RESOURCES, "life", "scale"),
+        ("uvloop",),
+    ),
+    Implementation(
+        SYNC,
+        "actors on uvloop with synchronous handlers (def receive): the counter, the life "
+        "case's actors, and the Savina behaviours with the waiting taken out "
+        "(benchmarks/synchronous.py: try_send, spawn_soon); otherwise as actors-uvloop",
+        True,
+        lambda: ActorsDriver(use_uvloop=True, sync=True),
+        (*MICRO_SAME, "savina-*", "life"),
         ("uvloop",),
     ),
     Implementation(
@@ -291,7 +312,7 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on uvloop loop threads",
         True,
         lambda: QueueDriver(use_uvloop=True),
-        (*MICRO, "multiloop", "savina-*", "spawn", "spawn-host", "overload", "memory", "scale"),
+        (*MICRO, "multiloop", "savina-*", *RESOURCES, "life", "scale"),
         ("uvloop",),
         baseline="actors-uvloop",
     ),
@@ -456,7 +477,7 @@ def fixed_size(workload: Workload, impl: Implementation, settings: Settings) -> 
     """The size of a fixed-size workload for this implementation; None: calibrate."""
     if workload.program is not None:
         return workload.program.size_for(impl.scale * settings.program_scale)
-    if workload.kind in ("spawn", "spawn-host"):
+    if workload.kind in ("spawn", "spawn-host", "life"):
         return max(50, round(settings.spawn_k * impl.scale))
     if workload.kind == "overload":
         return max(2 * CAPACITY, round(settings.overload_n * min(1.0, impl.scale * 4)))
@@ -479,6 +500,8 @@ def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, in
         return _spawn_once
     if workload.kind == "spawn-host":
         return _spawn_host_once
+    if workload.kind == "life":
+        return _life_once
     if workload.kind == "overload":
         return lambda driver, n: _overload_once(driver, workload.producers, n)
     if workload.kind == "multiloop":
@@ -604,6 +627,12 @@ async def _spawn_once(driver: Driver, k: int) -> Rep:
 async def _spawn_host_once(driver: Driver, k: int) -> Rep:
     gc.collect()
     seconds = await cast("HostSpawnDriver", driver).spawn_from_host(k)
+    return Rep(k, seconds, {"actors_per_s": k / seconds})
+
+
+async def _life_once(driver: Driver, k: int) -> Rep:
+    gc.collect()  # then on, as in an application: the lives' garbage is collected as it goes
+    seconds = await cast("LifeDriver", driver).life_many(k)
     return Rep(k, seconds, {"actors_per_s": k / seconds})
 
 

@@ -33,6 +33,7 @@ __all__ = (
     "Echo",
     "HostSpawnDriver",
     "Inc",
+    "LifeDriver",
     "PairDriver",
     "Place",
     "RssSampler",
@@ -234,6 +235,15 @@ class HostSpawnDriver(Driver, Protocol):
     """
 
     async def spawn_from_host(self, k: int) -> float: ...
+
+
+class LifeDriver(Driver, Protocol):
+    """A driver for the life workload."""
+
+    async def life_many(self, k: int) -> float:
+        """``k`` actors' whole lives one after another on one loop (spawn, one message, the
+        actor stops itself, wait for its end); returns the seconds they took."""
+        ...
 
 
 class PairDriver(Driver, Protocol):

@@ -61,6 +61,7 @@ SHOWN: Final = {
     "program": (Metric("ops_per_s", "msgs/s"),),
     "spawn": (Metric("actors_per_s", "actors/s"),),
     "spawn-host": (Metric("actors_per_s", "actors/s"),),
+    "life": (Metric("actors_per_s", "actors/s"),),
     "overload": (Metric("msgs_per_s", "msgs/s"), Metric("max_depth", "max queue depth")),
     "memory": (Metric("tracemalloc_b", "B/actor tracemalloc"), Metric("rss_b", "B/actor RSS")),
     "scale": (),
@@ -138,11 +139,19 @@ def scale_flatness(results: Sequence[CaseResult]) -> tuple[float | None, str]:
     return low, f"{low:.2f}x (at {worst['actors']:,.0f} actors)"
 
 
-def _savina_lead(program: str) -> Callable[..., Any]:
+SYNC_PEERS: Final = tuple(
+    ("actors-uvloop-sync", peer) for subject, peer in SAVINA_PEERS if subject == "actors-uvloop"
+)
+"""The synchronous-handler rows against the same peers (there is no asyncio one)."""
+
+
+def _savina_lead(
+    program: str, pairs: tuple[tuple[str, str], ...] = SAVINA_PEERS
+) -> Callable[..., Any]:
     def measure(results: Sequence[CaseResult]) -> tuple[float | None, str]:
         ratios = [
             (r, peer)
-            for subject, peer in SAVINA_PEERS
+            for subject, peer in pairs
             if (r := ratio(results, f"savina-{program}", "ops_per_s", subject, peer)) is not None
         ]
         if not ratios:
@@ -291,6 +300,33 @@ TARGETS: Final = (
     ),
     *(
         Target(f"savina {p.name}: ahead of every Python peer", _savina_lead(p.name), ">=", 1.0)
+        for p in PROGRAMS
+    ),
+    Target(
+        "sync handlers: same-loop tell >= 2x the asyncio.Queue actor",
+        _ratio_of("tell-same", "msgs_per_s", "actors-uvloop-sync", "queue-uvloop"),
+        ">=",
+        2.0,
+    ),
+    Target(
+        "sync handlers: same-loop tell >= 0.6x the callback actor",
+        _ratio_of("tell-same", "msgs_per_s", "actors-uvloop-sync", "callback"),
+        ">=",
+        0.6,
+    ),
+    Target(
+        "sync handlers: an actor's life within 1.5x the asyncio.Queue actor's (rate >= 0.67x)",
+        _ratio_of("life", "actors_per_s", "actors-uvloop-sync", "queue-uvloop"),
+        ">=",
+        1 / 1.5,
+    ),
+    *(
+        Target(
+            f"sync handlers: savina {p.name} ahead of every Python peer",
+            _savina_lead(p.name, SYNC_PEERS),
+            ">=",
+            1.0,
+        )
         for p in PROGRAMS
     ),
     Target(

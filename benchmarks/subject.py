@@ -62,6 +62,7 @@ from .common import (
     check_echo,
 )
 from .portable import START, Outcome
+from .synchronous import synchronous
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -84,6 +85,16 @@ class Counter(actors.Actor[Inc | Collect | Echo]):
         return self.state.handle(message)
 
 
+class SyncCounter(actors.Actor[Inc | Collect | Echo]):
+    """The counting actor with a synchronous handler (``def receive``: no coroutine)."""
+
+    def __init__(self) -> None:
+        self.state = CounterState()
+
+    def receive(self, message: Inc | Collect | Echo) -> Tally | int | None:
+        return self.state.handle(message)
+
+
 class SlowCounter(Counter):
     """The overload case's consumer."""
 
@@ -96,6 +107,20 @@ class Idle(actors.Actor[Inc]):
 
     async def receive(self, message: Inc) -> None:
         return None
+
+
+class Once(actors.Actor[Inc]):
+    """The life case's actor: takes one message, then stops itself."""
+
+    async def receive(self, message: Inc) -> None:
+        self.stop()
+
+
+class SyncOnce(actors.Actor[Inc]):
+    """`Once` with a synchronous handler."""
+
+    def receive(self, message: Inc) -> None:
+        self.stop()
 
 
 class Produce(msgspec.Struct, frozen=True):
@@ -118,10 +143,17 @@ class SpawnIdle(actors.Request[float], frozen=True):
     k: int
 
 
-class Producer(actors.Actor[Produce | Probe | SpawnIdle]):
+class Lives(actors.Request[float], frozen=True):
+    """Live ``k`` short lives on this loop (`lives`); return the seconds it took."""
+
+    k: int
+    sync: bool
+
+
+class Producer(actors.Actor[Produce | Probe | SpawnIdle | Lives]):
     """Runs a producer, asker or spawner job on its own loop."""
 
-    async def receive(self, message: Produce | Probe | SpawnIdle) -> bytes | float | None:
+    async def receive(self, message: Produce | Probe | SpawnIdle | Lives) -> bytes | float | None:
         if type(message) is Produce:
             send = message.target.send
             for i in range(message.n):
@@ -129,11 +161,13 @@ class Producer(actors.Actor[Produce | Probe | SpawnIdle]):
             return None
         if type(message) is Probe:
             return await probe(message.target, message.k)
+        if type(message) is Lives:
+            return await lives(self.system, message.k, SyncOnce if message.sync else Once)
         assert type(message) is SpawnIdle
         return await spawn_idle(self.system, message.k, self.ref.statistics().loop)
 
 
-ProducerRef = actors.ActorRef[Produce | Probe | SpawnIdle]
+ProducerRef = actors.ActorRef[Produce | Probe | SpawnIdle | Lives]
 
 
 # -- ping-pong between two actors the application spawned ------------------------------------
@@ -225,6 +259,18 @@ async def spawn_idle(system: actors.ActorSystem, k: int, loop: str | None) -> fl
     return seconds
 
 
+async def lives(system: actors.ActorSystem, k: int, kind: type[actors.Actor[Inc]]) -> float:
+    """``k`` whole lives on this loop, one after another: spawn, one message, the actor stops
+    itself; timed until every one has ended."""
+    spawn = system.spawn
+    start = time.perf_counter()
+    for i in range(k):
+        ref = await spawn(kind, **_ONCE)
+        await ref.send(Inc(i))
+        await ref.join()
+    return time.perf_counter() - start
+
+
 # -- the portable model (Savina programs) ----------------------------------------------------
 
 
@@ -257,17 +303,34 @@ class _Context:
         self._platform.outcome.settle(value)
 
 
+class _SyncContext(_Context):
+    """The context of a synchronous behaviour (`synchronous`): its spawn does not wait."""
+
+    __slots__ = ()
+
+    def spawn(self, cls: type[Behaviour], *args: Any) -> actors.ActorRef[Any]:  # type: ignore[override]
+        return self._platform.spawn_soon(self._actor, cls, args)
+
+
+# try_send never waits for room: a synchronous program's actors get a mailbox as large as
+# its largest fan-out (the peers' queues are unbounded).
+SYNC_CAPACITY: Final = 1 << 24
+
+
 class _Platform(logging.Handler):
     """Spawns behaviours as actors; fails the run when an actor fails (logged at ERROR).
 
     ``pin`` gives each next actor's ``placement=`` (None: the default placement).
     """
 
-    def __init__(self, system: actors.ActorSystem, pin: Callable[[], int | None]) -> None:
+    def __init__(
+        self, system: actors.ActorSystem, pin: Callable[[], int | None], *, sync: bool = False
+    ) -> None:
         super().__init__(logging.ERROR)
         self.system = system
         self.outcome = Outcome()
         self._pin = pin
+        self._sync = sync
         self._classes: dict[type[Behaviour], type[actors.Actor[Any]]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -280,19 +343,33 @@ class _Platform(logging.Handler):
         """``cls`` mixed into an Actor: its ``receive`` is the actor's, no wrapper call."""
         klass = self._classes.get(cls)
         if klass is None:
-            klass = types.new_class(cls.__name__, (cls, _Mixin))
+            behaviour = synchronous(cls) if self._sync else cls
+            klass = types.new_class(cls.__name__, (behaviour, _Mixin))
             self._classes[cls] = klass
         return klass
 
-    async def spawn(self, cls: type[Behaviour], args: tuple[Any, ...]) -> actors.ActorRef[Any]:
+    def _factory(self, cls: type[Behaviour], args: tuple[Any, ...]) -> Callable[[], Any]:
         klass = self.actor_class(cls)
+        context = _SyncContext if self._sync else _Context
 
         def factory() -> actors.Actor[Any]:
             actor = klass(*args)
-            actor.ctx = _Context(actor, self)  # type: ignore[attr-defined]
+            actor.ctx = context(actor, self)  # type: ignore[attr-defined]
             return actor
 
-        return await self.system.spawn(factory, placement=self._pin(), **_ONCE)
+        return factory
+
+    async def spawn(self, cls: type[Behaviour], args: tuple[Any, ...]) -> actors.ActorRef[Any]:
+        capacity = SYNC_CAPACITY if self._sync else None
+        factory = self._factory(cls, args)
+        return await self.system.spawn(factory, placement=self._pin(), capacity=capacity, **_ONCE)
+
+    def spawn_soon(
+        self, parent: actors.Actor[Any], cls: type[Behaviour], args: tuple[Any, ...]
+    ) -> actors.ActorRef[Any]:
+        """A synchronous behaviour's spawn: a child, returned at once (`spawn_soon`)."""
+        factory = self._factory(cls, args)
+        return parent.spawn_soon(factory, placement=self._pin(), capacity=SYNC_CAPACITY, **_ONCE)
 
 
 class ActorsDriver:
@@ -306,6 +383,7 @@ class ActorsDriver:
         host: bool = False,
         spawn_on_loop: bool = False,
         pinned: bool = False,
+        sync: bool = False,
     ) -> None:
         self._use_uvloop = use_uvloop
         self._loops = loops  # None: ActorSystem's default, one worker loop per usable CPU
@@ -314,6 +392,9 @@ class ActorsDriver:
         self._spawn_on_loop = spawn_on_loop
         # Savina actors and the ping-pong pair pinned round-robin: the spread, no co-location.
         self._pinned = pinned
+        # Synchronous handlers (``def receive``): the counters, the life case's actors, and
+        # the Savina behaviours (`synchronous`).
+        self._sync = sync
         self._spawned = itertools.count()  # the pinned actors so far (round-robin)
         self._system: actors.ActorSystem | None = None
         self._counter: CounterRef | None = None
@@ -348,7 +429,9 @@ class ActorsDriver:
                 self._units.append((counter, producer))
             return
         home = "host" if self._host else 0
-        counter = SlowCounter if setup.slow else Counter
+        counter: type[actors.Actor[Inc | Collect | Echo]] = (
+            SlowCounter if setup.slow else SyncCounter if self._sync else Counter
+        )
         self._counter = await system.spawn(counter, placement=home, capacity=CAPACITY)
         for i in range(setup.producers):
             if self._host:
@@ -429,7 +512,7 @@ class ActorsDriver:
 
     async def run_program(self, program: Program, n: int, timeout: float) -> object:
         assert self._system is not None
-        platform = _Platform(self._system, self._pin)
+        platform = _Platform(self._system, self._pin, sync=self._sync)
         logger = logging.getLogger("actors")
         logger.addHandler(platform)
         try:
@@ -445,6 +528,10 @@ class ActorsDriver:
             assert self._system is not None
             return await spawn_idle(self._system, k, "host")
         return await self._producers[0].ask(SpawnIdle(k), timeout=REP_TIMEOUT)
+
+    async def life_many(self, k: int) -> float:
+        """``k`` actors' whole lives (`lives`) on worker 0; the seconds they took."""
+        return await self._producers[0].ask(Lives(k, self._sync), timeout=REP_TIMEOUT)
 
     async def spawn_from_host(self, k: int) -> float:
         """The host task spawns ``k`` idle actors with the default placement (worker 0)."""

@@ -708,10 +708,9 @@ async def test_an_unresolvable_forward_reference_fails_the_spawn_with_a_clear_er
             assert await (await system.spawn(ForwardOnly)).ask(Pong()) == 1
 
 
-# -- handlers and hooks must be coroutine functions (issue 13, defect 6) ------------------------
+# -- hooks must be coroutine functions (issue 13, defect 6); receive may be either (issue 17) --
 
 HOOKS = {
-    "receive": "async def receive(self, message)",
     "on_start": "async def on_start(self)",
     "on_stop": "async def on_stop(self)",
     "on_restart": "async def on_restart(self, error)",
@@ -727,7 +726,7 @@ def _actor_class(**namespace: object) -> type[Actor[Any]]:
 def test_a_handler_or_hook_defined_without_async_is_refused_at_class_definition(
     hook: str,
 ) -> None:
-    """Regression: ``def receive`` ran each message's side effects, then failed the actor."""
+    """Regression: a ``def`` hook ran its side effects, then failed the actor."""
 
     def plain(self: object, *args: object) -> None:
         return None

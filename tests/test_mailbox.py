@@ -15,10 +15,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import _support
 import anyio
 import anyio.lowlevel
 import msgspec
 import pytest
+from _support import park
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -32,6 +34,7 @@ from hypothesis.stateful import (
 import actors
 from actors._mailbox import CLOSED, DRAINED, EMPTY, FULL, OK, Mailbox
 from actors._oneshot import Expired, thread_oneshot
+from actors._ref import cell_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -899,6 +902,23 @@ class MailboxMachine(RuleBasedStateMachine):
             self._take_token()
         assert code == expected
 
+    @rule(count=st.integers(0, 9))
+    def put_many_nowait(self, count: int) -> None:
+        batch = [next(self.serial) for _ in range(count)]
+        code = self.box.put_many_nowait(batch)
+        if not batch:
+            expected = OK  # an empty batch changes nothing, closed or not
+        elif self.closed:
+            expected = CLOSED
+        elif len(self.queue) + count > self.capacity:
+            expected = FULL  # all or nothing: none of it
+        else:
+            expected = OK
+            self.queue.extend(batch)
+            self.high_water = max(self.high_water, len(self.queue))
+            self._take_token()  # one wake-up for the whole batch
+        assert code == expected
+
     @rule()
     def put_control(self) -> None:
         signal = -1 - next(self.serial)
@@ -947,6 +967,20 @@ class MailboxMachine(RuleBasedStateMachine):
             closed=self.closed,
         )
         assert self.wake.calls == self.wakes
+        assert open_room(self.box) == expected_open_room(self.box)
+
+
+def open_room(box: Mailbox[Any]) -> int:
+    return box._open  # pyright: ignore[reportPrivateUsage]
+
+
+def expected_open_room(box: Mailbox[Any]) -> int:
+    """What `Mailbox._open` must be after any operation: its fast path admits a newcomer only
+    when the full test would."""
+    made = box._queue is not actors._mailbox._NO_QUEUE  # pyright: ignore[reportPrivateUsage]
+    if box.closed or waiting_senders(box) or not made:
+        return 0
+    return box.capacity - box._reserved  # pyright: ignore[reportPrivateUsage]
 
 
 TestMailboxMachine = MailboxMachine.TestCase
@@ -1236,3 +1270,287 @@ async def test_actor_capacity_counts_waiting_messages_and_waiting_senders_get_in
     # The order among the waiters is not asserted here: on trio, senders granted in the same
     # tick wake in random order (see test_senders_granted_together_enqueue_in_the_order...).
     assert sorted(notes[2:]) == list(range(senders))
+
+
+# -- batches: put_many_nowait and put_many (issue 17) ------------------------------------------
+
+
+def test_a_batch_into_an_idle_mailbox_wakes_the_consumer_once() -> None:
+    box, wake = new_box(8)
+    assert box.put_many_nowait([1, 2, 3]) == OK
+    assert wake.calls == 1
+    assert box.put_many_nowait([4, 5]) == OK  # the token is taken: no second wake-up
+    assert wake.calls == 1
+    assert drain(box) == [1, 2, 3, 4, 5]
+    assert box.statistics().high_water == 5
+
+
+def test_a_batch_larger_than_the_free_room_enqueues_nothing() -> None:
+    box, _ = new_box(4)
+    assert box.put_nowait(0) == OK
+    assert box.put_many_nowait([1, 2, 3, 4]) == FULL
+    assert len(box) == 1
+    assert box.put_many_nowait([1, 2, 3]) == OK
+    assert drain(box) == [0, 1, 2, 3]
+
+
+@pytest.mark.anyio
+async def test_put_many_larger_than_the_capacity_is_refused() -> None:
+    box, _ = new_box(2)
+    with pytest.raises(ValueError, match="can never fit in a mailbox of capacity 2"):
+        await box.put_many([1, 2, 3])
+    assert len(box) == 0
+
+
+@pytest.mark.anyio
+async def test_put_many_waits_for_room_for_the_whole_batch_in_fifo_order() -> None:
+    """A batch at the head of the line holds up the single senders behind it: no overtaking,
+    and the batch goes in whole, in order."""
+    box, _ = new_box(4, scheduled=True)
+    for n in range(4):
+        assert box.put_nowait(n) == OK
+    codes: list[int] = []
+
+    async def put_many() -> None:
+        codes.append(await box.put_many(["a", "b", "c"]))
+
+    async def put_one() -> None:
+        codes.append(await box.put("d"))
+
+    popped: list[object] = []
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(put_many)
+            await wait_for_senders(box, 1)
+            tg.start_soon(put_one)
+            await wait_for_senders(box, 2)
+            popped += [box.pop(), box.pop()]  # room for two (granted at half): not enough
+            assert waiting_senders(box) == 2  # the batch waits, and "d" behind it
+            assert box.put_nowait("newcomer") == FULL  # room, but it may not overtake them
+            assert open_room(box) == expected_open_room(box) == 0
+            popped.append(box.pop())  # room for three: the batch is let in, whole
+            await wait_until(lambda: len(box) == 4)
+            assert waiting_senders(box) == 1
+            popped += [box.pop(), box.pop()]  # and then "d"
+            await wait_for_senders(box, 0)
+    assert codes == [OK, OK]
+    assert popped + drain(box) == [0, 1, 2, 3, "a", "b", "c", "d"]
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_put_many_enqueues_nothing_and_passes_its_room_on() -> None:
+    box, _ = new_box(3, scheduled=True)
+    for n in range(3):
+        box.put_nowait(n)
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def cancelled() -> None:
+                with scope:
+                    await box.put_many(["x", "y"])
+
+            tg.start_soon(cancelled)
+            await wait_for_senders(box, 1)
+            tg.start_soon(box.put, "z")
+            await wait_for_senders(box, 2)
+            scope.cancel()
+            await wait_for_senders(box, 1)
+            assert [box.pop(), box.pop()] == [0, 1]  # room for two: "z", now first, takes one
+            await wait_for_senders(box, 0)
+            assert open_room(box) == expected_open_room(box)
+    assert drain(box) == [2, "z"]
+
+
+@pytest.mark.anyio
+async def test_put_many_timeout_raises_expired_and_enqueues_nothing() -> None:
+    box, _ = new_box(2, scheduled=True)
+    box.put_nowait(0)
+    with anyio.fail_after(WAIT), pytest.raises(Expired):
+        await box.put_many([1, 2], timeout=0.01)
+    assert waiting_senders(box) == 0
+    assert drain(box) == [0]
+
+
+@pytest.mark.anyio
+async def test_close_releases_a_waiting_batch_with_closed() -> None:
+    box, _ = new_box(1, scheduled=True)
+    box.put_nowait(0)
+    codes: list[int] = []
+
+    async def put_many() -> None:
+        codes.append(await box.put_many([1]))
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(put_many)
+            await wait_for_senders(box, 1)
+            box.close()
+    assert codes == [CLOSED]
+    assert drain(box) == [0]
+
+
+def take_one(box: Mailbox[Any], seen: list[Any]) -> bool:
+    """Pop one message into ``seen``; False if there was none (the token is kept: producers
+    never need to wake this consumer, which polls)."""
+    item = box.pop()
+    if item is not EMPTY:
+        seen.append(item)
+        return True
+    box.put_control(None)  # take the token back, as a woken consumer would
+    assert box.pop() is None
+    return False
+
+
+@given(
+    capacity=st.integers(1, 6),
+    batches=st.lists(st.lists(st.integers(), min_size=0, max_size=6), max_size=12),
+)
+@settings(max_examples=60, deadline=None)
+def test_batches_from_one_sender_keep_their_order_and_the_bound(
+    capacity: int, batches: list[list[int]]
+) -> None:
+    """A sender's batches arrive whole and in order, and the bound is never exceeded, with a
+    consumer that pops in between (asyncio, one loop)."""
+    batches = [batch[:capacity] for batch in batches]
+    box, _ = new_box(capacity, scheduled=True)
+    seen: list[int] = []
+    peak = 0
+
+    async def main() -> None:
+        nonlocal peak
+
+        async def send_all() -> None:
+            for batch in batches:
+                assert await box.put_many(batch) == OK
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send_all)
+                await consume()
+
+    async def consume() -> None:
+        nonlocal peak
+        while len(seen) < sum(map(len, batches)):
+            peak = max(peak, len(box))
+            if not take_one(box, seen):
+                await anyio.lowlevel.checkpoint()
+
+    anyio.run(main)
+    assert seen == [item for batch in batches for item in batch]
+    assert peak <= capacity
+
+
+def test_batches_from_many_threads_and_loops_keep_per_sender_order_and_the_bound() -> None:
+    """Plain threads (blocking on a loop of their own) and asyncio loops send batches at once;
+    one consumer thread drains. Each sender's items arrive in order, none lost or doubled."""
+    capacity = 8
+    box: Mailbox[tuple[int, int]] = Mailbox(capacity, lambda: None, scheduled=True)
+    senders, per_sender = 6, 300
+    seen: list[tuple[int, int]] = []
+    peak = 0
+
+    def sender(index: int) -> None:
+        async def run() -> None:
+            n = 0
+            while n < per_sender:
+                size = 1 + (n + index) % 5
+                batch = [(index, k) for k in range(n, min(n + size, per_sender))]
+                assert await box.put_many(batch) == OK
+                n += len(batch)
+
+        asyncio.run(run())
+
+    def consumer() -> None:
+        nonlocal peak
+        deadline = time.monotonic() + WAIT
+        while len(seen) < senders * per_sender:
+            assert time.monotonic() < deadline, "consumer starved"
+            peak = max(peak, len(box))
+            if not take_one(box, seen):
+                time.sleep(0)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+    threads.append(threading.Thread(target=consumer))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 2)
+        assert not thread.is_alive()
+    assert peak <= capacity
+    for index in range(senders):
+        assert [k for i, k in seen if i == index] == list(range(per_sender))
+
+
+# -- the batch helpers behind ActorRef.send_many / try_send_many ------------------------------
+
+
+class Item(msgspec.Struct, frozen=True):
+    n: int
+
+
+class Items(actors.Request[tuple[int, ...]], frozen=True):
+    pass
+
+
+class Collector(actors.Actor[Any]):
+    """Records the Items it handles; `Hold` parks it in its handler."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, _support.Hold):
+            if message.entered is not None:
+                message.entered.set()
+            await message.release.wait()
+        elif isinstance(message, Items):
+            return tuple(self.seen)
+        else:
+            self.seen.append(message.n)
+        return None
+
+
+@pytest.mark.anyio
+async def test_send_many_checks_every_message_before_enqueueing_any() -> None:
+    async with actors.ActorSystem(workers=1) as system:
+        ref = await system.spawn(Collector, capacity=4)
+        cell = cell_of(ref)
+        with anyio.fail_after(WAIT):
+            with pytest.raises(actors.NotSendableError):
+                cell.admit_all([Item(1), ["not", "sendable"]])
+            assert ref.statistics().mailbox.depth == 0
+            batch = cell.admit_all(Item(n) for n in range(3))  # any iterable; a snapshot
+            assert batch == (Item(0), Item(1), Item(2))
+            cell.try_send_many(batch)
+            await cell.send_many(cell.admit_all([Item(3)]))
+            assert await ref.ask(Items()) == (0, 1, 2, 3)
+            with pytest.raises(ValueError, match="can never fit"):
+                await cell.send_many(tuple(Item(n) for n in range(5)))
+            await ref.stop()
+            with pytest.raises(actors.ActorStopped) as stopped:
+                cell.try_send_many(batch)
+            assert stopped.value.message == batch
+            with pytest.raises(actors.ActorStopped):
+                await cell.send_many(batch)
+
+
+@pytest.mark.anyio
+async def test_try_send_many_is_all_or_nothing_and_send_many_waits() -> None:
+    async with actors.ActorSystem(workers=1) as system:
+        ref = await system.spawn(Collector, capacity=4)
+        cell = cell_of(ref)
+        with anyio.fail_after(WAIT):
+            release = await park(ref)  # the actor holds in a handler: nothing is taken
+            cell.try_send_many(cell.admit_all([Item(0), Item(1)]))
+            with pytest.raises(actors.MailboxFull) as full:
+                cell.try_send_many(cell.admit_all([Item(2), Item(3), Item(4)]))
+            assert full.value.message == (Item(2), Item(3), Item(4))
+            assert ref.statistics().mailbox.depth == 2  # none of the batch went in
+            with pytest.raises(actors.SendTimeout):
+                await cell.send_many(cell.admit_all([Item(2), Item(3), Item(4)]), 0.01)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cell.send_many, cell.admit_all([Item(2), Item(3), Item(4)]))
+                await wait_for_senders(cell.mailbox, 1)
+                release.set()
+            assert await ref.ask(Items()) == (0, 1, 2, 3, 4)

@@ -144,6 +144,8 @@ def test_every_exported_error_is_in_the_tree() -> None:
         "SendTimeout",
         "SupervisionError",
         "SystemNotRunning",
+        "SyncHandlerError",
+        "StashFull",
         "StateMachineError",
         "UnknownState",
         "UnhandledMessage",

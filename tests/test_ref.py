@@ -641,3 +641,43 @@ async def test_senders_sharing_a_ref_share_its_cooperative_budget(
                     tg.start_soon(ref.send, Tick(i))
             assert await ref.ask(Count()) == senders
     assert 1 <= yields <= senders // actors.COOPERATIVE_BUDGET + 1
+
+
+# -- batch sends through the ref (issue 17) -------------------------------------------------
+
+
+class Untyped:
+    """Not a message any actor here accepts."""
+
+
+async def test_send_many_enqueues_the_batch_in_order_after_checking_all_of_it() -> None:
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(workers=1) as system:
+            recorder = await system.spawn(Recorder, capacity=8)
+            await recorder.send_many([Tick(1), Tick(2), Tick(3)])
+            with pytest.raises(actors.MessageTypeError):
+                await recorder.send_many([Tick(4), Untyped()])  # type: ignore[list-item]
+            with pytest.raises(actors.MessageTypeError):
+                recorder.try_send_many([Tick(5), [6]])  # type: ignore[list-item]
+            recorder.try_send_many([Tick(7)])
+            assert await recorder.ask(Seen()) == (1, 2, 3, 7)  # nothing of the refused ones
+
+
+async def test_a_batch_waits_for_room_for_all_of_it_or_fails_whole() -> None:
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(workers=1) as system:
+            recorder = await system.spawn(Recorder, capacity=4)
+            release = await park(recorder)
+            await recorder.send_many([Tick(1), Tick(2), Tick(3)])  # 3 of 4 slots
+            with pytest.raises(actors.MailboxFull) as full:
+                recorder.try_send_many([Tick(4), Tick(5)])  # only one slot: none go in
+            assert full.value.message == (Tick(4), Tick(5))
+            with pytest.raises(actors.SendTimeout):
+                await recorder.send_many([Tick(4), Tick(5)], timeout=0.05)
+            with pytest.raises(ValueError, match="capacity"):
+                await recorder.send_many([Tick(n) for n in range(5)])  # can never fit
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(functools.partial(recorder.send_many, [Tick(4), Tick(5)]))
+                await wait_until(lambda: waiting_senders(recorder) == 1)
+                release.set()  # room for both: the waiting batch goes in whole
+            assert await recorder.ask(Seen()) == (1, 2, 3, 4, 5)

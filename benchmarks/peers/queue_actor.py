@@ -256,6 +256,28 @@ async def _spawn_idle(k: int) -> float:
     return seconds
 
 
+class _Once:
+    """The life case's actor: takes one message, then stops (its task ends)."""
+
+    __slots__ = ("actor",)
+
+    def __init__(self) -> None:
+        self.actor = QueueActor(self.receive, CAPACITY)
+
+    async def receive(self, message: Any) -> None:
+        self.actor.stopped = True
+
+
+async def _lives(k: int) -> float:
+    """``k`` whole lives one after another: create, one message, wait for the task's end."""
+    start = time.perf_counter()
+    for i in range(k):
+        actor = _Once().actor
+        await actor.send(Inc(i))
+        await actor.task
+    return time.perf_counter() - start
+
+
 class QueueDriver:
     """The naive ``asyncio.Queue`` actor on uvloop or plain asyncio loop threads."""
 
@@ -319,6 +341,9 @@ class QueueDriver:
 
     async def spawn_many(self, k: int) -> float:
         return await self._loops[0].run(_spawn_idle(k))
+
+    async def life_many(self, k: int) -> float:
+        return await self._loops[0].run(_lives(k))
 
     async def spawn_from_host(self, k: int) -> float:
         """What an application does by hand: ``asyncio.create_task`` on its own loop."""

@@ -71,3 +71,12 @@ async def a_looked_up_ref_cannot_stop_or_inspect_the_actor(system: actors.ActorS
 
 def a_ref_is_not_a_local_ref(ref: actors.Ref[Greet]) -> actors.ActorRef[Greet]:
     return ref  # error: reportReturnType
+
+
+class SyncGreeter(actors.Actor[Greet | Count]):
+    def receive(self, message: Greet | Count) -> None:
+        self.become(self.wrong)  # error: reportArgumentType
+        self.stash(Withdraw(1))  # error: reportArgumentType
+
+    def wrong(self, message: Withdraw) -> None:
+        pass

@@ -118,3 +118,34 @@ def statistics_snapshot(stats: actors.MailboxStatistics) -> None:
 
 def errors_carry_the_message(error: actors.MailboxFull) -> None:
     assert_type(error.message, object)
+
+
+class SyncSmall(actors.Actor[Greet | Count]):
+    """A synchronous ``receive`` overrides the base as well as an ``async def`` one."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def receive(self, message: Greet | Count) -> int | None:
+        if isinstance(message, Count):
+            return self.seen
+        self.seen += 1
+        self.become(self.counting)  # a sync or an async method of the actor
+        self.become(self.later)
+        return None
+
+    def counting(self, message: Greet | Count) -> int:
+        self.stash(message)
+        assert_type(self.unstash_all(), int)
+        child = self.spawn_soon(Small, name="small")
+        assert_type(child, actors.ActorRef[Greet | Count])
+        return 0
+
+    async def later(self, message: Greet | Count) -> None:
+        return None
+
+
+async def sync_actors_are_typed_alike(system: actors.ActorSystem) -> None:
+    ref = await system.spawn(SyncSmall)
+    assert_type(ref, actors.ActorRef[Greet | Count])
+    assert_type(await ref.ask(Count()), int)
