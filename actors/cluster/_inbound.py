@@ -366,7 +366,7 @@ class Inbound:
     async def _stream_tells(self, export: Export, envelope: Envelope, reply_to: str) -> None:
         """Several consecutive tells of a stream: each as `_stream_tell`, one reply for all."""
         try:
-            items = self._tolds.decode(envelope.body)
+            items = told_items = self._tolds.decode(envelope.body)
         except DECODING as error:
             raise WireError(f"malformed tells: {error}") from None
         streams = export.streams
@@ -379,6 +379,8 @@ class Inbound:
             await self.respond(reply_to, reply, [])
             return
         refused: list[tuple[int, ErrorInfo]] = []
+        if self._enqueue_at_once(export, place, first, items):
+            items = []  # all of them are in, at their turn: only the reply is left
         for seq, told in enumerate(items, start=first):
             if seq < place.expected:  # sent again: only its refusal, if it was refused, counts
                 info = place.refused.get(seq)
@@ -401,10 +403,26 @@ class Inbound:
             reply = Reply(WIRE_VERSION, OK, _raw(refused), export.free())
             await self.respond(reply_to, reply, [])
             return
-        place.held, place.held_count = reply_to, place.held_count + len(items)
+        place.held, place.held_count = reply_to, place.held_count + len(told_items)
         streams.holding.add(place)
         if place.held_count >= ACK_EVERY:
             await self._release(streams, place, export.free())
+
+    def _enqueue_at_once(self, export: Export, place: Place, first: int, items: list[Told]) -> bool:
+        """The common case in one step: every tell of the frame new, well-formed, accepted,
+        and room for all of them now. Then they go in as one batch (one lock, one wake-up of
+        the actor) and the stream moves past them; else nothing happened, and the tells take
+        their turns one by one (waits, refusals)."""
+        if first != place.expected:
+            return False
+        try:
+            batch = export.cell.admit_all(self.decode_body(export, told) for told in items)
+        except Exception:  # a refusal among them: the slow path names it
+            return False
+        if export.cell.mailbox.put_many_nowait(batch) != ENQUEUED:
+            return False
+        place.expected = first + len(items)
+        return True
 
     async def release_held(self, export: Export) -> None:
         """Send the OKs held back for ``export``'s streams (nothing more waits for it)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 import pytest
-from _support import WAIT, wait_until
+from _support import WAIT, park, wait_until, waiting_senders
 from cluster_support import (
     Entries,
     Entry,
@@ -24,7 +24,16 @@ from cluster_support import (
     prefix_fixture,
     server_fixture,
 )
-from test_cluster_parts import Parts, Put, Total, answer, answered, public_book, request
+from test_cluster_parts import (
+    FakeMsg,
+    Parts,
+    Put,
+    Total,
+    answer,
+    answered,
+    public_book,
+    request,
+)
 
 import actors
 from actors.cluster import Nats, RemoteRef
@@ -424,3 +433,37 @@ async def test_a_peer_granting_room_it_does_not_have_gets_at_most_a_window_in_fl
         count = len(msgspec.msgpack.decode(envelope.body)) if envelope.kind == TELLS else 1
         told_seqs.extend(range(envelope.seq, envelope.seq + count))
     assert told_seqs == list(range(1, PIPELINED_MAX + 2))  # the window, then the waiting one
+
+
+async def test_a_frame_of_new_tells_with_room_goes_in_whole_and_a_full_one_one_by_one() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts, capacity=4) as book:
+            release = await park(book.ref)  # the book holds still: its mailbox fills
+            first = [told(Put(1)), told(Put(2)), told(Put(3))]
+            ok = await answer(parts.client, await request(parts, tells_frame(1, first)))
+            assert (ok.status, msgspec.msgpack.decode(ok.body)) == (OK, None)
+            # Room for one more only: the next frame's tells take their turns one by one,
+            # the second waiting for room, and the frame's answer comes once both are in.
+            second = [told(Put(4)), told(Put(5))]
+            reply_to = await request_soon(parts, tells_frame(4, second))
+            await wait_until(lambda: waiting_senders(book.ref) == 1)
+            assert answered(parts.client, reply_to) is None
+            release.set()
+            assert (await answer(parts.client, reply_to)).status == OK
+            assert await book.ref.ask(Total()) == 15
+            assert book.seen == [1, 2, 3, 4, 5]
+
+
+async def request_soon(parts: Parts, data: bytes) -> str:
+    """Deliver ``data`` in a task of its own (its handling may wait); its reply subject."""
+    reply_to = f"_INBOX.t.b.inc-b.soon-{next(_soon)}"
+    delivery = parts.client.deliver(NAME, FakeMsg(NAME, data, reply_to))
+    task = asyncio.get_running_loop().create_task(delivery)
+    _delivering.add(task)  # held until done: a task only weakly referenced may vanish
+    task.add_done_callback(_delivering.discard)
+    return reply_to
+
+
+_soon = itertools.count(1)
+_delivering: set[asyncio.Task[None]] = set()
