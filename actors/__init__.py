@@ -35,15 +35,20 @@ from ._errors import (
     AskTimeout,
     DeadlockError,
     DuplicateName,
+    InvalidStateMachine,
     MailboxFull,
     MessageTypeError,
     NotSendableError,
+    PostponeOverflow,
     RemoteError,
     SendTimeout,
     StashFull,
+    StateMachineError,
     SupervisionError,
     SyncHandlerError,
     SystemNotRunning,
+    UnhandledMessage,
+    UnknownState,
 )
 from ._events import EventBus, Subscription
 from ._mailbox import MailboxStatistics
@@ -55,17 +60,7 @@ from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef, Ref
 from ._scope import Scope
 from ._sendable import Moved, check_sendable, register_sendable
 from ._shared import Shared
-from ._statem import (
-    InvalidStateMachine,
-    PostponeOverflow,
-    State,
-    StateMachine,
-    StateMachineError,
-    StateMachineStatistics,
-    Transition,
-    UnhandledMessage,
-    UnknownState,
-)
+from ._statem import State, StateMachine, StateMachineStatistics, Transition
 from ._strategy import (
     Backoff,
     OneForAll,

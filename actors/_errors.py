@@ -17,7 +17,12 @@ category fits, also from that builtin so that plain ``except`` clauses keep work
     ├── MessageTypeError (TypeError) the target does not accept this message type
     ├── SyncHandlerError (TypeError) a synchronous handler returned an awaitable
     ├── StashFull                   an actor's stash is at its stash_capacity
-    └── SystemNotRunning            the ActorSystem is not started, or already shut down
+    ├── SystemNotRunning            the ActorSystem is not started, or already shut down
+    └── StateMachineError           a state machine refused a transition, message or definition
+        ├── UnknownState (ValueError)        a transition to a value that is not one of its states
+        ├── UnhandledMessage (TypeError)     the current state does not declare the message
+        ├── PostponeOverflow                 more postponed messages than postpone_capacity
+        └── InvalidStateMachine (TypeError)  a machine or state class defined wrongly
 
 Errors raised by a failed send carry the message back (``error.message``), like tokio's
 ``SendError(T)``, so that nothing is lost silently.
@@ -32,15 +37,20 @@ __all__ = (
     "AskTimeout",
     "DeadlockError",
     "DuplicateName",
+    "InvalidStateMachine",
     "MailboxFull",
     "MessageTypeError",
     "NotSendableError",
+    "PostponeOverflow",
     "RemoteError",
     "SendTimeout",
     "StashFull",
+    "StateMachineError",
     "SupervisionError",
     "SyncHandlerError",
     "SystemNotRunning",
+    "UnhandledMessage",
+    "UnknownState",
 )
 
 
@@ -261,3 +271,86 @@ class RemoteError(ActorError):
         super().__init__(text)
         self.type_name = type_name
         """The qualified name of the remote exception's type."""
+
+
+class StateMachineError(ActorError):
+    """Base class of the errors a `StateMachine` raises.
+
+    Example:
+        ```python
+        try:
+            await connection.ask(Status())
+        except actors.StateMachineError as error:
+            log.warning("protocol error: %s", error)
+        ```
+    """
+
+
+class UnknownState(StateMachineError, ValueError):
+    """A transition to a value that is not one of the machine's states.
+
+    Raised by `StateMachine.goto` (and for a bad `StateMachine.initial_state`), at the call.
+
+    Example:
+        ```python
+        machine.goto("open")  # raises UnknownState: not an instance of Closed | Open
+        ```
+    """
+
+
+class UnhandledMessage(StateMachineError, TypeError):
+    """The current state does not declare this message; the actor fails with this error.
+
+    Attributes:
+        message: the message.
+        state: the state it arrived in.
+
+    Example:
+        ```python
+        class Connecting(actors.State["Connection", Connected | Send]):
+            ...  # a Close arriving now fails the actor with UnhandledMessage
+        ```
+    """
+
+    def __init__(self, text: str, message: object, state: object) -> None:
+        super().__init__(text)
+        self.message = message
+        """The message no handler took."""
+        self.state = state
+        """The state it arrived in."""
+
+
+class PostponeOverflow(StateMachineError):
+    """A postpone beyond `StateMachine.postpone_capacity`; the actor fails with this error.
+
+    The message is on the error (``error.message``); the ones postponed before it become
+    dead letters when the actor ends, as always.
+
+    Example:
+        ```python
+        class Buffering(actors.StateMachine[Waiting | Ready, Job]):
+            postpone_capacity = 10  # the eleventh postponed Job fails the actor
+        ```
+    """
+
+    def __init__(self, text: str, message: object) -> None:
+        super().__init__(text)
+        self.message = message
+        """The message that did not fit."""
+
+
+class InvalidStateMachine(StateMachineError, TypeError):
+    """A state machine or state class is defined wrongly.
+
+    A state without ``handle``, a handler that is not ``async def``, a timeout without
+    ``on_timeout``, a machine without ``initial_state``, a machine that overrides
+    ``receive``, ``on_start`` or ``on_stop``, a ``S`` that names something else than
+    `State` classes. Raised when the class is created, or at the first spawn when it names
+    classes defined later in its module.
+
+    Example:
+        ```python
+        class Idle(actors.State["Door", Open]):
+            pass  # no handle(): spawning a machine with this state raises InvalidStateMachine
+        ```
+    """

@@ -75,7 +75,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 import msgspec
 
 from ._actor import Actor, accepted_types
-from ._errors import ActorError
+from ._errors import (
+    InvalidStateMachine,
+    PostponeOverflow,
+    StateMachineError,
+    UnhandledMessage,
+    UnknownState,
+)
 from ._message import Request
 
 if TYPE_CHECKING:
@@ -84,15 +90,10 @@ if TYPE_CHECKING:
     from ._timers import Timer
 
 __all__ = (
-    "InvalidStateMachine",
-    "PostponeOverflow",
     "State",
     "StateMachine",
-    "StateMachineError",
     "StateMachineStatistics",
     "Transition",
-    "UnhandledMessage",
-    "UnknownState",
 )
 
 S = TypeVar("S")
@@ -102,92 +103,6 @@ M_contra = TypeVar("M_contra", contravariant=True)
 
 DEAD_LETTER_REASON: Final = "postponed"
 """The `DeadLetter.reason` of a postponed message its machine never handled."""
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-
-class StateMachineError(ActorError):
-    """Base class of the errors a `StateMachine` raises.
-
-    Example:
-        ```python
-        try:
-            await connection.ask(Status())
-        except actors.StateMachineError as error:
-            log.warning("protocol error: %s", error)
-        ```
-    """
-
-
-class UnknownState(StateMachineError, ValueError):
-    """A transition to a value that is not one of the machine's states.
-
-    Raised by `StateMachine.goto` (and for a bad `StateMachine.initial_state`), at the call.
-
-    Example:
-        ```python
-        machine.goto("open")  # raises UnknownState: not an instance of Closed | Open
-        ```
-    """
-
-
-class UnhandledMessage(StateMachineError, TypeError):
-    """The current state does not declare this message; the actor fails with this error.
-
-    Attributes:
-        message: the message.
-        state: the state it arrived in.
-
-    Example:
-        ```python
-        class Connecting(actors.State["Connection", Connected | Send]):
-            ...  # a Close arriving now fails the actor with UnhandledMessage
-        ```
-    """
-
-    def __init__(self, text: str, message: object, state: object) -> None:
-        super().__init__(text)
-        self.message = message
-        """The message no handler took."""
-        self.state = state
-        """The state it arrived in."""
-
-
-class PostponeOverflow(StateMachineError):
-    """A postpone beyond `StateMachine.postpone_capacity`; the actor fails with this error.
-
-    The message is on the error (``error.message``); the ones postponed before it become
-    dead letters when the actor ends, as always.
-
-    Example:
-        ```python
-        class Buffering(actors.StateMachine[Waiting | Ready, Job]):
-            postpone_capacity = 10  # the eleventh postponed Job fails the actor
-        ```
-    """
-
-    def __init__(self, text: str, message: object) -> None:
-        super().__init__(text)
-        self.message = message
-        """The message that did not fit."""
-
-
-class InvalidStateMachine(StateMachineError, TypeError):
-    """A state machine or state class is defined wrongly.
-
-    A state without ``handle``, a handler that is not ``async def``, a timeout without
-    ``on_timeout``, a machine without ``initial_state``, a machine that overrides
-    ``receive``, ``on_start`` or ``on_stop``, a ``S`` that names something else than
-    `State` classes. Raised when the class is created, or at the first spawn when it names
-    classes defined later in its module.
-
-    Example:
-        ```python
-        class Idle(actors.State["Door", Open]):
-            pass  # no handle(): spawning a machine with this state raises InvalidStateMachine
-        ```
-    """
 
 
 # -- transitions -------------------------------------------------------------------------------
