@@ -25,6 +25,11 @@ Design notes:
 * **Dead subscribers.** At the first subscription of an actor the bus hooks its
   ``terminated`` latch; when the actor stops for good, all its subscriptions go. An event
   offered to a subscriber that is stopping meanwhile counts as dropped.
+* **The cluster.** A cluster transport (``actors.cluster``) bridges the bus (`bridge`): it
+  is handed every event `publish` commits to (checked sendable, past the cooperative
+  checkpoint), in publish order per thread, and it hands events from other nodes to
+  `publish_local`, which never forwards (no loops). Without a cluster the hook is one
+  attribute read and a None test per publish. Policies and counts stay local to each node.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from ._ref import COOPERATIVE_BUDGET, ActorRef, cell_of
 from ._sendable import check_sendable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._cell import Cell
     from ._system import ActorSystem
 
@@ -235,7 +242,7 @@ class EventBus:
         ```
     """
 
-    __slots__ = ("_hooked", "_lock", "_publishes", "_routes", "_subs", "_system")
+    __slots__ = ("_forward", "_hooked", "_lock", "_publishes", "_routes", "_subs", "_system")
 
     def __init__(self, system: ActorSystem) -> None:
         self._system = system
@@ -248,6 +255,8 @@ class EventBus:
         # A heuristic shared by every publisher, as ActorRef's: a lost update under a race
         # only shifts a yield.
         self._publishes = 0
+        # The cluster's forwarder (`bridge`): one attribute store, read once per publish.
+        self._forward: Callable[[object], None] | None = None
 
     def __repr__(self) -> str:
         with self._lock:
@@ -372,14 +381,19 @@ class EventBus:
         reach each subscriber in the order they were published. Like ``send``, every
         `COOPERATIVE_BUDGET`-th call yields to the event loop once, before delivering.
 
+        With a cluster (``ActorSystem(cluster=...)``), the event also goes to the
+        subscribers on every other node (see ``docs/cluster.md``, "Events across nodes").
+
         Returns:
-            The number of subscribers the event was delivered to.
+            The number of subscribers *on this node* the event was delivered to (deliveries
+            on other nodes happen later, and are counted there).
 
         Raises:
             NotSendableError: the event is mutable (delivered to nobody).
 
         Cancellation: subscribers already served keep the event; the ``wait`` subscriber
-        being waited for (counted as dropped) and those after it do not get it.
+        being waited for (counted as dropped) and those after it do not get it. Once past
+        its yield the event has gone to the cluster as well.
 
         Example:
             ```python
@@ -397,6 +411,9 @@ class EventBus:
             await checkpoint()  # before delivering: cancelled here, none sent
         else:
             self._publishes = publishes
+        forward = self._forward
+        if forward is not None:
+            forward(event)  # never raises, never waits: see `bridge`
         nowait, waiting = entry
         delivered = 0
         for sub in nowait:
@@ -404,6 +421,85 @@ class EventBus:
         for sub in waiting:
             delivered += await sub.offer_waiting(event)
         return delivered
+
+    async def publish_local(self, event: object) -> int:
+        """Deliver ``event`` to this node's subscribers only, never to the cluster.
+
+        What a cluster transport calls for an event that another node published; the same
+        routing and policies as `publish`, without its cooperative yield (the caller is the
+        transport's receiving loop).
+
+        Returns:
+            The number of local subscribers the event was delivered to.
+
+        Raises:
+            NotSendableError: the event is mutable (delivered to nobody).
+
+        Cancellation: as `publish`.
+
+        Example:
+            ```python
+            await system.events.publish_local(PriceChanged("ACME", 101.5))
+            ```
+        """
+        check_sendable(event, "event")
+        routes = self._routes
+        nowait, waiting = routes.cache.get(type(event)) or routes.resolve(type(event))
+        # The delivery loop of `publish`, repeated rather than shared: a helper coroutine
+        # would cost every `publish` one more frame.
+        delivered = 0
+        for sub in nowait:
+            delivered += sub.offer_nowait(event)
+        for sub in waiting:
+            delivered += await sub.offer_waiting(event)
+        return delivered
+
+    def wants(self, cls: type[Any]) -> bool:
+        """Whether an event of class ``cls`` would reach any subscriber here right now.
+
+        Lets a cluster transport skip decoding events nobody on this node subscribes to.
+
+        Example:
+            ```python
+            if system.events.wants(PriceChanged):
+                ...
+            ```
+        """
+        routes = self._routes
+        nowait, waiting = routes.cache.get(cls) or routes.resolve(cls)
+        return bool(nowait or waiting)
+
+    def subscribed_types(self) -> frozenset[type[Any]]:
+        """The classes that have at least one subscriber now (a snapshot).
+
+        Example:
+            ```python
+            assert PriceChanged in system.events.subscribed_types()
+            ```
+        """
+        return frozenset(self._routes.by_type)
+
+    def bridge(self, forward: Callable[[object], None] | None) -> None:
+        """Hand every event `publish` commits to ``forward`` too (None: stop); for a cluster.
+
+        ``forward`` is called in the publisher's thread, after the event was checked and
+        before any local delivery, in publish order per thread. It must neither raise nor
+        wait: an event that cannot cross is the forwarder's to count and log. Events a
+        transport receives from other nodes go to `publish_local`, never back here.
+
+        Raises:
+            RuntimeError: another forwarder is already bridged (one cluster per system).
+
+        Example:
+            ```python
+            system.events.bridge(forwarder.forward)  # actors.cluster does this at attach
+            system.events.bridge(None)  # ... and this at detach
+            ```
+        """
+        with self._lock:
+            if forward is not None and self._forward is not None:
+                raise RuntimeError("the event bus is already bridged to a cluster")
+            self._forward = forward
 
     def subscriptions(self, ref: ActorRef[Any] | None = None) -> tuple[Subscription, ...]:
         """A snapshot of the current subscriptions (of ``ref`` only, if given), with counts.

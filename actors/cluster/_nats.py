@@ -15,6 +15,8 @@ them. The object graph, collaborators in brackets:
   `RemoteRef` and `GroupRef`.
 * `DurableMailboxes` [transport, registry, inbound, outbox]: the courier of a
   `DurableRef`'s tells.
+* `EventRelay` [transport, registry, inbound]: ``system.events`` across nodes (bridged to
+  the system's bus once joined).
 
 The modules:
 
@@ -29,6 +31,8 @@ The modules:
   replies, try_send credit, lookups.
 * ``_durable``: durable mailboxes on JetStream (``spawn(durable=True)``): publishing into
   the stream, and one consumer per durable actor.
+* ``_events``: the event bus across nodes: forwarding this node's events, handing the
+  others' to the local subscribers.
 
 Options come grouped (``_options``: `Timeouts`, `Limits`, `Heartbeats`, `Reconnect`,
 `Credentials`, `DurableOptions`); each part reads its own.
@@ -45,6 +49,8 @@ Subjects (``p`` is the prefix, default ``actors``):
   each message to one of them.
 * ``p.durable.<name>``: the durable mailbox of durable actor ``<name>``, stored in the
   JetStream stream ``<p>_DURABLE`` (not a core subscription: the owner pulls from it).
+* ``p.events.<node>``: the events published on that node (`Events` frames, batched);
+  every node subscribes to ``p.events.*`` and skips its own.
 * ``p.hb.<node>``: heartbeats and leave notices. ``p.down.<node>``: an exported actor
   of that node stopped for good.
 * ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests.
@@ -65,6 +71,7 @@ import msgspec
 
 from .._errors import ActorStopped
 from ._durable import DurableMailboxes
+from ._events import EventRelay
 from ._inbound import Inbound
 from ._membership import Membership
 from ._options import (
@@ -130,6 +137,18 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
         undelivered: pipelined tells that failed after their send had returned (the actor
             stopped, its node went down, its mailbox stayed full past the timeout): logged
             and published as dead letters with the reason ``"undelivered"``.
+        events_published: events of this node's ``system.events`` sent to the cluster.
+        events_received: events received from the other nodes (delivered to whichever
+            local subscribers want them; the subscriptions count those deliveries).
+        events_refused: events published here that cannot cross (a field typed
+            `ActorRef`, not encodable, too large): delivered on this node only, the first
+            of each class logged with the reason.
+        events_dropped: events this node could not send (its queue full, leaving, the
+            connection refusing them).
+        events_lost: events of other nodes never received here (gaps in their sequence:
+            a reconnect, a slow consumer).
+        events_rejected: malformed event frames or events from other nodes (also counted
+            in ``rejected``).
 
     Example:
         ```python
@@ -153,6 +172,12 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     pipelined: int = 0
     resent: int = 0
     undelivered: int = 0
+    events_published: int = 0
+    events_received: int = 0
+    events_refused: int = 0
+    events_dropped: int = 0
+    events_lost: int = 0
+    events_rejected: int = 0
 
 
 class Nats:
@@ -420,7 +445,7 @@ class Nats:
             ```
         """
         node = self._node
-        transport, durable = node.transport, node.durable
+        transport, durable, events = node.transport, node.durable, node.events
         return ClusterStatistics(
             node=self.node,
             connected=transport.connected,
@@ -438,6 +463,12 @@ class Nats:
             pipelined=node.outbox.pipelined,
             resent=node.outbox.resent,
             undelivered=node.outbox.undelivered,
+            events_published=events.published,
+            events_received=events.received,
+            events_refused=events.refused,
+            events_dropped=events.dropped,
+            events_lost=events.lost,
+            events_rejected=events.rejected,
         )
 
 
@@ -472,6 +503,7 @@ class _Node:
             limits,
             timeouts.ack,
         )
+        self.events = EventRelay(transport, self.registry, self.inbound, limits)
         node = config.node
         transport.on_teardown.append(
             lambda: replies.fail_all(lambda: ActorStopped(f"node {node} left the cluster"))
@@ -517,6 +549,7 @@ class _Node:
             async with asyncio.timeout(max(_JOIN_FLOOR, timeout)):
                 await self.outbox.listen(client)
                 await self.inbound.listen(client)
+                await self.events.listen(client)
                 await self.membership.listen(client)  # the first beat: others may call now
                 await client.flush(timeout=max(1, int(timeout)))
         except TimeoutError:
@@ -530,4 +563,5 @@ class _Node:
         # The node leaves before its actors stop (`ActorSystem.shutdown`): durable handlers
         # still running get to ack first, and the leave notice's flush carries their acks.
         await self.durable.leave()
+        await self.events.leave()  # what is still queued goes out with the leave's flush
         await self.membership.leave()
