@@ -269,8 +269,8 @@ class PoolView(msgspec.Struct, frozen=True):
     Attributes:
         node: the node it lives on.
         path: the path of its supervisor (``/user/<name>``).
-        routing: ``"pull"``, ``"consistent-hash"``, or ``"push"`` for the routings that
-            pick a worker per message in the caller (round-robin, least-loaded, broadcast).
+        routing: the routing the pool was spawned with: ``"round-robin"``,
+            ``"least-loaded"``, ``"consistent-hash"``, ``"broadcast"`` or ``"pull"``.
         size: its workers now.
         queued: for pull routing, messages waiting in the shared queue; else 0.
         workers: the first `MAX_PAGE` workers.
@@ -861,9 +861,7 @@ class SystemView:
             state = instance._state  # the pool's shared state: lock-free reads
             workers = state.routes.workers
             dispatcher = state.dispatcher
-            routing = (
-                "pull" if dispatcher is not None else "consistent-hash" if state.hashed else "push"
-            )
+            routing: str = state.routing
             queued = 0
             if dispatcher is not None:
                 queued = len(cell_of(dispatcher).mailbox)

@@ -135,14 +135,25 @@ class _PoolState:
 
     ``routes``, ``closed`` and ``dispatcher`` are written under ``lock`` (by the pool's
     supervisor, or by `Pool.stop`) and read without it: each is one attribute read. ``path``
-    (the supervisor's, for errors) is written once by `spawn_pool`, before the handle exists.
+    (the supervisor's, for errors) is written once by `spawn_pool`, before the handle exists;
+    ``routing`` (the name the pool was spawned with, for tools) at construction.
     """
 
-    __slots__ = ("closed", "dispatcher", "hashed", "listeners", "lock", "path", "routes")
+    __slots__ = (
+        "closed",
+        "dispatcher",
+        "hashed",
+        "listeners",
+        "lock",
+        "path",
+        "routes",
+        "routing",
+    )
 
-    def __init__(self, hashed: bool) -> None:
+    def __init__(self, hashed: bool, routing: Routing = "round-robin") -> None:
         self.lock = threading.Lock()
         self.hashed = hashed
+        self.routing = routing
         self.path = ""
         self.routes = _Routes((), hashed)
         self.closed = False
@@ -1289,7 +1300,7 @@ async def spawn_pool(
         check_name("name", name)
     if name is None:
         name = f"pool-{system.next_serial()}"
-    state = _PoolState(hashed=key is not None)  # a key is for consistent-hash only (above)
+    state = _PoolState(hashed=key is not None, routing=routing)  # a key: consistent-hash only
     router = _router(state, routing, key)
     pull = isinstance(router, _Pull)
     supervisor = await system.spawn(

@@ -105,6 +105,7 @@ async def test_top_ranks_by_depth_failures_and_restarts() -> None:
 async def test_pools_and_subscriptions() -> None:
     async with actors.ActorSystem(workers=2) as system:
         await system.spawn_pool(Recorder, size=2, routing="round-robin", name="rr")
+        await system.spawn_pool(Recorder, size=1, routing="broadcast", name="all")
         await system.spawn_pool(
             Recorder, size=3, routing="consistent-hash", key=lambda m: m, name="hashed"
         )
@@ -114,7 +115,8 @@ async def test_pools_and_subscriptions() -> None:
         view = SystemView.of(system)
         pools = {pool.path: pool for pool in view.pools()}
         assert {path: (p.routing, p.size, p.queued) for path, p in pools.items()} == {
-            "/user/rr": ("push", 2, 0),
+            "/user/rr": ("round-robin", 2, 0),
+            "/user/all": ("broadcast", 1, 0),
             "/user/hashed": ("consistent-hash", 3, 0),
         }
         assert [w.type for w in pools["/user/hashed"].workers] == ["Recorder"] * 3

@@ -709,7 +709,7 @@ def test_example_observed() -> None:
     assert lines[2:] == [
         "pipeline: 198 blocks checked, 2 crashed a compress worker",
         "inspector saw /user/compress: pull, 2 workers",
-        "inspector saw /user/check: push, 2 workers",
+        "inspector saw /user/check: least-loaded, 2 workers",
         "inspector saw /user/tally: consistent-hash, 2 workers",
         "inspector saw 2 restarts of compress workers",
     ]
