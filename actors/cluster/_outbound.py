@@ -472,16 +472,25 @@ class Outbox:
                     self._submit_run(ref, [out for _, out in itertools.islice(batch, start, end)])
                     start = end
 
-    def _submit_run(self, ref: RemoteRef[Any], outs: list[Outbound]) -> None:
-        """Give ``outs`` the next seqs of ``ref``'s stream and send them (unless stalled)."""
+    def _submit_run(
+        self,
+        ref: RemoteRef[Any],
+        outs: list[Outbound],
+        future: asyncio.Future[None] | None = None,
+    ) -> list[Sent]:
+        """Give ``outs`` the next seqs of ``ref``'s stream and send them (unless stalled).
+
+        ``future``: the caller waiting for the reply of a single tell (`_send_acked`).
+        """
         window = window_of(ref)
-        sents = [window.add(out, None) for out in outs]
+        sents = [window.add(out, future) for out in outs]
         self._streaming.add(ref)
         ending = self._stream_ending(ref)
         if ending is not None:
             self._fail_stream(ref, window, ending)
         elif not window.stalled:
             self._transmit_all(ref, window, sents)
+        return sents
 
     def _transmit_all(self, ref: RemoteRef[Any], window: Window, sents: list[Sent]) -> None:
         """Send ``sents`` (consecutive seqs) in as few frames as the limits allow."""
@@ -507,7 +516,7 @@ class Outbox:
     ) -> None:
         """A tell of the stream whose caller waits for its reply (no credit). Loop only."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        sent = self._submit(ref, out, future)
+        (sent,) = self._submit_run(ref, [out], future)
         try:
             await asyncio.wait_for(asyncio.shield(future), wait)
         except TimeoutError:
@@ -516,23 +525,6 @@ class Outbox:
             if not future.done():  # the caller gave up: an outcome now goes to dead letters
                 sent.future = None
                 future.cancel()
-
-    def _submit(
-        self, ref: RemoteRef[Any], out: Outbound, future: asyncio.Future[None] | None
-    ) -> Sent:
-        """Give ``out`` the next seq of ``ref``'s stream and send it (unless stalled)."""
-        window = window_of(ref)
-        sent = window.add(out, future)
-        self._streaming.add(ref)
-        ending = self._stream_ending(ref)
-        if ending is not None:
-            self._fail_stream(ref, window, ending)
-        elif not window.stalled:
-            self._transmit(ref, window, sent)
-        return sent
-
-    def _transmit(self, ref: RemoteRef[Any], window: Window, sent: Sent) -> None:
-        self._transmit_chunk(ref, window, [sent])
 
     def _transmit_chunk(self, ref: RemoteRef[Any], window: Window, chunk: list[Sent]) -> None:
         """One frame: a `TELL` for one tell, a `TELLS` for several consecutive ones."""

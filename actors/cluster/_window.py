@@ -96,7 +96,6 @@ class Window:
         "drained",
         "epoch",
         "next_seq",
-        "resumed",
         "stalled",
         "stream",
         "unacked",
@@ -108,7 +107,6 @@ class Window:
         self.unacked: dict[int, Sent] = {}
         self.epoch = 0
         self.stalled = False
-        self.resumed: asyncio.Event | None = None  # set when a stall ends
         self.delay = 0.0  # the pause before the next resend; grows while resends fail
         self.drained: asyncio.Event | None = None  # set when nothing is left unanswered
 
@@ -143,14 +141,10 @@ class Window:
             return False
         self.stalled = True
         self.epoch += 1
-        self.resumed = asyncio.Event()
         return True
 
     def resume(self) -> None:
         self.stalled = False
-        resumed, self.resumed = self.resumed, None
-        if resumed is not None:
-            resumed.set()
 
 
 class Place:
