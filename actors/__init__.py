@@ -57,6 +57,7 @@ from ._metrics import ActorMetrics, LoopMetrics, SystemMetrics
 from ._placement import PlacementStatistics
 from ._pool import Pool, Routing
 from ._ref import COOPERATIVE_BUDGET, DEFAULT_ASK_TIMEOUT, ActorRef, Ref
+from ._request import deadline
 from ._scope import Scope
 from ._sendable import Moved, check_sendable, register_sendable
 from ._shared import Shared
@@ -136,6 +137,7 @@ __all__ = (
     "UnhandledMessage",
     "UnknownState",
     "check_sendable",
+    "deadline",
     "register_sendable",
     "run",
 )

@@ -88,6 +88,26 @@ class Actor(Generic[M]):
     """How many messages `stash` may hold at once (a class attribute); one more is refused
     with `StashFull`."""
 
+    cancel_abandoned: ClassVar[bool] = False
+    """Whether a handler answering an ask is cancelled when its asker gives up (a class
+    attribute; default False).
+
+    Whatever its value, an ask whose asker has given up (timeout, cancellation) while it
+    was still queued is skipped. A handler already running runs to its end by default,
+    since an actor's state must stay consistent, and its reply is dropped. With True it
+    gets a cancellation at its next ``await`` instead (anyio cancel scopes inside it are
+    respected; its own pending asks are abandoned in turn), and the actor carries on with
+    its next message: set it only where a handler can be interrupted at any ``await``
+    without leaving the state half-changed. Synchronous handlers never await and always
+    run to their end.
+
+    Example:
+        ```python
+        class Search(actors.Actor[Query]):
+            cancel_abandoned = True  # a search nobody waits for is not worth finishing
+        ```
+    """
+
     supervision: SupervisionStrategy = OneForOne()
     """How this actor supervises its children (a class attribute; default `OneForOne`)."""
 

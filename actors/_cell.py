@@ -59,8 +59,10 @@ import sys
 import threading
 import time
 import types
+import weakref
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import anyio
 import msgspec
 
 from ._actor import Actor, constructing, is_sync_handler
@@ -78,10 +80,11 @@ from ._errors import (
 from ._mailbox import DRAINED, EMPTY, FULL, OK, Mailbox, MailboxStatistics, Signal
 from ._message import Ask
 from ._metrics import HandlerTimes
-from ._oneshot import Expired, Latch, Oneshot, oneshot
+from ._oneshot import EXPIRED, Expired, Latch, Oneshot, oneshot
 from ._parking import Parking, Resumed
 from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
 from ._ref import ActorRef, Ref
+from ._request import FlowCounts, running_cell
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
 from ._strategy import Restart, RestartWindow, Terminated
@@ -227,17 +230,21 @@ class Cell(Latch):
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
     __slots__ = (
+        "__weakref__",  # for `running_cell` (see _request.py)
         "_ref",
         "actor_class",
         "behaviour",
+        "cancels",
         "children",
         "context",
+        "deadline",
         "dequeued",
         "exit_reason",
         "exiting",
         "factory",
         "failed",
         "failed_items",
+        "flow",
         "handler_seconds",
         "handling",
         "home",
@@ -304,6 +311,7 @@ class Cell(Latch):
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
         self.stashed_ask: Ask | None = None  # the ask being answered, if `stash` took it
+        self.deadline: float | None = None  # the answered ask's (see _request.py); run task only
         self.behaviour: Behaviour | None = None  # made by the first become or stash
         self.linger = 0  # > 0: linger before going idle (see _run); run task only
         self.parked: asyncio.Future[Resumed] | None = None  # the run task waits (_parking.py)
@@ -315,6 +323,7 @@ class Cell(Latch):
         self.dequeued = 0  # mailbox items taken, counted per burst
         self.failed = 0  # failures of handlers and hooks
         self.failed_items = 0  # ... of which while handling a mailbox item
+        self.flow: FlowCounts | None = None  # asks skipped, handlers cancelled: on first one
         self.handler_seconds = 0.0
         self.received_seen = 0  # written by snapshots (under the metrics lock)
         self.times: HandlerTimes | None = HandlerTimes() if system.handler_timing else None
@@ -590,6 +599,9 @@ class Cell(Latch):
         context = self.context
         if context is None:
             context = self.context = contextvars.Context()
+        if running_cell not in context:  # once per actor: its handlers find it (deadlines)
+            # Weakly: copies of the context (tasks, loop callbacks) outlive the actor.
+            context.run(running_cell.set, weakref.ref(self))
         self.task = self.home.loop.create_task(coro, name=self.path, context=context)
 
     def _at_home(self, callback: Callable[..., None], *args: Any) -> None:
@@ -1118,6 +1130,8 @@ class Cell(Latch):
     def bind(self, actor_class: type[Actor[Any]]) -> None:
         """Called by Actor.__new__, before the user's __init__ can send anything to itself."""
         self.actor_class = actor_class
+        # Copied here: read per ask, and a class attribute costs a lookup through the MRO.
+        self.cancels = actor_class.cancel_abandoned
         self.ref.admitted_by(actor_class)
 
     async def _run(self, posted: bool = False) -> None:
@@ -1347,7 +1361,11 @@ class Cell(Latch):
 
     def _answer_now(self, ask: Ask, receive: Callable[[Any], Any]) -> Exception | None:
         """`_answer` for a synchronous handler, in place: None, or the failure to fail with."""
+        if ask.reply.abandoned:  # the asker gave up while it was queued
+            self._skip(ask)
+            return None
         began = self._asked(ask)
+        self.deadline = ask.deadline
         try:
             reply: object = receive(ask.message)
             if reply is not None and _awaitable_kind.get(type(reply)) is not False:
@@ -1355,18 +1373,27 @@ class Cell(Latch):
             self._reply(ask, reply, began)
         except BaseException as error:
             return self._ask_failed(ask, error)
+        finally:
+            self.deadline = None
         return None
 
-    async def _answer(self, ask: Ask, receive: Callable[[Any], Any]) -> bool:
+    async def _answer(self, ask: Ask, receive: Callable[[Any], Any], watched: bool = False) -> bool:
         # `_asked` and `_reply` inlined: an ask's round trip is a few microseconds, and the
         # two calls cost 2-3% of it (measured, ask-same p50). Invariant: `stash` finds
         # ``ask`` in this frame (`_current_ask`), so nothing is stored per ask for it.
+        if ask.reply.abandoned:  # the asker gave up while it was queued: nobody waits
+            self._skip(ask)
+            return True
+        if self.cancels and not watched:
+            return await self._answer_cancellable(ask, receive)
         message = ask.message
         self.handling = type(message)
         times = self.times
         began = time.perf_counter() if times is not None else 0.0
+        self.deadline = ask.deadline
         try:
             reply = await receive(message)
+            self.deadline = None
             if times is not None:
                 times.record(time.perf_counter() - began)
             if self.stashed_ask is not ask:
@@ -1378,9 +1405,53 @@ class Cell(Latch):
             else:  # stashed: the reply comes when it is handled again
                 self.stashed_ask = None
         except BaseException as error:
+            self.deadline = None
             await self.fail(self._ask_failed(ask, error), message)
             return False
         return True
+
+    async def _answer_cancellable(self, ask: Ask, receive: Callable[[Any], Any]) -> bool:
+        """`_answer` for an actor whose class set ``cancel_abandoned``: the handler is
+        cancelled (in a cancel scope of its own) if its asker gives up meanwhile."""
+        loop = self.home.loop  # an actor moves only between messages: this one stays here
+        scope = anyio.CancelScope()
+        answering = True
+
+        def cancel() -> None:  # on this loop: a late notice must not cancel the next one
+            if answering:
+                scope.cancel()
+
+        def abandoned() -> None:  # on the asker's thread, whichever it is
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to cancel
+                loop.call_soon_threadsafe(cancel)
+
+        reply = ask.reply
+        if not reply.watch_abandon(abandoned):
+            self._skip(ask)
+            return True
+        try:
+            with scope:
+                return await self._answer(ask, receive, watched=True)
+        finally:
+            answering = False
+            reply.watch_abandon(None)
+            if scope.cancelled_caught:
+                self._counts().handlers_cancelled += 1
+        return True  # cancelled: its asker is gone, and the actor carries on
+
+    def _skip(self, ask: Ask) -> None:
+        """Drop a queued ask whose asker has given up, counting why."""
+        counts = self._counts()
+        if ask.reply.abandoned == EXPIRED:
+            counts.expired += 1
+        else:
+            counts.cancelled += 1
+
+    def _counts(self) -> FlowCounts:
+        counts = self.flow
+        if counts is None:
+            counts = self.flow = FlowCounts()
+        return counts
 
     def _asked(self, ask: Ask) -> float:
         # Before an ask's handler: what the watchdog reads; the clock if timed.

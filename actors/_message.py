@@ -31,14 +31,17 @@ class Request(msgspec.Struct, Generic[R], frozen=True):
 
 
 class Ask:
-    """Internal envelope of an ask: the message and where its reply goes.
+    """Internal envelope of an ask: the message, where its reply goes, and its deadline.
 
     Tells travel as the bare message (no envelope, no allocation); the consumer tells the
-    two apart with one ``type(item) is Ask`` test.
+    two apart with one ``type(item) is Ask`` test. ``deadline`` is a `time.monotonic`
+    instant (this process's clock: it never crosses a process boundary as such; the
+    cluster sends the time left instead), or None for an ask that waits forever.
     """
 
-    __slots__ = ("message", "reply")
+    __slots__ = ("deadline", "message", "reply")
 
-    def __init__(self, message: object, reply: Oneshot) -> None:
+    def __init__(self, message: object, reply: Oneshot, deadline: float | None = None) -> None:
         self.message = message
         self.reply = reply
+        self.deadline = deadline

@@ -70,6 +70,12 @@ class ActorMetrics(msgspec.Struct, frozen=True):
             per bucket, the last bound being infinity; else empty.
         stashed: messages set aside with `Actor.stash` now.
         stash_overflows: stashes refused with `StashFull` (its stash was at capacity).
+        asks_expired: asks skipped unhandled because their asker's timeout had run out
+            while they were queued (not counted as processed).
+        asks_cancelled: asks skipped unhandled because their asker was cancelled while
+            they were queued (not counted as processed).
+        handlers_cancelled: handlers cancelled midway because their asker gave up (only
+            for a class with `Actor.cancel_abandoned`; not counted as processed).
 
     Example:
         ```python
@@ -91,6 +97,9 @@ class ActorMetrics(msgspec.Struct, frozen=True):
     handler_histogram: tuple[tuple[float, int], ...] = ()
     stashed: int = 0
     stash_overflows: int = 0
+    asks_expired: int = 0
+    asks_cancelled: int = 0
+    handlers_cancelled: int = 0
 
 
 class LoopMetrics(msgspec.Struct, frozen=True):
@@ -150,6 +159,7 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
     cell.received_seen = received
     times = cell.times
     behaviour = cell.behaviour
+    flow = cell.flow
     histogram: tuple[tuple[float, int], ...] = ()
     if times is not None:
         bounds = (*BUCKETS, float("inf"))
@@ -159,7 +169,7 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
         status=cell.status,
         loop=cell.home.label,
         received=received,
-        processed=dequeued - cell.failed_items,
+        processed=dequeued - cell.failed_items - (flow.skipped if flow is not None else 0),
         failed=cell.failed,
         restarts=cell.incarnation,
         mailbox_depth=box.depth,
@@ -170,6 +180,9 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
         # Racy reads of the home thread's counters, as the others: a snapshot, not a lock.
         stashed=len(behaviour.stash) if behaviour is not None else 0,
         stash_overflows=behaviour.overflows if behaviour is not None else 0,
+        asks_expired=flow.expired if flow is not None else 0,
+        asks_cancelled=flow.cancelled if flow is not None else 0,
+        handlers_cancelled=flow.handlers_cancelled if flow is not None else 0,
     )
 
 

@@ -13,6 +13,13 @@ thread. The wake-up is then delivered the way that context needs:
 
 The first settle wins; later ones are ignored, which is how a late reply after a timeout
 or a cancellation is dropped.
+
+A waiter that gives up (its timeout ran out, its task or cancel scope was cancelled) calls
+`Oneshot.abandon`, so that the side that would settle it can skip the work: an actor
+skips a queued ask whose asker is gone, and an actor that opted in cancels the handler
+already running for it (`Oneshot.watch_abandon`). ``abandoned`` is written once, under a
+striped lock, and read without one: a stale read sees "not abandoned", which only means
+the work runs and its reply is dropped, as if the asker had given up a moment later.
 """
 
 from __future__ import annotations
@@ -27,9 +34,27 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("Expired", "Latch", "Oneshot", "ensure_plain_thread", "oneshot", "thread_oneshot")
+__all__ = (
+    "CANCELLED",
+    "EXPIRED",
+    "Expired",
+    "Latch",
+    "Oneshot",
+    "ensure_plain_thread",
+    "oneshot",
+    "thread_oneshot",
+)
 
 _UNSET: Final = object()
+
+# Why a waiter gave up (`Oneshot.abandoned`); 0 while it still waits. Plain ints: the
+# reader's test is one truth test.
+EXPIRED: Final = 1
+CANCELLED: Final = 2
+
+# Abandonment is rare and brief: a few striped locks serve every oneshot (none is held while
+# another is taken; the cancel callback runs after release).
+_ABANDON_LOCKS: Final = tuple(threading.Lock() for _ in range(16))
 
 
 class Expired(Exception):
@@ -37,17 +62,58 @@ class Expired(Exception):
 
 
 class Oneshot:
-    """A value or an error delivered once, from any thread, to one waiting context."""
+    """A value or an error delivered once, from any thread, to one waiting context.
 
-    __slots__ = ()
+    Subclasses set ``abandoned`` to 0 in ``__init__``; ``_on_abandon`` stays unset until
+    `watch_abandon` (one store less per ask).
+    """
+
+    __slots__ = ("_on_abandon", "abandoned")
+
+    abandoned: int  # 0, or why the waiter gave up: EXPIRED or CANCELLED
+    _on_abandon: Callable[[], object] | None
+
+    def abandon(self, reason: int) -> None:
+        """The waiter gave up (``reason``: EXPIRED or CANCELLED); the first reason stays.
+
+        Runs the callback registered by `watch_abandon`, if any, in this thread.
+        """
+        with _ABANDON_LOCKS[(id(self) >> 4) % len(_ABANDON_LOCKS)]:
+            if self.abandoned:
+                return
+            self.abandoned = reason
+            callback: Callable[[], object] | None = getattr(self, "_on_abandon", None)
+            self._on_abandon = None
+        if callback is not None:
+            callback()
+
+    def watch_abandon(self, callback: Callable[[], object] | None) -> bool:
+        """Call ``callback`` (quick, thread-safe) if the waiter gives up from now on.
+
+        None unregisters. False, and nothing registered, when the waiter is already gone.
+        """
+        with _ABANDON_LOCKS[(id(self) >> 4) % len(_ABANDON_LOCKS)]:
+            if self.abandoned and callback is not None:
+                return False
+            self._on_abandon = callback
+            return True
 
     def settle(self, value: object = None, error: BaseException | None = None) -> None:
         """Complete the wait with ``value``, or with ``error`` raised in the waiter."""
         raise NotImplementedError
 
     async def wait(self, timeout: float | None = None) -> Any:
-        """Wait for the value; raise the error, or `Expired` after ``timeout`` seconds."""
+        """Wait for the value; raise the error, or `Expired` after ``timeout`` seconds.
+
+        The timeout is taken to be a duration many waits use (the default ask timeout): it
+        may share one timer with them (see `_Deadlines`).
+        """
         raise NotImplementedError
+
+    async def wait_once(self, timeout: float) -> Any:
+        """`wait` for a one-off duration (what is left of an inherited deadline), which
+        must not take a slot in the table of shared timers."""
+        return await self.wait(timeout)
 
     def wait_blocking(self, timeout: float | None = None) -> Any:
         """Block this thread until settled (only for oneshots created outside an event loop)."""
@@ -74,6 +140,7 @@ class AsyncioOneshot(Oneshot):
     __slots__ = ("_fut", "_loop", "_thread")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.abandoned = 0
         self._loop = loop
         self._fut: asyncio.Future[Any] = loop.create_future()
         self._thread = threading.get_ident()
@@ -86,12 +153,21 @@ class AsyncioOneshot(Oneshot):
             self._loop.call_soon_threadsafe(_resolve, self._fut, value, error)
 
     async def wait(self, timeout: float | None = None) -> Any:
+        # No keyword-only parameter: it would keep the interpreter from specialising the
+        # call, on every ask.
         if timeout is None:
             return await self._fut
         deadlines = _deadlines(self._loop, timeout)
         if deadlines is not None:
             deadlines.add(self._fut)  # no timer per wait; see _Deadlines
             return await self._fut
+        timer = self._loop.call_later(timeout, _expire, self._fut)
+        try:
+            return await self._fut
+        finally:
+            timer.cancel()
+
+    async def wait_once(self, timeout: float) -> Any:
         timer = self._loop.call_later(timeout, _expire, self._fut)
         try:
             return await self._fut
@@ -163,6 +239,7 @@ class _LockedOneshot(Oneshot):
     __slots__ = ("_error", "_lock", "_value")
 
     def __init__(self) -> None:
+        self.abandoned = 0
         self._lock = threading.Lock()
         self._value: object = _UNSET
         self._error: BaseException | None = None

@@ -60,8 +60,9 @@ from ._delivery import deliver
 from ._errors import ActorStopped, AskTimeout, DeadlockError, MailboxFull, SendTimeout
 from ._mailbox import OK
 from ._message import Ask, Request
-from ._oneshot import Expired, oneshot
+from ._oneshot import CANCELLED, EXPIRED, Expired, Oneshot, oneshot
 from ._ref import DEFAULT_ASK_TIMEOUT, cell_of
+from ._request import ask_deadline
 from ._runtime import HOST
 from ._sendable import Moved
 from ._strategy import OneForOne, Restart, SupervisionStrategy
@@ -70,7 +71,6 @@ from ._validation import check_count, check_name, check_timeout
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
 
-    from ._oneshot import Oneshot
     from ._ref import ActorRef
     from ._system import ActorSystem
 
@@ -663,13 +663,15 @@ class Pool(Generic[M]):
                 raise
             self._reroute(routes, message)
 
-    async def _issue(self, message: object, reply: Oneshot, timeout: float | None) -> None:
+    async def _issue(
+        self, message: object, reply: Oneshot, timeout: float | None, deadline: float | None
+    ) -> None:
         """Route one ask: enqueue ``message`` with ``reply`` as its reply; do not wait for it.
 
         Raises `Expired` when no room came within ``timeout``.
         """
         router = self._router
-        ask = Ask(message, reply)  # reusable: a refused attempt enqueued nothing
+        ask = Ask(message, reply, deadline)  # reusable: a refused attempt enqueued nothing
         while True:
             routes = self._live_routes(message)
             self._admit(routes, message)
@@ -677,9 +679,15 @@ class Pool(Generic[M]):
                 return
             self._reroute(routes, message)
 
-    def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
+    def _ask_timeout(
+        self, message: object, timeout: float | None, inherited_from: str | None = None
+    ) -> AskTimeout:
+        what = type(message).__qualname__
+        if inherited_from is None:
+            return AskTimeout(f"pool {self.path} did not answer {what} within {timeout} s")
         return AskTimeout(
-            f"pool {self.path} did not answer {type(message).__qualname__} within {timeout} s"
+            f"pool {self.path} did not answer {what} before the deadline of the ask actor "
+            f"{inherited_from} is answering"
         )
 
     @overload
@@ -700,8 +708,11 @@ class Pool(Generic[M]):
             MessageTypeError, NotSendableError: as for `send`.
             Exception: whatever the worker's handler raised (the worker is restarted).
 
-        Cancellation: the message may already be enqueued, and is then still handled; its
-        reply is dropped.
+        The worker's handler reads the ask's deadline (`actors.deadline`), and a pool ask
+        made in a handler inherits that handler's deadline, as for `ActorRef.ask`.
+
+        Cancellation: as a timeout, it abandons the request; still queued, it is skipped
+        (as for `ActorRef.ask`).
 
         Example:
             ```python
@@ -710,20 +721,24 @@ class Pool(Generic[M]):
         """
         if timeout is not DEFAULT_ASK_TIMEOUT:
             check_timeout("timeout", timeout)
+        deadline = ask_deadline(timeout)
+        if deadline.timeout is not None and deadline.timeout <= 0.0:
+            raise self._ask_timeout(message, 0.0, deadline.inherited_from)
         reply = oneshot()
-        started = time.monotonic()
         try:
-            await self._issue(message, reply, timeout)
+            await self._issue(message, reply, deadline.timeout, deadline.at)
+            left = deadline.left()
+            # A timer of its own: what is left after routing is a one-off duration.
+            return await (reply.wait(None) if left is None else reply.wait_once(left))
         except Expired:
-            raise self._ask_timeout(message, timeout) from None
+            reply.abandon(EXPIRED)
+            raise self._ask_timeout(message, timeout, deadline.inherited_from) from None
         except ActorStopped:
             await anyio.lowlevel.checkpoint()
             raise
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        try:
-            return await reply.wait(remaining)
-        except Expired:
-            raise self._ask_timeout(message, timeout) from None
+        except BaseException:
+            reply.abandon(CANCELLED)
+            raise
 
     @overload
     async def ask_all(self, message: Request[R], *, timeout: float | None = ...) -> list[R]: ...
@@ -941,48 +956,55 @@ class Pool(Generic[M]):
             source, items = None, iter(messages)
         index = 0
         exhausted = False
-        while True:
-            while not exhausted and len(pending) < window:
-                try:
-                    if items is not None:
-                        message = next(items)
-                    else:
-                        assert source is not None
-                        message = await anext(source)
-                except (StopIteration, StopAsyncIteration):
-                    exhausted = True
-                    break
-                deadline = None if timeout is None else time.monotonic() + timeout
-                reply = oneshot()
-                outcome: Oneshot | BaseException = reply
-                try:
-                    await self._issue(message, reply, timeout)
-                except Expired:
-                    outcome = self._ask_timeout(message, timeout)
-                except Exception as refused:
-                    outcome = refused
-                pending.append((index, message, outcome, deadline))
-                index += 1
-            if not pending:
-                return
-            item, message, outcome, deadline = pending.popleft()
-            if isinstance(outcome, BaseException):
-                failed: BaseException = outcome
-            else:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    value = await outcome.wait(remaining)
-                except Expired:
-                    failed = self._ask_timeout(message, timeout)
-                except Exception as failure:
-                    failed = failure
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    try:
+                        if items is not None:
+                            message = next(items)
+                        else:
+                            assert source is not None
+                            message = await anext(source)
+                    except (StopIteration, StopAsyncIteration):
+                        exhausted = True
+                        break
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    reply = oneshot()
+                    outcome: Oneshot | BaseException = reply
+                    try:
+                        await self._issue(message, reply, timeout, deadline)
+                    except Expired:
+                        outcome = self._ask_timeout(message, timeout)
+                    except Exception as refused:
+                        outcome = refused
+                    pending.append((index, message, outcome, deadline))
+                    index += 1
+                if not pending:
+                    return
+                item, message, outcome, deadline = pending.popleft()
+                if isinstance(outcome, BaseException):
+                    failed: BaseException = outcome
                 else:
-                    yield value
-                    continue
-            failed.add_note(f"raised for item {item} of map() on pool {self.path}")
-            if not return_exceptions:
-                raise failed
-            yield failed
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    try:
+                        value = await outcome.wait(remaining)
+                    except Expired:
+                        failed = self._ask_timeout(message, timeout)
+                    except Exception as failure:
+                        failed = failure
+                    else:
+                        yield value
+                        continue
+                failed.add_note(f"raised for item {item} of map() on pool {self.path}")
+                if not return_exceptions:
+                    raise failed
+                yield failed
+        finally:
+            # Left early (the consumer stopped iterating, a failure raised): the items still
+            # in flight are abandoned, so workers skip those not started yet.
+            for _, _, left_behind, _ in pending:
+                if isinstance(left_behind, Oneshot):
+                    left_behind.abandon(CANCELLED)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from ._delivery import deliver
 from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
-from ._oneshot import Expired, ensure_plain_thread, oneshot, thread_oneshot
+from ._oneshot import CANCELLED, EXPIRED, Expired, ensure_plain_thread, oneshot, thread_oneshot
+from ._request import running_cell
 from ._validation import check_timeout
 
 if TYPE_CHECKING:
@@ -439,15 +440,23 @@ class ActorRef(Ref[M]):
         dropped. If the handler raises, the same exception is raised here (with a note
         naming the actor), and the actor fails.
 
+        The ask carries its deadline: the handler reads the time left with
+        `actors.deadline`. Made inside a handler that answers an ask, an ask waits at most
+        until that ask's deadline (the smaller of the two), so a chain of asks never
+        outlives its first asker.
+
         Raises:
-            AskTimeout: no reply in time (also a ``TimeoutError``).
+            AskTimeout: no reply in time (also a ``TimeoutError``), or the inherited
+                deadline had already passed (then nothing was sent).
             ActorStopped: the actor stopped before answering.
             DeadlockError: an actor asked itself.
             MessageTypeError, NotSendableError: as for `send`.
             TypeError, ValueError: ``timeout`` is not None or finite seconds >= 0.
 
-        Cancellation: the message may already be enqueued, and is then still handled; its
-        reply is dropped. The mailbox loses nothing.
+        Cancellation: as a timeout, it abandons the request. Still queued, the request is
+        skipped (counted in the actor's metrics); its handler already running runs to its
+        end, and its reply is dropped, unless the actor's class set
+        `Actor.cancel_abandoned`: then the handler is cancelled, and its own asks in turn.
 
         Example:
             ```python
@@ -466,25 +475,46 @@ class ActorRef(Ref[M]):
             raise DeadlockError(
                 f"actor {cell.path} asked itself; it would wait forever for its own reply"
             )
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        inherited_from: str | None = None
+        # Asked from a handler answering an ask: that ask's deadline bounds this one too.
+        # The cheap tests first: `in_handler` only when the inherited deadline is sooner.
+        running = running_cell.get()
+        asker = running() if running is not None else None
+        if asker is not None:
+            inherited = asker.deadline
+            if (
+                inherited is not None
+                and (deadline is None or inherited < deadline)
+                and asker.in_handler()
+            ):
+                deadline, inherited_from = inherited, asker.path
+                timeout = inherited - now
+                if timeout <= 0.0:
+                    raise self._ask_timeout(message, 0.0, inherited_from=inherited_from)
         reply = oneshot()
-        envelope = Ask(message, reply)
+        envelope = Ask(message, reply, deadline)
         remaining = timeout
-        # The fast path inlined, as in send: room now. Anything else goes to `deliver`.
-        if cell.mailbox.put_nowait(envelope) != OK:
-            started = time.monotonic()
-            try:
-                code = await deliver(cell, envelope, timeout)
-            except Expired:
-                raise self._ask_timeout(message, timeout) from None
-            if code != OK:  # CLOSED: FULL is for a self-send, refused above
-                await anyio.lowlevel.checkpoint()  # as in send: a refusal is a checkpoint too
-                raise cell.stopped_error(message)
-            if timeout is not None:
-                remaining = max(0.0, timeout - (time.monotonic() - started))
         try:
-            return await reply.wait(remaining)
+            # The fast path inlined, as in send: room now. Anything else goes to `deliver`.
+            if cell.mailbox.put_nowait(envelope) != OK:
+                code = await deliver(cell, envelope, timeout)
+                if code != OK:  # CLOSED: FULL is for a self-send, refused above
+                    await anyio.lowlevel.checkpoint()  # as in send: a refusal checkpoints too
+                    raise cell.stopped_error(message)
+                if deadline is not None:
+                    remaining = max(0.0, deadline - time.monotonic())
+            if inherited_from is None:
+                return await reply.wait(remaining)
+            # What is left of an inherited deadline: a one-off duration, no shared timer.
+            return await reply.wait_once(remaining or 0.0)
         except Expired:
-            raise self._ask_timeout(message, timeout) from None
+            reply.abandon(EXPIRED)
+            raise self._ask_timeout(message, timeout, inherited_from=inherited_from) from None
+        except BaseException:
+            reply.abandon(CANCELLED)  # no-op for a settled reply: nobody watches it
+            raise
 
     @overload
     def blocking_ask(self, message: Request[R], *, timeout: float | None = ...) -> R: ...
@@ -509,18 +539,21 @@ class ActorRef(Ref[M]):
         if type(message) not in self._admitted:
             cell.admit(message)
         reply = thread_oneshot()
-        envelope = Ask(message, reply)
         started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        envelope = Ask(message, reply, deadline)
         try:
             code = cell.mailbox.put_blocking(envelope, timeout)
             if code != OK:
                 raise cell.stopped_error(message)
-            remaining = (
-                None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-            )
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             return reply.wait_blocking(remaining)
         except Expired:
+            reply.abandon(EXPIRED)
             raise self._ask_timeout(message, timeout) from None
+        except BaseException:  # KeyboardInterrupt in the waiting thread, say
+            reply.abandon(CANCELLED)
+            raise
 
     async def stop(self) -> None:
         """Stop the actor gracefully, for good, and wait until it has stopped.
@@ -551,8 +584,18 @@ class ActorRef(Ref[M]):
             message,
         )
 
-    def _ask_timeout(self, message: object, timeout: float | None) -> AskTimeout:
+    def _ask_timeout(
+        self, message: object, timeout: float | None, *, inherited_from: str | None = None
+    ) -> AskTimeout:
+        what = type(message).__qualname__
+        if inherited_from is None:
+            return AskTimeout(f"actor {self._cell.path} did not answer {what} within {timeout} s")
+        if not timeout:
+            return AskTimeout(
+                f"{what} not sent to actor {self._cell.path}: the deadline of the ask actor "
+                f"{inherited_from} is answering has passed"
+            )
         return AskTimeout(
-            f"actor {self._cell.path} did not answer {type(message).__qualname__} "
-            f"within {timeout} s"
+            f"actor {self._cell.path} did not answer {what} within the {timeout:.3g} s left "
+            f"of the deadline of the ask actor {inherited_from} is answering"
         )

@@ -47,6 +47,9 @@ _ACTOR_COUNTERS = (
     ("failed", "handler failures"),
     ("restarts", "restarts"),
     ("handler_seconds", "wall time spent in handlers"),
+    ("asks_expired", "queued asks skipped: their asker's timeout had run out"),
+    ("asks_cancelled", "queued asks skipped: their asker was cancelled"),
+    ("handlers_cancelled", "handlers cancelled because their asker gave up"),
 )
 _ACTOR_GAUGES = (
     ("mailbox_depth", "messages waiting"),

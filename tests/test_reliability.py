@@ -495,8 +495,11 @@ async def test_F12_ask_cancelled_on_a_worker_loop_at_each_phase(
             assert outcome == ["cancelled"]
             release.set()
             inner_release.set()  # (iii): the handler completes; its reply has nowhere to go
-            expected = {"waiting-for-room": (0,), "enqueued": (1,), "handler-running": ()}[phase]
-            assert await target.ask(Seen()) == expected  # (i) nothing enqueued; else handled once
+            # (i) nothing enqueued; or enqueued, then skipped unhandled: its asker is gone
+            expected = {"waiting-for-room": (0,), "enqueued": (), "handler-running": ()}[phase]
+            assert await target.ask(Seen()) == expected
+            skipped = 1 if phase == "enqueued" else 0
+            assert metrics_of(system, target).asks_cancelled == skipped
             assert waiting_senders(target) == 0
             await target.send(Tick(2))
             assert await target.ask(Seen()) == (*expected, 2)
@@ -1235,6 +1238,11 @@ async def pair(system: ActorSystem, capacity: int) -> tuple[ActorRef[Any], Actor
     return a, b
 
 
+def metrics_of(system: ActorSystem, ref: ActorRef[Any]) -> actors.ActorMetrics:
+    (found,) = (a for a in system.metrics().actors if a.path == ref.path)
+    return found
+
+
 def check_cycle_time(elapsed: float) -> None:
     assert CYCLE_TIMEOUT - EARLY <= elapsed <= CYCLE_TIMEOUT + MARGIN, elapsed
 
@@ -1263,10 +1271,11 @@ async def test_C4_actors_asking_each_other_both_time_out_and_stay_responsive(
             assert results["a"][0] == results["b"][0] == "timeout"
             check_cycle_time(results["a"][1])
             check_cycle_time(results["b"][1])
-            # Both stay responsive; each also handled the other's late Ping (reply dropped).
+            # Both stay responsive; each skipped the other's late Ping, whose asker had gone.
             assert await a.ask(Ping()) == "a"
             assert await b.ask(Ping()) == "b"
-            assert await a.ask(Tally()) == await b.ask(Tally()) == (2, 0)
+            assert await a.ask(Tally()) == await b.ask(Tally()) == (1, 0)
+            assert metrics_of(system, a).asks_expired == metrics_of(system, b).asks_expired == 1
     assert_quiet(caplog)
     figures(
         "C4",
@@ -1292,7 +1301,8 @@ async def test_C4_ask_chain_back_to_the_asker_is_broken_by_the_shorter_timeout(
             assert total < WAIT  # A's own (longer) ask did not time out
             assert await a.ask(Ping()) == "a"
             assert await b.ask(Ping()) == "b"
-            assert await a.ask(Tally()) == (2, 0)  # B's late Ping was handled, reply dropped
+            assert await a.ask(Tally()) == (1, 0)  # B's late Ping was skipped: B gave up
+            assert metrics_of(system, a).asks_expired == 1
     assert_quiet(caplog)
     figures("C4", cycle="a->b->a", inner_timeout_after=ms(float(seconds)), total=ms(total))
 

@@ -385,10 +385,10 @@ async def test_a_scope_actor_name_taken_by_a_user_actor_is_skipped() -> None:
 def test_the_docs_example_runs() -> None:
     assert run_example("patterns/scopes.py").splitlines() == [
         "counting 3 documents",
-        "  progress: 3 document(s) counted, then stopped",
+        "  progress: stopped, after every counter",
         "total: 8 words",
         "counting 3 documents, one of them empty",
-        "  progress: 2 document(s) counted, then stopped",
+        "  progress: stopped, after every counter",
         "the scope raised ValueError: empty document",
         "the scope's actors are gone: True",
         "RuntimeError: Scope.spawn() needs an open scope, inside `async with`; "
