@@ -337,6 +337,16 @@ class Outbox:
         finally:
             self._replies.forget(token)
 
+    async def request(self, subject: str, data: bytes, wait: float) -> bytes:
+        """Publish ``data`` on ``subject`` (no actor behind it); its reply frame. Loop only.
+
+        Raises:
+            TimeoutError: no reply within ``wait`` seconds.
+            _NoResponders: nobody subscribes to ``subject``.
+            ActorStopped: this node is leaving.
+        """
+        return await self._exchange(Outbound(subject, data, [], None), None, wait)
+
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
         waiter = self._replies.pop(token)

@@ -241,9 +241,10 @@ async def test_tls_client_certificates_are_required_when_the_server_verifies_the
 def permissions(name: str, prefix: str = "actors") -> tuple[list[str], list[str]]:
     """The subjects node ``name`` may publish to and subscribe to (docs/cluster.md)."""
     publish = [f"{prefix}.actor.>", f"{prefix}.name.>", f"{prefix}.hb.{name}"]
-    publish += [f"{prefix}.down.{name}", f"{prefix}.events.{name}"]
+    publish += [f"{prefix}.down.{name}", f"{prefix}.events.{name}", f"{prefix}.inspect.*"]
     subscribe = [f"{prefix}.actor.{name}.>", f"{prefix}.name.>", f"{prefix}.hb.*"]
-    subscribe += [f"{prefix}.down.*", f"{prefix}.events.*", f"_INBOX.{prefix}.{name}.>"]
+    subscribe += [f"{prefix}.down.*", f"{prefix}.events.*", f"{prefix}.inspect.{name}"]
+    subscribe += [f"_INBOX.{prefix}.{name}.>"]
     return publish, subscribe
 
 
