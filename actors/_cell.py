@@ -1447,6 +1447,15 @@ class Cell(Latch):
         else:
             counts.cancelled += 1
 
+    def processed(self, dequeued: int | None = None) -> int:
+        """Mailbox items handled without an exception (racy outside the run task).
+
+        ``dequeued``: the count read by the caller already (see `actor_metrics`).
+        """
+        taken = self.dequeued if dequeued is None else dequeued
+        flow = self.flow
+        return taken - self.failed_items - (flow.skipped if flow is not None else 0)
+
     def _counts(self) -> FlowCounts:
         counts = self.flow
         if counts is None:

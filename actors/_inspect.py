@@ -22,9 +22,12 @@ of some 100 ms runs at most every two seconds, under 5 % of one core, however ma
 look. Rates (messages per second, a loop's CPU) are differences between two readings at
 least a second apart.
 
-Nodes. An `Overview` lists nodes; today it holds this process's node only (``local``). A
-cluster can add one `NodeView` per remote node (each answering an inspection subject)
-without changing the shape the clients read; pages and actors carry their node's name.
+Nodes. An `Overview` lists nodes: this process's first (``local``), then, when the system's
+cluster can be inspected (`actors._seam.InspectableCluster`, such as `actors.cluster.Nats`),
+one `NodeView` per other node, as that node last answered its inspection subject. The
+cluster never makes `overview` wait on the network: it hands back the answers it has and,
+at most once a second, asks again in the background; a cluster nobody inspects asks
+nothing. The core only sees the seam's one method; pages and actors carry their node's name.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ._errors import DuplicateName, SystemNotRunning
 from ._pool import _PoolSupervisor  # pyright: ignore[reportPrivateUsage]
 from ._ref import cell_of
 from ._runtime import thread_cpu_seconds, thread_name
+from ._seam import InspectableCluster
 from ._statem import StateMachine
 
 if TYPE_CHECKING:
@@ -56,15 +60,19 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 __all__ = (
+    "MAX_LISTED",
     "ActorView",
     "BlockedWarning",
     "ChildrenPage",
     "DeadLetterView",
     "DeadLettersPage",
+    "DurableView",
+    "GroupView",
     "LoopView",
     "NodeView",
     "Overview",
     "PoolView",
+    "PublicActorView",
     "SubscriptionView",
     "SubscriptionsPage",
     "SystemView",
@@ -73,6 +81,9 @@ __all__ = (
 
 MAX_PAGE: Final = 500
 """The most actors (or subscriptions) one page holds."""
+
+MAX_LISTED: Final = 200
+"""The most public actors, groups or durable mailboxes one `NodeView` lists (each)."""
 
 TopOrder = Literal["rate", "depth", "failed", "restarts"]
 """What `SystemView.top` ranks actors by."""
@@ -206,6 +217,69 @@ class BlockedWarning(msgspec.Struct, frozen=True):
     message: str
 
 
+class PublicActorView(msgspec.Struct, frozen=True):
+    """An actor a node serves under a public name (``spawn(public=True)``).
+
+    Attributes:
+        name: the public name other nodes look it up by.
+        path: its path on its node.
+        type: its actor class's qualified name.
+
+    Example:
+        ```python
+        names = [actor.name for actor in view.overview().nodes[0].public]
+        ```
+    """
+
+    name: str
+    path: str
+    type: str
+
+
+class GroupView(msgspec.Struct, frozen=True):
+    """A pool a node serves under a public name (`actors.cluster.serve_pool`).
+
+    Every node serving the name is a member of the name's group; each node lists its own
+    pool, so the group's members are the nodes whose `NodeView.groups` hold the name.
+
+    Attributes:
+        name: the public name of the group.
+        path: the path of the pool's supervisor on this node.
+        size: the pool's workers now.
+        workers: the paths of its first workers (at most `MAX_LISTED`).
+
+    Example:
+        ```python
+        serving = [n.name for n in overview.nodes if any(g.name == "resize" for g in n.groups)]
+        ```
+    """
+
+    name: str
+    path: str
+    size: int
+    workers: tuple[str, ...]
+
+
+class DurableView(msgspec.Struct, frozen=True):
+    """A durable mailbox a node consumes (``spawn(durable=True)``).
+
+    Attributes:
+        name: the actor's public name (also the mailbox's).
+        path: the actor's path on its node.
+        in_flight: messages fetched from the stream and not yet acknowledged (the stream's
+            own depth would cost a server round trip, so it is not shown).
+
+    Example:
+        ```python
+        busy = [d.name for d in overview.nodes[0].durable if d.in_flight]
+        ```
+    """
+
+    name: str
+    path: str
+    in_flight: int
+
+
 class NodeView(msgspec.Struct, frozen=True):
     """One node (one `ActorSystem`) in an `Overview`.
 
@@ -223,6 +297,13 @@ class NodeView(msgspec.Struct, frozen=True):
         warnings: the latest blocked-loop warnings, oldest first.
         census_age: seconds since the census that ``actors``, ``loops`` and ``pools``
             come from.
+        public: with a cluster, its public actors (the first `MAX_LISTED` by name).
+        groups: with a cluster, the pools it serves under a public name (`MAX_LISTED`).
+        durable: with a cluster, its durable mailboxes (the first `MAX_LISTED`).
+        listed_total: public actors, groups and durable mailboxes in all, when some were
+            left out of the lists above.
+        age: for another node, seconds since its answer was received (0.0 for this one).
+        error: for another node, why its summary is missing or old ("" when it answered).
 
     Example:
         ```python
@@ -243,6 +324,12 @@ class NodeView(msgspec.Struct, frozen=True):
     subscriptions: int
     warnings: tuple[BlockedWarning, ...]
     census_age: float
+    public: tuple[PublicActorView, ...] = ()
+    groups: tuple[GroupView, ...] = ()
+    durable: tuple[DurableView, ...] = ()
+    listed_total: int = 0
+    age: float = 0.0
+    error: str = ""
 
 
 class Overview(msgspec.Struct, frozen=True):
@@ -451,7 +538,7 @@ class _Census:
             per_home[id(home)] = (home, 1 if seen is None else seen[1] + 1)
             if cell.actor_class is _PoolSupervisor:
                 self.pools.append(cell)
-            processed = cell.dequeued - cell.failed_items
+            processed = cell.processed()
             rows.append(_Row(cell, processed, len(cell.mailbox), cell.failed, cell.incarnation))
             self.processed[id(cell)] = processed
 
@@ -654,7 +741,7 @@ class SystemView:
 
     def _view(self, cell: Cell, now: float) -> ActorView:
         box = cell.mailbox.statistics()
-        processed = cell.dequeued - cell.failed_items
+        processed = cell.processed()
         rate = self._rates.rate(cell.path, processed, now)
         actor_class = cell.actor_class
         children = cell.children
@@ -780,7 +867,8 @@ class SystemView:
         return tuple(loops)
 
     def overview(self) -> Overview:
-        """The nodes (today: this system's), their loops and counts.
+        """The nodes, their loops and counts: this system's first, then, with a cluster,
+        the latest answers of the other nodes (see the module notes).
 
         Example:
             ```python
@@ -788,12 +876,26 @@ class SystemView:
             print(f"{node.actors} actors on {len(node.loops)} loops")
             ```
         """
+        local = self.local_node()
+        cluster = self._system.cluster
+        if isinstance(cluster, InspectableCluster):
+            return Overview(at=time.time(), nodes=cluster.inspect(local))
+        return Overview(at=time.time(), nodes=(local,))
+
+    def local_node(self) -> NodeView:
+        """This system's node alone, without what a cluster adds (what a node answers).
+
+        Example:
+            ```python
+            print(view.local_node().actors)
+            ```
+        """
         system = self._system
         census = self._take_census()
         now = time.monotonic()
         root = system.tree.root
         children = root.children if root is not None else None
-        node = NodeView(
+        return NodeView(
             name=self.node,
             local=True,
             running=system.running,
@@ -807,7 +909,6 @@ class SystemView:
             warnings=_WATCHDOG_LOG.of(self._watchdog_thread, since=self._born),
             census_age=round(now - census.taken, 3),
         )
-        return Overview(at=time.time(), nodes=(node,))
 
     def top(self, by: TopOrder = "rate", *, limit: int = 20) -> tuple[ActorView, ...]:
         """The ``limit`` actors ranked first by ``by``, from the census (see the module notes).

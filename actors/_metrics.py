@@ -169,7 +169,7 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
         status=cell.status,
         loop=cell.home.label,
         received=received,
-        processed=dequeued - cell.failed_items - (flow.skipped if flow is not None else 0),
+        processed=cell.processed(dequeued),
         failed=cell.failed,
         restarts=cell.incarnation,
         mailbox_depth=box.depth,

@@ -4,17 +4,21 @@ The core knows nothing about NATS: it calls these four methods of whatever ``clu
 was given, at start, at each ``spawn(public=True)``, at ``lookup_remote`` and at shutdown.
 Keeping the seam this narrow keeps the import direction one way (the cluster package uses
 the core, never the reverse) and the core location-transparent.
+
+A transport may also be an `InspectableCluster`: the live inspector (`actors._inspect`)
+then lists the other nodes through its one method, and never imports the cluster.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from ._inspect import NodeView
     from ._ref import ActorRef, Ref
     from ._system import ActorSystem
 
-__all__ = ("ClusterBackend",)
+__all__ = ("ClusterBackend", "InspectableCluster")
 
 
 class ClusterBackend(Protocol):
@@ -47,4 +51,22 @@ class ClusterBackend(Protocol):
 
     async def detach(self) -> None:
         """Leave the cluster and disconnect; called before the actors stop."""
+        ...
+
+
+@runtime_checkable
+class InspectableCluster(Protocol):
+    """A cluster transport that can tell the inspector about the other nodes.
+
+    Example:
+        ```python
+        nodes = cluster.inspect(SystemView.of(system).local_node())
+        ```
+    """
+
+    def inspect(self, local: NodeView) -> tuple[NodeView, ...]:
+        """``local`` with what the cluster adds to it, then the other nodes' latest answers.
+
+        Any thread; never waits on the network (answers come in the background).
+        """
         ...

@@ -480,6 +480,7 @@ class _LiveServer:
         self.stop = Flag()
         self.url = ""
         self.busy: actors.ActorRef[Deposit | Crash | Hold] | None = None
+        self.doomed: actors.ActorRef[Deposit | Crash | Hold] | None = None
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._main, name="inspector-live-server")
 
@@ -496,6 +497,10 @@ class _LiveServer:
         async with actors.ActorSystem(workers=2, name="live") as system:
             await system.spawn(lambda: Bank(120), name="bank")
             self.busy = await system.spawn(Account, name="busy")
+            # Crashes once in the browser test, with a message queued: a dead letter.
+            self.doomed = await system.spawn(
+                Account, name="doomed", restart=actors.Restart.TEMPORARY
+            )
             await system.spawn_pool(Recorder, size=2, routing="least-loaded", name="workers")
             system.events.subscribe(self.busy, Deposit)
             config = uvicorn.Config(
@@ -538,7 +543,7 @@ def _python_env() -> dict[str, str]:
     return env
 
 
-class _Pty:
+class Pty:
     """A child process on a pseudo-terminal; `expect` reads its screen with a deadline."""
 
     def __init__(self, *args: str) -> None:
@@ -595,7 +600,7 @@ class _Pty:
 
 
 def test_top_in_a_terminal_quits_on_q(live: _LiveServer) -> None:
-    top = _Pty("top", live.url, "--limit", "5")
+    top = Pty("top", live.url, "--limit", "5")
     top.expect(b"\x1b[?1049h")  # the alternate screen
     top.expect(b"actors top - live (running)")
     top.expect(b"ACTOR (by rate)")
@@ -608,7 +613,7 @@ def test_top_in_a_terminal_quits_on_q(live: _LiveServer) -> None:
 
 
 def test_top_in_a_terminal_quits_on_ctrl_c(live: _LiveServer) -> None:
-    top = _Pty("top", live.url)
+    top = Pty("top", live.url)
     top.expect(b"ACTOR (by rate)")
     top.process.send_signal(signal.SIGINT)
     assert top.wait() == 0
@@ -629,12 +634,12 @@ def test_top_once_and_inspect_print_without_a_terminal(live: _LiveServer) -> Non
 
     once = run("top", live.url.rstrip("/"), "--once", "--by", "depth", "--limit", "3")
     assert once.returncode == 0, once.stderr
-    assert once.stdout.startswith("actors top - live (running)  actors 126")
+    assert once.stdout.startswith("actors top - live (running)  actors 127")
     assert "ACTOR (by depth)" in once.stdout
     shown = run("inspect", live.url, "--no-browser")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == [
-        f"actors inspector of 'live' (126 actors, read-only): {live.url}",
+        f"actors inspector of 'live' (127 actors, read-only): {live.url}",
         f"terminal view: python -m actors top {live.url}",
     ]
     with socket.socket() as unused:  # a port nobody listens on
@@ -684,7 +689,21 @@ def test_in_a_headless_browser(live: _LiveServer, tmp_path: Path) -> None:
         release.set()
         browser.wait_for(f"{row.format('/user/busy', 'restarts')} === '1'")
         browser.wait_for(f"{row.format('/user/busy', 'depth')} === '0/1000'")
+        # A temporary actor fails with a message queued behind: the page streams it.
+        doomed = live.doomed
+        assert doomed is not None
+        release, entered = Flag(), Flag()
+        doomed.blocking_send(Hold(release, entered))
+        entered.wait_blocking()
+        doomed.blocking_send(Crash())
+        doomed.blocking_send(Deposit(7))
+        release.set()
+        letters = "document.querySelector('#letters').textContent"
+        browser.wait_for(f"{letters}.includes('failed → /user/doomed: Deposit(amount=7)')")
         assert browser.evaluate("document.getElementById('node').textContent") == "live"
+        # The node list: a system without a cluster is its one node.
+        node = "document.querySelector('tr[data-node=\"live\"]')?.textContent"
+        assert "this node" in browser.wait_for(node)
         browser.evaluate("document.querySelector('button[data-toggle=\"/user/bank\"]').click()")
         browser.wait_for("!document.querySelector('tr[data-path=\"/user/bank/account-0\"]')")
         browser.wait_for("document.querySelector('#pools tbody').textContent.includes('workers')")

@@ -333,6 +333,10 @@ class DurableMailboxes:
         finally:
             credit_of(ref).settle(-1, tried=True)
 
+    def mailboxes(self) -> list[tuple[str, str, int]]:
+        """(name, actor path, messages fetched and not yet settled) of each consumer. Loop only."""
+        return [(c.name, c.export.path, len(c.pending)) for c in self._consumers]
+
     # -- receiving --------------------------------------------------------------------------
 
     async def register(self, name: str, id: int) -> None:

@@ -123,6 +123,10 @@ class Inbound:
         self._connect_timeout = connect_timeout
         self._envelopes: msgspec.msgpack.Decoder[Envelope] = decoder_for(Envelope, None)
         self._tolds: msgspec.msgpack.Decoder[list[Told]] = decoder_for(list[Told], None)
+        # Loop only, for the inspector: the public names served here (those of stopped
+        # actors are pruned when listed) and the pools served under a name.
+        self.public: dict[str, int] = {}
+        self.served: dict[_Served, None] = {}
 
     async def listen(self, client: NatsClient) -> None:
         """Answer probes on this node's own subject (whether an export still exists)."""
@@ -164,6 +168,7 @@ class Inbound:
             pending_msgs_limit=SUB_PENDING_MSGS,
         )
         export.subs.append(sub)
+        self.public[name] = id
         await client.flush(timeout=max(1, int(self._connect_timeout)))
 
     async def serve_pool(self, name: str, pool: Pool[Any]) -> None:
@@ -178,6 +183,7 @@ class Inbound:
             cb=functools.partial(self._inbound_pool, served),
             pending_msgs_limit=SUB_PENDING_MSGS,
         )
+        self.served[served] = None
         self._transport.own(self._unserve_when_stopped(served))
         await client.flush(timeout=max(1, int(self._connect_timeout)))
 
@@ -185,6 +191,7 @@ class Inbound:
         try:
             await served.pool.join()
         finally:
+            self.served.pop(served, None)
             # Drain, not unsubscribe: frames already delivered here still get their answer
             # (ActorStopped, nothing enqueued) instead of leaving their senders to time out.
             if served.sub is not None:

@@ -73,6 +73,7 @@ from .._errors import ActorStopped
 from ._durable import DurableMailboxes
 from ._events import EventRelay
 from ._inbound import Inbound
+from ._inspection import NodeInspector
 from ._membership import Membership
 from ._options import (
     TOKEN,
@@ -94,6 +95,7 @@ from ._transport import ClusterError, Identity, Transport
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .._inspect import NodeView
     from .._pool import Pool
     from .._ref import ActorRef, Ref
     from .._system import ActorSystem
@@ -435,6 +437,26 @@ class Nats:
         """
         await self._node.detach()
 
+    def inspect(self, local: NodeView) -> tuple[NodeView, ...]:
+        """For the live inspector: ``local`` with this node's public actors, served groups
+        and durable mailboxes, then every other node as it last answered its inspection
+        subject (``<prefix>.inspect.<node>``).
+
+        Any thread; never waits on the network: at most once a second it asks the other
+        nodes again in the background, so a first call lists this node only and later calls
+        the others too (a node that stops answering keeps its last answer, with ``error``
+        saying why). Asks nothing until called.
+
+        Example:
+            ```python
+            nodes = cluster.inspect(actors.inspector.SystemView.of(system).local_node())
+            ```
+        """
+        node = self._node
+        if not node.transport.started or node.transport.closing:
+            return (local,)
+        return node.inspector.inspect(local)
+
     def statistics(self) -> ClusterStatistics:
         """A snapshot of this node's counters and of the nodes it sees alive.
 
@@ -504,6 +526,15 @@ class _Node:
             timeouts.ack,
         )
         self.events = EventRelay(transport, self.registry, self.inbound, limits)
+        self.inspector = NodeInspector(
+            transport,
+            self.registry,
+            self.inbound,
+            self.outbox,
+            self.durable,
+            self.membership,
+            limits,
+        )
         node = config.node
         transport.on_teardown.append(
             lambda: replies.fail_all(lambda: ActorStopped(f"node {node} left the cluster"))
@@ -550,6 +581,7 @@ class _Node:
                 await self.outbox.listen(client)
                 await self.inbound.listen(client)
                 await self.events.listen(client)
+                await self.inspector.listen(client)
                 await self.membership.listen(client)  # the first beat: others may call now
                 await client.flush(timeout=max(1, int(timeout)))
         except TimeoutError:

@@ -113,7 +113,10 @@ if TYPE_CHECKING:
 _SEND_GRACE: Final = 1.0  # extra wait for the target's own SendTimeout reply
 _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this long
 
-_LOOKUP_ANSWER_WAIT = 1.0  # seconds one lookup attempt waits for a subscribed owner
+# Seconds the first lookup attempt waits for a subscribed owner's answer; each attempt that
+# times out doubles it, within the caller's timeout (an owner slow under load is waited for,
+# not asked again and again while its first answer is on its way).
+_LOOKUP_ANSWER_WAIT = 1.0
 
 _OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for its answer
 _RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
@@ -333,6 +336,16 @@ class Outbox:
             return await asyncio.wait_for(future, wait)
         finally:
             self._replies.forget(token)
+
+    async def request(self, subject: str, data: bytes, wait: float) -> bytes:
+        """Publish ``data`` on ``subject`` (no actor behind it); its reply frame. Loop only.
+
+        Raises:
+            TimeoutError: no reply within ``wait`` seconds.
+            _NoResponders: nobody subscribes to ``subject``.
+            ActorStopped: this node is leaving.
+        """
+        return await self._exchange(Outbound(subject, data, [], None), None, wait)
 
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
@@ -856,6 +869,7 @@ class Outbox:
         deadline = time.monotonic() + timeout
         delay = 0.01
         attempts = 0
+        answer_wait = _LOOKUP_ANSWER_WAIT
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and attempts:
@@ -867,16 +881,21 @@ class Outbox:
             out = Outbound(self._me.name_subject(name), data, [], None)
             try:
                 # An owner that is subscribed answers at once; under load (a saturated
-                # GIL) that can still take a while, so one attempt waits up to a second.
-                frame = await self._exchange(out, None, _LOOKUP_ANSWER_WAIT)
+                # GIL) that can still take a while: "no responders" comes back at once, so
+                # a timeout means a slow owner, and the next attempt waits longer for it.
+                wait = max(_LOOKUP_ANSWER_WAIT, min(answer_wait, remaining))
+                frame = await self._exchange(out, None, wait)
                 check_frame(frame, self._limits.max_message_size, self._limits.max_depth)
                 reply = self._replies_decoder.decode(frame)
                 if reply.status != OK:
                     raise WireError("the lookup was refused")
                 address = self._addresses.decode(reply.body)
-            except (_NoResponders, TimeoutError):
+            except _NoResponders:
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.2)
+                continue
+            except TimeoutError:
+                answer_wait *= 2
                 continue
             except MALFORMED as error:
                 self._transport.reject(f"a lookup answer for {name!r}", error)

@@ -6,7 +6,8 @@ nothing but Python and this package, against an inspector served by another proc
 - ``inspect URL`` checks that an inspector answers at URL, prints where its page is and
   opens it in a browser when there is one (``--no-browser``: print only).
 - ``top URL`` redraws a table like ``top`` every second from the same JSON endpoints: the
-  node's counts, its loops, and the busiest actors. Keys: ``q`` quits, ``r``/``d``/``f``/``s``
+  node's counts, its loops, the other nodes of its cluster, the latest dead letters, and the
+  busiest actors. Keys: ``q`` quits, ``r``/``d``/``f``/``s``
   rank by rate, depth, failures, restarts. Ctrl-C quits too; the terminal is restored.
 """
 
@@ -33,6 +34,7 @@ __all__ = ("inspect_main", "top_main")
 
 _ORDERS: Final = {"r": "rate", "d": "depth", "f": "failed", "s": "restarts"}
 _TIMEOUT: Final = 5.0  # seconds for one request to the inspector
+_LETTERS_SHOWN: Final = 5  # the latest dead letters on the screen
 
 
 class InspectorUnreachable(Exception):
@@ -108,7 +110,46 @@ def _number(value: object, digits: int = 0) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def render(overview: Any, top: Any, by: str, width: int, height: int) -> list[str]:
+def _node_lines(nodes: list[Any]) -> list[str]:
+    """The nodes of a cluster, one line each (nothing for a system alone)."""
+    if len(nodes) < 2:
+        return []
+    lines = [
+        "",
+        f" {'NODE':<16} {'ACTORS':>9} {'LOOPS':>5} {'PUBLIC':>6} {'GROUPS':>6} "
+        f"{'DURABLE':>7}  STATE",
+    ]
+    for node in nodes:
+        if node["local"]:
+            state = "this node"
+        else:
+            state = f"answered {node['age']:.1f} s ago"
+            if node["error"]:
+                state = f"{node['error']} ({state})"
+        lines.append(
+            f" {node['name']:<16} {_number(node['actors']):>9} {len(node['loops']):>5} "
+            f"{len(node['public']):>6} {len(node['groups']):>6} {len(node['durable']):>7}  {state}"
+        )
+    return lines
+
+
+def _letter_lines(letters: list[Any]) -> list[str]:
+    """The latest dead letters, newest last."""
+    if not letters:
+        return []
+    lines = ["", " DEAD LETTERS (latest)"]
+    for letter in letters:
+        at = time.strftime("%H:%M:%S", time.localtime(letter["at"]))
+        lines.append(
+            f"  #{letter['seq']} {at} {letter['reason']} -> {letter['recipient']}: "
+            f"{letter['message']}"
+        )
+    return lines
+
+
+def render(
+    overview: Any, top: Any, by: str, width: int, height: int, letters: list[Any] | None = None
+) -> list[str]:
     """The lines of one screen (without escapes), cut to ``width`` and ``height``."""
     node = overview["nodes"][0]
     state = "running" if node["running"] else "stopped"
@@ -129,6 +170,8 @@ def render(overview: Any, top: Any, by: str, width: int, height: int) -> list[st
         )
     for warning in node["warnings"][-3:]:
         lines.append(f"  ! {warning['message']}")
+    lines += _node_lines(overview["nodes"])
+    lines += _letter_lines(letters or [])
     lines += [
         "",
         f"{'MAILBOX':>9} {'HIGH':>7} {'MSGS/S':>9} {'FAILED':>7} {'RESTARTS':>8}  "
@@ -199,6 +242,7 @@ def top_main(argv: list[str]) -> int:
     by: str = options.by
     out = sys.stdout
     screen = out.isatty() and not options.once
+    letters: list[Any] = []  # the latest dead letters seen, newest last
     try:
         with _keyboard(sys.stdin) as keys:
             if screen:
@@ -209,7 +253,10 @@ def top_main(argv: list[str]) -> int:
                     try:
                         overview = fetch(base, "api/overview")
                         top = fetch(base, "api/top", by=by, limit=options.limit)
-                        lines = render(overview, top, by, size.columns, size.lines - 1)
+                        after = letters[-1]["seq"] if letters else 0
+                        letters += fetch(base, "api/dead-letters", after=after)["letters"]
+                        del letters[:-_LETTERS_SHOWN]
+                        lines = render(overview, top, by, size.columns, size.lines - 1, letters)
                     except InspectorUnreachable as error:
                         lines = [f"actors top: no answer from {base}", str(error)[: size.columns]]
                         if options.once:

@@ -437,7 +437,11 @@ async def test_try_send_across_a_server_restart_fails_fast_keeps_order_and_never
     # Disconnected, try_send failed fast ("not connected") rather than buffering.
     refused = [a for p in producers for a in p.attempts if a.error == "not connected"]
     assert refused, "no try_send saw the disconnection"
-    assert all(a.ended - a.started < 0.05 for a in refused)
+    # Fast: the typical refusal takes well under 50 ms, and none waited out the outage (a
+    # loaded machine may deschedule one call's thread for a while, never for the outage).
+    durations = sorted(a.ended - a.started for a in refused)
+    assert durations[len(durations) // 2] < 0.05, durations
+    assert durations[-1] < OUTAGE, durations
     assert all(down <= a.started < back for a in refused)
     # A try_send returns before its frame is out: one that returned just before the kill
     # may still have been on its way (in the outbox, a socket buffer, the dying server).

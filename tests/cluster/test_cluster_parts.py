@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -313,6 +314,26 @@ def test_a_lookup_that_finds_no_responders_raises_actor_not_found() -> None:
         await client.deliver("_INBOX.t.a.inc-a.*", no_responders)
         with pytest.raises(actors.ActorNotFound, match="ledger"):
             await lookup
+
+    run(scenario)
+
+
+def test_a_lookup_waits_longer_for_a_silent_owner_each_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A silent owner (subscribed, too slow to answer) is asked again with a doubled wait, so a
+    # loaded owner is not flooded with probes whose answers would each come too late.
+    monkeypatch.setattr("actors.cluster._outbound._LOOKUP_ANSWER_WAIT", 0.05)
+
+    async def scenario() -> None:
+        parts = Parts()
+        await parts.outbox.listen(parts.client)  # type: ignore[arg-type]
+        started = time.monotonic()
+        with pytest.raises(actors.ActorNotFound, match="ledger"):
+            await parts.outbox.lookup("ledger", 1.0)
+        assert time.monotonic() - started >= 1.0
+        # Waits of 0.05, 0.1, 0.2, 0.4 and the rest: five probes, where a fixed wait sent 20.
+        assert 2 <= len(parts.client.published) <= 6, len(parts.client.published)
 
     run(scenario)
 

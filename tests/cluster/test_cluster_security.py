@@ -241,9 +241,10 @@ async def test_tls_client_certificates_are_required_when_the_server_verifies_the
 def permissions(name: str, prefix: str = "actors") -> tuple[list[str], list[str]]:
     """The subjects node ``name`` may publish to and subscribe to (docs/cluster.md)."""
     publish = [f"{prefix}.actor.>", f"{prefix}.name.>", f"{prefix}.hb.{name}"]
-    publish += [f"{prefix}.down.{name}", f"{prefix}.events.{name}"]
+    publish += [f"{prefix}.down.{name}", f"{prefix}.events.{name}", f"{prefix}.inspect.*"]
     subscribe = [f"{prefix}.actor.{name}.>", f"{prefix}.name.>", f"{prefix}.hb.*"]
-    subscribe += [f"{prefix}.down.*", f"{prefix}.events.*", f"_INBOX.{prefix}.{name}.>"]
+    subscribe += [f"{prefix}.down.*", f"{prefix}.events.*", f"{prefix}.inspect.{name}"]
+    subscribe += [f"_INBOX.{prefix}.{name}.>"]
     return publish, subscribe
 
 
@@ -368,15 +369,20 @@ async def test_a_node_cannot_publish_as_another_node(guarded: NatsServer, kind: 
             await evil.publish(f"actors.{kind}.a", b"marker")
             await evil.flush()
             await marker.wait()
-            await wait_until(lambda: bool(evil_errors))
+
+            def refused() -> bool:
+                return any(
+                    "permissions violation for publish" in e.lower() and f"actors.{kind}.b" in e
+                    for e in evil_errors
+                )
+
+            # The refusal itself, not just any first error (the server's -ERR is delivered
+            # to the callback on its own schedule, which a loaded machine stretches).
+            await wait_until(refused)
         finally:
             await evil.close()
             await observer.close()
     assert received == [(f"actors.{kind}.a", b"marker")]
-    assert any(
-        "permissions violation for publish" in e.lower() and f"actors.{kind}.b" in e
-        for e in evil_errors
-    ), evil_errors
 
 
 async def test_a_node_cannot_read_another_nodes_replies(guarded: NatsServer) -> None:

@@ -132,6 +132,10 @@ async def test_a_node_whose_server_dies_fails_over_and_stays_reachable(
                 await a.spawn(Account, name="account", public=True)
                 account = await b.lookup_remote("account", Deposit | Balance, timeout=5.0)
                 await account.send(Deposit(1))
+                # Answered before the kill: a pipelined tell whose reply the dying server
+                # loses holds the ref's asks until its ack_timeout (30 s) sends it again,
+                # which is not what this test is about (test_cluster_outage.py covers it).
+                assert await account.ask(Balance(), timeout=WAIT) == 1
                 watcher = await b.spawn(lambda: Watcher(events.append))
                 await watcher.send(account)
                 await wait_until(lambda: bool(account._cell.watchers))  # pyright: ignore[reportPrivateUsage]
@@ -145,13 +149,19 @@ async def test_a_node_whose_server_dies_fails_over_and_stays_reachable(
                 assert failover < heartbeat_timeout, failover
                 # a's subscriptions were replayed on its new server, and the interest
                 # crosses the route to b's: b reaches the same actor through the same ref.
-                deadline = time.monotonic() + 5.0
+                # How soon depends on the machine's load (milliseconds when idle); what
+                # must hold meanwhile is that b keeps a as a member.
+                attempts = 0
                 while True:
+                    attempts += 1
                     try:
                         assert await account.ask(Balance(), timeout=0.5) == 1
                         break
                     except actors.AskTimeout:
-                        assert time.monotonic() < deadline, "a's actor unreachable after failover"
+                        assert "a" in cluster_b.statistics().members
+                        assert account.is_alive
+                reached = time.monotonic() - killed
+                assert reached < WAIT, f"a's actor unreachable for {reached:.1f} s after failover"
                 await account.send(Deposit(2))
                 assert await account.ask(Balance(), timeout=2.0) == 3
                 assert account.is_alive
@@ -161,4 +171,6 @@ async def test_a_node_whose_server_dies_fails_over_and_stays_reachable(
                 assert "a" in cluster_b.statistics().members
                 assert account.is_alive
                 assert not events
-                print(f"\nfailover: {failover:.3f} s")
+                print(
+                    f"\nfailover: {failover:.3f} s, reached after {reached:.3f} s ({attempts} asks)"
+                )
