@@ -44,6 +44,10 @@ from ._errors import (
     SendTimeout,
     StashFull,
     StateMachineError,
+    StreamClosed,
+    StreamError,
+    StreamNotSupported,
+    StreamRequestError,
     SupervisionError,
     SyncHandlerError,
     SystemNotRunning,
@@ -70,6 +74,7 @@ from ._strategy import (
     SupervisionStrategy,
     Terminated,
 )
+from ._stream import DEFAULT_WINDOW, ReplyStream, StreamRequest
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
 from ._timers import Timer
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD
@@ -81,6 +86,7 @@ __all__ = (
     "DEFAULT_CAPACITY",
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_THROUGHPUT",
+    "DEFAULT_WINDOW",
     "Actor",
     "ActorError",
     "ActorMetrics",
@@ -112,6 +118,7 @@ __all__ = (
     "PostponeOverflow",
     "Ref",
     "RemoteError",
+    "ReplyStream",
     "Request",
     "RestForOne",
     "Restart",
@@ -124,6 +131,11 @@ __all__ = (
     "StateMachine",
     "StateMachineError",
     "StateMachineStatistics",
+    "StreamClosed",
+    "StreamError",
+    "StreamNotSupported",
+    "StreamRequest",
+    "StreamRequestError",
     "Subscription",
     "SupervisionError",
     "SupervisionStrategy",
