@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 import anyio.lowlevel
 import msgspec
 
+from ._checkpoint import yield_now
 from ._delivery import deliver
 from ._errors import (
     ActorStopped,
@@ -99,6 +100,7 @@ class _End:
 
 END: Final = _End()
 
+_BUDGET: Final = 128  # items put without a wait before the producer yields (COOPERATIVE_BUDGET)
 _ROOM: Final = 0
 _FULL: Final = 1
 _GONE: Final = 2
@@ -328,6 +330,7 @@ async def pump(channel: Channel, produced: object, stopping: Callable[[], bool])
         channel.settle(value=produced)  # raises StreamRequestError, naming the fix
     iterator = aiter(cast("AsyncIterable[object]", produced))
     what = f"item of the stream of actor {channel.path} for {type(channel.request).__qualname__}"
+    budget = _BUDGET
     try:
         while not channel.abandoned:
             if stopping():
@@ -340,8 +343,17 @@ async def pump(channel: Channel, produced: object, stopping: Callable[[], bool])
             if not known_sendable(item):
                 check_sendable(item, what)
             state = channel.put(item)
-            if state == _FULL and not await channel.room():
-                break
+            if state == _FULL:
+                if not await channel.room():
+                    break
+                budget = _BUDGET
+            else:
+                budget -= 1
+                if not budget:
+                    # A producer that never waits, reading for a consumer that keeps up (or
+                    # a wide window), would hold its loop: yield as a run task's turn does.
+                    budget = _BUDGET
+                    await yield_now()
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
@@ -494,6 +506,11 @@ class ReplyStream(Generic[T]):
         Cancellation: the stream is closed and its producer stopped; nothing is lost that
         was not already abandoned.
         """
+        if self._opened and not (self._closed or self._reading):
+            # The common case, inlined: an item is there (the producer ran ahead).
+            item = self._channel.take()  # raises at the end: StopAsyncIteration, the error
+            if item is not _WAITING:
+                return cast("T", item)
         if self._closed or self._reading:
             raise self._consumed("is closed" if self._closed else "is being read by another task")
         self._reading = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -599,3 +600,48 @@ def _tasks() -> int:
         return len(asyncio.all_tasks())
     except RuntimeError:  # trio: the worker loops' tasks are counted by the actor system
         return 0
+
+
+class Blobs(actors.StreamRequest[bytes], frozen=True):
+    """An endless stream of 4 KiB items."""
+
+
+class Blobber(Actor[Blobs]):
+    async def receive(self, message: Blobs) -> AsyncIterator[bytes]:
+        return self.blobs()
+
+    async def blobs(self) -> AsyncIterator[bytes]:
+        for n in itertools.count():
+            yield n.to_bytes(8, "little") * 512
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the RSS in /proc")
+async def test_memory_stays_flat_for_an_endless_stream_read_slowly() -> None:
+    # A reader slower than its producer: without backpressure the 40,000 items of 4 KiB read
+    # here (160 MiB) would pile up; with a window of 16 at most 64 KiB are in flight.
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Blobber)
+        with anyio.fail_after(60):
+            async with ref.stream(Blobs(), window=16) as blobs:
+                read = 0
+                async for blob in blobs:
+                    assert int.from_bytes(blob[:8], "little") == read
+                    read += 1
+                    for _ in range(3):  # the slow part: the producer always waits for room
+                        await anyio.lowlevel.checkpoint()
+                    if read == 4_000:
+                        gc.collect()
+                        base = _rss_bytes()
+                    if read == 40_000:
+                        break
+            gc.collect()
+            growth = _rss_bytes() - base  # pyright: ignore[reportPossiblyUnboundVariable]
+            assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
