@@ -645,3 +645,30 @@ async def test_memory_stays_flat_for_an_endless_stream_read_slowly() -> None:
             gc.collect()
             growth = _rss_bytes() - base  # pyright: ignore[reportPossiblyUnboundVariable]
             assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
+
+
+class Stubborn(actors.StreamRequest[int], frozen=True):
+    """A producer that keeps yielding after its reader left (it swallows GeneratorExit)."""
+
+
+class StubbornActor(Actor[Stubborn]):
+    async def receive(self, message: Stubborn) -> AsyncIterator[int]:
+        return self.items()
+
+    async def items(self) -> AsyncIterator[int]:
+        try:
+            yield 0
+            yield 1
+        except GeneratorExit:
+            yield 2  # an item for a reader that has left
+
+
+async def test_a_producer_that_ignores_its_closing_fails_the_actor_loudly() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(StubbornActor, restart=actors.Restart.TEMPORARY)
+        with anyio.fail_after(WAIT):
+            async with ref.stream(Stubborn(), window=1) as items:
+                assert await items.__anext__() == 0
+            reason = await ref.join()
+            assert isinstance(reason, RuntimeError)
+            assert "ignored GeneratorExit" in str(reason)
