@@ -74,7 +74,7 @@ from ._strategy import (
     SupervisionStrategy,
     Terminated,
 )
-from ._stream import DEFAULT_WINDOW, ReplyStream, StreamRequest
+from ._stream import DEFAULT_WINDOW, BlockingReplyStream, ReplyStream, StreamRequest
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
 from ._timers import Timer
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD
@@ -97,6 +97,7 @@ __all__ = (
     "ActorSystem",
     "AskTimeout",
     "Backoff",
+    "BlockingReplyStream",
     "Clock",
     "DeadLetter",
     "DeadLetters",

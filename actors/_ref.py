@@ -21,7 +21,13 @@ from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout, Stream
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
 from ._oneshot import Expired, ensure_plain_thread, oneshot, thread_oneshot
-from ._stream import DEFAULT_WINDOW, ReplyStream, StreamRequest
+from ._stream import (
+    DEFAULT_WINDOW,
+    BlockingReplyStream,
+    ReplyStream,
+    StreamRequest,
+    check_window,
+)
 from ._validation import check_timeout
 
 if TYPE_CHECKING:
@@ -195,7 +201,30 @@ class Ref(Generic[M]):
                 print(token)
             ```
         """
-        raise StreamNotSupported(
+        raise self._no_stream()
+
+    def blocking_stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> BlockingReplyStream[T]:
+        """`stream` for plain threads that run no event loop (`ActorRef` only, for now).
+
+        Raises:
+            StreamNotSupported: the actor lives on another node.
+
+        Example:
+            ```python
+            for token in model.blocking_stream(Tokens("hi")):  # from a plain thread
+                print(token)
+            ```
+        """
+        raise self._no_stream()
+
+    def _no_stream(self) -> StreamNotSupported:
+        return StreamNotSupported(
             f"streaming from actor {self.path} is not supported: it lives on another node, "
             "and streams work within one actor system (any loop, any thread) for now"
         )
@@ -585,13 +614,37 @@ class ActorRef(Ref[M]):
                     print(token, end="")
             ```
         """
-        if type(window) is not int:
-            raise TypeError(f"window must be an int >= 1, not {type(window).__qualname__}")
-        if window < 1:
-            raise ValueError(f"window must be at least 1, not {window}")
+        check_window(window)
         if timeout is not DEFAULT_ASK_TIMEOUT:
             check_timeout("timeout", timeout)
         return ReplyStream(self._cell, request, window, timeout)
+
+    def blocking_stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> BlockingReplyStream[T]:
+        """`stream` for plain threads that run no event loop: ``for`` and ``with``, blocking.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop (it would stall it).
+            StreamRequestError, MessageTypeError, NotSendableError, TypeError, ValueError:
+                as for `stream` (nothing sent).
+
+        Example:
+            ```python
+            with model.blocking_stream(Tokens("hello")) as tokens:  # from a plain thread
+                for token in tokens:
+                    print(token, end="")
+            ```
+        """
+        ensure_plain_thread()
+        check_window(window)
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
+        return BlockingReplyStream(self._cell, request, window, timeout)
 
     async def stop(self) -> None:
         """Stop the actor gracefully, for good, and wait until it has stopped.

@@ -62,7 +62,7 @@ from ._errors import (
 )
 from ._mailbox import OK
 from ._message import Ask
-from ._oneshot import Expired, Oneshot, oneshot
+from ._oneshot import Expired, Oneshot, ensure_plain_thread, oneshot, thread_oneshot
 from ._sendable import check_sendable, known_sendable
 
 if TYPE_CHECKING:
@@ -75,9 +75,11 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_WINDOW",
     "END",
+    "BlockingReplyStream",
     "Channel",
     "ReplyStream",
     "StreamRequest",
+    "check_window",
     "pump",
     "refuse_stream",
     "synchronous_stream",
@@ -287,6 +289,28 @@ class Channel(Oneshot):
                 self._reader = waiter
             try:
                 await waiter.wait(timeout)
+            finally:
+                with self._lock:
+                    if self._reader is waiter:
+                        self._reader = None
+
+    def get_blocking(self, timeout: float | None) -> object:
+        """`get` for a plain thread: block it until an item, the end, or ``timeout``.
+
+        Raises:
+            StopAsyncIteration, Expired, BaseException: as for `get`.
+        """
+        while True:
+            item = self.take()
+            if item is not _WAITING:
+                return item
+            waiter = thread_oneshot()
+            with self._lock:
+                if self._items or self._ended:
+                    continue  # arrived while the waiter was made
+                self._reader = waiter
+            try:
+                waiter.wait_blocking(timeout)
             finally:
                 with self._lock:
                     if self._reader is waiter:
@@ -520,10 +544,7 @@ class ReplyStream(Generic[T]):
             item = await self._channel.get(self._timeout)
         except Expired:
             self._close()
-            raise AskTimeout(
-                f"actor {self._cell.path} sent no item of {type(self._request).__qualname__} "
-                f"within {self._timeout} s; the stream is closed"
-            ) from None
+            raise _item_timeout(self._request, self._cell, self._timeout) from None
         except Exception:
             raise  # the end, or the producer's error: the stream is over, not closed
         except BaseException:
@@ -553,10 +574,7 @@ class ReplyStream(Generic[T]):
         self._channel.close()
 
     def _consumed(self, why: str) -> StreamClosed:
-        return StreamClosed(
-            f"the stream of {type(self._request).__qualname__} from actor {self._cell.path} "
-            f"{why}; a stream is read once, by one task: call ref.stream() again for a new one"
-        )
+        return _consumed(self._request, self._cell, why)
 
     async def _open(self) -> None:
         cell = self._cell
@@ -575,10 +593,7 @@ class ReplyStream(Generic[T]):
             code = await deliver(cell, envelope, self._timeout)
         except Expired:
             self._close()
-            raise AskTimeout(
-                f"mailbox of actor {cell.path} stayed full for {self._timeout} s; "
-                f"{type(request).__qualname__} not sent"
-            ) from None
+            raise _room_timeout(request, cell, self._timeout) from None
         except BaseException:
             self._close()  # cancelled while waiting for room: nothing was enqueued
             raise
@@ -586,3 +601,153 @@ class ReplyStream(Generic[T]):
             self._close()
             await anyio.lowlevel.checkpoint()
             raise cell.stopped_error(request)
+
+
+class BlockingReplyStream(Generic[T]):
+    """`ReplyStream` for plain threads: an iterator and a context manager that block.
+
+    Made by `ActorRef.blocking_stream`; the same window, timeout, leaving-early and error
+    rules as `ReplyStream`, with ``with`` / ``for`` / `close` in place of their async forms.
+
+    Example:
+        ```python
+        def export(scanner: actors.ActorRef[Rows], out: TextIO) -> None:  # a plain thread
+            with scanner.blocking_stream(Rows("orders")) as rows:
+                for row in rows:
+                    out.write(f"{row}\\n")
+        ```
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cell",
+        "_channel",
+        "_closed",
+        "_iterated",
+        "_opened",
+        "_request",
+        "_timeout",
+    )
+
+    def __init__(
+        self, cell: Cell, request: StreamRequest[T], window: int, timeout: float | None
+    ) -> None:
+        _admit(cell, request)
+        self._cell = cell
+        self._request = request
+        self._timeout = timeout
+        self._channel = Channel(cell.path, request, window)
+        self._opened = False
+        self._iterated = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._opened else "new"
+        return (
+            f"<BlockingReplyStream {type(self._request).__qualname__} from {self._cell.path} "
+            f"window={self._channel.window} {state}>"
+        )
+
+    def __iter__(self) -> Self:
+        if self._iterated:
+            raise _consumed(self._request, self._cell, "is already consumed")
+        self._iterated = True
+        return self
+
+    def __enter__(self) -> Self:
+        """Send the request now; leaving the block closes the stream."""
+        if self._opened or self._closed:
+            raise _consumed(self._request, self._cell, "was already opened")
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __next__(self) -> T:
+        """The next item, blocking this thread until it comes.
+
+        Raises:
+            StopIteration: the stream ended normally.
+            AskTimeout, ActorStopped, StreamClosed, Exception: as `ReplyStream.__anext__`.
+        """
+        if self._closed:
+            raise _consumed(self._request, self._cell, "is closed")
+        if not self._opened:
+            self._open()
+        try:
+            item = self._channel.get_blocking(self._timeout)
+        except StopAsyncIteration:
+            raise StopIteration from None
+        except Expired:
+            self.close()
+            raise _item_timeout(self._request, self._cell, self._timeout) from None
+        except Exception:
+            raise
+        except BaseException:
+            self.close()  # KeyboardInterrupt, SystemExit: the reader has left
+            raise
+        return cast("T", item)
+
+    def close(self) -> None:
+        """Close the stream: its producer is stopped at its next item. Idempotent."""
+        self._closed = True
+        self._channel.close()
+
+    def __del__(self) -> None:
+        channel = getattr(self, "_channel", None)
+        if channel is not None:
+            channel.close()
+
+    def _open(self) -> None:
+        ensure_plain_thread()
+        cell = self._cell
+        request = self._request
+        self._opened = True
+        try:
+            code = cell.mailbox.put_blocking(Ask(request, self._channel), self._timeout)
+        except Expired:
+            self.close()
+            raise _room_timeout(request, cell, self._timeout) from None
+        if code != OK:
+            self.close()
+            raise cell.stopped_error(request)
+
+
+def _consumed(request: object, cell: Cell, why: str) -> StreamClosed:
+    return StreamClosed(
+        f"the stream of {type(request).__qualname__} from actor {cell.path} {why}; a stream "
+        "is read once, by one task: call ref.stream() again for a new one"
+    )
+
+
+def _item_timeout(request: object, cell: Cell, timeout: float | None) -> AskTimeout:
+    return AskTimeout(
+        f"actor {cell.path} sent no item of {type(request).__qualname__} within {timeout} s; "
+        "the stream is closed"
+    )
+
+
+def _room_timeout(request: object, cell: Cell, timeout: float | None) -> AskTimeout:
+    return AskTimeout(
+        f"mailbox of actor {cell.path} stayed full for {timeout} s; "
+        f"{type(request).__qualname__} not sent"
+    )
+
+
+def check_window(window: object) -> int:
+    """A stream's window: an int >= 1.
+
+    Raises:
+        TypeError, ValueError: it is not.
+    """
+    if type(window) is not int:
+        raise TypeError(f"window must be an int >= 1, not {type(window).__qualname__}")
+    if window < 1:
+        raise ValueError(f"window must be at least 1, not {window}")
+    return window

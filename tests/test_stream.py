@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 import hypothesis
 import hypothesis.strategies as st
 import pytest
@@ -672,3 +673,78 @@ async def test_a_producer_that_ignores_its_closing_fails_the_actor_loudly() -> N
             reason = await ref.join()
             assert isinstance(reason, RuntimeError)
             assert "ignored GeneratorExit" in str(reason)
+
+
+# -- plain threads ----------------------------------------------------------------------------
+
+
+async def test_a_plain_thread_reads_a_stream() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await streamer(system)
+        track = Track()
+
+        def read() -> list[int]:
+            return list(ref.blocking_stream(Numbers(track, count=50), window=3))
+
+        with anyio.fail_after(WAIT):
+            assert await anyio.to_thread.run_sync(read) == list(range(50))
+            await track.closed.wait()
+
+
+async def test_a_plain_thread_leaving_early_stops_the_producer() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await streamer(system)
+        track = Track()
+
+        def read() -> list[int]:
+            seen: list[int] = []
+            with ref.blocking_stream(Numbers(track), window=2) as items:
+                for n in items:
+                    seen.append(n)
+                    if n == 4:
+                        break
+            with pytest.raises(actors.StreamClosed, match="is closed"):
+                next(items)
+            with pytest.raises(actors.StreamClosed, match="already consumed"):
+                iter(items)
+            return seen
+
+        with anyio.fail_after(WAIT):
+            assert await anyio.to_thread.run_sync(read) == [0, 1, 2, 3, 4]
+            await track.closed.wait()
+            assert await ref.ask(Ping()) == "pong"
+
+
+async def test_a_plain_thread_gets_errors_after_the_items_and_timeouts() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await streamer(system, restart=actors.Restart.TEMPORARY)
+        track, resume = Track(), Flag()
+
+        def read_quiet() -> int:
+            items = ref.blocking_stream(Numbers(track, pause_at=1, resume=resume), timeout=0.05)
+            first = next(items)
+            with pytest.raises(actors.AskTimeout, match="sent no item"):
+                next(items)
+            return first
+
+        def read_failing(seen: list[int]) -> None:
+            for n in ref.blocking_stream(Numbers(Track(), fail_at=2)):
+                seen.append(n)
+
+        with anyio.fail_after(WAIT):
+            assert await anyio.to_thread.run_sync(read_quiet) == 0
+            resume.set()
+            await track.closed.wait()
+            seen: list[int] = []
+            with pytest.raises(ValueError, match="failed at 2"):
+                await anyio.to_thread.run_sync(read_failing, seen)
+            assert seen == [0, 1]
+
+
+async def test_blocking_stream_refuses_an_event_loop_thread() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await streamer(system)
+        with pytest.raises(RuntimeError, match="would stall the event loop"):
+            ref.blocking_stream(Numbers(Track()))
+        with pytest.raises(actors.StreamNotSupported):
+            actors.Ref.blocking_stream(ref, Numbers(Track()))
