@@ -67,13 +67,19 @@ class Ping(actors.Request[str], frozen=True):
     pass
 
 
+class Tasks(actors.Request[int], frozen=True):
+    """The tasks of the actor's loop, counted by the actor on its loop."""
+
+
 class Plain(actors.StreamRequest[int], frozen=True):
     """Answered with a plain value rather than an async iterable."""
 
 
-class Streamer(Actor[Numbers | Ping | Plain | Hold]):
-    async def receive(self, message: Numbers | Ping | Plain | Hold) -> Any:
+class Streamer(Actor[Numbers | Ping | Plain | Hold | Tasks]):
+    async def receive(self, message: Numbers | Ping | Plain | Hold | Tasks) -> Any:
         match message:
+            case Tasks():
+                return len(asyncio.all_tasks())
             case Numbers():
                 return numbers(message, self.stop)
             case Ping():
@@ -541,13 +547,14 @@ class Pacer(Actor[Paced]):
             yield n
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.settings(max_examples=30, deadline=None)
 @hypothesis.given(
     windows=st.lists(st.integers(1, 8), min_size=1, max_size=3),
     count=st.integers(0, 60),
     producer_yields=st.lists(st.integers(0, 3), max_size=5).map(tuple),
     consumer_yields=st.lists(st.integers(0, 3), max_size=5),
     stop_after=st.none() | st.integers(1, 60),
+    leave_by=st.sampled_from(["break", "cancel"]),
 )
 def test_items_keep_their_order_whatever_the_window_and_speeds(
     windows: list[int],
@@ -555,7 +562,10 @@ def test_items_keep_their_order_whatever_the_window_and_speeds(
     producer_yields: tuple[int, ...],
     consumer_yields: list[int],
     stop_after: int | None,
+    leave_by: str,
 ) -> None:
+    # Several streams from one actor in a row: each request waits behind the one before,
+    # so every stream also proves that the previous producer ended, however it was left.
     async def main() -> None:
         async with ActorSystem(workers=1) as system:
             ref = await system.spawn(Pacer)
@@ -563,15 +573,22 @@ def test_items_keep_their_order_whatever_the_window_and_speeds(
             with anyio.fail_after(WAIT):
                 for window in windows:
                     seen: list[int] = []
-                    async with ref.stream(Paced(count, producer_yields), window=window) as s:
-                        async for n in s:
-                            seen.append(n)
-                            if len(seen) == stop_after:
-                                break
-                            for _ in range(next(pauses)):
-                                await anyio.lowlevel.checkpoint()
+                    with anyio.CancelScope() as scope:
+                        async with ref.stream(Paced(count, producer_yields), window=window) as s:
+                            async for n in s:
+                                seen.append(n)
+                                if len(seen) == stop_after:
+                                    if leave_by == "break":
+                                        break
+                                    scope.cancel()  # takes effect at the next wait
+                                for _ in range(next(pauses)):
+                                    await anyio.lowlevel.checkpoint()
                     expected = count if stop_after is None else min(count, stop_after)
-                    assert seen == list(range(expected))
+                    assert seen == list(range(len(seen)))  # in order, no gap, no duplicate
+                    if leave_by == "break" or stop_after is None:
+                        assert len(seen) == expected
+                    else:
+                        assert expected <= len(seen) <= count
 
     anyio.run(main)
 
@@ -587,13 +604,15 @@ async def test_ten_thousand_abandoned_streams_leak_nothing() -> None:
         tasks_before = _tasks()
         channels_before = _channels()
         with anyio.fail_after(60):
+            worker_tasks_before = await ref.ask(Tasks())
             for _ in range(10_000):
                 async for _n in ref.stream(Numbers(Track()), window=2):
                     break
             assert await ref.ask(Ping()) == "pong"  # after every abandoned stream ended
+            assert await ref.ask(Tasks()) <= worker_tasks_before  # the actor's loop
         assert ref.statistics().mailbox.depth == 0
-        assert _channels() == channels_before
-        assert _tasks() <= tasks_before
+        assert _channels() == channels_before  # no channel (window, reply slot) left
+        assert _tasks() <= tasks_before  # the host's loop (asyncio hosts)
 
 
 def _tasks() -> int:
