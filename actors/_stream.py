@@ -6,7 +6,7 @@ with an error (the actor stopped, was killed, failed; its mailbox drained on sto
 letters) therefore ends a stream with that error too, after the items already sent. The
 cell's only additions are in its reply path: a handler's reply that is not known to be
 sendable, for a `Channel`, is handed to `pump` instead of the sendable check, and a
-`StreamRequest` is refused at admission (`refuse_send`), which runs once per type per ref,
+`StreamRequest` is refused at admission (`refuse_stream`), which runs once per type per ref,
 so ordinary sends and asks pay nothing.
 
 Parts, each with one job:
@@ -18,13 +18,15 @@ Parts, each with one job:
 * `pump`: the producer side, run by the cell inside the actor's turn: it drives the async
   iterable the handler returned, checks each item as a reply is checked, and pauses while
   the window is full.
-* `ReplyStream[T]`: the consumer's handle, an async iterator and an async context manager.
+* `ReplyStream[T]`: the consumer's handle, an async iterator and an async context manager;
+  `BlockingReplyStream[T]` is its form for plain threads (``for``, ``with``).
 
 Channel invariants:
 
 * One producer: the actor's run task, on the actor's home loop (an actor does not move
-  between loops during a handler). One consumer: the task reading the `ReplyStream`; the
-  handle refuses a second reader (`StreamClosed`), so consumer operations never overlap.
+  between loops during a handler). One consumer: the task reading the `ReplyStream` (or the
+  thread reading the `BlockingReplyStream`); the handle refuses a second reader
+  (`StreamClosed`), so consumer operations never overlap. Either side may be on any thread.
 * Every field is read and written under the channel's lock, except ``window`` and ``low``
   (immutable) and the ``gone`` flag read by `Channel.abandoned` (written once, False to
   True). Wake-ups (settling the other side's `Oneshot`, which may cross threads: asyncio
