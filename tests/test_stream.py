@@ -767,3 +767,45 @@ async def test_blocking_stream_refuses_an_event_loop_thread() -> None:
             ref.blocking_stream(Numbers(Track()))
         with pytest.raises(actors.StreamNotSupported):
             actors.Ref.blocking_stream(ref, Numbers(Track()))
+
+
+# -- opening on a full mailbox (RELIABILITY.md F12 (i), for streams) ---------------------------
+
+
+async def test_opening_on_a_full_mailbox_waits_and_a_timeout_enqueues_nothing() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await streamer(system, capacity=1)
+        with anyio.fail_after(WAIT):
+            release = await park(ref)
+            ref.try_send(Ping())  # the mailbox is full now
+            track = Track()
+            stream = ref.stream(Numbers(track, count=3), timeout=0.05)
+            with pytest.raises(actors.AskTimeout, match="stayed full"):
+                await stream.__anext__()
+            with pytest.raises(actors.StreamClosed):
+                await stream.__anext__()
+            assert ref.statistics().mailbox.depth == 1  # only the Ping: nothing enqueued
+            release.set()
+            assert await ref.ask(Ping()) == "pong"
+            assert not track.started.is_set()
+
+
+async def test_a_read_cancelled_while_waiting_for_room_enqueues_nothing() -> None:
+    async with ActorSystem(workers=1) as system:
+        ref = await streamer(system, capacity=1)
+        with anyio.fail_after(WAIT):
+            release = await park(ref)
+            ref.try_send(Ping())
+            track = Track()
+            stream = ref.stream(Numbers(track, count=3))
+            async with anyio.create_task_group() as group:
+                group.start_soon(stream.__anext__)
+                await wait_until(lambda: ref.statistics().mailbox.waiting_senders == 1)
+                group.cancel_scope.cancel()
+            assert ref.statistics().mailbox.waiting_senders == 0
+            assert ref.statistics().mailbox.depth == 1
+            release.set()
+            assert await ref.ask(Ping()) == "pong"
+            assert not track.started.is_set()
+            # A fresh stream is served as usual afterwards.
+            assert [n async for n in ref.stream(Numbers(Track(), count=2))] == [0, 1]
