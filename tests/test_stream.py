@@ -401,6 +401,17 @@ async def test_a_stream_request_sent_or_asked_is_refused(verb: str) -> None:
             assert await ref.ask(Ping()) == "pong"
 
 
+async def test_a_pool_refuses_a_stream_request() -> None:
+    async with ActorSystem(workers=1) as system:
+        pool = await system.spawn_pool(Streamer, size=2)
+        with anyio.fail_after(WAIT):
+            with pytest.raises(actors.StreamRequestError, match="StreamRequest"):
+                await pool.ask(Numbers(Track()))
+            with pytest.raises(actors.StreamRequestError, match="StreamRequest"):
+                await pool.send(Numbers(Track()))
+            assert await pool.ask(Ping()) == "pong"
+
+
 async def test_try_send_of_a_stream_request_raises_at_once() -> None:
     async with ActorSystem(workers=1) as system:
         ref = await streamer(system)
