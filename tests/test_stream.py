@@ -820,3 +820,11 @@ async def test_a_read_cancelled_while_waiting_for_room_enqueues_nothing() -> Non
             assert not track.started.is_set()
             # A fresh stream is served as usual afterwards.
             assert [n async for n in ref.stream(Numbers(Track(), count=2))] == [0, 1]
+
+
+def test_remote_refs_inherit_the_refusal_to_stream() -> None:
+    from actors.cluster import RemoteRef
+
+    # RemoteRef keeps Ref's stream methods, which raise StreamNotSupported (tested above).
+    assert RemoteRef.stream is actors.Ref.stream
+    assert RemoteRef.blocking_stream is actors.Ref.blocking_stream
