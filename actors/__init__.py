@@ -44,6 +44,10 @@ from ._errors import (
     SendTimeout,
     StashFull,
     StateMachineError,
+    StreamClosed,
+    StreamError,
+    StreamNotSupported,
+    StreamRequestError,
     SupervisionError,
     SyncHandlerError,
     SystemNotRunning,
@@ -71,6 +75,7 @@ from ._strategy import (
     SupervisionStrategy,
     Terminated,
 )
+from ._stream import DEFAULT_WINDOW, BlockingReplyStream, ReplyStream, StreamRequest
 from ._system import DEFAULT_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_THROUGHPUT, ActorSystem
 from ._timers import Timer
 from ._watchdog import DEFAULT_BLOCKED_THRESHOLD
@@ -82,6 +87,7 @@ __all__ = (
     "DEFAULT_CAPACITY",
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_THROUGHPUT",
+    "DEFAULT_WINDOW",
     "Actor",
     "ActorError",
     "ActorMetrics",
@@ -92,6 +98,7 @@ __all__ = (
     "ActorSystem",
     "AskTimeout",
     "Backoff",
+    "BlockingReplyStream",
     "Clock",
     "DeadLetter",
     "DeadLetters",
@@ -113,6 +120,7 @@ __all__ = (
     "PostponeOverflow",
     "Ref",
     "RemoteError",
+    "ReplyStream",
     "Request",
     "RestForOne",
     "Restart",
@@ -125,6 +133,11 @@ __all__ = (
     "StateMachine",
     "StateMachineError",
     "StateMachineStatistics",
+    "StreamClosed",
+    "StreamError",
+    "StreamNotSupported",
+    "StreamRequest",
+    "StreamRequestError",
     "Subscription",
     "SupervisionError",
     "SupervisionStrategy",

@@ -88,6 +88,7 @@ from ._request import FlowCounts, running_cell
 from ._runtime import Staging
 from ._sendable import check_sendable, is_always_sendable, known_sendable
 from ._strategy import Restart, RestartWindow, Terminated
+from ._stream import Channel, pump, refuse_stream, synchronous_stream
 from ._supervisor import on_child_exit, restart_group, stop_children
 from ._timers import CANCELLED, Timer
 
@@ -425,6 +426,7 @@ class Cell(Latch):
                 f"{type(message).__qualname__}; it accepts {names}"
             )
         check_sendable(message, f"message to actor {self.path}")
+        refuse_stream(self, message)  # a StreamRequest is never cached below: refused each time
         if actor_class is not None and is_always_sendable(type(message)):
             # The class's set, shared by its actors (admission depends on the class only).
             # A set add is atomic with or without the GIL; a duplicate add is harmless.
@@ -1398,9 +1400,12 @@ class Cell(Latch):
                 times.record(time.perf_counter() - began)
             if self.stashed_ask is not ask:
                 if not known_sendable(reply):
-                    check_sendable(
-                        reply, f"reply of actor {self.path} to {type(message).__qualname__}"
-                    )
+                    if type(ask.reply) is Channel:  # a StreamRequest: stream the items
+                        reply = await pump(ask.reply, reply, lambda: self.mailbox.closed)
+                    else:
+                        check_sendable(
+                            reply, f"reply of actor {self.path} to {type(message).__qualname__}"
+                        )
                 ask.reply.settle(reply)
             else:  # stashed: the reply comes when it is handled again
                 self.stashed_ask = None
@@ -1476,6 +1481,8 @@ class Cell(Latch):
             return  # stashed: the reply comes when it is handled again
         message = ask.message
         if not known_sendable(reply):  # the description is built only when needed
+            if type(ask.reply) is Channel:
+                raise synchronous_stream(self, message)
             check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
         ask.reply.settle(reply)
 

@@ -17,6 +17,10 @@ category fits, also from that builtin so that plain ``except`` clauses keep work
     ├── MessageTypeError (TypeError) the target does not accept this message type
     ├── SyncHandlerError (TypeError) a synchronous handler returned an awaitable
     ├── StashFull                   an actor's stash is at its stash_capacity
+    ├── StreamError                 a streamed reply could not be served as asked
+    │   ├── StreamRequestError (TypeError)     a StreamRequest sent or asked; no items returned
+    │   ├── StreamClosed (RuntimeError)        a stream read again: consumed, or closed
+    │   └── StreamNotSupported (NotImplementedError)  streaming from another node
     ├── SystemNotRunning            the ActorSystem is not started, or already shut down
     └── StateMachineError           a state machine refused a transition, message or definition
         ├── UnknownState (ValueError)        a transition to a value that is not one of its states
@@ -46,6 +50,10 @@ __all__ = (
     "SendTimeout",
     "StashFull",
     "StateMachineError",
+    "StreamClosed",
+    "StreamError",
+    "StreamNotSupported",
+    "StreamRequestError",
     "SupervisionError",
     "SyncHandlerError",
     "SystemNotRunning",
@@ -194,6 +202,64 @@ class StashFull(_Undelivered):
             self.stash(message)
         except actors.StashFull:
             return  # drop it instead
+        ```
+    """
+
+
+class StreamError(ActorError):
+    """A streamed reply (`actors.StreamRequest`) could not be served as asked.
+
+    Example:
+        ```python
+        try:
+            async for token in model.stream(Generate(prompt)):
+                print(token)
+        except actors.StreamError as error:
+            log.warning("stream refused: %s", error)
+        ```
+    """
+
+
+class StreamRequestError(StreamError, TypeError):
+    """A `StreamRequest` went the wrong way, or its handler produced no items to stream.
+
+    A stream request is read with ``ref.stream(request)``, never ``send``/``ask`` (refused
+    before anything is enqueued); its handler is an ``async def receive`` that returns an
+    async iterable (an async generator); a synchronous handler cannot stream.
+
+    Example:
+        ```python
+        with pytest.raises(actors.StreamRequestError):
+            await model.ask(Generate("hi"))  # use: async for t in model.stream(...)
+        ```
+    """
+
+
+class StreamClosed(StreamError, RuntimeError):
+    """A stream was read again after it was consumed, or after its consumer closed it.
+
+    A stream is read once, by one task. Leaving it (``aclose``, leaving its ``async with``, a
+    cancelled or timed-out read) closes it for good and stops its producer; reading it again
+    would silently lose the items it skipped, so it raises this instead.
+
+    Example:
+        ```python
+        tokens = model.stream(Generate("hi"))
+        async for token in tokens:
+            ...
+        async for token in tokens:  # StreamClosed: already consumed
+            ...
+        ```
+    """
+
+
+class StreamNotSupported(StreamError, NotImplementedError):
+    """Streaming from an actor on another node (a remote ref) is not supported yet.
+
+    Example:
+        ```python
+        with pytest.raises(actors.StreamNotSupported):
+            remote.stream(Generate("hi"))
         ```
     """
 

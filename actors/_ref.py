@@ -17,11 +17,18 @@ import anyio.lowlevel
 
 from ._checkpoint import checkpoint
 from ._delivery import deliver
-from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout
+from ._errors import AskTimeout, DeadlockError, MailboxFull, SendTimeout, StreamNotSupported
 from ._mailbox import FULL, OK
 from ._message import Ask, Request
 from ._oneshot import CANCELLED, EXPIRED, Expired, ensure_plain_thread, oneshot, thread_oneshot
 from ._request import running_cell
+from ._stream import (
+    DEFAULT_WINDOW,
+    BlockingReplyStream,
+    ReplyStream,
+    StreamRequest,
+    check_window,
+)
 from ._validation import check_timeout
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ __all__ = ("COOPERATIVE_BUDGET", "DEFAULT_ASK_TIMEOUT", "ActorRef", "Ref", "cell
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
+T = TypeVar("T")
 
 _NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
 
@@ -173,6 +181,54 @@ class Ref(Generic[M]):
             ```
         """
         raise NotImplementedError
+
+    def stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> ReplyStream[T]:
+        """Read the items the actor's handler streams back for ``request``.
+
+        Only `ActorRef` (an actor of this system, on any of its loops) can stream for now.
+
+        Raises:
+            StreamNotSupported: the actor lives on another node.
+
+        Example:
+            ```python
+            async for token in model.stream(Tokens("hi")):
+                print(token)
+            ```
+        """
+        raise self._no_stream()
+
+    def blocking_stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> BlockingReplyStream[T]:
+        """`stream` for plain threads that run no event loop (`ActorRef` only, for now).
+
+        Raises:
+            StreamNotSupported: the actor lives on another node.
+
+        Example:
+            ```python
+            for token in model.blocking_stream(Tokens("hi")):  # from a plain thread
+                print(token)
+            ```
+        """
+        raise self._no_stream()
+
+    def _no_stream(self) -> StreamNotSupported:
+        return StreamNotSupported(
+            f"streaming from actor {self.path} is not supported: it lives on another node, "
+            "and streams work within one actor system (any loop, any thread) for now"
+        )
 
     async def join(self) -> BaseException | None:
         """Wait until the actor has stopped for good; return why: None, or the exception.
@@ -554,6 +610,74 @@ class ActorRef(Ref[M]):
         except BaseException:  # KeyboardInterrupt in the waiting thread, say
             reply.abandon(CANCELLED)
             raise
+
+    def stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> ReplyStream[T]:
+        """Read the items the actor's handler streams back for ``request``.
+
+        Returns at once, without sending anything; the request is enqueued (as an ask is)
+        when the first item is read or the ``async with`` block is entered. The handler, an
+        ``async def receive``, returns an async iterable (an async generator) for the
+        request; the actor drives it in its turn, one message at a time as always, and is
+        paused while ``window`` items wait unread here (backpressure). ``timeout`` bounds
+        each wait: for room in the mailbox, then for every next item (default
+        `DEFAULT_ASK_TIMEOUT`; None waits forever, as an endless, quiet stream needs).
+
+        Leaving early (``break``, cancellation, a timeout) stops the producer at its next
+        item: deterministically when the stream is left through ``async with`` or
+        `ReplyStream.aclose`, by a cancelled or timed-out read, and when the stream object
+        is dropped (see `ReplyStream`). If the producer raises, the items it sent come first,
+        then its exception, and the actor fails, as for `ask`.
+
+        Raises:
+            StreamRequestError: ``request`` is not a `StreamRequest` (nothing sent).
+            MessageTypeError, NotSendableError: as for `ask` (nothing sent).
+            TypeError, ValueError: ``window`` is not an int >= 1, or ``timeout`` is not None
+                or finite seconds >= 0.
+
+        Example:
+            ```python
+            async with model.stream(Tokens("hello"), window=8, timeout=30.0) as tokens:
+                async for token in tokens:
+                    print(token, end="")
+            ```
+        """
+        check_window(window)
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
+        return ReplyStream(self._cell, request, window, timeout)
+
+    def blocking_stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> BlockingReplyStream[T]:
+        """`stream` for plain threads that run no event loop: ``for`` and ``with``, blocking.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop (it would stall it).
+            StreamRequestError, MessageTypeError, NotSendableError, TypeError, ValueError:
+                as for `stream` (nothing sent).
+
+        Example:
+            ```python
+            with model.blocking_stream(Tokens("hello")) as tokens:  # from a plain thread
+                for token in tokens:
+                    print(token, end="")
+            ```
+        """
+        ensure_plain_thread()
+        check_window(window)
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
+        return BlockingReplyStream(self._cell, request, window, timeout)
 
     async def stop(self) -> None:
         """Stop the actor gracefully, for good, and wait until it has stopped.

@@ -30,7 +30,14 @@ from .subject import ActorsDriver
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .common import Driver, HostSpawnDriver, LifeDriver, PairDriver, UnitsDriver
+    from .common import (
+        Driver,
+        HostSpawnDriver,
+        LifeDriver,
+        PairDriver,
+        StreamDriver,
+        UnitsDriver,
+    )
 
 __all__ = (
     "BLOCKED",
@@ -67,6 +74,7 @@ Kind = Literal[
     "scale",
     "multiloop",
     "blocked",
+    "stream",
 ]
 Group = Literal["micro", "savina", "resources"]
 
@@ -101,6 +109,9 @@ class Workload:
 
 FAN_IN: Final = 64
 
+STREAM_WINDOW: Final = 16
+"""Items in flight in the stream workloads (`actors.DEFAULT_WINDOW`; the queue's maxsize)."""
+
 MULTILOOP_UNITS: Final = 4
 """Independent producer->counter pairs of the multiloop workload, the same for 1, 2 and 4 loops."""
 
@@ -120,6 +131,18 @@ WORKLOADS: Final = (
     ),
     Workload("ask-same", "ask round trip, asker on the counter's loop", "ask"),
     Workload("ask-cross", "ask round trip, asker on another loop", "ask", "cross"),
+    Workload(
+        "stream-same",
+        f"streamed reply: items/s of one stream (window {STREAM_WINDOW}), reader on the "
+        "producer's loop",
+        "stream",
+    ),
+    Workload(
+        "stream-cross",
+        f"streamed reply: items/s of one stream (window {STREAM_WINDOW}), reader on another loop",
+        "stream",
+        "cross",
+    ),
     Workload(
         "multiloop",
         "independent work on N loops: total throughput vs one loop",
@@ -212,7 +235,7 @@ IMPLEMENTATIONS: Final = (
         "actors on uvloop: ActorSystem(workers=1), 2 for cross-loop cases",
         True,
         lambda: ActorsDriver(use_uvloop=True),
-        (*MICRO, "pingpong-app", "multiloop", "savina-*", *RESOURCES, "life", "scale"),
+        (*MICRO, "stream-*", "pingpong-app", "multiloop", "savina-*", *RESOURCES, "life", "scale"),
         ("uvloop",),
     ),
     Implementation(
@@ -230,7 +253,7 @@ IMPLEMENTATIONS: Final = (
         "actors on plain asyncio: ActorSystem(use_uvloop=False)",
         False,
         lambda: ActorsDriver(use_uvloop=False),
-        (*MICRO, "savina-*", "spawn"),
+        (*MICRO, "stream-*", "savina-*", "spawn"),
     ),
     Implementation(
         "actors-uvloop-on-loop",
@@ -312,7 +335,7 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on uvloop loop threads",
         True,
         lambda: QueueDriver(use_uvloop=True),
-        (*MICRO, "multiloop", "savina-*", *RESOURCES, "life", "scale"),
+        (*MICRO, "stream-same", "multiloop", "savina-*", *RESOURCES, "life", "scale"),
         ("uvloop",),
         baseline="actors-uvloop",
     ),
@@ -335,7 +358,7 @@ IMPLEMENTATIONS: Final = (
         "naive actor: a task reading an asyncio.Queue, on plain asyncio loop threads",
         False,
         lambda: QueueDriver(use_uvloop=False),
-        (*MICRO, "savina-*"),
+        (*MICRO, "stream-same", "savina-*"),
         baseline="actors-asyncio",
     ),
     Implementation(
@@ -447,7 +470,7 @@ QUICK: Final = Settings(
     blocked_asks=400,
 )
 
-_MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000, "pingpong": 1_000_000}
+_MAX_N: Final = {"tell": 5_000_000, "ask": 1_000_000, "pingpong": 1_000_000, "stream": 5_000_000}
 
 
 @dataclass(frozen=True)
@@ -508,6 +531,8 @@ def measure_once(workload: Workload, settings: Settings) -> Callable[[Driver, in
         return lambda driver, n: _multiloop_once(driver, workload.units, n)
     if workload.kind == "blocked":
         return _blocked_once
+    if workload.kind == "stream":
+        return _stream_once
     program = workload.program
     assert program is not None
     return lambda driver, n: _program_once(driver, program, n, settings.program_timeout)
@@ -531,7 +556,7 @@ async def calibrate(
 
 def size_limits(kind: Kind, settings: Settings) -> tuple[int, int]:
     """The smallest and largest size of one calibrated repetition."""
-    smallest = settings.min_tells if kind == "tell" else settings.min_asks
+    smallest = settings.min_tells if kind in ("tell", "stream") else settings.min_asks
     return smallest, _MAX_N[kind]
 
 
@@ -704,3 +729,14 @@ async def _blocked_once(driver: Driver, n: int) -> Rep:
     if seen.later:  # a repetition with a second block
         metrics["later_p99_us"] = percentile(sorted(seen.later), 0.99) / 1000
     return Rep(n, seconds, metrics)
+
+
+async def _stream_once(driver: Driver, n: int) -> Rep:
+    """One stream of ``n`` items read to its end; the reader checks their order."""
+    gc.collect()
+    start = time.perf_counter()
+    read = await cast("StreamDriver", driver).stream_items(n, STREAM_WINDOW)
+    seconds = time.perf_counter() - start
+    if read != n:
+        raise CheckFailed(f"{read} items read in order, {n} expected")
+    return Rep(n, seconds, {"items_per_s": n / seconds})

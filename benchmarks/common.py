@@ -225,6 +225,17 @@ class UnitsDriver(Driver, Protocol):
     async def independent(self, counts: Sequence[int]) -> list[Tally]: ...
 
 
+class StreamDriver(Driver, Protocol):
+    """A driver that runs the stream workloads (one producer streaming to one reader).
+
+    * ``stream_items(n, window)``: a producer yields ``0 .. n - 1`` with at most ``window``
+      items in flight, to a reader on its own loop (``Setup.place`` "same") or on another
+      (``"cross"``); returns how many items the reader got, in order.
+    """
+
+    async def stream_items(self, n: int, window: int) -> int: ...
+
+
 class HostSpawnDriver(Driver, Protocol):
     """A driver that runs the spawn-host workload (spawning from the application's task).
 

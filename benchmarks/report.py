@@ -67,6 +67,7 @@ SHOWN: Final = {
     "scale": (),
     "multiloop": (Metric("msgs_per_s", "msgs/s"),),
     "blocked": (Metric("p50_us", "p50 µs"), Metric("p99_us", "p99 µs")),
+    "stream": (Metric("items_per_s", "items/s"),),
 }
 
 LOWER_IS_BETTER: Final = ("_us", "_b", "_mb", "max_depth")

@@ -65,7 +65,7 @@ from .portable import START, Outcome
 from .synchronous import synchronous
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from .portable import Behaviour
     from .savina import Program
@@ -170,6 +170,40 @@ class Producer(actors.Actor[Produce | Probe | SpawnIdle | Lives]):
 
 
 ProducerRef = actors.ActorRef[Produce | Probe | SpawnIdle | Lives]
+
+
+class Items(actors.StreamRequest[int], frozen=True):
+    """Stream ``0 .. n - 1``."""
+
+    n: int
+
+
+class Source(actors.Actor[Items]):
+    async def receive(self, message: Items) -> AsyncIterator[int]:
+        return count_to(message.n)
+
+
+async def count_to(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+class Read(actors.Request[int], frozen=True):
+    """Read the stream of ``Items(n)`` from ``source``; return the items that came in order."""
+
+    source: actors.ActorRef[Items]
+    n: int
+    window: int
+
+
+class Reader(actors.Actor[Read]):
+    async def receive(self, message: Read) -> int:
+        expected = 0
+        async for item in message.source.stream(Items(message.n), window=message.window):
+            if item != expected:
+                break
+            expected += 1
+        return expected
 
 
 # -- ping-pong between two actors the application spawned ------------------------------------
@@ -405,6 +439,7 @@ class ActorsDriver:
         self._pair: tuple[actors.ActorRef[Rally | Back], actors.ActorRef[Hit]] | None = None
         self._rallies = Rallies()
         self._setup = Setup()
+        self._stream: tuple[actors.ActorRef[Items], actors.ActorRef[Read]] | None = None
 
     async def start(self, setup: Setup) -> None:
         if self._host and setup.place != "same":
@@ -488,6 +523,16 @@ class ActorsDriver:
         await ping.send(Rally(n))
         async with asyncio.timeout(REP_TIMEOUT):
             return await asyncio.wrap_future(outcome.future)
+
+    async def stream_items(self, n: int, window: int) -> int:
+        system = self._system
+        assert system is not None
+        if self._stream is None:  # the reader on the source's loop, or on the next one
+            source = await system.spawn(Source, placement=0)
+            reader = await system.spawn(Reader, placement=0 if self._setup.place == "same" else 1)
+            self._stream = (source, reader)
+        source, reader = self._stream
+        return await reader.ask(Read(source, n, window), timeout=REP_TIMEOUT)
 
     def pair_loops(self) -> tuple[str | None, str | None]:
         """The loops the ping and the pong actor are on now (racy; between rallies: exact)."""

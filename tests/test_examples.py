@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 import queue
 import re
@@ -410,6 +411,56 @@ def test_web_uvicorn() -> None:
         server.close()
     assert "web: actor system shut down cleanly" in out
     assert any("Application shutdown complete" in line for line in out), out
+
+
+# -- examples/streaming.py: an actor's items as server-sent events ---------------------------
+
+streaming = load_example("streaming")
+
+
+async def test_streaming_asgi(anyio_backend: object) -> None:
+    # In process through httpx (both backends): a finite stream, read to its end.
+    app = streaming.create_app()
+    transport = httpx.ASGITransport(app=app)
+    with anyio.fail_after(20):
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://sse") as client,
+        ):
+            response = await client.get("/jobs/build/events", params={"steps": "3"})
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.text.split("\n\n")[:4] == [
+                "data: build: step 1 of 3",
+                "data: build: step 2 of 3",
+                "data: build: step 3 of 3",
+                "event: end\ndata: done",
+            ]
+            report = (await client.get("/jobs/build")).json()
+            assert report == {"started": 1, "finished": 1, "abandoned": 0}
+            bad = await client.get("/jobs/build/events", params={"steps": "many"})
+            assert bad.status_code == 400
+
+
+def test_streaming_uvicorn_client_disconnects_and_the_producer_stops() -> None:
+    # A real uvicorn on a loopback port; the client leaves mid-stream. The job's report is
+    # queued behind its stream (one message at a time), so its answer proves the producer
+    # stopped: its generator was closed at a `yield` (abandoned), not left running.
+    server = Process("streaming.py", "--host", "127.0.0.1", "--port", "0")
+    try:
+        port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for round_ in range(1, 3):
+                with client.stream("GET", "/jobs/endless/events") as response:
+                    lines = response.iter_lines()
+                    data = [line for line in itertools.islice(lines, 6) if line]
+                    assert data == [f"data: endless: step {n}" for n in (1, 2, 3)]
+                # The connection is closed here: the client has left mid-stream.
+                report = client.get("/jobs/endless").json()
+                assert report == {"started": round_, "finished": 0, "abandoned": round_}
+        out = server.interrupt()
+    finally:
+        server.close()
+    assert "streaming: actor system shut down cleanly" in out
 
 
 # -- examples/chat.py: TCP chat on anyio streams --------------------------------------------

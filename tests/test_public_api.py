@@ -112,6 +112,10 @@ def test_public_async_methods_document_cancellation() -> None:
         (actors.SupervisionError, ()),
         (actors.ActorNotFound, (LookupError,)),
         (actors.RemoteError, ()),
+        (actors.StreamError, ()),
+        (actors.StreamRequestError, (actors.StreamError, TypeError)),
+        (actors.StreamClosed, (actors.StreamError, RuntimeError)),
+        (actors.StreamNotSupported, (actors.StreamError, NotImplementedError)),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )
@@ -151,6 +155,10 @@ def test_every_exported_error_is_in_the_tree() -> None:
         "UnhandledMessage",
         "PostponeOverflow",
         "InvalidStateMachine",
+        "StreamError",
+        "StreamRequestError",
+        "StreamClosed",
+        "StreamNotSupported",
     }
 
 

@@ -278,6 +278,25 @@ async def _lives(k: int) -> float:
     return time.perf_counter() - start
 
 
+async def _stream_here(n: int, window: int) -> int:
+    """A producer task and this reader over an ``asyncio.Queue(window)``: items read in order."""
+    queue: asyncio.Queue[int | None] = asyncio.Queue(window)
+
+    async def produce() -> None:
+        for i in range(n):
+            await queue.put(i)
+        await queue.put(None)  # the end
+
+    producer = asyncio.create_task(produce())
+    expected = 0
+    while (item := await queue.get()) is not None:
+        if item != expected:
+            break
+        expected += 1
+    await producer
+    return expected
+
+
 class QueueDriver:
     """The naive ``asyncio.Queue`` actor on uvloop or plain asyncio loop threads."""
 
@@ -303,6 +322,11 @@ class QueueDriver:
         maxsize = CAPACITY if place == "same" else 0  # 0: unbounded
         self._actor = await self._loops[0].run(_spawn_counter(maxsize, setup.slow))
         self._place = place
+
+    async def stream_items(self, n: int, window: int) -> int:
+        if self._place != "same":
+            raise ValueError("the asyncio.Queue stream has only a same-loop variant")
+        return await self._loops[0].run(_stream_here(n, window))
 
     async def close(self) -> None:
         for loop in self._loops:

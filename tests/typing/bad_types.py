@@ -80,3 +80,13 @@ class SyncGreeter(actors.Actor[Greet | Count]):
 
     def wrong(self, message: Withdraw) -> None:
         pass
+
+
+class Rows(actors.StreamRequest[int], frozen=True):
+    pass
+
+
+async def streams_take_stream_requests(ref: actors.ActorRef[Rows | Count]) -> None:
+    ref.stream(Count())  # error: reportArgumentType
+    async for row in ref.stream(Rows()):
+        row.upper()  # error: reportAttributeAccessIssue

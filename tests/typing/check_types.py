@@ -6,11 +6,14 @@ and `spawn` returns a ref typed with the actor's message union. Never executed.
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+from typing import TYPE_CHECKING, Any, assert_type
 
 import msgspec
 
 import actors
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 class Greet(msgspec.Struct, frozen=True):
@@ -149,3 +152,30 @@ async def sync_actors_are_typed_alike(system: actors.ActorSystem) -> None:
     ref = await system.spawn(SyncSmall)
     assert_type(ref, actors.ActorRef[Greet | Count])
     assert_type(await ref.ask(Count()), int)
+
+
+class Tokens(actors.StreamRequest[str], frozen=True):
+    prompt: str
+
+
+class Model(actors.Actor[Tokens | Count]):
+    async def receive(self, message: Tokens | Count) -> AsyncIterator[str] | int:
+        if isinstance(message, Count):
+            return 0
+        return self.tokens(message.prompt)
+
+    async def tokens(self, prompt: str) -> AsyncIterator[str]:
+        for word in prompt.split():
+            yield word
+
+
+async def streams_are_typed_by_their_request(system: actors.ActorSystem) -> None:
+    model = await system.spawn(Model)
+    stream = model.stream(Tokens("a b"), window=4, timeout=None)
+    assert_type(stream, actors.ReplyStream[str])
+    async for token in stream:
+        assert_type(token, str)
+    async with model.stream(Tokens("c")) as tokens:
+        assert_type(tokens, actors.ReplyStream[str])
+    remote: actors.Ref[Tokens] = model
+    assert_type(remote.stream(Tokens("d")), actors.ReplyStream[str])
