@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._cell import Cell
 from ._mailbox import CLOSED, FULL, OK, Mailbox
@@ -46,12 +47,21 @@ from ._oneshot import Oneshot
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+    from contextlib import AbstractContextManager
 
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
     from ._timers import Timer
 
-__all__ = ("TracingCell", "TracingMailbox", "tracer_for")
+__all__ = (
+    "TracingCell",
+    "TracingMailbox",
+    "client_span",
+    "incoming",
+    "outgoing",
+    "remote_traced",
+    "tracer_for",
+)
 
 _clock: Final = time.perf_counter
 
@@ -69,6 +79,38 @@ def tracer_for(provider: TracerProvider | None) -> Tracer:
     from . import __version__  # the package imports this module lazily
 
     return trace.get_tracer("actors", __version__, tracer_provider=provider)
+
+
+# W3C trace context: what crosses the cluster (`actors.cluster._tracecontext`).
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+
+
+def outgoing() -> str:
+    """The W3C ``traceparent`` of the span current here ("" when none)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def incoming(traceparent: str) -> otel_context.Context:
+    """The context a ``traceparent`` from another node stands for: the parent of its span."""
+    return _PROPAGATOR.extract({"traceparent": traceparent})
+
+
+def remote_traced(message: object, traceparent: str, *, asked: bool) -> Traced:
+    """``message`` from another node, wrapped with its sender's context (`TracingMailbox`
+    leaves it as it is)."""
+    return Traced(message, incoming(traceparent), _clock(), asked)
+
+
+def client_span(tracer: object, path: str, message: object) -> AbstractContextManager[Span]:
+    """The client span of an ask to a remote actor at ``path``, current while it lasts."""
+    name = type(message).__qualname__
+    return cast("Tracer", tracer).start_as_current_span(
+        f"ask {name}",
+        kind=SpanKind.CLIENT,
+        attributes={ACTOR: path, MESSAGE_TYPE: name},
+    )
 
 
 def _tracer(cell: Cell) -> Tracer:
@@ -122,6 +164,8 @@ class TracingMailbox(Mailbox[Any]):
         self._pending: dict[Oneshot, Span] = {}
 
     def _wrap(self, item: object) -> object:
+        if type(item) is Traced or (type(item) is Ask and type(item.message) is Traced):
+            return item  # wrapped already, with a context from elsewhere (another node)
         context = otel_context.get_current()
         now = _clock()
         if type(item) is not Ask:
@@ -144,7 +188,8 @@ class TracingMailbox(Mailbox[Any]):
         if code == OK or type(item) is not Ask:
             return
         reply = cast("Ask", wrapped).reply
-        assert isinstance(reply, _SpanReply)
+        if not isinstance(reply, _SpanReply):
+            return  # an ask from another node: its client span is there
         if code == FULL:
             self._pending[item.reply] = reply._span  # pyright: ignore[reportPrivateUsage]
         else:
