@@ -92,7 +92,23 @@ async def rate(tracing: bool, count: int, ask: bool) -> float:
             provider.shutdown()
 
 
+def sdk_span_seconds(count: int = 20_000) -> float:
+    """What one span costs the SDK alone (start with the same attributes, end), for scale."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=65_536))
+    tracer = provider.get_tracer("bench")
+    attributes = {"actors.actor": "/user/x", "actors.message_type": "Inc", "actors.loop": "0"}
+    started = time.perf_counter()
+    for _ in range(count):
+        tracer.start_span("Inc", attributes=attributes).end()
+    elapsed = time.perf_counter() - started
+    provider.shutdown()
+    return elapsed / count
+
+
 async def main(reps: int, messages: int, asks: int) -> None:
+    span = statistics.median(sdk_span_seconds() for _ in range(reps))
+    print(f"one SDK span alone, median of {reps}: {span * 1e6:.1f} us")
     for ask, count in ((False, messages), (True, asks)):
         results: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(reps):
