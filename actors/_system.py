@@ -209,6 +209,7 @@ class ActorSystem:
                 self._describe_task,
                 thread_name(name, "watchdog"),
                 on_blocked=self.placer.evacuate_blocked,
+                fields=self._task_fields,
             )
         )
 
@@ -802,6 +803,17 @@ class ActorSystem:
                     return
                 self._escalation = thread
             thread.start()
+
+    def _task_fields(self, task_name: str) -> dict[str, object]:
+        """The log fields of the actor running as task ``task_name`` (the watchdog's)."""
+        cell = self.tree.find(task_name)
+        if cell is None:
+            return {}
+        fields = cell.log_fields()
+        handling = cell.handling
+        if handling is not None:
+            fields["message_type"] = handling.__qualname__
+        return fields
 
     def _describe_task(self, task_name: str) -> str | None:
         cell = self.tree.find(task_name)

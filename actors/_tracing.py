@@ -331,8 +331,10 @@ class TracingCell(Cell):
         fields = super().log_fields(message)
         context = trace.get_current_span().get_span_context()
         last = self._last
-        if not context.is_valid and message is not None and last is not None:
-            context = last  # logged after the failed message's span ended
+        if not context.is_valid and last is not None:
+            # Logged after the span ended (a failure), or from another thread (the
+            # watchdog): the span of the message being handled, or handled last.
+            context = last
         if context.is_valid:
             fields["trace_id"] = trace.format_trace_id(context.trace_id)
             fields["span_id"] = trace.format_span_id(context.span_id)

@@ -11,6 +11,7 @@ import functools
 import logging
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -436,3 +437,41 @@ def test_the_core_imports_without_opentelemetry() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+class Sleeper(Actor[Tick]):
+    def receive(self, message: Tick) -> None:
+        time.sleep(0.35)  # blocks its loop, on purpose: the watchdog reports it
+
+
+async def test_the_watchdogs_report_carries_the_blocking_handlers_trace(
+    anyio_backend: Any, traces: Traces, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="actors")
+    async with ActorSystem(workers=1, blocked_threshold=0.1, tracing=traces.provider) as system:
+        sleeper = await system.spawn(Sleeper, name="sleeper")
+        with anyio.fail_after(WAIT):
+            await sleeper.send(Tick(1))
+            await wait_until(lambda: "was blocked for" in caplog.text)
+    span = traces.one("Tick")
+    reports = [r for r in caplog.records if "blocked for" in r.getMessage()]
+    assert len(reports) == 2
+    for record in reports:
+        assert record.__dict__["actor"] == "/user/sleeper"
+        assert record.__dict__["message_type"] == "Tick"
+        assert record.__dict__["trace_id"] == trace.format_trace_id(trace_id(span))
+        assert record.__dict__["span_id"] == trace.format_span_id(span_id(span))
+
+
+async def test_a_restart_record_names_the_restarted_actor(
+    anyio_backend: Any, traces: Traces, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors")
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        failing = await system.spawn(Fails)
+        await failing.send(Boom())
+        with anyio.fail_after(WAIT):
+            assert await failing.ask(Ping(3)) == 3
+    (record,) = [r for r in caplog.records if " restarts " in r.getMessage()]
+    assert record.__dict__["actor"] == failing.path
+    assert record.__dict__["trace_id"] == trace.format_trace_id(trace_id(traces.one("Boom")))
