@@ -72,12 +72,16 @@ class _Discard(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def tracing_provider() -> TracerProvider:
+    """An SDK provider that records every span and discards it in a batch processor."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=65_536))
+    return provider
+
+
 async def rate(tracing: bool, count: int, ask: bool) -> float:
     """Messages (or asks) per second on one loop, tracing off or on."""
-    provider: TracerProvider | None = None
-    if tracing:
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=65_536))
+    provider = tracing_provider() if tracing else None
     try:
         setting: bool | TracerProvider = provider if provider is not None else False
         async with actors.ActorSystem(workers=1, tracing=setting) as system:
@@ -94,8 +98,7 @@ async def rate(tracing: bool, count: int, ask: bool) -> float:
 
 def sdk_span_seconds(count: int = 20_000) -> float:
     """What one span costs the SDK alone (start with the same attributes, end), for scale."""
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=65_536))
+    provider = tracing_provider()
     tracer = provider.get_tracer("bench")
     attributes = {"actors.actor": "/user/x", "actors.message_type": "Inc", "actors.loop": "0"}
     started = time.perf_counter()
