@@ -394,6 +394,39 @@ async def test_a_pool_ask_is_traced_through_the_worker(anyio_backend: Any, trace
     assert parent_of(traces.one("Ping")) == span_id(client)
 
 
+async def test_a_pull_pool_keeps_the_trace_through_its_shared_queue(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    async with ActorSystem(workers=2, tracing=traces.provider) as system:
+        pool = await system.spawn_pool(Echo, size=2, routing="pull")
+        with traces.tracer.start_as_current_span("request") as request, anyio.fail_after(WAIT):
+            assert await pool.ask(Ping(1)) == 2
+    request_id = request.get_span_context()
+    handled = traces.one("Ping")
+    assert trace_id(handled) == request_id.trace_id
+    by_id = {span_id(span): span for span in traces.spans()}
+    ancestor = handled
+    while ancestor.parent is not None and ancestor.parent.span_id in by_id:
+        ancestor = by_id[ancestor.parent.span_id]
+    assert ancestor.name == "request"  # through the dispatcher, back to the caller
+    (worker,) = [s for s in traces.named("Ping") if s is handled]
+    assert dict(worker.attributes or {})["actors.actor"].startswith(pool.path + "/")
+
+
+async def test_an_event_is_handled_under_the_publishers_span(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    seen: list[int] = []
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        subscriber = await system.spawn(functools.partial(Subscriber, seen))
+        system.events.subscribe(subscriber, Tick)
+        with traces.tracer.start_as_current_span("publisher") as publisher:
+            await system.events.publish(Tick(5))
+        with anyio.fail_after(WAIT):
+            await wait_until(lambda: seen == [5])
+    assert parent_of(traces.one("Tick")) == publisher.get_span_context().span_id
+
+
 async def test_the_watchdog_sees_the_message_type_not_the_envelope(
     anyio_backend: Any, traces: Traces
 ) -> None:

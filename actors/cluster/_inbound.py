@@ -230,12 +230,15 @@ class Inbound:
                 )
                 return
             message = self.decode_body(served, envelope)
+            system = self._registry.system
             if envelope.kind == TELL:
-                await pool.send(message, timeout=envelope.timeout)
+                with remote_context(system, envelope.trace):
+                    await pool.send(message, timeout=envelope.timeout)
                 await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
             elif envelope.kind == TRY:
                 try:
-                    pool.try_send(message)
+                    with remote_context(system, envelope.trace):
+                        pool.try_send(message)
                 except MailboxFull:
                     self._transport.dropped += 1
                     raise
@@ -244,9 +247,7 @@ class Inbound:
                 # Answered in a task of its own, so this subscription goes on routing the
                 # next frames meanwhile; the semaphore bounds the asks in flight.
                 await served.asks.acquire()
-                self._transport.own(
-                    self._answer_pool_ask(served, message, envelope.timeout, reply_to)
-                )
+                self._transport.own(self._answer_pool_ask(served, message, envelope, reply_to))
             else:
                 raise WireError(f"unknown envelope kind {envelope.kind}")
         except WireError as error:
@@ -256,11 +257,12 @@ class Inbound:
             await self._answer_error(reply_to, served, error)
 
     async def _answer_pool_ask(
-        self, served: _Served, message: object, timeout: float | None, reply_to: str
+        self, served: _Served, message: object, request: Envelope, reply_to: str
     ) -> None:
         try:
             try:
-                value = await served.pool.ask(message, timeout=timeout)
+                with remote_context(self._registry.system, request.trace):
+                    value = await served.pool.ask(message, timeout=request.timeout)
             except Exception as error:
                 await self._answer_error(reply_to, served, error)
                 return

@@ -36,9 +36,10 @@ def traceparent(system: ActorSystem | None) -> str:
 
 
 @contextlib.contextmanager
-def remote_context(system: ActorSystem, trace: str) -> Generator[None]:
-    """Make the sender's context (from ``trace``) current while a remote tell is enqueued."""
-    if not trace or system.tracer is None:
+def remote_context(system: ActorSystem | None, trace: str) -> Generator[None]:
+    """Make the sender's context (from ``trace``) current while a remote tell is enqueued,
+    or a group's ask is asked of its pool."""
+    if not trace or system is None or system.tracer is None:
         yield
         return
     from opentelemetry import context  # only when tracing

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import actors
-from actors.cluster import register_message
+from actors.cluster import lookup_group, register_message, serve_pool
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -220,3 +220,65 @@ async def test_a_node_without_tracing_sends_no_trace_context(
     (job,) = [span for span in exporter.get_finished_spans() if span.name == "Job"]
     assert job.parent is None  # a root: nothing came with the frame
     assert sorted(span.name for span in exporter.get_finished_spans()) == ["Job", "caller"]
+
+
+class Jobs(actors.Actor[Job | Note]):
+    """A pool worker: answers jobs, notes notes."""
+
+    def __init__(self, noted: Flag) -> None:
+        self.noted = noted
+
+    def receive(self, message: Job | Note) -> int | None:
+        if isinstance(message, Note):
+            self.noted.set()
+            return None
+        return message.n * 10
+
+
+async def test_a_served_pool_joins_the_callers_trace(server: NatsServer, prefix: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    noted = Flag()
+    async with (
+        actors.ActorSystem(
+            workers=1, name="a", cluster=node(server.url, "a", prefix), tracing=provider
+        ) as a,
+        actors.ActorSystem(
+            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
+        ) as b,
+    ):
+        with anyio.fail_after(WAIT):
+            pool = await b.spawn_pool(lambda: Jobs(noted), size=2)
+            await serve_pool(b, pool, name="jobs")
+            group = await lookup_group(a, "jobs", Job | Note)
+            with tracer.start_as_current_span("caller") as caller:
+                await group.send(Note(1))
+                assert await group.ask(Job(2)) == 20
+            await noted.wait()
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    trace_ids = {span.context.trace_id for span in spans if span.context is not None}
+    assert trace_ids == {caller.get_span_context().trace_id}
+    (note,) = [span for span in spans if span.name == "Note"]
+    assert note.parent is not None
+    assert note.parent.span_id == caller.get_span_context().span_id
+    remote_client = next(
+        span
+        for span in spans
+        if span.name == "ask Job"
+        and span.parent is not None
+        and span.parent.span_id == caller.get_span_context().span_id
+    )
+    (job,) = [span for span in spans if span.name == "Job"]
+    assert dict(job.attributes or {})["actors.actor"].startswith("/user/")
+    # The serving node's pool asks its worker under the remote client span.
+    chain: list[str] = []
+    by_id = {span.context.span_id: span for span in spans if span.context is not None}
+    current = job
+    while current.parent is not None and current.parent.span_id in by_id:
+        current = by_id[current.parent.span_id]
+        chain.append(current.name)
+    assert remote_client.name in chain
+    assert chain[-1] == "caller"
