@@ -151,7 +151,8 @@ class TracingMailbox(Mailbox[Any]):
 
     Overrides the ways items come in (`put_nowait`, `put_many_nowait`, `put_evicting` and
     the fill of a waiting sender's reserved room, which `put`, `put_many` and
-    `put_blocking` end with) and the one way they go out without being handled (`finish`).
+    `put_blocking` end with; the last two also end the client span of an ask whose sender
+    gave up waiting) and the one way they go out without being handled (`finish`).
     """
 
     __slots__ = ("_cell", "_pending")
@@ -195,6 +196,28 @@ class TracingMailbox(Mailbox[Any]):
         else:
             reply._span.set_attribute(OUTCOME, "refused")  # pyright: ignore[reportPrivateUsage]
             reply._span.end()  # pyright: ignore[reportPrivateUsage]
+
+    def _forget(self, item: object) -> None:
+        # A sender gave up waiting for room (cancelled, timed out): its ask's span ends.
+        if type(item) is Ask:
+            span = self._pending.pop(item.reply, None)
+            if span is not None:
+                span.set_attribute(OUTCOME, "not sent")
+                span.end()
+
+    async def put(self, item: Any, timeout: float | None = None) -> int:
+        try:
+            return await super().put(item, timeout)
+        except BaseException:
+            self._forget(item)
+            raise
+
+    def put_blocking(self, item: Any, timeout: float | None = None) -> int:
+        try:
+            return super().put_blocking(item, timeout)
+        except BaseException:
+            self._forget(item)
+            raise
 
     def put_nowait(self, item: Any) -> int:
         wrapped = self._wrap(item)

@@ -508,3 +508,40 @@ async def test_a_restart_record_names_the_restarted_actor(
     (record,) = [r for r in caplog.records if " restarts " in r.getMessage()]
     assert record.__dict__["actor"] == failing.path
     assert record.__dict__["trace_id"] == trace.format_trace_id(trace_id(traces.one("Boom")))
+
+
+async def test_an_ask_that_waits_for_room_keeps_one_client_span(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        recorder = await system.spawn(Recorder, capacity=1)
+        release = await park(recorder)
+        await recorder.send(Tick(1))  # the mailbox is full now
+        replies: list[int] = []
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+
+                async def ask() -> None:
+                    replies.append(await recorder.ask(Count()))
+
+                tg.start_soon(ask)
+                await wait_until(lambda: recorder.statistics().mailbox.waiting_senders == 1)
+                release.set()
+    assert replies == [1]
+    client = traces.one("ask Count")  # one, however many tries the ask took
+    assert parent_of(traces.one("Count")) == span_id(client)
+    assert dict(client.attributes or {})["actors.outcome"] == "answered"
+
+
+async def test_an_ask_that_gives_up_waiting_for_room_ends_its_client_span(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        recorder = await system.spawn(Recorder, capacity=1)
+        release = await park(recorder)
+        await recorder.send(Tick(1))
+        with anyio.fail_after(WAIT), pytest.raises(actors.AskTimeout):
+            await recorder.ask(Count(), timeout=0.05)
+        client = traces.one("ask Count")
+        assert dict(client.attributes or {})["actors.outcome"] == "not sent"
+        release.set()
