@@ -282,3 +282,46 @@ async def test_a_served_pool_joins_the_callers_trace(server: NatsServer, prefix:
         chain.append(current.name)
     assert remote_client.name in chain
     assert chain[-1] == "caller"
+
+
+class Listener(actors.Actor[Note]):
+    def __init__(self, noted: Flag) -> None:
+        self.noted = noted
+
+    def receive(self, message: Note) -> None:
+        self.noted.set()
+
+
+async def test_an_event_from_another_node_is_handled_under_the_publishers_span(
+    server: NatsServer, prefix: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    noted = Flag()
+    async with (
+        actors.ActorSystem(
+            workers=1, name="a", cluster=node(server.url, "a", prefix), tracing=provider
+        ) as a,
+        actors.ActorSystem(
+            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
+        ) as b,
+    ):
+        with anyio.fail_after(WAIT):
+            listener = await b.spawn(lambda: Listener(noted))
+            b.events.subscribe(listener, Note)
+            with tracer.start_as_current_span("publisher") as publisher:
+                # Published again until node b's events subscription is in place (core NATS
+                # events are at most once: one published before it would be lost).
+                while not noted.is_set():
+                    await a.events.publish(Note(1))
+                    with anyio.move_on_after(0.05):
+                        await noted.wait()
+    provider.shutdown()
+    notes = [span for span in exporter.get_finished_spans() if span.name == "Note"]
+    assert notes
+    for span in notes:
+        assert span.parent is not None
+        assert span.parent.is_remote
+        assert span.parent.span_id == publisher.get_span_context().span_id
