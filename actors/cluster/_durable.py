@@ -537,6 +537,7 @@ class DurableMailboxes:
                 attempt,
                 type(error).__name__,
                 error,
+                extra=consumer.export.cell.log_fields(message),
             )
             system = self._registry.system
             if system is not None:

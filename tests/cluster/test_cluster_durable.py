@@ -341,8 +341,9 @@ async def test_a_message_in_the_handler_of_a_killed_node_goes_to_its_restarted_p
 
 
 async def test_a_failing_message_is_retried_up_to_max_deliver_then_terminated(
-    server: NatsServer, prefix: str, raw: Any
+    server: NatsServer, prefix: str, raw: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="actors")
     seen: list[Entry] = []
     letters: list[actors.DeadLetter] = []
     cluster = node(server.url, "a", prefix, durable_max_deliver=3)
@@ -368,6 +369,9 @@ async def test_a_failing_message_is_retried_up_to_max_deliver_then_terminated(
             await poll(lambda: _true(bool(letters)))
             assert letters[0].message == Entry(1, 1, "bad")
             assert letters[0].recipient == "/user/ledger"
+            (record,) = [r for r in caplog.records if "giving up on it" in r.getMessage()]
+            assert record.__dict__["actor"] == "/user/ledger"  # structured, for log pipelines
+            assert record.__dict__["message_type"] == "Entry"
             info = await consumer_info(raw, prefix, "ledger")
             assert info.num_ack_pending == 0
             assert info.num_pending == 0
