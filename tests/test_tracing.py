@@ -545,3 +545,30 @@ async def test_an_ask_that_gives_up_waiting_for_room_ends_its_client_span(
         client = traces.one("ask Count")
         assert dict(client.attributes or {})["actors.outcome"] == "not sent"
         release.set()
+
+
+async def test_a_state_machine_is_traced_and_its_timeout_links_to_the_entering_message(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    from test_statem import Ask as StateAsk
+    from test_statem import Go, Worker
+    from test_statem import Job as StateJob
+
+    clock = actors.ManualClock()
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(workers=1, clock=clock, tracing=traces.provider) as system:
+            worker = await system.spawn(Worker)
+            await worker.send(StateJob(1))  # postponed in Idle
+            with traces.tracer.start_as_current_span("request") as request:
+                await worker.send(Go())  # to Busy: the job is retried, the timeout starts
+            assert await worker.ask(StateAsk()) == "busy"
+            await actors.testing.advance(system, 5.0)  # the state timeout: back to Idle
+            assert await worker.ask(StateAsk()) == "idle"
+            log = await actors.testing.inspect(worker, lambda m: list(m.log), kind=Worker)
+    assert "job 1" in log
+    assert "timeout at 5.0" in log
+    go = traces.one("Go")
+    assert parent_of(go) == request.get_span_context().span_id
+    (timeout,) = [s for s in traces.spans() if s.name == "_StateTimeout"]
+    assert timeout.parent is None
+    assert [link.context.span_id for link in timeout.links] == [span_id(go)]
