@@ -1,7 +1,8 @@
 """OpenTelemetry traces of message handling: a span per handled message, its parent the sender's.
 
 Imported only by a system made with ``tracing=`` (`ActorSystem`): the core never imports
-OpenTelemetry, and a system that does not trace runs exactly the code it ran before.
+OpenTelemetry, and a system that does not trace runs the send, enqueue and dispatch code it
+ran before the feature existed (only paths that show a message to the user unwrap it).
 
 How tracing is chosen once, not tested per message. A tracing system builds its actors as
 `TracingCell`, whose mailbox is a `TracingMailbox`:
