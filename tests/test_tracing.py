@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind
 
 import actors
-from actors import Actor, ActorSystem, DeadLetter
+from actors import Actor, ActorSystem, DeadLetter, testing
 from actors._cell import Cell
 from actors._mailbox import Mailbox
 
@@ -562,9 +562,9 @@ async def test_a_state_machine_is_traced_and_its_timeout_links_to_the_entering_m
             with traces.tracer.start_as_current_span("request") as request:
                 await worker.send(Go())  # to Busy: the job is retried, the timeout starts
             assert await worker.ask(StateAsk()) == "busy"
-            await actors.testing.advance(system, 5.0)  # the state timeout: back to Idle
+            await testing.advance(system, 5.0)  # the state timeout: back to Idle
             assert await worker.ask(StateAsk()) == "idle"
-            log = await actors.testing.inspect(worker, lambda m: list(m.log), kind=Worker)
+            log = await testing.inspect(worker, lambda m: list(m.log), kind=Worker)
     assert "job 1" in log
     assert "timeout at 5.0" in log
     go = traces.one("Go")
@@ -572,3 +572,55 @@ async def test_a_state_machine_is_traced_and_its_timeout_links_to_the_entering_m
     (timeout,) = [s for s in traces.spans() if s.name == "_StateTimeout"]
     assert timeout.parent is None
     assert [link.context.span_id for link in timeout.links] == [span_id(go)]
+
+
+class Sequenced(msgspec.Struct, frozen=True):
+    sender: int
+    seq: int
+
+
+class Ledger(Actor[Sequenced | Seen]):
+    """Records (sender, seq) in arrival order; a small mailbox makes senders wait."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def receive(self, message: Sequenced | Seen) -> object:
+        if isinstance(message, Seen):
+            return len(self.seen)
+        assert type(message) is Sequenced  # never the envelope
+        self.seen.append((message.sender, message.seq))
+        return None
+
+
+async def test_many_senders_through_a_full_traced_mailbox_lose_and_reorder_nothing(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    per_sender = 300
+    async with ActorSystem(workers=2, tracing=traces.provider) as system:
+        ledger = await system.spawn(Ledger, placement=1, capacity=4)
+
+        def thread_sender(sender: int) -> None:
+            with traces.tracer.start_as_current_span(f"thread-{sender}"):
+                for seq in range(per_sender):
+                    ledger.blocking_send(Sequenced(sender, seq))
+
+        async def batch_sender(sender: int) -> None:
+            for seq in range(0, per_sender, 3):
+                await ledger.send_many([Sequenced(sender, seq + i) for i in range(3)])
+
+        async def task_sender(sender: int) -> None:
+            for seq in range(per_sender):
+                await ledger.send(Sequenced(sender, seq))
+
+        with anyio.fail_after(WAIT * 3):
+            async with anyio.create_task_group() as tg:
+                for sender in (0, 1):
+                    tg.start_soon(anyio.to_thread.run_sync, thread_sender, sender)
+                tg.start_soon(batch_sender, 2)
+                tg.start_soon(task_sender, 3)
+            assert await ledger.ask(Seen()) == 4 * per_sender
+            seen = await testing.inspect(ledger, lambda m: list(m.seen), kind=Ledger)
+    for sender in range(4):  # per-sender FIFO, nothing lost or doubled
+        assert [seq for who, seq in seen if who == sender] == list(range(per_sender))
+    assert len(traces.named("Sequenced")) == 4 * per_sender
