@@ -60,7 +60,7 @@ import threading
 import time
 import types
 import weakref
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import anyio
 import msgspec
@@ -71,6 +71,7 @@ from ._checkpoint import checkpoint, yield_now
 from ._control import Call, ChildExit, Kill, RestartDue, Suspend, Tick, WatchedEnded
 from ._errors import (
     ActorStopped,
+    AskTimeout,
     MailboxFull,
     MessageTypeError,
     SendTimeout,
@@ -78,7 +79,7 @@ from ._errors import (
     SyncHandlerError,
 )
 from ._mailbox import DRAINED, EMPTY, FULL, OK, Mailbox, MailboxStatistics, Signal
-from ._message import Ask
+from ._message import Ask, payload
 from ._metrics import HandlerTimes
 from ._oneshot import EXPIRED, Expired, Latch, Oneshot, oneshot
 from ._parking import Parking, Resumed
@@ -228,6 +229,9 @@ class ActorStatistics(msgspec.Struct, frozen=True):
 
 
 class Cell(Latch):
+    # The mailbox's class: a tracing system's cells (`actors._tracing`) wrap what is sent.
+    mailbox_type: ClassVar[type[Mailbox[Any]]] = Mailbox
+
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
     __slots__ = (
@@ -300,7 +304,7 @@ class Cell(Latch):
         self.throughput = throughput
         self.parent = parent
         self.restart = restart
-        self.mailbox: Mailbox[Any] = Mailbox(capacity, self)
+        self.mailbox: Mailbox[Any] = self.mailbox_type(capacity, self)
         self.instance: Actor[Any] | None = None
         self.actor_class: type[Actor[Any]] | None = None
         self._ref: Ref[Any] | None = ActorRef(self)  # dropped once ended: see `ref`
@@ -508,8 +512,20 @@ class Cell(Latch):
     def on_home_thread(self) -> bool:
         return threading.get_ident() == self.home.thread_id
 
+    def log_fields(self, message: object = None) -> dict[str, object]:
+        """The structured fields of a runtime log record about this actor (``extra=``).
+
+        ``actor`` (its path) and, with ``message``, ``message_type``; a tracing system's
+        cells add ``trace_id`` and ``span_id`` (`actors._tracing`).
+        """
+        if message is None:
+            return {"actor": self.path}
+        return {"actor": self.path, "message_type": type(payload(message)).__qualname__}
+
     def stopped_error(self, message: object = None) -> ActorStopped:
-        return ActorStopped(f"actor {self.path} is {self.status}; message not delivered", message)
+        return ActorStopped(
+            f"actor {self.path} is {self.status}; message not delivered", payload(message)
+        )
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -737,7 +753,12 @@ class Cell(Latch):
                 self.resting = WAKE_POSTED  # as a producer on another thread would
                 target.loop.call_soon_threadsafe(self.posted_start)
         except RuntimeError:  # the new loop has closed: the system is shutting down
-            logger.warning("actor %s could not move to loop %s", self.path, target.label)
+            logger.warning(
+                "actor %s could not move to loop %s",
+                self.path,
+                target.label,
+                extra=self.log_fields(),
+            )
 
     def begin(self, started: Oneshot) -> None:
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
@@ -1404,7 +1425,8 @@ class Cell(Latch):
                         reply = await pump(ask.reply, reply, lambda: self.mailbox.closed)
                     else:
                         check_sendable(
-                            reply, f"reply of actor {self.path} to {type(message).__qualname__}"
+                            reply,
+                            f"reply of actor {self.path} to {type(payload(message)).__qualname__}",
                         )
                 ask.reply.settle(reply)
             else:  # stashed: the reply comes when it is handled again
@@ -1447,10 +1469,14 @@ class Cell(Latch):
     def _skip(self, ask: Ask) -> None:
         """Drop a queued ask whose asker has given up, counting why."""
         counts = self._counts()
-        if ask.reply.abandoned == EXPIRED:
+        reply = ask.reply
+        if reply.abandoned == EXPIRED:
             counts.expired += 1
         else:
             counts.cancelled += 1
+        # Nobody waits for it, but a wrapper of the reply (a tracing span) must still end.
+        what = type(payload(ask.message)).__qualname__
+        reply.settle(error=AskTimeout(f"actor {self.path} skipped {what}: its asker had given up"))
 
     def processed(self, dequeued: int | None = None) -> int:
         """Mailbox items handled without an exception (racy outside the run task).
@@ -1483,7 +1509,8 @@ class Cell(Latch):
         if not known_sendable(reply):  # the description is built only when needed
             if type(ask.reply) is Channel:
                 raise synchronous_stream(self, message)
-            check_sendable(reply, f"reply of actor {self.path} to {type(message).__qualname__}")
+            what = type(payload(message)).__qualname__
+            check_sendable(reply, f"reply of actor {self.path} to {what}")
         ask.reply.settle(reply)
 
     def _ask_failed(self, ask: Ask, error: BaseException) -> Exception:
@@ -1655,7 +1682,7 @@ class Cell(Latch):
         stray = isinstance(error, asyncio.CancelledError)
         what = (
             f"the handler of actor {self.path} raised {type(error).__name__} while handling "
-            f"{type(message).__qualname__}"
+            f"{type(payload(message)).__qualname__}"
             if hook is None
             else f"the {hook} of actor {self.path} raised {type(error).__name__}"
         )
@@ -1664,7 +1691,8 @@ class Cell(Latch):
         return failure
 
     def _note_failure(self, error: BaseException, message: object) -> None:
-        note = f"raised by actor {self.path} while handling {type(message).__qualname__}"
+        what = type(payload(message)).__qualname__
+        note = f"raised by actor {self.path} while handling {what}"
         if note not in getattr(error, "__notes__", ()):
             error.add_note(note)
 
@@ -1677,12 +1705,23 @@ class Cell(Latch):
         failure of its own code.
         """
         if message is _SUPERVISING:
-            logger.error("actor %s gave up supervising and fails", self.path, exc_info=error)
+            logger.error(
+                "actor %s gave up supervising and fails",
+                self.path,
+                exc_info=error,
+                extra=self.log_fields(),
+            )
         else:
             self.failed += 1
             self._note_failure(error, message)
-            what = type(message).__qualname__
-            logger.error("actor %s failed while handling %s", self.path, what, exc_info=error)
+            what = type(payload(message)).__qualname__
+            logger.error(
+                "actor %s failed while handling %s",
+                self.path,
+                what,
+                exc_info=error,
+                extra=self.log_fields(message),
+            )
         await self._exit(error)
 
     async def _exit(self, reason: Exception | None) -> None:
@@ -1722,7 +1761,9 @@ class Cell(Latch):
                 await stop_children(self, kill=kill_children)
             except Exception:
                 # A bug in the stop path must not leave this actor (and a shutdown) hanging.
-                logger.exception("actor %s: stopping its children failed", self.path)
+                logger.exception(
+                    "actor %s: stopping its children failed", self.path, extra=self.log_fields()
+                )
         instance, self.instance = self.instance, None
         # The base class's on_stop does nothing: not awaiting it spares a coroutine per life.
         if run_on_stop and instance is not None and _overrides(type(instance), "on_stop"):
@@ -1736,7 +1777,12 @@ class Cell(Latch):
                 )
                 if failure is None:
                     raise
-                logger.error("on_stop of actor %s raised", self.path, exc_info=failure)
+                logger.error(
+                    "on_stop of actor %s raised",
+                    self.path,
+                    exc_info=failure,
+                    extra=self.log_fields(),
+                )
         if self.behaviour is not None:
             self._drop_stash()
 
@@ -1763,7 +1809,7 @@ class Cell(Latch):
             if type(item) is Ask:
                 item.reply.settle(error=self.stopped_error(item.message))
             elif type(item) is not Signal:
-                tells.append(item)
+                tells.append(payload(item))
         if tells:
             self.system.dead_letters.publish(self.path, tells, why)
 
@@ -1814,7 +1860,7 @@ class Cell(Latch):
                 message,
             )
         ask = _current_ask(self)
-        if ask is not None and ask.message is message:
+        if ask is not None and payload(ask.message) is message:
             if self.stashed_ask is ask:
                 raise RuntimeError(f"stash() of actor {self.path}: this ask is stashed already")
             self.stashed_ask = ask  # the stash answers it now, when it is handled again
@@ -1865,6 +1911,7 @@ class Cell(Latch):
                 self.path,
                 "was killed after its drain timeout" if killed else "stopped",
                 len(leftovers),
+                extra=self.log_fields(),
             )
         if leftovers:
             why = "killed" if killed else ("failed" if reason is not None else "stopped")
@@ -1936,7 +1983,7 @@ def _check_not_awaitable(result: object, cell: Cell, message: object) -> None:
         result.close()
     raise SyncHandlerError(
         f"the synchronous handler of actor {cell.path} returned "
-        f"{type(result).__qualname__} while handling {type(message).__qualname__}, which "
+        f"{type(result).__qualname__} while handling {type(payload(message)).__qualname__}, which "
         "nothing awaits (an async call without `await`?): use the forms that do not wait "
         "(spawn_soon instead of spawn, try_send instead of send), or define the handler "
         "with `async def`"
@@ -1960,7 +2007,9 @@ class _Unobserved(Oneshot):
 
     def settle(self, value: object = None, error: BaseException | None = None) -> None:
         if error is not None and not isinstance(error, ActorStopped):  # not: killed meanwhile
-            logger.error("actor %s failed to start", self.path, exc_info=error)
+            logger.error(
+                "actor %s failed to start", self.path, exc_info=error, extra={"actor": self.path}
+            )
 
     async def wait(self, timeout: float | None = None) -> Any:
         raise RuntimeError(f"nobody waits for the start of actor {self.path}")

@@ -1,4 +1,9 @@
-"""Message-side types: `Request[R]`, which carries its reply type, and the ask envelope."""
+"""Message-side types: `Request[R]`, which carries its reply type, and the envelopes.
+
+Invariant: an envelope (`Ask`, `Traced`) is the runtime's, never the user's. Whatever the
+user can see of a queued item (a handler's argument, a dead letter, an error's ``message``,
+the type a failure log or the watchdog names) is the message inside (`payload`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import msgspec
 if TYPE_CHECKING:
     from ._oneshot import Oneshot
 
-__all__ = ("Ask", "Request")
+__all__ = ("Ask", "Request", "Traced", "payload")
 
 R = TypeVar("R")
 
@@ -45,3 +50,30 @@ class Ask:
         self.message = message
         self.reply = reply
         self.deadline = deadline
+
+
+class Traced:
+    """Internal envelope of a message sent while the system traces (`actors._tracing`).
+
+    ``context`` is the OpenTelemetry context current where the message was sent, the
+    parent of the span its handling makes; ``enqueued`` the ``time.perf_counter()`` of the
+    send, for the mailbox wait. A tell is queued as ``Traced(message)``, an ask as
+    ``Ask(Traced(message), reply)``. A system that does not trace never makes one.
+    """
+
+    __slots__ = ("asked", "context", "enqueued", "message")
+
+    def __init__(self, message: object, context: object, enqueued: float, asked: bool) -> None:
+        self.message = message
+        self.context = context
+        self.enqueued = enqueued
+        self.asked = asked
+
+
+def payload(item: object) -> object:
+    """The user's message in a queued item or an ask's message: ``item`` unless `Traced`.
+
+    For the paths that show a message to the user (errors, dead letters, logs), never the
+    dispatch hot path: a system that does not trace has no `Traced` to unwrap.
+    """
+    return item.message if type(item) is Traced else item

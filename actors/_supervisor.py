@@ -60,7 +60,10 @@ async def stop_children(parent: Cell, *, kill: bool) -> None:
             # A bug here must cost one child its drain, not leave the parent (and a
             # shutdown waiting for it) hanging: log it and kill the child.
             logger.exception(
-                "actor %s: stopping its child %s failed; killing it", parent.path, child.path
+                "actor %s: stopping its child %s failed; killing it",
+                parent.path,
+                child.path,
+                extra=child.log_fields(),
             )
             child.kill()
         if not count % _STOPS_PER_YIELD:
@@ -81,6 +84,7 @@ async def stop_child(child: Cell, timeout: float) -> None:
                 "actor %s did not stop within its drain timeout (%s s); cancelling it",
                 child.path,
                 timeout,
+                extra=child.log_fields(),
             )
     child.kill()
     try:
@@ -91,6 +95,7 @@ async def stop_child(child: Cell, timeout: float) -> None:
             "cancellation, or its handler does not yield); abandoning it",
             child.path,
             KILL_GRACE,
+            extra=child.log_fields(),
         )
 
 
@@ -107,7 +112,10 @@ async def suspend_child(child: Cell, timeout: float) -> None:
         return
     except Expired:
         logger.warning(
-            "actor %s did not stop for its restart within %s s; cancelling it", child.path, timeout
+            "actor %s did not stop for its restart within %s s; cancelling it",
+            child.path,
+            timeout,
+            extra=child.log_fields(),
         )
     child.kill()
     try:
@@ -121,6 +129,7 @@ async def suspend_child(child: Cell, timeout: float) -> None:
             "good instead of restarted",
             child.path,
             KILL_GRACE,
+            extra=child.log_fields(),
         )
         child.stop_for_good()
 
@@ -150,7 +159,13 @@ async def on_child_exit(
         window = parent.restarts = RestartWindow()
     if not window.admit(strategy, system.clock.now()):
         return await _give_up(parent, child, reason, strategy)
-    logger.info("actor %s restarts %s after %r", parent.path, child.path, reason)
+    logger.info(
+        "actor %s restarts %s after %r",
+        parent.path,
+        child.path,
+        reason,
+        extra=child.log_fields(),
+    )
     group = strategy.group(system.tree.children_of(parent), child)
     for sibling in reversed(group):
         if sibling is child:
@@ -184,7 +199,12 @@ async def restart_group(parent: Cell, group: list[Cell], reason: BaseException |
         try:
             await done.wait()
         except Exception as failure:
-            logger.error("actor %s failed to restart", child.path, exc_info=failure)
+            logger.error(
+                "actor %s failed to restart",
+                child.path,
+                exc_info=failure,
+                extra=child.log_fields(),
+            )
             parent.deliver(Signal(ChildExit(child, child.incarnation, failure)))
     return True
 
@@ -201,7 +221,7 @@ async def _give_up(
     system = parent.system
     if parent is system.guardian:
         # The root never fails: the top-level actor stays stopped and the system records it.
-        logger.error("%s", error, exc_info=error)
+        logger.error("%s", error, exc_info=error, extra=child.log_fields())
         await stop_child(child, system.drain_timeout)
         system.record_failure(error)
         return True

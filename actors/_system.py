@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast, overload
 
 import anyio
 
@@ -39,6 +39,8 @@ from ._watchdog import DEFAULT_BLOCKED_THRESHOLD, Watchdog
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
+
+    from opentelemetry.trace import TracerProvider
 
     from ._ref import ActorRef, Ref
     from ._seam import ClusterBackend
@@ -106,6 +108,10 @@ class ActorSystem:
             (two clock reads per message); counters and per-burst times are always on.
         cluster: a transport that joins this system to others (`actors.cluster.Nats`):
             ``spawn(public=True)`` and `lookup_remote` work through it.
+        tracing: OpenTelemetry traces (needs ``actors[otel]``): True uses the global tracer
+            provider, or pass a ``TracerProvider``. Each handled message gets a span whose
+            parent is the span current where it was sent; an ask gets a client span at the
+            caller. False (the default) runs without any of it, at no cost.
 
     Placement: actors are spread round-robin over the worker loops in spawn order, so N
     actors on N workers use every worker. ``spawn(placement=i)`` pins to worker ``i``;
@@ -137,6 +143,7 @@ class ActorSystem:
         placement: Literal["spread", "host"] = "spread",
         handler_timing: bool = False,
         cluster: ClusterBackend | None = None,
+        tracing: bool | TracerProvider = False,
     ) -> None:
         # Every setting is checked here, before any thread starts: a bad one found later
         # would fail on a worker loop (a drain timeout at shutdown) where nobody sees it.
@@ -159,6 +166,12 @@ class ActorSystem:
         if placement not in ("spread", "host"):
             raise ValueError(f'placement must be "spread" or "host", got {placement!r}')
         check_flag("handler_timing", handler_timing)
+        self.tracer: object | None = None
+        """The OpenTelemetry tracer of a tracing system (see `actors._tracing`), else None."""
+        self.cell_type: type[Cell] = Cell
+        """The class of this system's cells: a tracing system's wrap messages in spans."""
+        if tracing is not False:
+            self.tracer, self.cell_type = _tracing_parts(tracing)
         self.name = name
         self.capacity = capacity
         self.drain_timeout = drain_timeout
@@ -196,6 +209,7 @@ class ActorSystem:
                 self._describe_task,
                 thread_name(name, "watchdog"),
                 on_blocked=self.placer.evacuate_blocked,
+                fields=self._task_fields,
             )
         )
 
@@ -359,7 +373,7 @@ class ActorSystem:
         strategy = self.supervision
         on_host = self._default_placement == HOST and self._host is not None
         home: Home = self._host if on_host and self._host is not None else self._workers[0]
-        guardian = Cell(
+        guardian = self.cell_type(
             self,
             lambda: _Guardian(strategy),
             name="user",
@@ -790,6 +804,17 @@ class ActorSystem:
                 self._escalation = thread
             thread.start()
 
+    def _task_fields(self, task_name: str) -> dict[str, object]:
+        """The log fields of the actor running as task ``task_name`` (the watchdog's)."""
+        cell = self.tree.find(task_name)
+        if cell is None:
+            return {}
+        fields = cell.log_fields()
+        handling = cell.handling
+        if handling is not None:
+            fields["message_type"] = handling.__qualname__
+        return fields
+
     def _describe_task(self, task_name: str) -> str | None:
         cell = self.tree.find(task_name)
         if cell is None:
@@ -807,3 +832,21 @@ def _usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0)) or 1
     return os.cpu_count() or 1
+
+
+def _tracing_parts(tracing: object) -> tuple[object, type[Cell]]:
+    """The tracer and cell class for ``ActorSystem(tracing=...)``: OpenTelemetry's import."""
+    provider = None
+    if tracing is not True:
+        if isinstance(tracing, bool) or not hasattr(tracing, "get_tracer"):
+            raise TypeError(
+                f"tracing must be True, False or an OpenTelemetry TracerProvider, got {tracing!r}"
+            )
+        provider = tracing
+    try:
+        from ._tracing import TracingCell, tracer_for  # only when tracing
+    except ImportError as error:
+        raise ImportError(
+            "ActorSystem(tracing=...) needs OpenTelemetry's API: pip install 'actors[otel]'"
+        ) from error
+    return tracer_for(cast("TracerProvider | None", provider)), TracingCell

@@ -39,7 +39,6 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from ._cell import Cell
 from ._control import WatchedEnded
 from ._errors import ActorStopped, DuplicateName, SystemNotRunning
 from ._mailbox import Signal
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._actor import Actor
+    from ._cell import Cell
     from ._runtime import Home
     from ._strategy import Restart
 
@@ -124,7 +124,7 @@ class Tree:
                     f"an actor named {name!r} already exists under {parent.path} "
                     f"in actor system {system.name}"
                 )
-            cell = Cell(
+            cell = system.cell_type(
                 system,
                 factory,
                 name=name,

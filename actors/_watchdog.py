@@ -113,7 +113,16 @@ class _Probe:
     """One loop's probe. ``pending`` is handed back and forth: the watchdog sets it before
     posting, the loop clears it when the probe runs; neither writes while the other may."""
 
-    __slots__ = ("culprit", "gc_at_post", "home", "pending", "posted_at", "ran_at", "reported")
+    __slots__ = (
+        "culprit",
+        "fields",
+        "gc_at_post",
+        "home",
+        "pending",
+        "posted_at",
+        "ran_at",
+        "reported",
+    )
 
     def __init__(self, home: WorkerHome) -> None:
         self.home = home
@@ -122,6 +131,7 @@ class _Probe:
         self.gc_at_post = 0.0  # the GC clock's total when the probe was posted
         self.ran_at = 0.0
         self.culprit: str | None = None  # set while a stall lasts (actors were moved away)
+        self.fields: dict[str, object] = {}  # the culprit's log fields (`Cell.log_fields`)
         self.reported = False  # the stall lasted the threshold: a warning was logged
 
     def run(self) -> None:
@@ -145,6 +155,7 @@ class Watchdog:
         describe: Callable[[str], str | None],
         thread_name: str,
         on_blocked: Callable[[WorkerHome], object] | None = None,
+        fields: Callable[[str], dict[str, object]] | None = None,
     ) -> None:
         self._homes = homes
         self._on_blocked = on_blocked  # moves the actors stuck behind the handler elsewhere
@@ -162,6 +173,7 @@ class Watchdog:
         # take a whole round more, as often as not).
         self._slack = self._evacuate_after / 20
         self._describe = describe  # task name -> "actor X handling Y", or None
+        self._fields = fields  # task name -> the structured fields of its log records
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=thread_name, daemon=True)
 
@@ -206,10 +218,12 @@ class Watchdog:
             stalled = now - probe.posted_at - (_GC_CLOCK.total() - probe.gc_at_post)
             stalled += self._slack
             if stalled >= self._evacuate_after and probe.culprit is None:
-                culprit = self._culprit(home)
-                if culprit is None:
+                task = _running_task(home)
+                culprit = None if task is None else self._describe(task.get_name())
+                if task is None or culprit is None:
                     return  # not inside an actor's handler: not ours to report
                 probe.culprit = culprit
+                probe.fields = {} if self._fields is None else self._fields(task.get_name())
                 home.blocked = True  # senders now move idle actors away (see Cell._wake)
                 if self._on_blocked is not None:
                     self._on_blocked(home)
@@ -222,6 +236,7 @@ class Watchdog:
                     home.label,
                     stalled - self._slack,
                     probe.culprit,
+                    extra=probe.fields,
                 )
             return
         if probe.culprit is not None:
@@ -231,6 +246,7 @@ class Watchdog:
                     home.label,
                     probe.ran_at - probe.posted_at,
                     probe.culprit,
+                    extra=probe.fields,
                 )
             probe.culprit = None
             probe.reported = False
@@ -244,11 +260,6 @@ class Watchdog:
         probe.gc_at_post = _GC_CLOCK.total()
         with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to watch
             home.loop.call_soon_threadsafe(probe.run)
-
-    def _culprit(self, home: WorkerHome) -> str | None:
-        """The actor whose handler holds the loop, or None when no actor task is running."""
-        task = _running_task(home)
-        return None if task is None else self._describe(task.get_name())
 
 
 def _running_task(home: WorkerHome) -> asyncio.Task[object] | None:

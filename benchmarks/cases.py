@@ -249,6 +249,16 @@ IMPLEMENTATIONS: Final = (
         ("uvloop",),
     ),
     Implementation(
+        "actors-uvloop-traced",
+        "actors-uvloop with ActorSystem(tracing=provider): the OpenTelemetry SDK records a "
+        "span per message (two per ask) and a batch processor discards them "
+        "(benchmarks/tracing_cost.py)",
+        True,
+        lambda: ActorsDriver(use_uvloop=True, traced=True),
+        ("tell-same", "ask-same"),
+        ("uvloop", "opentelemetry.sdk"),
+    ),
+    Implementation(
         "actors-asyncio",
         "actors on plain asyncio: ActorSystem(use_uvloop=False)",
         False,

@@ -420,8 +420,13 @@ class ActorsDriver:
         spawn_on_loop: bool = False,
         pinned: bool = False,
         sync: bool = False,
+        traced: bool = False,
     ) -> None:
         self._use_uvloop = use_uvloop
+        # ActorSystem(tracing=...) with the OpenTelemetry SDK recording every span, handed to
+        # an exporter that discards them (`tracing_provider`): the cost of making them.
+        self._traced = traced
+        self._provider: Any = None
         self._loops = loops  # None: ActorSystem's default, one worker loop per usable CPU
         self._host = host
         # spawn-host's reference row: spawn_from_host spawns from an actor on worker 0 instead.
@@ -448,7 +453,16 @@ class ActorsDriver:
         if setup.place != "same":
             loops = max(2, loops or 2)
         # workers=None is ActorSystem's own default (the usable CPUs).
-        system = actors.ActorSystem(workers=loops, use_uvloop=self._use_uvloop, name="bench")
+        if self._traced:
+            from .tracing_cost import tracing_provider  # the SDK only for this variant
+
+            self._provider = tracing_provider()
+        system = actors.ActorSystem(
+            workers=loops,
+            use_uvloop=self._use_uvloop,
+            name="bench",
+            tracing=self._provider if self._provider is not None else False,
+        )
         await system.start()
         self._system, self._setup = system, setup
         workers = system.workers
@@ -480,6 +494,8 @@ class ActorsDriver:
     async def close(self) -> None:
         if self._system is not None:
             await self._system.shutdown()
+        if self._provider is not None:
+            self._provider.shutdown()
 
     async def tell(self, counts: Sequence[int]) -> Tally:
         counter = self._target()

@@ -10,6 +10,11 @@ the tree (expand ``/user/compress`` to see its workers restart), the loops, the 
 dead letters. ``python -m actors top URL`` shows the same in a terminal. After the run it
 reads the inspector's own JSON once, prints what it saw, and keeps serving ``--linger``
 seconds (Ctrl-C ends it sooner).
+
+Tracing is on (``ActorSystem(tracing=provider)``, needs ``actors[otel]`` and the
+OpenTelemetry SDK): every message handled makes a span. With ``OTEL_EXPORTER_OTLP_ENDPOINT``
+set (and ``opentelemetry-exporter-otlp`` installed) they go to that collector, Jaeger for
+example; the run prints how many it made and the id of a crashed block's trace to look up.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 import uvicorn
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import StatusCode, format_trace_id
 from pipeline import KINDS, Block, Check, Checker, Compressor, Tallier, Tally
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -40,6 +48,38 @@ def web_app(system: actors.ActorSystem) -> Starlette:
 
 
 # --8<-- [end:mount]
+
+
+class Summary(SpanProcessor):
+    """Counts the spans made, and remembers a trace in which a handler failed."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self.traces: set[int] = set()
+        self.failed: int | None = None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None:
+            return
+        self.spans += 1
+        self.traces.add(span.context.trace_id)
+        if span.status.status_code is StatusCode.ERROR and self.failed is None:
+            self.failed = span.context.trace_id
+
+
+# --8<-- [start:tracing]
+def tracer_provider() -> TracerProvider:
+    """The OpenTelemetry SDK, set up as for any program: OTLP out when a collector is set."""
+    provider = TracerProvider()
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+# then: actors.ActorSystem(workers=loops, tracing=provider)
+# --8<-- [end:tracing]
 
 
 async def pipeline(system: actors.ActorSystem, items: int, loops: int) -> tuple[int, int]:
@@ -75,7 +115,10 @@ async def pipeline(system: actors.ActorSystem, items: int, loops: int) -> tuple[
 
 
 async def main(items: int, loops: int, port: int, linger: float) -> None:
-    async with actors.ActorSystem(workers=loops, name="observed") as system:
+    provider = tracer_provider()
+    summary = Summary()
+    provider.add_span_processor(summary)
+    async with actors.ActorSystem(workers=loops, name="observed", tracing=provider) as system:
         config = uvicorn.Config(web_app(system), host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         async with anyio.create_task_group() as group:
@@ -98,10 +141,15 @@ async def main(items: int, loops: int, port: int, linger: float) -> None:
                 print(f"inspector saw {pool['path']}: {pool['routing']}, {pool['size']} workers")
             restarted = sum(actor["restarts"] for actor in restarts)
             print(f"inspector saw {restarted} restarts of compress workers")
+            print(f"traces: {summary.spans} spans in {len(summary.traces)} traces")
+            if summary.failed is not None:
+                print(f"a crashed block's trace: {format_trace_id(summary.failed)}")
+            print("to see them: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317, then Jaeger")
             if linger > 0:
                 print(f"serving the inspector for {linger:g} s more (Ctrl-C to stop)")
                 await anyio.sleep(linger)
             server.should_exit = True
+    provider.shutdown()
 
 
 if __name__ == "__main__":

@@ -358,3 +358,15 @@ def test_the_blocked_target_divides_the_blocked_p99_by_the_unblocked_p99() -> No
     assert checked[BLOCKED_TARGET] == ("500.00x", "missed")
     table = bench_report.render_blocked(results)
     assert "| 500.00x | 100,000.0 | 100,000.0 | 0.0% | 250.0 | - | - |" in table
+
+
+TRACED = next(impl for impl in IMPLEMENTATIONS if impl.name == "actors-uvloop-traced")
+
+
+@pytest.mark.parametrize("name", ["tell-same", "ask-same"])
+def test_the_traced_row_runs_with_tracing_on(name: str) -> None:
+    workload = next(w for w in cases.WORKLOADS if w.name == name)
+    tiny = dataclasses.replace(TINY, seconds=0.02)
+    (result,) = run_workload(workload, [TRACED], tiny)
+    assert result.error is None
+    assert result.reps

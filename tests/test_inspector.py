@@ -725,13 +725,22 @@ def test_example_observed() -> None:
     lines = out.splitlines()
     assert re.fullmatch(r"inspector: http://127\.0\.0\.1:\d+/inspector/", lines[0])
     assert lines[1] == "terminal:  python -m actors top " + lines[0].split(": ", 1)[1]
-    assert lines[2:] == [
+    assert lines[2:7] == [
         "pipeline: 198 blocks checked, 2 crashed a compress worker",
         "inspector saw /user/compress: pull, 2 workers",
         "inspector saw /user/check: least-loaded, 2 workers",
         "inspector saw /user/tally: consistent-hash, 2 workers",
         "inspector saw 2 restarts of compress workers",
     ]
+    # Tracing is on: a span per handled message (200 blocks through 3 pools and more).
+    spans = re.fullmatch(r"traces: (\d+) spans in (\d+) traces", lines[7])
+    assert spans is not None
+    assert int(spans[1]) >= 3 * 200
+    assert re.fullmatch(r"a crashed block's trace: [0-9a-f]{32}", lines[8])
+    assert lines[9] == (
+        "to see them: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317, then Jaeger"
+    )
+    assert len(lines) == 10
 
 
 def test_example_inspector_scale() -> None:

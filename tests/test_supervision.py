@@ -939,6 +939,11 @@ async def test_a_blocking_handler_is_reported_by_the_watchdog(
             await wait_until(lambda: "was blocked for" in caplog.text)
     assert "has been blocked for" in caplog.text
     assert "actor /user/blocker handling Add" in caplog.text
+    reports = [r for r in caplog.records if "blocked for" in r.getMessage()]
+    assert len(reports) == 2
+    for record in reports:  # structured fields, for a JSON formatter
+        assert record.__dict__["actor"] == "/user/blocker"
+        assert record.__dict__["message_type"] == "Add"
 
 
 async def test_a_block_is_reported_while_the_process_collects_garbage_all_the_time(

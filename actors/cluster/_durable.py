@@ -51,6 +51,7 @@ from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import ensure_plain_thread, oneshot
 from ._remote import credit_of
+from ._tracecontext import remote_message
 from ._transport import ClusterError, logger
 from ._wire import MALFORMED, TELL, WireError
 
@@ -477,7 +478,7 @@ class DurableMailboxes:
             await _settle(msg.term())
             return True
         reply = oneshot()
-        item = Ask(message, reply)
+        item = Ask(remote_message(cell.system, message, envelope.trace, asked=False), reply)
         # In stream order into the FIFO mailbox; a full mailbox holds up the fetching.
         if await deliver(cell, item) != ENQUEUED:
             return False
@@ -540,6 +541,7 @@ class DurableMailboxes:
                 attempt,
                 type(error).__name__,
                 error,
+                extra=consumer.export.cell.log_fields(message),
             )
             system = self._registry.system
             if system is not None:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from .._errors import NotSendableError, SystemNotRunning
+from ._tracecontext import remote_context, traceparent
 from ._transport import SUB_PENDING_MSGS, logger, subscribe
 from ._wire import (
     DECODING,
@@ -83,10 +84,15 @@ _CLASSES_MAX: Final = 4096  # wire names remembered by the subclass search
 
 
 class Event(msgspec.Struct, array_like=True, frozen=True):
-    """One event on the wire: its class's wire name and its encoded value."""
+    """One event on the wire: its class's wire name and its encoded value.
+
+    ``trace``: the W3C ``traceparent`` of the publisher's span when its system traces
+    (a trailing field with a default, as `Envelope.trace`), else "".
+    """
 
     type: str
     body: msgspec.Raw
+    trace: str = ""
 
 
 class Events(msgspec.Struct, array_like=True, frozen=True):
@@ -101,12 +107,13 @@ class Events(msgspec.Struct, array_like=True, frozen=True):
 class _Queued:
     """An event checked and encoded by `EventRelay.forward`, waiting for the pump."""
 
-    __slots__ = ("body", "exports", "name")
+    __slots__ = ("body", "exports", "name", "trace")
 
-    def __init__(self, name: str, body: bytes, exports: list[int]) -> None:
+    def __init__(self, name: str, body: bytes, exports: list[int], trace: str = "") -> None:
         self.name = name
         self.body = body
         self.exports = exports
+        self.trace = trace  # the publisher's span, when tracing (see `Event.trace`)
 
     @property
     def size(self) -> int:
@@ -181,7 +188,7 @@ class EventRelay:
         except Exception as error:  # a WireError mostly; a clash of wire names is a ValueError
             self._refuse(event, error)
             return
-        item = _Queued(name, body, exports)
+        item = _Queued(name, body, exports, traceparent(self._registry.system))
         if item.size + _FRAME_OVERHEAD > self._limits.max_message_size:
             self._refuse(
                 event,
@@ -265,7 +272,8 @@ class EventRelay:
         client = self._transport.client
         seq = self._seq
         self._seq += len(frame)  # sent or not: a receiver counts what it missed
-        data = frame_of(self._me.incarnation, seq, [(item.name, item.body) for item in frame])
+        events = [(item.name, item.body) for item in frame]
+        data = frame_of(self._me.incarnation, seq, events, [item.trace for item in frame])
         try:
             if client is None:
                 raise SystemNotRunning("not connected")
@@ -323,7 +331,8 @@ class EventRelay:
                 continue  # nobody here could want it: not even decoded
             try:
                 event = self._registry.decoder(cls).decode(item.body)
-                await bus.publish_local(event)
+                with remote_context(self._registry.system, item.trace):
+                    await bus.publish_local(event)
             except (*DECODING, TypeError, NotSendableError) as error:
                 # TypeError: a class msgspec cannot decode into (not an event type).
                 self._reject(node, error)
@@ -388,7 +397,17 @@ def _family(cls: type) -> list[type]:
     return list(seen)
 
 
-def frame_of(incarnation: str, seq: int, events: list[tuple[str, bytes]]) -> bytes:
-    """An encoded `Events` frame (tests, and tools that publish events from outside)."""
-    items = [Event(name, msgspec.Raw(body)) for name, body in events]
+def frame_of(
+    incarnation: str,
+    seq: int,
+    events: list[tuple[str, bytes]],
+    traces: list[str] | None = None,
+) -> bytes:
+    """An encoded `Events` frame (tests, and tools that publish events from outside);
+    ``traces``: each event's ``traceparent`` (none: "")."""
+    marks = traces if traces is not None else [""] * len(events)
+    items = [
+        Event(name, msgspec.Raw(body), trace)
+        for (name, body), trace in zip(events, marks, strict=True)
+    ]
     return msgspec.msgpack.encode(Events(WIRE_VERSION, incarnation, seq, items))

@@ -32,6 +32,7 @@ from .._message import Ask
 from .._oneshot import Expired, oneshot
 from .._ref import cell_of
 from ._registry import GROUP_ID, Export
+from ._tracecontext import remote_context, remote_message
 from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
 from ._window import ACK_EVERY
 from ._wire import (
@@ -236,12 +237,15 @@ class Inbound:
                 )
                 return
             message = self.decode_body(served, envelope)
+            system = self._registry.system
             if envelope.kind == TELL:
-                await pool.send(message, timeout=envelope.timeout)
+                with remote_context(system, envelope.trace):
+                    await pool.send(message, timeout=envelope.timeout)
                 await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, served.free()), [])
             elif envelope.kind == TRY:
                 try:
-                    pool.try_send(message)
+                    with remote_context(system, envelope.trace):
+                        pool.try_send(message)
                 except MailboxFull:
                     self._transport.dropped += 1
                     raise
@@ -250,9 +254,7 @@ class Inbound:
                 # Answered in a task of its own, so this subscription goes on routing the
                 # next frames meanwhile; the semaphore bounds the asks in flight.
                 await served.asks.acquire()
-                self._transport.own(
-                    self._answer_pool_ask(served, message, envelope.timeout, reply_to)
-                )
+                self._transport.own(self._answer_pool_ask(served, message, envelope, reply_to))
             else:
                 raise WireError(f"unknown envelope kind {envelope.kind}")
         except WireError as error:
@@ -262,11 +264,12 @@ class Inbound:
             await self._answer_error(reply_to, served, error)
 
     async def _answer_pool_ask(
-        self, served: _Served, message: object, timeout: float | None, reply_to: str
+        self, served: _Served, message: object, request: Envelope, reply_to: str
     ) -> None:
         try:
             try:
-                value = await served.pool.ask(message, timeout=timeout)
+                with remote_context(self._registry.system, request.trace):
+                    value = await served.pool.ask(message, timeout=request.timeout)
             except Exception as error:
                 await self._answer_error(reply_to, served, error)
                 return
@@ -308,11 +311,13 @@ class Inbound:
             message = self.decode_body(export, envelope)
             ref = export.ref
             if envelope.kind == TELL:
-                await ref.send(message, timeout=envelope.timeout)
+                with remote_context(export.cell.system, envelope.trace):
+                    await ref.send(message, timeout=envelope.timeout)
                 await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
             elif envelope.kind == TRY:
                 try:
-                    ref.try_send(message)
+                    with remote_context(export.cell.system, envelope.trace):
+                        ref.try_send(message)
                 except MailboxFull:
                     self._transport.dropped += 1
                     self._transport.throttle.warn(
@@ -324,7 +329,7 @@ class Inbound:
                     raise
                 await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, export.free()), [])
             elif envelope.kind == ASK:
-                await self._enqueue_ask(export, message, envelope.timeout, reply_to)
+                await self._enqueue_ask(export, message, envelope, reply_to)
             else:
                 raise WireError(f"unknown envelope kind {envelope.kind}")
         except WireError as error:
@@ -353,7 +358,8 @@ class Inbound:
         place.expected = seq + 1
         try:
             message = self.decode_body(export, envelope)
-            await export.ref.send(message, timeout=envelope.timeout)
+            with remote_context(export.cell.system, envelope.trace):
+                await export.ref.send(message, timeout=envelope.timeout)
         except Exception as error:  # refused: the sender learns why, now and if it asks again
             if place.held:  # the OK held back answers for the seqs before this one: first
                 await self._release(streams, place, export.free())
@@ -397,7 +403,8 @@ class Inbound:
             place.expected = seq + 1  # its turn, whatever the outcome
             try:
                 message = self.decode_body(export, told)
-                await export.ref.send(message, timeout=told.timeout)
+                with remote_context(export.cell.system, told.trace):
+                    await export.ref.send(message, timeout=told.timeout)
             except Exception as error:
                 if isinstance(error, WireError):
                     self._transport.reject(export.cell.path, error)
@@ -420,8 +427,8 @@ class Inbound:
         and room for all of them now. Then they go in as one batch (one lock, one wake-up of
         the actor) and the stream moves past them; else nothing happened, and the tells take
         their turns one by one (waits, refusals)."""
-        if first != place.expected:
-            return False
+        if first != place.expected or export.cell.system.tracer is not None:
+            return False  # a tracing node enqueues each in its sender's context (slow path)
         try:
             batch = export.cell.admit_all(self.decode_body(export, told) for told in items)
         except Exception:  # a refusal among them: the slow path names it
@@ -460,7 +467,7 @@ class Inbound:
             raise WireError(f"malformed {envelope.type!r}: {error}") from None
 
     async def _enqueue_ask(
-        self, export: Export, message: object, timeout: float | None, reply_to: str
+        self, export: Export, message: object, request: Envelope, reply_to: str
     ) -> None:
         # As ActorRef.ask, but the wait for the reply runs in a task of its own, so that
         # this subscription goes on enqueueing the next frames in order meanwhile.
@@ -468,7 +475,8 @@ class Inbound:
         if type(message) not in cell.admitted:
             cell.admit(message)
         reply = oneshot()
-        envelope = Ask(message, reply)
+        timeout = request.timeout
+        envelope = Ask(remote_message(cell.system, message, request.trace, asked=True), reply)
         started = time.monotonic()
         try:
             code = await deliver(cell, envelope, timeout)  # a node task: never a self-send

@@ -66,6 +66,7 @@ from ._remote import (
     stopped_error,
     window_of,
 )
+from ._tracecontext import asked_remotely, traceparent
 from ._transport import subscribe
 from ._window import TELLS_MAX
 from ._wire import (
@@ -243,14 +244,18 @@ class Outbox:
 
         Cancellation: the request may already be enqueued; its reply is then dropped.
         """
-        out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
-        return await self._transport.call(self._request(ref, out, timeout, reply_type, on_timeout))
+        with asked_remotely(self._registry.system, ref.path, message):
+            out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
+            request = self._request(ref, out, timeout, reply_type, on_timeout)
+            return await self._transport.call(request)
 
     def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.blocking_ask`, from a plain thread."""
         ensure_plain_thread()
-        out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
-        return self._transport.blocking(self._request(ref, out, timeout, reply_type, on_timeout))
+        with asked_remotely(self._registry.system, ref.path, message):
+            out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
+            request = self._request(ref, out, timeout, reply_type, on_timeout)
+            return self._transport.blocking(request)
 
     def try_send(self, ref: RemoteRef[Any], message: object) -> None:
         """`RemoteRef.try_send`: decide on the credit view, publish, never wait."""
@@ -284,6 +289,7 @@ class Outbox:
             msgspec.Raw(body),
             timeout,
             self._me.node,
+            trace=traceparent(self._registry.system),
         )
         data = msgspec.msgpack.encode(envelope)
         if len(data) > self._limits.max_message_size:
@@ -966,7 +972,7 @@ def _leaving(node: str, message: object) -> ActorStopped:
 def _told(out: Outbound) -> Told:
     envelope = out.envelope
     assert envelope is not None
-    return Told(envelope.type, envelope.body, envelope.timeout)
+    return Told(envelope.type, envelope.body, envelope.timeout, envelope.trace)
 
 
 def _between(window: Window, first: int, last: int) -> list[Sent]:

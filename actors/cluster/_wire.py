@@ -156,7 +156,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     per sending ref, 0 for none), its ``seq`` (1, 2, ... in send order) and ``base``, the
     oldest seq its sender still waits to hear about (where a receiver that does not know
     the stream starts). Trailing fields with defaults: frames from before them decode as
-    tells of no stream.
+    tells of no stream. ``trace``: the W3C ``traceparent`` of the sender's span when its
+    system traces, else "" (in the envelope, not a NATS header: a `TELLS` frame carries
+    several tells, each with its own sender's span; a durable mailbox stores the envelope).
     """
 
     version: int
@@ -168,6 +170,7 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     stream: int = 0
     seq: int = 0
     base: int = 0
+    trace: str = ""
 
 
 class Told(msgspec.Struct, array_like=True, frozen=True):
@@ -180,6 +183,7 @@ class Told(msgspec.Struct, array_like=True, frozen=True):
     type: str
     body: msgspec.Raw
     timeout: float | None = None
+    trace: str = ""  # as `Envelope.trace`
 
 
 class Reply(msgspec.Struct, array_like=True, frozen=True):

@@ -341,8 +341,9 @@ async def test_a_message_in_the_handler_of_a_killed_node_goes_to_its_restarted_p
 
 
 async def test_a_failing_message_is_retried_up_to_max_deliver_then_terminated(
-    server: NatsServer, prefix: str, raw: Any
+    server: NatsServer, prefix: str, raw: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="actors")
     seen: list[Entry] = []
     letters: list[actors.DeadLetter] = []
     cluster = node(server.url, "a", prefix, durable_max_deliver=3)
@@ -368,6 +369,9 @@ async def test_a_failing_message_is_retried_up_to_max_deliver_then_terminated(
             await poll(lambda: _true(bool(letters)))
             assert letters[0].message == Entry(1, 1, "bad")
             assert letters[0].recipient == "/user/ledger"
+            (record,) = [r for r in caplog.records if "giving up on it" in r.getMessage()]
+            assert record.__dict__["actor"] == "/user/ledger"  # structured, for log pipelines
+            assert record.__dict__["message_type"] == "Entry"
             info = await consumer_info(raw, prefix, "ledger")
             assert info.num_ack_pending == 0
             assert info.num_pending == 0
@@ -513,3 +517,39 @@ def test_durable_options_are_checked() -> None:
         Nats(node="a", durable_max_deliver=0)
     with pytest.raises(ValueError, match="durable_ack_wait"):
         Nats(node="a", durable_ack_wait=0)
+
+
+# -- 8. traces: the stored envelope keeps its sender's trace context ---------------------------
+
+
+async def test_a_stored_message_joins_its_senders_trace(
+    server: NatsServer, prefix: str, raw: Any
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    seen: list[Entry] = []
+    trace_id, span_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+    traceparent = f"00-{trace_id:032x}-{span_id:016x}-01"
+    body = msgspec.Raw(msgspec.msgpack.encode(Entry(1, 1)))
+    stored = Envelope(
+        WIRE_VERSION, TELL, "durable-test.Entry", body, None, "raw", trace=traceparent
+    )
+    with anyio.fail_after(WAIT):
+        async with actors.ActorSystem(
+            workers=1, cluster=node(server.url, "a", prefix), tracing=provider
+        ) as a:
+            await a.spawn(lambda: Ledger(seen), name="ledger", durable=True)
+            await raw.jetstream().publish(
+                f"{prefix}.durable.ledger", msgspec.msgpack.encode(stored)
+            )
+            await poll(lambda: _true(bool(seen)))
+    provider.shutdown()
+    (span,) = [span for span in exporter.get_finished_spans() if span.name == "Entry"]
+    assert span.parent is not None
+    assert span.parent.is_remote
+    assert (span.parent.trace_id, span.parent.span_id) == (trace_id, span_id)
