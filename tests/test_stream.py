@@ -313,8 +313,9 @@ async def test_a_request_abandoned_while_queued_never_starts_its_producer() -> N
 
 
 class Slow(actors.StreamRequest[int], frozen=True):
-    """One item, then a wait that only a cancellation ends."""
+    """One item, then (after setting ``waiting``) a wait that only a cancellation ends."""
 
+    waiting: Flag
     cancelled: Flag
 
 
@@ -329,6 +330,7 @@ class CancellableStreamer(Actor[Slow | Ping]):
     async def items(self, message: Slow) -> AsyncIterator[int]:
         yield 1
         try:
+            message.waiting.set()
             await anyio.sleep_forever()
         finally:
             message.cancelled.set()
@@ -340,10 +342,11 @@ async def test_an_opted_in_actor_cancels_a_producer_busy_in_its_own_await() -> N
     # consumer leaving cancels the producer wherever it waits.
     async with ActorSystem(workers=1) as system:
         ref = await system.spawn(CancellableStreamer)
-        cancelled = Flag()
+        waiting, cancelled = Flag(), Flag()
         with anyio.fail_after(WAIT):
-            async with ref.stream(Slow(cancelled)) as items:
+            async with ref.stream(Slow(waiting, cancelled)) as items:
                 assert await items.__anext__() == 1
+                await waiting.wait()  # in its own await: no next item would stop it
             await cancelled.wait()
             assert await ref.ask(Ping()) == "pong"  # the actor carries on
             (figures,) = (a for a in system.metrics().actors if a.path == ref.path)

@@ -23,13 +23,14 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import msgspec
 
 from .._delivery import deliver
 from .._errors import ActorStopped, AskTimeout, MailboxFull, MessageTypeError
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
-from .._oneshot import Expired, oneshot
+from .._oneshot import CANCELLED, EXPIRED, Expired, oneshot
 from .._ref import cell_of
 from ._registry import GROUP_ID, Export
 from ._tracecontext import remote_context, remote_message
@@ -37,6 +38,7 @@ from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
 from ._window import ACK_EVERY
 from ._wire import (
     ASK,
+    CANCEL,
     DECODING,
     ERROR,
     GAP,
@@ -60,6 +62,8 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
@@ -128,6 +132,9 @@ class Inbound:
         # actors are pruned when listed) and the pools served under a name.
         self.public: dict[str, int] = {}
         self.served: dict[_Served, None] = {}
+        # Loop only: the asks answered here now, by the key their CANCEL would present,
+        # with what abandons each (see `_cancel`). Bounded by the asks in flight.
+        self.asking: dict[int, Callable[[], object]] = {}
 
     async def listen(self, client: NatsClient) -> None:
         """Answer probes on this node's own subject (whether an export still exists)."""
@@ -223,6 +230,9 @@ class Inbound:
             await self._answer_error(reply_to, served, as_wire_error(error))
             return
         pool = served.pool
+        if envelope.kind == CANCEL:
+            self._cancel(envelope.key)
+            return
         try:
             if not pool.is_alive:  # stopped; its subscription is being drained
                 raise ActorStopped(f"pool {pool.path} has stopped; message not delivered")
@@ -266,16 +276,33 @@ class Inbound:
     async def _answer_pool_ask(
         self, served: _Served, message: object, request: Envelope, reply_to: str
     ) -> None:
+        key = request.key
+        scope = anyio.CancelScope()
+        if key:
+            self.asking[key] = scope.cancel  # the pool ask abandons its worker's request
         try:
-            try:
-                with remote_context(self._registry.system, request.trace):
-                    value = await served.pool.ask(message, timeout=request.timeout)
-            except Exception as error:
-                await self._answer_error(reply_to, served, error)
-                return
-            await self._answer_value(reply_to, served, value)
+            with scope:
+                try:
+                    with remote_context(self._registry.system, request.trace):
+                        value = await served.pool.ask(message, timeout=request.timeout)
+                except Exception as error:
+                    await self._answer_error(reply_to, served, error)
+                    return
+                await self._answer_value(reply_to, served, value)
         finally:
+            if key:
+                self.asking.pop(key, None)
             served.asks.release()
+
+    def _cancel(self, key: int) -> None:
+        """A CANCEL frame: its asker gave up on the ask with ``key``, if still answered here.
+
+        An unknown key (answered already, or never asked here: a group's notice may reach
+        another member) is ignored: a cancel is a hint, never an error.
+        """
+        abandon = self.asking.pop(key, None) if key else None
+        if abandon is not None:
+            abandon()
 
     # -- inbound: frames for a local actor ---------------------------------------------------
 
@@ -294,6 +321,9 @@ class Inbound:
         except MALFORMED as error:
             self._transport.reject(export.cell.path, error)
             await self._answer_error(reply_to, export, as_wire_error(error))
+            return
+        if envelope.kind == CANCEL:
+            self._cancel(envelope.key)
             return
         try:
             if envelope.kind == PROBE:
@@ -475,9 +505,11 @@ class Inbound:
         if type(message) not in cell.admitted:
             cell.admit(message)
         reply = oneshot()
-        timeout = request.timeout
-        envelope = Ask(remote_message(cell.system, message, request.trace, asked=True), reply)
+        timeout = request.timeout  # the time its asker still waits: the deadline, here
         started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        traced = remote_message(cell.system, message, request.trace, asked=True)
+        envelope = Ask(traced, reply, deadline)
         try:
             code = await deliver(cell, envelope, timeout)  # a node task: never a self-send
         except Expired:
@@ -486,8 +518,12 @@ class Inbound:
             ) from None
         if code != ENQUEUED:
             raise cell.stopped_error(message)
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        self._transport.own(self._answer_ask(export, message, reply, remaining, reply_to))
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if request.key:  # this subscription handles its CANCEL after this: no race
+            self.asking[request.key] = functools.partial(reply.abandon, CANCELLED)
+        self._transport.own(
+            self._answer_ask(export, message, reply, remaining, reply_to, request.key)
+        )
 
     async def _answer_ask(
         self,
@@ -496,10 +532,12 @@ class Inbound:
         reply: Any,
         timeout: float | None,
         reply_to: str,
+        key: int = 0,
     ) -> None:
         try:
             value = await reply.wait(timeout)
         except Expired:
+            reply.abandon(EXPIRED)  # skipped if still queued, as a local ask's
             error: Exception = AskTimeout(
                 f"actor {export.cell.path} did not answer {type(message).__qualname__} "
                 f"within {timeout} s"
@@ -509,6 +547,9 @@ class Inbound:
         except Exception as error:
             await self._answer_error(reply_to, export, error)
             return
+        finally:
+            if key:
+                self.asking.pop(key, None)
         await self._answer_value(reply_to, export, value)
 
     async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:

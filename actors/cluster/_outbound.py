@@ -33,6 +33,7 @@ import collections
 import contextlib
 import functools
 import itertools
+import secrets
 import threading
 import time
 import weakref
@@ -53,6 +54,7 @@ from .._errors import (
 from .._message import Request
 from .._oneshot import ensure_plain_thread
 from .._ref import COOPERATIVE_BUDGET, cell_of
+from .._request import ask_deadline
 from .._sendable import check_sendable
 from ._inbound import NIL, as_wire_error
 from ._registry import GROUP_ID
@@ -71,6 +73,7 @@ from ._transport import subscribe
 from ._window import TELLS_MAX
 from ._wire import (
     ASK,
+    CANCEL,
     DECODING,
     ERROR,
     GAP,
@@ -129,6 +132,9 @@ NO_RESPONDERS: Final = b""  # what a reply callback gets for "no responders" (ne
 
 class _NoResponders(Exception):
     """Internal: nobody subscribes to the subject (NATS status 503)."""
+
+
+_NO_REPLY: Final = "-"  # the reply token of a frame nobody answers (a cancel notice)
 
 
 class Outbound:
@@ -242,19 +248,22 @@ class Outbox:
     async def ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.ask` (see there): request-reply with the ask's timeout.
 
-        Cancellation: the request may already be enqueued; its reply is then dropped.
+        Made in a handler answering an ask, it waits at most until that ask's deadline; the
+        time left travels in the envelope. Cancellation: a `CANCEL` frame follows the
+        request, and the owner abandons it (skipped if still queued there; a handler
+        running for it is cancelled if its actor opted in); its reply is dropped.
         """
         with asked_remotely(self._registry.system, ref.path, message):
-            out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
-            request = self._request(ref, out, timeout, reply_type, on_timeout)
+            out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
+            request = self._request(ref, out, left, reply_type, on_timeout)
             return await self._transport.call(request)
 
     def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.blocking_ask`, from a plain thread."""
         ensure_plain_thread()
         with asked_remotely(self._registry.system, ref.path, message):
-            out, reply_type, on_timeout = self._ask_parts(ref, message, timeout)
-            request = self._request(ref, out, timeout, reply_type, on_timeout)
+            out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
+            request = self._request(ref, out, left, reply_type, on_timeout)
             return self._transport.blocking(request)
 
     def try_send(self, ref: RemoteRef[Any], message: object) -> None:
@@ -274,7 +283,12 @@ class Outbox:
     # -- outbound -----------------------------------------------------------------------------
 
     def prepare(
-        self, ref: RemoteRef[Any], kind: int, message: object, timeout: float | None
+        self,
+        ref: RemoteRef[Any],
+        kind: int,
+        message: object,
+        timeout: float | None,
+        key: int = 0,
     ) -> Outbound:
         """Check and encode in the caller's thread, so that a bad message fails right here."""
         if not ref.is_alive:
@@ -290,6 +304,7 @@ class Outbox:
             timeout,
             self._me.node,
             trace=traceparent(self._registry.system),
+            key=key,
         )
         data = msgspec.msgpack.encode(envelope)
         if len(data) > self._limits.max_message_size:
@@ -316,7 +331,8 @@ class Outbox:
             try:
                 for id in out.exports:
                     await self._inbound.ensure_subscribed(id)
-                await client.publish(out.subject, out.data, reply=f"{self._me.inbox}.{token}")
+                reply = "" if token is _NO_REPLY else f"{self._me.inbox}.{token}"
+                await client.publish(out.subject, out.data, reply=reply)
             except Exception as error:
                 failure = MailboxFull(
                     f"node {self._me.node} could not publish ({type(error).__name__}: {error}); "
@@ -336,12 +352,33 @@ class Outbox:
             raise NodeDown(f"node {target[0]} is down", out.message)
         token, future = self._replies.expect(target)
         outbox.put_nowait((out, token))
+        answered = False
         try:
-            if wait is None:
-                return await future
-            return await asyncio.wait_for(future, wait)
+            data = await (future if wait is None else asyncio.wait_for(future, wait))
+            answered = True
+            return data
+        except _NoResponders:
+            answered = True  # nobody received it: nothing to cancel
+            raise
         finally:
             self._replies.forget(token)
+            envelope = out.envelope
+            if not answered and envelope is not None and envelope.key:
+                self._cancel_remotely(out.subject, envelope.key)
+
+    def _cancel_remotely(self, subject: str, key: int) -> None:
+        """The asker gave up on the ask with ``key`` (timeout, cancellation, a failure):
+        tell its owner, through the outbox so that the notice follows the ask. Loop only.
+
+        Best effort: lost with a connection, and a group's notice goes to whichever member
+        NATS picks, which may not be the one answering (see docs/cluster.md).
+        """
+        outbox = self._outbox
+        if outbox is None or self._transport.closing:
+            return
+        notice = Envelope(WIRE_VERSION, CANCEL, "", NIL, None, self._me.node, key=key)
+        data = msgspec.msgpack.encode(notice)
+        outbox.put_nowait((Outbound(subject, data, [], None), _NO_REPLY))
 
     async def request(self, subject: str, data: bytes, wait: float) -> bytes:
         """Publish ``data`` on ``subject`` (no actor behind it); its reply frame. Loop only.
@@ -804,16 +841,28 @@ class Outbox:
 
     def _ask_parts(
         self, ref: RemoteRef[Any], message: object, timeout: float | None
-    ) -> tuple[Outbound, Any, Callable[[], Exception]]:
-        out = self.prepare(ref, ASK, message, timeout)
+    ) -> tuple[Outbound, Any, Callable[[], Exception], float | None]:
+        """The ask's frame, reply type, timeout error, and how long it may wait."""
+        deadline = ask_deadline(timeout)  # its own timeout, or its handler's deadline
+        left = deadline.timeout
+        inherited = deadline.inherited_from
+        what = type(message).__qualname__
 
         def on_timeout() -> Exception:
+            if inherited is None:
+                return AskTimeout(
+                    f"remote actor {ref.path} on node {ref.node} did not answer {what} "
+                    f"within {timeout} s"
+                )
             return AskTimeout(
-                f"remote actor {ref.path} on node {ref.node} did not answer "
-                f"{type(message).__qualname__} within {timeout} s"
+                f"remote actor {ref.path} on node {ref.node} did not answer {what} before "
+                f"the deadline of the ask actor {inherited} is answering"
             )
 
-        return out, _reply_type(type(message)), on_timeout
+        if left is not None and left <= 0.0:
+            raise on_timeout()  # the inherited deadline has passed: nothing is sent
+        out = self.prepare(ref, ASK, message, left, key=secrets.randbits(63) or 1)
+        return out, _reply_type(type(message)), on_timeout, left
 
     def _try_on_loop(self, ref: RemoteRef[Any], out: Outbound) -> None:
         outbox = self._outbox

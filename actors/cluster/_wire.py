@@ -68,6 +68,7 @@ TRY: Final = 2  # `try_send`: enqueued only if there is room now; the reply refr
 ASK: Final = 3  # `ask`: the reply carries the handler's return value or its error
 PROBE: Final = 4  # lookup and credit refresh: the reply carries the target's address
 TELLS: Final = 5  # several tells of one stream (the body: `Told` items, seq, seq + 1, ...)
+CANCEL: Final = 6  # the asker gave up on the ASK that carried ``key``; no reply
 
 # Reply statuses.
 OK: Final = 0
@@ -159,6 +160,10 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     tells of no stream. ``trace``: the W3C ``traceparent`` of the sender's span when its
     system traces, else "" (in the envelope, not a NATS header: a `TELLS` frame carries
     several tells, each with its own sender's span; a durable mailbox stores the envelope).
+    ``key``: a random 63-bit number an ASK carries, which a `CANCEL` frame of the same
+    asker presents to abandon it (unguessable, so no other node can cancel it); 0 else.
+    An ASK's ``timeout`` is the time its asker still waits: its deadline as a duration,
+    never an absolute clock, since nodes' clocks differ.
     """
 
     version: int
@@ -171,6 +176,7 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     seq: int = 0
     base: int = 0
     trace: str = ""
+    key: int = 0
 
 
 class Told(msgspec.Struct, array_like=True, frozen=True):
