@@ -254,3 +254,29 @@ async def test_a_client_disconnect_cancels_a_chain_of_asks_across_loops_and_node
     assert latency < WAIT  # far below the asks' 30-s deadline
     for name in ("a", "b", "c"):
         assert (metrics[name].handlers_cancelled, metrics[name].failed) == (1, 0), name
+
+
+async def test_a_thousand_abandoned_remote_asks_leave_nothing_pending_on_either_node(
+    pair: Pair,
+) -> None:
+    with anyio.fail_after(4 * WAIT):
+        ref = await pair.a.spawn(Remote, name="remote", public=True, capacity=2000)
+        remote = await pair.b.lookup_remote("remote", HowLong | Park | Tally)
+        async with anyio.create_task_group() as parked:
+            parked.start_soon(ref.ask, Park("in", "out", "never"))
+            await flag("in").wait()
+
+            async def give_up() -> None:
+                with anyio.move_on_after(0.05):
+                    await remote.ask(HowLong(), timeout=None)  # no deadline: only the notice
+
+            async with anyio.create_task_group() as askers:
+                for _ in range(1000):
+                    askers.start_soon(give_up)
+            await wait_until(lambda: asking(pair.a) == 0)
+            flag("out").set()
+        assert await remote.ask(Tally()) == (0, 1)  # none of the thousand was handled
+        figures = metrics_of(pair.a, ref.path)
+        assert figures.asks_cancelled == 1000
+        cluster_b: Any = pair.b.cluster
+        assert len(cluster_b._node.replies) == 0  # no reply still awaited
