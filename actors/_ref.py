@@ -527,18 +527,21 @@ class ActorRef(Ref[M]):
         cell = self._cell
         if type(message) not in self._admitted:
             cell.admit(message)
-        if cell.in_handler():
-            raise DeadlockError(
-                f"actor {cell.path} asked itself; it would wait forever for its own reply"
-            )
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         inherited_from: str | None = None
-        # Asked from a handler answering an ask: that ask's deadline bounds this one too.
-        # The cheap tests first: `in_handler` only when the inherited deadline is sooner.
+        # The actor whose context this runs in, if any: the one asking (or a task of its).
         running = running_cell.get()
         asker = running() if running is not None else None
         if asker is not None:
+            # Only the actor's own run task can ask itself, and it runs in its context: the
+            # identity test spares the task lookup of `in_handler` on every other ask.
+            if asker is cell and cell.in_handler():
+                raise DeadlockError(
+                    f"actor {cell.path} asked itself; it would wait forever for its own reply"
+                )
+            # Asked from a handler answering an ask: that ask's deadline bounds this one
+            # too. The cheap tests first: `in_handler` only when that deadline is sooner.
             inherited = asker.deadline
             if (
                 inherited is not None
