@@ -280,3 +280,28 @@ async def test_a_thousand_abandoned_remote_asks_leave_nothing_pending_on_either_
         assert figures.asks_cancelled == 1000
         cluster_b: Any = pair.b.cluster
         assert len(cluster_b._node.replies) == 0  # no reply still awaited
+
+
+async def test_the_late_reply_of_a_cancelled_remote_ask_is_dropped_and_counted(
+    pair: Pair,
+) -> None:
+    # The actor did not opt in: its handler runs to its end after the asker left, and its
+    # reply reaches an asker that no longer waits: dropped, counted, nothing raised.
+    with anyio.fail_after(WAIT):
+        ref = await pair.a.spawn(Remote, name="remote", public=True)
+        remote = await pair.b.lookup_remote("remote", HowLong | Park | Tally)
+        cluster_b: Any = pair.b.cluster
+        transport = cluster_b._node.transport
+        dropped = transport.dropped
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(remote.ask, Park("in", "out", "cancelled"))
+                await flag("in").wait()
+                scope.cancel()
+        await wait_until(lambda: asking(pair.a) == 0)  # the owner took the notice
+        flag("out").set()  # the handler ends normally: its reply has nobody to go to
+        await wait_until(lambda: transport.dropped == dropped + 1)
+        assert not flag("cancelled").is_set()  # not cancelled: it did not opt in
+        assert await remote.ask(Tally()) == (0, 1)
+        figures = metrics_of(pair.a, ref.path)
+        assert (figures.handlers_cancelled, figures.failed) == (0, 0)
