@@ -105,11 +105,17 @@ class NatsServer:
     """A nats-server process on 127.0.0.1; ``url`` to connect to it."""
 
     def __init__(self, *args: str, port: int | None = None, monitor: bool = False) -> None:
+        self._chosen = port is not None  # else free ports are picked, again if taken meanwhile
+        self._given, self._monitored = args, monitor
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pick_ports(port)
+
+    def _pick_ports(self, port: int | None) -> None:
         self.port = port if port is not None else free_port()
-        self.monitor = free_port() if monitor else None
+        self.monitor = free_port() if self._monitored else None
+        args = self._given
         self.args = args if self.monitor is None else (*args, "-m", str(self.monitor))
         self.url = f"nats://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
 
     def subscriptions(self, client_name: str) -> set[str]:
         """The subjects the client connection named ``client_name`` subscribes to right now
@@ -125,6 +131,18 @@ class NatsServer:
         return subjects
 
     def start(self, timeout: float = 10.0) -> None:
+        # A port picked free may be taken by another process before the server binds it
+        # (a busy machine): the server then exits at once; start again on fresh ports.
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                return
+            except RuntimeError as error:
+                if self._chosen or "exited" not in str(error) or attempt == 2:
+                    raise
+                self._pick_ports(None)
+
+    def _start_once(self, timeout: float) -> None:
         command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), *self.args]
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -444,6 +462,10 @@ class NatsCluster:
     """
 
     def __init__(self, size: int = 3, name: str = "actors") -> None:
+        self._size, self._name = size, name
+        self._pick_ports(size, name)
+
+    def _pick_ports(self, size: int, name: str) -> None:
         routes = [free_port() for _ in range(size)]
         self.monitors = [free_port() for _ in range(size)]
         self.servers: list[NatsServer] = []
@@ -487,13 +509,23 @@ class NatsCluster:
             time.sleep(0.05)  # polling an external process that offers no readiness event
 
     def start(self) -> None:
-        try:
-            for server in self.servers:
-                server.start()
-            self.wait_routes()
-        except BaseException:
-            self.stop()
-            raise
+        # Nine ports are picked free, then bound by the servers a moment later: on a busy
+        # machine another process may take one meanwhile, and that server exits at once.
+        # Then start again on fresh ports (a few times), rather than fail the test.
+        for attempt in range(3):
+            try:
+                for server in self.servers:
+                    server.start()
+                self.wait_routes()
+                return
+            except RuntimeError as error:
+                self.stop()
+                if "exited" not in str(error) or attempt == 2:
+                    raise
+                self._pick_ports(self._size, self._name)
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         for server in self.servers:
