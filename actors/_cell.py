@@ -1726,7 +1726,12 @@ class Cell(Latch):
 
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
-        await self._end_instance(run_on_stop=True)
+        if self._ends_in_place():
+            # The common end (no children, no on_stop): no coroutine for the instance's end,
+            # and none for the finish below (`_finish` would find nothing left to end).
+            self._end_instance_now()
+        else:
+            await self._end_instance(run_on_stop=True)
         # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
         parent = self.parent
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
@@ -1737,6 +1742,11 @@ class Cell(Latch):
             self.phase = ENDED
         if reason is not None and parent is self.system.guardian:
             self.system.record_failure(reason)
+        if self.instance is None and self.exiting and not self.children:
+            self.phase = ENDED  # `_finish` without its coroutine: nothing is left to end
+            self.exit_reason = reason
+            self._conclude(reason, False)
+            return
         await self._finish(reason, run_on_stop=False)
 
     def _suspend(self, reason: BaseException | None) -> None:
@@ -1749,13 +1759,31 @@ class Cell(Latch):
         if done is not None:
             done.set()
 
-    async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
-        """Stop the children (reverse start order), then run the instance's ``on_stop``."""
+    def _ends_in_place(self) -> bool:
+        """Whether `_end_instance` (with ``on_stop``) would await nothing: no children, and
+        an instance without an ``on_stop`` of its own (or none). A child registered from
+        another thread after this look is stopped by `_finish`, which looks again."""
+        instance = self.instance
+        return not self.children and (instance is None or not _overrides(type(instance), "on_stop"))
+
+    def _end_instance_now(self) -> None:
+        """`_end_instance` for an actor that `_ends_in_place`, synchronously."""
+        self._refuse_and_cancel()
+        self.instance = None
+        if self.behaviour is not None:
+            self._drop_stash()
+
+    def _refuse_and_cancel(self) -> None:
+        """The start of an instance's end: no children from now on, no timers, no backoff."""
         self.system.tree.refuse_children(self)
         self._cancel_restart_timer()
         if self.timers:
             for timer in list(self.timers):
                 timer.cancel()
+
+    async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
+        """Stop the children (reverse start order), then run the instance's ``on_stop``."""
+        self._refuse_and_cancel()
         if self.children:  # else none can come: refused just above
             try:
                 await stop_children(self, kill=kill_children)

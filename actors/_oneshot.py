@@ -406,9 +406,16 @@ class Latch:
         if waiter is None:
             return self._value
         try:
-            return await waiter.wait(timeout)
-        finally:
-            self._forget(waiter)
+            if timeout is None and type(waiter) is AsyncioOneshot:
+                # What its `wait` does then, without that coroutine (an actor's `join`).
+                value = await waiter._fut  # pyright: ignore[reportPrivateUsage]
+            else:
+                value = await waiter.wait(timeout)
+        except BaseException:
+            self._forget(waiter)  # expired or cancelled: still listed, unless set meanwhile
+            raise
+        # Settled by `set`, which took the whole list of waiters: nothing to forget.
+        return value
 
     def wait_blocking(self, timeout: float | None = None) -> Any:
         waiter = self._register(thread_oneshot)
