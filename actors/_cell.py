@@ -81,7 +81,7 @@ from ._errors import (
 from ._mailbox import DRAINED, EMPTY, FULL, OK, Mailbox, MailboxStatistics, Signal
 from ._message import Ask, payload
 from ._metrics import HandlerTimes
-from ._oneshot import EXPIRED, Expired, Latch, Oneshot, oneshot
+from ._oneshot import _UNSET, EXPIRED, Expired, Latch, Oneshot, oneshot  # pyright: ignore[reportPrivateUsage]
 from ._parking import Parking, Resumed
 from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
 from ._ref import ActorRef, Ref
@@ -338,7 +338,11 @@ class Cell(Latch):
         self.suspending: Latch | None = None
         self.kill_pending = False  # see `kill`: set by any thread, cleared on the home thread
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
-        Latch.__init__(self)  # `terminated`: set once, with the reason (None or the exception)
+        # `terminated`: set once, with the reason (None or the exception). `Latch.__init__`
+        # inlined: a call less per spawn.
+        self._value = _UNSET
+        self._waiters = None
+        self._callbacks = None
         # The tree's links, written by the `Tree` only (see _tree.py for its lock and which
         # thread writes what). Created on first use: most actors have no children and no
         # watchers, and an idle actor should stay small.

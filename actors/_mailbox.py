@@ -722,13 +722,19 @@ class Mailbox(Generic[T]):
             self._finished = True
             self._scheduled = True  # never hand the consumer token out again
             self._wake = _never_woken  # nor keep the consumer alive (a reference cycle)
-            senders = list(self._senders)
+            # Copies only of what holds something (usually nothing: a drained actor's end).
+            senders = self._senders
             if senders:
+                senders = list(senders)
                 self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
-            items = list(self._queue)
-            signals = list(self._control)
-            self._queue.clear()
-            if signals:
+            queue = self._queue
+            items: list[T] = []
+            if queue:
+                items = list(queue)
+                queue.clear()
+            signals: list[Signal] = []
+            if self._control:
+                signals = list(self._control)
                 self._control.clear()
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
