@@ -572,7 +572,9 @@ class Cell(Latch):
         # and marked RUN_CHECKS: the task's next step may wait behind a handler that blocks
         # this loop, so an evacuation may still move the actor, and the task passes `stay`
         # before it goes on.
-        with self.mailbox.lock:
+        lock = self.mailbox.lock
+        lock.acquire()
+        try:
             if self.home.thread_id != threading.get_ident() or self.resting is not WAKE_POSTED:
                 return  # moved away since, or a duplicate: an earlier one took this wake-up
             parked = self.parked
@@ -586,6 +588,8 @@ class Cell(Latch):
             else:  # being cancelled: left alone, as in `_start_run`; not to be evacuated
                 self.resting = NOT_RESTING
                 return
+        finally:
+            lock.release()
         if parked is None:
             self._spawn_task(self._run(posted=True))
         else:
@@ -607,11 +611,15 @@ class Cell(Latch):
         """After a wait during which `evacuate_to` may have moved the actor: may this run
         task go on? False: the actor lives on another loop now, and the task must end
         without touching anything (its fields are the new loop's)."""
-        with self.mailbox.lock:  # the evacuation decides under it too
+        lock = self.mailbox.lock
+        lock.acquire()  # the evacuation decides under it too
+        try:
             if self.home.thread_id != threading.get_ident():
                 return False
             self.resting = NOT_RESTING
             return True
+        finally:
+            lock.release()
 
     def _spawn_task(self, coro: Any) -> None:
         # A strong reference in self.task keeps the task alive. The actor's own context,
