@@ -1990,7 +1990,7 @@ class Cell(Latch):
     def _announce_end(self, watchers: list[Cell], reason: BaseException | None) -> None:
         for watcher in watchers:
             watcher.deliver(Signal(WatchedEnded(self, reason)))
-        self.terminated.set(reason)
+        Latch.set(self, reason)  # `terminated.set`, without the property's call
 
     def _cancel_restart_timer(self) -> None:
         timer, self.restart_timer = self.restart_timer, None

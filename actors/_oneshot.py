@@ -348,6 +348,7 @@ def ensure_plain_thread() -> None:
 
 # Shared by all latches (see `Latch`): 64 stripes keep unrelated latches from contending.
 _LATCH_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+_LATCH_MASK: Final = len(_LATCH_LOCKS) - 1  # a power of two
 
 
 class Latch:
@@ -369,14 +370,14 @@ class Latch:
 
     @property
     def _lock(self) -> threading.Lock:
-        return _LATCH_LOCKS[(id(self) >> 4) % len(_LATCH_LOCKS)]
+        return _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]
 
     @property
     def is_set(self) -> bool:
         return self._value is not _UNSET
 
     def set(self, value: object = None) -> None:
-        lock = self._lock
+        lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
         lock.acquire()
         try:
             if self._value is not _UNSET:
@@ -433,7 +434,7 @@ class Latch:
             self._forget(waiter)
 
     def _register(self, make: Any) -> Oneshot | None:
-        lock = self._lock
+        lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
         lock.acquire()
         try:
             if self._value is not _UNSET:

@@ -115,7 +115,7 @@ class Tree:
         try:
             if parent is self.root and self.closed is not None:
                 raise SystemNotRunning(self.closed)
-            if parent.exiting or parent.terminated.is_set:
+            if parent.exiting or parent.is_set:  # the cell is its `terminated` latch
                 raise ActorStopped(f"actor {parent.path} is stopping; it cannot spawn children")
             if name is None:
                 base = factory.__name__ if isinstance(factory, type) else "actor"
