@@ -53,7 +53,7 @@ import msgspec
 from ._oneshot import Oneshot, oneshot, thread_oneshot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = (
     "CLOSED",
@@ -144,25 +144,25 @@ class _Sender:
         self.count = count
 
 
-class _NoQueue:
+class _NoQueue(deque[Any]):
     """Stands in for the deque of a mailbox that never held anything: empty, and loud.
 
     Every producer path replaces it (`Mailbox._room`) under the lock before appending, so
-    an append reaching it is a bug: it raises instead of filling a shared object.
+    an append reaching it is a bug: it raises instead of filling a shared object. A deque
+    itself (one, shared), so that its length and truth are read in C: a fresh actor's
+    first put and its start-up both look at it (a ``__len__`` written in Python costs a
+    call each time).
     """
 
     __slots__ = ()
 
-    def __len__(self) -> int:
-        return 0
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(())
-
-    def clear(self) -> None:
-        pass
-
     def append(self, item: object) -> None:
+        raise AssertionError("Mailbox: append to the shared empty queue")
+
+    def extend(self, items: Iterable[object]) -> None:
+        raise AssertionError("Mailbox: extend of the shared empty queue")
+
+    def appendleft(self, item: object) -> None:
         raise AssertionError("Mailbox: append to the shared empty queue")
 
 
