@@ -1788,7 +1788,8 @@ class Cell(Latch):
     def _refuse_and_cancel(self) -> None:
         """The start of an instance's end: no children from now on, no timers, no backoff."""
         self.system.tree.refuse_children(self)
-        self._cancel_restart_timer()
+        if self.restart_timer is not None:
+            self._cancel_restart_timer()
         if self.timers:
             for timer in list(self.timers):
                 timer.cancel()
@@ -1963,7 +1964,7 @@ class Cell(Latch):
         self.task = None
         self.parked = None
         parking = self.home.parking
-        if parking is not None:
+        if parking is not None and self.park_gen >= 0:  # parked once: in its list
             parking.forget(self)
         watchers = self.system.tree.unregister(self)
         self._announce_end(watchers, reason)
