@@ -81,7 +81,7 @@ from ._errors import (
 from ._mailbox import DRAINED, EMPTY, FULL, OK, Mailbox, MailboxStatistics, Signal
 from ._message import Ask, payload
 from ._metrics import HandlerTimes
-from ._oneshot import EXPIRED, Expired, Latch, Oneshot, oneshot
+from ._oneshot import _UNSET, EXPIRED, Expired, Latch, Oneshot, oneshot  # pyright: ignore[reportPrivateUsage]
 from ._parking import Parking, Resumed
 from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
 from ._ref import ActorRef, Ref
@@ -338,7 +338,11 @@ class Cell(Latch):
         self.suspending: Latch | None = None
         self.kill_pending = False  # see `kill`: set by any thread, cleared on the home thread
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
-        Latch.__init__(self)  # `terminated`: set once, with the reason (None or the exception)
+        # `terminated`: set once, with the reason (None or the exception). `Latch.__init__`
+        # inlined: a call less per spawn.
+        self._value = _UNSET
+        self._waiters = None
+        self._callbacks = None
         # The tree's links, written by the `Tree` only (see _tree.py for its lock and which
         # thread writes what). Created on first use: most actors have no children and no
         # watchers, and an idle actor should stay small.
@@ -568,7 +572,9 @@ class Cell(Latch):
         # and marked RUN_CHECKS: the task's next step may wait behind a handler that blocks
         # this loop, so an evacuation may still move the actor, and the task passes `stay`
         # before it goes on.
-        with self.mailbox.lock:
+        lock = self.mailbox.lock
+        lock.acquire()
+        try:
             if self.home.thread_id != threading.get_ident() or self.resting is not WAKE_POSTED:
                 return  # moved away since, or a duplicate: an earlier one took this wake-up
             parked = self.parked
@@ -582,6 +588,8 @@ class Cell(Latch):
             else:  # being cancelled: left alone, as in `_start_run`; not to be evacuated
                 self.resting = NOT_RESTING
                 return
+        finally:
+            lock.release()
         if parked is None:
             self._spawn_task(self._run(posted=True))
         else:
@@ -603,11 +611,15 @@ class Cell(Latch):
         """After a wait during which `evacuate_to` may have moved the actor: may this run
         task go on? False: the actor lives on another loop now, and the task must end
         without touching anything (its fields are the new loop's)."""
-        with self.mailbox.lock:  # the evacuation decides under it too
+        lock = self.mailbox.lock
+        lock.acquire()  # the evacuation decides under it too
+        try:
             if self.home.thread_id != threading.get_ident():
                 return False
             self.resting = NOT_RESTING
             return True
+        finally:
+            lock.release()
 
     def _spawn_task(self, coro: Any) -> None:
         # A strong reference in self.task keeps the task alive. The actor's own context,
@@ -1726,7 +1738,12 @@ class Cell(Latch):
 
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
-        await self._end_instance(run_on_stop=True)
+        if self._ends_in_place():
+            # The common end (no children, no on_stop): no coroutine for the instance's end,
+            # and none for the finish below (`_finish` would find nothing left to end).
+            self._end_instance_now()
+        else:
+            await self._end_instance(run_on_stop=True)
         # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
         parent = self.parent
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
@@ -1737,6 +1754,11 @@ class Cell(Latch):
             self.phase = ENDED
         if reason is not None and parent is self.system.guardian:
             self.system.record_failure(reason)
+        if self.instance is None and self.exiting and not self.children:
+            self.phase = ENDED  # `_finish` without its coroutine: nothing is left to end
+            self.exit_reason = reason
+            self._conclude(reason, False)
+            return
         await self._finish(reason, run_on_stop=False)
 
     def _suspend(self, reason: BaseException | None) -> None:
@@ -1749,13 +1771,32 @@ class Cell(Latch):
         if done is not None:
             done.set()
 
-    async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
-        """Stop the children (reverse start order), then run the instance's ``on_stop``."""
+    def _ends_in_place(self) -> bool:
+        """Whether `_end_instance` (with ``on_stop``) would await nothing: no children, and
+        an instance without an ``on_stop`` of its own (or none). A child registered from
+        another thread after this look is stopped by `_finish`, which looks again."""
+        instance = self.instance
+        return not self.children and (instance is None or not _overrides(type(instance), "on_stop"))
+
+    def _end_instance_now(self) -> None:
+        """`_end_instance` for an actor that `_ends_in_place`, synchronously."""
+        self._refuse_and_cancel()
+        self.instance = None
+        if self.behaviour is not None:
+            self._drop_stash()
+
+    def _refuse_and_cancel(self) -> None:
+        """The start of an instance's end: no children from now on, no timers, no backoff."""
         self.system.tree.refuse_children(self)
-        self._cancel_restart_timer()
+        if self.restart_timer is not None:
+            self._cancel_restart_timer()
         if self.timers:
             for timer in list(self.timers):
                 timer.cancel()
+
+    async def _end_instance(self, *, run_on_stop: bool, kill_children: bool = False) -> None:
+        """Stop the children (reverse start order), then run the instance's ``on_stop``."""
+        self._refuse_and_cancel()
         if self.children:  # else none can come: refused just above
             try:
                 await stop_children(self, kill=kill_children)
@@ -1923,7 +1964,7 @@ class Cell(Latch):
         self.task = None
         self.parked = None
         parking = self.home.parking
-        if parking is not None:
+        if parking is not None and self.park_gen >= 0:  # parked once: in its list
             parking.forget(self)
         watchers = self.system.tree.unregister(self)
         self._announce_end(watchers, reason)
@@ -1950,7 +1991,7 @@ class Cell(Latch):
     def _announce_end(self, watchers: list[Cell], reason: BaseException | None) -> None:
         for watcher in watchers:
             watcher.deliver(Signal(WatchedEnded(self, reason)))
-        self.terminated.set(reason)
+        Latch.set(self, reason)  # `terminated.set`, without the property's call
 
     def _cancel_restart_timer(self) -> None:
         timer, self.restart_timer = self.restart_timer, None

@@ -32,6 +32,11 @@ Invariants (all under ``_lock``):
 Stop travels as the ``_closed`` flag and supervision signals (later) in ``_control``: the bound
 never blocks either, and the consumer sees both before any further message. The consumer's
 common-case pop takes no lock (see `Mailbox.pop`).
+
+The critical sections that every message or every actor's life passes through (puts, the
+consumer's slow pop, release, close, finish) take the lock with ``acquire()`` and a
+``try``/``finally`` rather than ``with``: on CPython 3.11 a ``with`` statement costs about
+1,100 instructions more per critical section (docs/benchmarks.md, "Costs behind the design").
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import msgspec
 from ._oneshot import Oneshot, oneshot, thread_oneshot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = (
     "CLOSED",
@@ -139,25 +144,25 @@ class _Sender:
         self.count = count
 
 
-class _NoQueue:
+class _NoQueue(deque[Any]):
     """Stands in for the deque of a mailbox that never held anything: empty, and loud.
 
     Every producer path replaces it (`Mailbox._room`) under the lock before appending, so
-    an append reaching it is a bug: it raises instead of filling a shared object.
+    an append reaching it is a bug: it raises instead of filling a shared object. A deque
+    itself (one, shared), so that its length and truth are read in C: a fresh actor's
+    first put and its start-up both look at it (a ``__len__`` written in Python costs a
+    call each time).
     """
 
     __slots__ = ()
 
-    def __len__(self) -> int:
-        return 0
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(())
-
-    def clear(self) -> None:
-        pass
-
     def append(self, item: object) -> None:
+        raise AssertionError("Mailbox: append to the shared empty queue")
+
+    def extend(self, items: Iterable[object]) -> None:
+        raise AssertionError("Mailbox: extend of the shared empty queue")
+
+    def appendleft(self, item: object) -> None:
         raise AssertionError("Mailbox: append to the shared empty queue")
 
 
@@ -602,17 +607,23 @@ class Mailbox(Generic[T]):
         the view must see the puts to come.
         """
         if self._queue is _NO_QUEUE or self._control is _NO_LIST or self._senders is _NO_LIST:
-            with self._lock:
+            lock = self._lock
+            lock.acquire()
+            try:
                 self._room()
                 if self._control is _NO_LIST:
                     self._control = []
                 if self._senders is _NO_LIST:
                     self._senders = []
+            finally:
+                lock.release()
         return self._queue, self._control, self._senders, self._low_water
 
     def pop_slow(self) -> Any:
         """`pop` minus its lock-free case: for the consumer that has just tested it itself."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._control:
                 return self._control.pop(0)
             item: Any
@@ -627,6 +638,8 @@ class Mailbox(Generic[T]):
                 item = EMPTY
                 granted = self._grant_locked() if self._senders else _NO_LIST
                 self._scheduled = False
+        finally:
+            lock.release()
         for sender in granted:
             sender.waiter.settle()
         return item
@@ -637,11 +650,15 @@ class Mailbox(Generic[T]):
         For a consumer that holds the token without having popped (an actor that started
         without a run task): with messages, signals or a close waiting it must run.
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._queue or self._control or self._closed:
                 return False
             self._scheduled = False
             return True
+        finally:
+            lock.release()
 
     def claim_if_idle(self) -> bool:
         """Take the consumer token back if nobody holds it and nothing waits; else False.
@@ -664,7 +681,9 @@ class Mailbox(Generic[T]):
         a supervisor's restart cannot `reopen` it (the two race on different threads, so
         the decision is taken under the lock).
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if seal:
                 self._sealed = True
             if self._closed:
@@ -676,6 +695,8 @@ class Mailbox(Generic[T]):
                 self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
             wake = not self._scheduled
             self._scheduled = True
+        finally:
+            lock.release()
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
         if wake:
@@ -722,13 +743,19 @@ class Mailbox(Generic[T]):
             self._finished = True
             self._scheduled = True  # never hand the consumer token out again
             self._wake = _never_woken  # nor keep the consumer alive (a reference cycle)
-            senders = list(self._senders)
+            # Copies only of what holds something (usually nothing: a drained actor's end).
+            senders = self._senders
             if senders:
+                senders = list(senders)
                 self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
-            items = list(self._queue)
-            signals = list(self._control)
-            self._queue.clear()
-            if signals:
+            queue = self._queue
+            items: list[T] = []
+            if queue:
+                items = list(queue)
+                queue.clear()
+            signals: list[Signal] = []
+            if self._control:
+                signals = list(self._control)
                 self._control.clear()
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
@@ -740,7 +767,9 @@ class Mailbox(Generic[T]):
         return self._evicted
 
     def statistics(self) -> MailboxStatistics:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             return MailboxStatistics(
                 capacity=self.capacity,
                 depth=len(self._queue),
@@ -748,3 +777,5 @@ class Mailbox(Generic[T]):
                 waiting_senders=len(self._senders),
                 closed=self._closed,
             )
+        finally:
+            lock.release()

@@ -348,6 +348,7 @@ def ensure_plain_thread() -> None:
 
 # Shared by all latches (see `Latch`): 64 stripes keep unrelated latches from contending.
 _LATCH_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+_LATCH_MASK: Final = len(_LATCH_LOCKS) - 1  # a power of two
 
 
 class Latch:
@@ -356,6 +357,8 @@ class Latch:
     Every actor has one (its termination), so an unused latch is kept small: no lock of its
     own (latches share a few striped locks; none is held while another is taken, and
     callbacks and wake-ups run after the lock is released) and no list until somebody waits.
+    `set` and a wait's registration, once per actor's life, take the lock without ``with``,
+    which costs more (see `_mailbox`).
     """
 
     __slots__ = ("_callbacks", "_value", "_waiters")
@@ -367,19 +370,23 @@ class Latch:
 
     @property
     def _lock(self) -> threading.Lock:
-        return _LATCH_LOCKS[(id(self) >> 4) % len(_LATCH_LOCKS)]
+        return _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]
 
     @property
     def is_set(self) -> bool:
         return self._value is not _UNSET
 
     def set(self, value: object = None) -> None:
-        with self._lock:
+        lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
+        lock.acquire()
+        try:
             if self._value is not _UNSET:
                 return
             self._value = value
             waiters, self._waiters = self._waiters, None
             callbacks, self._callbacks = self._callbacks, None
+        finally:
+            lock.release()
         # Callbacks first: whoever wakes from a wait may rely on their effects (for
         # example, a dead subscriber already gone from the event bus after `join`).
         for callback in callbacks or ():
@@ -406,9 +413,16 @@ class Latch:
         if waiter is None:
             return self._value
         try:
-            return await waiter.wait(timeout)
-        finally:
-            self._forget(waiter)
+            if timeout is None and type(waiter) is AsyncioOneshot:
+                # What its `wait` does then, without that coroutine (an actor's `join`).
+                value = await waiter._fut  # pyright: ignore[reportPrivateUsage]
+            else:
+                value = await waiter.wait(timeout)
+        except BaseException:
+            self._forget(waiter)  # expired or cancelled: still listed, unless set meanwhile
+            raise
+        # Settled by `set`, which took the whole list of waiters: nothing to forget.
+        return value
 
     def wait_blocking(self, timeout: float | None = None) -> Any:
         waiter = self._register(thread_oneshot)
@@ -420,7 +434,9 @@ class Latch:
             self._forget(waiter)
 
     def _register(self, make: Any) -> Oneshot | None:
-        with self._lock:
+        lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
+        lock.acquire()
+        try:
             if self._value is not _UNSET:
                 return None
             waiter: Oneshot = make()
@@ -428,6 +444,8 @@ class Latch:
                 self._waiters = []
             self._waiters.append(waiter)
             return waiter
+        finally:
+            lock.release()
 
     def _forget(self, waiter: Oneshot) -> None:
         with self._lock:

@@ -12,7 +12,9 @@ and a path is found by walking down from the root (a path has few levels).
 Invariants:
 
 - ``lock`` guards every cell's ``children``, ``exiting`` and ``watchers``, and the tree's
-  ``root``, ``closed`` and serial. It is never held across an await or a call into user
+  ``root``, ``closed`` and serial. Every actor's life takes it in `register`,
+  `refuse_children` and `unregister`: there with ``acquire()`` and ``try``/``finally``, not
+  ``with``, which costs more (see `_mailbox`). It is never held across an await or a call into user
   code, and no other lock is taken while it is held. The system guards its own few fields
   (its run state, failures, round-robin counter) with it too: a top-level registration must
   see the run state (``closed``) in the same critical section as the parent's, and the rest
@@ -108,10 +110,12 @@ class Tree:
             DuplicateName: ``parent`` has a live child of that name.
         """
         system = parent.system
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if parent is self.root and self.closed is not None:
                 raise SystemNotRunning(self.closed)
-            if parent.exiting or parent.terminated.is_set:
+            if parent.exiting or parent.is_set:  # the cell is its `terminated` latch
                 raise ActorStopped(f"actor {parent.path} is stopping; it cannot spawn children")
             if name is None:
                 base = factory.__name__ if isinstance(factory, type) else "actor"
@@ -138,21 +142,31 @@ class Tree:
             )
             siblings[name] = cell
             return cell
+        finally:
+            lock.release()
 
     def unregister(self, cell: Cell) -> list[Cell]:
         """``cell`` has ended for good: out of its parent's children; its watchers, in watch
         order, to be told (none can be added from now on)."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             parent = cell.parent
             if parent is not None and parent.children and parent.children.get(cell.name) is cell:
                 del parent.children[cell.name]
             return self.close_watchers_locked(cell)
+        finally:
+            lock.release()
 
     def refuse_children(self, cell: Cell) -> None:
         """On ``cell``'s home thread, as its instance ends: no child is registered under it
         from now on (`register` raises `ActorStopped`)."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             cell.exiting = True
+        finally:
+            lock.release()
 
     def refuse_children_if_none(self, cell: Cell) -> bool:
         """`refuse_children`, only if ``cell`` has no child: False (and nothing refused) if it

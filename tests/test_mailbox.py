@@ -983,6 +983,25 @@ def expected_open_room(box: Mailbox[Any]) -> int:
     return box.capacity - box._reserved  # pyright: ignore[reportPrivateUsage]
 
 
+def test_the_shared_empty_queue_refuses_every_append_and_stays_empty() -> None:
+    # A fresh mailbox's queue is one shared stand-in; a put that skipped `_room` must fail
+    # loudly rather than fill it for every mailbox.
+    box: Mailbox[int] = Mailbox(4, lambda: None)
+    shared = box._queue  # pyright: ignore[reportPrivateUsage]
+    assert shared is actors._mailbox._NO_QUEUE  # pyright: ignore[reportPrivateUsage]
+    for add in (shared.append, shared.appendleft):
+        with pytest.raises(AssertionError, match="shared empty queue"):
+            add(1)
+    with pytest.raises(AssertionError, match="shared empty queue"):
+        shared.extend([1, 2])
+    assert len(shared) == 0
+    assert not shared
+    assert list(shared) == []
+    assert box.put_nowait(1) == OK  # the first put makes the mailbox its own queue
+    assert box._queue is not shared
+    assert len(shared) == 0
+
+
 TestMailboxMachine = MailboxMachine.TestCase
 TestMailboxMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 

@@ -1,4 +1,4 @@
-"""Oneshots: the timeouts of asyncio waits (one shared deadline queue per duration)."""
+"""Oneshots: the timeouts of asyncio waits (one shared deadline queue per duration); latches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from actors._oneshot import Expired, Oneshot, oneshot
+from actors._oneshot import Expired, Latch, Oneshot, oneshot
 
 pytestmark = pytest.mark.anyio
 
@@ -59,3 +59,47 @@ async def test_many_durations_each_expire_on_time() -> None:
         elapsed = time.monotonic() - started
     assert results == ["expired"] * len(durations)
     assert max(durations) - 0.01 <= elapsed < 2.0
+
+
+# -- Latch: a settled wait has nothing to forget; an expired or cancelled one is forgotten --
+
+
+def _listed(latch: Latch) -> int:
+    return len(latch._waiters or ())  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_latch_set_wakes_every_waiter_and_keeps_none() -> None:
+    latch = Latch()
+    with anyio.fail_after(5):
+        plain = asyncio.ensure_future(latch.wait())  # the join fast path: no timeout
+        timed = asyncio.ensure_future(latch.wait(5.0))  # through the oneshot's own wait
+        await asyncio.sleep(0)
+        assert _listed(latch) == 2
+        latch.set("done")
+        assert await plain == "done"
+        assert await timed == "done"
+    assert _listed(latch) == 0
+    assert await latch.wait() == "done"  # set already: no waiter made
+
+
+async def test_latch_forgets_an_expired_wait_and_still_serves_the_others() -> None:
+    latch = Latch()
+    with anyio.fail_after(5):
+        other = asyncio.ensure_future(latch.wait())
+        with pytest.raises(Expired):
+            await latch.wait(0.01)
+        assert _listed(latch) == 1  # only the other's
+        latch.set(7)
+        assert await other == 7
+
+
+async def test_latch_forgets_a_cancelled_wait() -> None:
+    latch = Latch()
+    with anyio.fail_after(5):
+        waiting = asyncio.ensure_future(latch.wait())
+        await asyncio.sleep(0)
+        assert _listed(latch) == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    assert _listed(latch) == 0
