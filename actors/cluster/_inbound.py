@@ -43,6 +43,7 @@ from ._wire import (
     MALFORMED,
     OK,
     PROBE,
+    STREAM,
     TELL,
     TELLS,
     TRY,
@@ -60,6 +61,8 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
@@ -128,6 +131,8 @@ class Inbound:
         # actors are pruned when listed) and the pools served under a name.
         self.public: dict[str, int] = {}
         self.served: dict[_Served, None] = {}
+        # Serves an inbound STREAM request (``_streams``), set by the node. Loop only.
+        self.on_stream: Callable[[Export, Envelope, str], Awaitable[None]] | None = None
 
     async def listen(self, client: NatsClient) -> None:
         """Answer probes on this node's own subject (whether an export still exists)."""
@@ -307,6 +312,9 @@ class Inbound:
                 return
             if envelope.kind == TELLS and envelope.stream:
                 await self._stream_tells(export, envelope, reply_to)
+                return
+            if envelope.kind == STREAM and self.on_stream is not None:
+                await self.on_stream(export, envelope, reply_to)
                 return
             message = self.decode_body(export, envelope)
             ref = export.ref

@@ -90,6 +90,7 @@ from ._outbound import Outbox, check_accepts
 from ._registry import Registry
 from ._remote import RemoteRef
 from ._replies import Replies
+from ._streams import RemoteStreams
 from ._transport import ClusterError, Identity, Transport
 
 if TYPE_CHECKING:
@@ -525,6 +526,11 @@ class _Node:
             limits,
             timeouts.ack,
         )
+        self.streams = RemoteStreams(
+            transport, self.registry, self.inbound, self.outbox, self.membership, replies, limits
+        )
+        self.inbound.on_stream = self.streams.serve
+        self.outbox.streams = self.streams
         self.events = EventRelay(transport, self.registry, self.inbound, limits)
         self.inspector = NodeInspector(
             transport,
@@ -580,6 +586,7 @@ class _Node:
             async with asyncio.timeout(max(_JOIN_FLOOR, timeout)):
                 await self.outbox.listen(client)
                 await self.inbound.listen(client)
+                await self.streams.listen(client)
                 await self.events.listen(client)
                 await self.inspector.listen(client)
                 await self.membership.listen(client)  # the first beat: others may call now
