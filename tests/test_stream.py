@@ -547,7 +547,7 @@ async def test_an_actor_streaming_from_itself_gets_deadlock_error() -> None:
 async def test_a_ref_that_cannot_stream_says_so() -> None:
     async with ActorSystem(workers=1) as system:
         ref = await streamer(system)
-        with pytest.raises(actors.StreamNotSupported, match="another node"):
+        with pytest.raises(actors.StreamNotSupported, match="not supported by ActorRef"):
             actors.Ref.stream(ref, Numbers(Track()))
 
 
