@@ -30,8 +30,14 @@ from cluster_support import (
 )
 
 import actors
-from actors.cluster import NodeDown, RemoteRef, register_message
-from actors.cluster._streams import RemoteStreams, split_window
+from actors._stream import WAITING
+from actors.cluster import NodeDown, RemoteRef, WireError, register_message
+from actors.cluster._streams import (
+    CreditChannel,
+    RemoteStreams,
+    _reader_of,  # pyright: ignore[reportPrivateUsage]
+    split_window,
+)
 from actors.cluster._wire import (
     STREAM_CANCEL,
     STREAM_CREDIT,
@@ -492,6 +498,8 @@ async def _forged_frames_are_dropped_and_counted_and_the_stream_goes_on(
             for subject, data, reply in forged:
                 await raw.publish(subject, data, reply=reply)
             # Unknown stream: dropped (a late frame), not rejected.
+            assert pair.b.cluster is not None
+            dropped = pair.b.cluster.statistics().dropped
             await raw.publish(f"{inbox_b}.s.{id + 1000}", frame(id + 1000, 1), reply="x.c.1")
             controls = [
                 StreamControl(WIRE_VERSION, STREAM_CREDIT, 123456, 1),  # another stream
@@ -506,6 +514,7 @@ async def _forged_frames_are_dropped_and_counted_and_the_stream_goes_on(
             assert pair.a.cluster is not None
             b_cluster = pair.b.cluster
             await wait_until(lambda: b_cluster.statistics().rejected >= before + 8)
+            await wait_until(lambda: b_cluster.statistics().dropped == dropped + 1)
             a_cluster = pair.a.cluster
             await wait_until(lambda: a_cluster.statistics().rejected >= 4)
             # The stream itself goes on, in order, within its window.
@@ -600,3 +609,28 @@ def test_the_window_split_adds_up() -> None:
     assert split_window(1) == (1, 1)
     assert STREAM_END != STREAM_CANCEL
     assert sys.getrecursionlimit() > 0
+
+
+def test_the_reader_grants_credit_every_half_credit_window() -> None:
+    grants: list[int] = []
+    channel = CreditChannel("/user/p", Numbers(), 16, grants.append)  # credit 8, step 4
+    assert channel.window == split_window(16)[1] == 8
+    for i in range(8):
+        channel.put(i)
+    taken = [channel.take() for _ in range(8)]
+    assert taken == list(range(8))
+    assert grants == [4, 8]
+    assert channel.take() is WAITING  # nothing there: no grant for it
+    assert grants == [4, 8]
+
+
+def test_a_stream_request_names_its_readers_node_in_its_reply_subject() -> None:
+    assert _reader_of("_INBOX.p.b.inc1.s.7", 7) == ("b", "inc1")
+    for subject, stream in [
+        ("_INBOX.p.b.inc1.s.7", 8),  # another stream
+        ("_INBOX.p.b.inc1.x.7", 7),  # not a stream subject
+        ("s.7", 7),  # too short
+        ("_INBOX.p.b.inc1.s.0", 0),  # no stream
+    ]:
+        with pytest.raises(WireError, match="reply subject"):
+            _reader_of(subject, stream)
