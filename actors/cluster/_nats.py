@@ -152,6 +152,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             a reconnect, a slow consumer).
         events_rejected: malformed event frames or events from other nodes (also counted
             in ``rejected``).
+        streams_reading: remote streams read on this node right now (`RemoteRef.stream`).
+        streams_serving: streams of this node's actors read from other nodes right now.
 
     Example:
         ```python
@@ -181,6 +183,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     events_dropped: int = 0
     events_lost: int = 0
     events_rejected: int = 0
+    streams_reading: int = 0
+    streams_serving: int = 0
 
 
 class Nats:
@@ -492,6 +496,10 @@ class Nats:
             events_dropped=events.dropped,
             events_lost=events.lost,
             events_rejected=events.rejected,
+            # Sizes of loop-only tables, read from the caller's thread: a snapshot that
+            # may be a moment old, as the counters above are.
+            streams_reading=node.streams.open_reading(),
+            streams_serving=node.streams.open_serving(),
         )
 
 

@@ -279,6 +279,14 @@ class RemoteStreams:
         self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
         transport.on_teardown.append(self._teardown)
 
+    def open_reading(self) -> int:
+        """Streams read here right now (any thread: a snapshot)."""
+        return len(self.reading)
+
+    def open_serving(self) -> int:
+        """Streams served from here right now (any thread: a snapshot)."""
+        return len(self.serving)
+
     async def listen(self, client: NatsClient) -> None:
         """Subscribe to this node's stream frames and stream controls. Loop only."""
         inbox = self._me.inbox

@@ -278,6 +278,10 @@ async def test_a_reader_that_stops_reading_pauses_the_producer(pair: Pair) -> No
         track = pair.track
         async with ref.stream(Numbers(-1), window=8) as numbers:
             assert await anext(numbers) == 0
+            assert pair.b.cluster is not None
+            assert pair.a.cluster is not None
+            assert pair.b.cluster.statistics().streams_reading == 1
+            assert pair.a.cluster.statistics().streams_serving == 1
             # One item read is less than a grant (every half credit window, 2): the
             # producer runs the window ahead of what was granted (nothing), and stops.
             await wait_until(lambda: track.produced == 8)
@@ -634,3 +638,42 @@ def test_a_stream_request_names_its_readers_node_in_its_reply_subject() -> None:
     ]:
         with pytest.raises(WireError, match="reply subject"):
             _reader_of(subject, stream)
+
+
+async def test_a_plain_thread_leaving_early_stops_the_producer(pair: Pair) -> None:
+    with anyio.fail_after(WAIT):
+        ref = await pair.remote()
+
+        def read_three() -> list[int]:
+            with ref.blocking_stream(Numbers(-1), window=4) as numbers:
+                return [next(numbers) for _ in range(3)]
+
+        assert await anyio.to_thread.run_sync(read_three) == [0, 1, 2]
+        await pair.track.closed.wait()
+        await settled(pair.a, pair.b)
+
+
+async def test_a_reader_node_that_leaves_mid_stream_stops_the_producer(
+    server: NatsServer, prefix: str
+) -> None:
+    track = Track()
+    with anyio.fail_after(WAIT):
+        async with actors.ActorSystem(
+            workers=1, name="a", cluster=node(server.url, "a", prefix)
+        ) as a:
+            await a.spawn(lambda: Producer(track), name="producer", public=True)
+            async with actors.ActorSystem(
+                workers=1, name="b", cluster=node(server.url, "b", prefix)
+            ) as b:
+                ref = await b.lookup_remote("producer", Numbers)
+                numbers = ref.stream(Numbers(-1), window=4)
+                assert await anext(numbers) == 0
+                await wait_until(lambda: pending(a)[1] == 1)
+                # The reader's node leaves without closing its stream.
+            # The items it had received come first, then the end.
+            rest, error = await collect(numbers)
+            assert rest == list(range(1, 1 + len(rest)))
+            assert isinstance(error, actors.ActorStopped)
+            assert "left the cluster" in str(error)
+            await track.closed.wait()  # the producer's node saw the reader's node leave
+            await wait_until(lambda: pending(a)[:2] == (0, 0))
