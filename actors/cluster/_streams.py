@@ -382,6 +382,7 @@ class RemoteStreams:
         reading = self.reading.get(id)
         if reading is None:
             self._transport.dropped += 1  # a late frame of a stream that ended or was left
+            self._cancel_unknown(id, msg)
             return
         headers = msg.headers
         if headers is not None and not msg.data and headers.get("Status") == "503":
@@ -409,6 +410,26 @@ class RemoteStreams:
         reading.control = msg.reply
         reading.next_seq += 1
         self._take_items(reading, frame)
+
+    def _cancel_unknown(self, id: int, msg: Msg) -> None:
+        """A frame of a stream no longer read here: tell its producer to stop, once more.
+
+        Its reader left before the first frame and gave up waiting for it (see `_left`), or
+        the cancel was lost. Only to a control subject of this cluster's nodes, so that a
+        forged frame cannot make this node publish elsewhere.
+        """
+        client = self._transport.client
+        if client is None or not msg.reply.startswith(f"_INBOX.{self._me.prefix}."):
+            return
+        try:
+            check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
+            frame = self._frames.decode(msg.data)
+        except MALFORMED:
+            return
+        if frame.stream != id or frame.end != STREAM_MORE:  # not ours, or over anyway
+            return
+        cancel = msgspec.msgpack.encode(StreamControl(WIRE_VERSION, STREAM_CANCEL, id, 0))
+        self._transport.own(_publish(client, msg.reply, cancel))
 
     def _frame_problem(self, reading: _Reading, frame: StreamFrame, reply: str) -> str:
         if frame.version != WIRE_VERSION:
@@ -505,11 +526,23 @@ class RemoteStreams:
         """The reader closed the stream (posted): tell the producer, forget the stream.
 
         Before any frame came the producer's control subject is unknown: the entry stays
-        until the first frame, which finds the channel closed and sends the cancel then.
+        until the first frame, which finds the channel closed and sends the cancel then,
+        or for ``ack_timeout`` at most (a frame that never comes: a name-bound ref's
+        member that died, with no node to watch).
         """
         reading = self.reading.get(id)
-        if reading is not None and reading.control:
+        if reading is None:
+            return
+        if reading.control:
             self._cancel_reading(reading)
+            self._forget(reading)
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._outbox.ack_timeout, self._expire, reading)
+
+    def _expire(self, reading: _Reading) -> None:
+        """A reader that left before the first frame: no frame came in time, forget it."""
+        if self.reading.get(reading.id) is reading:
             self._forget(reading)
 
     def _cancel_reading(self, reading: _Reading) -> None:
@@ -562,7 +595,10 @@ class RemoteStreams:
         serving = _Serving(next(self._served_ids), cell, channel, reply_to, envelope.stream, credit)
         serving.reader = reader
         self.serving[serving.id] = serving
-        if reader is not None:
+        me = (self._me.node, self._me.incarnation)
+        if reader is not None and reader != me:  # a group's stream may come from this node
+            # Watched from now on: a reader's node that never beats is declared down too.
+            self._membership.learn(reader)
             serving.token = self._replies.callback(
                 lambda _: self._stop_serving(serving.id), reader, math.inf
             )

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 server = server_fixture()
-prefix = prefix_fixture("s")
+prefix = prefix_fixture("rs")
 node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0)
 
 OWNER = Path(__file__).with_name("stream_owner.py")
@@ -505,6 +505,15 @@ async def _forged_frames_are_dropped_and_counted_and_the_stream_goes_on(
             assert pair.b.cluster is not None
             dropped = pair.b.cluster.statistics().dropped
             await raw.publish(f"{inbox_b}.s.{id + 1000}", frame(id + 1000, 1), reply="x.c.1")
+            # ... and answered with a cancel, when its producer is a node of the cluster:
+            # the frame of a stream whose reader gave up before the first frame came.
+            producer_subject = f"_INBOX.{cluster_b._node.me.prefix}.ghost.1.c.7"
+            cancels = await raw.subscribe(producer_subject)
+            await raw.publish(f"{inbox_b}.s.{id + 1001}", frame(id + 1001, 2), producer_subject)
+            cancel = await cancels.next_msg(timeout=WAIT)
+            assert msgspec.msgpack.decode(cancel.data, type=StreamControl) == StreamControl(
+                WIRE_VERSION, STREAM_CANCEL, id + 1001, 0
+            )
             controls = [
                 StreamControl(WIRE_VERSION, STREAM_CREDIT, 123456, 1),  # another stream
                 StreamControl(WIRE_VERSION, STREAM_CREDIT, id, 10**9),  # more than sent
@@ -518,7 +527,7 @@ async def _forged_frames_are_dropped_and_counted_and_the_stream_goes_on(
             assert pair.a.cluster is not None
             b_cluster = pair.b.cluster
             await wait_until(lambda: b_cluster.statistics().rejected >= before + 8)
-            await wait_until(lambda: b_cluster.statistics().dropped == dropped + 1)
+            await wait_until(lambda: b_cluster.statistics().dropped == dropped + 2)
             a_cluster = pair.a.cluster
             await wait_until(lambda: a_cluster.statistics().rejected >= 4)
             # The stream itself goes on, in order, within its window.
