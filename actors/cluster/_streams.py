@@ -60,7 +60,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 import msgspec
 
 from .._delivery import deliver
-from .._errors import ActorStopped, AskTimeout, StreamRequestError, SystemNotRunning
+from .._errors import (
+    ActorError,
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    StreamRequestError,
+    SystemNotRunning,
+)
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import Expired, ensure_plain_thread
@@ -386,15 +393,7 @@ class RemoteStreams:
             return
         headers = msg.headers
         if headers is not None and not msg.data and headers.get("Status") == "503":
-            ref = reading.ref
-            self._end(
-                reading,
-                ActorStopped(
-                    f"nobody serves remote actor {ref.path} on node {ref.node} right now; "
-                    f"stream of {type(reading.channel.request).__qualname__} not started",
-                    reading.channel.request,
-                ),
-            )
+            self._end(reading, _nobody(reading))
             return
         try:
             check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
@@ -805,6 +804,27 @@ class _BlockingRemoteReplyStream(BlockingReplyStream[T]):
         except BaseException:
             self.close()
             raise
+
+
+def _nobody(reading: _Reading) -> ActorError:
+    """The error of a stream request that nobody received ("no responders").
+
+    Unlike an ask, a stream does not probe the owner node nor publish again: its actor is
+    not subscribed right now (stopped, or its node reconnecting); the reader may retry.
+    """
+    ref, request = reading.ref, reading.channel.request
+    what = type(request).__qualname__
+    name = by_name(ref)
+    if name is not None:
+        return ActorNotFound(
+            f"no node of the cluster serves {name!r} right now; stream of {what} not started",
+            request,
+        )
+    return ActorStopped(
+        f"nobody serves remote actor {ref.path} on node {ref.node} right now (stopped, or "
+        f"its node reconnecting); stream of {what} not started",
+        request,
+    )
 
 
 def _control_problem(serving: _Serving, control: StreamControl) -> str:
