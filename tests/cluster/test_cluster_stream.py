@@ -31,7 +31,14 @@ from cluster_support import (
 
 import actors
 from actors._stream import WAITING
-from actors.cluster import NodeDown, RemoteRef, WireError, register_message
+from actors.cluster import (
+    GroupRef,
+    NodeDown,
+    RemoteRef,
+    WireError,
+    lookup_group,
+    register_message,
+)
 from actors.cluster._streams import (
     CreditChannel,
     RemoteStreams,
@@ -418,11 +425,15 @@ async def test_an_actor_that_stops_mid_stream_ends_it_with_actor_stopped(pair: P
         local = await pair.a.spawn(lambda: Producer(pair.track), name="producer", public=True)
         ref = await pair.b.lookup_remote("producer", Numbers | Padded)
 
-        async def stop_at_10(n: int) -> None:
-            if n == 10:
-                await local.stop()
+        async with anyio.create_task_group() as group:
 
-        got, error = await collect(ref.stream(Numbers(-1), window=4), stop_at_10)
+            async def stop_at_10(n: int) -> None:
+                # Stopped from another task: the stop waits for the handler, whose producer
+                # may be paused until this reader reads on.
+                if n == 10:
+                    group.start_soon(local.stop)
+
+            got, error = await collect(ref.stream(Numbers(-1), window=4), stop_at_10)
         assert isinstance(error, actors.ActorStopped)
         assert got == list(range(len(got)))
         assert len(got) >= 11
@@ -686,3 +697,13 @@ async def test_a_reader_node_that_leaves_mid_stream_stops_the_producer(
             assert "left the cluster" in str(error)
             await track.closed.wait()  # the producer's node saw the reader's node leave
             await wait_until(lambda: pending(a)[:2] == (0, 0))
+
+
+async def test_a_group_ref_streams_from_a_node_serving_the_name(pair: Pair) -> None:
+    with anyio.fail_after(WAIT):
+        await pair.remote("shared")
+        group = await lookup_group(pair.b, "shared", Numbers)
+        assert isinstance(group, GroupRef)
+        async with group.stream(Numbers(30), window=4) as numbers:
+            assert [n async for n in numbers] == list(range(30))
+        await settled(pair.a, pair.b)
