@@ -20,7 +20,7 @@ category fits, also from that builtin so that plain ``except`` clauses keep work
     ├── StreamError                 a streamed reply could not be served as asked
     │   ├── StreamRequestError (TypeError)     a StreamRequest sent or asked; no items returned
     │   ├── StreamClosed (RuntimeError)        a stream read again: consumed, or closed
-    │   └── StreamNotSupported (NotImplementedError)  streaming from another node
+    │   └── StreamNotSupported (NotImplementedError)  a kind of ref that cannot stream
     ├── SystemNotRunning            the ActorSystem is not started, or already shut down
     └── StateMachineError           a state machine refused a transition, message or definition
         ├── UnknownState (ValueError)        a transition to a value that is not one of its states
@@ -254,12 +254,12 @@ class StreamClosed(StreamError, RuntimeError):
 
 
 class StreamNotSupported(StreamError, NotImplementedError):
-    """Streaming from an actor on another node (a remote ref) is not supported yet.
+    """This kind of ref cannot stream (`ActorRef` and ``actors.cluster.RemoteRef`` can).
 
     Example:
         ```python
         with pytest.raises(actors.StreamNotSupported):
-            remote.stream(Generate("hi"))
+            actors.Ref.stream(ref, Generate("hi"))  # the base class: no way to stream
         ```
     """
 

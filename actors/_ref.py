@@ -191,10 +191,11 @@ class Ref(Generic[M]):
     ) -> ReplyStream[T]:
         """Read the items the actor's handler streams back for ``request``.
 
-        Only `ActorRef` (an actor of this system, on any of its loops) can stream for now.
+        `ActorRef` streams from an actor of this system, ``actors.cluster.RemoteRef`` from
+        one on another node; a kind of ref that overrides neither cannot stream.
 
         Raises:
-            StreamNotSupported: the actor lives on another node.
+            StreamNotSupported: this kind of ref cannot stream.
 
         Example:
             ```python
@@ -211,10 +212,10 @@ class Ref(Generic[M]):
         window: int = DEFAULT_WINDOW,
         timeout: float | None = DEFAULT_ASK_TIMEOUT,
     ) -> BlockingReplyStream[T]:
-        """`stream` for plain threads that run no event loop (`ActorRef` only, for now).
+        """`stream` for plain threads that run no event loop.
 
         Raises:
-            StreamNotSupported: the actor lives on another node.
+            StreamNotSupported: this kind of ref cannot stream.
 
         Example:
             ```python
@@ -226,8 +227,8 @@ class Ref(Generic[M]):
 
     def _no_stream(self) -> StreamNotSupported:
         return StreamNotSupported(
-            f"streaming from actor {self.path} is not supported: it lives on another node, "
-            "and streams work within one actor system (any loop, any thread) for now"
+            f"streaming from actor {self.path} is not supported by "
+            f"{type(self).__qualname__}; stream through its ActorRef or RemoteRef"
         )
 
     async def join(self) -> BaseException | None:

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_WINDOW",
     "END",
+    "WAITING",
     "BlockingReplyStream",
     "Channel",
     "ReplyStream",
@@ -353,6 +354,8 @@ class _Waiting:
 
 
 _WAITING: Final = _Waiting()
+WAITING: Final = _WAITING
+"""What `Channel.take` returns when no item is there yet (for the cluster's remote streams)."""
 
 
 async def pump(channel: Channel, produced: object, stopping: Callable[[], bool]) -> object:
@@ -493,13 +496,19 @@ class ReplyStream(Generic[T]):
     )
 
     def __init__(
-        self, cell: Cell, request: StreamRequest[T], window: int, timeout: float | None
+        self,
+        cell: Cell,
+        request: StreamRequest[T],
+        window: int,
+        timeout: float | None,
+        channel: Channel | None = None,
     ) -> None:
         _admit(cell, request)
         self._cell = cell
         self._request = request
         self._timeout = timeout
-        self._channel = Channel(cell.path, request, window)
+        # A remote stream (``actors.cluster``) brings a channel of its own, fed by its node.
+        self._channel = Channel(cell.path, request, window) if channel is None else channel
         self._opened = False  # the request is in the mailbox
         self._iterated = False  # __aiter__ was called: a second `async for` is refused
         self._reading = False  # a read is under way: a second reader is refused
@@ -650,13 +659,19 @@ class BlockingReplyStream(Generic[T]):
     )
 
     def __init__(
-        self, cell: Cell, request: StreamRequest[T], window: int, timeout: float | None
+        self,
+        cell: Cell,
+        request: StreamRequest[T],
+        window: int,
+        timeout: float | None,
+        channel: Channel | None = None,
     ) -> None:
         _admit(cell, request)
         self._cell = cell
         self._request = request
         self._timeout = timeout
-        self._channel = Channel(cell.path, request, window)
+        # A remote stream (``actors.cluster``) brings a channel of its own, fed by its node.
+        self._channel = Channel(cell.path, request, window) if channel is None else channel
         self._opened = False
         self._iterated = False
         self._closed = False

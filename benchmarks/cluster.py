@@ -50,7 +50,18 @@ import msgspec
 import actors
 from actors.cluster import Nats
 
-from .cluster_node import NAME, PONGER, RAW_COLLECT, RAW_ECHO, RAW_TELL, Ball, tell_frame
+from .cluster_node import (
+    NAME,
+    PONGER,
+    RAW_COLLECT,
+    RAW_ECHO,
+    RAW_TELL,
+    STREAMER,
+    Ball,
+    Items,
+    Streamer,
+    tell_frame,
+)
 from .common import REP_TIMEOUT, Collect, Setup, Tally, check_tally, median, percentile
 from .subject import ActorsDriver, CounterRef, Probe, Produce, Producer
 
@@ -238,6 +249,67 @@ async def pingpong_rates(url: str, rounds: int, reps: int, use_uvloop: bool) -> 
         finally:
             await client.close()
     return rates
+
+
+STREAM_WINDOWS: Final = (actors.DEFAULT_WINDOW, 256)
+"""Windows of the streamed-reply rows: the default, and a wide one."""
+
+
+async def _read(ref: actors.Ref[Items], n: int, window: int) -> float:
+    """Items per second of one stream of ``n`` items read through ``ref``; checks them."""
+    start = time.perf_counter()
+    expected = 0
+    async with ref.stream(Items(n), window=window, timeout=REP_TIMEOUT) as items:
+        async for item in items:
+            if item != expected:
+                raise RuntimeError(f"item {item} where {expected} was due")
+            expected += 1
+    seconds = time.perf_counter() - start
+    if expected != n:
+        raise RuntimeError(f"{expected} items of {n}")
+    return n / seconds
+
+
+async def stream_rates(url: str, n: int, reps: int, use_uvloop: bool) -> dict[int, list[float]]:
+    """Items/s of a stream read on another node, and of one read in the same process.
+
+    Returns, per window, ``[same loop, NATS] * reps``, interleaved. The serving node must be
+    running.
+    """
+    cluster = Nats(url, node="bench-reader", prefix="bench")
+    rates: dict[int, list[float]] = {window: [] for window in STREAM_WINDOWS}
+    async with actors.ActorSystem(
+        workers=1, use_uvloop=use_uvloop, name="bench-reader", cluster=cluster
+    ) as system:
+        remote = await system.lookup_remote(STREAMER, Items, timeout=10.0)
+        local = await system.spawn(Streamer, placement=0)
+        for _ in range(reps):
+            for window in STREAM_WINDOWS:
+                rates[window].append(await _read(local, n, window))
+                rates[window].append(await _read(remote, n, window))
+    return rates
+
+
+async def run_streams(url: str, *, n: int, reps: int, use_uvloop: bool = True) -> str:
+    """The ``remote-stream`` rows: a streamed reply over NATS next to one in-process."""
+    with _serving_node(url, use_uvloop) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        if b"ready" not in line:
+            raise RuntimeError(f"the serving node did not start: {line!r}")
+        rates = await stream_rates(url, n, reps, use_uvloop)
+    rows = [
+        "| case | same loop | across processes (NATS) | NATS cost x same loop |",
+        "|---|--:|--:|--:|",
+    ]
+    for window, values in rates.items():
+        ours, remote = median(values[0::2]), median(values[1::2])
+        rows.append(
+            f"| stream-same / remote-stream, window {window} ({n} items) "
+            f"| {_rate(ours)} | {_rate(remote)} | {ours / remote:.1f}x |"
+        )
+    return "\n".join(rows)
 
 
 async def _produce(producer: actors.ActorRef[Any], counter: CounterRef, n: int) -> None:
@@ -501,6 +573,11 @@ def main(argv: list[str]) -> int:
             actors.run(_pingpong, url, rounds, reps, not args.asyncio, use_uvloop=not args.asyncio)
         )
     print()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(nats_server())
+        items = 2000 if args.quick else 50_000
+        print(actors.run(_streams, url, items, reps, not args.asyncio, use_uvloop=not args.asyncio))
+    print()
     sizes = ", ".join(f"{r.case.name}/{r.world}: {r.n}" for r in results)
     print(f"machine: {_machine()}", file=sys.stderr)
     print(f"sizes per repetition: {sizes}", file=sys.stderr)
@@ -510,6 +587,10 @@ def main(argv: list[str]) -> int:
 
 async def _pingpong(url: str, rounds: int, reps: int, use_uvloop: bool) -> str:
     return await run_pingpong(url, rounds=rounds, reps=reps, use_uvloop=use_uvloop)
+
+
+async def _streams(url: str, n: int, reps: int, use_uvloop: bool) -> str:
+    return await run_streams(url, n=n, reps=reps, use_uvloop=use_uvloop)
 
 
 async def _main(

@@ -31,6 +31,8 @@ from .common import CAPACITY, Inc, Tally
 from .subject import Counter
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from nats.aio.msg import Msg
 
 NAME = "bench-counter"
@@ -38,6 +40,9 @@ NAME = "bench-counter"
 
 PONGER = "bench-ponger"
 """The public name of the ping-pong partner (Savina PingPong split over two nodes)."""
+
+STREAMER = "bench-streamer"
+"""The public name of the actor that streams `Items` (the ``remote-stream`` row)."""
 
 RAW_TELL: Final = "bench.raw.tell"
 RAW_COLLECT: Final = "bench.raw.collect"
@@ -70,6 +75,24 @@ class Ponger(actors.Actor[Ball]):
         await message.reply_to.send(Ball(self.ref, message.n))
 
 
+@register_message(name="bench.Items")
+class Items(actors.StreamRequest[int], frozen=True):
+    """Stream 0 .. ``n`` - 1 back (the streamed-reply rows, local and over NATS)."""
+
+    n: int
+
+
+class Streamer(actors.Actor[Items]):
+    """Streams the numbers an `Items` asks for, as fast as its reader lets it."""
+
+    async def receive(self, message: Items) -> AsyncIterator[int]:
+        return self.items(message.n)
+
+    async def items(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+
 class RawSink:
     """The counter's work on plain nats-py callbacks: decode, count, answer."""
 
@@ -97,6 +120,7 @@ async def serve(url: str, node: str, use_uvloop: bool) -> None:
     ) as system:
         await system.spawn(Counter, name=NAME, public=True, placement=0, capacity=CAPACITY)
         await system.spawn(Ponger, name=PONGER, public=True, placement=0)
+        await system.spawn(Streamer, name=STREAMER, public=True, placement=0)
         import nats  # the cluster extra: installed wherever actors.cluster runs
 
         raw = await nats.connect(url, name=f"{node}-raw")

@@ -550,7 +550,7 @@ async def test_an_actor_streaming_from_itself_gets_deadlock_error() -> None:
 async def test_a_ref_that_cannot_stream_says_so() -> None:
     async with ActorSystem(workers=1) as system:
         ref = await streamer(system)
-        with pytest.raises(actors.StreamNotSupported, match="another node"):
+        with pytest.raises(actors.StreamNotSupported, match="not supported by ActorRef"):
             actors.Ref.stream(ref, Numbers(Track()))
 
 
@@ -865,9 +865,10 @@ async def test_a_read_cancelled_while_waiting_for_room_enqueues_nothing() -> Non
             assert [n async for n in ref.stream(Numbers(Track(), count=2))] == [0, 1]
 
 
-def test_remote_refs_inherit_the_refusal_to_stream() -> None:
+def test_remote_refs_stream_over_the_cluster() -> None:
     from actors.cluster import RemoteRef
 
-    # RemoteRef keeps Ref's stream methods, which raise StreamNotSupported (tested above).
-    assert RemoteRef.stream is actors.Ref.stream
-    assert RemoteRef.blocking_stream is actors.Ref.blocking_stream
+    # RemoteRef streams across nodes (tests/cluster/test_cluster_stream.py); only a kind of
+    # ref that overrides neither keeps Ref's StreamNotSupported (tested above).
+    assert RemoteRef.stream is not actors.Ref.stream
+    assert RemoteRef.blocking_stream is not actors.Ref.blocking_stream

@@ -45,6 +45,7 @@ from ._wire import (
     MALFORMED,
     OK,
     PROBE,
+    STREAM,
     TELL,
     TELLS,
     TRY,
@@ -62,7 +63,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
@@ -135,6 +136,8 @@ class Inbound:
         # Loop only: the asks answered here now, by the key their CANCEL would present,
         # with what abandons each (see `_cancel`). Bounded by the asks in flight.
         self.asking: dict[int, Callable[[], object]] = {}
+        # Serves an inbound STREAM request (``_streams``), set by the node. Loop only.
+        self.on_stream: Callable[[Export, Envelope, str], Awaitable[None]] | None = None
 
     async def listen(self, client: NatsClient) -> None:
         """Answer probes on this node's own subject (whether an export still exists)."""
@@ -337,6 +340,9 @@ class Inbound:
                 return
             if envelope.kind == TELLS and envelope.stream:
                 await self._stream_tells(export, envelope, reply_to)
+                return
+            if envelope.kind == STREAM and self.on_stream is not None:
+                await self.on_stream(export, envelope, reply_to)
                 return
             message = self.decode_body(export, envelope)
             ref = export.ref

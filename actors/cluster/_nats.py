@@ -90,6 +90,7 @@ from ._outbound import Outbox, check_accepts
 from ._registry import Registry
 from ._remote import RemoteRef
 from ._replies import Replies
+from ._streams import RemoteStreams
 from ._transport import ClusterError, Identity, Transport
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             a reconnect, a slow consumer).
         events_rejected: malformed event frames or events from other nodes (also counted
             in ``rejected``).
+        streams_reading: remote streams read on this node right now (`RemoteRef.stream`).
+        streams_serving: streams of this node's actors read from other nodes right now.
 
     Example:
         ```python
@@ -180,6 +183,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     events_dropped: int = 0
     events_lost: int = 0
     events_rejected: int = 0
+    streams_reading: int = 0
+    streams_serving: int = 0
 
 
 class Nats:
@@ -491,6 +496,10 @@ class Nats:
             events_dropped=events.dropped,
             events_lost=events.lost,
             events_rejected=events.rejected,
+            # Sizes of loop-only tables, read from the caller's thread: a snapshot that
+            # may be a moment old, as the counters above are.
+            streams_reading=node.streams.open_reading(),
+            streams_serving=node.streams.open_serving(),
         )
 
 
@@ -525,6 +534,11 @@ class _Node:
             limits,
             timeouts.ack,
         )
+        self.streams = RemoteStreams(
+            transport, self.registry, self.inbound, self.outbox, self.membership, replies, limits
+        )
+        self.inbound.on_stream = self.streams.serve
+        self.outbox.streams = self.streams
         self.events = EventRelay(transport, self.registry, self.inbound, limits)
         self.inspector = NodeInspector(
             transport,
@@ -580,6 +594,7 @@ class _Node:
             async with asyncio.timeout(max(_JOIN_FLOOR, timeout)):
                 await self.outbox.listen(client)
                 await self.inbound.listen(client)
+                await self.streams.listen(client)
                 await self.events.listen(client)
                 await self.inspector.listen(client)
                 await self.membership.listen(client)  # the first beat: others may call now

@@ -37,7 +37,7 @@ import secrets
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -106,13 +106,17 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
 
+    from .._stream import BlockingReplyStream, ReplyStream, StreamRequest
     from ._inbound import Inbound
     from ._membership import Membership
     from ._options import Limits
     from ._registry import Registry
     from ._replies import Replies
+    from ._streams import RemoteStreams
     from ._transport import Transport
     from ._window import Sent, Window
+
+T = TypeVar("T")
 
 _SEND_GRACE: Final = 1.0  # extra wait for the target's own SendTimeout reply
 _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this long
@@ -205,7 +209,17 @@ class Outbox:
         self.pipelined = 0  # tells that returned before their reply (guarded by the lock)
         self.resent = 0  # frames of streams sent again (loop only)
         self.undelivered = 0  # pipelined tells that failed after their send returned
+        self.streams: RemoteStreams | None = None  # streamed replies, set by the node
         transport.on_reconnected.append(self._on_reconnected)
+
+    def publish(self, out: Outbound, token: str) -> None:
+        """Publish ``out`` through the outbox, its replies to ``<inbox>.<token>``. Loop only.
+
+        For a frame whose replies someone else awaits (a stream's, see ``_streams``): a
+        frame that cannot leave fails nothing here.
+        """
+        assert self._outbox is not None
+        self._outbox.put_nowait((out, token))
 
     async def listen(self, client: NatsClient) -> None:
         """Subscribe to this node's reply inbox and start the pump. Loop only."""
@@ -265,6 +279,20 @@ class Outbox:
             out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
             request = self._request(ref, out, left, reply_type, on_timeout)
             return self._transport.blocking(request)
+
+    def stream(
+        self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
+    ) -> ReplyStream[T]:
+        """`RemoteRef.stream`: the reader of a remote stream (see ``_streams``)."""
+        assert self.streams is not None
+        return self.streams.reader(ref, request, window, timeout)
+
+    def blocking_stream(
+        self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
+    ) -> BlockingReplyStream[T]:
+        """`RemoteRef.blocking_stream`, from a plain thread."""
+        assert self.streams is not None
+        return self.streams.blocking_reader(ref, request, window, timeout)
 
     def try_send(self, ref: RemoteRef[Any], message: object) -> None:
         """`RemoteRef.try_send`: decide on the credit view, publish, never wait."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, over
 
 from .._errors import ActorError, ActorStopped, MailboxFull
 from .._ref import DEFAULT_ASK_TIMEOUT, Ref, cell_of
+from .._stream import DEFAULT_WINDOW, check_window
 from .._validation import check_timeout
 from ._window import PIPELINED_MAX, Window
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from .._cell import Cell
     from .._message import Request
+    from .._stream import BlockingReplyStream, ReplyStream, StreamRequest
     from ._wire import Address
 
 __all__ = (
@@ -64,6 +66,7 @@ __all__ = (
 
 M = TypeVar("M", contravariant=True)
 R = TypeVar("R")
+T = TypeVar("T")
 
 # The one ref of each remote address while anything holds it: (node, incarnation, id) ->
 # ref. Guarded by `Identity.lock` (callers' threads decode refs).
@@ -97,6 +100,18 @@ class Courier(Protocol):
 
     def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`ask`, from a plain thread."""
+        ...
+
+    def stream(
+        self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
+    ) -> ReplyStream[T]:
+        """A stream's reader; nothing is sent until it is first read."""
+        ...
+
+    def blocking_stream(
+        self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
+    ) -> BlockingReplyStream[T]:
+        """`stream`, from a plain thread."""
         ...
 
 
@@ -342,6 +357,69 @@ class RemoteRef(Ref[M]):
         check_timeout("timeout", timeout)
         result: Any = self._courier.blocking_ask(self, message, timeout)
         return result
+
+    def stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> ReplyStream[T]:
+        """Read the items the remote actor's handler streams back for ``request``.
+
+        As `actors.ActorRef.stream`, across nodes: nothing is sent until the first item is
+        read (or the ``async with`` is entered); the remote producer runs at most
+        ``window`` items ahead of what this reader has read (the window is split between
+        the producer's node and credit this node grants as it reads; see
+        ``docs/howto/streaming.md``); ``timeout`` bounds the start and each next item.
+        Leaving early (``break`` with ``async with``, `aclose`, a cancelled or timed-out
+        read) sends a cancel, and the producer's generator is closed at its next item.
+
+        Raises:
+            StreamRequestError: ``request`` is not a `StreamRequest` (nothing sent).
+            TypeError, ValueError: a bad ``window`` or ``timeout``.
+            MessageTypeError, NotSendableError, WireError: while reading the first item, as
+                for `ask` (nothing sent).
+            ActorStopped: while reading: the actor stopped, or its node went down
+                (`NodeDown`), after the items received.
+            AskTimeout: while reading: no item within ``timeout``.
+
+        Example:
+            ```python
+            async with model.stream(Tokens("hello"), window=32) as tokens:
+                async for token in tokens:
+                    print(token, end="")
+            ```
+        """
+        check_window(window)
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
+        return self._courier.stream(self, request, window, timeout)
+
+    def blocking_stream(
+        self,
+        request: StreamRequest[T],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float | None = DEFAULT_ASK_TIMEOUT,
+    ) -> BlockingReplyStream[T]:
+        """`stream` for plain threads that run no event loop: ``for`` and ``with``.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop.
+            StreamRequestError, TypeError, ValueError, ActorStopped, AskTimeout: as `stream`.
+
+        Example:
+            ```python
+            with model.blocking_stream(Tokens("hello")) as tokens:  # a plain thread
+                for token in tokens:
+                    print(token, end="")
+            ```
+        """
+        check_window(window)
+        if timeout is not DEFAULT_ASK_TIMEOUT:
+            check_timeout("timeout", timeout)
+        return self._courier.blocking_stream(self, request, window, timeout)
 
 
 class GroupRef(RemoteRef[M]):

@@ -48,6 +48,8 @@ __all__ = (
     "MessageTooLarge",
     "NodeDown",
     "Reply",
+    "StreamControl",
+    "StreamFrame",
     "WireError",
     "check_frame",
     "error_from",
@@ -69,6 +71,18 @@ ASK: Final = 3  # `ask`: the reply carries the handler's return value or its err
 PROBE: Final = 4  # lookup and credit refresh: the reply carries the target's address
 TELLS: Final = 5  # several tells of one stream (the body: `Told` items, seq, seq + 1, ...)
 CANCEL: Final = 6  # the asker gave up on the ASK that carried ``key``; no reply
+# A streamed request (`RemoteRef.stream`): ``stream`` is the reader's id of the stream, ``seq``
+# its credit window; the items come back as `StreamFrame`s (see ``_streams``).
+STREAM: Final = 7
+
+# `StreamControl` kinds: the reader's side of a stream, to its producer's node.
+STREAM_CREDIT: Final = 1  # ``read`` items were read: the producer may run up to read + window
+STREAM_CANCEL: Final = 2  # the reader left: close the producer
+
+# `StreamFrame.end` values.
+STREAM_MORE: Final = 0  # more frames follow
+STREAM_END: Final = 1  # the producer finished after these items
+STREAM_FAILED: Final = 2  # the stream ended with ``error`` after these items
 
 # Reply statuses.
 OK: Final = 0
@@ -200,6 +214,34 @@ class Reply(msgspec.Struct, array_like=True, frozen=True):
     body: msgspec.Raw = msgspec.Raw(b"\xc0")
     free: int = -1
     error: ErrorInfo | None = None
+
+
+class StreamFrame(msgspec.Struct, array_like=True, frozen=True):
+    """Items of a remote stream, producer to reader: frame ``seq`` (1, 2, ...) of ``stream``.
+
+    ``items`` are encoded one by one (each as a reply is); ``end`` says whether the stream
+    ends with this frame, and how (`STREAM_END`, `STREAM_FAILED` with ``error``).
+    """
+
+    version: int
+    stream: int
+    seq: int
+    items: list[msgspec.Raw]
+    end: int = STREAM_MORE
+    error: ErrorInfo | None = None
+
+
+class StreamControl(msgspec.Struct, array_like=True, frozen=True):
+    """The reader of a remote stream to its producer's node: credit, or cancel.
+
+    ``read`` is cumulative (the items read so far), so a lost or repeated grant does no
+    harm: the next one carries the whole count.
+    """
+
+    version: int
+    kind: int
+    stream: int
+    read: int = 0
 
 
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):

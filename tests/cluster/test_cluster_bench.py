@@ -51,3 +51,16 @@ def test_the_split_pingpong_runs_and_renders_its_row() -> None:
     assert table[0].startswith("| case | across processes (NATS) | raw nats-py request-reply")
     assert len(table) == 3
     assert "Savina PingPong split over two nodes (20 round trips)" in table[2]
+
+
+async def _streams(url: str) -> str:
+    with anyio.fail_after(60):
+        return await cluster.run_streams(url, n=50, reps=1, use_uvloop=False)
+
+
+def test_the_remote_stream_rows_run_and_render() -> None:
+    with NatsServer() as server:
+        table = actors.run(_streams, server.url, use_uvloop=False).splitlines()
+    assert table[0].startswith("| case | same loop | across processes (NATS)")
+    assert len(table) == 2 + len(cluster.STREAM_WINDOWS)
+    assert "remote-stream, window 16 (50 items)" in table[2]
