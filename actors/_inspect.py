@@ -50,7 +50,7 @@ from ._pool import _PoolSupervisor  # pyright: ignore[reportPrivateUsage]
 from ._ref import cell_of
 from ._runtime import thread_cpu_seconds, thread_name
 from ._seam import InspectableCluster
-from ._statem import StateMachine
+from ._statem import current_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -651,20 +651,6 @@ def check_page(offset: int, limit: int) -> None:
 # -- the view ------------------------------------------------------------------------------
 
 
-def _machine_state(instance: object) -> str:
-    """The current state of a `StateMachine` instance, read from another thread; else "".
-
-    The engine replaces its state in one attribute store, so a read sees the old state or
-    the new one; a machine that has not started (or is ending) shows "".
-    """
-    if not isinstance(instance, StateMachine):
-        return ""
-    try:
-        return instance.machine_statistics().state
-    except Exception:  # not started yet, or torn mid-restart: nothing to show this time
-        return ""
-
-
 class SystemView:
     """A read-only, thread-safe view of one `ActorSystem` for inspectors.
 
@@ -760,7 +746,7 @@ class SystemView:
             failed=cell.failed,
             restarts=cell.incarnation,
             children=len(children) if children else 0,
-            machine_state=_machine_state(cell.instance),
+            machine_state=current_state(cell.instance),
         )
 
     def root(self) -> str:

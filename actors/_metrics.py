@@ -21,6 +21,7 @@ import msgspec
 
 from ._placement import PlacementStatistics
 from ._runtime import thread_cpu_seconds
+from ._statem import current_state
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -70,6 +71,8 @@ class ActorMetrics(msgspec.Struct, frozen=True):
             per bucket, the last bound being infinity; else empty.
         stashed: messages set aside with `Actor.stash` now.
         stash_overflows: stashes refused with `StashFull` (its stash was at capacity).
+        state: for a `StateMachine`, its current state's class name (a bounded label);
+            "" for other actors and before the machine started.
         asks_expired: asks skipped unhandled because their asker's timeout had run out
             while they were queued (not counted as processed).
         asks_cancelled: asks skipped unhandled because their asker was cancelled while
@@ -100,6 +103,7 @@ class ActorMetrics(msgspec.Struct, frozen=True):
     asks_expired: int = 0
     asks_cancelled: int = 0
     handlers_cancelled: int = 0
+    state: str = ""
 
 
 class LoopMetrics(msgspec.Struct, frozen=True):
@@ -183,6 +187,7 @@ def actor_metrics(cell: Cell) -> ActorMetrics:
         asks_expired=flow.expired if flow is not None else 0,
         asks_cancelled=flow.cancelled if flow is not None else 0,
         handlers_cancelled=flow.handlers_cancelled if flow is not None else 0,
+        state=current_state(cell.instance),
     )
 
 

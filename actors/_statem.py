@@ -94,6 +94,7 @@ __all__ = (
     "StateMachine",
     "StateMachineStatistics",
     "Transition",
+    "current_state",
 )
 
 S = TypeVar("S")
@@ -837,3 +838,17 @@ def _not_a_transition(state: object, hook: str, value: object) -> StateMachineEr
         f"{type(state).__qualname__}.{hook} returned {value!r}, not a Transition: return "
         "machine.goto(state), machine.stay() or machine.postpone()"
     )
+
+
+def current_state(instance: object) -> str:
+    """The current state of a `StateMachine` instance, read from another thread; else "".
+
+    The engine replaces its state in one attribute store, so a read sees the old state or
+    the new one; a machine that has not started (or is ending) shows "".
+    """
+    if not isinstance(instance, StateMachine):
+        return ""
+    try:
+        return instance.machine_statistics().state
+    except Exception:  # not started yet, or torn mid-restart: nothing to show this time
+        return ""

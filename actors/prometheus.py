@@ -87,6 +87,15 @@ class MetricsCollector(Collector):
             for actor in snapshot.actors:
                 gauge.add_metric([actor.path], float(getattr(actor, field)))
             yield gauge
+        states = GaugeMetricFamily(
+            f"{name}_machine_state",
+            "1 for the current state of each state machine",
+            labels=["path", "state"],
+        )
+        for actor in snapshot.actors:
+            if actor.state:
+                states.add_metric([actor.path, actor.state], 1.0)
+        yield states
         histogram = HistogramMetricFamily(
             f"{name}_handler_latency_seconds", "handler latency", labels=["path"]
         )

@@ -141,3 +141,49 @@ async def test_prometheus_exporter_serves_the_snapshot() -> None:
     assert 'actors_handler_latency_seconds_count{path="/user/scraped"} 4.0' in text
     assert 'actors_loop_actors{loop="0"} 1.0' in text
     assert "actors_dead_letters_total 0.0" in text
+
+
+class Flip(msgspec.Struct, frozen=True):
+    pass
+
+
+class Down(actors.State["Switch", Flip]):
+    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
+        return machine.goto(Up())
+
+
+class Up(actors.State["Switch", Flip]):
+    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
+        return machine.goto(Down())
+
+
+class Switch(actors.StateMachine[Down | Up, Flip]):
+    def initial_state(self) -> Down | Up:
+        return Down()
+
+
+def figures_of(system: ActorSystem, path: str) -> actors.ActorMetrics:
+    (found,) = (a for a in system.metrics().actors if a.path == path)
+    return found
+
+
+async def test_a_state_machine_reports_its_current_state_in_metrics_and_prometheus() -> None:
+    prometheus = pytest.importorskip("actors.prometheus")
+    async with ActorSystem(workers=1) as system:
+        switch = await system.spawn(Switch, name="switch")
+        other = await system.spawn(Counter, name="other")
+        with anyio.fail_after(WAIT):
+            assert figures_of(system, switch.path).state == "Down"
+            await switch.send(Flip())
+            await wait_until(lambda: figures_of(system, switch.path).state == "Up")
+            assert figures_of(system, other.path).state == ""
+        with prometheus.PrometheusExporter(system, port=0) as exporter:
+
+            def scrape() -> str:
+                with urllib.request.urlopen(exporter.url, timeout=WAIT) as response:
+                    body: bytes = response.read()
+                    return body.decode()
+
+            text = await anyio.to_thread.run_sync(scrape)
+    assert 'actors_machine_state{path="/user/switch",state="Up"} 1.0' in text
+    assert 'path="/user/other",state=' not in text
