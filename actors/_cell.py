@@ -315,7 +315,7 @@ class Cell(Latch):
         self.phase: Phase = STARTING
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
-        self.stashed_ask: Ask | None = None  # the ask being answered, if `stash` took it
+        self.stashed_ask: Ask | None = None  # the ask being answered, if `take_ask` took it
         self.deadline: float | None = None  # the answered ask's (see _request.py); run task only
         self.behaviour: Behaviour | None = None  # made by the first become or stash
         self.linger = 0  # > 0: linger before going idle (see _run); run task only
@@ -1900,16 +1900,49 @@ class Cell(Latch):
                 "message not stashed",
                 message,
             )
-        ask = _current_ask(self)
-        if ask is not None and payload(ask.message) is message:
-            if self.stashed_ask is ask:
-                raise RuntimeError(f"stash() of actor {self.path}: this ask is stashed already")
-            self.stashed_ask = ask  # the stash answers it now, when it is handled again
+        ask = self.take_ask(message, "stash")
+        if ask is not None:
             stash.append(ask)
         else:
             if type(message) not in self.admitted:
                 self.admit(message)
             stash.append(message)
+
+    def take_ask(self, message: object, what: str) -> Ask | None:
+        """The ask being answered whose message is ``message``, taken from the handler: its
+        return value is not the reply any more, whoever set it aside answers it later (the
+        stash, when it is handled again; a state machine's postponement, `answer_taken`).
+        None when ``message`` is not an asked one (a tell, a tick)."""
+        ask = _current_ask(self)
+        if ask is None or payload(ask.message) is not message:
+            return None
+        if self.stashed_ask is ask:
+            raise RuntimeError(f"{what}() of actor {self.path}: this ask is set aside already")
+        self.stashed_ask = ask
+        return ask
+
+    def answer_taken(self, ask: Ask, reply: object) -> None:
+        """Answer an ask that `take_ask` set aside, once a handler took it again.
+
+        Raises:
+            NotSendableError: ``reply`` is not sendable; the asker gets the error too.
+        """
+        if not known_sendable(reply):
+            what = type(payload(ask.message)).__qualname__
+            try:
+                check_sendable(reply, f"reply of actor {self.path} to {what}")
+            except Exception as error:
+                ask.reply.settle(error=error)
+                raise
+        ask.reply.settle(reply)
+
+    def skip_abandoned(self, ask: Ask) -> bool:
+        """Whether the asker of ``ask``, set aside, gave up meanwhile; then it is skipped,
+        counted as a queued one would be."""
+        if not ask.reply.abandoned:
+            return False
+        self._skip(ask)
+        return True
 
     def unstash_all(self) -> int:
         """Put every stashed item back, ahead of the queue, in order; how many."""

@@ -44,10 +44,14 @@ final): the postponed queue and the state timeout must be set up and torn down w
 subclass does, and a forgotten ``super()`` call would lose messages silently. Start-up work
 goes in the initial state's ``on_enter``; machine-wide clean-up in `StateMachine.on_halt`.
 
-Replies: a handler's ``reply=`` is the reply to an ask. The runtime answers an ask when
-``receive`` returns, so an asked message cannot wait in the postponed queue: postponing a
-`Request` is refused (`StateMachineError`); postpone told messages, and let them carry a
-``reply_to`` ref where an answer is due.
+Replies: a handler's ``reply=`` is the reply to an ask, sent once the transition is done
+(the new state entered). An asked message may be postponed like a told one: its asker
+keeps waiting, and the reply is that of the handler that takes it after a state change
+(gen_statem's postponed calls). Its deadline travels with it: retried, its handler sees
+what is left (`actors.deadline`), and one whose asker gave up meanwhile is skipped and
+counted as a queued one would be. A machine that ends with asks still postponed answers
+them with `ActorStopped`; its postponed tells become dead letters. A `StreamRequest`
+cannot be postponed (`StateMachineError`): its items come from the handler that takes it.
 
 Presenting the messages. `Actor` reads an actor's message type from ``Actor[M]`` among
 its class's bases, and expects one type argument; ``StateMachine[S, M]`` has two. While
@@ -70,7 +74,7 @@ import sys
 import typing
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NoReturn, TypeVar, final
 
 import msgspec
 
@@ -82,11 +86,14 @@ from ._errors import (
     UnhandledMessage,
     UnknownState,
 )
-from ._message import Request
+from ._message import Ask, payload
+from ._ref import cell_of
+from ._stream import StreamRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
+    from ._cell import Cell
     from ._timers import Timer
 
 __all__ = (
@@ -507,6 +514,26 @@ class StateMachine(Actor[M], Generic[S, M]):
         """
         return _POSTPONE
 
+    @final
+    def become(self, handler: Callable[[M], Any]) -> NoReturn:
+        """Refused: a machine's behaviour is its current state, changed by ``goto``.
+
+        A swapped handler would bypass the states, their timeouts and the postponed
+        messages, so a machine does not offer `Actor.become`.
+
+        Raises:
+            StateMachineError: always, naming the alternative.
+
+        Example:
+            ```python
+            return machine.goto(Authenticated())  # not self.become(...)
+            ```
+        """
+        raise StateMachineError(
+            f"become() of {self.ref.path}: a {type(self).__qualname__} changes behaviour by "
+            "state; return machine.goto(NextState(...)) from a state's handler instead"
+        )
+
     def machine_statistics(self) -> StateMachineStatistics:
         """A snapshot of the machine: current state, counters, postponed messages.
 
@@ -574,7 +601,7 @@ class StateMachine(Actor[M], Generic[S, M]):
 
 _POSTPONE: Final = Transition(Step.POSTPONE)
 _STAY: Final = Transition(Step.STAY)
-_REQUEST: Final[Any] = Request  # isinstance without narrowing to a Request[Unknown]
+_STREAM_REQUEST: Final[Any] = StreamRequest  # isinstance without narrowing to Unknown
 
 
 def _present_to_actor(cls: type[StateMachine[Any, Any]], original: Any) -> tuple[Any, ...] | None:
@@ -641,9 +668,12 @@ class _Engine:
     Invariant: only the actor's home loop touches it, one message at a time.
     Invariant: ``_retry`` holds postponed messages being retried after a state change, in
     arrival order; every message in ``_postponed`` arrived before every one in ``_retry``.
+    Both hold a postponed ask as its `Ask` envelope (taken from the cell, which then leaves
+    its reply to the engine: `Cell.take_ask`), a postponed tell as the message itself.
     """
 
     __slots__ = (
+        "_cell",
         "_dead_lettered",
         "_entered_at",
         "_epoch",
@@ -660,6 +690,7 @@ class _Engine:
 
     def __init__(self, machine: StateMachine[Any, Any]) -> None:
         self._machine = machine
+        self._cell: Cell = cell_of(machine.ref)
         self.state: State[Any, Any] = typing.cast("State[Any, Any]", None)
         self._postponed: deque[object] = deque()
         self._retry: deque[object] = deque()
@@ -756,11 +787,11 @@ class _Engine:
         return transition
 
     def _postpone(self, message: object) -> None:
-        if isinstance(message, _REQUEST):
+        if isinstance(message, _STREAM_REQUEST):
             self._failed += 1
             raise StateMachineError(
-                f"{type(message).__qualname__} is a Request: it cannot be postponed, as its "
-                "asker would get a reply now; postpone told messages (with a reply_to ref)"
+                f"{type(message).__qualname__} is a StreamRequest: it cannot be postponed, as "
+                "its items come from the handler that takes it; stay() and answer now"
             )
         capacity = self._machine.postpone_capacity
         if len(self._postponed) + len(self._retry) >= capacity:
@@ -770,7 +801,8 @@ class _Engine:
                 f"(postpone_capacity) in state {type(self.state).__qualname__}",
                 message,
             )
-        self._postponed.append(message)
+        ask = self._cell.take_ask(message, "postpone")  # an asked one: answered when retried
+        self._postponed.append(message if ask is None else ask)
 
     async def _goto(self, state: object) -> None:
         if state == self.state:
@@ -790,17 +822,48 @@ class _Engine:
         await state.on_enter(machine)
 
     async def _retry_postponed(self) -> None:
+        cell = self._cell
         while self._retry:
-            message = self._retry.popleft()
+            item = self._retry.popleft()
+            if type(item) is Ask:
+                if not cell.skip_abandoned(item):
+                    await self._retry_ask(item)
+                continue
             try:
-                transition = await self._dispatch(message)
+                transition = await self._dispatch(item)
             except Exception as error:
-                error.add_note(f"raised while retrying the postponed {type(message).__qualname__}")
+                error.add_note(f"raised while retrying the postponed {type(item).__qualname__}")
                 raise
-            if transition.step is Step.POSTPONE:
-                self._postponed.append(message)  # already counted against the capacity
-            elif transition.step is Step.GOTO and transition.state != self.state:
-                await self._change(typing.cast("State[Any, Any]", transition.state))
+            await self._after_retry(item, transition)
+
+    async def _retry_ask(self, ask: Ask) -> None:
+        """Retry a postponed ask: its deadline is the handler's, its reply comes once the
+        transition is done; an exception reaches its asker and then fails the actor."""
+        cell = self._cell
+        message = payload(ask.message)
+        outer, cell.deadline = cell.deadline, ask.deadline  # what `actors.deadline` reads
+        try:
+            transition = await self._dispatch(message)
+        except Exception as error:
+            ask.reply.settle(error=error)
+            error.add_note(f"raised while retrying the postponed {type(message).__qualname__}")
+            raise
+        finally:
+            cell.deadline = outer
+        try:
+            await self._after_retry(ask, transition)
+        except Exception as error:  # the state change failed: the reply would be a lie
+            if transition.step is not Step.POSTPONE:
+                ask.reply.settle(error=error)
+            raise
+        if transition.step is not Step.POSTPONE:
+            cell.answer_taken(ask, transition.reply)  # settles the asker with its error too
+
+    async def _after_retry(self, item: object, transition: Transition) -> None:
+        if transition.step is Step.POSTPONE:
+            self._postponed.append(item)  # already counted against the capacity
+        elif transition.step is Step.GOTO and transition.state != self.state:
+            await self._change(typing.cast("State[Any, Any]", transition.state))
 
     async def halt(self) -> None:
         """The actor ends (stop, failure or restart): dead-letter, cancel, run on_exit."""
@@ -808,7 +871,10 @@ class _Engine:
         leftovers = [*self._postponed, *self._retry]
         self._postponed.clear()
         self._retry.clear()
-        self._dead_letter(leftovers)
+        for item in leftovers:
+            if type(item) is Ask:
+                item.reply.settle(error=self._cell.stopped_error(item.message))
+        self._dead_letter(item for item in leftovers if type(item) is not Ask)
         self._cancel_timeout()
         if self.state is not None:  # pyright: ignore[reportUnnecessaryComparison]
             await self.state.on_exit(self._machine)

@@ -353,7 +353,7 @@ class AsyncStasher(Actor[Query | Login]):
             await self._set_aside(message, depth - 1)
         else:
             self.stash(message)
-            with pytest.raises(RuntimeError, match="stashed already"):
+            with pytest.raises(RuntimeError, match="set aside already"):
                 self.stash(message)
             self.stashed.set()
 

@@ -74,13 +74,19 @@ class Ask(actors.Request[str], frozen=True):
 
 
 class PostponeAsk(actors.Request[str], frozen=True):
-    pass
+    """Postponed by Idle, answered by Busy (or failing there, with ``fail``)."""
+
+    fail: bool = False
 
 
-Msg = Go | Back | Job | Boom | Stray | Nowhere | Ask | PostponeAsk
+class Lines(actors.StreamRequest[str], frozen=True):
+    """A stream request, which a machine cannot postpone."""
 
 
-class Idle(State["Worker", Go | Job | Boom | Nowhere | Ask | PostponeAsk]):
+Msg = Go | Back | Job | Boom | Stray | Nowhere | Ask | PostponeAsk | Lines
+
+
+class Idle(State["Worker", Go | Job | Boom | Nowhere | Ask | PostponeAsk | Lines]):
     async def on_enter(self, machine: Worker) -> None:
         machine.log.append("enter Idle")
 
@@ -88,7 +94,7 @@ class Idle(State["Worker", Go | Job | Boom | Nowhere | Ask | PostponeAsk]):
         machine.log.append("exit Idle")
 
     async def handle(
-        self, machine: Worker, message: Go | Job | Boom | Nowhere | Ask | PostponeAsk
+        self, machine: Worker, message: Go | Job | Boom | Nowhere | Ask | PostponeAsk | Lines
     ) -> Transition:
         match message:
             case Go():
@@ -103,11 +109,15 @@ class Idle(State["Worker", Go | Job | Boom | Nowhere | Ask | PostponeAsk]):
             case Ask():
                 return machine.stay(reply="idle")
             case PostponeAsk():
+                if machine.noted is not None:
+                    machine.noted.try_send("postponed")
+                return machine.postpone()
+            case Lines():
                 return machine.postpone()
 
 
 @dataclass(frozen=True)
-class Busy(State["Worker", Go | Back | Job | Ask]):
+class Busy(State["Worker", Go | Back | Job | Ask | PostponeAsk]):
     timeout: float | None = 5.0
 
     async def on_enter(self, machine: Worker) -> None:
@@ -116,7 +126,9 @@ class Busy(State["Worker", Go | Back | Job | Ask]):
     async def on_exit(self, machine: Worker) -> None:
         machine.log.append("exit Busy")
 
-    async def handle(self, machine: Worker, message: Go | Back | Job | Ask) -> Transition:
+    async def handle(
+        self, machine: Worker, message: Go | Back | Job | Ask | PostponeAsk
+    ) -> Transition:
         match message:
             case Go():
                 return machine.goto(Busy())  # equal: a stay
@@ -126,9 +138,15 @@ class Busy(State["Worker", Go | Back | Job | Ask]):
                 if n < 0:
                     raise ValueError(f"negative job {n}")
                 machine.log.append(f"job {n}")
-                return machine.stay()
+                return machine.stay(reply=n)
             case Ask():
                 return machine.stay(reply="busy")
+            case PostponeAsk(fail):
+                machine.log.append("postponed ask")
+                if fail:
+                    raise ValueError("cannot answer")
+                left = actors.deadline()
+                return machine.stay(reply=f"later, {left is not None and left > 0}")
 
     async def on_timeout(self, machine: Worker) -> Transition:
         machine.log.append(f"timeout at {machine.system.clock.now()}")
@@ -143,9 +161,14 @@ class Lost(State["Worker", Go]):
 class Worker(StateMachine[Idle | Busy, Msg]):
     postpone_capacity = 3
 
-    def __init__(self, halted: list[StateMachineStatistics] | None = None) -> None:
+    def __init__(
+        self,
+        halted: list[StateMachineStatistics] | None = None,
+        noted: actors.Ref[str] | None = None,
+    ) -> None:
         self.log: list[str] = []
         self.halted = halted
+        self.noted = noted  # told when Idle postpones an ask
 
     def initial_state(self) -> Idle | Busy:
         return Idle()
@@ -353,11 +376,128 @@ async def test_postponed_messages_are_dead_lettered_on_a_restart() -> None:
         assert await log_of(system, worker) == ["enter Idle"]
 
 
-async def test_postponing_a_request_is_refused() -> None:
+# -- postponed asks ------------------------------------------------------------------------------
+
+
+async def test_a_postponed_ask_is_answered_after_the_state_change() -> None:
+    async with running() as (system, _):
+        worker = await system.spawn(Worker)
+        async with anyio.create_task_group() as tg:
+            answers: list[str] = []
+
+            async def ask() -> None:
+                answers.append(await worker.ask(PostponeAsk(), timeout=WAIT))
+
+            tg.start_soon(ask)
+            await worker.send(Job(1))  # postponed too, after or before the ask
+            assert (await statistics(system, worker)).postponed >= 1
+            assert answers == []  # still waiting: postponed, not answered with None
+            await worker.send(Go())
+        # Retried with its deadline: the handler saw the time its asker still waits.
+        assert answers == ["later, True"]
+        assert (await statistics(system, worker)).postponed == 0
+
+
+async def test_a_told_message_that_is_asked_waits_for_its_retry_too() -> None:
+    async with running() as (system, _):
+        worker = await system.spawn(Worker)
+        async with anyio.create_task_group() as tg:
+            answers: list[object] = []
+
+            async def ask() -> None:
+                answers.append(await worker.ask(Job(5), timeout=WAIT))
+
+            tg.start_soon(ask)
+            await testing.settle(system)
+            await worker.send(Go())
+        assert answers == [5]  # Busy's reply: not the None of Idle's postpone()
+        assert "job 5" in await log_of(system, worker)
+
+
+async def test_a_postponed_ask_whose_asker_left_is_skipped_and_counted() -> None:
+    async with running() as (system, _):
+        probe = await testing.Probe.spawn(system)
+        worker = await system.spawn(lambda: Worker(noted=probe))
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.ask, PostponeAsk())
+                assert await probe.expect(str) == "postponed"
+                scope.cancel()  # the asker leaves while its ask waits postponed
+        await worker.send(Go())
+        await testing.settle(system)
+        assert "postponed ask" not in await log_of(system, worker)  # never handled
+        (metrics,) = (a for a in system.metrics().actors if a.path == worker.path)
+        assert metrics.asks_cancelled == 1
+
+
+async def test_a_retried_ask_that_raises_reaches_its_asker_and_fails_the_machine() -> None:
+    async with running() as (system, _):
+        probe = await testing.Probe.spawn(system)
+        worker = await system.spawn(lambda: Worker(noted=probe), restart=actors.Restart.TEMPORARY)
+        async with anyio.create_task_group() as tg:
+            errors: list[BaseException] = []
+
+            async def ask() -> None:
+                try:
+                    await worker.ask(PostponeAsk(fail=True), timeout=WAIT)
+                except ValueError as error:
+                    errors.append(error)
+
+            tg.start_soon(ask)
+            assert await probe.expect(str) == "postponed"
+            await worker.send(Go())
+        assert [str(error) for error in errors] == ["cannot answer"]
+        reason = await worker.join()
+        assert isinstance(reason, ValueError)
+        assert "raised while retrying the postponed PostponeAsk" in reason.__notes__
+
+
+async def test_asks_still_postponed_at_the_end_get_actor_stopped() -> None:
+    async with running() as (system, _):
+        probe = await testing.Probe.spawn(system)
+        letters = await testing.Probe.spawn(system)
+        system.dead_letters.subscribe(letters)
+        worker = await system.spawn(lambda: Worker(noted=probe))
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                with pytest.raises(actors.ActorStopped, match=worker.path):
+                    await worker.ask(PostponeAsk(), timeout=WAIT)
+
+            tg.start_soon(ask)
+            assert await probe.expect(str) == "postponed"
+            await worker.send(Job(3))
+            await worker.stop()
+        letter = await letters.expect(actors.DeadLetter)
+        assert letter.message == Job(3)  # the told one is a dead letter; the ask is answered
+        await letters.expect_no_message(within=None)
+
+
+async def test_postponing_a_stream_request_is_refused() -> None:
     async with running() as (system, _):
         worker = await system.spawn(Worker, restart=actors.Restart.TEMPORARY)
-        with pytest.raises(StateMachineError, match="is a Request: it cannot be postponed"):
-            await worker.ask(PostponeAsk())
+        with pytest.raises(StateMachineError, match="is a StreamRequest: it cannot be postponed"):
+            async for _ in worker.stream(Lines()):
+                pass
+
+
+async def test_become_is_refused_on_a_machine() -> None:
+    class Switcher(State["Turncoat", Go]):
+        async def handle(self, machine: Turncoat, message: Go) -> Transition:
+            machine.become(machine.other)
+            return machine.stay()
+
+    class Turncoat(StateMachine[Switcher, Go]):
+        def initial_state(self) -> Switcher:
+            return Switcher()
+
+        async def other(self, message: Go) -> None:
+            pass
+
+    reason = await failure(Turncoat, Go())
+    assert isinstance(reason, StateMachineError)
+    assert "changes behaviour by state" in str(reason)
+    assert "machine.goto" in str(reason)
 
 
 # -- bad transitions and messages --------------------------------------------------------------
