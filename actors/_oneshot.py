@@ -221,10 +221,14 @@ _per_thread = threading.local()
 
 def _deadlines(loop: asyncio.AbstractEventLoop, duration: float) -> _Deadlines | None:
     """The shared deadline queue for ``duration`` on ``loop`` (the calling thread's)."""
-    table: dict[float, _Deadlines] | None = getattr(_per_thread, "table", None)
-    if table is None or getattr(_per_thread, "loop", None) is not loop:
-        table = {}
-        _per_thread.table, _per_thread.loop = table, loop
+    # One thread-local read per wait (the loop and its table in one pair), not two.
+    held: tuple[asyncio.AbstractEventLoop, dict[float, _Deadlines]] | None = getattr(
+        _per_thread, "held", None
+    )
+    if held is None or held[0] is not loop:
+        fresh: dict[float, _Deadlines] = {}
+        held = _per_thread.held = (loop, fresh)
+    table = held[1]
     found = table.get(duration)
     if found is None:
         if len(table) >= _MAX_DURATIONS or duration <= 0:
