@@ -15,6 +15,9 @@ Invariants:
   wait for room that only that handler can make, by returning: `deliver` answers FULL at once
   instead, and the caller says how that fails (`MailboxFull` for a send, a drop for an event).
   Asks refuse every self-ask earlier (`DeadlockError`): their reply would never come anyway.
+* A waiting actor holds back no room: an actor's handler about to wait for room first lets
+  in the senders waiting for its own mailbox (`Mailbox.before_consumer_waits`), or two
+  actors sending to each other could both wait, one of them for room there is.
 * All or nothing: OK means the item is in the mailbox. Every other outcome (FULL, CLOSED,
   `Expired`, a cancellation) means it is not, so the caller can hand the message back on its
   error or route it elsewhere.
@@ -29,6 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._mailbox import FULL
+from ._request import running_cell
 
 if TYPE_CHECKING:
     from ._mailbox import Mailbox
@@ -83,4 +87,9 @@ async def deliver(recipient: Recipient, item: object, timeout: float | None = No
     # room can come while we wait.
     if recipient.in_handler():
         return FULL
+    # An actor about to wait for room: the room its own mailbox holds back goes out first.
+    running = running_cell.get()
+    sender = running() if running is not None else None
+    if sender is not None:
+        sender.mailbox.before_consumer_waits()
     return await box.put(item, timeout)

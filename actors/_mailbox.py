@@ -485,17 +485,22 @@ class Mailbox(Generic[T]):
         with self._lock:
             if self._closed:
                 return None
-            room = len(self._queue) + self._reserved + count <= self.capacity
-            if room and not self._senders:
+            if not self._senders and len(self._queue) + self._reserved + count <= self.capacity:
                 return None  # room appeared meanwhile and nobody is ahead of us
             sender = _Sender(make_waiter(), count)
             if self._senders is _NO_LIST:
                 self._senders = []
             self._senders.append(sender)
             self._open = 0  # newcomers line up behind it
-            # Room with others waiting: a lock-free pop freed it after their test. Serve the
-            # queue of senders now rather than at the next pop (this sender may be first).
-            granted = self._grant_locked() if room else []
+            # Test the room again, now that the sender is in the list. The consumer's
+            # lock-free pop takes an item and then tests the list; this side puts itself in
+            # the list and then tests the queue: whichever comes second sees the other. A
+            # test made only before the append could miss a pop that came between, whose
+            # own test saw nobody waiting: the sender would wait for the consumer's next
+            # pop, and a consumer whose handler waits for this sender (two actors sending
+            # to each other) would never make it. Served now if there is room, in order
+            # (this sender may be first).
+            granted = self._grant_locked()
         for other in granted:
             other.waiter.settle()
         return sender
@@ -569,11 +574,23 @@ class Mailbox(Generic[T]):
         return granted
 
     def grant_waiting(self) -> None:
-        """Consumer only: let waiting senders fill the room there is now (see `pop`)."""
+        """Let waiting senders fill the room there is now (see `pop`); any thread."""
         with self._lock:
             granted = self._grant_locked()
         for sender in granted:
             sender.waiter.settle()
+
+    def before_consumer_waits(self) -> None:
+        """The consumer's handler is about to wait on other actors (room in theirs, a reply):
+        let in the senders waiting for room here first.
+
+        The lock-free pops hold room back from waiting senders until the queue is down to
+        half (see `pop`). A handler that waits meanwhile would hold it for as long as it
+        waits, and if what it waits for is one of those senders (two actors sending to each
+        other, or a send answered by an ask), neither would ever move.
+        """
+        if self._senders:
+            self.grant_waiting()
 
     # -- the consumer ---------------------------------------------------------------------
 
@@ -585,9 +602,14 @@ class Mailbox(Generic[T]):
         lock: deque's append and popleft are thread-safe on their own (with or without the
         GIL), and producers, who test the length under the lock, can only see it stale-high.
         Waiting senders get room once the queue is down to half (``_low_water``), all at
-        once. A sender that starts waiting just after the ``_senders`` test below is served
-        by a later pop, or at the latest by the locked EMPTY transition: the queue was full
-        when it started waiting, so the consumer is bound to come back.
+        once. A sender that joins the line around the ``_senders`` test below is not missed:
+        it tests the room again once it is in the line (`_enqueue_sender`), so either this
+        test sees it or it sees the room this pop made. (Without the GIL, too: the popleft
+        and the append each run in their object's critical section, whose atomic lock
+        operations order the write before the read that follows on each side.) A sender
+        left waiting above the low water is served by a later pop, by the locked EMPTY
+        transition, or when this consumer's handler starts waiting for room itself
+        (`deliver`): so room is never held back from a sender by a consumer that waits.
         """
         queue = self._queue
         if queue and not self._control:

@@ -565,6 +565,10 @@ class ActorRef(Ref[M]):
                     raise cell.stopped_error(message)
                 if deadline is not None:
                     remaining = max(0.0, deadline - time.monotonic())
+            # A handler about to wait lets in the senders its own pops held back (see
+            # `Mailbox.before_consumer_waits`, inlined: a call would cost 1.4% of an ask).
+            if asker is not None and asker.mailbox._senders:  # pyright: ignore[reportPrivateUsage]
+                asker.mailbox.grant_waiting()
             if inherited_from is None:
                 return await reply.wait(remaining)
             # What is left of an inherited deadline: a one-off duration, no shared timer.

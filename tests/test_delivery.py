@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 import pytest
-from _support import WAIT, Recorder, Seen, Tick, park, wait_until
+from _support import WAIT, Hold, Recorder, Seen, Tick, park, wait_until, waiting_senders
 
 import actors
-from actors import Actor, ActorRef, ActorSystem
+from actors import Actor, ActorRef, ActorSystem, testing
 from actors._delivery import Recipient, deliver
 from actors._mailbox import CLOSED, DRAINED, EMPTY, FULL, OK, Mailbox
 from actors._oneshot import Expired
@@ -189,3 +190,76 @@ async def test_delivery_to_a_busy_actor_waits_then_enqueues() -> None:
             assert await deliver(cell, Tick(0)) == OK  # fills the one slot
             assert await line_up_then(cell, Tick(1), release.set) == [OK]
             assert await ref.ask(Seen()) == (0, 1)
+
+
+# -- no room held back from a sender by a consumer that waits ----------------------------------
+
+
+class Meet(msgspec.Struct, frozen=True):
+    peer: ActorRef[Any]
+
+
+class Pass(msgspec.Struct, frozen=True):
+    """To A: tell (or ask) the peer once."""
+
+
+class Forward(msgspec.Struct, frozen=True):
+    """To B: send a `Pass` to the peer (A)."""
+
+
+class Note(actors.Request[int], frozen=True):
+    """To B: counted; asked, answered with the count."""
+
+
+class Relay(Actor[Meet | Hold | Pass | Forward | Note]):
+    def __init__(self, *, asks: bool = False) -> None:
+        self.peer: ActorRef[Any] | None = None
+        self.asks = asks
+        self.notes = 0
+
+    async def receive(self, message: Meet | Hold | Pass | Forward | Note) -> object:
+        match message:
+            case Meet(peer):
+                self.peer = peer
+            case Hold(release, entered):
+                if entered is not None:
+                    entered.set()
+                await release.wait()
+            case Pass():
+                assert self.peer is not None
+                if self.asks:
+                    await self.peer.ask(Note(), timeout=WAIT)
+                else:
+                    await self.peer.send(Note())
+            case Forward():
+                assert self.peer is not None
+                await self.peer.send(Pass())
+            case Note():
+                self.notes += 1
+                return self.notes
+        return None
+
+
+@pytest.mark.parametrize("asks", [False, True], ids=["send", "ask"])
+async def test_actors_sending_to_each_other_never_wait_for_room_held_back(asks: bool) -> None:
+    # A's mailbox is full and B waits in its line. A pops one message: room for B, but
+    # the lock-free pops let waiting senders in only once the queue is down to half. The
+    # message makes A wait on B (for room in B's full mailbox, or for B's answer), and B
+    # waits on A for that room: A must hand it out before it waits, or neither moves.
+    async with ActorSystem(workers=2) as system:
+        a = await system.spawn(lambda: Relay(asks=asks), capacity=4, placement=0)
+        b = await system.spawn(Relay, capacity=1, placement=1)
+        await a.send(Meet(b))
+        await b.send(Meet(a))
+        release = await park(a)
+        for _ in range(4):
+            await a.send(Pass())  # A's mailbox: 4 of 4
+        await b.send(Forward())  # B's handler waits in A's line
+        await wait_until(lambda: waiting_senders(a) == 1)
+        if not asks:
+            await b.send(Note())  # B's mailbox full: A's first Pass will wait for room
+        release.set()
+        with anyio.fail_after(WAIT):
+            await testing.settle(system)
+        notes = await testing.inspect(b, lambda relay: relay.notes, kind=Relay)
+        assert notes == (5 if asks else 6)  # every Pass reached B, and the Note sent first

@@ -799,52 +799,65 @@ class PauseBeforeWaiting:
         return self._real()
 
 
-def strand_a_sender(box: Mailbox[Any], pause: PauseBeforeWaiting) -> SenderThread:
-    """Make a sender start waiting just after a pop freed room without seeing it."""
-    sender = SenderThread(box, "stranded")
+def test_a_sender_that_joins_the_line_during_a_pop_gets_the_room_it_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sender found the mailbox full and is about to join the line; the consumer's
+    # lock-free pop runs in that window and sees nobody waiting. The sender tests the room
+    # again once in line, so it is served now, not at the consumer's next pop: a consumer
+    # whose handler waits for this very sender (two actors sending to each other through
+    # full mailboxes) would never make that pop (tests/test_stress.py C2 hung so, 1 run
+    # in 12 under load).
+    pause = PauseBeforeWaiting()
+    monkeypatch.setattr("actors._mailbox.thread_oneshot", pause)
+    box, wake = new_box(1, scheduled=True)
+    box.put_nowait("x")
+    sender = SenderThread(box, "late")
     sender.start()
     assert pause.entered.wait(WAIT)
     assert box.pop() == "x"  # lock-free: finds no waiting sender to hand the slot to
     pause.resume.set()
+    sender.finish()  # no further pop: the room this one freed is the sender's
+    assert (sender.code, sender.error) == (OK, None)
+    assert wake.calls == 0  # the consumer token was held throughout: nobody to wake
+    assert box.pop() == "late"
+
+
+def strand_above_the_low_water(box: Mailbox[Any]) -> SenderThread:
+    """Fill ``box``, line a sender up, pop one: room is free, the sender still waits (the
+    lock-free pops let waiting senders in only once the queue is down to half)."""
+    for index in range(box.capacity):
+        box.put_nowait(f"x{index}")
+    sender = SenderThread(box, "stranded")
+    sender.start()
     wait_until_blocking(lambda: waiting_senders(box) == 1)
+    assert box.pop() == "x0"
+    assert waiting_senders(box) == 1
     return sender
 
 
-def test_sender_that_starts_waiting_during_a_pop_is_served_by_the_next_pop(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pause = PauseBeforeWaiting()
-    monkeypatch.setattr("actors._mailbox.thread_oneshot", pause)
-    box, wake = new_box(1)
-    box.put_nowait("x")
-    stranded = strand_a_sender(box, pause)
-    # Going idle, the consumer first hands the free room to the waiter, whose put takes the
-    # token back and wakes it: the message is not stranded.
-    assert box.pop() is EMPTY
+def test_a_consumer_about_to_wait_lets_in_the_senders_its_pops_held_back() -> None:
+    box, _ = new_box(4, scheduled=True)
+    stranded = strand_above_the_low_water(box)
+    box.before_consumer_waits()
     stranded.finish()
     assert (stranded.code, stranded.error) == (OK, None)
-    assert wake.calls == 2
-    assert box.pop() == "stranded"
+    assert drain(box) == ["x1", "x2", "x3", "stranded"]
 
 
-def test_newcomer_behind_a_stranded_sender_waits_instead_of_spinning(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # With room free and a sender waiting, put_nowait() says FULL (waiters go first) while
-    # _enqueue_sender() says "room appeared, retry": put() and put_blocking() loop between
-    # the two without ever waiting, ignoring their timeout, until the consumer pops again.
-    # On the consumer's own event loop that never happens: the loop hangs for good.
-    pause = PauseBeforeWaiting()
-    monkeypatch.setattr("actors._mailbox.thread_oneshot", pause)
-    box, _ = new_box(1)
-    box.put_nowait("x")
-    stranded = strand_a_sender(box, pause)
+def test_newcomer_behind_a_stranded_sender_waits_instead_of_spinning() -> None:
+    # With room free and a sender waiting, put_nowait() says FULL (waiters go first): a
+    # newcomer must join the line (handing the free room to the sender ahead of it) rather
+    # than loop between put_nowait() and _enqueue_sender() until the consumer pops again,
+    # which on the consumer's own event loop would never happen.
+    box, _ = new_box(4, scheduled=True)
+    stranded = strand_above_the_low_water(box)
     newcomer = SenderThread(box, "newcomer", timeout=0.01)
     newcomer.start()
     try:
         newcomer.join(1.0)
         assert not newcomer.is_alive(), "put_blocking(timeout=0.01) spun for a second"
-        assert newcomer.code in (OK, None)
+        assert isinstance(newcomer.error, Expired)
     finally:
         if newcomer.is_alive():  # the bug is back: a pop releases the spinning newcomer
             box.pop()
@@ -852,8 +865,7 @@ def test_newcomer_behind_a_stranded_sender_waits_instead_of_spinning(
         newcomer.finish()
     # Joining the line behind it, the newcomer handed the free room to the stranded sender.
     assert stranded.code == OK
-    items = drain(box)
-    assert items[0] == "stranded"
+    assert drain(box) == ["x1", "x2", "x3", "stranded"]
     assert slots_in_use(box) == 0
 
 
