@@ -211,6 +211,7 @@ class Outbox:
         self.undelivered = 0  # pipelined tells that failed after their send returned
         self.streams: RemoteStreams | None = None  # streamed replies, set by the node
         transport.on_reconnected.append(self._on_reconnected)
+        membership.on_peer_reconnected.append(self._on_peer_reconnected)
 
     def publish(self, out: Outbound, token: str) -> None:
         """Publish ``out`` through the outbox, its replies to ``<inbox>.<token>``. Loop only.
@@ -812,6 +813,18 @@ class Outbox:
         for ref in list(self._streaming):
             window = window_of(ref)
             if window.unacked:
+                self._stall(ref, window, probe=False)
+
+    def _on_peer_reconnected(self, target: tuple[str, str]) -> None:
+        """Node ``target`` failed over: replies it sent before may be lost. Resend to it.
+
+        Without this, a stream whose last reply died with the target's server (ours stayed
+        up, so `_on_reconnected` never runs) would wait ``ack_timeout`` for it, and hold the
+        ref's asks as long. Sending again is safe: the target enqueues each seq once.
+        """
+        for ref in list(self._streaming):
+            window = window_of(ref)
+            if window.unacked and _target_of(ref) == target:
                 self._stall(ref, window, probe=False)
 
     # -- no responders: asking the owner node ------------------------------------------------
