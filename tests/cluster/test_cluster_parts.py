@@ -531,6 +531,25 @@ async def test_inbound_answers_an_ask_from_a_task_of_its_own_and_keeps_the_order
             assert await book.ref.ask(Total()) == 5
 
 
+async def test_an_ask_whose_time_runs_out_is_answered_once_and_forgotten() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts) as book:
+            release = await park(book.ref)
+            body = msgspec.Raw(msgspec.msgpack.encode(Total()))
+            ask = Envelope(WIRE_VERSION, ASK, message_name(Total), body, 0.05, "b", key=7)
+            asked = await request(parts, msgspec.msgpack.encode(ask))
+            assert 7 in parts.inbound.asking  # a CANCEL could still reach it
+            reply = await answer(parts.client, asked)
+            assert error_type(reply) == "AskTimeout"
+            assert not parts.inbound.asking
+            # The actor skips it (its asker gave up) or answers late: nothing more is sent.
+            release.set()
+            assert await book.ref.ask(Total()) == 0
+            published = [m for m in parts.client.published if m.subject == asked]
+            assert len(published) == 1
+
+
 async def test_inbound_acknowledges_a_tell_to_a_full_mailbox_only_once_it_is_enqueued() -> None:
     parts = Parts()
     with anyio.fail_after(10):
