@@ -129,6 +129,11 @@ _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this lon
 _LOOKUP_ANSWER_WAIT = 1.0
 
 _OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for its answer
+
+# Seconds a send out of credit waits for a reply due to free a slot before it goes with a
+# round trip of its own: a reply answers up to ACK_EVERY tells and comes within a round
+# trip (well under a millisecond on a LAN); one much later means a slow or silent target.
+_REPLY_WAIT: Final = 0.05
 _RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
 _RETRY_MAX: Final = 0.5  # ... up to this
 
@@ -245,9 +250,40 @@ class Outbox:
                 if self.pipelined % COOPERATIVE_BUDGET == 0:
                     await checkpoint()
                 return
+            started = time.monotonic()
+            if timeout is None and await self._pipeline_at_reply(ref, out):
+                return
+            wait -= time.monotonic() - started  # one bound for the whole send
             await self._transport.call(self._send_acked(ref, out, wait, on_timeout))
             return
         await self._transport.call(self._request(ref, out, wait, None, on_timeout))
+
+    async def _pipeline_at_reply(self, ref: RemoteRef[Any], out: Outbound) -> bool:
+        """Wait for the replies due on ``ref`` and pipeline ``out`` once they free a slot.
+
+        Without this, a producer that used up the credit sent its next tell with a round
+        trip of its own (`_send_acked`): it waited for every tell before it to be enqueued,
+        the stream ran dry meanwhile, and throughput fell to a window per round trip. A
+        reply for up to `ACK_EVERY` tells frees room long before that. False when no reply
+        is due (the target reported no room: only an acknowledged send learns when it has
+        some), when disconnected, or when no reply came within `_REPLY_WAIT` (a slow or
+        silent target): then the send is acknowledged, as it always was without credit.
+        """
+        credit = credit_of(ref)
+        deadline = time.monotonic() + _REPLY_WAIT
+        while self._transport.connected:
+            replied = oneshot()
+            if not credit.wait_for_room(replied):
+                return False
+            try:
+                await replied.wait_once(max(0.0, deadline - time.monotonic()))
+            except Expired:
+                return False
+            if not ref.is_alive:  # the stream ended meanwhile: the acknowledged send says so
+                return False
+            if self._pipeline(ref, out):
+                return True
+        return False
 
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """`RemoteRef.blocking_send`, from a plain thread."""
