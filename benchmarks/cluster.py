@@ -384,8 +384,9 @@ async def run(
     seconds: float = 0.25,
     size: int | None = None,
     use_uvloop: bool = True,
+    cases: Sequence[Case] = CASES,
 ) -> list[Result]:
-    """Every case in the three worlds, against the NATS server at ``url``.
+    """Every case (of ``cases``) in the three worlds, against the NATS server at ``url``.
 
     Starts the serving node (`benchmarks.cluster_node`) as a child process and always reaps
     it. ``size`` fixes the messages (tells) or asks per repetition instead of calibrating.
@@ -397,7 +398,7 @@ async def run(
         if b"ready" not in line:
             raise RuntimeError(f"the serving node did not start: {line!r}")
         results: list[Result] = []
-        for case in CASES:
+        for case in cases:
             results.extend(await _run_case(case, url, use_uvloop, reps, seconds, size))
         return results
 
@@ -508,7 +509,7 @@ def render(results: Sequence[Result]) -> str:
         "| NATS cost x same loop | NATS cost x cross loop | actors / raw |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for case in CASES:
+    for case in dict.fromkeys(r.case for r in results):
         same, cross, remote, raw = (
             next(r for r in results if r.case == case and r.world == w) for w in WORLDS
         )
@@ -556,16 +557,36 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--size", type=int, help="fixed messages/asks per repetition")
     parser.add_argument("--quick", action="store_true", help="2 reps of 0.05 s (a smoke test)")
     parser.add_argument("--asyncio", action="store_true", help="plain asyncio worker loops")
+    parser.add_argument(
+        "--only",
+        help="comma-separated cases (tell-1, tell-4, ask); skips the PingPong and stream tables",
+    )
     args = parser.parse_args(argv)
+    cases = CASES
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {case.name for case in CASES}
+        if unknown:
+            parser.error(f"unknown cases {sorted(unknown)}; known: {[c.name for c in CASES]}")
+        cases = tuple(case for case in CASES if case.name in wanted)
     reps, seconds = (2, 0.05) if args.quick else (max(1, args.reps), args.seconds)
     began = time.monotonic()
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(nats_server())
         results = actors.run(
-            _main, url, reps, seconds, args.size, not args.asyncio, use_uvloop=not args.asyncio
+            _main,
+            url,
+            reps,
+            seconds,
+            args.size,
+            not args.asyncio,
+            cases,
+            use_uvloop=not args.asyncio,
         )
     print(render(results))
     print()
+    if args.only:
+        return 0
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(nats_server())
         rounds = 200 if args.quick else 2000
@@ -594,9 +615,9 @@ async def _streams(url: str, n: int, reps: int, use_uvloop: bool) -> str:
 
 
 async def _main(
-    url: str, reps: int, seconds: float, size: int | None, use_uvloop: bool
+    url: str, reps: int, seconds: float, size: int | None, use_uvloop: bool, cases: Sequence[Case]
 ) -> list[Result]:
-    return await run(url, reps=reps, seconds=seconds, size=size, use_uvloop=use_uvloop)
+    return await run(url, reps=reps, seconds=seconds, size=size, use_uvloop=use_uvloop, cases=cases)
 
 
 if __name__ == "__main__":

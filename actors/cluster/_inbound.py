@@ -30,8 +30,9 @@ from .._delivery import deliver
 from .._errors import ActorStopped, AskTimeout, MailboxFull, MessageTypeError
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
-from .._oneshot import CANCELLED, EXPIRED, Expired, oneshot
+from .._oneshot import CANCELLED, Expired
 from .._ref import cell_of
+from ._answers import Answers
 from ._registry import GROUP_ID, Export
 from ._tracecontext import remote_context, remote_message
 from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
@@ -136,6 +137,8 @@ class Inbound:
         # Loop only: the asks answered here now, by the key their CANCEL would present,
         # with what abandons each (see `_cancel`). Bounded by the asks in flight.
         self.asking: dict[int, Callable[[], object]] = {}
+        # Sends the replies of the asks enqueued here, as their actors settle them.
+        self.answers = Answers(transport, registry, self.respond, self.asking)
         # Serves an inbound STREAM request (``_streams``), set by the node. Loop only.
         self.on_stream: Callable[[Export, Envelope, str], Awaitable[None]] | None = None
 
@@ -505,12 +508,12 @@ class Inbound:
     async def _enqueue_ask(
         self, export: Export, message: object, request: Envelope, reply_to: str
     ) -> None:
-        # As ActorRef.ask, but the wait for the reply runs in a task of its own, so that
-        # this subscription goes on enqueueing the next frames in order meanwhile.
+        # As ActorRef.ask, but the reply is sent when the actor settles it (`Answers`), so
+        # that this subscription goes on enqueueing the next frames in order meanwhile.
         cell = export.cell
         if type(message) not in cell.admitted:
             cell.admit(message)
-        reply = oneshot()
+        reply = self.answers.expect(export, message, reply_to, request.key)
         timeout = request.timeout  # the time its asker still waits: the deadline, here
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
@@ -524,39 +527,12 @@ class Inbound:
             ) from None
         if code != ENQUEUED:
             raise cell.stopped_error(message)
+        if reply.done:  # answered while this task waited for room: nothing left to track
+            return
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         if request.key:  # this subscription handles its CANCEL after this: no race
             self.asking[request.key] = functools.partial(reply.abandon, CANCELLED)
-        self._transport.own(
-            self._answer_ask(export, message, reply, remaining, reply_to, request.key)
-        )
-
-    async def _answer_ask(
-        self,
-        export: Export,
-        message: object,
-        reply: Any,
-        timeout: float | None,
-        reply_to: str,
-        key: int = 0,
-    ) -> None:
-        try:
-            value = await reply.wait(timeout)
-        except Expired:
-            reply.abandon(EXPIRED)  # skipped if still queued, as a local ask's
-            error: Exception = AskTimeout(
-                f"actor {export.cell.path} did not answer {type(message).__qualname__} "
-                f"within {timeout} s"
-            )
-            await self._answer_error(reply_to, export, error)
-            return
-        except Exception as error:
-            await self._answer_error(reply_to, export, error)
-            return
-        finally:
-            if key:
-                self.asking.pop(key, None)
-        await self._answer_value(reply_to, export, value)
+        self.answers.expire_after(reply, remaining)
 
     async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:
         exports: list[int] = []

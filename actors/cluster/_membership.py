@@ -7,6 +7,13 @@ declared down stays down: a restarted node comes back as a new incarnation. Afte
 reconnect, everyone's clock starts afresh (we missed their beats, not they ours).
 ``p.down.<node>`` says one exported actor of that node stopped for good.
 
+A beat carries how many times its node's connection came back. A peer whose count grows
+has failed over (to another server of a NATS cluster, or the same one restarted), and
+replies it published on the old connection may be lost while this node saw no outage at
+all: `Membership.on_peer_reconnected` callbacks hear of it (the outbox sends the
+unanswered tells to that peer again rather than wait ``ack_timeout`` for their replies).
+A node beats at once after its own reconnect, so its peers learn within a round trip.
+
 `Membership` is handed the transport (to publish and to own its task), the table of
 pending replies (to fail those waiting on a node that is gone) and the proxy table (to
 finish the proxies of a node that is gone); the registry asks it `is_dead` and tells it
@@ -39,6 +46,8 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
 
@@ -77,6 +86,9 @@ class Membership:
         # Loop only.
         self._members: dict[tuple[str, str], float] = {}  # (node, incarnation) -> last seen
         self._grace_until = 0.0
+        # The last connection count each member's beats carried (see the module docstring).
+        self._connections: dict[tuple[str, str], int] = {}
+        self.on_peer_reconnected: list[Callable[[tuple[str, str]], None]] = []
         self._heartbeats: msgspec.msgpack.Decoder[Heartbeat] = decoder_for(Heartbeat, None)
         self._downs: msgspec.msgpack.Decoder[Down] = decoder_for(Down, None)
         transport.on_reconnected.append(self._reconnected)
@@ -110,7 +122,8 @@ class Membership:
         client = self._transport.client
         if client is None:
             return
-        beat = Heartbeat(WIRE_VERSION, self._me.node, self._me.incarnation, leaving)
+        me, connection = self._me, self._transport.reconnects
+        beat = Heartbeat(WIRE_VERSION, me.node, me.incarnation, leaving, connection)
         await client.publish(f"{self._me.prefix}.hb.{self._me.node}", msgspec.msgpack.encode(beat))
 
     async def _heartbeat(self) -> None:
@@ -157,6 +170,10 @@ class Membership:
         for other in [k for k in self._members if k[0] == beat.node and k != key]:
             self._declare_down(other, NodeDown(f"node {beat.node} restarted"))
         self._members[key] = time.monotonic()
+        if beat.connection > self._connections.get(key, 0):
+            self._connections[key] = beat.connection
+            for callback in self.on_peer_reconnected:
+                callback(key)
 
     def _declare_down(self, key: tuple[str, str], reason: BaseException | None) -> None:
         """A node incarnation is gone: fail what waits on it, finish its proxies. Loop only."""
@@ -166,6 +183,7 @@ class Membership:
             self._dead.add(key)
             proxies = [ref for k, ref in list(self._proxies.items()) if k[:2] == key]
         self._members.pop(key, None)
+        self._connections.pop(key, None)
         node = key[0]
         if reason is None:
             logger.info("node %s left the cluster", node)
@@ -202,6 +220,12 @@ class Membership:
         self._grace_until = now + self.heartbeat_timeout
         for key in self._members:
             self._members[key] = now
+        # Tell the peers now, not at the next beat: they may wait for replies we lost.
+        self._transport.own(self._beat_quietly())
+
+    async def _beat_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._beat()
 
     async def leave(self) -> None:
         """Tell the others this node leaves, and flush what is still buffered."""

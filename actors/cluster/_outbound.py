@@ -50,9 +50,10 @@ from .._errors import (
     MailboxFull,
     MessageTypeError,
     SendTimeout,
+    SystemNotRunning,
 )
 from .._message import Request
-from .._oneshot import ensure_plain_thread
+from .._oneshot import Expired, Oneshot, ensure_plain_thread, oneshot
 from .._ref import COOPERATIVE_BUDGET, cell_of
 from .._request import ask_deadline
 from .._sendable import check_sendable
@@ -68,6 +69,7 @@ from ._remote import (
     stopped_error,
     window_of,
 )
+from ._replies import Waiter
 from ._tracecontext import asked_remotely, traceparent
 from ._transport import subscribe
 from ._window import TELLS_MAX
@@ -101,7 +103,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
@@ -127,6 +129,11 @@ _TRY_REPLY_TTL: Final = 30.0  # forget a try_send's pending reply after this lon
 _LOOKUP_ANSWER_WAIT = 1.0
 
 _OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for its answer
+
+# Seconds a send out of credit waits for a reply due to free a slot before it goes with a
+# round trip of its own: a reply answers up to ACK_EVERY tells and comes within a round
+# trip (well under a millisecond on a LAN); one much later means a slow or silent target.
+_REPLY_WAIT: Final = 0.05
 _RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
 _RETRY_MAX: Final = 0.5  # ... up to this
 
@@ -211,6 +218,7 @@ class Outbox:
         self.undelivered = 0  # pipelined tells that failed after their send returned
         self.streams: RemoteStreams | None = None  # streamed replies, set by the node
         transport.on_reconnected.append(self._on_reconnected)
+        membership.on_peer_reconnected.append(self._on_peer_reconnected)
 
     def publish(self, out: Outbound, token: str) -> None:
         """Publish ``out`` through the outbox, its replies to ``<inbox>.<token>``. Loop only.
@@ -242,9 +250,40 @@ class Outbox:
                 if self.pipelined % COOPERATIVE_BUDGET == 0:
                     await checkpoint()
                 return
+            started = time.monotonic()
+            if timeout is None and await self._pipeline_at_reply(ref, out):
+                return
+            wait -= time.monotonic() - started  # one bound for the whole send
             await self._transport.call(self._send_acked(ref, out, wait, on_timeout))
             return
         await self._transport.call(self._request(ref, out, wait, None, on_timeout))
+
+    async def _pipeline_at_reply(self, ref: RemoteRef[Any], out: Outbound) -> bool:
+        """Wait for the replies due on ``ref`` and pipeline ``out`` once they free a slot.
+
+        Without this, a producer that used up the credit sent its next tell with a round
+        trip of its own (`_send_acked`): it waited for every tell before it to be enqueued,
+        the stream ran dry meanwhile, and throughput fell to a window per round trip. A
+        reply for up to `ACK_EVERY` tells frees room long before that. False when no reply
+        is due (the target reported no room: only an acknowledged send learns when it has
+        some), when disconnected, or when no reply came within `_REPLY_WAIT` (a slow or
+        silent target): then the send is acknowledged, as it always was without credit.
+        """
+        credit = credit_of(ref)
+        deadline = time.monotonic() + _REPLY_WAIT
+        while self._transport.connected:
+            replied = oneshot()
+            if not credit.wait_for_room(replied):
+                return False
+            try:
+                await replied.wait_once(max(0.0, deadline - time.monotonic()))
+            except Expired:
+                return False
+            if not ref.is_alive:  # the stream ended meanwhile: the acknowledged send says so
+                return False
+            if self._pipeline(ref, out):
+                return True
+        return False
 
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """`RemoteRef.blocking_send`, from a plain thread."""
@@ -269,8 +308,85 @@ class Outbox:
         """
         with asked_remotely(self._registry.system, ref.path, message):
             out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
-            request = self._request(ref, out, left, reply_type, on_timeout)
-            return await self._transport.call(request)
+            if by_name(ref) is not None:  # a group's or a durable actor's: whoever serves it
+                request = self._request(ref, out, left, reply_type, on_timeout)
+                return await self._transport.call(request)
+            asking = _Ask(self._answer, ref, out, reply_type, on_timeout, left)
+            return await self._ask_direct(asking)
+
+    async def _ask_direct(self, asking: _Ask) -> Any:
+        """An ask to one actor without a task: one hop to the cluster loop, one back.
+
+        The caller's oneshot goes with the frame; the reply subscription settles it (the
+        reply decoded on the cluster loop, `_answer`), which wakes the caller's loop at
+        once: no task, no `wait_for` and no thread-safe future between them. What is not
+        the common case (the ref's tells still unanswered, "no responders") continues as
+        `_request` in a task of the cluster loop, which settles the same oneshot.
+
+        Cancellation: the cluster loop forgets the ask and tells the owner (`_give_up`).
+        """
+        self._transport.post(self._ask_on_loop, asking)
+        left = asking.left
+        try:
+            return await (asking.done.wait() if left is None else asking.done.wait_once(left))
+        except Expired:
+            self._post_quietly(self._give_up, asking)
+            raise asking.on_timeout() from None
+        except BaseException:
+            self._post_quietly(self._give_up, asking)
+            raise
+
+    def _post_quietly(self, callback: Callable[[_Ask], None], asking: _Ask) -> None:
+        with contextlib.suppress(SystemNotRunning):  # leaving: teardown fails what waits
+            self._transport.post(callback, asking)
+
+    def _ask_on_loop(self, asking: _Ask) -> None:
+        """Publish a direct ask, or hand it to `_request` (loop only)."""
+        outbox, ref = self._outbox, asking.ref
+        if outbox is None or self._transport.closing:
+            asking.done.settle(error=_leaving(self._me.node, asking.out.message))
+            return
+        target = _target_of(ref)
+        if target is not None and self._membership.is_dead(target):
+            asking.done.settle(error=NodeDown(f"node {target[0]} is down", asking.out.message))
+            return
+        if window_of(ref).unacked:  # it must not overtake them: `_request` waits for them
+            self._ask_slowly(asking)
+            return
+        asking.token = self._replies.wait(asking, target)
+        outbox.put_nowait((asking.out, asking.token))
+
+    def _answer(self, asking: _Ask, outcome: bytes | BaseException) -> None:
+        """The reply frame of a direct ask, or why none will come (loop only)."""
+        asking.token = ""
+        if isinstance(outcome, BaseException):
+            asking.done.settle(error=outcome)
+        elif outcome == NO_RESPONDERS:  # nobody received it: `_request` finds out why
+            self._ask_slowly(asking)
+        else:
+            try:
+                value = self._read_reply(asking.ref, outcome, asking.reply_type, asking.out.message)
+            except Exception as error:
+                asking.done.settle(error=error)
+            else:
+                asking.done.settle(value)
+
+    def _ask_slowly(self, asking: _Ask) -> None:
+        left = asking.left
+        if left is not None:
+            left = max(0.0, left - (time.monotonic() - asking.started))
+        request = self._request(asking.ref, asking.out, left, asking.reply_type, asking.on_timeout)
+        asking.task = self._transport.own(_settle_with(asking.done, request))
+
+    def _give_up(self, asking: _Ask) -> None:
+        """The caller stopped waiting (timeout, cancellation): forget, tell the owner."""
+        if asking.task is not None:
+            asking.task.cancel()  # `_exchange` sends the cancel notice
+        elif asking.token and self._replies.pop(asking.token) is not None:
+            asking.token = ""
+            envelope = asking.out.envelope
+            if envelope is not None and envelope.key:
+                self._cancel_remotely(asking.out.subject, envelope.key)
 
     def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.blocking_ask`, from a plain thread."""
@@ -426,7 +542,9 @@ class Outbox:
             return
         headers = msg.headers
         no_responders = headers is not None and not msg.data and headers.get("Status") == "503"
-        if isinstance(waiter, asyncio.Future):
+        if isinstance(waiter, Waiter):
+            waiter.reply(NO_RESPONDERS if no_responders else msg.data)
+        elif isinstance(waiter, asyncio.Future):
             if not waiter.done():
                 if no_responders:
                     waiter.set_exception(_NoResponders())
@@ -814,6 +932,18 @@ class Outbox:
             if window.unacked:
                 self._stall(ref, window, probe=False)
 
+    def _on_peer_reconnected(self, target: tuple[str, str]) -> None:
+        """Node ``target`` failed over: replies it sent before may be lost. Resend to it.
+
+        Without this, a stream whose last reply died with the target's server (ours stayed
+        up, so `_on_reconnected` never runs) would wait ``ack_timeout`` for it, and hold the
+        ref's asks as long. Sending again is safe: the target enqueues each seq once.
+        """
+        for ref in list(self._streaming):
+            window = window_of(ref)
+            if window.unacked and _target_of(ref) == target:
+                self._stall(ref, window, probe=False)
+
     # -- no responders: asking the owner node ------------------------------------------------
 
     async def _owner_says_gone(self, ref: RemoteRef[Any], deadline: float | None) -> bool:
@@ -991,6 +1121,63 @@ class Outbox:
             if group or address.id == GROUP_ID:  # a served pool: address the whole group
                 return self._registry.group_ref(name, address)
             return self._registry.ref_for(address)
+
+
+class _Ask(Waiter):
+    """A direct ask in flight: its frame, what reads its reply, and its caller's oneshot.
+
+    Made in the caller's thread; from `Outbox._ask_on_loop` on, touched on the cluster
+    loop only (``token``, ``task``); the caller only waits on ``done``.
+    """
+
+    __slots__ = (
+        "answer",
+        "done",
+        "left",
+        "on_timeout",
+        "out",
+        "ref",
+        "reply_type",
+        "started",
+        "task",
+        "token",
+    )
+
+    def __init__(
+        self,
+        answer: Callable[[_Ask, bytes | BaseException], None],
+        ref: RemoteRef[Any],
+        out: Outbound,
+        reply_type: Any,
+        on_timeout: Callable[[], Exception],
+        left: float | None,
+    ) -> None:
+        self.answer = answer
+        self.ref = ref
+        self.out = out
+        self.reply_type = reply_type
+        self.on_timeout = on_timeout
+        self.left = left
+        self.started = time.monotonic()
+        self.done: Oneshot = oneshot()
+        self.token = ""  # while its reply is awaited in the table
+        self.task: asyncio.Task[None] | None = None  # when `_request` took it over
+
+    def reply(self, data: bytes) -> None:
+        self.answer(self, data)
+
+    def fail(self, error: BaseException) -> None:
+        self.answer(self, error)
+
+
+async def _settle_with(done: Oneshot, request: Coroutine[Any, Any, Any]) -> None:
+    """Run ``request`` and hand its outcome to ``done`` (cancellation: left to the caller)."""
+    try:
+        value = await request
+    except Exception as error:
+        done.settle(error=error)
+    else:
+        done.settle(value)
 
 
 def _target_of(ref: RemoteRef[Any]) -> tuple[str, str] | None:

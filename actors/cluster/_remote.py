@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from .._cell import Cell
     from .._message import Request
+    from .._oneshot import Oneshot
     from .._stream import BlockingReplyStream, ReplyStream, StreamRequest
     from ._wire import Address
 
@@ -145,7 +146,7 @@ class Credit:
     are then ignored and ``free`` stays the bound on PubAcks outstanding.
     """
 
-    __slots__ = ("_free", "_lock", "_probing", "_tracks_room", "_unacked")
+    __slots__ = ("_free", "_lock", "_probing", "_tracks_room", "_unacked", "_waiters")
 
     def __init__(self, free: int, *, tracks_room: bool = True) -> None:
         self._lock = threading.Lock()
@@ -153,6 +154,9 @@ class Credit:
         self._unacked = 0
         self._probing = False
         self._tracks_room = tracks_room
+        # Senders waiting for room while replies are due (`wait_for_room`); woken, all of
+        # them, by the next settle. Guarded by the lock.
+        self._waiters: list[Oneshot] = []
 
     def reserve(self) -> bool:
         """Reserve one slot for a pipelined tell by the latest view; False if none.
@@ -165,6 +169,21 @@ class Credit:
                 self._unacked += 1
                 return True
         return False
+
+    def wait_for_room(self, waiter: Oneshot) -> bool:
+        """Settle ``waiter`` at the next reply, if one is due; False if none is.
+
+        For a sender that `reserve` refused: while tells or tries are unanswered their
+        replies will refresh the view, so it may wait for them and try again instead of
+        sending with a round trip of its own. With nothing unanswered no reply will come
+        (False): only a send that waits for its acknowledgement learns of room then. The
+        check and the registration are one step under the lock, so no reply slips between.
+        """
+        with self._lock:
+            if self._unacked == 0:
+                return False
+            self._waiters.append(waiter)
+            return True
 
     def take(self) -> bool:
         """Reserve one slot by the latest view; False (a refresh is due) if none."""
@@ -186,6 +205,12 @@ class Credit:
                 self._probing = False
             if free >= 0 and self._tracks_room:
                 self._free = free
+            waiters = self._waiters
+            if waiters:
+                self._waiters = []
+        if waiters:
+            for waiter in waiters:  # outside the lock: a settle may wake another loop
+                waiter.settle()
 
 
 class RemoteRef(Ref[M]):

@@ -1,9 +1,10 @@
 """The table of this node's requests that wait for a reply, by token.
 
 Each outbound frame carries a reply subject ``_INBOX.p.<node>.<incarnation>.<token>``; the
-table maps the token to what waits for it: a future (send, ask, probe of a lookup) that
-fails when its target node is declared down or this node leaves, or a callback (try_send,
-credit probe) that expires after a while and is then called with None.
+table maps the token to what waits for it: a future (send, probe of a lookup) or a `Waiter`
+(an ask, answered straight to its caller's loop) that fails when its target node is declared
+down or this node leaves, or a callback (try_send, credit probe) that expires after a while
+and is then called with None.
 
 Three parts touch it, and none owns another: the outbox adds and settles entries,
 membership fails those of a node declared down and expires old callbacks, the transport's
@@ -19,9 +20,27 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("Replies",)
+__all__ = ("Replies", "Waiter")
 
 Target = tuple[str, str] | None  # the node incarnation whose end fails the wait (None: any)
+
+
+class Waiter:
+    """What waits for a reply without a task: told the reply frame, or why none will come.
+
+    Loop only, as the table. A waiter never expires: whoever made it gives up on its own
+    (and then `Replies.forget` s its token).
+    """
+
+    __slots__ = ()
+
+    def reply(self, data: bytes) -> None:
+        """The reply frame (`outbound.NO_RESPONDERS`, empty, for "no responders")."""
+        raise NotImplementedError
+
+    def fail(self, error: BaseException) -> None:
+        """No reply will come: the target node is down, or this node leaves."""
+        raise NotImplementedError
 
 
 class Replies:
@@ -51,6 +70,12 @@ class Replies:
         self._entries[token] = (future, target, 0.0)
         return token, future
 
+    def wait(self, waiter: Waiter, target: Target) -> str:
+        """A new token whose reply goes to ``waiter``."""
+        token = str(next(self._tokens))
+        self._entries[token] = (waiter, target, 0.0)
+        return token
+
     def callback(
         self, on_reply: Callable[[bytes | None], None], target: Target, expires: float
     ) -> str:
@@ -73,6 +98,8 @@ class Replies:
         if isinstance(waiter, asyncio.Future):
             if not waiter.done():
                 waiter.set_exception(error)
+        elif isinstance(waiter, Waiter):
+            waiter.fail(error)
         elif waiter is not None:
             waiter(None)
 
@@ -87,7 +114,9 @@ class Replies:
             if key != target:
                 continue
             del self._entries[token]
-            if not isinstance(waiter, asyncio.Future):
+            if isinstance(waiter, Waiter):
+                waiter.fail(error())
+            elif not isinstance(waiter, asyncio.Future):
                 waiter(None)
             elif not waiter.done():
                 waiter.set_exception(error())
@@ -95,13 +124,15 @@ class Replies:
     def expire(self, now: float) -> None:
         """Call back, with None, the callbacks whose time has passed."""
         for token, (waiter, _, expires) in list(self._entries.items()):
-            if not isinstance(waiter, asyncio.Future) and now > expires:
+            if not isinstance(waiter, asyncio.Future | Waiter) and now > expires:
                 del self._entries[token]
                 waiter(None)
 
     def fail_all(self, error: Callable[[], BaseException]) -> None:
-        """This node leaves: fail every future (callbacks are dropped)."""
+        """This node leaves: fail every future and waiter (callbacks are dropped)."""
         for waiter, _, _ in self._entries.values():
-            if isinstance(waiter, asyncio.Future) and not waiter.done():
+            if isinstance(waiter, Waiter):
+                waiter.fail(error())
+            elif isinstance(waiter, asyncio.Future) and not waiter.done():
                 waiter.set_exception(error())
         self._entries.clear()

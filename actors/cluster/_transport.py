@@ -2,7 +2,10 @@
 
 Threads: nats-py is asyncio-only, while the host may run trio and actors run on worker
 loops. The client therefore lives on an asyncio loop of its own, in a thread named
-``actors-cluster-<node>`` that `Transport.stop` joins. Callers on any loop reach it through
+``actors-cluster-<node>`` that `Transport.stop` joins. That loop is uvloop where uvloop is
+installed, whatever the workers use: every remote round trip crosses it twice on each
+node, and uvloop's wake-ups and task steps are the cheaper ones (remote ask p50 -15 to
+-20 %, see docs/benchmarks.md). Callers on any loop reach it through
 ``call_soon_threadsafe`` and get the outcome back through `actors._oneshot` (which
 knows how to wake an asyncio task, a trio task or a plain thread). Message checks and
 encoding happen in the caller's thread, so that a bad message fails at the call site.
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._errors import ActorError, ActorStopped, SystemNotRunning
 from .._oneshot import Latch, oneshot
-from .._runtime import Home
+from .._runtime import Home, new_event_loop
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -218,7 +221,7 @@ class Transport:
         thread.join()
 
     def _main(self, ready: concurrent.futures.Future[asyncio.AbstractEventLoop]) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop(None)
         asyncio.set_event_loop(loop)
         ready.set_result(loop)
         try:

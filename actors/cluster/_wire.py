@@ -245,12 +245,18 @@ class StreamControl(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
-    """A node announcing itself; ``leaving`` says it is detaching on purpose."""
+    """A node announcing itself; ``leaving`` says it is detaching on purpose.
+
+    ``connection`` counts the times this incarnation's NATS connection came back: when it
+    grows, replies the node published just before may have died with its old server (a
+    node that predates the field sends none, read as 0).
+    """
 
     version: int
     node: str
     incarnation: str
     leaving: bool = False
+    connection: int = 0
 
 
 class Down(msgspec.Struct, array_like=True, frozen=True):

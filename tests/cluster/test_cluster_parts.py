@@ -161,8 +161,9 @@ class Parts:
         )
 
 
-def beat(node: str, incarnation: str, *, leaving: bool = False) -> FakeMsg:
-    data = msgspec.msgpack.encode(Heartbeat(WIRE_VERSION, node, incarnation, leaving))
+def beat(node: str, incarnation: str, *, leaving: bool = False, connection: int = 0) -> FakeMsg:
+    heartbeat = Heartbeat(WIRE_VERSION, node, incarnation, leaving, connection)
+    data = msgspec.msgpack.encode(heartbeat)
     return FakeMsg(f"t.hb.{node}", data)
 
 
@@ -263,6 +264,31 @@ def test_membership_subscribes_beats_and_learns_and_forgets_nodes() -> None:
         assert parts.membership.members() == ()
         await parts.membership.leave()
         assert msgspec.msgpack.decode(client.published[-1].data, type=Heartbeat).leaving
+
+    run(scenario)
+
+
+def test_a_peer_whose_connection_came_back_is_announced_once_per_reconnect() -> None:
+    async def scenario() -> None:
+        parts = Parts(Heartbeats(interval=10.0, timeout=20.0))
+        client = parts.client
+        failed_over: list[tuple[str, str]] = []
+        parts.membership.on_peer_reconnected.append(failed_over.append)
+        await parts.membership.listen(client)  # type: ignore[arg-type]
+        await client.deliver("t.hb.*", beat("b", "inc-b"))  # an older node sends no count
+        await client.deliver("t.hb.*", beat("b", "inc-b", connection=1))
+        await client.deliver("t.hb.*", beat("b", "inc-b", connection=1))  # the same again
+        assert failed_over == [("b", "inc-b")]
+        await client.deliver("t.hb.*", beat("b", "inc-b", connection=2))
+        assert failed_over == [("b", "inc-b")] * 2
+        # This node's own reconnect: it beats at once, with its count, for its peers.
+        client.sent.clear()
+        parts.transport.reconnects = 1
+        for callback in parts.transport.on_reconnected:
+            callback()
+        await client.sent.wait()
+        sent = msgspec.msgpack.decode(client.published[-1].data, type=Heartbeat)
+        assert (sent.node, sent.connection) == ("a", 1)
 
     run(scenario)
 
@@ -503,6 +529,25 @@ async def test_inbound_answers_an_ask_from_a_task_of_its_own_and_keeps_the_order
             # Enqueued in arrival order: the ask was handled before the later tell.
             assert msgspec.msgpack.decode(reply.body, type=int) == 0
             assert await book.ref.ask(Total()) == 5
+
+
+async def test_an_ask_whose_time_runs_out_is_answered_once_and_forgotten() -> None:
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts) as book:
+            release = await park(book.ref)
+            body = msgspec.Raw(msgspec.msgpack.encode(Total()))
+            ask = Envelope(WIRE_VERSION, ASK, message_name(Total), body, 0.05, "b", key=7)
+            asked = await request(parts, msgspec.msgpack.encode(ask))
+            assert 7 in parts.inbound.asking  # a CANCEL could still reach it
+            reply = await answer(parts.client, asked)
+            assert error_type(reply) == "AskTimeout"
+            assert not parts.inbound.asking
+            # The actor skips it (its asker gave up) or answers late: nothing more is sent.
+            release.set()
+            assert await book.ref.ask(Total()) == 0
+            published = [m for m in parts.client.published if m.subject == asked]
+            assert len(published) == 1
 
 
 async def test_inbound_acknowledges_a_tell_to_a_full_mailbox_only_once_it_is_enqueued() -> None:

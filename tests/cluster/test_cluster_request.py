@@ -305,3 +305,34 @@ async def test_the_late_reply_of_a_cancelled_remote_ask_is_dropped_and_counted(
         assert await remote.ask(Tally()) == (0, 1)
         figures = metrics_of(pair.a, ref.path)
         assert (figures.handlers_cancelled, figures.failed) == (0, 0)
+
+
+async def test_remote_asks_subscribe_nothing_per_ask_and_leave_nothing_pending(
+    prefix: str,
+) -> None:
+    """The reply path is the node's one inbox subscription (a token per ask), whether the
+    asks come one by one or many at once, answered or timed out."""
+    FLAGS.clear()
+    with NatsServer(monitor=True) as monitored, anyio.fail_after(2 * WAIT):
+        url = monitored.url
+        async with (
+            actors.ActorSystem(workers=2, name="a", cluster=node(url, "a", prefix)) as a,
+            actors.ActorSystem(workers=2, name="b", cluster=node(url, "b", prefix)) as b,
+        ):
+            await a.spawn(Remote, name="remote", public=True, capacity=512)
+            remote = await b.lookup_remote("remote", HowLong | Park | Tally)
+            assert await remote.ask(HowLong(), timeout=WAIT) > 0
+            before = monitored.subscriptions("actors:b")
+            assert any(subject.startswith("_INBOX.") for subject in before)
+            for _ in range(100):
+                await remote.ask(HowLong(), timeout=WAIT)
+            async with anyio.create_task_group() as askers:
+                for _ in range(100):
+                    askers.start_soon(remote.ask, HowLong())
+            with pytest.raises(actors.AskTimeout):  # its handler parks past the timeout
+                await remote.ask(Park("in", "out", "never"), timeout=0.2)
+            flag("out").set()
+            assert monitored.subscriptions("actors:b") == before
+            cluster_b: Any = b.cluster
+            await wait_until(lambda: len(cluster_b._node.replies) == 0)
+            assert await remote.ask(Tally(), timeout=WAIT) == (201, 1)

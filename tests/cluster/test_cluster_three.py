@@ -10,7 +10,7 @@ only (the transport is the same on every host, see test_cluster.py).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -19,6 +19,9 @@ from cluster_support import (
     Account,
     Balance,
     Deposit,
+    Entries,
+    Entry,
+    Log,
     NatsCluster,
     NodeFactory,
     Watcher,
@@ -133,8 +136,8 @@ async def test_a_node_whose_server_dies_fails_over_and_stays_reachable(
                 account = await b.lookup_remote("account", Deposit | Balance, timeout=5.0)
                 await account.send(Deposit(1))
                 # Answered before the kill: a pipelined tell whose reply the dying server
-                # loses holds the ref's asks until its ack_timeout (30 s) sends it again,
-                # which is not what this test is about (test_cluster_outage.py covers it).
+                # loses is sent again at a's failover, which is not what this test is
+                # about (test_tells_whose_replies_die_with_the_owners_server_... is).
                 assert await account.ask(Balance(), timeout=WAIT) == 1
                 watcher = await b.spawn(lambda: Watcher(events.append))
                 await watcher.send(account)
@@ -174,3 +177,75 @@ async def test_a_node_whose_server_dies_fails_over_and_stays_reachable(
                 print(
                     f"\nfailover: {failover:.3f} s, reached after {reached:.3f} s ({attempts} asks)"
                 )
+
+
+async def test_tells_whose_replies_die_with_the_owners_server_are_settled_at_its_failover(
+    servers: NatsCluster, prefix: str
+) -> None:
+    """A window of pipelined tells, enqueued by the owner, whose replies its dying server
+    loses: the sender's server is fine (no reconnect there), so only the owner's failover
+    can tell it. Without that, the ref's next ask waits for ``ack_timeout`` (30 s).
+
+    The loss is made certain, not timed: node a drops its replies to b from before b's
+    tells arrive until its server is killed, and after that every late reply to those
+    transmissions too (a resend carries a reply subject of its own, which goes through).
+    """
+    urls = servers.urls
+    count = 40
+    with anyio.fail_after(4 * WAIT):
+        cluster_a = node(urls, "a", prefix, ack_timeout=30.0)
+        async with actors.ActorSystem(workers=1, name="a", cluster=cluster_a) as a:
+            first = connected_to(cluster_a)
+            other = next(url for url in urls if url != first)
+            cluster_b = node([other], "b", prefix, ack_timeout=30.0)
+            async with actors.ActorSystem(workers=1, name="b", cluster=cluster_b) as b:
+                local = await a.spawn(Log, name="log", public=True)
+                log = await b.lookup_remote("log", Entry | Entries, timeout=5.0)
+                assert await log.ask(Entries(), timeout=WAIT) == ()  # the credit is known
+                await wait_until(lambda: "a" in cluster_b.statistics().members)
+
+                inbox = cluster_b._node.transport.me.inbox  # pyright: ignore[reportPrivateUsage]
+                client = cluster_a._node.transport.client  # pyright: ignore[reportPrivateUsage]
+                assert client is not None
+                publish = client.publish
+                dropping = True
+                lost: set[str] = set()  # the reply subjects whose replies died
+
+                async def lossy(subject: str, payload: bytes = b"", **kw: Any) -> None:
+                    if subject.startswith(inbox) and (dropping or subject in lost):
+                        lost.add(subject)  # lost with the server, as far as b can tell
+                        return
+                    await publish(subject, payload, **kw)
+
+                client.publish = lossy  # type: ignore[method-assign]
+                for seq in range(count):
+                    await log.send(Entry(1, seq))  # within the credit: none waits
+                sent = tuple((1, seq) for seq in range(count))
+                await wait_until(lambda: len(local_entries(a, local)) == count and bool(lost))
+                assert cluster_b.statistics().pipelined >= count
+                dropping = False
+
+                servers.servers[urls.index(first)].kill()
+                await wait_until(lambda: cluster_a.statistics().reconnects >= 1)
+                assert cluster_b.statistics().reconnects == 0  # b saw no outage itself
+                killed = time.monotonic()
+                # The ask waits for the tells before it; they are settled at a's failover.
+                with anyio.fail_after(WAIT):
+                    assert await log.ask(Entries(), timeout=WAIT) == sent
+                settled = time.monotonic() - killed
+                # Every tell enqueued once, in order; none failed; the stream goes on.
+                for seq in range(count, 2 * count):
+                    await log.send(Entry(1, seq))
+                everything = tuple((1, seq) for seq in range(2 * count))
+                assert await log.ask(Entries(), timeout=WAIT) == everything
+                stats = cluster_b.statistics()
+                assert stats.undelivered == 0
+                assert stats.resent >= 1
+                print(f"\nsettled {settled:.3f} s after a's failover ({len(lost)} replies lost)")
+
+
+def local_entries(system: actors.ActorSystem, ref: actors.ActorRef[Any]) -> list[Any]:
+    """What a local `Log` has handled so far, read without a message (test only)."""
+    instance = ref._cell.instance  # pyright: ignore[reportPrivateUsage]
+    assert isinstance(instance, Log)
+    return instance.entries

@@ -36,8 +36,9 @@ from test_cluster_parts import (
 )
 
 import actors
+from actors._oneshot import oneshot
 from actors.cluster import Nats, RemoteRef
-from actors.cluster._remote import window_of
+from actors.cluster._remote import Credit, window_of
 from actors.cluster._transport import ClusterHome
 from actors.cluster._window import PIPELINED_MAX, STREAMS_PER_ACTOR, Streams
 from actors.cluster._wire import (
@@ -220,6 +221,59 @@ class Letters(actors.Actor[actors.DeadLetter]):
 
     async def receive(self, message: actors.DeadLetter) -> None:
         self.seen.append(message)
+
+
+def test_a_sender_refused_by_the_credit_waits_for_a_reply_only_while_one_is_due() -> None:
+    async def scenario() -> None:
+        credit = Credit(2)
+        assert credit.reserve()
+        assert credit.reserve()
+        assert not credit.reserve()  # no room by the latest view
+        first, second = oneshot(), oneshot()
+        assert credit.wait_for_room(first)  # two replies are due
+        assert credit.wait_for_room(second)
+        credit.settle(-1, tried=True)  # one comes: every waiter tries again
+        assert await first.wait(1.0) is None
+        assert await second.wait(1.0) is None
+        assert credit.reserve()
+        credit.settle(0, tried=True)
+        credit.settle(0, tried=True)  # the target reports no room, nothing is due
+        assert not credit.reserve()
+        assert not credit.wait_for_room(oneshot())  # only an acknowledged send learns more
+
+    asyncio.run(scenario())
+
+
+async def test_producers_past_the_window_wait_for_replies_not_for_round_trips_of_their_own(
+    server: NatsServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More tells than the window holds, from four tasks: each one past the window waits
+    for the reply that frees a slot and is pipelined; none waits for an acknowledgement.
+
+    A loaded machine may answer later than the 50 ms a send waits for a reply before it
+    goes acknowledged (the peer that never answers, below, checks that): here the wait
+    is as long as the test's, so that what is checked is the waiting itself."""
+    monkeypatch.setattr("actors.cluster._outbound._REPLY_WAIT", WAIT)
+    count, producers = 4 * PIPELINED_MAX, 4
+    with anyio.fail_after(WAIT * 3):
+        async with two_nodes(server, prefix) as (a, b):
+            await a.spawn(Log, name="log", public=True, capacity=count * producers)
+            log = await b.lookup_remote("log", Entry | Entries)
+            before = cluster_of(b).statistics().pipelined
+
+            async def produce(index: int) -> None:
+                for seq in range(count):
+                    await log.send(Entry(index, seq))
+
+            async with anyio.create_task_group() as tg:
+                for index in range(producers):
+                    tg.start_soon(produce, index)
+            entries = await log.ask(Entries(), timeout=10.0)
+            stats = cluster_of(b).statistics()
+    assert stats.pipelined - before == count * producers
+    assert stats.undelivered == 0
+    for index in range(producers):
+        assert [seq for p, seq in entries if p == index] == list(range(count)), index
 
 
 async def test_a_window_in_flight_when_the_owner_node_vanishes_is_handled_there_or_a_dead_letter(
