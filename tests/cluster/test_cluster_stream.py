@@ -707,3 +707,72 @@ async def test_a_group_ref_streams_from_a_node_serving_the_name(pair: Pair) -> N
         async with group.stream(Numbers(30), window=4) as numbers:
             assert [n async for n in numbers] == list(range(30))
         await settled(pair.a, pair.b)
+
+
+@register_message(name="stream.Slow")
+class Slow(actors.StreamRequest[int], frozen=True):
+    """One item, then a wait that only a cancellation ends (flags of `Track`)."""
+
+
+class CancellableProducer(actors.Actor[Slow | Numbers]):
+    cancel_abandoned = True
+
+    def __init__(self, track: Track) -> None:
+        self.track = track
+
+    async def receive(self, message: Slow | Numbers) -> AsyncIterator[int]:
+        return self.items()
+
+    async def items(self) -> AsyncIterator[int]:
+        yield 1
+        try:
+            self.track.started.set()
+            await anyio.sleep_forever()
+        finally:
+            self.track.closed.set()
+        yield 2  # pragma: no cover  # never reached
+
+
+async def test_a_reader_leaving_cancels_an_opted_in_producer_in_its_own_await(
+    pair: Pair,
+) -> None:
+    # Locally, an actor with cancel_abandoned has its producer cancelled wherever it waits
+    # when the reader leaves; the STREAM_CANCEL frame does the same across nodes (closing
+    # the producer's local channel runs the cell's abandon watch), not only at its next item.
+    with anyio.fail_after(WAIT):
+        local = await pair.a.spawn(
+            lambda: CancellableProducer(pair.track), name="slow", public=True
+        )
+        ref = await pair.b.lookup_remote("slow", Slow | Numbers)
+        async with ref.stream(Slow(), timeout=None) as items:
+            assert await anext(items) == 1
+            await pair.track.started.wait()  # in its own await: no next item would stop it
+        await pair.track.closed.wait()
+        await settled(pair.a, pair.b)
+
+        def figures() -> tuple[int, int]:  # counted once the handler's scope has exited
+            found = next(m for m in pair.a.metrics().actors if m.path == local.path)
+            return found.handlers_cancelled, found.failed
+
+        await wait_until(lambda: figures() == (1, 0))
+        async with ref.stream(Slow(), timeout=None) as items:  # the actor carries on
+            assert await anext(items) == 1
+
+
+async def test_leaving_a_group_stream_cancels_the_member_streaming(pair: Pair) -> None:
+    # The cancel goes to the producer's own control subject (from the first frame), so it
+    # reaches the member NATS picked, whichever: no notice to the whole group is needed.
+    tracks = {"a": Track(), "b": Track()}
+    with anyio.fail_after(WAIT):
+        for system in (pair.a, pair.b):
+            track = tracks[system.name]
+            await system.spawn(lambda t=track: CancellableProducer(t), name="both", public=True)
+        group = await lookup_group(pair.b, "both", Slow | Numbers)
+        async with group.stream(Slow(), timeout=None) as items:
+            assert await anext(items) == 1
+            await wait_until(lambda: any(t.started.is_set() for t in tracks.values()))
+            (member,) = [n for n, t in tracks.items() if t.started.is_set()]
+        await tracks[member].closed.wait()
+        await settled(pair.a, pair.b)
+        (other,) = set(tracks) - {member}
+        assert not tracks[other].started.is_set()
