@@ -27,7 +27,7 @@ from ._stream import (
     BlockingReplyStream,
     ReplyStream,
     StreamRequest,
-    check_window,
+    check_stream_options,
 )
 from ._validation import check_timeout
 
@@ -651,9 +651,7 @@ class ActorRef(Ref[M]):
                     print(token, end="")
             ```
         """
-        check_window(window)
-        if timeout is not DEFAULT_ASK_TIMEOUT:
-            check_timeout("timeout", timeout)
+        check_stream_options(window, timeout)
         return ReplyStream(self._cell, request, window, timeout)
 
     def blocking_stream(
@@ -678,9 +676,7 @@ class ActorRef(Ref[M]):
             ```
         """
         ensure_plain_thread()
-        check_window(window)
-        if timeout is not DEFAULT_ASK_TIMEOUT:
-            check_timeout("timeout", timeout)
+        check_stream_options(window, timeout)
         return BlockingReplyStream(self._cell, request, window, timeout)
 
     async def stop(self) -> None:

@@ -586,14 +586,30 @@ class Inbound:
             reply_to, Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free()), exports
         )
 
-    async def respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+    async def publish(self, subject: str, data: bytes, exports: list[int], reply: str = "") -> None:
+        """Publish ``data`` once the refs exported in it are subscribed (a message sent to
+        one of them must find its subscription). Loop only.
+
+        Raises:
+            ActorStopped: this node is leaving (no client).
+            Exception: what the NATS client raised (not connected, say).
+        """
         client = self._transport.client
-        if not reply_to or client is None:
-            return
+        if client is None:
+            raise ActorStopped(f"node {self._me.node} is leaving the cluster")
         for id in exports:
             await self.ensure_subscribed(id)
+        await client.publish(subject, data, reply=reply)
+
+    async def publish_quietly(self, subject: str, data: bytes, exports: list[int]) -> None:
+        """`publish` for a frame whose loss its receiver survives (a reply: its asker times
+        out; a stream control: the next one makes it good): failures are dropped."""
         with contextlib.suppress(Exception):
-            await client.publish(reply_to, msgspec.msgpack.encode(reply))
+            await self.publish(subject, data, exports)
+
+    async def respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+        if reply_to and self._transport.client is not None:
+            await self.publish_quietly(reply_to, msgspec.msgpack.encode(reply), exports)
 
     async def _answer_error(
         self, reply_to: str, export: Export | _Served, error: BaseException

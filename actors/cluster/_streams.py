@@ -3,8 +3,9 @@
 A remote stream reuses the local one at both ends and carries items between them:
 
 * **The reader's node** hands the caller an ordinary `ReplyStream` (or `BlockingReplyStream`)
-  whose channel, a `CreditChannel`, is filled by this node's cluster loop from the frames
-  that arrive, and which grants credit to the producer as the caller reads. Every reading
+  whose start (`_RemoteStart`) publishes the request, and whose channel, a
+  `CreditChannel`, is filled by this node's cluster loop from the frames that arrive,
+  and grants credit to the producer as the caller reads. Every reading
   rule of a local stream (one reader, per-item timeout, leaving early, the producer's error
   after its items) therefore holds unchanged.
 * **The producer's node** enqueues the request into the actor as an ask whose reply slot is
@@ -71,11 +72,13 @@ from .._errors import (
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import Expired, ensure_plain_thread
+from .._ref import cell_of
 from .._stream import (
     END,
     WAITING,
     BlockingReplyStream,
     Channel,
+    Reader,
     ReplyStream,
     StreamRequest,
 )
@@ -306,16 +309,18 @@ class RemoteStreams:
         self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
     ) -> ReplyStream[T]:
         """The `ReplyStream` of ``request`` to the remote actor of ``ref``; nothing sent yet."""
-        parts = self._parts(ref, request, window)
-        return _RemoteReplyStream(self, ref, request, window, timeout, parts)
+        id, channel = self._parts(ref, request, window)
+        start = _RemoteStart(self, ref, id)
+        return ReplyStream(cell_of(ref), request, window, timeout, channel, start)
 
     def blocking_reader(
         self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
     ) -> BlockingReplyStream[T]:
         """`reader` for plain threads."""
         ensure_plain_thread()
-        parts = self._parts(ref, request, window)
-        return _BlockingRemoteReplyStream(self, ref, request, window, timeout, parts)
+        id, channel = self._parts(ref, request, window)
+        start = _RemoteStart(self, ref, id)
+        return BlockingReplyStream(cell_of(ref), request, window, timeout, channel, start)
 
     def _parts(
         self, ref: RemoteRef[Any], request: object, window: int
@@ -361,6 +366,16 @@ class RemoteStreams:
         envelope = msgspec.structs.replace(out.envelope, stream=id, seq=channel.window_asked)
         out.data = msgspec.msgpack.encode(envelope)
         await self._transport.call(self._start(ref, id, channel, out))
+
+    def open_blocking(
+        self, ref: RemoteRef[Any], id: int, channel: CreditChannel, timeout: float | None
+    ) -> None:
+        """`open` from a plain thread.
+
+        Raises:
+            ActorStopped, NodeDown, MessageTypeError, NotSendableError, WireError: as `open`.
+        """
+        self._transport.blocking(self.open(ref, id, channel, timeout))
 
     async def _start(self, ref: RemoteRef[Any], id: int, channel: CreditChannel, out: Any) -> None:
         if self._transport.closing:
@@ -417,8 +432,7 @@ class RemoteStreams:
         the cancel was lost. Only to a control subject of this cluster's nodes, so that a
         forged frame cannot make this node publish elsewhere.
         """
-        client = self._transport.client
-        if client is None or not msg.reply.startswith(f"_INBOX.{self._me.prefix}."):
+        if not msg.reply.startswith(f"_INBOX.{self._me.prefix}."):
             return
         try:
             check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
@@ -428,7 +442,7 @@ class RemoteStreams:
         if frame.stream != id or frame.end != STREAM_MORE:  # not ours, or over anyway
             return
         cancel = msgspec.msgpack.encode(StreamControl(WIRE_VERSION, STREAM_CANCEL, id, 0))
-        self._transport.own(_publish(client, msg.reply, cancel))
+        self._transport.own(self._inbound.publish_quietly(msg.reply, cancel, []))
 
     def _frame_problem(self, reading: _Reading, frame: StreamFrame, reply: str) -> str:
         if frame.version != WIRE_VERSION:
@@ -548,11 +562,11 @@ class RemoteStreams:
         self._control(reading, STREAM_CANCEL, reading.granted)
 
     def _control(self, reading: _Reading, kind: int, read: int) -> None:
-        client = self._transport.client
-        if not reading.control or client is None:
+        if not reading.control or self._transport.client is None:
             return
         frame = msgspec.msgpack.encode(StreamControl(WIRE_VERSION, kind, reading.id, read))
-        self._transport.own(_publish(client, reading.control, frame))
+        # A control lost is made good by the next (grants are cumulative; see `_left`).
+        self._transport.own(self._inbound.publish_quietly(reading.control, frame, []))
 
     # -- the producer's side (loop only) --------------------------------------------------
 
@@ -677,11 +691,6 @@ class RemoteStreams:
         return self._limits.max_message_size // _FRAME_SHARE
 
     async def _send_frame(self, serving: _Serving, frame: StreamFrame, exports: list[int]) -> None:
-        client = self._transport.client
-        if client is None:
-            raise ActorStopped(f"node {self._me.node} is leaving the cluster")
-        for id in exports:
-            await self._inbound.ensure_subscribed(id)
         data = msgspec.msgpack.encode(frame)
         if len(data) > self._limits.max_message_size:  # many items of some overhead each
             info = error_info(
@@ -691,7 +700,9 @@ class RemoteStreams:
             )
             frame = StreamFrame(WIRE_VERSION, frame.stream, frame.seq, [], STREAM_FAILED, info)
             data = msgspec.msgpack.encode(frame)
-        await client.publish(serving.reply_to, data, reply=f"{self._me.inbox}.c.{serving.id}")
+            exports = []  # its items are not sent
+        control = f"{self._me.inbox}.c.{serving.id}"
+        await self._inbound.publish(serving.reply_to, data, exports, reply=control)
 
     async def _on_control(self, msg: Msg) -> None:
         where = f"a stream control of node {self._me.node}"
@@ -741,69 +752,24 @@ class RemoteStreams:
             self._drop_serving(serving)
 
 
-class _RemoteReplyStream(ReplyStream[T]):
-    """A `ReplyStream` whose items come from another node (see the module docstring)."""
+class _RemoteStart:
+    """The `StreamStart` of a remote stream: the request is published to the actor's node
+    (or its name's group), and the reader's channel is fed by this node's loop."""
 
     __slots__ = ("_id", "_ref", "_streams")
 
-    def __init__(
-        self,
-        streams: RemoteStreams,
-        ref: RemoteRef[T],
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        parts: tuple[int, CreditChannel],
-    ) -> None:
-        from .._ref import cell_of
-
-        super().__init__(cell_of(ref), request, window, timeout, parts[1])
+    def __init__(self, streams: RemoteStreams, ref: RemoteRef[Any], id: int) -> None:
         self._streams = streams
         self._ref = ref
-        self._id = parts[0]
+        self._id = id
 
-    async def _open(self) -> None:
-        self._opened = True
-        channel = cast("CreditChannel", self._channel)
-        try:
-            await self._streams.open(self._ref, self._id, channel, self._timeout)
-        except BaseException:
-            self._close()
-            raise
+    async def start(self, reader: Reader) -> None:
+        channel = cast("CreditChannel", reader.channel)
+        await self._streams.open(self._ref, self._id, channel, reader.timeout)
 
-
-class _BlockingRemoteReplyStream(BlockingReplyStream[T]):
-    """A `BlockingReplyStream` whose items come from another node."""
-
-    __slots__ = ("_id", "_ref", "_streams")
-
-    def __init__(
-        self,
-        streams: RemoteStreams,
-        ref: RemoteRef[T],
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        parts: tuple[int, CreditChannel],
-    ) -> None:
-        from .._ref import cell_of
-
-        super().__init__(cell_of(ref), request, window, timeout, parts[1])
-        self._streams = streams
-        self._ref = ref
-        self._id = parts[0]
-
-    def _open(self) -> None:
-        self._opened = True
-        channel = cast("CreditChannel", self._channel)
-        streams = self._streams
-        try:
-            streams._transport.blocking(  # pyright: ignore[reportPrivateUsage]
-                streams.open(self._ref, self._id, channel, self._timeout)
-            )
-        except BaseException:
-            self.close()
-            raise
+    def start_blocking(self, reader: Reader) -> None:
+        channel = cast("CreditChannel", reader.channel)
+        self._streams.open_blocking(self._ref, self._id, channel, reader.timeout)
 
 
 def _nobody(reading: _Reading) -> ActorError:
@@ -858,11 +824,6 @@ def _node_of(ref: RemoteRef[Any]) -> tuple[str, str]:
 
 def _show(tp: Any) -> str:
     return tp.__qualname__ if isinstance(tp, type) else repr(tp)
-
-
-async def _publish(client: NatsClient, subject: str, data: bytes) -> None:
-    with contextlib.suppress(Exception):  # a control frame lost is made good by the next
-        await client.publish(subject, data)
 
 
 _ = message_name  # the wire names of items are those of replies: registered on first use
