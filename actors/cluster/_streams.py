@@ -20,7 +20,9 @@ window rides in ``Envelope.seq``. The frames come back on that subject, each wit
 reply subject ``<producer inbox>.c.<n>``, on which the reader sends `StreamControl`
 frames: ``STREAM_CREDIT`` with the items read so far, ``STREAM_CANCEL`` when it leaves.
 A refusal at the start (unknown actor, wrong type) comes back as an ordinary error
-`Reply`, as for an ask.
+`Reply`, as for an ask; and a request that nobody received ("no responders") is
+published again while the owner node says the actor still exists, as an ask's frame is
+(`RemoteStreams._nobody_there`).
 
 Invariants:
 
@@ -82,7 +84,8 @@ from .._stream import (
     ReplyStream,
     StreamRequest,
 )
-from ._remote import address_of, by_name
+from ._outbound import _RETRY_FIRST, _RETRY_MAX  # pyright: ignore[reportPrivateUsage]  # as ask's
+from ._remote import address_of, by_name, finish_proxy, stopped_error
 from ._tracecontext import remote_message
 from ._transport import subscribe
 from ._wire import (
@@ -120,7 +123,7 @@ if TYPE_CHECKING:
     from ._inbound import Inbound
     from ._membership import Membership
     from ._options import Limits
-    from ._outbound import Outbox
+    from ._outbound import Outbound, Outbox
     from ._registry import Export, Registry
     from ._remote import RemoteRef
     from ._replies import Replies
@@ -191,17 +194,23 @@ class _Reading:
         "channel",
         "control",
         "credit",
+        "delay",
         "granted",
         "id",
         "item_type",
         "next_seq",
+        "out",
         "received",
         "ref",
+        "retrying",
         "token",
     )
 
     def __init__(self, id: int, ref: RemoteRef[Any], channel: CreditChannel, credit: int) -> None:
         self.id = id
+        self.out: Outbound | None = None  # the request, to publish again after "no responders"
+        self.retrying = False  # a retry is under way (`RemoteStreams._nobody_there`)
+        self.delay = _RETRY_FIRST  # the next pause before publishing again (doubling)
         self.ref = ref
         self.channel = channel
         self.credit = credit
@@ -387,6 +396,7 @@ class RemoteStreams:
         if channel.abandoned:  # the reader left before the request went out
             return
         self.reading[id] = reading
+        reading.out = out
         if target is not None:
             reading.token = self._replies.callback(
                 lambda _: self._reader_lost(id, target), target, math.inf
@@ -408,7 +418,11 @@ class RemoteStreams:
             return
         headers = msg.headers
         if headers is not None and not msg.data and headers.get("Status") == "503":
-            self._end(reading, _nobody(reading))
+            if by_name(reading.ref) is not None or reading.next_seq != 1:
+                self._end(reading, _nobody(reading))  # a name: as an ask, ActorNotFound now
+            elif not reading.retrying:
+                reading.retrying = True
+                self._transport.own(self._nobody_there(reading))
             return
         try:
             check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
@@ -424,6 +438,48 @@ class RemoteStreams:
         reading.control = msg.reply
         reading.next_seq += 1
         self._take_items(reading, frame)
+
+    async def _nobody_there(self, reading: _Reading) -> None:
+        """Nobody received the request ("no responders"): as `ask` does (see ``_outbound``),
+        ask the owner node whether the actor is gone; if not (its node is reconnecting, say),
+        publish the request again after a pause, doubling up to `_RETRY_MAX`. A 503 means
+        nobody received it, so publishing again never starts the stream twice.
+
+        Ends when the owner says gone (`ActorStopped`), the node is declared down
+        (`NodeDown`), the ref learns it stopped, or the reader leaves (its per-item timeout
+        bounds the wait for the first item); each retry runs after the previous 503.
+        """
+        ref, request = reading.ref, reading.channel.request
+        try:
+            # One probe at a time; the owner answers from its export table. Private to
+            # the outbox, which owns the probe's wire form; shared rather than copied.
+            gone = await self._outbox._owner_says_gone(ref, None)  # pyright: ignore[reportPrivateUsage]
+        except ActorStopped as error:  # the owner's node was declared down, or we leave
+            self._end_if_read(reading, error)
+            return
+        if gone:
+            finish_proxy(cell_of(ref), None)
+            self._end_if_read(reading, stopped_error(ref, request))
+            return
+        await asyncio.sleep(reading.delay)
+        reading.delay = min(reading.delay * 2, _RETRY_MAX)
+        reading.retrying = False
+        if self.reading.get(reading.id) is not reading:
+            return  # ended meanwhile (teardown, the node declared down)
+        if reading.channel.abandoned:  # the reader left: nobody to start it for
+            self._forget(reading)
+            return
+        target = _node_of(ref)
+        if self._membership.is_dead(target):
+            self._end(reading, NodeDown(f"node {target[0]} is down", request))
+        elif not ref.is_alive:
+            self._end(reading, stopped_error(ref, request))
+        elif reading.out is not None:
+            self._outbox.publish(reading.out, f"s.{reading.id}")
+
+    def _end_if_read(self, reading: _Reading, error: BaseException) -> None:
+        if self.reading.get(reading.id) is reading:
+            self._end(reading, error)
 
     def _cancel_unknown(self, id: int, msg: Msg) -> None:
         """A frame of a stream no longer read here: tell its producer to stop, once more.
@@ -773,11 +829,9 @@ class _RemoteStart:
 
 
 def _nobody(reading: _Reading) -> ActorError:
-    """The error of a stream request that nobody received ("no responders").
-
-    Unlike an ask, a stream does not probe the owner node nor publish again: its actor is
-    not subscribed right now (stopped, or its node reconnecting); the reader may retry.
-    """
+    """The error of a stream request to a name that nobody serves right now, or of a 503
+    that comes after the stream's first frame (a confused or forged frame: the stream
+    ends rather than starting again)."""
     ref, request = reading.ref, reading.channel.request
     what = type(request).__qualname__
     name = by_name(ref)
