@@ -25,6 +25,7 @@ from ._request import running_cell
 from ._stream import (
     DEFAULT_WINDOW,
     BlockingReplyStream,
+    Reader,
     ReplyStream,
     StreamRequest,
     check_stream_options,
@@ -652,7 +653,7 @@ class ActorRef(Ref[M]):
             ```
         """
         check_stream_options(window, timeout)
-        return ReplyStream(self._cell, request, window, timeout)
+        return ReplyStream(Reader(self._cell, request, window, timeout))
 
     def blocking_stream(
         self,
@@ -677,7 +678,7 @@ class ActorRef(Ref[M]):
         """
         ensure_plain_thread()
         check_stream_options(window, timeout)
-        return BlockingReplyStream(self._cell, request, window, timeout)
+        return BlockingReplyStream(Reader(self._cell, request, window, timeout))
 
     async def stop(self) -> None:
         """Stop the actor gracefully, for good, and wait until it has stopped.

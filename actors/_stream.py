@@ -98,6 +98,7 @@ __all__ = (
 )
 
 T = TypeVar("T")
+W = TypeVar("W", bound=Oneshot)
 
 DEFAULT_WINDOW: Final = 16
 """Items a stream's producer may run ahead of its consumer (see `Ref.stream`)."""
@@ -305,20 +306,13 @@ class Channel(Oneshot):
         Cancellation: the wait is given up; an item that arrives meanwhile stays queued.
         """
         while True:
-            item = self.take()
-            if item is not _WAITING:
+            item, waiter = self._take_or_wait(oneshot)
+            if waiter is None:
                 return item
-            waiter = oneshot()
-            with self._lock:
-                if self._items or self._ended:
-                    continue  # arrived while the waiter was made
-                self._reader = waiter
             try:
                 await waiter.wait(timeout)
             finally:
-                with self._lock:
-                    if self._reader is waiter:
-                        self._reader = None
+                self._stop_waiting(waiter)
 
     def get_blocking(self, timeout: float | None) -> object:
         """`get` for a plain thread: block it until an item, the end, or ``timeout``.
@@ -327,20 +321,31 @@ class Channel(Oneshot):
             StopAsyncIteration, Expired, BaseException: as for `get`.
         """
         while True:
-            item = self.take()
-            if item is not _WAITING:
+            item, waiter = self._take_or_wait(thread_oneshot)
+            if waiter is None:
                 return item
-            waiter = thread_oneshot()
-            with self._lock:
-                if self._items or self._ended:
-                    continue  # arrived while the waiter was made
-                self._reader = waiter
             try:
                 waiter.wait_blocking(timeout)
             finally:
-                with self._lock:
-                    if self._reader is waiter:
-                        self._reader = None
+                self._stop_waiting(waiter)
+
+    def _take_or_wait(self, make: Callable[[], W]) -> tuple[object, W | None]:
+        """The next item (the end raises, as `take`), or a waiter made with ``make`` and
+        stored for the producer to wake once an item or the end is there."""
+        while True:
+            item = self.take()
+            if item is not _WAITING:
+                return item, None
+            waiter = make()
+            with self._lock:
+                if not (self._items or self._ended):  # else it arrived meanwhile: take it
+                    self._reader = waiter
+                    return _WAITING, waiter
+
+    def _stop_waiting(self, waiter: Oneshot) -> None:
+        with self._lock:
+            if self._reader is waiter:
+                self._reader = None
 
     def close(self) -> None:
         """The consumer leaves: drop what is queued and wake a paused producer to stop."""
@@ -474,11 +479,11 @@ class StreamStart(Protocol):
     another node. Either raises what refused it (the reader then closes the stream).
     """
 
-    async def start(self, reader: Reader) -> None:
+    async def start(self, reader: Reader[Any]) -> None:
         """Send the request of ``reader``, from a task."""
         ...
 
-    def start_blocking(self, reader: Reader) -> None:
+    def start_blocking(self, reader: Reader[Any]) -> None:
         """Send the request of ``reader``, from a plain thread."""
         ...
 
@@ -489,7 +494,7 @@ class _Enqueue:
 
     __slots__ = ()
 
-    async def start(self, reader: Reader) -> None:
+    async def start(self, reader: Reader[Any]) -> None:
         cell, request = reader.cell, reader.request
         if cell.in_handler():
             raise DeadlockError(
@@ -507,7 +512,7 @@ class _Enqueue:
             await anyio.lowlevel.checkpoint()
             raise cell.stopped_error(request)
 
-    def start_blocking(self, reader: Reader) -> None:
+    def start_blocking(self, reader: Reader[Any]) -> None:
         cell, request = reader.cell, reader.request
         try:
             code = cell.mailbox.put_blocking(Ask(request, reader.channel), reader.timeout)
@@ -521,7 +526,7 @@ ENQUEUE: Final[StreamStart] = _Enqueue()
 """The `StreamStart` of a local stream (`Ref.stream` on an `ActorRef`)."""
 
 
-class Reader:
+class Reader(Generic[T]):
     """The consumer's side of a stream that `ReplyStream` and `BlockingReplyStream` share.
 
     Each handle owns one (composition): the request, its channel, how the request is sent
@@ -535,11 +540,11 @@ class Reader:
     def __init__(
         self,
         cell: Cell,
-        request: StreamRequest[Any],
+        request: StreamRequest[T],
         window: int,
         timeout: float | None,
-        channel: Channel | None,
-        start: StreamStart,
+        channel: Channel | None = None,
+        start: StreamStart = ENQUEUE,
     ) -> None:
         _admit(cell, request)
         self.cell = cell
@@ -661,16 +666,8 @@ class ReplyStream(Generic[T]):
 
     __slots__ = ("__weakref__", "_reader", "_reading")
 
-    def __init__(
-        self,
-        cell: Cell,
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        channel: Channel | None = None,
-        start: StreamStart = ENQUEUE,
-    ) -> None:
-        self._reader = Reader(cell, request, window, timeout, channel, start)
+    def __init__(self, reader: Reader[T]) -> None:
+        self._reader = reader
         self._reading = False  # a read is under way: a second reader is refused
 
     def __repr__(self) -> str:
@@ -762,16 +759,8 @@ class BlockingReplyStream(Generic[T]):
 
     __slots__ = ("__weakref__", "_reader")
 
-    def __init__(
-        self,
-        cell: Cell,
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        channel: Channel | None = None,
-        start: StreamStart = ENQUEUE,
-    ) -> None:
-        self._reader = Reader(cell, request, window, timeout, channel, start)
+    def __init__(self, reader: Reader[T]) -> None:
+        self._reader = reader
 
     def __repr__(self) -> str:
         return self._reader.describe("BlockingReplyStream")

@@ -320,7 +320,7 @@ class RemoteStreams:
         """The `ReplyStream` of ``request`` to the remote actor of ``ref``; nothing sent yet."""
         id, channel = self._parts(ref, request, window)
         start = _RemoteStart(self, ref, id)
-        return ReplyStream(cell_of(ref), request, window, timeout, channel, start)
+        return ReplyStream(Reader(cell_of(ref), request, window, timeout, channel, start))
 
     def blocking_reader(
         self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
@@ -329,7 +329,7 @@ class RemoteStreams:
         ensure_plain_thread()
         id, channel = self._parts(ref, request, window)
         start = _RemoteStart(self, ref, id)
-        return BlockingReplyStream(cell_of(ref), request, window, timeout, channel, start)
+        return BlockingReplyStream(Reader(cell_of(ref), request, window, timeout, channel, start))
 
     def _parts(
         self, ref: RemoteRef[Any], request: object, window: int
@@ -819,11 +819,11 @@ class _RemoteStart:
         self._ref = ref
         self._id = id
 
-    async def start(self, reader: Reader) -> None:
+    async def start(self, reader: Reader[Any]) -> None:
         channel = cast("CreditChannel", reader.channel)
         await self._streams.open(self._ref, self._id, channel, reader.timeout)
 
-    def start_blocking(self, reader: Reader) -> None:
+    def start_blocking(self, reader: Reader[Any]) -> None:
         channel = cast("CreditChannel", reader.channel)
         self._streams.open_blocking(self._ref, self._id, channel, reader.timeout)
 
