@@ -478,3 +478,14 @@ def test_a_names_notices_go_to_every_member_and_an_actors_behind_its_ask() -> No
     assert notice_subject("p", "p.name.resize") == "p.name.resize.cancel"
     assert notice_subject("p", "p.actor.a.inc.7") == "p.actor.a.inc.7"
     assert notice_subject("p", "q.name.resize") == "q.name.resize"  # another prefix's
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark's own host
+async def test_the_group_cancel_benchmark_runs(server: NatsServer, prefix: str) -> None:
+    # `python -m benchmarks.cancel_group` at a tiny size: both kinds cancel within a second.
+    from benchmarks.cancel_group import measure
+
+    with anyio.fail_after(3 * WAIT):
+        one, group = await measure(server.url, prefix, 3)
+    assert len(one) == len(group) == 3
+    assert max(one + group) < 1.0  # far below the asks' 30-s deadline
