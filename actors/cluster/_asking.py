@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("REMEMBERED", "Asking", "notice_subject")
+__all__ = ("REMEMBERED", "Asking", "is_notices", "name_notices", "notice_subject")
 
 REMEMBERED: Final = 4096  # broadcast notices for keys not (yet) held here, kept at most
 
@@ -59,6 +59,11 @@ def notice_subject(prefix: str, subject: str) -> str:
 def name_notices(name_subject: str) -> str:
     """The subject every member of a name's queue group hears the notices on."""
     return f"{name_subject}.{_NOTICES}"
+
+
+def is_notices(subject: str) -> bool:
+    """Whether ``subject`` is a name's notice subject (`name_notices`)."""
+    return subject.endswith(f".{_NOTICES}")
 
 
 class Asking:

@@ -32,7 +32,7 @@ from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import CANCELLED, EXPIRED, Expired, oneshot
 from .._ref import cell_of
-from ._asking import Asking, name_notices
+from ._asking import Asking, is_notices, name_notices
 from ._registry import GROUP_ID, Export
 from ._tracecontext import remote_context, remote_message
 from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
@@ -643,8 +643,15 @@ class Inbound:
 
 
 def _more_waiting(export: Export) -> bool:
-    """Whether frames wait in the actor's subscriptions (then an OK may be held back)."""
-    return any(getattr(sub, "pending_msgs", 0) for sub in export.subs)
+    """Whether frames wait in the actor's subscriptions (then an OK may be held back).
+
+    Not its name's notice subscription: a notice is handled by `Inbound._notice`, which
+    releases no OK, so an OK held back for it would wait for the actor's next frame.
+    """
+    return any(
+        getattr(sub, "pending_msgs", 0) and not is_notices(getattr(sub, "subject", ""))
+        for sub in export.subs
+    )
 
 
 def _raw(value: object) -> msgspec.Raw:

@@ -489,3 +489,20 @@ async def test_the_group_cancel_benchmark_runs(server: NatsServer, prefix: str) 
         one, group = await measure(server.url, prefix, 3)
     assert len(one) == len(group) == 3
     assert max(one + group) < 1.0  # far below the asks' 30-s deadline
+
+
+def test_a_pending_notice_holds_back_no_pipelined_ok() -> None:
+    # An OK held back for a pipelined tell is sent when no frame waits in the actor's
+    # subscriptions; a notice waiting in the name's notice subscription is no such frame
+    # (its handler releases nothing), or the OK would wait for the actor's next frame.
+    from types import SimpleNamespace
+
+    from actors.cluster._inbound import _more_waiting  # pyright: ignore[reportPrivateUsage]
+
+    def export(*subs: tuple[str, int]) -> Any:
+        return SimpleNamespace(subs=[SimpleNamespace(subject=s, pending_msgs=n) for s, n in subs])
+
+    notices = notice_subject("p", "p.name.shared")
+    assert not _more_waiting(export(("p.actor.a.i.7", 0), ("p.name.shared", 0), (notices, 3)))
+    assert _more_waiting(export(("p.actor.a.i.7", 0), ("p.name.shared", 1), (notices, 0)))
+    assert _more_waiting(export(("p.actor.a.i.7", 2)))
