@@ -25,9 +25,10 @@ from ._request import running_cell
 from ._stream import (
     DEFAULT_WINDOW,
     BlockingReplyStream,
+    Reader,
     ReplyStream,
     StreamRequest,
-    check_window,
+    check_stream_options,
 )
 from ._validation import check_timeout
 
@@ -655,10 +656,8 @@ class ActorRef(Ref[M]):
                     print(token, end="")
             ```
         """
-        check_window(window)
-        if timeout is not DEFAULT_ASK_TIMEOUT:
-            check_timeout("timeout", timeout)
-        return ReplyStream(self._cell, request, window, timeout)
+        check_stream_options(window, timeout)
+        return ReplyStream(Reader(self._cell, request, window, timeout))
 
     def blocking_stream(
         self,
@@ -682,10 +681,8 @@ class ActorRef(Ref[M]):
             ```
         """
         ensure_plain_thread()
-        check_window(window)
-        if timeout is not DEFAULT_ASK_TIMEOUT:
-            check_timeout("timeout", timeout)
-        return BlockingReplyStream(self._cell, request, window, timeout)
+        check_stream_options(window, timeout)
+        return BlockingReplyStream(Reader(self._cell, request, window, timeout))
 
     async def stop(self) -> None:
         """Stop the actor gracefully, for good, and wait until it has stopped.

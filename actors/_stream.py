@@ -19,7 +19,11 @@ Parts, each with one job:
   iterable the handler returned, checks each item as a reply is checked, and pauses while
   the window is full.
 * `ReplyStream[T]`: the consumer's handle, an async iterator and an async context manager;
-  `BlockingReplyStream[T]` is its form for plain threads (``for``, ``with``).
+  `BlockingReplyStream[T]` is its form for plain threads (``for``, ``with``). Each owns a
+  `Reader`, the consumer's side both share (the read-once state, opening, closing, the
+  errors), which sends the request through a `StreamStart`: `ENQUEUE` for a local actor,
+  a publisher of its own for ``actors.cluster``. So a remote stream is these same two
+  handles, given another channel and another start.
 
 Channel invariants:
 
@@ -47,7 +51,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast
 
 import anyio.lowlevel
 import msgspec
@@ -66,6 +70,7 @@ from ._mailbox import OK
 from ._message import Ask
 from ._oneshot import CANCELLED, Expired, Oneshot, ensure_plain_thread, oneshot, thread_oneshot
 from ._sendable import check_sendable, known_sendable
+from ._validation import check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable
@@ -77,11 +82,15 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_WINDOW",
     "END",
+    "ENQUEUE",
     "WAITING",
     "BlockingReplyStream",
     "Channel",
+    "Reader",
     "ReplyStream",
     "StreamRequest",
+    "StreamStart",
+    "check_stream_options",
     "check_window",
     "pump",
     "refuse_stream",
@@ -89,6 +98,7 @@ __all__ = (
 )
 
 T = TypeVar("T")
+W = TypeVar("W", bound=Oneshot)
 
 DEFAULT_WINDOW: Final = 16
 """Items a stream's producer may run ahead of its consumer (see `Ref.stream`)."""
@@ -296,20 +306,13 @@ class Channel(Oneshot):
         Cancellation: the wait is given up; an item that arrives meanwhile stays queued.
         """
         while True:
-            item = self.take()
-            if item is not _WAITING:
+            item, waiter = self._take_or_wait(oneshot)
+            if waiter is None:
                 return item
-            waiter = oneshot()
-            with self._lock:
-                if self._items or self._ended:
-                    continue  # arrived while the waiter was made
-                self._reader = waiter
             try:
                 await waiter.wait(timeout)
             finally:
-                with self._lock:
-                    if self._reader is waiter:
-                        self._reader = None
+                self._stop_waiting(waiter)
 
     def get_blocking(self, timeout: float | None) -> object:
         """`get` for a plain thread: block it until an item, the end, or ``timeout``.
@@ -318,20 +321,31 @@ class Channel(Oneshot):
             StopAsyncIteration, Expired, BaseException: as for `get`.
         """
         while True:
-            item = self.take()
-            if item is not _WAITING:
+            item, waiter = self._take_or_wait(thread_oneshot)
+            if waiter is None:
                 return item
-            waiter = thread_oneshot()
-            with self._lock:
-                if self._items or self._ended:
-                    continue  # arrived while the waiter was made
-                self._reader = waiter
             try:
                 waiter.wait_blocking(timeout)
             finally:
-                with self._lock:
-                    if self._reader is waiter:
-                        self._reader = None
+                self._stop_waiting(waiter)
+
+    def _take_or_wait(self, make: Callable[[], W]) -> tuple[object, W | None]:
+        """The next item (the end raises, as `take`), or a waiter made with ``make`` and
+        stored for the producer to wake once an item or the end is there."""
+        while True:
+            item = self.take()
+            if item is not _WAITING:
+                return item, None
+            waiter = make()
+            with self._lock:
+                if not (self._items or self._ended):  # else it arrived meanwhile: take it
+                    self._reader = waiter
+                    return _WAITING, waiter
+
+    def _stop_waiting(self, waiter: Oneshot) -> None:
+        with self._lock:
+            if self._reader is waiter:
+                self._reader = None
 
     def close(self) -> None:
         """The consumer leaves: drop what is queued and wake a paused producer to stop."""
@@ -458,6 +472,173 @@ def _admit(cell: Cell, request: object) -> None:
     check_sendable(request, f"stream request to actor {cell.path}")
 
 
+class StreamStart(Protocol):
+    """How a stream's request reaches its producer, for a `Reader` about to open.
+
+    `ENQUEUE` puts it into a local actor's mailbox; ``actors.cluster`` publishes it to
+    another node. Either raises what refused it (the reader then closes the stream).
+    """
+
+    async def start(self, reader: Reader[Any]) -> None:
+        """Send the request of ``reader``, from a task."""
+        ...
+
+    def start_blocking(self, reader: Reader[Any]) -> None:
+        """Send the request of ``reader``, from a plain thread."""
+        ...
+
+
+class _Enqueue:
+    """`StreamStart` of an actor of this system: the request enters its mailbox as an ask
+    whose reply slot is the reader's channel."""
+
+    __slots__ = ()
+
+    async def start(self, reader: Reader[Any]) -> None:
+        cell, request = reader.cell, reader.request
+        if cell.in_handler():
+            raise DeadlockError(
+                f"actor {cell.path} opened a stream to itself; it would wait forever for "
+                "its own items"
+            )
+        envelope = Ask(request, reader.channel)
+        if cell.mailbox.put_nowait(envelope) == OK:
+            return
+        try:
+            code = await deliver(cell, envelope, reader.timeout)
+        except Expired:
+            raise reader.room_timeout() from None
+        if code != OK:
+            await anyio.lowlevel.checkpoint()
+            raise cell.stopped_error(request)
+
+    def start_blocking(self, reader: Reader[Any]) -> None:
+        cell, request = reader.cell, reader.request
+        try:
+            code = cell.mailbox.put_blocking(Ask(request, reader.channel), reader.timeout)
+        except Expired:
+            raise reader.room_timeout() from None
+        if code != OK:
+            raise cell.stopped_error(request)
+
+
+ENQUEUE: Final[StreamStart] = _Enqueue()
+"""The `StreamStart` of a local stream (`Ref.stream` on an `ActorRef`)."""
+
+
+class Reader(Generic[T]):
+    """The consumer's side of a stream that `ReplyStream` and `BlockingReplyStream` share.
+
+    Each handle owns one (composition): the request, its channel, how the request is sent
+    (a `StreamStart`), and the read-once state: ``opened`` (the request was sent),
+    ``iterated`` (a second ``for`` is refused), ``closed`` (the consumer left: reads raise
+    `StreamClosed`). Written by the one consumer; see the module docstring. Internal.
+    """
+
+    __slots__ = ("cell", "channel", "closed", "iterated", "opened", "request", "start", "timeout")
+
+    def __init__(
+        self,
+        cell: Cell,
+        request: StreamRequest[T],
+        window: int,
+        timeout: float | None,
+        channel: Channel | None = None,
+        start: StreamStart = ENQUEUE,
+    ) -> None:
+        _admit(cell, request)
+        self.cell = cell
+        self.request = request
+        self.timeout = timeout
+        # A remote stream (``actors.cluster``) brings a channel of its own, fed by its node.
+        self.channel = Channel(cell.path, request, window) if channel is None else channel
+        self.start = start
+        self.opened = False
+        self.iterated = False
+        self.closed = False
+
+    def __del__(self) -> None:
+        # The consumer dropped its handle without closing it (`break` out of a plain
+        # `async for`): stop the producer. Safe at any bytecode: see Channel's invariants.
+        channel = getattr(self, "channel", None)
+        if channel is not None:
+            channel.close()
+
+    def describe(self, handle: str) -> str:
+        """The handle's repr."""
+        state = "closed" if self.closed else "open" if self.opened else "new"
+        return (
+            f"<{handle} {type(self.request).__qualname__} from {self.cell.path} "
+            f"window={self.channel.window} {state}>"
+        )
+
+    def iterate(self) -> None:
+        """The consumer starts a ``for`` loop over the stream: once only.
+
+        Raises:
+            StreamClosed: it was iterated already.
+        """
+        if self.iterated:
+            raise self.consumed("is already consumed")
+        self.iterated = True
+
+    def enter(self) -> None:
+        """The consumer enters a ``with`` block: only on a stream not opened yet.
+
+        Raises:
+            StreamClosed: it was opened (or closed) already.
+        """
+        if self.opened or self.closed:
+            raise self.consumed("was already opened")
+
+    async def open(self) -> None:
+        """Send the request (`StreamStart.start`); a refusal closes the stream.
+
+        Cancellation: the stream is closed; nothing was enqueued, unless it already was.
+        """
+        self.opened = True
+        try:
+            await self.start.start(self)
+        except BaseException:
+            self.close()
+            raise
+
+    def open_blocking(self) -> None:
+        """`open` from a plain thread."""
+        self.opened = True
+        try:
+            self.start.start_blocking(self)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """The consumer leaves: the producer is stopped at its next item. Idempotent."""
+        self.closed = True
+        self.channel.close()
+
+    def consumed(self, why: str) -> StreamClosed:
+        return StreamClosed(
+            f"the stream of {type(self.request).__qualname__} from actor {self.cell.path} "
+            f"{why}; a stream is read once, by one task: call ref.stream() again for a new one"
+        )
+
+    def item_timeout(self) -> AskTimeout:
+        """No item came within the timeout: the stream is closed; the error to raise."""
+        self.close()
+        return AskTimeout(
+            f"actor {self.cell.path} sent no item of {type(self.request).__qualname__} "
+            f"within {self.timeout} s; the stream is closed"
+        )
+
+    def room_timeout(self) -> AskTimeout:
+        """The error of a request that found no room in the mailbox within the timeout."""
+        return AskTimeout(
+            f"mailbox of actor {self.cell.path} stayed full for {self.timeout} s; "
+            f"{type(self.request).__qualname__} not sent"
+        )
+
+
 class ReplyStream(Generic[T]):
     """The items of a `StreamRequest`, as an async iterator and an async context manager.
 
@@ -483,57 +664,26 @@ class ReplyStream(Generic[T]):
         ```
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_cell",
-        "_channel",
-        "_closed",
-        "_iterated",
-        "_opened",
-        "_reading",
-        "_request",
-        "_timeout",
-    )
+    __slots__ = ("__weakref__", "_reader", "_reading")
 
-    def __init__(
-        self,
-        cell: Cell,
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        channel: Channel | None = None,
-    ) -> None:
-        _admit(cell, request)
-        self._cell = cell
-        self._request = request
-        self._timeout = timeout
-        # A remote stream (``actors.cluster``) brings a channel of its own, fed by its node.
-        self._channel = Channel(cell.path, request, window) if channel is None else channel
-        self._opened = False  # the request is in the mailbox
-        self._iterated = False  # __aiter__ was called: a second `async for` is refused
+    def __init__(self, reader: Reader[T]) -> None:
+        self._reader = reader
         self._reading = False  # a read is under way: a second reader is refused
-        self._closed = False  # the consumer left; reads raise StreamClosed
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._opened else "new"
-        return (
-            f"<ReplyStream {type(self._request).__qualname__} from {self._cell.path} "
-            f"window={self._channel.window} {state}>"
-        )
+        return self._reader.describe("ReplyStream")
 
     def __aiter__(self) -> Self:
-        if self._iterated:
-            raise self._consumed("is already consumed")
-        self._iterated = True
+        self._reader.iterate()
         return self
 
     async def __aenter__(self) -> Self:
         """Send the request now; leaving the block closes the stream."""
-        if self._opened or self._closed:
-            raise self._consumed("was already opened")
+        reader = self._reader
+        reader.enter()
         self._reading = True
         try:
-            await self._open()
+            await reader.open()
         finally:
             self._reading = False
         return self
@@ -544,7 +694,7 @@ class ReplyStream(Generic[T]):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._close()
+        self._reader.close()
 
     async def __anext__(self) -> T:
         """The next item.
@@ -559,25 +709,25 @@ class ReplyStream(Generic[T]):
         Cancellation: the stream is closed and its producer stopped; nothing is lost that
         was not already abandoned.
         """
-        if self._opened and not (self._closed or self._reading):
+        reader = self._reader
+        if reader.opened and not (reader.closed or self._reading):
             # The common case, inlined: an item is there (the producer ran ahead).
-            item = self._channel.take()  # raises at the end: StopAsyncIteration, the error
+            item = reader.channel.take()  # raises at the end: StopAsyncIteration, the error
             if item is not _WAITING:
                 return cast("T", item)
-        if self._closed or self._reading:
-            raise self._consumed("is closed" if self._closed else "is being read by another task")
+        if reader.closed or self._reading:
+            raise reader.consumed("is closed" if reader.closed else "is being read by another task")
         self._reading = True
         try:
-            if not self._opened:
-                await self._open()
-            item = await self._channel.get(self._timeout)
+            if not reader.opened:
+                await reader.open()
+            item = await reader.channel.get(reader.timeout)
         except Expired:
-            self._close()
-            raise _item_timeout(self._request, self._cell, self._timeout) from None
+            raise reader.item_timeout() from None
         except Exception:
             raise  # the end, or the producer's error: the stream is over, not closed
         except BaseException:
-            self._close()  # cancelled: the consumer has left
+            reader.close()  # cancelled: the consumer has left
             raise
         finally:
             self._reading = False
@@ -588,48 +738,8 @@ class ReplyStream(Generic[T]):
 
         Cancellation: the stream is closed even so.
         """
-        self._close()
+        self._reader.close()
         await anyio.lowlevel.checkpoint()
-
-    def __del__(self) -> None:
-        # The consumer dropped the stream without closing it (`break` out of a plain
-        # `async for`): stop the producer. Safe at any bytecode: see Channel's invariants.
-        channel = getattr(self, "_channel", None)
-        if channel is not None:
-            channel.close()
-
-    def _close(self) -> None:
-        self._closed = True
-        self._channel.close()
-
-    def _consumed(self, why: str) -> StreamClosed:
-        return _consumed(self._request, self._cell, why)
-
-    async def _open(self) -> None:
-        cell = self._cell
-        request = self._request
-        if cell.in_handler():
-            self._close()
-            raise DeadlockError(
-                f"actor {cell.path} opened a stream to itself; it would wait forever for "
-                "its own items"
-            )
-        self._opened = True
-        envelope = Ask(request, self._channel)
-        if cell.mailbox.put_nowait(envelope) == OK:
-            return
-        try:
-            code = await deliver(cell, envelope, self._timeout)
-        except Expired:
-            self._close()
-            raise _room_timeout(request, cell, self._timeout) from None
-        except BaseException:
-            self._close()  # cancelled while waiting for room: nothing was enqueued
-            raise
-        if code != OK:
-            self._close()
-            await anyio.lowlevel.checkpoint()
-            raise cell.stopped_error(request)
 
 
 class BlockingReplyStream(Generic[T]):
@@ -647,53 +757,24 @@ class BlockingReplyStream(Generic[T]):
         ```
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_cell",
-        "_channel",
-        "_closed",
-        "_iterated",
-        "_opened",
-        "_request",
-        "_timeout",
-    )
+    __slots__ = ("__weakref__", "_reader")
 
-    def __init__(
-        self,
-        cell: Cell,
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        channel: Channel | None = None,
-    ) -> None:
-        _admit(cell, request)
-        self._cell = cell
-        self._request = request
-        self._timeout = timeout
-        # A remote stream (``actors.cluster``) brings a channel of its own, fed by its node.
-        self._channel = Channel(cell.path, request, window) if channel is None else channel
-        self._opened = False
-        self._iterated = False
-        self._closed = False
+    def __init__(self, reader: Reader[T]) -> None:
+        self._reader = reader
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._opened else "new"
-        return (
-            f"<BlockingReplyStream {type(self._request).__qualname__} from {self._cell.path} "
-            f"window={self._channel.window} {state}>"
-        )
+        return self._reader.describe("BlockingReplyStream")
 
     def __iter__(self) -> Self:
-        if self._iterated:
-            raise _consumed(self._request, self._cell, "is already consumed")
-        self._iterated = True
+        self._reader.iterate()
         return self
 
     def __enter__(self) -> Self:
         """Send the request now; leaving the block closes the stream."""
-        if self._opened or self._closed:
-            raise _consumed(self._request, self._cell, "was already opened")
-        self._open()
+        reader = self._reader
+        reader.enter()
+        ensure_plain_thread()
+        reader.open_blocking()
         return self
 
     def __exit__(
@@ -711,68 +792,39 @@ class BlockingReplyStream(Generic[T]):
             StopIteration: the stream ended normally.
             AskTimeout, ActorStopped, StreamClosed, Exception: as `ReplyStream.__anext__`.
         """
-        if self._closed:
-            raise _consumed(self._request, self._cell, "is closed")
-        if not self._opened:
-            self._open()
+        reader = self._reader
+        if reader.closed:
+            raise reader.consumed("is closed")
+        if not reader.opened:
+            ensure_plain_thread()
+            reader.open_blocking()
         try:
-            item = self._channel.get_blocking(self._timeout)
+            item = reader.channel.get_blocking(reader.timeout)
         except StopAsyncIteration:
             raise StopIteration from None
         except Expired:
-            self.close()
-            raise _item_timeout(self._request, self._cell, self._timeout) from None
+            raise reader.item_timeout() from None
         except Exception:
             raise
         except BaseException:
-            self.close()  # KeyboardInterrupt, SystemExit: the reader has left
+            reader.close()  # KeyboardInterrupt, SystemExit: the reader has left
             raise
         return cast("T", item)
 
     def close(self) -> None:
         """Close the stream: its producer is stopped at its next item. Idempotent."""
-        self._closed = True
-        self._channel.close()
-
-    def __del__(self) -> None:
-        channel = getattr(self, "_channel", None)
-        if channel is not None:
-            channel.close()
-
-    def _open(self) -> None:
-        ensure_plain_thread()
-        cell = self._cell
-        request = self._request
-        self._opened = True
-        try:
-            code = cell.mailbox.put_blocking(Ask(request, self._channel), self._timeout)
-        except Expired:
-            self.close()
-            raise _room_timeout(request, cell, self._timeout) from None
-        if code != OK:
-            self.close()
-            raise cell.stopped_error(request)
+        self._reader.close()
 
 
-def _consumed(request: object, cell: Cell, why: str) -> StreamClosed:
-    return StreamClosed(
-        f"the stream of {type(request).__qualname__} from actor {cell.path} {why}; a stream "
-        "is read once, by one task: call ref.stream() again for a new one"
-    )
+def check_stream_options(window: object, timeout: object) -> None:
+    """The options of ``ref.stream`` (local or remote), checked before anything is made.
 
-
-def _item_timeout(request: object, cell: Cell, timeout: float | None) -> AskTimeout:
-    return AskTimeout(
-        f"actor {cell.path} sent no item of {type(request).__qualname__} within {timeout} s; "
-        "the stream is closed"
-    )
-
-
-def _room_timeout(request: object, cell: Cell, timeout: float | None) -> AskTimeout:
-    return AskTimeout(
-        f"mailbox of actor {cell.path} stayed full for {timeout} s; "
-        f"{type(request).__qualname__} not sent"
-    )
+    Raises:
+        TypeError, ValueError: ``window`` is not an int >= 1, or ``timeout`` is not None or
+            finite seconds >= 0.
+    """
+    check_window(window)
+    check_timeout("timeout", timeout)
 
 
 def check_window(window: object) -> int:

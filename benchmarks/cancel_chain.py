@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-__all__ = ("Chain", "chain_once", "main")
+__all__ = ("Chain", "chain_once", "cli", "main")
 
 ASK_TIMEOUT = 30.0
 
@@ -192,12 +192,17 @@ async def main_async(url: str | None, runs: int) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="disconnect-to-cancellation latency")
-    parser.add_argument("--runs", type=int, default=20)
+def cli(description: str, run: Callable[[str | None, int], Awaitable[None]], runs: int) -> None:
+    """The command line of a latency benchmark: ``--runs N``, ``--url nats://...``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=runs)
     parser.add_argument("--url", default=None, help="a running nats-server (default: start one)")
     args = parser.parse_args()
-    anyio.run(main_async, args.url, args.runs, backend="asyncio")
+    anyio.run(run, args.url, args.runs, backend="asyncio")
+
+
+def main() -> None:
+    cli("disconnect-to-cancellation latency", main_async, 20)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from ._wire import ERROR, OK, WIRE_VERSION, Reply, WireError, error_info
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from ._asking import Asking
     from ._registry import Export, Registry
     from ._transport import Transport
 
@@ -105,7 +106,7 @@ class Answers:
         transport: Transport,
         registry: Registry,
         respond: Callable[[str, Reply, list[int]], Awaitable[None]],
-        asking: dict[int, Callable[[], object]],
+        asking: Asking,
     ) -> None:
         self._transport = transport
         self._registry = registry
@@ -142,8 +143,7 @@ class Answers:
         answer.done = True
         if answer.timer is not None:
             answer.timer.cancel()
-        if answer.key:
-            self._asking.pop(answer.key, None)
+        self._asking.release(answer.key)
         export = answer.export
         if error is None:
             exports: list[int] = []

@@ -33,6 +33,7 @@ from .._message import Ask
 from .._oneshot import CANCELLED, Expired
 from .._ref import cell_of
 from ._answers import Answers
+from ._asking import Asking, is_notices, name_notices
 from ._registry import GROUP_ID, Export
 from ._tracecontext import remote_context, remote_message
 from ._transport import NODE_ID, SUB_PENDING_MSGS, subscribe
@@ -85,13 +86,14 @@ NIL: Final = msgspec.Raw(b"\xc0")
 class _Served:
     """A local `Pool` serving a public name in the name's queue group (loop only)."""
 
-    __slots__ = ("accepts", "asks", "name", "pool", "sub")
+    __slots__ = ("accepts", "asks", "name", "notices", "pool", "sub")
 
     def __init__(self, pool: Pool[Any], name: str) -> None:
         self.pool = pool
         self.name = name
         self.asks = asyncio.Semaphore(_POOL_ASKS)
         self.sub: Subscription | None = None
+        self.notices: Subscription | None = None  # the name's cancel notices (``_asking``)
         # What the workers accept, taken while they exist (a stopped pool lists none).
         workers = pool.workers
         self.accepts: tuple[type, ...] | None = cell_of(workers[0]).accepts if workers else None
@@ -135,8 +137,8 @@ class Inbound:
         self.public: dict[str, int] = {}
         self.served: dict[_Served, None] = {}
         # Loop only: the asks answered here now, by the key their CANCEL would present,
-        # with what abandons each (see `_cancel`). Bounded by the asks in flight.
-        self.asking: dict[int, Callable[[], object]] = {}
+        # with what abandons each (see ``_asking``). Bounded by the asks in flight.
+        self.asking = Asking()
         # Sends the replies of the asks enqueued here, as their actors settle them.
         self.answers = Answers(transport, registry, self.respond, self.asking)
         # Serves an inbound STREAM request (``_streams``), set by the node. Loop only.
@@ -182,6 +184,10 @@ class Inbound:
             pending_msgs_limit=SUB_PENDING_MSGS,
         )
         export.subs.append(sub)
+        notices = await subscribe(
+            client, name_notices(self._me.name_subject(name)), cb=self._notice
+        )
+        export.subs.append(notices)
         self.public[name] = id
         await client.flush(timeout=max(1, int(self._connect_timeout)))
 
@@ -197,6 +203,9 @@ class Inbound:
             cb=functools.partial(self._inbound_pool, served),
             pending_msgs_limit=SUB_PENDING_MSGS,
         )
+        served.notices = await subscribe(
+            client, name_notices(self._me.name_subject(name)), cb=self._notice
+        )
         self.served[served] = None
         self._transport.own(self._unserve_when_stopped(served))
         await client.flush(timeout=max(1, int(self._connect_timeout)))
@@ -206,6 +215,9 @@ class Inbound:
             await served.pool.join()
         finally:
             self.served.pop(served, None)
+            if served.notices is not None:
+                with contextlib.suppress(Exception):
+                    await served.notices.unsubscribe()
             # Drain, not unsubscribe: frames already delivered here still get their answer
             # (ActorStopped, nothing enqueued) instead of leaving their senders to time out.
             if served.sub is not None:
@@ -284,8 +296,7 @@ class Inbound:
     ) -> None:
         key = request.key
         scope = anyio.CancelScope()
-        if key:
-            self.asking[key] = scope.cancel  # the pool ask abandons its worker's request
+        self.asking.hold(key, scope.cancel)  # the pool ask abandons its worker's request
         try:
             with scope:
                 try:
@@ -296,19 +307,25 @@ class Inbound:
                     return
                 await self._answer_value(reply_to, served, value)
         finally:
-            if key:
-                self.asking.pop(key, None)
+            self.asking.release(key)
             served.asks.release()
 
     def _cancel(self, key: int) -> None:
-        """A CANCEL frame: its asker gave up on the ask with ``key``, if still answered here.
+        """A CANCEL frame behind its ask: its asker gave up on the ask with ``key``, if
+        still answered here (else ignored: a cancel is a hint, never an error)."""
+        self.asking.cancel(key)
 
-        An unknown key (answered already, or never asked here: a group's notice may reach
-        another member) is ignored: a cancel is a hint, never an error.
-        """
-        abandon = self.asking.pop(key, None) if key else None
-        if abandon is not None:
-            abandon()
+    async def _notice(self, msg: Msg) -> None:
+        """A CANCEL notice on a public name's notice subject, heard by every member of its
+        queue group: only the one answering the ask acts (see ``_asking``)."""
+        try:
+            envelope = self.open(msg.data)
+            if envelope.kind != CANCEL:
+                raise WireError(f"a frame of kind {envelope.kind} on a cancel notice subject")
+        except MALFORMED as error:
+            self._transport.reject(f"a cancel notice on {msg.subject}", error)
+            return
+        self.asking.cancel(envelope.key, broadcast=True)
 
     # -- inbound: frames for a local actor ---------------------------------------------------
 
@@ -530,8 +547,9 @@ class Inbound:
         if reply.done:  # answered while this task waited for room: nothing left to track
             return
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if request.key:  # this subscription handles its CANCEL after this: no race
-            self.asking[request.key] = functools.partial(reply.abandon, CANCELLED)
+        # A CANCEL on this subscription comes after this; a group's, heard on the name's
+        # notice subject, may have come first: then the ask is abandoned here at once.
+        self.asking.hold(request.key, functools.partial(reply.abandon, CANCELLED))
         self.answers.expire_after(reply, remaining)
 
     async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:
@@ -545,14 +563,30 @@ class Inbound:
             reply_to, Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free()), exports
         )
 
-    async def respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+    async def publish(self, subject: str, data: bytes, exports: list[int], reply: str = "") -> None:
+        """Publish ``data`` once the refs exported in it are subscribed (a message sent to
+        one of them must find its subscription). Loop only.
+
+        Raises:
+            ActorStopped: this node is leaving (no client).
+            Exception: what the NATS client raised (not connected, say).
+        """
         client = self._transport.client
-        if not reply_to or client is None:
-            return
+        if client is None:
+            raise ActorStopped(f"node {self._me.node} is leaving the cluster")
         for id in exports:
             await self.ensure_subscribed(id)
+        await client.publish(subject, data, reply=reply)
+
+    async def publish_quietly(self, subject: str, data: bytes, exports: list[int]) -> None:
+        """`publish` for a frame whose loss its receiver survives (a reply: its asker times
+        out; a stream control: the next one makes it good): failures are dropped."""
         with contextlib.suppress(Exception):
-            await client.publish(reply_to, msgspec.msgpack.encode(reply))
+            await self.publish(subject, data, exports)
+
+    async def respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+        if reply_to and self._transport.client is not None:
+            await self.publish_quietly(reply_to, msgspec.msgpack.encode(reply), exports)
 
     async def _answer_error(
         self, reply_to: str, export: Export | _Served, error: BaseException
@@ -586,8 +620,15 @@ class Inbound:
 
 
 def _more_waiting(export: Export) -> bool:
-    """Whether frames wait in the actor's subscriptions (then an OK may be held back)."""
-    return any(getattr(sub, "pending_msgs", 0) for sub in export.subs)
+    """Whether frames wait in the actor's subscriptions (then an OK may be held back).
+
+    Not its name's notice subscription: a notice is handled by `Inbound._notice`, which
+    releases no OK, so an OK held back for it would wait for the actor's next frame.
+    """
+    return any(
+        getattr(sub, "pending_msgs", 0) and not is_notices(getattr(sub, "subject", ""))
+        for sub in export.subs
+    )
 
 
 def _raw(value: object) -> msgspec.Raw:

@@ -46,7 +46,8 @@ Subjects (``p`` is the prefix, default ``actors``):
 * ``p.name.<name>``: one per public name, in queue group ``p``: lookups, and every
   request of a `GroupRef`; several nodes serving one name (public actors, or pools served
   with `serve_pool`, routed by `_inbound_pool`) form a queue group, and the server hands
-  each message to one of them.
+  each message to one of them. ``p.name.<name>.cancel``: the cancel notices of asks to
+  that name, heard by every member (no queue group; ``_asking``).
 * ``p.durable.<name>``: the durable mailbox of durable actor ``<name>``, stored in the
   JetStream stream ``<p>_DURABLE`` (not a core subscription: the owner pulls from it).
 * ``p.events.<node>``: the events published on that node (`Events` frames, batched);

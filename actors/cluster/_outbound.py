@@ -57,6 +57,7 @@ from .._oneshot import Expired, Oneshot, ensure_plain_thread, oneshot
 from .._ref import COOPERATIVE_BUDGET, cell_of
 from .._request import ask_deadline
 from .._sendable import check_sendable
+from ._asking import notice_subject
 from ._inbound import NIL, as_wire_error
 from ._registry import GROUP_ID
 from ._remote import (
@@ -514,14 +515,15 @@ class Outbox:
         """The asker gave up on the ask with ``key`` (timeout, cancellation, a failure):
         tell its owner, through the outbox so that the notice follows the ask. Loop only.
 
-        Best effort: lost with a connection, and a group's notice goes to whichever member
-        NATS picks, which may not be the one answering (see docs/cluster.md).
+        A name's notice goes to every member of its queue group (``_asking``). Best effort:
+        lost with a connection.
         """
         outbox = self._outbox
         if outbox is None or self._transport.closing:
             return
         notice = Envelope(WIRE_VERSION, CANCEL, "", NIL, None, self._me.node, key=key)
         data = msgspec.msgpack.encode(notice)
+        subject = notice_subject(self._me.prefix, subject)
         outbox.put_nowait((Outbound(subject, data, [], None), _NO_REPLY))
 
     async def request(self, subject: str, data: bytes, wait: float) -> bytes:

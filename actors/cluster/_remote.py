@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, over
 
 from .._errors import ActorError, ActorStopped, MailboxFull
 from .._ref import DEFAULT_ASK_TIMEOUT, Ref, cell_of
-from .._stream import DEFAULT_WINDOW, check_window
+from .._stream import DEFAULT_WINDOW, check_stream_options
 from .._validation import check_timeout
 from ._window import PIPELINED_MAX, Window
 
@@ -392,22 +392,19 @@ class RemoteRef(Ref[M]):
     ) -> ReplyStream[T]:
         """Read the items the remote actor's handler streams back for ``request``.
 
-        As `actors.ActorRef.stream`, across nodes: nothing is sent until the first item is
-        read (or the ``async with`` is entered); the remote producer runs at most
-        ``window`` items ahead of what this reader has read (the window is split between
-        the producer's node and credit this node grants as it reads; see
-        ``docs/howto/streaming.md``); ``timeout`` bounds the start and each next item.
-        Leaving early (``break`` with ``async with``, `aclose`, a cancelled or timed-out
-        read) sends a cancel, and the producer's generator is closed at its next item.
+        The contract of `actors.ActorRef.stream` (nothing sent before the first read; read
+        once, by one task; ``timeout`` per item; leaving early stops the producer; its
+        error after its items), across nodes: the ``window`` is split between the
+        producer's node and credit this node grants as it reads
+        (``docs/howto/streaming.md``).
 
         Raises:
-            StreamRequestError: ``request`` is not a `StreamRequest` (nothing sent).
-            TypeError, ValueError: a bad ``window`` or ``timeout``.
-            MessageTypeError, NotSendableError, WireError: while reading the first item, as
-                for `ask` (nothing sent).
-            ActorStopped: while reading: the actor stopped, or its node went down
+            StreamRequestError, TypeError, ValueError: as `actors.ActorRef.stream`.
+            MessageTypeError, NotSendableError, WireError: at the first read, as for `ask`
+                (nothing sent).
+            ActorStopped: at a read: the actor stopped, or its node went down
                 (`NodeDown`), after the items received.
-            AskTimeout: while reading: no item within ``timeout``.
+            AskTimeout: at a read: no item within ``timeout``.
 
         Example:
             ```python
@@ -416,9 +413,7 @@ class RemoteRef(Ref[M]):
                     print(token, end="")
             ```
         """
-        check_window(window)
-        if timeout is not DEFAULT_ASK_TIMEOUT:
-            check_timeout("timeout", timeout)
+        check_stream_options(window, timeout)
         return self._courier.stream(self, request, window, timeout)
 
     def blocking_stream(
@@ -441,9 +436,7 @@ class RemoteRef(Ref[M]):
                     print(token, end="")
             ```
         """
-        check_window(window)
-        if timeout is not DEFAULT_ASK_TIMEOUT:
-            check_timeout("timeout", timeout)
+        check_stream_options(window, timeout)
         return self._courier.blocking_stream(self, request, window, timeout)
 
 

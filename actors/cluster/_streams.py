@@ -3,8 +3,9 @@
 A remote stream reuses the local one at both ends and carries items between them:
 
 * **The reader's node** hands the caller an ordinary `ReplyStream` (or `BlockingReplyStream`)
-  whose channel, a `CreditChannel`, is filled by this node's cluster loop from the frames
-  that arrive, and which grants credit to the producer as the caller reads. Every reading
+  whose start (`_RemoteStart`) publishes the request, and whose channel, a
+  `CreditChannel`, is filled by this node's cluster loop from the frames that arrive,
+  and grants credit to the producer as the caller reads. Every reading
   rule of a local stream (one reader, per-item timeout, leaving early, the producer's error
   after its items) therefore holds unchanged.
 * **The producer's node** enqueues the request into the actor as an ask whose reply slot is
@@ -19,7 +20,9 @@ window rides in ``Envelope.seq``. The frames come back on that subject, each wit
 reply subject ``<producer inbox>.c.<n>``, on which the reader sends `StreamControl`
 frames: ``STREAM_CREDIT`` with the items read so far, ``STREAM_CANCEL`` when it leaves.
 A refusal at the start (unknown actor, wrong type) comes back as an ordinary error
-`Reply`, as for an ask.
+`Reply`, as for an ask; and a request that nobody received ("no responders") is
+published again while the owner node says the actor still exists, as an ask's frame is
+(`RemoteStreams._nobody_there`).
 
 Invariants:
 
@@ -71,15 +74,18 @@ from .._errors import (
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import Expired, ensure_plain_thread
+from .._ref import cell_of
 from .._stream import (
     END,
     WAITING,
     BlockingReplyStream,
     Channel,
+    Reader,
     ReplyStream,
     StreamRequest,
 )
-from ._remote import address_of, by_name
+from ._outbound import _RETRY_FIRST, _RETRY_MAX  # pyright: ignore[reportPrivateUsage]  # as ask's
+from ._remote import address_of, by_name, finish_proxy, stopped_error
 from ._tracecontext import remote_message
 from ._transport import subscribe
 from ._wire import (
@@ -117,7 +123,7 @@ if TYPE_CHECKING:
     from ._inbound import Inbound
     from ._membership import Membership
     from ._options import Limits
-    from ._outbound import Outbox
+    from ._outbound import Outbound, Outbox
     from ._registry import Export, Registry
     from ._remote import RemoteRef
     from ._replies import Replies
@@ -188,17 +194,23 @@ class _Reading:
         "channel",
         "control",
         "credit",
+        "delay",
         "granted",
         "id",
         "item_type",
         "next_seq",
+        "out",
         "received",
         "ref",
+        "retrying",
         "token",
     )
 
     def __init__(self, id: int, ref: RemoteRef[Any], channel: CreditChannel, credit: int) -> None:
         self.id = id
+        self.out: Outbound | None = None  # the request, to publish again after "no responders"
+        self.retrying = False  # a retry is under way (`RemoteStreams._nobody_there`)
+        self.delay = _RETRY_FIRST  # the next pause before publishing again (doubling)
         self.ref = ref
         self.channel = channel
         self.credit = credit
@@ -306,16 +318,18 @@ class RemoteStreams:
         self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
     ) -> ReplyStream[T]:
         """The `ReplyStream` of ``request`` to the remote actor of ``ref``; nothing sent yet."""
-        parts = self._parts(ref, request, window)
-        return _RemoteReplyStream(self, ref, request, window, timeout, parts)
+        id, channel = self._parts(ref, request, window)
+        start = _RemoteStart(self, ref, id)
+        return ReplyStream(Reader(cell_of(ref), request, window, timeout, channel, start))
 
     def blocking_reader(
         self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
     ) -> BlockingReplyStream[T]:
         """`reader` for plain threads."""
         ensure_plain_thread()
-        parts = self._parts(ref, request, window)
-        return _BlockingRemoteReplyStream(self, ref, request, window, timeout, parts)
+        id, channel = self._parts(ref, request, window)
+        start = _RemoteStart(self, ref, id)
+        return BlockingReplyStream(Reader(cell_of(ref), request, window, timeout, channel, start))
 
     def _parts(
         self, ref: RemoteRef[Any], request: object, window: int
@@ -362,6 +376,16 @@ class RemoteStreams:
         out.data = msgspec.msgpack.encode(envelope)
         await self._transport.call(self._start(ref, id, channel, out))
 
+    def open_blocking(
+        self, ref: RemoteRef[Any], id: int, channel: CreditChannel, timeout: float | None
+    ) -> None:
+        """`open` from a plain thread.
+
+        Raises:
+            ActorStopped, NodeDown, MessageTypeError, NotSendableError, WireError: as `open`.
+        """
+        self._transport.blocking(self.open(ref, id, channel, timeout))
+
     async def _start(self, ref: RemoteRef[Any], id: int, channel: CreditChannel, out: Any) -> None:
         if self._transport.closing:
             raise ActorStopped(f"node {self._me.node} is leaving the cluster", channel.request)
@@ -372,6 +396,7 @@ class RemoteStreams:
         if channel.abandoned:  # the reader left before the request went out
             return
         self.reading[id] = reading
+        reading.out = out
         if target is not None:
             reading.token = self._replies.callback(
                 lambda _: self._reader_lost(id, target), target, math.inf
@@ -393,7 +418,11 @@ class RemoteStreams:
             return
         headers = msg.headers
         if headers is not None and not msg.data and headers.get("Status") == "503":
-            self._end(reading, _nobody(reading))
+            if by_name(reading.ref) is not None or reading.next_seq != 1:
+                self._end(reading, _nobody(reading))  # a name: as an ask, ActorNotFound now
+            elif not reading.retrying:
+                reading.retrying = True
+                self._transport.own(self._nobody_there(reading))
             return
         try:
             check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
@@ -410,6 +439,48 @@ class RemoteStreams:
         reading.next_seq += 1
         self._take_items(reading, frame)
 
+    async def _nobody_there(self, reading: _Reading) -> None:
+        """Nobody received the request ("no responders"): as `ask` does (see ``_outbound``),
+        ask the owner node whether the actor is gone; if not (its node is reconnecting, say),
+        publish the request again after a pause, doubling up to `_RETRY_MAX`. A 503 means
+        nobody received it, so publishing again never starts the stream twice.
+
+        Ends when the owner says gone (`ActorStopped`), the node is declared down
+        (`NodeDown`), the ref learns it stopped, or the reader leaves (its per-item timeout
+        bounds the wait for the first item); each retry runs after the previous 503.
+        """
+        ref, request = reading.ref, reading.channel.request
+        try:
+            # One probe at a time; the owner answers from its export table. Private to
+            # the outbox, which owns the probe's wire form; shared rather than copied.
+            gone = await self._outbox._owner_says_gone(ref, None)  # pyright: ignore[reportPrivateUsage]
+        except ActorStopped as error:  # the owner's node was declared down, or we leave
+            self._end_if_read(reading, error)
+            return
+        if gone:
+            finish_proxy(cell_of(ref), None)
+            self._end_if_read(reading, stopped_error(ref, request))
+            return
+        await asyncio.sleep(reading.delay)
+        reading.delay = min(reading.delay * 2, _RETRY_MAX)
+        reading.retrying = False
+        if self.reading.get(reading.id) is not reading:
+            return  # ended meanwhile (teardown, the node declared down)
+        if reading.channel.abandoned:  # the reader left: nobody to start it for
+            self._forget(reading)
+            return
+        target = _node_of(ref)
+        if self._membership.is_dead(target):
+            self._end(reading, NodeDown(f"node {target[0]} is down", request))
+        elif not ref.is_alive:
+            self._end(reading, stopped_error(ref, request))
+        elif reading.out is not None:
+            self._outbox.publish(reading.out, f"s.{reading.id}")
+
+    def _end_if_read(self, reading: _Reading, error: BaseException) -> None:
+        if self.reading.get(reading.id) is reading:
+            self._end(reading, error)
+
     def _cancel_unknown(self, id: int, msg: Msg) -> None:
         """A frame of a stream no longer read here: tell its producer to stop, once more.
 
@@ -417,8 +488,7 @@ class RemoteStreams:
         the cancel was lost. Only to a control subject of this cluster's nodes, so that a
         forged frame cannot make this node publish elsewhere.
         """
-        client = self._transport.client
-        if client is None or not msg.reply.startswith(f"_INBOX.{self._me.prefix}."):
+        if not msg.reply.startswith(f"_INBOX.{self._me.prefix}."):
             return
         try:
             check_frame(msg.data, self._limits.max_message_size, self._limits.max_depth)
@@ -428,7 +498,7 @@ class RemoteStreams:
         if frame.stream != id or frame.end != STREAM_MORE:  # not ours, or over anyway
             return
         cancel = msgspec.msgpack.encode(StreamControl(WIRE_VERSION, STREAM_CANCEL, id, 0))
-        self._transport.own(_publish(client, msg.reply, cancel))
+        self._transport.own(self._inbound.publish_quietly(msg.reply, cancel, []))
 
     def _frame_problem(self, reading: _Reading, frame: StreamFrame, reply: str) -> str:
         if frame.version != WIRE_VERSION:
@@ -548,11 +618,11 @@ class RemoteStreams:
         self._control(reading, STREAM_CANCEL, reading.granted)
 
     def _control(self, reading: _Reading, kind: int, read: int) -> None:
-        client = self._transport.client
-        if not reading.control or client is None:
+        if not reading.control or self._transport.client is None:
             return
         frame = msgspec.msgpack.encode(StreamControl(WIRE_VERSION, kind, reading.id, read))
-        self._transport.own(_publish(client, reading.control, frame))
+        # A control lost is made good by the next (grants are cumulative; see `_left`).
+        self._transport.own(self._inbound.publish_quietly(reading.control, frame, []))
 
     # -- the producer's side (loop only) --------------------------------------------------
 
@@ -677,11 +747,6 @@ class RemoteStreams:
         return self._limits.max_message_size // _FRAME_SHARE
 
     async def _send_frame(self, serving: _Serving, frame: StreamFrame, exports: list[int]) -> None:
-        client = self._transport.client
-        if client is None:
-            raise ActorStopped(f"node {self._me.node} is leaving the cluster")
-        for id in exports:
-            await self._inbound.ensure_subscribed(id)
         data = msgspec.msgpack.encode(frame)
         if len(data) > self._limits.max_message_size:  # many items of some overhead each
             info = error_info(
@@ -691,7 +756,9 @@ class RemoteStreams:
             )
             frame = StreamFrame(WIRE_VERSION, frame.stream, frame.seq, [], STREAM_FAILED, info)
             data = msgspec.msgpack.encode(frame)
-        await client.publish(serving.reply_to, data, reply=f"{self._me.inbox}.c.{serving.id}")
+            exports = []  # its items are not sent
+        control = f"{self._me.inbox}.c.{serving.id}"
+        await self._inbound.publish(serving.reply_to, data, exports, reply=control)
 
     async def _on_control(self, msg: Msg) -> None:
         where = f"a stream control of node {self._me.node}"
@@ -741,77 +808,30 @@ class RemoteStreams:
             self._drop_serving(serving)
 
 
-class _RemoteReplyStream(ReplyStream[T]):
-    """A `ReplyStream` whose items come from another node (see the module docstring)."""
+class _RemoteStart:
+    """The `StreamStart` of a remote stream: the request is published to the actor's node
+    (or its name's group), and the reader's channel is fed by this node's loop."""
 
     __slots__ = ("_id", "_ref", "_streams")
 
-    def __init__(
-        self,
-        streams: RemoteStreams,
-        ref: RemoteRef[T],
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        parts: tuple[int, CreditChannel],
-    ) -> None:
-        from .._ref import cell_of
-
-        super().__init__(cell_of(ref), request, window, timeout, parts[1])
+    def __init__(self, streams: RemoteStreams, ref: RemoteRef[Any], id: int) -> None:
         self._streams = streams
         self._ref = ref
-        self._id = parts[0]
+        self._id = id
 
-    async def _open(self) -> None:
-        self._opened = True
-        channel = cast("CreditChannel", self._channel)
-        try:
-            await self._streams.open(self._ref, self._id, channel, self._timeout)
-        except BaseException:
-            self._close()
-            raise
+    async def start(self, reader: Reader[Any]) -> None:
+        channel = cast("CreditChannel", reader.channel)
+        await self._streams.open(self._ref, self._id, channel, reader.timeout)
 
-
-class _BlockingRemoteReplyStream(BlockingReplyStream[T]):
-    """A `BlockingReplyStream` whose items come from another node."""
-
-    __slots__ = ("_id", "_ref", "_streams")
-
-    def __init__(
-        self,
-        streams: RemoteStreams,
-        ref: RemoteRef[T],
-        request: StreamRequest[T],
-        window: int,
-        timeout: float | None,
-        parts: tuple[int, CreditChannel],
-    ) -> None:
-        from .._ref import cell_of
-
-        super().__init__(cell_of(ref), request, window, timeout, parts[1])
-        self._streams = streams
-        self._ref = ref
-        self._id = parts[0]
-
-    def _open(self) -> None:
-        self._opened = True
-        channel = cast("CreditChannel", self._channel)
-        streams = self._streams
-        try:
-            streams._transport.blocking(  # pyright: ignore[reportPrivateUsage]
-                streams.open(self._ref, self._id, channel, self._timeout)
-            )
-        except BaseException:
-            self.close()
-            raise
+    def start_blocking(self, reader: Reader[Any]) -> None:
+        channel = cast("CreditChannel", reader.channel)
+        self._streams.open_blocking(self._ref, self._id, channel, reader.timeout)
 
 
 def _nobody(reading: _Reading) -> ActorError:
-    """The error of a stream request that nobody received ("no responders").
-
-    Unlike an ask, a stream does not probe the owner node nor publish again: its actor is
-    not subscribed right now (stopped, or its node reconnecting); the reader may retry.
-    """
+    """The error of a stream request to a name that nobody serves right now, or of a 503
+    that comes after the stream's first frame (a confused or forged frame: the stream
+    ends rather than starting again)."""
     ref, request = reading.ref, reading.channel.request
     what = type(request).__qualname__
     name = by_name(ref)
@@ -858,11 +878,6 @@ def _node_of(ref: RemoteRef[Any]) -> tuple[str, str]:
 
 def _show(tp: Any) -> str:
     return tp.__qualname__ if isinstance(tp, type) else repr(tp)
-
-
-async def _publish(client: NatsClient, subject: str, data: bytes) -> None:
-    with contextlib.suppress(Exception):  # a control frame lost is made good by the next
-        await client.publish(subject, data)
 
 
 _ = message_name  # the wire names of items are those of replies: registered on first use

@@ -71,6 +71,7 @@ __all__ = (
     "asyncio_backend_fixture",
     "encode_jwt",
     "free_port",
+    "lose_down_notices",
     "nats_server_binary",
     "nkey_pair",
     "prefix_fixture",
@@ -639,6 +640,22 @@ class NodeFactory:
         self, servers: str | Sequence[str], name: str, prefix: str, **options: Any
     ) -> Nats:
         return Nats(servers, node=name, prefix=prefix, **(self.defaults | options))
+
+
+def lose_down_notices(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Node ``name`` never hears other nodes' down notices (they are at most once).
+
+    Patch before the nodes start: a node binds its handler when it subscribes.
+    """
+    from actors.cluster._membership import Membership
+
+    original = Membership._on_down  # pyright: ignore[reportPrivateUsage]
+
+    async def lost(self: Membership, msg: Any) -> None:
+        if self._me.node != name:  # pyright: ignore[reportPrivateUsage]
+            await original(self, msg)
+
+    monkeypatch.setattr(Membership, "_on_down", lost)
 
 
 # -- messages and actors shared by the cluster tests (and their child processes) -----------

@@ -32,13 +32,13 @@ from cluster_support import (
     Relayer,
     Stop,
     Watcher,
+    lose_down_notices,
     prefix_fixture,
     server_fixture,
 )
 
 import actors
 from actors.cluster import ClusterError, Nats, NodeDown, RemoteRef, WireError
-from actors.cluster._membership import Membership
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -459,13 +459,7 @@ async def test_a_stopped_actor_whose_down_notice_was_lost_is_found_stopped_at_th
     # b never gets a's down notices (they are at most once): a send to the stopped actor
     # gets "no responders", and a, asked, confirms the actor is gone. Not the heartbeats:
     # a stays alive and b would wait 30 s before declaring it down.
-    original = Membership._on_down  # pyright: ignore[reportPrivateUsage]
-
-    async def lost_on_b(self: Membership, msg: Any) -> None:
-        if self._me.node != "b":  # pyright: ignore[reportPrivateUsage]
-            await original(self, msg)
-
-    monkeypatch.setattr(Membership, "_on_down", lost_on_b)
+    lose_down_notices(monkeypatch, "b")  # before the nodes subscribe
     events, got, seen = collector()
     with anyio.fail_after(WAIT):
         async with (

@@ -9,6 +9,8 @@ node can signal the test through a module-level flag.
 
 from __future__ import annotations
 
+import functools
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +27,10 @@ from cluster_support import (
 )
 
 import actors
-from actors.cluster import register_message
+from actors.cluster import lookup_group, register_message, serve_pool
+from actors.cluster._asking import REMEMBERED, Asking, notice_subject
 from actors.cluster._remote import address_of
-from actors.cluster._wire import CANCEL, WIRE_VERSION, Envelope
+from actors.cluster._wire import ASK, CANCEL, WIRE_VERSION, Envelope
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -124,10 +127,15 @@ async def pair(server: NatsServer, prefix: str) -> AsyncIterator[Pair]:
         yield Pair(a, b)
 
 
+def asking_of(system: actors.ActorSystem) -> Asking:
+    cluster: Any = system.cluster
+    table: Asking = cluster._node.inbound.asking
+    return table
+
+
 def asking(system: actors.ActorSystem) -> int:
     """Remote asks the node answers now (those a CANCEL could still reach)."""
-    cluster: Any = system.cluster
-    return len(cluster._node.inbound.asking)
+    return len(asking_of(system))
 
 
 def metrics_of(system: actors.ActorSystem, path: str) -> actors.ActorMetrics:
@@ -336,3 +344,196 @@ async def test_remote_asks_subscribe_nothing_per_ask_and_leave_nothing_pending(
             cluster_b: Any = b.cluster
             await wait_until(lambda: len(cluster_b._node.replies) == 0)
             assert await remote.ask(Tally(), timeout=WAIT) == (201, 1)
+
+
+# -- cancel notices to a group: only the member answering acts --------------------------------
+
+# The member that took each Park, by its ``entered`` flag (members are in this process).
+ANSWERED: dict[str, str] = {}
+
+
+class Member(CancellableRemote):
+    async def receive(self, message: HowLong | Park | Tally) -> object:
+        if isinstance(message, Park):
+            ANSWERED[message.entered] = self.system.name
+        return await super().receive(message)
+
+
+class Group:
+    def __init__(self, members: list[actors.ActorSystem], asker: actors.ActorSystem) -> None:
+        self.members = members  # one node each, all serving the name
+        self.asker = asker
+
+
+@pytest.fixture
+async def group(server: NatsServer, prefix: str) -> AsyncIterator[Group]:
+    FLAGS.clear()
+    ANSWERED.clear()
+    async with (
+        actors.ActorSystem(workers=1, name="m1", cluster=node(server.url, "m1", prefix)) as m1,
+        actors.ActorSystem(workers=1, name="m2", cluster=node(server.url, "m2", prefix)) as m2,
+        actors.ActorSystem(workers=1, name="m3", cluster=node(server.url, "m3", prefix)) as m3,
+        actors.ActorSystem(workers=1, name="asker", cluster=node(server.url, "x", prefix)) as x,
+    ):
+        yield Group([m1, m2, m3], x)
+
+
+def cancelled_by_member(group: Group, name: str) -> dict[str, int]:
+    """Handlers cancelled on each member node (summed over its actors named ``name``)."""
+    return {
+        system.name: sum(m.handlers_cancelled for m in system.metrics().actors if name in m.path)
+        for system in group.members
+    }
+
+
+async def cancel_parked_asks(ref: Any, trials: int) -> None:
+    """Ask ``ref`` to park ``trials`` times, giving up each once a member has it; each
+    time, the member answering must be cancelled at once (the asks wait 30 s)."""
+    for trial in range(trials):
+        park = Park(f"in{trial}", "never", f"cancelled{trial}")
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(functools.partial(ref.ask, park, timeout=30.0))
+                await flag(park.entered).wait()
+                started = time.monotonic()
+                scope.cancel()
+        await flag(park.cancelled).wait()
+        assert time.monotonic() - started < 1.0  # the notice did it, not a deadline
+
+
+async def test_a_cancelled_group_ask_cancels_the_member_answering_it(group: Group) -> None:
+    # NATS picks a member per message; a notice on the name's subject would reach a random
+    # one (right 1 time in 3 here: six trials all right by luck is 1 in 729). On the
+    # name's notice subject every member hears it, and only the one holding the key acts.
+    trials = 6
+    with anyio.fail_after(3 * WAIT):
+        for system in group.members:
+            await system.spawn(Member, name="shared", public=True)
+        shared = await lookup_group(group.asker, "shared", HowLong | Park | Tally)
+        await cancel_parked_asks(shared, trials)
+        expected = {system.name: 0 for system in group.members}
+        for answered_by in ANSWERED.values():
+            expected[answered_by] += 1
+        await wait_until(lambda: cancelled_by_member(group, "shared") == expected)
+        for system in group.members:  # the others went on unaffected; nobody failed
+            (figures,) = (m for m in system.metrics().actors if m.path == "/user/shared")
+            assert figures.failed == 0
+            assert await system.lookup_remote("shared") is not None
+        await wait_until(lambda: all(asking(s) == 0 for s in group.members))
+
+
+async def test_a_cancelled_ask_to_served_pools_cancels_the_worker_answering_it(
+    group: Group,
+) -> None:
+    trials = 4
+    with anyio.fail_after(3 * WAIT):
+        for system in group.members:
+            pool = await system.spawn_pool(Member, size=2, name="workers")
+            await serve_pool(system, pool, name="pooled")
+        pooled = await lookup_group(group.asker, "pooled", HowLong | Park | Tally)
+        await cancel_parked_asks(pooled, trials)
+        await wait_until(lambda: sum(cancelled_by_member(group, "workers").values()) == trials)
+        await wait_until(lambda: all(asking(s) == 0 for s in group.members))
+        for system in group.members:
+            assert all(m.failed == 0 for m in system.metrics().actors)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the raw client is asyncio's
+async def test_forged_notices_to_a_group_are_ignored_and_bounded(
+    group: Group, prefix: str, raw: Any
+) -> None:
+    # Anyone who may publish on the notice subject can send notices, but not with the key
+    # of an ask it did not make: the member answering carries on, the others too, and the
+    # notices remembered for keys not (yet) held stay bounded.
+    with anyio.fail_after(3 * WAIT):
+        for system in group.members:
+            await system.spawn(Member, name="shared", public=True)
+        shared = await lookup_group(group.asker, "shared", HowLong | Park | Tally)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(shared.ask, Park("in", "out", "cancelled"))
+            await flag("in").wait()
+            subject = notice_subject(prefix, f"{prefix}.name.shared")
+            for _ in range(REMEMBERED + 100):
+                key = secrets.randbits(63) or 1
+                notice = Envelope(
+                    WIRE_VERSION, CANCEL, "", msgspec.Raw(b"\xc0"), None, "z", key=key
+                )
+                await raw.publish(subject, msgspec.msgpack.encode(notice))
+            not_a_notice = Envelope(WIRE_VERSION, ASK, "x", msgspec.Raw(b"\xc0"), None, "z", key=7)
+            await raw.publish(subject, msgspec.msgpack.encode(not_a_notice))
+            await raw.publish(subject, b"\x96\x01\x06")  # truncated: malformed
+            await raw.flush()
+
+            def rejected(system: actors.ActorSystem) -> int:
+                assert system.cluster is not None
+                return system.cluster.statistics().rejected
+
+            await wait_until(lambda: all(rejected(s) >= 2 for s in group.members))
+            assert all(asking_of(s).early == REMEMBERED for s in group.members)
+            assert not flag("cancelled").is_set()
+            flag("out").set()
+        assert sum(cancelled_by_member(group, "shared").values()) == 0
+        for system in group.members:
+            assert all(m.failed == 0 for m in system.metrics().actors)
+
+
+def test_a_notice_that_overtakes_its_ask_abandons_it_when_it_comes() -> None:
+    # Heard on the notice subject, a notice may come before its ask (another subscription).
+    asking = Asking(remembered=2)
+    given_up: list[int] = []
+    assert not asking.cancel(7, broadcast=True)  # not held yet: remembered
+    asking.hold(7, lambda: given_up.append(7))
+    assert given_up == [7]
+    assert len(asking) == 0  # abandoned at once, never held
+    # Behind its ask (an actor's own subject), an unknown key means answered: forgotten.
+    assert not asking.cancel(8)
+    asking.hold(8, lambda: given_up.append(8))
+    assert given_up == [7]
+    assert len(asking) == 1
+    assert asking.cancel(8, broadcast=True)
+    assert given_up == [7, 8]
+    # Remembered keys are bounded: the oldest goes first.
+    for key in (10, 11, 12):
+        asking.cancel(key, broadcast=True)
+    assert asking.early == 2
+    asking.hold(10, lambda: given_up.append(10))  # pushed out: held, not abandoned
+    asking.hold(12, lambda: given_up.append(12))
+    assert given_up == [7, 8, 12]
+    asking.release(10)
+    assert len(asking) == 0
+    assert not asking.cancel(0, broadcast=True)  # key 0: an ask without a key
+    assert asking.early == 1  # 11 remains; 0 was not remembered
+
+
+def test_a_names_notices_go_to_every_member_and_an_actors_behind_its_ask() -> None:
+    assert notice_subject("p", "p.name.resize") == "p.name.resize.cancel"
+    assert notice_subject("p", "p.actor.a.inc.7") == "p.actor.a.inc.7"
+    assert notice_subject("p", "q.name.resize") == "q.name.resize"  # another prefix's
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark's own host
+async def test_the_group_cancel_benchmark_runs(server: NatsServer, prefix: str) -> None:
+    # `python -m benchmarks.cancel_group` at a tiny size: both kinds cancel within a second.
+    from benchmarks.cancel_group import measure
+
+    with anyio.fail_after(3 * WAIT):
+        one, group = await measure(server.url, prefix, 3)
+    assert len(one) == len(group) == 3
+    assert max(one + group) < 1.0  # far below the asks' 30-s deadline
+
+
+def test_a_pending_notice_holds_back_no_pipelined_ok() -> None:
+    # An OK held back for a pipelined tell is sent when no frame waits in the actor's
+    # subscriptions; a notice waiting in the name's notice subscription is no such frame
+    # (its handler releases nothing), or the OK would wait for the actor's next frame.
+    from types import SimpleNamespace
+
+    from actors.cluster._inbound import _more_waiting  # pyright: ignore[reportPrivateUsage]
+
+    def export(*subs: tuple[str, int]) -> Any:
+        return SimpleNamespace(subs=[SimpleNamespace(subject=s, pending_msgs=n) for s, n in subs])
+
+    notices = notice_subject("p", "p.name.shared")
+    assert not _more_waiting(export(("p.actor.a.i.7", 0), ("p.name.shared", 0), (notices, 3)))
+    assert _more_waiting(export(("p.actor.a.i.7", 0), ("p.name.shared", 1), (notices, 0)))
+    assert _more_waiting(export(("p.actor.a.i.7", 2)))

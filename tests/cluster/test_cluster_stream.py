@@ -24,6 +24,7 @@ from _support import WAIT, Flag, wait_until
 from cluster_support import (
     NatsServer,
     NodeFactory,
+    lose_down_notices,
     prefix_fixture,
     running_script,
     server_fixture,
@@ -39,6 +40,8 @@ from actors.cluster import (
     lookup_group,
     register_message,
 )
+from actors.cluster._outbound import _RETRY_FIRST as RETRY_FIRST  # pyright: ignore[reportPrivateUsage]
+from actors.cluster._remote import address_of
 from actors.cluster._streams import (
     CreditChannel,
     RemoteStreams,
@@ -707,3 +710,159 @@ async def test_a_group_ref_streams_from_a_node_serving_the_name(pair: Pair) -> N
         async with group.stream(Numbers(30), window=4) as numbers:
             assert [n async for n in numbers] == list(range(30))
         await settled(pair.a, pair.b)
+
+
+@register_message(name="stream.Slow")
+class Slow(actors.StreamRequest[int], frozen=True):
+    """One item, then a wait that only a cancellation ends (flags of `Track`)."""
+
+
+class CancellableProducer(actors.Actor[Slow | Numbers]):
+    cancel_abandoned = True
+
+    def __init__(self, track: Track) -> None:
+        self.track = track
+
+    async def receive(self, message: Slow | Numbers) -> AsyncIterator[int]:
+        return self.items()
+
+    async def items(self) -> AsyncIterator[int]:
+        yield 1
+        try:
+            self.track.started.set()
+            await anyio.sleep_forever()
+        finally:
+            self.track.closed.set()
+        yield 2  # pragma: no cover  # never reached
+
+
+async def test_a_reader_leaving_cancels_an_opted_in_producer_in_its_own_await(
+    pair: Pair,
+) -> None:
+    # Locally, an actor with cancel_abandoned has its producer cancelled wherever it waits
+    # when the reader leaves; the STREAM_CANCEL frame does the same across nodes (closing
+    # the producer's local channel runs the cell's abandon watch), not only at its next item.
+    with anyio.fail_after(WAIT):
+        local = await pair.a.spawn(
+            lambda: CancellableProducer(pair.track), name="slow", public=True
+        )
+        ref = await pair.b.lookup_remote("slow", Slow | Numbers)
+        async with ref.stream(Slow(), timeout=None) as items:
+            assert await anext(items) == 1
+            await pair.track.started.wait()  # in its own await: no next item would stop it
+        await pair.track.closed.wait()
+        await settled(pair.a, pair.b)
+
+        def figures() -> tuple[int, int]:  # counted once the handler's scope has exited
+            found = next(m for m in pair.a.metrics().actors if m.path == local.path)
+            return found.handlers_cancelled, found.failed
+
+        await wait_until(lambda: figures() == (1, 0))
+        async with ref.stream(Slow(), timeout=None) as items:  # the actor carries on
+            assert await anext(items) == 1
+
+
+async def test_leaving_a_group_stream_cancels_the_member_streaming(pair: Pair) -> None:
+    # The cancel goes to the producer's own control subject (from the first frame), so it
+    # reaches the member NATS picked, whichever: no notice to the whole group is needed.
+    tracks = {"a": Track(), "b": Track()}
+    with anyio.fail_after(WAIT):
+        for system in (pair.a, pair.b):
+            track = tracks[system.name]
+            await system.spawn(lambda t=track: CancellableProducer(t), name="both", public=True)
+        group = await lookup_group(pair.b, "both", Slow | Numbers)
+        async with group.stream(Slow(), timeout=None) as items:
+            assert await anext(items) == 1
+            await wait_until(lambda: any(t.started.is_set() for t in tracks.values()))
+            (member,) = [n for n, t in tracks.items() if t.started.is_set()]
+        await tracks[member].closed.wait()
+        await settled(pair.a, pair.b)
+        (other,) = set(tracks) - {member}
+        assert not tracks[other].started.is_set()
+
+
+# -- "no responders": published again while the owner says the actor exists ---------------------
+
+
+async def drop_subscription(system: actors.ActorSystem, ref: RemoteRef[Any]) -> Any:
+    """Unsubscribe the actor's own subject on its node, as a reconnecting node is for a
+    while (its export stays); the server has processed it on return. The export."""
+    cluster: Any = system.cluster
+    node_a = cluster._node
+    export = node_a.registry.exported(address_of(ref).id)
+    sub = export.subs.pop(0)  # its own subject's, made first (the name's comes after)
+    export.ready = None  # so that `ensure_subscribed` makes it again
+    client = node_a.transport.client
+    await node_a.transport.call(sub.unsubscribe())
+    await node_a.transport.call(client.flush())
+    return export
+
+
+def retried(system: actors.ActorSystem) -> bool:
+    """Whether a stream read on ``system`` was published again after "no responders"."""
+    return any(r.delay > RETRY_FIRST for r in streams_of(system).reading.values())
+
+
+async def test_a_stream_nobody_received_is_published_again_until_its_actor_is_back(
+    pair: Pair,
+) -> None:
+    # As for an ask: "no responders" while the owner node says the actor still exists
+    # (its node reconnecting, say) is transient, and the request goes out again.
+    with anyio.fail_after(WAIT):
+        ref = await pair.remote()
+        export = await drop_subscription(pair.a, ref)
+        async with ref.stream(Numbers(5), timeout=None) as numbers:  # published on entry
+            await wait_until(lambda: retried(pair.b))
+            cluster: Any = pair.a.cluster
+            node_a = cluster._node
+            await node_a.transport.call(node_a.inbound.ensure_subscribed(export.id))
+            assert [n async for n in numbers] == list(range(5))
+        assert pair.track.produced == 5  # started once, though published several times
+        await settled(pair.a, pair.b)
+
+
+async def test_a_reader_that_leaves_while_nobody_receives_its_stream_stops_the_retries(
+    pair: Pair,
+) -> None:
+    with anyio.fail_after(WAIT):
+        ref = await pair.remote()
+        await drop_subscription(pair.a, ref)
+        numbers = ref.stream(Numbers(5), timeout=0.3)
+        with pytest.raises(actors.AskTimeout, match="no item"):
+            await anext(numbers)  # the first item never comes: the stream closes
+        await settled(pair.b)  # the retries stopped, and the entry went with them
+        assert not pair.track.started.is_set()
+        assert ref.is_alive  # its owner said it still exists
+
+
+async def test_a_stream_to_a_stopped_actor_whose_down_notice_was_lost_ends_stopped(
+    server: NatsServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # b never hears that the actor stopped; its request gets "no responders", and the
+    # owner node, asked, confirms the actor is gone: ActorStopped, and the ref learns it.
+    lose_down_notices(monkeypatch, "b")  # before the nodes subscribe
+    track = Track()
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a", cluster=node(server.url, "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
+        ):
+            local = await a.spawn(
+                lambda: Producer(track),
+                name="mortal",
+                public=True,
+                restart=actors.Restart.TEMPORARY,
+            )
+            ref = await b.lookup_remote("mortal", Numbers)
+            await drop_subscription(a, ref)
+            await local.stop()
+            cluster_a = a.cluster
+            assert cluster_a is not None
+            await wait_until(lambda: cluster_a.statistics().exported == 0)
+            assert ref.is_alive  # b has not heard
+            got, error = await collect(ref.stream(Numbers(5), timeout=None))
+            assert got == []
+            assert isinstance(error, actors.ActorStopped)
+            assert not isinstance(error, NodeDown)
+            assert not ref.is_alive  # the owner's answer finished the ref
+            await settled(b)
