@@ -105,7 +105,7 @@ class Publish:
         self.ref = ref
         self.out = out
         self.number = number  # node-wide: its message id and its reply token
-        self.admitted = time.monotonic()
+        self.admitted = 0.0  # when a slot was taken (ack_timeout counts from it)
         self.first: float | None = None  # the first attempt (the duplicate window's start)
         self.retry = False  # its PubAck asked for another attempt
         self.settled = False
@@ -115,11 +115,13 @@ class Publish:
 class _Flush:
     """A `Publisher.flush` waiting for the messages of one ref admitted before it."""
 
-    __slots__ = ("future", "ref", "upto")
+    __slots__ = ("future", "numbers", "ref")
 
-    def __init__(self, ref: DurableRef[Any], upto: int, future: asyncio.Future[None]) -> None:
+    def __init__(
+        self, ref: DurableRef[Any], numbers: set[int], future: asyncio.Future[None]
+    ) -> None:
         self.ref = ref
-        self.upto = upto
+        self.numbers = numbers  # those not settled yet: one settle costs O(flushes waiting)
         self.future = future
 
 
@@ -158,9 +160,11 @@ class Publisher:
         self._closed = False  # the node left: nothing more is admitted (guarded by the lock)
         # Loop only.
         self._queue: collections.deque[Publish] = collections.deque()  # not yet published
-        self._again: list[Publish] = []  # published, to be published again first, in order
+        # Published, to be published again before anything newer, in the order first sent.
+        self._again: collections.deque[Publish] = collections.deque()
         self._burst: list[Publish] = []  # the burst published last, oldest first
         self._flight: dict[int, Publish] = {}  # its messages awaiting a PubAck, by number
+        self._answers = 0  # PubAcks received: a burst whose answers keep coming is not late
         self._wake: asyncio.Event | None = None  # something to publish
         self._landed: asyncio.Event | None = None  # the burst in flight is settled
         self._room: list[asyncio.Future[None]] = []  # sends waiting for a slot
@@ -198,6 +202,7 @@ class Publisher:
             if self._admitted >= self.capacity:
                 return False
             self._admitted += 1
+            item.admitted = time.monotonic()  # under the lock: the FIFO is in this order
             self._posted.append(item)
             scheduled, self._draining = self._draining, True
         if not scheduled:
@@ -229,6 +234,7 @@ class Publisher:
             if closed:
                 raise ActorStopped(f"node {self._me.node} is leaving the cluster", item.out.message)
             if admitted:
+                item.admitted = time.monotonic()
                 self._enqueue(item)
                 return
             left = None if deadline is None else deadline - time.monotonic()
@@ -279,9 +285,8 @@ class Publisher:
         pending = [p for p in self._pending() if p.ref is ref]
         if not pending:
             return
-        upto = pending[-1].number
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = _Flush(ref, upto, future)
+        waiter = _Flush(ref, {p.number for p in pending}, future)
         self._flushes.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(future), wait)
@@ -302,13 +307,10 @@ class Publisher:
         unsettled = [p for p in self._burst if not p.settled]
         return [*unsettled, *self._again, *self._queue]
 
-    def _check_flushes(self, ref: DurableRef[Any]) -> None:
-        waiting = [f for f in self._flushes if f.ref is ref]
-        if not waiting:
-            return
-        pending = [p.number for p in self._pending() if p.ref is ref]
-        for waiter in waiting:
-            if not any(number <= waiter.upto for number in pending):
+    def _check_flushes(self, item: Publish) -> None:
+        for waiter in [f for f in self._flushes if f.ref is item.ref]:
+            waiter.numbers.discard(item.number)
+            if not waiter.numbers:
                 self._flushes.remove(waiter)
                 if not waiter.future.done():
                     waiter.future.set_result(None)
@@ -351,20 +353,31 @@ class Publisher:
             self._burst = burst
             await self._publish(client, burst)
             self._check_landed()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(landed.wait(), PUBLISH_TRY)
+            await self._await_landing(landed)
             again = [p for p in burst if not p.settled]
             for p in again:
                 self._flight.pop(p.number, None)
             self._burst = []
             if again:
-                self._again = again + self._again
+                self._again.extendleft(reversed(again))
                 refused = any(p.retry for p in again)
                 if refused:  # JetStream said unavailable: pause before the next attempt
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, _PAUSE_MAX)
             else:
                 pause = _PAUSE_FIRST
+
+    async def _await_landing(self, landed: asyncio.Event) -> None:
+        """Wait for the burst's PubAcks while they keep coming (a busy server is slow, not
+        deaf); give up after `PUBLISH_TRY` seconds without one, or at a reconnect."""
+        while True:
+            answers = self._answers
+            try:
+                await asyncio.wait_for(landed.wait(), PUBLISH_TRY)
+                return
+            except TimeoutError:
+                if self._answers == answers or not self._transport.connected:
+                    return
 
     def _next_burst(self) -> list[Publish]:
         """The oldest messages to publish: those to publish again first, then new ones."""
@@ -374,15 +387,10 @@ class Publisher:
         sources = (self._again, self._queue)
         for source in sources:
             while source:
-                item = source[0]
-                length = len(item.out.data)
+                length = len(source[0].out.data)
                 if burst and size + length > _BURST_BYTES:
                     break
-                if isinstance(source, list):
-                    source.pop(0)
-                else:
-                    source.popleft()
-                burst.append(item)
+                burst.append(source.popleft())
                 size += length
             if source:  # this one is not empty: the burst is full
                 break
@@ -420,6 +428,7 @@ class Publisher:
         item = self._flight.get(number)
         if item is None or item.settled:
             return  # a late answer to an earlier attempt, or to one given up on
+        self._answers += 1
         headers = msg.headers
         if headers is not None and not msg.data and headers.get("Status") == "503":
             item.retry = True  # no responders: JetStream is not there right now
@@ -488,7 +497,8 @@ class Publisher:
         for room in rooms:
             if not room.done():
                 room.set_result(None)
-        self._check_flushes(item.ref)
+        if self._flushes:
+            self._check_flushes(item)
         if self._idle is not None and not self._pending():
             self._idle.set()
 
@@ -496,24 +506,27 @@ class Publisher:
         """Give up on what waited past ``ack_timeout``, or whose copy would not be dropped."""
         now = time.monotonic()
         window = self._options.dedup_window
-        for source in (self._again, self._queue):
-            expired = [
-                p
-                for p in source
-                if now - p.admitted > self._ack_timeout
-                or (p.first is not None and now - p.first > window)
-            ]
-            for item in expired:
-                source.remove(item)
-                what = type(item.out.message).__qualname__
-                self._give_up(
-                    item,
-                    SendTimeout(
-                        f"JetStream did not confirm {what} for durable actor {item.ref.name!r} "
-                        f"within {self._ack_timeout} s; it may or may not have been stored",
-                        item.out.message,
-                    ),
-                )
+        expired = [
+            p
+            for p in self._again
+            if now - p.admitted > self._ack_timeout or now - (p.first or now) > window
+        ]
+        for item in expired:
+            self._again.remove(item)
+        # The queue is in admission order, never attempted: only its head can have expired.
+        queue = self._queue
+        while queue and now - queue[0].admitted > self._ack_timeout:
+            expired.append(queue.popleft())
+        for item in expired:
+            what = type(item.out.message).__qualname__
+            self._give_up(
+                item,
+                SendTimeout(
+                    f"JetStream did not confirm {what} for durable actor {item.ref.name!r} "
+                    f"within {self._ack_timeout} s; it may or may not have been stored",
+                    item.out.message,
+                ),
+            )
 
     def _warn(self, what: str, error: BaseException) -> None:
         text = str(error)
