@@ -133,6 +133,7 @@ class DurableMailboxes:
         self._stream_lock: asyncio.Lock | None = None
         self._consumers: set[_Consumer] = set()
         self._admitted = 0  # sends admitted at once, to pace checkpoints (racy by design)
+        self._leaving = False  # set by `leave`: the fetch loops end (loop only)
         self.publisher = Publisher(
             transport,
             registry,
@@ -314,6 +315,7 @@ class DurableMailboxes:
         """
         # Sends that returned are stored first (or become dead letters, counted).
         await self.publisher.close(min(self.ack_timeout, _LEAVE_WAIT))
+        self._leaving = True
         settling: set[asyncio.Task[None]] = set()
         for consumer in list(self._consumers):
             for task in consumer.export.tasks:
@@ -349,7 +351,10 @@ class DurableMailboxes:
         path = consumer.export.cell.path
         delay = 0.05
         try:
-            while True:
+            # Leaving ends the loop even where nats-py's fetch swallowed the cancellation
+            # `leave` sent (it would fetch again on a closed connection, then be destroyed
+            # pending as the loop closes).
+            while not self._leaving:
                 try:
                     if consumer.sub is None:
                         await self._ensure_stream(update=True)
