@@ -666,3 +666,33 @@ async def test_an_abandoned_ask_cancels_the_handler_of_an_opted_in_durable_actor
             await flag("cancelled").wait()  # cancelled on the owner, through the CANCEL
             await wait_until(lambda: asking(a) == 0)
             assert await desk.ask(Count()) == 1001  # the actor goes on
+
+
+async def test_with_two_owners_an_abandoned_durable_ask_is_bounded_by_its_deadline(
+    server: NatsServer, prefix: str
+) -> None:
+    # Two nodes serve the durable name: the CANCEL may reach the other one (ignored there),
+    # so what bounds the abandoned request is its deadline: dropped unhandled once passed.
+    FLAGS.clear()
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a1", cluster=node(server.url, "a1", prefix)) as a1,
+            actors.ActorSystem(workers=1, name="a2", cluster=node(server.url, "a2", prefix)) as a2,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
+        ):
+            desks = [
+                await a1.spawn(Desk, name="desk", durable=True),
+                await a2.spawn(Desk, name="desk", durable=True),
+            ]
+            desk = await b.lookup_remote("desk", Park | Count)
+            async with anyio.create_task_group() as parked:
+                for index, local in enumerate(desks):
+                    parked.start_soon(local.ask, Park(f"in{index}", "out", "never"))
+                    await flag(f"in{index}").wait()
+                for _ in range(4):  # each to either owner, queued behind its parked handler
+                    with pytest.raises(actors.AskTimeout):
+                        await desk.ask(Count(), timeout=0.2)
+                await wait_until(lambda: asking(a1) == 0 and asking(a2) == 0)
+                flag("out").set()
+            counts = [await local.ask(Count()) for local in desks]
+    assert counts == [1001, 1001]  # on each owner: its Park, and this Count only
