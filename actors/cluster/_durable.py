@@ -6,12 +6,13 @@ Core NATS is at most once. A durable actor's tells go through JetStream instead:
   work-queue retention (a message is removed once its actor acknowledged it), with a
   duplicate window. Whichever node needs it creates it (idempotent); the owning node of a
   durable actor also brings its configuration up to date.
-* **Sending** (`DurableRef.send`) publishes on ``p.durable.<name>`` with a ``Nats-Msg-Id``
-  header (this node, its incarnation, a node-wide sequence number) and returns once the
-  PubAck came: the message is stored. A publish whose PubAck does not come (a lost reply,
-  a broker restart) is retried with the same id until the send's deadline, and the
-  stream's duplicate window drops the copies. Retries stop once the window since the first
-  attempt has passed, so a copy is never published where it could no longer be recognised.
+* **Sending** (`DurableRef.send`): the message is checked, encoded and given its
+  ``Nats-Msg-Id`` (this node, its incarnation, a node-wide sequence number) in the
+  caller's thread, then admitted into this node's publish window (`Publisher`, see
+  ``_publisher``) and ``send`` returns: the window publishes it, again with the same id
+  until the PubAck comes (the stream's duplicate window drops the copies), one burst at a
+  time so that one sender's messages are stored in order across a broker restart too.
+  What is never stored is a dead letter (``"undelivered"``); `flush` waits for storage.
 * **Receiving**: the owning node has a durable pull consumer per durable actor, named after
   the actor, so a restarted node resumes the same one. Explicit acks, ``max_ack_pending``
   = ``durable_window``, ``ack_wait`` = ``durable_ack_wait``, ``max_deliver`` =
@@ -32,8 +33,9 @@ Core NATS is at most once. A durable actor's tells go through JetStream instead:
 `DurableMailboxes` is the `DurableCourier` of every `DurableRef` (which carries it). It is
 handed the transport, the registry (the exports; the system, for dead letters), inbound
 (opening and decoding fetched frames; the name subscription of the owner) and the outbox
-(checking and encoding a message as for any remote tell). Loop only, except the
-message-id counter (guarded by `Identity.lock`).
+(checking and encoding a message as for any remote tell), and makes its `Publisher`.
+Loop only, except the message-id counter (guarded by `Identity.lock`) and the courier
+methods, which only check, encode and admit (the publisher's admission is thread-safe).
 """
 
 from __future__ import annotations

@@ -9,22 +9,26 @@ returns; the cluster loop publishes it and settles it when its PubAck comes. The
   cluster loop, which moves what was posted, in posting order, to the loop's FIFO. So one
   caller's sends keep its order. A full window: `send` waits on the loop for a slot
   (`admit_waiting`, bounded by its timeout), `try_send` fails fast.
-* **Bursts, not a sliding window.** The pump publishes everything queued (up to the
-  window, and at most `_BURST_BYTES`) as one *burst*: each message with its ``Nats-Msg-Id``
-  and a reply subject of its own (``<inbox>.d.<number>``), all in one go, so nats-py hands
-  the burst to the socket in one write. It publishes the next burst only once every message
-  of this one is settled or due to be published again. Why: a server killed mid-burst
-  stores a *prefix* of what it read (it handles one connection's messages in order), and
-  loses the rest. Had a later burst been published meanwhile, nats-py could keep it in its
-  reconnect buffer and flush it after the reconnect, storing it *before* the lost tail of
-  the earlier one is published again. With one burst at a time, what is published again is
-  always the oldest, so a sender's messages are stored in the order sent across a broker
-  restart too. The cost is one round trip per burst, not per message: a busy producer's
-  messages gather into the next burst meanwhile, and the throughput tends to the server's.
+* **Bursts, not a sliding window.** The pump publishes everything queued (up to the window,
+  and at most `_BURST_BYTES`) as one *burst*: each message with its ``Nats-Msg-Id`` and a
+  reply subject of its own (``<inbox>.d.<number>``), all in one go, so nats-py hands the
+  burst to the socket in one write (a burst stays well below nats-py's write buffer,
+  ``pending_size``, 2 MiB by default: a buffer under twice `_BURST_BYTES` could be flushed
+  mid-burst, and weaken the order below across a restart). It publishes the next burst only
+  once every message of this one is settled or due to be published again. Why: a server
+  killed mid-burst stores a *prefix* of what it read (it handles one connection's messages
+  in order), and loses the rest. Had a later burst been published meanwhile, nats-py could
+  keep it in its reconnect buffer and flush it after the reconnect, storing it *before* the
+  lost tail of the earlier one is published again. With one burst at a time, what is
+  published again is always the oldest, so a sender's messages are stored in the order sent
+  across a broker restart too. The cost is one round trip per burst, not per message: a busy
+  producer's messages gather into the next burst meanwhile, and the throughput tends to the
+  server's.
 * **Retries.** A message whose PubAck says JetStream is unavailable (503, no stream), or
-  that got no PubAck within `_PUBLISH_TRY` (a lost reply, a broker restart), or whose
-  connection dropped, is published again with the same id, in order with the rest of its
-  burst that is not settled, after a short pause (or once reconnected); the stream's
+  that got no PubAck while none of its burst's came for `PUBLISH_TRY` seconds (a lost
+  reply, a broker restart), or whose connection dropped (a reconnect), is published again
+  with the same id, in order with the rest of its burst that is not settled, before
+  anything newer, after a short pause (or once reconnected); the stream's
   duplicate window drops the copies (the PubAck then says ``duplicate``). A copy is never
   published once the duplicate window has passed since the first attempt.
 * **Outcome** of every admitted message: *stored* (its PubAck: counted in ``published``,
@@ -39,8 +43,8 @@ returns; the cluster loop publishes it and settles it when its PubAck comes. The
   stores a later one of the same burst (a JetStream cluster electing a stream leader
   mid-burst). The refused one is stored after those, at most one burst (the window) later.
 
-Thread rules: the lock guards ``_admitted``, ``_posted`` and ``_draining``; everything
-else is loop only (the cluster loop).
+Thread rules: the lock guards ``_admitted``, ``_posted``, ``_draining`` and ``_closed``;
+everything else is loop only (the cluster loop).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ if TYPE_CHECKING:
 __all__ = ("PUBLISH_TRY", "Publish", "Publisher")
 
 PUBLISH_TRY: Final = 2.0
-"""Seconds a burst waits for its PubAcks before the missing ones are published again."""
+"""Seconds without any PubAck after which a burst's missing ones are published again."""
 
 _BURST_BYTES: Final = 256 * 1024  # well below nats-py's write buffer: one write per burst
 _PAUSE_FIRST: Final = 0.05  # seconds before a refused burst is published again, doubling
