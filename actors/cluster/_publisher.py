@@ -54,6 +54,7 @@ import collections
 import contextlib
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -103,7 +104,7 @@ _PUBACK: Final = msgspec.json.Decoder(_PubAck)
 class Publish:
     """One admitted durable message: checked, encoded, with its id fixed for every attempt."""
 
-    __slots__ = ("admitted", "failure", "first", "number", "out", "ref", "retry", "settled")
+    __slots__ = ("admitted", "first", "number", "out", "ref", "retry", "settled")
 
     def __init__(self, ref: DurableRef[Any], out: Outbound, number: int) -> None:
         self.ref = ref
@@ -113,7 +114,6 @@ class Publish:
         self.first: float | None = None  # the first attempt (the duplicate window's start)
         self.retry = False  # its PubAck asked for another attempt
         self.settled = False
-        self.failure: Exception | None = None  # why it was given up on
 
 
 class _Flush:
@@ -173,6 +173,10 @@ class Publisher:
         self._landed: asyncio.Event | None = None  # the burst in flight is settled
         self._room: list[asyncio.Future[None]] = []  # sends waiting for a slot
         self._flushes: list[_Flush] = []
+        # The first failure of each ref's messages given up on since its last flush.
+        self._failures: weakref.WeakKeyDictionary[DurableRef[Any], Exception] = (
+            weakref.WeakKeyDictionary()
+        )
         self._idle: asyncio.Event | None = None  # set once nothing is pending (`close`)
         self._pump: asyncio.Task[None] | None = None
         self._subscribed = False
@@ -283,11 +287,13 @@ class Publisher:
 
         Raises:
             SendTimeout: not all settled within ``wait`` (they may still be stored).
-            SendTimeout, WireError, ActorStopped: the failure of the first one given up on.
+            SendTimeout, WireError, ActorStopped: the failure of the first message of
+                ``ref`` given up on since its last flush (reported once).
         """
         self._drain_posted()
         pending = [p for p in self._pending() if p.ref is ref]
         if not pending:
+            self._raise_failure(ref)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Flush(ref, {p.number for p in pending}, future)
@@ -302,9 +308,12 @@ class Publisher:
         finally:
             if waiter in self._flushes:
                 self._flushes.remove(waiter)
-        failed = next((p for p in pending if p.failure is not None), None)
-        if failed is not None and failed.failure is not None:
-            raise failed.failure
+        self._raise_failure(ref)
+
+    def _raise_failure(self, ref: DurableRef[Any]) -> None:
+        failure = self._failures.pop(ref, None)
+        if failure is not None:
+            raise failure
 
     def _pending(self) -> list[Publish]:
         """Every admitted message not yet settled, oldest first (loop only)."""
@@ -327,7 +336,9 @@ class Publisher:
         assert wake is not None
         assert landed is not None
         pause = _PAUSE_FIRST
-        while True:
+        # The flag as well as the cancellation `close` sends: asyncio.wait_for (3.11) can
+        # swallow a cancellation that arrives as its inner wait completes.
+        while not self._closed:
             if not self._again and not self._queue:
                 wake.clear()
                 await wake.wait()
@@ -478,7 +489,7 @@ class Publisher:
         self._settle(item)
 
     def _give_up(self, item: Publish, failure: Exception) -> None:
-        item.failure = failure
+        self._failures.setdefault(item.ref, failure)
         self.undelivered += 1
         self._transport.throttle.warn(
             "durable-undelivered",
@@ -562,8 +573,7 @@ class Publisher:
                 await asyncio.wait_for(self._idle.wait(), wait)
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(BaseException):
-                await self._pump
+            await asyncio.wait({self._pump}, timeout=1.0)
         self._drain_posted()
         left = self._pending()
         self._burst = []

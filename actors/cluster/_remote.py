@@ -604,11 +604,15 @@ class DurableRef(RemoteRef[M]):
         """Wait until every message sent through this ref on this node before the call is
         stored by JetStream (its PubAck came).
 
+        A message of this ref given up on since the last `flush` (it is a dead letter, see
+        `send`) makes this call raise its failure, once, after the wait.
+
         Raises:
             SendTimeout: not all stored within ``timeout`` (they stay in the window and
-                may still be); or the failure of one that was given up on.
-            WireError, ActorStopped: the failure of one that was given up on (refused by
-                JetStream for good; the node left first). It is a dead letter too.
+                may still be); or the failure of a message given up on (no PubAck within
+                ``ack_timeout``: it may or may not be stored).
+            WireError, ActorStopped: the failure of a message given up on (refused by
+                JetStream for good; the node left first).
 
         Cancellation: only the wait is abandoned; the messages are stored all the same.
 

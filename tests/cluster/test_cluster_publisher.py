@@ -9,6 +9,8 @@ made by dropping them in the node. Each test has its own server (it pauses or ki
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +24,11 @@ from cluster_support import NatsServer, NodeFactory, prefix_fixture
 import actors
 from actors.cluster import DurableRef, Nats, register_message
 from actors.cluster import _publisher as publisher_module
-from actors.cluster._publisher import Publisher
+from actors.cluster._publisher import Publish, Publisher
+from actors.cluster._wire import WireError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
@@ -441,3 +444,227 @@ async def test_concurrent_senders_from_threads_keep_their_own_order(
     assert not errors
     for index in range(threads):
         assert [e.seq for e in seen if e.sender == index] == list(range(count))
+
+
+# -- the publisher alone, around a fake client: bursts, refusals, retries, expiry -------------
+
+
+class _FakeMsg:
+    def __init__(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.subject, self.data, self.headers = subject, data, headers
+
+
+class _FakeClient:
+    """What the publisher calls on a nats-py client; PubAcks are injected by the test."""
+
+    def __init__(self) -> None:
+        self.is_connected = True
+        self.published: list[tuple[int, str]] = []  # (number, Nats-Msg-Id) in publish order
+        self.callback: Any = None
+        self.sent = asyncio.Event()
+
+    async def publish(self, subject: str, data: bytes, reply: str, headers: Any) -> None:
+        self.published.append((int(reply.rsplit(".", 1)[-1]), headers["Nats-Msg-Id"]))
+        self.sent.set()
+
+    async def subscribe(self, subject: str, **options: Any) -> object:
+        self.callback = options["cb"]
+        return object()
+
+    async def answer(self, number: int, body: dict[str, Any] | None = None) -> None:
+        """The server's answer to message ``number``: a PubAck, an error, or (None) 503."""
+        if body is None:
+            await self.callback(_FakeMsg(f"_INBOX.d.{number}", b"", {"Status": "503"}))
+            return
+        await self.callback(_FakeMsg(f"_INBOX.d.{number}", msgspec.json.encode(body)))
+
+    async def next_publishes(self, count: int) -> list[int]:
+        """Wait until ``count`` more messages are published; their numbers."""
+        start = len(self.published)
+        with anyio.fail_after(WAIT):
+            while len(self.published) < start + count:
+                self.sent.clear()
+                await self.sent.wait()
+        return [number for number, _ in self.published[start : start + count]]
+
+
+class _Ref:
+    """Stands for a DurableRef: the publisher reads its name and path only."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.path = name, f"/user/{name}"
+
+
+class _Letters:
+    def __init__(self) -> None:
+        self.letters: list[tuple[str, list[object], str]] = []
+
+    def publish(self, path: str, messages: list[object], reason: str) -> None:
+        self.letters.append((path, messages, reason))
+
+
+class _Unit:
+    """A Publisher over a fake client and transport, on the running asyncio loop."""
+
+    def __init__(self, ack_timeout: float = 30.0, outstanding: int = 1024) -> None:
+        from actors.cluster import DurableOptions
+        from actors.cluster._transport import Identity, Transport
+
+        self.client = _FakeClient()
+        self.transport = Transport(Identity("b", "t", "inc"), ["nats://fake"], {}, 1.0)
+        self.transport.client = self.client  # type: ignore[assignment]
+        self.transport.connected = True
+        self.transport.loop = asyncio.get_running_loop()
+        self.dead = _Letters()
+        registry: Any = type("Registry", (), {"system": type("S", (), {"dead_letters": self.dead})})
+        self.publisher = Publisher(
+            self.transport,
+            registry,
+            DurableOptions(outstanding=outstanding),
+            ack_timeout,
+            self._ensure_stream,
+            lambda number: f"b.inc.{number}",
+        )
+        self.ref: Any = _Ref("ledger")
+        self.numbers = itertools.count(1)
+
+    async def _ensure_stream(self) -> None:
+        return None
+
+    def send(self, message: object) -> Publish:
+        from actors.cluster._outbound import Outbound
+
+        item = Publish(
+            self.ref, Outbound("t.durable.ledger", b"x", [], message), next(self.numbers)
+        )
+        assert self.publisher.admit(item)
+        return item
+
+    async def flush(self, wait: float | None = None) -> None:
+        await self.publisher.flush(self.ref, wait)
+
+
+def _unit(scenario: Callable[[_Unit], Coroutine[Any, Any, None]], **options: Any) -> None:
+    async def main() -> None:
+        unit = _Unit(**options)
+        try:
+            await asyncio.wait_for(scenario(unit), WAIT)
+        finally:
+            await unit.publisher.close(0.0)
+
+    asyncio.run(main())
+
+
+STORED = {"stream": "t_DURABLE", "seq": 1}
+
+
+def test_one_burst_at_a_time_the_next_gathers_while_one_is_in_flight() -> None:
+    async def scenario(unit: _Unit) -> None:
+        for n in range(3):
+            unit.send(n)
+        assert await unit.client.next_publishes(3) == [1, 2, 3]  # one burst
+        unit.send(3)
+        unit.send(4)
+        await asyncio.sleep(0.05)  # a burst in flight: nothing more may go meanwhile
+        assert len(unit.client.published) == 3
+        for number in (1, 2, 3):
+            await unit.client.answer(number, STORED)
+        assert await unit.client.next_publishes(2) == [4, 5]
+        assert [message_id for _, message_id in unit.client.published] == [
+            f"b.inc.{n}" for n in range(1, 6)
+        ]
+
+    _unit(scenario)
+
+
+def test_unavailable_answers_publish_the_unsettled_again_first_with_the_same_ids() -> None:
+    async def scenario(unit: _Unit) -> None:
+        for n in range(4):
+            unit.send(n)
+        assert await unit.client.next_publishes(4) == [1, 2, 3, 4]
+        unit.send(4)  # newer: must wait behind the ones published again
+        await unit.client.answer(1, STORED)
+        await unit.client.answer(2, None)  # no responders: JetStream not there right now
+        await unit.client.answer(3, {"error": {"code": 503, "err_code": 10008}})
+        await unit.client.answer(4, STORED)
+        # Again, oldest first, the newer one behind them in the same burst.
+        assert await unit.client.next_publishes(3) == [2, 3, 5]
+        ids = [message_id for number, message_id in unit.client.published if number == 2]
+        assert ids == ["b.inc.2", "b.inc.2"]
+        await unit.client.answer(2, {"stream": "t_DURABLE", "seq": 2, "duplicate": True})
+        await unit.client.answer(3, STORED)
+        await unit.client.answer(5, STORED)
+        await unit.flush()
+        publisher = unit.publisher
+        assert (publisher.published, publisher.deduplicated, publisher.retried) == (5, 1, 2)
+        assert publisher.outstanding == 0
+
+    _unit(scenario)
+
+
+def test_a_refusal_for_good_is_given_up_as_a_dead_letter_and_flush_raises_it() -> None:
+    async def scenario(unit: _Unit) -> None:
+        unit.send("ok")
+        unit.send("refused")
+        assert await unit.client.next_publishes(2) == [1, 2]
+        await unit.client.answer(1, STORED)
+        limit = {"code": 400, "err_code": 10054, "description": "maximum payload exceeded"}
+        await unit.client.answer(2, {"error": limit})
+        with pytest.raises(WireError, match="maximum payload exceeded"):
+            await unit.flush()  # given up before the call: reported all the same
+        await unit.flush()  # reported once
+        assert unit.dead.letters == [("/user/ledger", ["refused"], "undelivered")]
+        assert (unit.publisher.undelivered, unit.publisher.outstanding) == (1, 0)
+        await asyncio.sleep(0.05)
+        assert len(unit.client.published) == 2  # never published again
+
+    _unit(scenario)
+
+
+def test_silence_publishes_the_burst_again_and_expiry_gives_it_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(publisher_module, "PUBLISH_TRY", 0.05)
+
+    async def scenario(unit: _Unit) -> None:
+        unit.send("lost")
+        assert await unit.client.next_publishes(1) == [1]
+        assert await unit.client.next_publishes(1) == [1]  # no PubAck: the same id again
+        with pytest.raises(actors.SendTimeout, match="may or may not"):
+            await unit.flush()  # ack_timeout passed: given up on
+        assert unit.dead.letters == [("/user/ledger", ["lost"], "undelivered")]
+        await unit.client.answer(1, STORED)  # a late PubAck of a message given up on
+        assert unit.publisher.published == 0  # ignored: the outcome was already told
+
+    _unit(scenario, ack_timeout=0.3)
+
+
+def test_a_flush_times_out_without_losing_the_messages() -> None:
+    async def scenario(unit: _Unit) -> None:
+        unit.send(0)
+        await unit.client.next_publishes(1)
+        with pytest.raises(actors.SendTimeout, match="may still be"):
+            await unit.flush(0.05)
+        await unit.client.answer(1, STORED)
+        await unit.flush(1.0)  # the same message, stored after all
+        assert unit.publisher.published == 1
+
+    _unit(scenario)
+
+
+def test_malformed_pubacks_are_rejected_and_the_message_goes_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(publisher_module, "PUBLISH_TRY", 0.05)
+
+    async def scenario(unit: _Unit) -> None:
+        unit.send(0)
+        await unit.client.next_publishes(1)
+        await unit.client.callback(_FakeMsg("_INBOX.d.1", b"{not json"))
+        await unit.client.callback(_FakeMsg("_INBOX.d.x", b"{}"))  # not a number: ignored
+        assert unit.transport.rejected == 1
+        assert await unit.client.next_publishes(1) == [1]
+        await unit.client.answer(1, STORED)
+        await unit.flush()
+
+    _unit(scenario)
