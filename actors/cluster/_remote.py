@@ -152,8 +152,8 @@ class Credit:
     since and not answered yet. A try_send may go while ``free - unacked > 0``; when none
     may, the first refused caller is told to probe (ask the target for fresh room), and the
     others are refused until the probe is answered. ``tracks_room`` is False for a durable
-    ref, whose try_sends wait for a PubAck rather than for mailbox room: reports of room
-    are then ignored and ``free`` stays the bound on PubAcks outstanding.
+    ref, whose tells are bounded by its node's publish window (``_publisher``), not by
+    mailbox room: the room its asks' replies report is then ignored.
     """
 
     __slots__ = ("_free", "_lock", "_probing", "_tracks_room", "_unacked")
