@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,9 +49,10 @@ import anyio.to_thread
 import msgspec
 
 import actors
-from actors.cluster import Nats
+from actors.cluster import DurableRef, Nats
 
 from .cluster_node import (
+    DURABLE,
     NAME,
     PONGER,
     RAW_COLLECT,
@@ -62,7 +64,7 @@ from .cluster_node import (
     Streamer,
     tell_frame,
 )
-from .common import REP_TIMEOUT, Collect, Setup, Tally, check_tally, median, percentile
+from .common import REP_TIMEOUT, Collect, Inc, Setup, Tally, check_tally, median, percentile
 from .subject import ActorsDriver, CounterRef, Probe, Produce, Producer
 
 if TYPE_CHECKING:
@@ -312,6 +314,74 @@ async def run_streams(url: str, *, n: int, reps: int, use_uvloop: bool = True) -
     return "\n".join(rows)
 
 
+DURABLE_PENDING: Final = 1024
+"""PubAcks outstanding at most, in both durable worlds (`DEFAULT_DURABLE_OUTSTANDING`)."""
+
+
+async def durable_rates(url: str, n: int, reps: int, use_uvloop: bool) -> list[float]:
+    """Durable sends per second until stored, `actors` then raw nats-py, per rep.
+
+    `actors`: a producer actor on a worker loop sends ``n`` `Inc` through the `DurableRef`
+    (pipelined), then the host awaits `DurableRef.flush` (every PubAck in). Raw: nats-py's
+    ``js.publish_async`` of the same frames with a message id each, at most
+    `DURABLE_PENDING` PubAcks outstanding, then ``publish_async_completed``. Both into
+    the same stream (the durable sink's, on the serving node). Returns ``[actors, raw] *
+    reps``, interleaved. The durable serving node must be running.
+    """
+    import nats
+
+    cluster = Nats(url, node="bench-durable-client", prefix="bench")
+    rates: list[float] = []
+    async with actors.ActorSystem(
+        workers=2, use_uvloop=use_uvloop, name="bench-durable-client", cluster=cluster
+    ) as system:
+        ref = await system.lookup_remote(DURABLE, Inc, timeout=10.0)
+        if not isinstance(ref, DurableRef):
+            raise RuntimeError(f"{DURABLE} is not durable: {ref!r}")
+        producer = await system.spawn(Producer, placement=1)
+        client = await nats.connect(url, name="bench-durable-raw")
+        jetstream: Any = client.jetstream  # pyright: ignore[reportUnknownMemberType]
+        js = jetstream(publish_async_max_pending=DURABLE_PENDING)
+        subject = f"bench.durable.{DURABLE}"
+        try:
+            for rep in range(reps):
+                start = time.perf_counter()
+                await producer.ask(Produce(ref, n), timeout=REP_TIMEOUT)
+                await ref.flush(timeout=REP_TIMEOUT)
+                rates.append(n / (time.perf_counter() - start))
+                start = time.perf_counter()
+                for i in range(n):
+                    frame = tell_frame(i, "bench-durable-raw")
+                    headers = {"Nats-Msg-Id": f"raw.{rep}.{i}"}
+                    await js.publish_async(subject, frame, headers=headers)
+                with anyio.fail_after(REP_TIMEOUT):
+                    await js.publish_async_completed()
+                rates.append(n / (time.perf_counter() - start))
+        finally:
+            await client.close()
+    return rates
+
+
+async def run_durable(url: str, *, n: int, reps: int, use_uvloop: bool = True) -> str:
+    """The ``durable-send`` row: pipelined durable sends next to raw async publishes."""
+    with _serving_node(url, use_uvloop, durable=True) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        if b"ready" not in line:
+            raise RuntimeError(f"the durable serving node did not start: {line!r}")
+        rates = await durable_rates(url, n, reps, use_uvloop)
+    ours, raw = median(rates[0::2]), median(rates[1::2])
+    return "\n".join(
+        [
+            "| case | `actors` durable send + flush | raw nats-py publish_async | actors / raw |",
+            "|---|--:|--:|--:|",
+            f"| durable send until stored, 1 producer ({n} messages) "
+            f"| {_rate(ours)} | {_rate(raw)} | {ours / raw:.2f}x |",
+        ]
+    )
+
+
 async def _produce(producer: actors.ActorRef[Any], counter: CounterRef, n: int) -> None:
     await producer.ask(Produce(counter, n), timeout=REP_TIMEOUT)
 
@@ -424,12 +494,14 @@ async def run_pingpong(url: str, *, rounds: int, reps: int, use_uvloop: bool = T
 
 
 @contextlib.contextmanager
-def _serving_node(url: str, use_uvloop: bool) -> Iterator[subprocess.Popen[bytes]]:
+def _serving_node(
+    url: str, use_uvloop: bool, *, durable: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "benchmarks.cluster_node", url, "bench-server"]
     process = subprocess.Popen(
-        [*command, *(["--uvloop"] if use_uvloop else [])],
+        [*command, *(["--uvloop"] if use_uvloop else []), *(["--durable"] if durable else [])],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -460,12 +532,25 @@ def _nats_server_binary() -> str:
 
 
 @contextlib.contextmanager
-def nats_server() -> Iterator[str]:
-    """A nats-server on 127.0.0.1 at a free port for the duration; yields its URL."""
+def nats_server(*, jetstream: bool = False) -> Iterator[str]:
+    """A nats-server on 127.0.0.1 at a free port for the duration; yields its URL.
+
+    ``jetstream``: with JetStream, storing in a temporary directory removed afterwards.
+    """
+    with contextlib.ExitStack() as stack:
+        extra: list[str] = []
+        if jetstream:
+            store = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-js-"))
+            extra = ["-js", "-sd", store]
+        yield stack.enter_context(_nats_server_process(extra))
+
+
+@contextlib.contextmanager
+def _nats_server_process(extra: list[str]) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-    command = [_nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)]
+    command = [_nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), *extra]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -599,6 +684,13 @@ def main(argv: list[str]) -> int:
         items = 2000 if args.quick else 50_000
         print(actors.run(_streams, url, items, reps, not args.asyncio, use_uvloop=not args.asyncio))
     print()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(nats_server(jetstream=True))
+        durable = 500 if args.quick else 20_000
+        print(
+            actors.run(_durable, url, durable, reps, not args.asyncio, use_uvloop=not args.asyncio)
+        )
+    print()
     sizes = ", ".join(f"{r.case.name}/{r.world}: {r.n}" for r in results)
     print(f"machine: {_machine()}", file=sys.stderr)
     print(f"sizes per repetition: {sizes}", file=sys.stderr)
@@ -608,6 +700,10 @@ def main(argv: list[str]) -> int:
 
 async def _pingpong(url: str, rounds: int, reps: int, use_uvloop: bool) -> str:
     return await run_pingpong(url, rounds=rounds, reps=reps, use_uvloop=use_uvloop)
+
+
+async def _durable(url: str, n: int, reps: int, use_uvloop: bool) -> str:
+    return await run_durable(url, n=n, reps=reps, use_uvloop=use_uvloop)
 
 
 async def _streams(url: str, n: int, reps: int, use_uvloop: bool) -> str:

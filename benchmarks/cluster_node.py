@@ -2,11 +2,14 @@
 
 Run by the benchmark (not by hand) as::
 
-    python -m benchmarks.cluster_node nats://127.0.0.1:4222 bench-server [--uvloop]
+    python -m benchmarks.cluster_node nats://127.0.0.1:4222 bench-server [--uvloop] [--durable]
 
 It spawns the suite's counting actor (`benchmarks.subject.Counter`, the same handler as in
 every other case) as the public actor ``bench-counter`` on worker 0, prints ``ready``, and
-leaves the cluster when its standard input closes.
+leaves the cluster when its standard input closes. With ``--durable`` (a server with
+JetStream) it spawns only the durable sink of the ``durable-send`` row instead: the
+counting actor as the durable actor ``bench-durable``, whose stream the raw row publishes
+into too.
 
 Beside it, for the floor rows, a plain nats-py client of its own serves the same work with
 no actors in between (`RawSink`): ``bench.raw.tell`` decodes an actors tell frame of `Inc`
@@ -43,6 +46,9 @@ PONGER = "bench-ponger"
 
 STREAMER = "bench-streamer"
 """The public name of the actor that streams `Items` (the ``remote-stream`` row)."""
+
+DURABLE = "bench-durable"
+"""The durable name of the counter the ``durable-send`` rows publish to."""
 
 RAW_TELL: Final = "bench.raw.tell"
 RAW_COLLECT: Final = "bench.raw.collect"
@@ -113,6 +119,17 @@ class RawSink:
         await msg.respond(msg.data)
 
 
+async def serve_durable(url: str, node: str, use_uvloop: bool) -> None:
+    """The durable sink alone: fetching 64 at a time, so that the stream stays short."""
+    cluster = Nats(url, node=node, prefix="bench", durable_window=64)
+    async with actors.ActorSystem(
+        workers=1, use_uvloop=use_uvloop, name="bench-server", cluster=cluster
+    ) as system:
+        await system.spawn(Counter, name=DURABLE, durable=True, placement=0, capacity=CAPACITY)
+        print("ready", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.read)  # until the benchmark closes stdin
+
+
 async def serve(url: str, node: str, use_uvloop: bool) -> None:
     cluster = Nats(url, node=node, prefix="bench")
     async with actors.ActorSystem(
@@ -137,4 +154,5 @@ async def serve(url: str, node: str, use_uvloop: bool) -> None:
 
 
 if __name__ == "__main__":
-    actors.run(serve, sys.argv[1], sys.argv[2], "--uvloop" in sys.argv[3:])
+    main = serve_durable if "--durable" in sys.argv[3:] else serve
+    actors.run(main, sys.argv[1], sys.argv[2], "--uvloop" in sys.argv[3:])

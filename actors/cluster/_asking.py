@@ -89,6 +89,10 @@ class Asking:
         """Asks held now (those a notice could still abandon)."""
         return len(self._held)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether the ask with ``key`` is held here (a notice could still abandon it)."""
+        return key in self._held
+
     def __repr__(self) -> str:
         return f"<Asking held={len(self._held)} early={len(self._early)}>"
 

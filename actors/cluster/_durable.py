@@ -6,12 +6,13 @@ Core NATS is at most once. A durable actor's tells go through JetStream instead:
   work-queue retention (a message is removed once its actor acknowledged it), with a
   duplicate window. Whichever node needs it creates it (idempotent); the owning node of a
   durable actor also brings its configuration up to date.
-* **Sending** (`DurableRef.send`) publishes on ``p.durable.<name>`` with a ``Nats-Msg-Id``
-  header (this node, its incarnation, a node-wide sequence number) and returns once the
-  PubAck came: the message is stored. A publish whose PubAck does not come (a lost reply,
-  a broker restart) is retried with the same id until the send's deadline, and the
-  stream's duplicate window drops the copies. Retries stop once the window since the first
-  attempt has passed, so a copy is never published where it could no longer be recognised.
+* **Sending** (`DurableRef.send`): the message is checked, encoded and given its
+  ``Nats-Msg-Id`` (this node, its incarnation, a node-wide sequence number) in the
+  caller's thread, then admitted into this node's publish window (`Publisher`, see
+  ``_publisher``) and ``send`` returns: the window publishes it, again with the same id
+  until the PubAck comes (the stream's duplicate window drops the copies), one burst at a
+  time so that one sender's messages are stored in order across a broker restart too.
+  What is never stored is a dead letter (``"undelivered"``); `flush` waits for storage.
 * **Receiving**: the owning node has a durable pull consumer per durable actor, named after
   the actor, so a restarted node resumes the same one. Explicit acks, ``max_ack_pending``
   = ``durable_window``, ``ack_wait`` = ``durable_ack_wait``, ``max_deliver`` =
@@ -32,8 +33,9 @@ Core NATS is at most once. A durable actor's tells go through JetStream instead:
 `DurableMailboxes` is the `DurableCourier` of every `DurableRef` (which carries it). It is
 handed the transport, the registry (the exports; the system, for dead letters), inbound
 (opening and decoding fetched frames; the name subscription of the owner) and the outbox
-(checking and encoding a message as for any remote tell). Loop only, except the
-message-id counter (guarded by `Identity.lock`).
+(checking and encoding a message as for any remote tell), and makes its `Publisher`.
+Loop only, except the message-id counter (guarded by `Identity.lock`) and the courier
+methods, which only check, encode and admit (the publisher's admission is thread-safe).
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
-import time
 from typing import TYPE_CHECKING, Any, Final
 
+from .._checkpoint import checkpoint
 from .._delivery import deliver
-from .._errors import ActorStopped, MailboxFull, MessageTypeError, NotSendableError, SendTimeout
+from .._errors import ActorStopped, MailboxFull, MessageTypeError, NotSendableError
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
 from .._oneshot import ensure_plain_thread, oneshot
-from ._remote import credit_of
+from .._ref import COOPERATIVE_BUDGET
+from ._publisher import Publish, Publisher
 from ._tracecontext import remote_message
 from ._transport import ClusterError, logger
 from ._wire import MALFORMED, TELL, WireError
@@ -60,19 +64,17 @@ if TYPE_CHECKING:
 
     from ._inbound import Inbound
     from ._options import DurableOptions, Limits
-    from ._outbound import Outbound, Outbox
+    from ._outbound import Outbox
     from ._registry import Export, Registry
     from ._remote import DurableRef
     from ._transport import Transport
 
-_PUBLISH_TRY: Final = 2.0  # seconds one publish attempt waits for its PubAck
 _FETCH_WAIT: Final = 1.0  # seconds one pull request lingers on the server
 _HANDLED: Final = 4096  # stream sequences remembered per durable actor (ack-lost redeliveries)
 _RETRY_CAP: Final = 60.0  # longest delay before a failed message is redelivered
 _HEADROOM: Final = 1024  # bytes a stored message may have beyond max_message_size (headers)
 _LEAVE_WAIT: Final = 5.0  # longest a leaving node waits for its durable handlers to finish
 
-_UNAVAILABLE: Final = (None, 500, 503, 404)  # JetStream statuses worth retrying (404: no stream)
 _ALREADY_IN_USE: Final = 10058  # JetStream: stream name in use with another configuration
 
 
@@ -132,9 +134,16 @@ class DurableMailboxes:
         self._stream_ready = False
         self._stream_lock: asyncio.Lock | None = None
         self._consumers: set[_Consumer] = set()
-        self.published = 0
-        self.retried = 0
-        self.deduplicated = 0
+        self._admitted = 0  # sends admitted at once, to pace checkpoints (racy by design)
+        self._leaving = False  # set by `leave`: the fetch loops end (loop only)
+        self.publisher = Publisher(
+            transport,
+            registry,
+            options,
+            ack_timeout,
+            functools.partial(self._ensure_stream, update=False),
+            self._msg_id,
+        )
         self.handled = 0
         self.redelivered = 0
         self.terminated = 0
@@ -142,36 +151,70 @@ class DurableMailboxes:
     # -- the courier of durable refs (any thread) ---------------------------------------------
 
     async def send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
-        """`DurableRef.send` (see there): publish, waiting for the PubAck.
+        """`DurableRef.send` (see there): admit into the publish window, waiting for room.
 
-        Cancellation: the message may already be stored.
+        Cancellation: while waiting for room, nothing is admitted; once admitted, the
+        message is published and stored whatever happens to the caller.
         """
-        out, msg_id, limit = self._durable_parts(ref, message, timeout)
-        await self._transport.call(self._durable_publish(ref, out, msg_id, limit))
+        item = self._publish_of(ref, message)
+        if self.publisher.admit(item):
+            self._admitted += 1  # a racy tally only paces the checkpoints
+            if self._admitted % COOPERATIVE_BUDGET == 0:
+                # As ActorRef.send's cooperative budget: a producer whose sends keep finding
+                # room never waits, and would hold its event loop.
+                await checkpoint()
+            return
+        await self._transport.call(self.publisher.admit_waiting(item, timeout))
 
     def blocking_send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
         """`DurableRef.blocking_send`, from a plain thread."""
         ensure_plain_thread()
-        out, msg_id, limit = self._durable_parts(ref, message, timeout)
-        self._transport.blocking(self._durable_publish(ref, out, msg_id, limit))
+        item = self._publish_of(ref, message)
+        if not self.publisher.admit(item):
+            self._transport.blocking(self.publisher.admit_waiting(item, timeout))
 
     def try_send(self, ref: DurableRef[Any], message: object) -> None:
-        """`DurableRef.try_send`: publish in the background, never waiting for the PubAck."""
-        # The ref's credit bounds the try_sends still waiting for theirs.
-        out, msg_id, _ = self._durable_parts(ref, message, None)
+        """`DurableRef.try_send`: admit into the publish window if it has room; never waits."""
+        item = self._publish_of(ref, message)
         if not self._transport.connected:
             raise MailboxFull(
                 f"node {self._me.node} is not connected to NATS right now; message to durable "
                 f"actor {ref.name!r} not sent",
                 message,
             )
-        if not credit_of(ref).take():
+        if not self.publisher.admit(item):
             raise MailboxFull(
-                f"too many try_sends to durable actor {ref.name!r} are waiting for JetStream "
-                "to store them; message not sent",
+                f"{self.publisher.capacity} durable messages of node {self._me.node} await "
+                f"their PubAck; message to durable actor {ref.name!r} not sent",
                 message,
             )
-        self._transport.post(self._durable_try_on_loop, ref, out, msg_id)
+
+    async def flush(self, ref: DurableRef[Any], timeout: float | None) -> None:
+        """`DurableRef.flush`: wait for the outcome of the ref's earlier sends.
+
+        Cancellation: only the wait is abandoned; the messages are stored all the same.
+        """
+        await self._transport.call(self.publisher.flush(ref, timeout))
+
+    def blocking_flush(self, ref: DurableRef[Any], timeout: float | None) -> None:
+        """`DurableRef.blocking_flush`, from a plain thread."""
+        ensure_plain_thread()
+        self._transport.blocking(self.publisher.flush(ref, timeout))
+
+    @property
+    def published(self) -> int:
+        """Durable sends of this node stored by JetStream (their PubAck came)."""
+        return self.publisher.published
+
+    @property
+    def retried(self) -> int:
+        """Durable publishes made again (a missing PubAck, JetStream unavailable)."""
+        return self.publisher.retried
+
+    @property
+    def deduplicated(self) -> int:
+        """Publishes JetStream reported as duplicates of a stored message."""
+        return self.publisher.deduplicated
 
     # -- names ----------------------------------------------------------------------------
 
@@ -180,12 +223,8 @@ class DurableMailboxes:
         """The JetStream stream of this cluster prefix's durable mailboxes."""
         return f"{self._me.prefix}_DURABLE"
 
-    def _next_msg_id(self) -> str:
-        # Node-wide, not per ref: a ref may be collected and made again, and its new counter
-        # would reuse ids still inside the duplicate window (the stream would drop new
-        # messages as copies). The incarnation keeps a restarted node's ids apart.
-        with self._me.lock:
-            number = next(self._durable_ids)
+    def _msg_id(self, number: int) -> str:
+        # The incarnation keeps a restarted node's ids apart.
         return f"{self._me.node}.{self._me.incarnation}.{number}"
 
     def _jetstream(self) -> Any:
@@ -231,108 +270,16 @@ class DurableMailboxes:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def _durable_parts(
-        self, ref: DurableRef[Any], message: object, timeout: float | None
-    ) -> tuple[Outbound, str, float]:
-        """Check and encode in the caller's thread; the id is fixed here, for every retry."""
+    def _publish_of(self, ref: DurableRef[Any], message: object) -> Publish:
+        """Check and encode in the caller's thread; the id is fixed here, for every attempt."""
         out = self._outbox.prepare(ref, TELL, message, None)
         out.subject = self._me.durable_subject(ref.name)
-        wait = self.ack_timeout if timeout is None else timeout
-        return out, self._next_msg_id(), wait
-
-    async def _durable_publish(
-        self, ref: DurableRef[Any], out: Outbound, msg_id: str, wait: float
-    ) -> None:
-        """Publish until a PubAck comes, retrying with the same id; loop only.
-
-        Raises:
-            SendTimeout: no PubAck within ``wait`` (or the duplicate window): the message
-                may or may not be stored.
-            ActorStopped: this node is leaving.
-        """
-        from nats.errors import ConnectionClosedError
-        from nats.js.errors import APIError
-
-        started = time.monotonic()
-        # Never publish a copy once the first one could have left the duplicate window.
-        deadline = started + min(wait, self.options.dedup_window)
-        headers = {"Nats-Msg-Id": msg_id}
-        delay = 0.05
-        attempts = 0
-        while True:
-            if self._transport.closing:
-                raise ActorStopped(f"node {self._me.node} is leaving the cluster", out.message)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and attempts:
-                raise SendTimeout(
-                    f"JetStream did not confirm {type(out.message).__qualname__} for durable "
-                    f"actor {ref.name!r} within {wait} s; it may or may not have been stored",
-                    out.message,
-                )
-            if attempts:
-                self.retried += 1
-            attempts += 1
-            try:
-                await self._ensure_stream(update=False)
-                js = self._jetstream()
-                ack = await js.publish(
-                    out.subject,
-                    out.data,
-                    timeout=max(0.05, min(remaining, _PUBLISH_TRY)),
-                    headers=dict(headers),
-                )
-            except TimeoutError:
-                continue  # the PubAck may be what was lost: the same id again
-            except ConnectionClosedError:
-                raise ActorStopped(
-                    f"node {self._me.node} left the cluster; message not sent", out.message
-                ) from None
-            except Exception as error:
-                if isinstance(error, APIError) and error.code not in _UNAVAILABLE:
-                    # Refused for good (a bad request, a limit): retrying cannot help.
-                    raise WireError(
-                        f"JetStream refused {type(out.message).__qualname__} for durable "
-                        f"actor {ref.name!r}: {_describe(error)}"
-                    ) from None
-                # No JetStream right now (a broker restarting: no responders, 503), no
-                # stream (a broker with fresh storage), or the connection in flux: make
-                # sure of the stream again, after a short pause.
-                self._stream_ready = False
-                self._transport.throttle.warn(
-                    "durable-publish",
-                    "node %s: durable publish to %r failed, retrying: %s",
-                    self._me.node,
-                    ref.name,
-                    _describe(error),
-                )
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.5)
-                continue
-            self.published += 1
-            if getattr(ack, "duplicate", False):
-                self.deduplicated += 1
-            return
-
-    def _durable_try_on_loop(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
-        if self._transport.closing:
-            credit_of(ref).settle(-1, tried=True)
-            return
-        self._transport.own(self._durable_try(ref, out, msg_id))
-
-    async def _durable_try(self, ref: DurableRef[Any], out: Outbound, msg_id: str) -> None:
-        try:
-            await self._durable_publish(ref, out, msg_id, self.ack_timeout)
-        except Exception as error:
-            self._transport.dropped += 1
-            self._transport.throttle.warn(
-                "durable-try",
-                "node %s: a try_send to durable actor %r was not stored: %s",
-                self._me.node,
-                ref.name,
-                error,
-            )
-        finally:
-            credit_of(ref).settle(-1, tried=True)
+        # Node-wide, not per ref: a ref may be collected and made again, and its new counter
+        # would reuse ids still inside the duplicate window (the stream would drop new
+        # messages as copies).
+        with self._me.lock:
+            number = next(self._durable_ids)
+        return Publish(ref, out, number)
 
     def mailboxes(self) -> list[tuple[str, str, int]]:
         """(name, actor path, messages fetched and not yet settled) of each consumer. Loop only."""
@@ -361,12 +308,16 @@ class DurableMailboxes:
         await self._inbound.register(name, id)
 
     async def leave(self) -> None:
-        """Stop fetching, and let the handlers of fetched messages finish and ack.
+        """Let the publish window be stored; stop fetching; let fetched messages' handlers
+        finish and ack.
 
         The node leaves before its actors stop (`ActorSystem.shutdown`), so they are still
         handling; an ack that could no longer be sent would make the next owner handle the
         message a second time.
         """
+        # Sends that returned are stored first (or become dead letters, counted).
+        await self.publisher.close(min(self.ack_timeout, _LEAVE_WAIT))
+        self._leaving = True
         settling: set[asyncio.Task[None]] = set()
         for consumer in list(self._consumers):
             for task in consumer.export.tasks:
@@ -402,7 +353,10 @@ class DurableMailboxes:
         path = consumer.export.cell.path
         delay = 0.05
         try:
-            while True:
+            # Leaving ends the loop even where nats-py's fetch swallowed the cancellation
+            # `leave` sent (it would fetch again on a closed connection, then be destroyed
+            # pending as the loop closes).
+            while not self._leaving:
                 try:
                     if consumer.sub is None:
                         await self._ensure_stream(update=True)

@@ -135,6 +135,11 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             handler, a crashed node, or a lost acknowledgement).
         durable_terminated: durable messages given up on after ``durable_max_deliver``
             failed attempts (logged, and published as dead letters).
+        durable_outstanding: durable sends of this node admitted and not yet stored
+            (awaiting their PubAck; at most ``durable_outstanding``).
+        durable_undelivered: durable sends that were never stored after their ``send``
+            returned (refused by JetStream, no PubAck within ``ack_timeout``, the node
+            leaving): logged and published as dead letters with the reason ``"undelivered"``.
         pipelined: remote tells that returned before their reply, within the credit.
         resent: frames of pipelined tells sent again (after "no responders", a lost reply,
             a reconnect or a gap); the receiver enqueues each one once.
@@ -175,6 +180,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     durable_handled: int = 0
     durable_redelivered: int = 0
     durable_terminated: int = 0
+    durable_outstanding: int = 0
+    durable_undelivered: int = 0
     pipelined: int = 0
     resent: int = 0
     undelivered: int = 0
@@ -240,6 +247,8 @@ class Nats:
             doubling with each attempt (`DEFAULT_DURABLE_RETRY_DELAY`).
         durable_dedup_window (float): seconds JetStream drops re-published copies of a message id
             (`DEFAULT_DURABLE_DEDUP_WINDOW`); a send stops retrying when it has passed.
+        durable_outstanding (int): durable sends a node holds admitted and not yet stored
+            (`DEFAULT_DURABLE_OUTSTANDING`); beyond, ``send`` waits, ``try_send`` fails.
 
     Raises:
         ValueError: a bad node name or prefix, or a bad option value.
@@ -488,6 +497,8 @@ class Nats:
             durable_handled=durable.handled,
             durable_redelivered=durable.redelivered,
             durable_terminated=durable.terminated,
+            durable_outstanding=durable.publisher.outstanding,
+            durable_undelivered=durable.publisher.undelivered,
             pipelined=node.outbox.pipelined,
             resent=node.outbox.resent,
             undelivered=node.outbox.undelivered,

@@ -22,6 +22,7 @@ __all__ = (
     "DEFAULT_DURABLE_ACK_WAIT",
     "DEFAULT_DURABLE_DEDUP_WINDOW",
     "DEFAULT_DURABLE_MAX_DELIVER",
+    "DEFAULT_DURABLE_OUTSTANDING",
     "DEFAULT_DURABLE_RETRY_DELAY",
     "DEFAULT_DURABLE_WINDOW",
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -75,6 +76,12 @@ DEFAULT_DURABLE_RETRY_DELAY: Final = 1.0
 
 DEFAULT_DURABLE_DEDUP_WINDOW: Final = 120.0
 """Seconds JetStream remembers a message id to drop re-published copies (its own default)."""
+
+DEFAULT_DURABLE_OUTSTANDING: Final = 1024
+"""Durable messages a node holds admitted and not yet stored (awaiting their PubAck).
+
+Beyond it a durable ``send`` waits for room and ``try_send`` raises `MailboxFull`.
+"""
 
 TOKEN: Final = re.compile(r"^[A-Za-z0-9_-]+$")  # a subject token: node, prefix, public name
 
@@ -233,6 +240,8 @@ class DurableOptions:
             attempt (`DEFAULT_DURABLE_RETRY_DELAY`, 1 s).
         dedup_window: seconds JetStream drops re-published copies of a message id
             (`DEFAULT_DURABLE_DEDUP_WINDOW`, 120 s); a send stops retrying when it has passed.
+        outstanding: durable messages this node holds sent and not yet stored, awaiting
+            their PubAck (`DEFAULT_DURABLE_OUTSTANDING`, 1024): beyond, ``send`` waits.
 
     Example:
         ```python
@@ -245,14 +254,17 @@ class DurableOptions:
     window: int = DEFAULT_DURABLE_WINDOW
     retry_delay: float = DEFAULT_DURABLE_RETRY_DELAY
     dedup_window: float = DEFAULT_DURABLE_DEDUP_WINDOW
+    outstanding: int = DEFAULT_DURABLE_OUTSTANDING
 
     def __post_init__(self) -> None:
         if self.ack_wait <= 0 or self.dedup_window <= 0 or self.retry_delay < 0:
             raise ValueError(
                 "need durable_ack_wait > 0, durable_dedup_window > 0, durable_retry_delay >= 0"
             )
-        if self.max_deliver < 1 or self.window < 1:
-            raise ValueError("durable_max_deliver and durable_window must be at least 1")
+        if self.max_deliver < 1 or self.window < 1 or self.outstanding < 1:
+            raise ValueError(
+                "durable_max_deliver, durable_window and durable_outstanding must be at least 1"
+            )
 
 
 class NatsKeywords(TypedDict, total=False):
@@ -279,6 +291,7 @@ class NatsKeywords(TypedDict, total=False):
     durable_window: int
     durable_retry_delay: float
     durable_dedup_window: float
+    durable_outstanding: int
 
 
 # Flat keyword -> (option object, field).
@@ -295,7 +308,7 @@ _KEYWORDS: Final[dict[str, tuple[str, str]]] = {
     **{name: ("credentials", name) for name in ("user", "password", "token", "nkeys_seed")},
     **{name: ("credentials", name) for name in ("user_credentials", "tls", "tls_hostname")},
     **{f"durable_{f}": ("durable", f) for f in ("ack_wait", "max_deliver", "window")},
-    **{f"durable_{f}": ("durable", f) for f in ("retry_delay", "dedup_window")},
+    **{f"durable_{f}": ("durable", f) for f in ("retry_delay", "dedup_window", "outstanding")},
 }
 
 

@@ -120,9 +120,9 @@ class DurableCourier(Protocol):
     """What stores a `DurableRef`'s tells in JetStream (the node's durable mailboxes)."""
 
     async def send(self, ref: DurableRef[Any], message: object, timeout: float | None) -> None:
-        """Publish, waiting for the PubAck.
+        """Admit into the node's publish window, waiting for room.
 
-        Cancellation: the message may already be stored.
+        Cancellation: once admitted, the message is stored all the same.
         """
         ...
 
@@ -131,7 +131,18 @@ class DurableCourier(Protocol):
         ...
 
     def try_send(self, ref: DurableRef[Any], message: object) -> None:
-        """Publish in the background, never waiting for the PubAck."""
+        """Admit into the node's publish window if it has room; never waits."""
+        ...
+
+    async def flush(self, ref: DurableRef[Any], timeout: float | None) -> None:
+        """Wait until the ref's earlier sends are stored (or given up on).
+
+        Cancellation: only the wait is abandoned.
+        """
+        ...
+
+    def blocking_flush(self, ref: DurableRef[Any], timeout: float | None) -> None:
+        """`flush`, from a plain thread."""
         ...
 
 
@@ -142,8 +153,8 @@ class Credit:
     since and not answered yet. A try_send may go while ``free - unacked > 0``; when none
     may, the first refused caller is told to probe (ask the target for fresh room), and the
     others are refused until the probe is answered. ``tracks_room`` is False for a durable
-    ref, whose try_sends wait for a PubAck rather than for mailbox room: reports of room
-    are then ignored and ``free`` stays the bound on PubAcks outstanding.
+    ref, whose tells are bounded by its node's publish window (``_publisher``), not by
+    mailbox room: the room its asks' replies report is then ignored.
     """
 
     __slots__ = ("_free", "_lock", "_probing", "_tracks_room", "_unacked", "_waiters")
@@ -485,7 +496,7 @@ class GroupRef(RemoteRef[M]):
         return f"<GroupRef {self._group} nodes=any>"
 
 
-DURABLE_TRIES: Final = 1024  # try_sends of one DurableRef awaiting their PubAck at most
+DURABLE_TRIES: Final = 1024  # the credit a DurableRef carries (asks report no room to it)
 
 
 class DurableRef(RemoteRef[M]):
@@ -493,25 +504,29 @@ class DurableRef(RemoteRef[M]):
 
     Returned by `ActorSystem.lookup_remote` for a durable name, on every node (the owning
     one too), and wherever a ref to a durable actor arrives in a message. It is bound to
-    the name, not to a node: `send` publishes the message into the cluster's JetStream
-    stream and returns once the server has stored it (the PubAck), whether or not the
-    actor is running right now; the owning node delivers it later, at least once, and
-    acknowledges it only after the handler returned. `ask` stays a plain request to
-    whichever node serves the name (an asker waits for a live answer). The guarantees,
-    options and limits are in ``docs/cluster-durable.md``.
+    the name, not to a node: `send` hands the message to this node's window of JetStream
+    publishes and returns without waiting for the server; the node publishes it into the
+    cluster's durable stream (retrying with the same message id until the PubAck) whether
+    or not the actor is running right now, and the owning node delivers it later, at
+    least once, acknowledging it only after the handler returned. `flush` waits until the
+    earlier sends are stored. `ask` stays a plain request to whichever node serves the
+    name (an asker waits for a live answer). The guarantees, options and limits are in
+    ``docs/cluster-durable.md``.
 
-    Differences from a `RemoteRef` bound to one actor: a successful `send` means
-    *persisted*, not enqueued (no remote backpressure: the stream holds what the actor has
-    not taken yet); `try_send` publishes without waiting for the PubAck; the ref never
-    counts as stopped (`is_alive` stays true, watching it never delivers `Terminated`); an
-    ask while no node serves the name raises `ActorNotFound`.
+    Differences from a `RemoteRef` bound to one actor: a `send` is bounded by this node's
+    publish window (``durable_outstanding`` messages awaiting their PubAck), not by the
+    actor's mailbox (the stream holds what the actor has not taken yet); the outcome of a
+    send that returned is *stored*, or a dead letter here (reason ``"undelivered"``); the
+    ref never counts as stopped (`is_alive` stays true, watching it never delivers
+    `Terminated`); an ask while no node serves the name raises `ActorNotFound`.
 
     Example:
         ```python
         await system_a.spawn(Account, name="account-7", durable=True)
         account = await system_b.lookup_remote("account-7", AccountMsg)
         assert isinstance(account, actors.cluster.DurableRef)
-        await account.send(Deposit(5))  # stored by JetStream when this returns
+        await account.send(Deposit(5))  # in this node's publish window
+        await account.flush()  # stored by JetStream when this returns
         ```
     """
 
@@ -525,9 +540,8 @@ class DurableRef(RemoteRef[M]):
         durable: str,
         mailbox: DurableCourier,
     ) -> None:
-        # Asks go to whichever node serves the name. The credit of a durable ref bounds its
-        # try_sends awaiting a PubAck; the mailbox room reported by asks is not what a
-        # durable tell waits for.
+        # Asks go to whichever node serves the name; the mailbox room their replies report
+        # is not what a durable tell waits for (it waits for the node's publish window).
         super().__init__(proxy, courier, address, Credit(DURABLE_TRIES, tracks_room=False))
         self._durable = durable
         self._store = mailbox  # tells go through JetStream
@@ -543,36 +557,48 @@ class DurableRef(RemoteRef[M]):
         return "*"
 
     async def send(self, message: M, *, timeout: float | None = None) -> None:
-        """Store ``message`` in the actor's durable mailbox; returns once JetStream has it.
+        """Send ``message`` to the actor's durable mailbox; returns once the node holds it.
 
-        A PubAck that does not come is waited for again, publishing the same message id
-        (the stream drops copies), until ``timeout`` (`Nats` ``ack_timeout`` when None).
+        The message is checked, encoded and given its message id here, then admitted into
+        this node's publish window (at most ``durable_outstanding`` messages awaiting their
+        PubAck); the call returns without waiting for JetStream. The node publishes it,
+        in the order sent, and again with the same id until the PubAck comes (the stream
+        drops copies). It is then stored, or, if JetStream refuses it for good, no PubAck
+        comes within ``ack_timeout`` or the node leaves first, it becomes a dead letter
+        here (reason ``"undelivered"``, counted in ``statistics().durable_undelivered``).
+        Call `flush` to wait until it is stored. ``timeout`` bounds the wait for room in a
+        full window (None: wait as long as it takes).
 
         Raises:
-            SendTimeout: no PubAck in time: the message may or may not be stored.
-            ActorStopped: this node is leaving.
+            SendTimeout: the window stayed full for ``timeout`` (nothing sent).
+            ActorStopped: this node is leaving (nothing sent).
             MessageTypeError, NotSendableError, WireError: as for `RemoteRef.send`.
 
-        Cancellation: the message may already be stored.
+        Cancellation: while waiting for room nothing is sent; once admitted, the message
+        is stored whatever happens to the caller.
 
         Example:
             ```python
-            await account.send(Deposit(5))  # stored by JetStream when this returns
+            await account.send(Deposit(5))  # returns without a round trip
             ```
         """
         check_timeout("timeout", timeout)
         await self._store.send(self, message, timeout)
 
     def try_send(self, message: M) -> None:
-        """Publish ``message`` into the durable mailbox without waiting for the PubAck.
+        """Send ``message`` as `send` does if the publish window has room; never waits.
 
         Raises:
-            MailboxFull: not connected, or too many try_sends wait for their PubAck.
+            MailboxFull: not connected, or the node's publish window is full.
+            ActorStopped: this node is leaving.
             MessageTypeError, NotSendableError, WireError: as for `RemoteRef.send`.
 
         Example:
             ```python
-            account.try_send(Deposit(5))
+            try:
+                account.try_send(Deposit(5))
+            except actors.MailboxFull:
+                backlog.append(Deposit(5))
             ```
         """
         self._store.try_send(self, message)
@@ -591,6 +617,48 @@ class DurableRef(RemoteRef[M]):
         """
         check_timeout("timeout", timeout)
         self._store.blocking_send(self, message, timeout)
+
+    async def flush(self, *, timeout: float | None = None) -> None:
+        """Wait until every message sent through this ref on this node before the call is
+        stored by JetStream (its PubAck came).
+
+        A message of this ref given up on since the last `flush` (it is a dead letter, see
+        `send`) makes this call raise its failure, once, after the wait.
+
+        Raises:
+            SendTimeout: not all stored within ``timeout`` (they stay in the window and
+                may still be); or the failure of a message given up on (no PubAck within
+                ``ack_timeout``: it may or may not be stored).
+            WireError, ActorStopped: the failure of a message given up on (refused by
+                JetStream for good; the node left first).
+
+        Cancellation: only the wait is abandoned; the messages are stored all the same.
+
+        Example:
+            ```python
+            for entry in batch:
+                await ledger.send(entry)
+            await ledger.flush(timeout=5.0)  # all of them are stored now
+            ```
+        """
+        check_timeout("timeout", timeout)
+        await self._store.flush(self, timeout)
+
+    def blocking_flush(self, *, timeout: float | None = None) -> None:
+        """`flush` for plain threads that run no event loop.
+
+        Raises:
+            RuntimeError: called from a thread that runs an event loop.
+            SendTimeout, WireError, ActorStopped: as for `flush`.
+
+        Example:
+            ```python
+            account.blocking_send(Deposit(5))
+            account.blocking_flush()  # stored
+            ```
+        """
+        check_timeout("timeout", timeout)
+        self._store.blocking_flush(self, timeout)
 
     def __repr__(self) -> str:
         return f"<DurableRef {self._durable} nodes=any>"

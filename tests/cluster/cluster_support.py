@@ -174,6 +174,26 @@ class NatsServer:
             process.kill()
             process.wait(timeout=10)
 
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP the server: connections stay open, nothing is read or answered.
+
+        Returns once every thread of the process is stopped: the signal is asynchronous,
+        and a thread running on another CPU would otherwise go on for a moment.
+        """
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self._process.pid}/task")
+        deadline = time.monotonic() + timeout
+        while not all(_stopped(task) for task in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("nats-server did not stop on SIGSTOP")
+            time.sleep(0.001)  # polling a process that offers no event for its state
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
@@ -196,6 +216,14 @@ class NatsServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _stopped(task: Path) -> bool:
+    """Whether the thread ``task`` (a /proc/<pid>/task/<tid> directory) is stopped."""
+    with contextlib.suppress(OSError):
+        stat = (task / "stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+    return True  # gone
 
 
 @contextlib.contextmanager

@@ -64,3 +64,16 @@ def test_the_remote_stream_rows_run_and_render() -> None:
     assert table[0].startswith("| case | same loop | across processes (NATS)")
     assert len(table) == 2 + len(cluster.STREAM_WINDOWS)
     assert "remote-stream, window 16 (50 items)" in table[2]
+
+
+async def _durable(url: str) -> str:
+    with anyio.fail_after(60):
+        return await cluster.run_durable(url, n=50, reps=1, use_uvloop=False)
+
+
+def test_the_durable_send_row_runs_and_renders(tmp_path: Path) -> None:
+    with NatsServer("-js", "-sd", str(tmp_path / "jetstream")) as server:
+        table = actors.run(_durable, server.url, use_uvloop=False).splitlines()
+    assert table[0].startswith("| case | `actors` durable send + flush | raw nats-py")
+    assert len(table) == 3
+    assert "durable send until stored, 1 producer (50 messages)" in table[2]

@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 import pytest
-from _support import WAIT, Flag
+from _support import WAIT, Flag, wait_until
 from cluster_support import (
     Account,
     Balance,
@@ -553,3 +553,146 @@ async def test_a_stored_message_joins_its_senders_trace(
     assert span.parent is not None
     assert span.parent.is_remote
     assert (span.parent.trace_id, span.parent.span_id) == (trace_id, span_id)
+
+
+# -- 9. an abandoned ask to a durable actor: skipped if queued, cancelled where opted in ----------
+
+# Flags by name: the handler on one node and the test share them (both nodes in this process).
+FLAGS: dict[str, Flag] = {}
+
+
+def flag(name: str) -> Flag:
+    return FLAGS.setdefault(name, Flag())
+
+
+@register_message(name="durable-test.Park")
+class Park(actors.Request[str], frozen=True):
+    """Set flag ``entered``, then wait for flag ``release`` (``cancelled`` if cancelled)."""
+
+    entered: str
+    release: str
+    cancelled: str
+
+
+@register_message(name="durable-test.Count")
+class Count(actors.Request[int], frozen=True):
+    """How many asks of each kind were handled: Park * 1000 + Count."""
+
+
+class Desk(actors.Actor[Entry | Park | Count]):
+    def __init__(self) -> None:
+        self.parked = 0
+        self.counted = 0
+
+    async def receive(self, message: Entry | Park | Count) -> object:
+        match message:
+            case Park(entered, release, cancelled):
+                self.parked += 1
+                flag(entered).set()
+                try:
+                    await flag(release).wait()
+                except BaseException:
+                    flag(cancelled).set()
+                    raise
+                return "released"
+            case Count():
+                self.counted += 1
+                return self.parked * 1000 + self.counted
+        return None
+
+
+class CancellableDesk(Desk):
+    cancel_abandoned = True
+
+
+def asking(system: actors.ActorSystem) -> int:
+    """Remote asks the node answers now (those a CANCEL could still reach)."""
+    cluster: Any = system.cluster
+    return len(cluster._node.inbound.asking)
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+async def test_an_ask_to_a_durable_actor_abandoned_while_queued_is_skipped(
+    server: NatsServer, prefix: str, how: str
+) -> None:
+    FLAGS.clear()
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a", cluster=node(server.url, "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
+        ):
+            local = await a.spawn(Desk, name="desk", durable=True)
+            desk = await b.lookup_remote("desk", Park | Count)
+            assert isinstance(desk, DurableRef)
+            async with anyio.create_task_group() as parked:
+                parked.start_soon(local.ask, Park("in", "out", "never"))
+                await flag("in").wait()
+                if how == "timeout":
+                    with pytest.raises(actors.AskTimeout):
+                        await desk.ask(Count(), timeout=0.2)
+                else:
+                    with anyio.CancelScope() as scope:
+                        async with anyio.create_task_group() as group:
+                            group.start_soon(desk.ask, Count())
+                            await wait_until(lambda: local.statistics().mailbox.depth == 1)
+                            scope.cancel()
+                # The owner gave it up (its expiry, or the CANCEL frame that followed the
+                # ask to the name's subject) once it no longer tracks it: then let the
+                # actor reach it.
+                await wait_until(lambda: asking(a) == 0)
+                flag("out").set()
+            assert await desk.ask(Count()) == 1001  # the abandoned Count never ran
+            (figures,) = (m for m in a.metrics().actors if m.path == local.path)
+            if how == "cancel":
+                assert figures.asks_cancelled == 1
+
+
+async def test_an_abandoned_ask_cancels_the_handler_of_an_opted_in_durable_actor(
+    server: NatsServer, prefix: str
+) -> None:
+    FLAGS.clear()
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a", cluster=node(server.url, "a", prefix)) as a,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
+        ):
+            await a.spawn(CancellableDesk, name="desk", durable=True)
+            desk = await b.lookup_remote("desk", Park | Count)
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(desk.ask, Park("in", "never", "cancelled"))
+                    await flag("in").wait()
+                    scope.cancel()  # the asker gives up while the handler runs
+            await flag("cancelled").wait()  # cancelled on the owner, through the CANCEL
+            await wait_until(lambda: asking(a) == 0)
+            assert await desk.ask(Count()) == 1001  # the actor goes on
+
+
+async def test_with_two_owners_an_abandoned_durable_ask_is_handled_on_neither(
+    server: NatsServer, prefix: str
+) -> None:
+    # Two nodes serve the durable name: the notice goes to both (the name's notice subject)
+    # and the one holding the ask acts; its deadline bounds it anyway: dropped unhandled.
+    FLAGS.clear()
+    with anyio.fail_after(WAIT):
+        async with (
+            actors.ActorSystem(workers=1, name="a1", cluster=node(server.url, "a1", prefix)) as a1,
+            actors.ActorSystem(workers=1, name="a2", cluster=node(server.url, "a2", prefix)) as a2,
+            actors.ActorSystem(workers=1, name="b", cluster=node(server.url, "b", prefix)) as b,
+        ):
+            desks = [
+                await a1.spawn(Desk, name="desk", durable=True),
+                await a2.spawn(Desk, name="desk", durable=True),
+            ]
+            desk = await b.lookup_remote("desk", Park | Count)
+            async with anyio.create_task_group() as parked:
+                for index, local in enumerate(desks):
+                    parked.start_soon(local.ask, Park(f"in{index}", "out", "never"))
+                    await flag(f"in{index}").wait()
+                for _ in range(4):  # each to either owner, queued behind its parked handler
+                    with pytest.raises(actors.AskTimeout):
+                        await desk.ask(Count(), timeout=0.2)
+                await wait_until(lambda: asking(a1) == 0 and asking(a2) == 0)
+                flag("out").set()
+            counts = [await local.ask(Count()) for local in desks]
+    assert counts == [1001, 1001]  # on each owner: its Park, and this Count only
