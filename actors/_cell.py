@@ -1738,14 +1738,18 @@ class Cell(Latch):
 
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
+        parent = self.parent
         if self._ends_in_place():
             # The common end (no children, no on_stop): no coroutine for the instance's end,
             # and none for the finish below (`_finish` would find nothing left to end).
-            self._end_instance_now()
+            self._end_instance_now(refuse=False)
+            if parent is None or self.mailbox.sealed or not self.restart.wants_restart(reason):
+                await self._end_for_good_now(reason)
+                return
+            self.system.tree.refuse_children(self)
         else:
             await self._end_instance(run_on_stop=True)
         # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
-        parent = self.parent
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
             self._suspend(reason)
             if parent.deliver(Signal(ChildExit(self, self.incarnation, reason))):
@@ -1778,16 +1782,37 @@ class Cell(Latch):
         instance = self.instance
         return not self.children and (instance is None or not _overrides(type(instance), "on_stop"))
 
-    def _end_instance_now(self) -> None:
-        """`_end_instance` for an actor that `_ends_in_place`, synchronously."""
-        self._refuse_and_cancel()
+    def _end_instance_now(self, *, refuse: bool = True) -> None:
+        """`_end_instance` for an actor that `_ends_in_place`, synchronously; without
+        ``refuse``, the caller refuses children itself (see `_end_for_good_now`)."""
+        self._refuse_and_cancel(refuse)
         self.instance = None
         if self.behaviour is not None:
             self._drop_stash()
 
-    def _refuse_and_cancel(self) -> None:
+    async def _end_for_good_now(self, reason: Exception | None) -> None:
+        """`_exit` of an instance that ended in place and is not to be restarted.
+
+        Children are refused and the cell leaves the tree in one critical section
+        (`Tree.end_childless`): one lock round less per life than `refuse_children` and then
+        `unregister`. A child registered from another thread since the instance ended (a
+        scope's host task) is stopped first, by `_finish`.
+        """
+        parent = self.parent
+        if reason is not None and parent is self.system.guardian:
+            self.system.record_failure(reason)
+        self.phase = ENDED
+        self.exit_reason = reason
+        watchers = self.system.tree.end_childless(self)
+        if watchers is None:  # a child came: it ends first (refused from now on)
+            await self._finish(reason, run_on_stop=False)
+            return
+        self._conclude(reason, False, watchers)
+
+    def _refuse_and_cancel(self, refuse: bool = True) -> None:
         """The start of an instance's end: no children from now on, no timers, no backoff."""
-        self.system.tree.refuse_children(self)
+        if refuse:
+            self.system.tree.refuse_children(self)
         if self.restart_timer is not None:
             self._cancel_restart_timer()
         if self.timers:
@@ -1937,8 +1962,14 @@ class Cell(Latch):
             await self._end_instance(run_on_stop=run_on_stop, kill_children=killed)
         self._conclude(reason, killed)
 
-    def _conclude(self, reason: BaseException | None, killed: bool) -> None:
-        """`_finish` once the instance and the children are gone: the mailbox, then the rest."""
+    def _conclude(
+        self, reason: BaseException | None, killed: bool, watchers: list[Cell] | None = None
+    ) -> None:
+        """`_finish` once the instance and the children are gone: the mailbox, then the rest.
+
+        ``watchers``: the cell has left the tree already (`Tree.end_childless`), and these
+        are its watchers to tell; None: it leaves the tree here (`Tree.unregister`).
+        """
         leftovers, signals = self.mailbox.finish()
         for signal in signals:
             record = signal.record
@@ -1966,7 +1997,8 @@ class Cell(Latch):
         parking = self.home.parking
         if parking is not None and self.park_gen >= 0:  # parked once: in its list
             parking.forget(self)
-        watchers = self.system.tree.unregister(self)
+        if watchers is None:
+            watchers = self.system.tree.unregister(self)
         self._announce_end(watchers, reason)
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
