@@ -286,7 +286,6 @@ class Cell(Latch):
         self,
         system: ActorSystem,
         factory: Callable[[], Actor[Any]],
-        *,
         name: str,
         path: str,
         home: Home,
@@ -776,7 +775,7 @@ class Cell(Latch):
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
         self._spawn_task(self._live(started, None))
 
-    def begin_here(self, *, observed: bool = True) -> Oneshot | None:
+    def begin_here(self, observed: bool = True) -> Oneshot | None:
         """Create the actor now, on its home thread; None when it is already running.
 
         The fast path of a spawn made on the actor's own loop (a parent spawning on its
@@ -1742,7 +1741,7 @@ class Cell(Latch):
         if self._ends_in_place():
             # The common end (no children, no on_stop): no coroutine for the instance's end,
             # and none for the finish below (`_finish` would find nothing left to end).
-            self._end_instance_now(refuse=False)
+            self._end_instance_now(False)
             if parent is None or self.mailbox.sealed or not self.restart.wants_restart(reason):
                 await self._end_for_good_now(reason)
                 return
@@ -1782,7 +1781,7 @@ class Cell(Latch):
         instance = self.instance
         return not self.children and (instance is None or not _overrides(type(instance), "on_stop"))
 
-    def _end_instance_now(self, *, refuse: bool = True) -> None:
+    def _end_instance_now(self, refuse: bool = True) -> None:
         """`_end_instance` for an actor that `_ends_in_place`, synchronously; without
         ``refuse``, the caller refuses children itself (see `_end_for_good_now`)."""
         self._refuse_and_cancel(refuse)

@@ -602,7 +602,7 @@ class ActorSystem:
         cell = self.tree.register(parent, factory, name, home, size, restart, pinned)
         if threading.get_ident() == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
-            return cell, cell.begin_here(observed=observed)
+            return cell, cell.begin_here(observed)
         # From another thread (the host, another loop): build it here as well, and hand it
         # over to its loop without waiting unless it has an on_start to run there.
         try:
