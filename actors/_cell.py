@@ -195,9 +195,15 @@ def _overrides(actor_class: type[object], hook: str) -> bool:
     """Whether the class overrides `Actor`'s ``hook`` (``"on_start"``, ``"on_stop"``).
 
     A class keeping the base hook has nothing to run there: it may start without a task
-    (`begin_here`) and be ended by its parent in place (`stop_if_idle`).
+    (`begin_here`) and be ended by its parent in place (`stop_if_idle`). The paths every
+    life takes test ``type(instance).on_start is not _ON_START`` inline instead (no call;
+    looked up on each test, so a hook set on the class later still counts).
     """
     return getattr(actor_class, hook, None) is not getattr(Actor, hook)
+
+
+_ON_START: Final[object] = Actor.__dict__["on_start"]
+_ON_STOP: Final[object] = Actor.__dict__["on_stop"]
 
 
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
@@ -792,7 +798,9 @@ class Cell(Latch):
             return self._start_in_task(error, observed)
         if len(context):  # __init__ set a context variable: its handlers must see it
             self.context = context
-        if _overrides(type(self.instance), "on_start"):
+        instance = self.instance
+        assert instance is not None  # `_construct` made it or raised
+        if type(instance).on_start is not _ON_START:
             return self._start_in_task(_BUILT, observed)
         self.phase = RUNNING
         # The consumer token has been ours since the cell was made: keep it (and run) if
@@ -1166,7 +1174,9 @@ class Cell(Latch):
         self.actor_class = actor_class
         # Copied here: read per ask, and a class attribute costs a lookup through the MRO.
         self.cancels = actor_class.cancel_abandoned
-        self.ref.admitted_by(actor_class)
+        ref = self._ref  # not `ref`'s call: a new cell always has its ActorRef
+        if isinstance(ref, ActorRef):
+            ref.admitted_by(actor_class)
 
     async def _run(self, posted: bool = False) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the
@@ -1779,7 +1789,7 @@ class Cell(Latch):
         an instance without an ``on_stop`` of its own (or none). A child registered from
         another thread after this look is stopped by `_finish`, which looks again."""
         instance = self.instance
-        return not self.children and (instance is None or not _overrides(type(instance), "on_stop"))
+        return not self.children and (instance is None or type(instance).on_stop is _ON_STOP)
 
     def _end_instance_now(self, refuse: bool = True) -> None:
         """`_end_instance` for an actor that `_ends_in_place`, synchronously; without

@@ -321,6 +321,36 @@ async def test_on_start_runs_before_the_first_message_and_spawn_waits_for_it() -
     assert log == ["init", "start:begin", "start:end", "receive", "stop"]
 
 
+class LateHooks(Actor[int]):
+    """Its hooks are set on the class after its definition (see the test below)."""
+
+    log: list[str] = []  # noqa: RUF012
+
+    def receive(self, message: int) -> None:
+        LateHooks.log.append(f"receive {message}")
+        self.stop()
+
+
+async def test_hooks_set_on_the_class_later_run() -> None:
+    """The spawn and the end look the hooks up on the class each time, not once."""
+
+    async def on_start(self: LateHooks) -> None:
+        LateHooks.log.append("start")
+
+    async def on_stop(self: LateHooks) -> None:
+        LateHooks.log.append("stop")
+
+    LateHooks.log = []  # each backend's run afresh
+    LateHooks.on_start = on_start  # type: ignore[method-assign]
+    LateHooks.on_stop = on_stop  # type: ignore[method-assign]
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            ref = await system.spawn(LateHooks, placement=0, restart=Restart.TEMPORARY)
+            await ref.send(1)
+            assert await ref.join() is None
+    assert LateHooks.log == ["start", "receive 1", "stop"]
+
+
 class BadStart(Actor[Ping]):
     stopped = False
 
