@@ -395,13 +395,15 @@ class Latch:
             lock.release()
         # Callbacks first: whoever wakes from a wait may rely on their effects (for
         # example, a dead subscriber already gone from the event bus after `join`).
-        for callback in callbacks or ():
-            callback(value)
-        for waiter in waiters or ():
-            if isinstance(waiter, Oneshot):
-                waiter.settle(value)
-            else:
-                _wake_future(waiter, value)
+        if callbacks is not None:
+            for callback in callbacks:
+                callback(value)
+        if waiters is not None:
+            for waiter in waiters:
+                if isinstance(waiter, Oneshot):
+                    waiter.settle(value)
+                else:
+                    _wake_future(waiter, value)
 
     def when_set(self, callback: Callable[[Any], object]) -> None:
         """Call ``callback(value)`` once set: in the setting thread, or now if already set.
@@ -419,18 +421,20 @@ class Latch:
     async def wait(self, timeout: float | None = None) -> Any:
         """Wait for the value; raise `Expired` after ``timeout`` seconds."""
         loop = _running_loop()
-        waiter: Oneshot | asyncio.Future[Any] | None
         if loop is not None and timeout is None:
-            waiter = self._register(loop.create_future)  # the future itself: see the class
-        else:
-            waiter = self._register(oneshot)
+            future: asyncio.Future[Any] | None = self._register(loop.create_future)  # see the class
+            if future is None:
+                return self._value
+            try:
+                return await future
+            except BaseException:
+                self._forget(future)  # cancelled: still listed, unless set meanwhile
+                raise
+        waiter: Oneshot | None = self._register(oneshot)
         if waiter is None:
             return self._value
         try:
-            if isinstance(waiter, Oneshot):
-                value = await waiter.wait(timeout)
-            else:
-                value = await waiter
+            value = await waiter.wait(timeout)
         except BaseException:
             self._forget(waiter)  # expired or cancelled: still listed, unless set meanwhile
             raise

@@ -243,7 +243,8 @@ class Ref(Generic[M]):
 
         Cancellation: only the wait is abandoned; the actor is unaffected.
         """
-        reason: BaseException | None = await self._cell.terminated.wait()
+        # The cell is its own `terminated` latch: its wait, without the property's call.
+        reason: BaseException | None = await self._cell.wait()
         return reason
 
 
