@@ -202,6 +202,8 @@ def _overrides(actor_class: type[object], hook: str) -> bool:
     return getattr(actor_class, hook, None) is not getattr(Actor, hook)
 
 
+_TEMPORARY: Final = Restart.TEMPORARY
+_TRANSIENT: Final = Restart.TRANSIENT
 _ON_START: Final[object] = Actor.__dict__["on_start"]
 _ON_STOP: Final[object] = Actor.__dict__["on_stop"]
 
@@ -1748,12 +1750,41 @@ class Cell(Latch):
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
         parent = self.parent
-        if self._ends_in_place():
-            # The common end (no children, no on_stop): no coroutine for the instance's end,
-            # and none for the finish below (`_finish` would find nothing left to end).
-            self._end_instance_now(False)
-            if parent is None or self.mailbox.sealed or not self.restart.wants_restart(reason):
-                await self._end_for_good_now(reason)
+        instance = self.instance
+        if not self.children and (instance is None or type(instance).on_stop is _ON_STOP):
+            # The common end: no children and no on_stop, so nothing to await. The steps of
+            # `_end_instance` in place, inlined, as is the end below: a call costs a life
+            # about 1% (docs/benchmarks.md, "An actor's life, instruction by instruction").
+            # A child registered from another thread after this look is found below.
+            if self.restart_timer is not None:
+                self._cancel_restart_timer()
+            if self.timers:
+                for timer in list(self.timers):
+                    timer.cancel()
+            self.instance = None
+            if self.behaviour is not None:
+                self._drop_stash()
+            restart = self.restart
+            if (
+                parent is None
+                or restart is _TEMPORARY
+                or (restart is _TRANSIENT and reason is None)  # not `wants_restart`
+                or self.mailbox.sealed
+            ):
+                # For good, now. Children are refused and the cell leaves the tree in one
+                # critical section (`Tree.end_childless`): one lock round less than
+                # `refuse_children`, then `unregister`.
+                if reason is not None and parent is self.system.guardian:
+                    self.system.record_failure(reason)
+                self.phase = ENDED
+                self.exit_reason = reason
+                watchers = self.system.tree.end_childless(self)
+                if watchers is not None:
+                    self._conclude(reason, False, watchers)
+                    return
+                # A child came meanwhile (a scope's host task): it ends first (`_finish`
+                # stops it), and none can follow (refused).
+                await self._finish(reason, run_on_stop=False)
                 return
             self.system.tree.refuse_children(self)
         else:
@@ -1784,44 +1815,9 @@ class Cell(Latch):
         if done is not None:
             done.set()
 
-    def _ends_in_place(self) -> bool:
-        """Whether `_end_instance` (with ``on_stop``) would await nothing: no children, and
-        an instance without an ``on_stop`` of its own (or none). A child registered from
-        another thread after this look is stopped by `_finish`, which looks again."""
-        instance = self.instance
-        return not self.children and (instance is None or type(instance).on_stop is _ON_STOP)
-
-    def _end_instance_now(self, refuse: bool = True) -> None:
-        """`_end_instance` for an actor that `_ends_in_place`, synchronously; without
-        ``refuse``, the caller refuses children itself (see `_end_for_good_now`)."""
-        self._refuse_and_cancel(refuse)
-        self.instance = None
-        if self.behaviour is not None:
-            self._drop_stash()
-
-    async def _end_for_good_now(self, reason: Exception | None) -> None:
-        """`_exit` of an instance that ended in place and is not to be restarted.
-
-        Children are refused and the cell leaves the tree in one critical section
-        (`Tree.end_childless`): one lock round less per life than `refuse_children` and then
-        `unregister`. A child registered from another thread since the instance ended (a
-        scope's host task) is stopped first, by `_finish`.
-        """
-        parent = self.parent
-        if reason is not None and parent is self.system.guardian:
-            self.system.record_failure(reason)
-        self.phase = ENDED
-        self.exit_reason = reason
-        watchers = self.system.tree.end_childless(self)
-        if watchers is None:  # a child came: it ends first (refused from now on)
-            await self._finish(reason, run_on_stop=False)
-            return
-        self._conclude(reason, False, watchers)
-
-    def _refuse_and_cancel(self, refuse: bool = True) -> None:
+    def _refuse_and_cancel(self) -> None:
         """The start of an instance's end: no children from now on, no timers, no backoff."""
-        if refuse:
-            self.system.tree.refuse_children(self)
+        self.system.tree.refuse_children(self)
         if self.restart_timer is not None:
             self._cancel_restart_timer()
         if self.timers:
@@ -2008,7 +2004,9 @@ class Cell(Latch):
             parking.forget(self)
         if watchers is None:
             watchers = self.system.tree.unregister(self)
-        self._announce_end(watchers, reason)
+        for watcher in watchers:  # `_announce_end`, inlined
+            watcher.deliver(Signal(WatchedEnded(self, reason)))
+        Latch.set(self, reason)  # `terminated.set`, without the property's call
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
         # is freed by reference counting, not left for the garbage collector.
