@@ -543,7 +543,8 @@ class Mailbox(Generic[T]):
                 self._control = []
             if self._senders is _NO_LIST:
                 self._senders = []
-            self._reopen()
+            # `_reopen`, inlined (once per mailbox): the queue exists now.
+            self._open = 0 if self._closed or self._senders else self.capacity - self._reserved
         return queue
 
     def _reopen(self) -> None:

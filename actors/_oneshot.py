@@ -399,9 +399,13 @@ class Latch:
             for callback in callbacks:
                 callback(value)
         if waiters is not None:
+            running = _running_loop()
             for waiter in waiters:
                 if isinstance(waiter, Oneshot):
                     waiter.settle(value)
+                elif waiter.get_loop() is running:  # `_wake_future`'s common case, inlined
+                    if not waiter.done():  # else its waiter gave up: cancelled
+                        waiter.set_result(value)
                 else:
                     _wake_future(waiter, value)
 
@@ -422,9 +426,18 @@ class Latch:
         """Wait for the value; raise `Expired` after ``timeout`` seconds."""
         loop = _running_loop()
         if loop is not None and timeout is None:
-            future: asyncio.Future[Any] | None = self._register(loop.create_future)  # see the class
-            if future is None:
-                return self._value
+            # `_register(loop.create_future)`, inlined: once per join.
+            lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]
+            lock.acquire()
+            try:
+                if self._value is not _UNSET:
+                    return self._value
+                future = loop.create_future()  # listed itself: see the class
+                if self._waiters is None:
+                    self._waiters = []
+                self._waiters.append(future)
+            finally:
+                lock.release()
             try:
                 return await future
             except BaseException:
