@@ -562,6 +562,9 @@ class Cell(Latch):
             self.parked = None
             parked.set_result(WOKEN)
             return
+        if parked is None:  # and its other common case: a new actor's first message
+            self._spawn_task(self._run())
+            return
         self._start_run()
 
     # The mailbox wakes its consumer by calling it: the cell itself is the callable, so no
