@@ -797,11 +797,13 @@ class Cell(Latch):
         """
         context = contextvars.Context()
         try:
-            context.run(self._construct)
+            context.run(self._construct, False)
         except Exception as error:
+            context.run(constructing.set, None)  # the marker `_construct` left there
             self.context = context
             return self._start_in_task(error, observed)
-        if len(context):  # __init__ set a context variable: its handlers must see it
+        if len(context) > 1:  # __init__ set a context variable: its handlers must see it
+            context.run(constructing.set, None)  # but not the marker `_construct` left
             self.context = context
         instance = self.instance
         assert instance is not None  # `_construct` made it or raised
@@ -1152,7 +1154,13 @@ class Cell(Latch):
         assert instance is not None
         await instance.on_start()
 
-    def _construct(self) -> None:
+    def _construct(self, reset: bool = True) -> None:
+        """Build the instance (``self.factory()``), with `constructing` set to this cell.
+
+        Without ``reset`` the marker stays set afterwards: for a context made for this call
+        alone (`begin_here`), which the caller drops, or clears if it keeps it: a reset
+        less per spawn.
+        """
         token = constructing.set(self)
         try:
             instance = self.factory()
@@ -1166,7 +1174,8 @@ class Cell(Latch):
                 f"the factory of actor {self.path} raised {type(error).__name__}"
             ) from error
         finally:
-            constructing.reset(token)
+            if reset:
+                constructing.reset(token)
         if not isinstance(instance, Actor) or instance._actors_cell is not self:  # pyright: ignore[reportUnnecessaryIsInstance, reportPrivateUsage]
             raise TypeError(
                 f"the factory for actor {self.path} must return a new Actor instance, "

@@ -651,6 +651,42 @@ async def test_an_actor_has_its_own_context_from_init_on_and_never_the_senders(
             _request_id.reset(token)
 
 
+class MakesAnActor(Actor[ReadVar]):
+    """Sets a variable in __init__ (its construction context is kept); its handler tries to
+    build an actor directly, which only a spawn may do."""
+
+    def __init__(self) -> None:
+        _request_id.set("kept")
+
+    def receive(self, message: ReadVar) -> str:
+        try:
+            Remembers(False)
+        except TypeError:
+            return "refused"
+        return "built"
+
+
+class SpawnMaker(actors.Request[str], frozen=True):
+    pass
+
+
+class MakerSpawner(Actor[SpawnMaker]):
+    async def receive(self, message: SpawnMaker) -> str:
+        maker = await self.system.spawn(MakesAnActor)  # on this loop: built in place
+        return await maker.ask(ReadVar())
+
+
+async def test_a_kept_construction_context_does_not_keep_the_construction_marker() -> None:
+    """The marker that lets `Actor.__new__` bind an instance to its cell is gone from the
+    context the handlers run in, built on the actor's loop or elsewhere."""
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            from_host = await system.spawn(MakesAnActor, placement=0)
+            assert await from_host.ask(ReadVar()) == "refused"
+            spawner = await system.spawn(MakerSpawner, placement=0)
+            assert await spawner.ask(SpawnMaker()) == "refused"
+
+
 # -- forward references in the message type (issue 13, defect 5) -------------------------------
 
 
