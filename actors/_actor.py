@@ -357,7 +357,7 @@ class Actor(Generic[M]):
                     self.stop()
             ```
         """
-        self._actors_cell.request_stop()
+        self._actors_cell.mailbox.close()  # `Cell.request_stop`, without its call
 
     def become(self, handler: Callable[[M], Any]) -> None:
         """Hand the next messages to ``handler`` instead of the current one.

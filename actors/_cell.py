@@ -195,9 +195,17 @@ def _overrides(actor_class: type[object], hook: str) -> bool:
     """Whether the class overrides `Actor`'s ``hook`` (``"on_start"``, ``"on_stop"``).
 
     A class keeping the base hook has nothing to run there: it may start without a task
-    (`begin_here`) and be ended by its parent in place (`stop_if_idle`).
+    (`begin_here`) and be ended by its parent in place (`stop_if_idle`). The paths every
+    life takes test ``type(instance).on_start is not _ON_START`` inline instead (no call;
+    looked up on each test, so a hook set on the class later still counts).
     """
     return getattr(actor_class, hook, None) is not getattr(Actor, hook)
+
+
+_TEMPORARY: Final = Restart.TEMPORARY
+_TRANSIENT: Final = Restart.TRANSIENT
+_ON_START: Final[object] = Actor.__dict__["on_start"]
+_ON_STOP: Final[object] = Actor.__dict__["on_stop"]
 
 
 _LINGER_HITS: Final = 4  # lingers in a row that may miss before an actor stops lingering
@@ -286,7 +294,6 @@ class Cell(Latch):
         self,
         system: ActorSystem,
         factory: Callable[[], Actor[Any]],
-        *,
         name: str,
         path: str,
         home: Home,
@@ -555,6 +562,9 @@ class Cell(Latch):
             self.parked = None
             parked.set_result(WOKEN)
             return
+        if parked is None:  # and its other common case: a new actor's first message
+            self._spawn_task(self._run())
+            return
         self._start_run()
 
     # The mailbox wakes its consumer by calling it: the cell itself is the callable, so no
@@ -776,7 +786,7 @@ class Cell(Latch):
         """Create the actor on its home loop and start it; ``started`` gets the outcome."""
         self._spawn_task(self._live(started, None))
 
-    def begin_here(self, *, observed: bool = True) -> Oneshot | None:
+    def begin_here(self, observed: bool = True) -> Oneshot | None:
         """Create the actor now, on its home thread; None when it is already running.
 
         The fast path of a spawn made on the actor's own loop (a parent spawning on its
@@ -787,13 +797,17 @@ class Cell(Latch):
         """
         context = contextvars.Context()
         try:
-            context.run(self._construct)
+            context.run(self._construct, False)
         except Exception as error:
+            context.run(constructing.set, None)  # the marker `_construct` left there
             self.context = context
             return self._start_in_task(error, observed)
-        if len(context):  # __init__ set a context variable: its handlers must see it
+        if len(context) > 1:  # __init__ set a context variable: its handlers must see it
+            context.run(constructing.set, None)  # but not the marker `_construct` left
             self.context = context
-        if _overrides(type(self.instance), "on_start"):
+        instance = self.instance
+        assert instance is not None  # `_construct` made it or raised
+        if type(instance).on_start is not _ON_START:
             return self._start_in_task(_BUILT, observed)
         self.phase = RUNNING
         # The consumer token has been ours since the cell was made: keep it (and run) if
@@ -1140,7 +1154,13 @@ class Cell(Latch):
         assert instance is not None
         await instance.on_start()
 
-    def _construct(self) -> None:
+    def _construct(self, reset: bool = True) -> None:
+        """Build the instance (``self.factory()``), with `constructing` set to this cell.
+
+        Without ``reset`` the marker stays set afterwards: for a context made for this call
+        alone (`begin_here`), which the caller drops, or clears if it keeps it: a reset
+        less per spawn.
+        """
         token = constructing.set(self)
         try:
             instance = self.factory()
@@ -1154,7 +1174,8 @@ class Cell(Latch):
                 f"the factory of actor {self.path} raised {type(error).__name__}"
             ) from error
         finally:
-            constructing.reset(token)
+            if reset:
+                constructing.reset(token)
         if not isinstance(instance, Actor) or instance._actors_cell is not self:  # pyright: ignore[reportUnnecessaryIsInstance, reportPrivateUsage]
             raise TypeError(
                 f"the factory for actor {self.path} must return a new Actor instance, "
@@ -1167,7 +1188,11 @@ class Cell(Latch):
         self.actor_class = actor_class
         # Copied here: read per ask, and a class attribute costs a lookup through the MRO.
         self.cancels = actor_class.cancel_abandoned
-        self.ref.admitted_by(actor_class)
+        ref = self._ref  # not `ref`'s call: a new cell always has its ActorRef
+        if isinstance(ref, ActorRef):
+            # The message types the class has already checked (see `ActorRef.__init__`):
+            # stored here rather than through a method of the ref, a call less per spawn.
+            ref._admitted = actor_class.__actors_admitted__  # pyright: ignore[reportPrivateUsage]
 
     async def _run(self, posted: bool = False) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the
@@ -1738,14 +1763,47 @@ class Cell(Latch):
 
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
-        if self._ends_in_place():
-            # The common end (no children, no on_stop): no coroutine for the instance's end,
-            # and none for the finish below (`_finish` would find nothing left to end).
-            self._end_instance_now()
+        parent = self.parent
+        instance = self.instance
+        if not self.children and (instance is None or type(instance).on_stop is _ON_STOP):
+            # The common end: no children and no on_stop, so nothing to await. The steps of
+            # `_end_instance` in place, inlined, as is the end below: a call costs a life
+            # about 1% (docs/benchmarks.md, "An actor's life, instruction by instruction").
+            # A child registered from another thread after this look is found below.
+            if self.restart_timer is not None:
+                self._cancel_restart_timer()
+            if self.timers:
+                for timer in list(self.timers):
+                    timer.cancel()
+            self.instance = None
+            if self.behaviour is not None:
+                self._drop_stash()
+            restart = self.restart
+            if (
+                parent is None
+                or restart is _TEMPORARY
+                or (restart is _TRANSIENT and reason is None)  # not `wants_restart`
+                or self.mailbox.sealed
+            ):
+                # For good, now. Children are refused and the cell leaves the tree in one
+                # critical section (`Tree.end_childless`): one lock round less than
+                # `refuse_children`, then `unregister`.
+                if reason is not None and parent is self.system.guardian:
+                    self.system.record_failure(reason)
+                self.phase = ENDED
+                self.exit_reason = reason
+                watchers = self.system.tree.end_childless(self)
+                if watchers is not None:
+                    self._conclude(reason, False, watchers)
+                    return
+                # A child came meanwhile (a scope's host task): it ends first (`_finish`
+                # stops it), and none can follow (refused).
+                await self._finish(reason, run_on_stop=False)
+                return
+            self.system.tree.refuse_children(self)
         else:
             await self._end_instance(run_on_stop=True)
         # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
-        parent = self.parent
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
             self._suspend(reason)
             if parent.deliver(Signal(ChildExit(self, self.incarnation, reason))):
@@ -1770,20 +1828,6 @@ class Cell(Latch):
         done, self.suspending = self.suspending, None
         if done is not None:
             done.set()
-
-    def _ends_in_place(self) -> bool:
-        """Whether `_end_instance` (with ``on_stop``) would await nothing: no children, and
-        an instance without an ``on_stop`` of its own (or none). A child registered from
-        another thread after this look is stopped by `_finish`, which looks again."""
-        instance = self.instance
-        return not self.children and (instance is None or not _overrides(type(instance), "on_stop"))
-
-    def _end_instance_now(self) -> None:
-        """`_end_instance` for an actor that `_ends_in_place`, synchronously."""
-        self._refuse_and_cancel()
-        self.instance = None
-        if self.behaviour is not None:
-            self._drop_stash()
 
     def _refuse_and_cancel(self) -> None:
         """The start of an instance's end: no children from now on, no timers, no backoff."""
@@ -1970,8 +2014,14 @@ class Cell(Latch):
             await self._end_instance(run_on_stop=run_on_stop, kill_children=killed)
         self._conclude(reason, killed)
 
-    def _conclude(self, reason: BaseException | None, killed: bool) -> None:
-        """`_finish` once the instance and the children are gone: the mailbox, then the rest."""
+    def _conclude(
+        self, reason: BaseException | None, killed: bool, watchers: list[Cell] | None = None
+    ) -> None:
+        """`_finish` once the instance and the children are gone: the mailbox, then the rest.
+
+        ``watchers``: the cell has left the tree already (`Tree.end_childless`), and these
+        are its watchers to tell; None: it leaves the tree here (`Tree.unregister`).
+        """
         leftovers, signals = self.mailbox.finish()
         for signal in signals:
             record = signal.record
@@ -1999,8 +2049,11 @@ class Cell(Latch):
         parking = self.home.parking
         if parking is not None and self.park_gen >= 0:  # parked once: in its list
             parking.forget(self)
-        watchers = self.system.tree.unregister(self)
-        self._announce_end(watchers, reason)
+        if watchers is None:
+            watchers = self.system.tree.unregister(self)
+        for watcher in watchers:  # `_announce_end`, inlined
+            watcher.deliver(Signal(WatchedEnded(self, reason)))
+        Latch.set(self, reason)  # `terminated.set`, without the property's call
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
         # is freed by reference counting, not left for the garbage collector.

@@ -542,7 +542,14 @@ class Mailbox(Generic[T]):
         queue = self._queue
         if queue is _NO_QUEUE:
             queue = self._queue = deque()
-            self._reopen()
+            # The consumer's view (`consumer_view`) is due as soon as this first item wakes
+            # it: made here, under the lock already held, the lists cost its run no lock.
+            if self._control is _NO_LIST:
+                self._control = []
+            if self._senders is _NO_LIST:
+                self._senders = []
+            # `_reopen`, inlined (once per mailbox): the queue exists now.
+            self._open = 0 if self._closed or self._senders else self.capacity - self._reserved
         return queue
 
     def _reopen(self) -> None:
@@ -758,7 +765,9 @@ class Mailbox(Generic[T]):
         signals (normally none; some after a failure or a kill), is the caller's to account
         for.
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: once per actor's life (see the module docstring)
+        try:
             self._closed = True
             self._open = 0
             self._sealed = True
@@ -779,6 +788,8 @@ class Mailbox(Generic[T]):
             if self._control:
                 signals = list(self._control)
                 self._control.clear()
+        finally:
+            lock.release()
         for sender in senders:
             sender.waiter.settle(error=MailboxClosed())
         return items, signals

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from collections.abc import Set as AbstractSet
 
-    from ._actor import Actor
     from ._cell import ActorStatistics, Cell
 
 __all__ = ("COOPERATIVE_BUDGET", "DEFAULT_ASK_TIMEOUT", "ActorRef", "Ref", "cell_of")
@@ -244,7 +243,8 @@ class Ref(Generic[M]):
 
         Cancellation: only the wait is abandoned; the actor is unaffected.
         """
-        reason: BaseException | None = await self._cell.terminated.wait()
+        # The cell is its own `terminated` latch: its wait, without the property's call.
+        reason: BaseException | None = await self._cell.wait()
         return reason
 
 
@@ -275,15 +275,11 @@ class ActorRef(Ref[M]):
     def __init__(self, cell: Cell) -> None:
         self._cell = cell  # as Ref.__init__, inlined: a ref is made per spawn
         # Shortcuts for the send hot path. The mailbox lives as long as the cell, restarts
-        # included; the admitted types are the actor class's, set when it is known (until
-        # then every message takes the full check).
+        # included; the admitted types are the actor class's, set by `Cell.bind` when it
+        # is known (until then every message takes the full check).
         self._admitted: AbstractSet[type] = _NONE_ADMITTED
         self._mailbox = cell.mailbox
         self._sends = 0  # for the cooperative yield in `send`; see there
-
-    def admitted_by(self, actor_class: type[Actor[Any]]) -> None:
-        """Internal: take the message types the actor's class has already checked."""
-        self._admitted = actor_class.__actors_admitted__
 
     def statistics(self) -> ActorStatistics:
         """A snapshot of the actor: status, home loop, mailbox depth and high-water mark.

@@ -187,6 +187,9 @@ class ActorSystem:
         self.dead_letters = DeadLetters()
         """Messages accepted by a mailbox but never handled: a count and subscribers."""
         self._workers = [WorkerHome(i, use_uvloop, name) for i in range(count)]
+        # Each worker loop by its thread's id, filled at start: where a spawn from a handler
+        # goes by default (`_start_spawn`, without `_place`'s calls).
+        self._worker_here: dict[int, WorkerHome] = {}
         self.placer = Placer(self._workers, lambda: self.cells()[1:])
         """Where actors move to follow their traffic (see `actors._placement`)."""
         self._host: HostHome | None = None
@@ -351,6 +354,7 @@ class ActorSystem:
             for worker in self._workers:
                 await worker.start()
             self.placer.started()
+            self._worker_here = {worker.thread_id: worker for worker in self._workers}
             await self._start_guardian()
             if self.cluster is not None:
                 await self.cluster.attach(self)
@@ -456,7 +460,11 @@ class ActorSystem:
         if public and (cluster is None or name is None):
             flag = "durable" if durable else "public"
             raise ValueError(f"spawn({flag}=True) needs a name and an ActorSystem(cluster=...)")
-        if self._spawn_turn():
+        spawns = self._spawns + 1  # `_spawn_turn`, inlined: a call less per spawn
+        if spawns < COOPERATIVE_BUDGET:
+            self._spawns = spawns
+        else:
+            self._spawns = 0
             await checkpoint()  # before anything is registered: cancelled here, nothing spawned
         # Not through _spawn: one coroutine less on the common path (an actor built in place).
         cell, started = self._start_spawn(guardian, factory, name, capacity, placement, restart)
@@ -593,16 +601,28 @@ class ActorSystem:
         """Register and start a cell; the oneshot to wait on, or None if it already runs."""
         if not isinstance(restart, Restart):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"restart must be a Restart, got {restart!r}")
-        home = self._place(placement, parent)
+        here = threading.get_ident()
+        home: Home | None = None
+        if (
+            placement is None
+            and parent is self.tree.root
+            and self._default_placement is None
+            and self._state == _RUNNING
+        ):
+            # `_place`'s common case, inlined: a top-level actor spawned from a handler
+            # starts on that handler's loop; from elsewhere (None here), `_place` decides.
+            home = self._worker_here.get(here)
+        if home is None:
+            home = self._place(placement, parent)
         size = self.capacity if capacity is None else check_count("capacity", capacity)
         if name is not None:
             check_name("name", name)
         # Pinned: placed on purpose (placement=, or the host's loop): never moved.
         pinned = placement is not None or not isinstance(home, WorkerHome)
         cell = self.tree.register(parent, factory, name, home, size, restart, pinned)
-        if threading.get_ident() == home.thread_id:
+        if here == home.thread_id:
             # On the actor's own loop: build it now; no task at all without an on_start.
-            return cell, cell.begin_here(observed=observed)
+            return cell, cell.begin_here(observed)
         # From another thread (the host, another loop): build it here as well, and hand it
         # over to its loop without waiting unless it has an on_start to run there.
         try:

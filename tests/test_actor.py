@@ -321,6 +321,36 @@ async def test_on_start_runs_before_the_first_message_and_spawn_waits_for_it() -
     assert log == ["init", "start:begin", "start:end", "receive", "stop"]
 
 
+class LateHooks(Actor[int]):
+    """Its hooks are set on the class after its definition (see the test below)."""
+
+    log: list[str] = []  # noqa: RUF012
+
+    def receive(self, message: int) -> None:
+        LateHooks.log.append(f"receive {message}")
+        self.stop()
+
+
+async def test_hooks_set_on_the_class_later_run() -> None:
+    """The spawn and the end look the hooks up on the class each time, not once."""
+
+    async def on_start(self: LateHooks) -> None:
+        LateHooks.log.append("start")
+
+    async def on_stop(self: LateHooks) -> None:
+        LateHooks.log.append("stop")
+
+    LateHooks.log = []  # each backend's run afresh
+    LateHooks.on_start = on_start  # type: ignore[method-assign]
+    LateHooks.on_stop = on_stop  # type: ignore[method-assign]
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            ref = await system.spawn(LateHooks, placement=0, restart=Restart.TEMPORARY)
+            await ref.send(1)
+            assert await ref.join() is None
+    assert LateHooks.log == ["start", "receive 1", "stop"]
+
+
 class BadStart(Actor[Ping]):
     stopped = False
 
@@ -619,6 +649,42 @@ async def test_an_actor_has_its_own_context_from_init_on_and_never_the_senders(
             assert _request_id.get() == "the-spawners"
         finally:
             _request_id.reset(token)
+
+
+class MakesAnActor(Actor[ReadVar]):
+    """Sets a variable in __init__ (its construction context is kept); its handler tries to
+    build an actor directly, which only a spawn may do."""
+
+    def __init__(self) -> None:
+        _request_id.set("kept")
+
+    def receive(self, message: ReadVar) -> str:
+        try:
+            Remembers(False)
+        except TypeError:
+            return "refused"
+        return "built"
+
+
+class SpawnMaker(actors.Request[str], frozen=True):
+    pass
+
+
+class MakerSpawner(Actor[SpawnMaker]):
+    async def receive(self, message: SpawnMaker) -> str:
+        maker = await self.system.spawn(MakesAnActor)  # on this loop: built in place
+        return await maker.ask(ReadVar())
+
+
+async def test_a_kept_construction_context_does_not_keep_the_construction_marker() -> None:
+    """The marker that lets `Actor.__new__` bind an instance to its cell is gone from the
+    context the handlers run in, built on the actor's loop or elsewhere."""
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            from_host = await system.spawn(MakesAnActor, placement=0)
+            assert await from_host.ask(ReadVar()) == "refused"
+            spawner = await system.spawn(MakerSpawner, placement=0)
+            assert await spawner.ask(SpawnMaker()) == "refused"
 
 
 # -- forward references in the message type (issue 13, defect 5) -------------------------------

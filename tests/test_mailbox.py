@@ -233,6 +233,51 @@ def test_wake_is_called_outside_the_lock() -> None:
     assert len(seen) == 2
 
 
+class CountingLock:
+    """A mailbox's lock that counts its acquisitions (see `consumer_view`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.acquired = 0
+
+    def acquire(self) -> bool:
+        self.acquired += 1
+        return self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_the_first_put_makes_the_consumer_view_so_the_first_run_takes_no_lock() -> None:
+    box, _ = new_box(4)
+    counting = CountingLock()
+    box._lock = counting  # type: ignore[assignment]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue]
+    assert box.put_nowait("a") == OK
+    assert counting.acquired == 1
+    queue, control, senders, _ = box.consumer_view()
+    assert counting.acquired == 1  # the queue and both lists were made by the put
+    assert list(queue) == ["a"]
+    assert box.put_control("c")  # the view sees what comes later: the same lists
+    assert control == ["c"]
+    assert senders == []
+
+
+def test_a_view_taken_before_any_put_sees_the_puts_to_come() -> None:
+    box, _ = new_box(4, scheduled=True)  # a run started by a stop or a signal, before any put
+    queue, control, senders, _ = box.consumer_view()
+    box.put_nowait("a")
+    box.put_control("c")
+    assert list(queue) == ["a"]
+    assert control == ["c"]
+    assert senders == []
+
+
 # -- the control lane -------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import anyio
@@ -103,3 +104,36 @@ async def test_latch_forgets_a_cancelled_wait() -> None:
         with pytest.raises(asyncio.CancelledError):
             await waiting
     assert _listed(latch) == 0
+
+
+async def test_latch_lists_a_plain_asyncio_wait_as_its_future() -> None:
+    latch = Latch()
+    with anyio.fail_after(5):
+        plain = asyncio.ensure_future(latch.wait())
+        await asyncio.sleep(0)
+        (listed,) = latch._waiters or ()  # pyright: ignore[reportPrivateUsage]
+        assert isinstance(listed, asyncio.Future)  # no Oneshot around it: one object less
+        latch.set(3)
+        assert listed.result() == 3  # resolved in place: this thread runs its loop
+        assert await plain == 3
+
+
+async def test_latch_set_from_another_thread_wakes_a_plain_wait_on_its_loop() -> None:
+    latch = Latch()
+    with anyio.fail_after(5):
+        plain = asyncio.ensure_future(latch.wait())
+        await asyncio.sleep(0)
+        setter = threading.Thread(target=latch.set, args=("from a thread",))
+        setter.start()
+        await anyio.to_thread.run_sync(setter.join)
+        assert await plain == "from a thread"
+
+
+def test_latch_set_after_the_waiters_loop_closed_does_not_raise() -> None:
+    latch = Latch()
+    loop = asyncio.new_event_loop()
+    listed = latch._register(loop.create_future)  # pyright: ignore[reportPrivateUsage]
+    loop.close()  # with the wait still listed: nobody is left to tell
+    latch.set(None)
+    assert latch.is_set
+    assert not listed.done()

@@ -255,3 +255,73 @@ async def test_the_system_keeps_its_actors_in_its_tree() -> None:
             assert system.tree.find("/user/leaf") is None
             assert system.lookup("/user/leaf") is None
         assert system.tree.closed == f"actor system {system.name} is stopped; cannot spawn"
+
+
+# -- end_childless: the common end in one critical section -----------------------------------
+
+
+def test_end_childless_refuses_children_leaves_the_parent_and_returns_watchers(
+    tree: Tree,
+) -> None:
+    root = root_of(tree)
+    target = add(tree, root, "target")
+    watchers = [add(tree, root, f"w{i}") for i in (2, 1)]
+    for watcher in watchers:
+        tree.watch(watcher, target)
+    assert tree.end_childless(target) == watchers
+    assert target.exiting
+    assert tree.find("/user/target") is None
+    with pytest.raises(ActorStopped):
+        add(tree, target, "late")
+    assert tree.unregister(target) == []  # its watchers were closed: told once only
+
+
+def test_end_childless_leaves_a_cell_with_a_child_registered_and_refusing(tree: Tree) -> None:
+    root = root_of(tree)
+    parent = add(tree, root, "parent")
+    watcher = add(tree, root, "watcher")
+    tree.watch(watcher, parent)
+    child = add(tree, parent, "child")
+    assert tree.end_childless(parent) is None
+    assert parent.exiting  # no further child
+    with pytest.raises(ActorStopped):
+        add(tree, parent, "late")
+    assert tree.find("/user/parent") is parent  # still there: the child ends first
+    assert tree.children_of(parent) == [child]
+    assert tree.unregister(parent) == [watcher]  # its watchers are still to be told
+
+
+class StopsItself(Actor[int]):
+    def receive(self, message: int) -> None:
+        self.stop()
+
+
+@pytest.mark.anyio
+async def test_a_child_registered_as_its_parent_ends_in_place_is_stopped_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child that another thread registers between the end of its parent's instance and
+    the parent leaving the tree (simulated here, on the parent's thread, in that window)
+    is stopped before the parent ends: none is left behind under an ended actor."""
+    real = Tree.end_childless
+    late: list[Cell] = []
+
+    def with_a_late_child(tree: Tree, cell: Cell) -> list[Cell] | None:
+        if cell.name == "parent" and not late:
+            ref = cell.system.spawn_child_soon(
+                cell, Leaf, name="late", capacity=None, placement=None, restart=Restart.TEMPORARY
+            )
+            late.append(cell_of(ref))
+        return real(tree, cell)
+
+    monkeypatch.setattr(Tree, "end_childless", with_a_late_child)
+    async with ActorSystem(workers=1, name="tree-late-child") as system:
+        with anyio.fail_after(WAIT):
+            parent = await system.spawn(StopsItself, name="parent", restart=Restart.TEMPORARY)
+            await parent.send(1)
+            assert await parent.join() is None
+        (child,) = late
+        assert child.terminated.is_set  # ended before its parent's join returned
+        assert child.outcome == "stopped"
+        assert system.lookup("/user/parent") is None
+        assert system.lookup("/user/parent/late") is None
