@@ -68,7 +68,7 @@ from .common import REP_TIMEOUT, Collect, Inc, Setup, Tally, check_tally, median
 from .subject import ActorsDriver, CounterRef, Probe, Produce, Producer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from .common import Driver
 
@@ -294,12 +294,7 @@ async def stream_rates(url: str, n: int, reps: int, use_uvloop: bool) -> dict[in
 
 async def run_streams(url: str, *, n: int, reps: int, use_uvloop: bool = True) -> str:
     """The ``remote-stream`` rows: a streamed reply over NATS next to one in-process."""
-    with _serving_node(url, use_uvloop) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        if b"ready" not in line:
-            raise RuntimeError(f"the serving node did not start: {line!r}")
+    async with _serving(url, use_uvloop):
         rates = await stream_rates(url, n, reps, use_uvloop)
     rows = [
         "| case | same loop | across processes (NATS) | NATS cost x same loop |",
@@ -364,12 +359,7 @@ async def durable_rates(url: str, n: int, reps: int, use_uvloop: bool) -> list[f
 
 async def run_durable(url: str, *, n: int, reps: int, use_uvloop: bool = True) -> str:
     """The ``durable-send`` row: pipelined durable sends next to raw async publishes."""
-    with _serving_node(url, use_uvloop, durable=True) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        if b"ready" not in line:
-            raise RuntimeError(f"the durable serving node did not start: {line!r}")
+    async with _serving(url, use_uvloop, durable=True):
         rates = await durable_rates(url, n, reps, use_uvloop)
     ours, raw = median(rates[0::2]), median(rates[1::2])
     return "\n".join(
@@ -461,12 +451,7 @@ async def run(
     Starts the serving node (`benchmarks.cluster_node`) as a child process and always reaps
     it. ``size`` fixes the messages (tells) or asks per repetition instead of calibrating.
     """
-    with _serving_node(url, use_uvloop) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        if b"ready" not in line:
-            raise RuntimeError(f"the serving node did not start: {line!r}")
+    async with _serving(url, use_uvloop):
         results: list[Result] = []
         for case in cases:
             results.extend(await _run_case(case, url, use_uvloop, reps, seconds, size))
@@ -475,12 +460,7 @@ async def run(
 
 async def run_pingpong(url: str, *, rounds: int, reps: int, use_uvloop: bool = True) -> str:
     """Savina PingPong split over the two processes, next to raw request-reply: a table row."""
-    with _serving_node(url, use_uvloop) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        if b"ready" not in line:
-            raise RuntimeError(f"the serving node did not start: {line!r}")
+    async with _serving(url, use_uvloop):
         rates = await pingpong_rates(url, rounds, reps, use_uvloop)
     ours, raw = median(rates[0::2]), median(rates[1::2])
     return "\n".join(
@@ -491,6 +471,19 @@ async def run_pingpong(url: str, *, rounds: int, reps: int, use_uvloop: bool = T
             f"| {_rate(ours)} | {_rate(raw)} | {ours / raw:.2f}x |",
         ]
     )
+
+
+@contextlib.asynccontextmanager
+async def _serving(url: str, use_uvloop: bool, *, durable: bool = False) -> AsyncIterator[None]:
+    """The serving node (`benchmarks.cluster_node`) as a child process, from the moment it
+    says it is ready; always reaped."""
+    with _serving_node(url, use_uvloop, durable=durable) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        if b"ready" not in line:
+            raise RuntimeError(f"the serving node did not start: {line!r}")
+        yield
 
 
 @contextlib.contextmanager

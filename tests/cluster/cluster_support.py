@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import msgspec
 import pytest
 
@@ -43,10 +44,12 @@ import actors
 from actors.cluster import Nats, register_message
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
     from types import TracebackType
 
     from _pytest.fixtures import FixtureFunctionDefinition
+
+    from actors.cluster._asking import Asking
 
 __all__ = (
     "Account",
@@ -68,6 +71,9 @@ __all__ = (
     "Stop",
     "TcpGate",
     "Watcher",
+    "abandon_queued_ask",
+    "asking",
+    "asking_of",
     "asyncio_backend_fixture",
     "encode_jwt",
     "free_port",
@@ -81,6 +87,37 @@ __all__ = (
     "tampered_jwt",
     "write_config",
 )
+
+
+def asking_of(system: actors.ActorSystem) -> Asking:
+    """The table of remote asks ``system``'s node answers now (see ``_asking``)."""
+    cluster: Any = system.cluster
+    table: Asking = cluster._node.inbound.asking
+    return table
+
+
+def asking(system: actors.ActorSystem) -> int:
+    """Remote asks the node answers now (those a CANCEL could still reach)."""
+    return len(asking_of(system))
+
+
+async def abandon_queued_ask(
+    ask: Callable[..., Awaitable[object]], owner: actors.ActorRef[Any], how: str
+) -> None:
+    """Give up ``ask`` (a remote ask that will wait in ``owner``'s mailbox behind a parked
+    handler): ``how`` "timeout" lets its timeout run out, "cancel" cancels its scope once
+    it is queued there."""
+    from _support import wait_until  # tests/ only: child scripts import this module too
+
+    if how == "timeout":
+        with pytest.raises(actors.AskTimeout):
+            await ask(timeout=0.2)
+        return
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await wait_until(lambda: owner.statistics().mailbox.depth == 1)
+            scope.cancel()
 
 
 def nats_server_binary() -> str:

@@ -11,6 +11,7 @@ loop whatever the host; test_cluster.py covers the hosts).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -29,6 +30,8 @@ from cluster_support import (
     NatsServer,
     NodeFactory,
     Relayer,
+    abandon_queued_ask,
+    asking,
     asyncio_backend_fixture,
     prefix_fixture,
     raw_client_fixture,
@@ -605,12 +608,6 @@ class CancellableDesk(Desk):
     cancel_abandoned = True
 
 
-def asking(system: actors.ActorSystem) -> int:
-    """Remote asks the node answers now (those a CANCEL could still reach)."""
-    cluster: Any = system.cluster
-    return len(cluster._node.inbound.asking)
-
-
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
 async def test_an_ask_to_a_durable_actor_abandoned_while_queued_is_skipped(
     server: NatsServer, prefix: str, how: str
@@ -627,15 +624,7 @@ async def test_an_ask_to_a_durable_actor_abandoned_while_queued_is_skipped(
             async with anyio.create_task_group() as parked:
                 parked.start_soon(local.ask, Park("in", "out", "never"))
                 await flag("in").wait()
-                if how == "timeout":
-                    with pytest.raises(actors.AskTimeout):
-                        await desk.ask(Count(), timeout=0.2)
-                else:
-                    with anyio.CancelScope() as scope:
-                        async with anyio.create_task_group() as group:
-                            group.start_soon(desk.ask, Count())
-                            await wait_until(lambda: local.statistics().mailbox.depth == 1)
-                            scope.cancel()
+                await abandon_queued_ask(functools.partial(desk.ask, Count()), local, how)
                 # The owner gave it up (its expiry, or the CANCEL frame that followed the
                 # ask to the name's subject) once it no longer tracks it: then let the
                 # actor reach it.

@@ -21,6 +21,9 @@ from _support import WAIT, Flag, wait_until
 from cluster_support import (
     NatsServer,
     NodeFactory,
+    abandon_queued_ask,
+    asking,
+    asking_of,
     prefix_fixture,
     raw_client_fixture,
     server_fixture,
@@ -127,17 +130,6 @@ async def pair(server: NatsServer, prefix: str) -> AsyncIterator[Pair]:
         yield Pair(a, b)
 
 
-def asking_of(system: actors.ActorSystem) -> Asking:
-    cluster: Any = system.cluster
-    table: Asking = cluster._node.inbound.asking
-    return table
-
-
-def asking(system: actors.ActorSystem) -> int:
-    """Remote asks the node answers now (those a CANCEL could still reach)."""
-    return len(asking_of(system))
-
-
 def metrics_of(system: actors.ActorSystem, path: str) -> actors.ActorMetrics:
     (found,) = (m for m in system.metrics().actors if m.path == path)
     return found
@@ -185,15 +177,7 @@ async def test_a_remote_ask_abandoned_while_queued_is_skipped_on_its_owner(
         async with anyio.create_task_group() as parked:
             parked.start_soon(ref.ask, Park("in", "out", "never"))
             await flag("in").wait()
-            if how == "timeout":
-                with pytest.raises(actors.AskTimeout):
-                    await remote.ask(HowLong(), timeout=0.2)
-            else:
-                with anyio.CancelScope() as scope:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(remote.ask, HowLong())
-                        await wait_until(lambda: ref.statistics().mailbox.depth == 1)
-                        scope.cancel()
+            await abandon_queued_ask(functools.partial(remote.ask, HowLong()), ref, how)
             # The owner has given it up (its own expiry, or the CANCEL frame) once it no
             # longer tracks it; only then is the actor let go, to reach it and skip it.
             await wait_until(lambda: asking(pair.a) == 0)
