@@ -11,54 +11,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-
-import msgspec
 
 import actors
 
-
-class Inc(msgspec.Struct, frozen=True):
-    pass
-
-
-class Done(actors.Request[int], frozen=True):
-    pass
-
-
-class Go(actors.Request[None], frozen=True):
-    target: actors.ActorRef[Inc | Done]
-    count: int
-
-
-class Counter(actors.Actor[Inc | Done]):
-    def __init__(self) -> None:
-        self.seen = 0
-
-    async def receive(self, message: Inc | Done) -> int | None:
-        if isinstance(message, Inc):
-            self.seen += 1
-            return None
-        return self.seen
-
-
-class Producer(actors.Actor[Go]):
-    async def receive(self, message: Go) -> None:
-        send = message.target.send
-        inc = Inc()
-        for _ in range(message.count):
-            await send(inc)
-        await message.target.ask(Done())
+from .on_off import same_loop_rate
 
 
 async def rate(timing: bool, messages: int) -> float:
-    async with actors.ActorSystem(workers=1, handler_timing=timing) as system:
-        counter = await system.spawn(Counter, placement=0)
-        producer = await system.spawn(Producer, placement=0)
-        await producer.ask(Go(counter, 10_000))  # warm up
-        started = time.perf_counter()
-        await producer.ask(Go(counter, messages), timeout=120)
-        return messages / (time.perf_counter() - started)
+    return await same_loop_rate(messages, warm_up=10_000, handler_timing=timing)
 
 
 async def main(reps: int, messages: int) -> None:

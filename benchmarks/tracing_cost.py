@@ -18,56 +18,18 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
-import msgspec
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 import actors
 
+from .on_off import same_loop_rate
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from opentelemetry.sdk.trace import ReadableSpan
-
-
-class Inc(msgspec.Struct, frozen=True):
-    pass
-
-
-class Done(actors.Request[int], frozen=True):
-    pass
-
-
-class Go(actors.Request[None], frozen=True):
-    target: actors.ActorRef[Inc | Done]
-    count: int
-    ask: bool
-
-
-class Counter(actors.Actor[Inc | Done]):
-    def __init__(self) -> None:
-        self.seen = 0
-
-    async def receive(self, message: Inc | Done) -> int | None:
-        if isinstance(message, Inc):
-            self.seen += 1
-            return None
-        return self.seen
-
-
-class Producer(actors.Actor[Go]):
-    async def receive(self, message: Go) -> None:
-        target = message.target
-        if message.ask:
-            done = Done()
-            for _ in range(message.count):
-                await target.ask(done)
-            return
-        inc = Inc()
-        for _ in range(message.count):
-            await target.send(inc)
-        await target.ask(Done())
 
 
 class _Discard(SpanExporter):
@@ -89,13 +51,7 @@ async def rate(tracing: bool, count: int, ask: bool, sample: float = 1.0) -> flo
     provider = tracing_provider(sample) if tracing else None
     try:
         setting: bool | TracerProvider = provider if provider is not None else False
-        async with actors.ActorSystem(workers=1, tracing=setting) as system:
-            counter = await system.spawn(Counter, placement=0)
-            producer = await system.spawn(Producer, placement=0)
-            await producer.ask(Go(counter, 2_000, ask))  # warm up
-            started = time.perf_counter()
-            await producer.ask(Go(counter, count, ask), timeout=300)
-            return count / (time.perf_counter() - started)
+        return await same_loop_rate(count, ask=ask, tracing=setting)
     finally:
         if provider is not None:
             provider.shutdown()
