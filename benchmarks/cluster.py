@@ -361,14 +361,10 @@ async def run_durable(url: str, *, n: int, reps: int, use_uvloop: bool = True) -
     """The ``durable-send`` row: pipelined durable sends next to raw async publishes."""
     async with _serving(url, use_uvloop, durable=True):
         rates = await durable_rates(url, n, reps, use_uvloop)
-    ours, raw = median(rates[0::2]), median(rates[1::2])
-    return "\n".join(
-        [
-            "| case | `actors` durable send + flush | raw nats-py publish_async | actors / raw |",
-            "|---|--:|--:|--:|",
-            f"| durable send until stored, 1 producer ({n} messages) "
-            f"| {_rate(ours)} | {_rate(raw)} | {ours / raw:.2f}x |",
-        ]
+    return _against_raw(
+        rates,
+        ("`actors` durable send + flush", "raw nats-py publish_async"),
+        f"durable send until stored, 1 producer ({n} messages)",
     )
 
 
@@ -462,13 +458,22 @@ async def run_pingpong(url: str, *, rounds: int, reps: int, use_uvloop: bool = T
     """Savina PingPong split over the two processes, next to raw request-reply: a table row."""
     async with _serving(url, use_uvloop):
         rates = await pingpong_rates(url, rounds, reps, use_uvloop)
+    return _against_raw(
+        rates,
+        ("across processes (NATS)", "raw nats-py request-reply"),
+        f"Savina PingPong split over two nodes ({rounds} round trips)",
+    )
+
+
+def _against_raw(rates: list[float], columns: tuple[str, str], case: str) -> str:
+    """A one-row table of ``rates`` (``actors`` and raw nats-py alternating, one pair per
+    repetition): the two medians and their ratio."""
     ours, raw = median(rates[0::2]), median(rates[1::2])
     return "\n".join(
         [
-            "| case | across processes (NATS) | raw nats-py request-reply | actors / raw |",
+            f"| case | {columns[0]} | {columns[1]} | actors / raw |",
             "|---|--:|--:|--:|",
-            f"| Savina PingPong split over two nodes ({rounds} round trips) "
-            f"| {_rate(ours)} | {_rate(raw)} | {ours / raw:.2f}x |",
+            f"| {case} | {_rate(ours)} | {_rate(raw)} | {ours / raw:.2f}x |",
         ]
     )
 
