@@ -34,12 +34,16 @@ __all__ = (
     "WAIT",
     "Count",
     "Countdown",
+    "Down",
     "Flag",
+    "Flip",
     "Hold",
     "Recorder",
     "Seen",
+    "Switch",
     "ThreadGate",
     "Tick",
+    "Up",
     "park",
     "wait_until",
     "waiting_senders",
@@ -212,6 +216,27 @@ class Recorder(actors.Actor[Tick | Count | Seen | Hold]):
                     entered.set()
                 await release.wait()
         return None
+
+
+class Flip(msgspec.Struct, frozen=True):
+    """Toggle a `Switch` between `Down` and `Up`."""
+
+
+class Down(actors.State["Switch", Flip]):
+    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
+        return machine.goto(Up())
+
+
+class Up(actors.State["Switch", Flip]):
+    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
+        return machine.goto(Down())
+
+
+class Switch(actors.StateMachine[Down | Up, Flip]):
+    """A two-state machine that starts `Down`; every `Flip` moves it to the other state."""
+
+    def initial_state(self) -> Down | Up:
+        return Down()
 
 
 async def send_via_send(ref: actors.ActorRef[Any], message: object) -> object:

@@ -9,7 +9,7 @@ import time
 import anyio
 import msgspec
 import pytest
-from _support import WAIT, Flag, Hold, Recorder, Tick, wait_until
+from _support import WAIT, Flag, Flip, Hold, Recorder, Switch, Tick, wait_until
 
 import actors
 from actors import _inspect
@@ -162,25 +162,6 @@ async def test_the_view_of_a_system_that_never_started() -> None:
 
 
 # -- state machines show their current state ---------------------------------------------------
-
-
-class Flip(msgspec.Struct, frozen=True):
-    pass
-
-
-class Down(actors.State["Switch", Flip]):
-    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
-        return machine.goto(Up())
-
-
-class Up(actors.State["Switch", Flip]):
-    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
-        return machine.goto(Down())
-
-
-class Switch(actors.StateMachine[Down | Up, Flip]):
-    def initial_state(self) -> Down | Up:
-        return Down()
 
 
 async def test_a_state_machine_shows_its_current_state_and_other_actors_none() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from _support import WAIT, Hold, park, wait_until
+from _support import WAIT, Flip, Hold, Switch, park, wait_until
 
 import actors
 from actors import Actor, ActorSystem
@@ -141,25 +141,6 @@ async def test_prometheus_exporter_serves_the_snapshot() -> None:
     assert 'actors_handler_latency_seconds_count{path="/user/scraped"} 4.0' in text
     assert 'actors_loop_actors{loop="0"} 1.0' in text
     assert "actors_dead_letters_total 0.0" in text
-
-
-class Flip(msgspec.Struct, frozen=True):
-    pass
-
-
-class Down(actors.State["Switch", Flip]):
-    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
-        return machine.goto(Up())
-
-
-class Up(actors.State["Switch", Flip]):
-    async def handle(self, machine: Switch, message: Flip) -> actors.Transition:
-        return machine.goto(Down())
-
-
-class Switch(actors.StateMachine[Down | Up, Flip]):
-    def initial_state(self) -> Down | Up:
-        return Down()
 
 
 def figures_of(system: ActorSystem, path: str) -> actors.ActorMetrics:
