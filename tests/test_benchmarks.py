@@ -8,12 +8,14 @@ app-spawned actors, with the pinned round-robin spread beside them) run and repo
 placement counters; co-location itself is tested in tests/test_placement.py. The
 blocked-neighbour rows (issue 14: actors beside a handler that blocks their loop, against an
 unblocked run and a run whose responders cannot be evacuated) run, report their latencies and
-counters, and read the target as the blocked p99 over the unblocked p99.
+counters, and read the target as the blocked p99 over the unblocked p99. The inspector's cost
+benchmark measures the inspector example's workload, imported from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -370,3 +372,13 @@ def test_the_traced_row_runs_with_tracing_on(name: str) -> None:
     (result,) = run_workload(workload, [TRACED], tiny)
     assert result.error is None
     assert result.reps
+
+
+def test_the_inspector_cost_benchmark_imports_the_workload_of_the_inspector_example() -> None:
+    # One definition of the loaded node's actors (docs/howto/inspector.md quotes both runs).
+    for needed in ("nats", "httpx", "uvicorn"):
+        pytest.importorskip(needed)
+    inspect_cost = importlib.import_module("benchmarks.inspect_cost")
+    example = importlib.import_module("examples.howto.inspector_scale")
+    for name in ("Driver", "Leaf", "Sink", "tell_load"):
+        assert getattr(inspect_cost, name) is getattr(example, name)
