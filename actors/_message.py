@@ -59,15 +59,19 @@ class Traced:
     parent of the span its handling makes; ``enqueued`` the ``time.perf_counter()`` of the
     send, for the mailbox wait. A tell is queued as ``Traced(message)``, an ask as
     ``Ask(Traced(message), reply)``. A system that does not trace never makes one.
+    ``links``: for a message set aside (stashed, postponed) and handled again, the
+    OpenTelemetry links of its next span: the span that set it aside, the one that released
+    it; written on the actor's home thread only, which owns the envelope once dequeued.
     """
 
-    __slots__ = ("asked", "context", "enqueued", "message")
+    __slots__ = ("asked", "context", "enqueued", "links", "message")
 
     def __init__(self, message: object, context: object, enqueued: float, asked: bool) -> None:
         self.message = message
         self.context = context
         self.enqueued = enqueued
         self.asked = asked
+        self.links: list[object] | None = None
 
 
 def payload(item: object) -> object:

@@ -95,6 +95,7 @@ if TYPE_CHECKING:
 
     from ._cell import Cell
     from ._timers import Timer
+    from ._tracing import TracingCell
 
 __all__ = (
     "State",
@@ -669,7 +670,8 @@ class _Engine:
     Invariant: ``_retry`` holds postponed messages being retried after a state change, in
     arrival order; every message in ``_postponed`` arrived before every one in ``_retry``.
     Both hold a postponed ask as its `Ask` envelope (taken from the cell, which then leaves
-    its reply to the engine: `Cell.take_ask`), a postponed tell as the message itself.
+    its reply to the engine: `Cell.take_ask`), a postponed tell as the message itself (in a
+    tracing system, as its `Traced` envelope: `TracingCell.set_aside`).
     """
 
     __slots__ = (
@@ -684,6 +686,7 @@ class _Engine:
         "_retry",
         "_timeout_due",
         "_timer",
+        "_tracing",
         "_transitions",
         "state",
     )
@@ -691,6 +694,10 @@ class _Engine:
     def __init__(self, machine: StateMachine[Any, Any]) -> None:
         self._machine = machine
         self._cell: Cell = cell_of(machine.ref)
+        # A tracing system's cells are all `TracingCell`s: a retry gets a span of its own.
+        self._tracing: TracingCell | None = (
+            typing.cast("TracingCell", self._cell) if self._cell.system.tracer is not None else None
+        )
         self.state: State[Any, Any] = typing.cast("State[Any, Any]", None)
         self._postponed: deque[object] = deque()
         self._retry: deque[object] = deque()
@@ -802,7 +809,12 @@ class _Engine:
                 message,
             )
         ask = self._cell.take_ask(message, "postpone")  # an asked one: answered when retried
-        self._postponed.append(message if ask is None else ask)
+        self._postponed.append(self._kept(message if ask is None else ask))
+
+    def _kept(self, item: object) -> object:
+        """What the postponed queue holds for ``item``: itself, unless the system traces."""
+        tracing = self._tracing
+        return item if tracing is None else tracing.set_aside(item, "postponed")
 
     async def _goto(self, state: object) -> None:
         if state == self.state:
@@ -825,16 +837,25 @@ class _Engine:
         cell = self._cell
         while self._retry:
             item = self._retry.popleft()
-            if type(item) is Ask:
-                if not cell.skip_abandoned(item):
-                    await self._retry_ask(item)
+            if type(item) is Ask and cell.skip_abandoned(item):
                 continue
-            try:
-                transition = await self._dispatch(item)
-            except Exception as error:
-                error.add_note(f"raised while retrying the postponed {type(item).__qualname__}")
-                raise
-            await self._after_retry(item, transition)
+            tracing = self._tracing
+            if tracing is None:
+                await self._retry_one(item)
+            else:  # in the retried message's own span, not the one that changed the state
+                await tracing.retried(item, self._retry_one)
+
+    async def _retry_one(self, item: object) -> None:
+        if type(item) is Ask:
+            await self._retry_ask(item)
+            return
+        message = payload(item)
+        try:
+            transition = await self._dispatch(message)
+        except Exception as error:
+            error.add_note(f"raised while retrying the postponed {type(message).__qualname__}")
+            raise
+        await self._after_retry(item, transition)
 
     async def _retry_ask(self, ask: Ask) -> None:
         """Retry a postponed ask: its deadline is the handler's, its reply comes once the
@@ -861,7 +882,7 @@ class _Engine:
 
     async def _after_retry(self, item: object, transition: Transition) -> None:
         if transition.step is Step.POSTPONE:
-            self._postponed.append(item)  # already counted against the capacity
+            self._postponed.append(self._kept(item))  # already counted against the capacity
         elif transition.step is Step.GOTO and transition.state != self.state:
             await self._change(typing.cast("State[Any, Any]", transition.state))
 
@@ -874,7 +895,7 @@ class _Engine:
         for item in leftovers:
             if type(item) is Ask:
                 item.reply.settle(error=self._cell.stopped_error(item.message))
-        self._dead_letter(item for item in leftovers if type(item) is not Ask)
+        self._dead_letter(payload(item) for item in leftovers if type(item) is not Ask)
         self._cancel_timeout()
         if self.state is not None:  # pyright: ignore[reportUnnecessaryComparison]
             await self.state.on_exit(self._machine)

@@ -21,6 +21,13 @@ How tracing is chosen once, not tested per message. A tracing system builds its 
   bare message.
 * timers: a tick's span is the root of a trace of its own with a *link* to the span that
   started the timer (a periodic timer would otherwise make one endless trace).
+* set aside and handled again (`Actor.stash` then ``unstash_all``, a `StateMachine`'s
+  postpone then retry): one span per handling. The kept item holds its envelope (a tell
+  too), so the next handling's span has the same parent as the first (the sender's), and
+  links to the span that set it aside (``actors.link`` "stashed" or "postponed", that
+  span's outcome too) and to the span that released it ("released"). A state machine's
+  retry runs inside the handler that changed the state, in a span of its own
+  (`TracingCell.retried`).
 
 Invariant: the user never sees an envelope. Handlers get the message; dead letters, errors'
 ``message``, failure logs, the watchdog and the event bus's drop-oldest test unwrap it
@@ -53,6 +60,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
+    from ._behaviour import Behaviour
     from ._timers import Timer
 
 __all__ = (
@@ -74,6 +82,9 @@ LOOP: Final = "actors.loop"
 MAILBOX_WAIT: Final = "actors.mailbox_wait_s"
 OUTCOME: Final = "actors.outcome"
 RESTART: Final = "actors.restart"
+# On a link of a set-aside message's next span: "stashed" or "postponed" (the span that set
+# it aside), "released" (the span in which `unstash_all` or the state change let it go).
+LINK: Final = "actors.link"
 
 
 def tracer_for(provider: TracerProvider | None) -> Tracer:
@@ -276,9 +287,14 @@ class TracingMailbox(Mailbox[Any]):
 
 
 class TracingCell(Cell):
-    """The cell of a tracing system's actors: its handler opens a span per message."""
+    """The cell of a tracing system's actors: its handler opens a span per message.
 
-    __slots__ = ("_last", "_link", "_timer_links")
+    A message set aside (`Actor.stash`, a state machine's postpone) keeps its envelope, so
+    that handling it again makes a span of its own under its sender's span, as the first
+    handling did, linked to the span that set it aside and to the one that released it.
+    """
+
+    __slots__ = ("_aside", "_envelope", "_last", "_link", "_span", "_timer_links")
     mailbox_type: ClassVar[type[Mailbox[Any]]] = TracingMailbox
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -286,6 +302,12 @@ class TracingCell(Cell):
         self._link: SpanContext | None = None  # the tick being handled: its timer's starter
         self._last: SpanContext | None = None  # the last message's span, for failure logs
         self._timer_links: dict[Timer, SpanContext] | None = None
+        # The message being handled: its span, its envelope (None: a trace root, such as a
+        # tick) and whether its handler set it aside (the span's outcome then says so).
+        # Saved and restored by `_open` / `_close`: a state machine's retry nests in them.
+        self._span: Span | None = None
+        self._envelope: Traced | None = None
+        self._aside: str | None = None
 
     def _handler(self) -> tuple[Callable[[Any], Any], bool]:
         receive, sync = super()._handler()
@@ -330,7 +352,10 @@ class TracingCell(Cell):
             parent = cast("otel_context.Context", traced.context)
             kind = SpanKind.SERVER if traced.asked else SpanKind.CONSUMER
             wait = _clock() - traced.enqueued
-        else:  # a tick, a replayed tell, a remote message without a trace: a trace root
+            if traced.links is not None:  # set aside, now handled again
+                links.extend(cast("list[Link]", traced.links))
+        else:  # a tick, a remote message without a trace: a trace root
+            traced = None
             message = item
             parent = otel_context.Context()
             kind = SpanKind.CONSUMER
@@ -352,13 +377,18 @@ class TracingCell(Cell):
             },
         )
         self._last = span.get_span_context()
+        outer = (self._span, self._envelope, self._aside)
+        self._span, self._envelope, self._aside = span, traced, None
         token = otel_context.attach(trace.set_span_in_context(span))
-        return message, span, token
+        return message, span, (token, outer)
 
     def _close(self, span: Span, token: object, error: BaseException | None) -> None:
-        otel_context.detach(cast("Any", token))
+        context_token, outer = cast("tuple[Any, tuple[Any, Any, Any]]", token)
+        otel_context.detach(context_token)
+        aside = self._aside
+        self._span, self._envelope, self._aside = outer
         if error is None:
-            span.set_attribute(OUTCOME, "handled")
+            span.set_attribute(OUTCOME, aside or "handled")
         elif isinstance(error, Exception):
             span.set_attribute(OUTCOME, "failed")
             span.set_attribute(RESTART, self.restart.wants_restart(error))
@@ -367,6 +397,77 @@ class TracingCell(Cell):
         else:  # a kill (cancellation) or an interpreter exit through the handler
             span.set_attribute(OUTCOME, type(error).__name__)
         span.end()
+
+    # -- messages set aside and handled again ---------------------------------------------------
+
+    def stash(self, message: object) -> None:
+        super().stash(message)
+        stash = cast("Behaviour", self.behaviour).stash  # made by the stash just done
+        stash[-1] = self.set_aside(stash[-1], "stashed")
+
+    def unstash_all(self) -> int:
+        self.check_own("unstash_all")  # before any change: a refused call changes nothing
+        behaviour = self.behaviour
+        if behaviour is not None:
+            for item in behaviour.stash:
+                self._release(item)
+        return super().unstash_all()
+
+    def set_aside(self, item: object, why: str) -> object:
+        """What a stash or a postponement keeps of ``item`` (an ask, a tell or a tell's
+        envelope): an ask as it is, a tell in its envelope; either linked to the span of the
+        handler setting it aside (``why``: "stashed" or "postponed")."""
+        if type(item) is Ask:
+            kept: object = item
+            envelope = item.message
+            if type(envelope) is not Traced:
+                return item  # not from a tracing mailbox: no context to carry on
+        elif type(item) is Traced:
+            kept = envelope = item
+        else:
+            current = self._envelope
+            if current is not None and current.message is item:
+                envelope = current
+            else:  # a tick (a trace root of its own) or a message the handler made
+                envelope = Traced(item, otel_context.Context(), _clock(), False)
+            kept = envelope
+        if envelope is self._envelope:
+            self._aside = why
+        span = self._span
+        envelope.links = None if span is None else [Link(span.get_span_context(), {LINK: why})]
+        return kept
+
+    def _release(self, item: object) -> None:
+        """Link the next span of a set-aside ``item`` to the span letting it go now."""
+        envelope = item.message if type(item) is Ask else item
+        span = self._span
+        if type(envelope) is Traced and span is not None:
+            link = Link(span.get_span_context(), {LINK: "released"})
+            envelope.links = [*(envelope.links or ()), link]
+
+    async def retried(self, item: object, retry: Callable[[object], Awaitable[None]]) -> None:
+        """Run ``retry(item)`` for a postponed ``item`` (`actors._statem`) in a span of its own,
+        as `set_aside` describes, instead of the span of the message that released it.
+
+        Cancellation: the span ends with the cancellation as its outcome, which propagates.
+        """
+        envelope = item.message if type(item) is Ask else item
+        if type(envelope) is not Traced:
+            await retry(item)
+            return
+        self._release(item)
+        # What the watchdog and failure logs name stays the releasing message's afterwards.
+        handling, last = self.handling, self._last
+        _, span, token = self._open(envelope)
+        try:
+            await retry(item)
+        except BaseException as error:
+            self._close(span, token, error)
+            raise
+        else:
+            self._close(span, token, None)
+        finally:
+            self.handling, self._last = handling, last
 
     def log_fields(self, message: object = None) -> dict[str, object]:
         fields = super().log_fields(message)

@@ -1,8 +1,9 @@
 """OpenTelemetry traces (actors._tracing): a span per handled message, parented at the sender.
 
 Each test runs a system with ``tracing=`` an SDK provider that exports to memory, and checks
-the exported spans' parents, kinds and attributes; and that the user never sees the envelope
-that carries the context (handlers, dead letters, stash, event bus, logs, the watchdog).
+the exported spans' parents, kinds, links and attributes (of a stashed or postponed message
+handled again, too); and that the user never sees the envelope that carries the context
+(handlers, dead letters, stash, postponed messages, event bus, logs, the watchdog).
 """
 
 from __future__ import annotations
@@ -283,13 +284,14 @@ async def test_dead_letters_and_refused_asks_hold_the_users_message(
     assert stopped.value.message == Tick(3)
 
 
-class Stasher(Actor[Ping | Tick]):
-    """Stashes asks until a Tick arrives, then answers them."""
+class Stasher(Actor[Ping | Forward | Tick]):
+    """Stashes asks and Forwards until a Tick arrives, then replays them; records Forwards."""
 
     def __init__(self) -> None:
         self.open = False
+        self.forwarded: list[object] = []
 
-    async def receive(self, message: Ping | Tick) -> int | None:
+    async def receive(self, message: Ping | Forward | Tick) -> int | None:
         match message:
             case Tick():
                 self.open = True
@@ -299,10 +301,29 @@ class Stasher(Actor[Ping | Tick]):
                     self.stash(message)
                     return None
                 return n * 10
+            case Forward():
+                if not self.open:
+                    self.stash(message)
+                    return None
+                self.forwarded.append(message)  # the message itself, never an envelope
         return None
 
 
-async def test_a_stashed_ask_is_answered_after_unstash(anyio_backend: Any, traces: Traces) -> None:
+def links_of(span: ReadableSpan) -> list[tuple[int, object]]:
+    """(span id, ``actors.link``) of each link of ``span``, in order."""
+    return [
+        (link.context.span_id, dict(link.attributes or {}).get("actors.link"))
+        for link in span.links
+    ]
+
+
+def outcome(span: ReadableSpan) -> object:
+    return dict(span.attributes or {}).get("actors.outcome")
+
+
+async def test_a_stashed_ask_is_replayed_in_a_span_linked_to_its_first_handling(
+    anyio_backend: Any, traces: Traces
+) -> None:
     async with ActorSystem(workers=1, tracing=traces.provider) as system:
         stasher = await system.spawn(Stasher)
         replies: list[int] = []
@@ -313,13 +334,62 @@ async def test_a_stashed_ask_is_answered_after_unstash(anyio_backend: Any, trace
 
             with anyio.fail_after(WAIT):
                 tg.start_soon(ask)
-                await wait_until(lambda: len(traces.named("Ping")) == 1)
+                await traces.wait_for("Ping")
                 await stasher.send(Tick(0))
     assert replies == [40]
     client = traces.one("ask Ping")
-    handled = traces.named("Ping")
-    assert len(handled) == 2  # stashed, then replayed: both children of the asker's span
-    assert {parent_of(span) for span in handled} == {span_id(client)}
+    stashed, replayed = sorted(traces.named("Ping"), key=lambda span: span.start_time or 0)
+    # One span per handling, both under the asker's client span; the replay links back.
+    assert parent_of(stashed) == parent_of(replayed) == span_id(client)
+    assert (outcome(stashed), outcome(replayed)) == ("stashed", "handled")
+    assert replayed.kind is SpanKind.SERVER
+    released_by = traces.one("Tick")
+    assert links_of(replayed) == [
+        (span_id(stashed), "stashed"),
+        (span_id(released_by), "released"),
+    ]
+    assert outcome(client) == "answered"
+
+
+async def test_a_stashed_tell_is_replayed_under_its_senders_span(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        stasher = await system.spawn(Stasher)
+        with anyio.fail_after(WAIT):
+            with traces.tracer.start_as_current_span("request") as request:
+                await stasher.send(Forward(1))
+            await traces.wait_for("Forward")
+            await stasher.send(Tick(0))
+            await traces.wait_for("Forward", 2)
+            forwarded = await testing.inspect(stasher, lambda a: list(a.forwarded), kind=Stasher)
+    assert forwarded == [Forward(1)]
+    stashed, replayed = sorted(traces.named("Forward"), key=lambda span: span.start_time or 0)
+    sender = request.get_span_context()
+    assert parent_of(stashed) == parent_of(replayed) == sender.span_id
+    assert trace_id(replayed) == sender.trace_id  # not a trace root of its own
+    assert (outcome(stashed), outcome(replayed)) == ("stashed", "handled")
+    assert links_of(replayed) == [
+        (span_id(stashed), "stashed"),
+        (span_id(traces.one("Tick")), "released"),
+    ]
+
+
+async def test_a_stashed_tell_left_at_the_stop_is_a_dead_letter_of_the_message(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    letters: list[DeadLetter] = []
+    done = Flag()
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        auditor = await system.spawn(functools.partial(Letters, letters, done, 1))
+        system.dead_letters.subscribe(auditor)
+        stasher = await system.spawn(Stasher)
+        with anyio.fail_after(WAIT):
+            await stasher.send(Forward(2))
+            await traces.wait_for("Forward")
+            await stasher.stop()
+            await done.wait()
+    assert [(letter.message, letter.reason) for letter in letters] == [(Forward(2), "stashed")]
 
 
 class Starter(Actor[Tick]):
@@ -572,6 +642,112 @@ async def test_a_state_machine_is_traced_and_its_timeout_links_to_the_entering_m
     (timeout,) = [s for s in traces.spans() if s.name == "_StateTimeout"]
     assert timeout.parent is None
     assert [link.context.span_id for link in timeout.links] == [span_id(go)]
+
+
+async def test_a_postponed_tell_is_retried_in_a_span_of_its_own_under_its_sender(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    from test_statem import Go, Worker
+    from test_statem import Job as StateJob
+
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(
+            workers=1, clock=actors.ManualClock(), tracing=traces.provider
+        ) as system:
+            worker = await system.spawn(Worker)
+            with traces.tracer.start_as_current_span("request") as request:
+                await worker.send(StateJob(1))  # postponed in Idle
+            await traces.wait_for("Job")
+            await worker.send(Go())  # to Busy: the job is retried, inside Go's handler
+            await traces.wait_for("Job", 2)
+    postponed, retried = sorted(traces.named("Job"), key=lambda span: span.start_time or 0)
+    go = traces.one("Go")
+    # The retry is the job's own handling: under the job's sender, not under Go.
+    assert parent_of(postponed) == parent_of(retried) == request.get_span_context().span_id
+    assert (outcome(postponed), outcome(retried), outcome(go)) == (
+        "postponed",
+        "handled",
+        "handled",
+    )
+    assert links_of(retried) == [(span_id(postponed), "postponed"), (span_id(go), "released")]
+
+
+async def test_a_postponed_ask_is_retried_in_a_span_of_its_own_under_its_client_span(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    from test_statem import Go, PostponeAsk, Worker
+
+    async with ActorSystem(
+        workers=1, clock=actors.ManualClock(), tracing=traces.provider
+    ) as system:
+        worker = await system.spawn(Worker)
+        answers: list[str] = []
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                answers.append(await worker.ask(PostponeAsk(), timeout=WAIT))
+
+            with anyio.fail_after(WAIT):
+                tg.start_soon(ask)
+                await traces.wait_for("PostponeAsk")
+                await worker.send(Go())
+    assert answers == ["later, True"]
+    client = traces.one("ask PostponeAsk")
+    postponed, retried = sorted(traces.named("PostponeAsk"), key=lambda span: span.start_time or 0)
+    assert parent_of(postponed) == parent_of(retried) == span_id(client)
+    assert postponed.kind is retried.kind is SpanKind.SERVER
+    assert (outcome(postponed), outcome(retried)) == ("postponed", "handled")
+    assert links_of(retried) == [
+        (span_id(postponed), "postponed"),
+        (span_id(traces.one("Go")), "released"),
+    ]
+    assert outcome(client) == "answered"
+
+
+async def test_a_failed_retry_marks_its_own_span_and_the_log_names_the_releasing_message(
+    anyio_backend: Any, traces: Traces, caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_statem import Go, Worker
+    from test_statem import Job as StateJob
+
+    caplog.set_level(logging.ERROR, logger="actors")
+    async with ActorSystem(
+        workers=1, clock=actors.ManualClock(), tracing=traces.provider
+    ) as system:
+        worker = await system.spawn(Worker, restart=actors.Restart.TEMPORARY)
+        await worker.send(StateJob(-1))  # postponed in Idle; Busy raises for it
+        await worker.send(Go())
+        with anyio.fail_after(WAIT):
+            assert isinstance(await worker.join(), ValueError)
+    postponed, retried = sorted(traces.named("Job"), key=lambda span: span.start_time or 0)
+    go = traces.one("Go")
+    assert (outcome(postponed), outcome(retried), outcome(go)) == ("postponed", "failed", "failed")
+    (record,) = [r for r in caplog.records if "failed while handling" in r.getMessage()]
+    assert record.__dict__["message_type"] == "Go"
+    assert record.__dict__["span_id"] == trace.format_span_id(span_id(go))
+
+
+async def test_postponed_tells_left_at_a_restart_are_dead_letters_of_the_messages(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    from test_statem import Boom as StateBoom
+    from test_statem import Job as StateJob
+    from test_statem import Worker
+
+    letters: list[DeadLetter] = []
+    done = Flag()
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        auditor = await system.spawn(functools.partial(Letters, letters, done, 2))
+        system.dead_letters.subscribe(auditor)
+        worker = await system.spawn(Worker)
+        for message in (StateJob(1), StateJob(2), StateBoom()):  # Boom fails it: a restart
+            await worker.send(message)
+        with anyio.fail_after(WAIT):
+            await done.wait()
+    assert [(letter.message, letter.reason) for letter in letters] == [
+        (StateJob(1), "postponed"),
+        (StateJob(2), "postponed"),
+    ]
 
 
 class Sequenced(msgspec.Struct, frozen=True):
