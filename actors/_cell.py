@@ -1022,10 +1022,15 @@ class Cell(Latch):
             # Between two run tasks: moving to another loop (`_finish_move` is due). The
             # KILL signal waiting in its control lane ends it at its first step there.
             return
-        self.kill_pending = False
         if task is not None:
+            # Pending until the cancellation lands (`_killed`): a handler that swallows it
+            # (CPython 3.11's `asyncio.wait_for` does when it arrives as the inner awaitable
+            # completes) returns normally, and the KILL signal then ends the actor at the
+            # next message boundary instead of being taken for a stale one.
             task.cancel()
-        elif self.phase == SUSPENDED:
+            return
+        self.kill_pending = False
+        if self.phase == SUSPENDED:
             self._cancel_restart_timer()
             self.phase = ENDED
             self._spawn_task(self._finish(self.exit_reason, killed=True))
@@ -1401,6 +1406,7 @@ class Cell(Latch):
     async def _killed(self) -> None:
         # Our task was cancelled (a timeout ran out): suspend if the parent asked for that,
         # else end for good. Children go first, killed rather than drained.
+        self.kill_pending = False  # carried out (see `_kill_here`)
         self.parked = None  # it may have been cancelled while parked
         if self.terminated.is_set or self.phase in (SUSPENDED, ENDED):
             return
@@ -1868,6 +1874,7 @@ class Cell(Latch):
                     exc_info=failure,
                     extra=self.log_fields(),
                 )
+        self.kill_pending = False  # a kill not carried out was for the instance just ended
         if self.behaviour is not None:
             self._drop_stash()
 

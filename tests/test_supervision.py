@@ -5,6 +5,8 @@ restarted, which kept their state, and what happened to queued messages."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -1091,6 +1093,59 @@ async def test_a_kill_stops_an_actor_between_messages_when_its_handlers_never_aw
     assert "was killed after its drain timeout" in caplog.text
     assert "ignored cancellation" not in caplog.text
     assert caplog.text.count(f"{burner.path} did not stop within its drain timeout") == 1
+
+
+class Enter(msgspec.Struct, frozen=True):
+    entered: Flag
+
+
+class Swallows(Actor[Enter | Add]):
+    """A handler that swallows a cancellation arriving as what it awaits completes: CPython
+    3.11's `asyncio.wait_for` does (fixed in 3.12), or an ``except CancelledError``."""
+
+    def __init__(self, how: str, inner: list[asyncio.Future[None]], handled: Journal) -> None:
+        self.how = how
+        self.inner = inner
+        self.handled = handled
+
+    async def receive(self, message: Enter | Add) -> None:
+        if isinstance(message, Add):
+            self.handled(f"{message}")
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.inner.append(future)
+        message.entered.set()
+        if self.how == "wait_for":
+            await asyncio.wait_for(future, WAIT)
+        else:
+            with contextlib.suppress(asyncio.CancelledError):
+                await future
+
+
+@pytest.mark.parametrize("how", ["wait_for", "suppress"])
+async def test_a_kill_whose_cancellation_a_handler_swallows_still_ends_the_actor(
+    how: str,
+) -> None:
+    # Before: the kill cleared its flag as it cancelled the task, so when the handler
+    # returned normally the KILL signal was taken for a stale one and the actor lived on.
+    handled, inner = Journal(), list[asyncio.Future[None]]()
+    async with ActorSystem(workers=1) as system:
+        actor = await system.spawn(lambda: Swallows(how, inner, handled))
+        cell = actor._cell  # pyright: ignore[reportPrivateUsage]
+        entered = Flag()
+        await actor.send(Enter(entered))
+        await actor.send(Add(1))  # queued: a killed actor never handles it
+
+        def complete_and_kill() -> None:  # one callback on the actor's loop: a tie
+            inner[0].set_result(None)
+            cell.kill()
+
+        with anyio.fail_after(WAIT):
+            await entered.wait()
+            cell.home.loop.call_soon_threadsafe(complete_and_kill)
+            await actor.join()
+    assert handled.lines == []
+    assert system.dead_letters.count == 1
 
 
 class Interrupting(Actor[Add]):
