@@ -302,8 +302,9 @@ class TracingCell(Cell):
         self._link: SpanContext | None = None  # the tick being handled: its timer's starter
         self._last: SpanContext | None = None  # the last message's span, for failure logs
         self._timer_links: dict[Timer, SpanContext] | None = None
-        # The message being handled: its span, its envelope (None: a trace root, such as a
-        # tick) and whether its handler set it aside (the span's outcome then says so).
+        # The message being handled: its span, its envelope (a trace root's made for it, in
+        # case it is set aside) and whether its handler set it aside (the span's outcome
+        # then says so).
         # Saved and restored by `_open` / `_close`: a state machine's retry nests in them.
         self._span: Span | None = None
         self._envelope: Traced | None = None
@@ -355,13 +356,13 @@ class TracingCell(Cell):
             if traced.links is not None:  # set aside, now handled again
                 links.extend(cast("list[Link]", traced.links))
         else:  # a tick, a remote message without a trace: a trace root
-            traced = None
             message = item
             parent = otel_context.Context()
             kind = SpanKind.CONSUMER
             wait = 0.0
             if self._link is not None:
                 links.append(Link(self._link))
+            traced = Traced(message, parent, _clock(), False)  # kept if it is set aside
         self.handling = type(message)  # what the watchdog names, not the envelope
         name = type(message).__qualname__
         span = _tracer(self).start_span(
@@ -428,7 +429,7 @@ class TracingCell(Cell):
             current = self._envelope
             if current is not None and current.message is item:
                 envelope = current
-            else:  # a tick (a trace root of its own) or a message the handler made
+            else:  # a message the handler made, not the one it handles: a trace root
                 envelope = Traced(item, otel_context.Context(), _clock(), False)
             kept = envelope
         if envelope is self._envelope:

@@ -422,6 +422,51 @@ async def test_a_timer_tick_links_to_the_span_that_started_the_timer(
     assert trace_id(tick) != trace_id(first)
 
 
+class TickStasher(Actor[Tick | Forward]):
+    """Tick(0) starts a timer for Tick(1), which it stashes until a Forward; then records it."""
+
+    def __init__(self, ticks: list[int], done: Flag) -> None:
+        self.ticks = ticks
+        self.done = done
+        self.open = False
+
+    async def receive(self, message: Tick | Forward) -> None:
+        match message:
+            case Tick(0):
+                self.send_after(0.0, Tick(1))
+            case Tick(n) if self.open:
+                self.ticks.append(n)
+                self.done.set()
+            case Tick():
+                self.stash(message)
+            case Forward():
+                self.open = True
+                self.unstash_all()
+
+
+async def test_a_stashed_timer_tick_is_replayed_as_a_root_linked_to_its_first_handling(
+    anyio_backend: Any, traces: Traces
+) -> None:
+    ticks: list[int] = []
+    done = Flag()
+    async with ActorSystem(workers=1, tracing=traces.provider) as system:
+        stasher = await system.spawn(functools.partial(TickStasher, ticks, done))
+        with anyio.fail_after(WAIT):
+            await stasher.send(Tick(0))
+            await traces.wait_for("Tick", 2)  # the told one, then the tick (stashed)
+            await stasher.send(Forward(0))
+            await done.wait()
+        spans = await traces.wait_for("Tick", 3)
+    assert ticks == [1]
+    _, stashed, replayed = sorted(spans, key=lambda span: span.start_time or 0)
+    assert replayed.parent is None  # a tick's trace is its own, replayed too
+    assert (outcome(stashed), outcome(replayed)) == ("stashed", "handled")
+    assert links_of(replayed) == [
+        (span_id(stashed), "stashed"),
+        (span_id(traces.one("Forward")), "released"),
+    ]
+
+
 class Subscriber(Actor[Tick | Hold]):
     def __init__(self, seen: list[int]) -> None:
         self.seen = seen
