@@ -75,6 +75,7 @@ from ._durable import DurableMailboxes
 from ._events import EventRelay
 from ._inbound import Inbound
 from ._inspection import NodeInspector
+from ._lanes import Lanes
 from ._membership import Membership
 from ._options import (
     TOKEN,
@@ -160,6 +161,10 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             in ``rejected``).
         streams_reading: remote streams read on this node right now (`RemoteRef.stream`).
         streams_serving: streams of this node's actors read from other nodes right now.
+        lanes: ask lanes connected right now: NATS connections of this node's event loops
+            for the remote asks made on them (one per loop that asks; see ``docs/cluster.md``).
+        lane_asks: remote asks answered over an ask lane (the others went through the
+            node's cluster loop).
 
     Example:
         ```python
@@ -193,6 +198,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     events_rejected: int = 0
     streams_reading: int = 0
     streams_serving: int = 0
+    lanes: int = 0
+    lane_asks: int = 0
 
 
 class Nats:
@@ -483,6 +490,7 @@ class Nats:
         """
         node = self._node
         transport, durable, events = node.transport, node.durable, node.events
+        lanes, lane_asks = node.lanes.statistics()
         return ClusterStatistics(
             node=self.node,
             connected=transport.connected,
@@ -512,6 +520,8 @@ class Nats:
             # may be a moment old, as the counters above are.
             streams_reading=node.streams.open_reading(),
             streams_serving=node.streams.open_serving(),
+            lanes=lanes,
+            lane_asks=lane_asks,
         )
 
 
@@ -551,6 +561,10 @@ class _Node:
         )
         self.inbound.on_stream = self.streams.serve
         self.outbox.streams = self.streams
+        self.lanes = Lanes(
+            transport, self.membership, config.connect_options(), self.outbox.cancel_notice
+        )
+        self.outbox.lanes = self.lanes
         self.events = EventRelay(transport, self.registry, self.inbound, limits)
         self.inspector = NodeInspector(
             transport,
@@ -590,6 +604,7 @@ class _Node:
             return
         with contextlib.suppress(Exception):
             await transport.call(self._leave())
+        await self.lanes.close()  # their asks fail as the cluster loop's do, at teardown
         await transport.stop()
 
     async def _join(self) -> None:
