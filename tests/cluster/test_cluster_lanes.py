@@ -37,7 +37,7 @@ from cluster_support import (
 )
 
 import actors
-from actors.cluster import Nats, NodeDown, register_message
+from actors.cluster import Nats, NodeDown, WireError, register_message
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -285,12 +285,12 @@ async def test_an_abandoned_lane_ask_sends_its_cancel_notice_behind_it(pair: Pai
         asker = await pair.b.spawn(Asker, placement=0)
         await ask_until_a_lane_answers(pair, asker, target)
 
+        before = pair.cluster_b.statistics().lane_asks
+        lanes = pair.lanes_of_b()
         # Park the owner with a local ask, then queue a lane ask that times out.
         async with anyio.create_task_group() as parked:
             parked.start_soon(owner.ask, Park("in", "out"))
             await flag("in").wait()
-            before = pair.cluster_b.statistics().lane_asks
-            lanes = pair.lanes_of_b()
             with pytest.raises(actors.AskTimeout):
                 await asker.ask(AskMany(target, 1, timeout=0.3), timeout=WAIT)
             await wait_until(lambda: asking(pair.a) == 0)  # the owner took the notice
@@ -327,12 +327,13 @@ async def test_lane_asks_in_flight_fail_with_node_down_when_their_owner_is_kille
                 except BaseException as error:
                     outcomes.append(error)
 
+            # One ask answered after a moment proves the lane carries Holds; then two
+            # parked on the owner when it dies (the actor handles one at a time).
+            await asker.ask(AskHold(account, 0.01), timeout=WAIT)
+            answered = cluster.statistics().lane_asks
+            assert answered > before
+            killed = anyio.current_time()
             async with anyio.create_task_group() as askers:
-                # One ask answered after a moment proves the lane carries Holds; then two
-                # parked on the owner when it dies (the actor handles one at a time).
-                await asker.ask(AskHold(account, 0.01), timeout=WAIT)
-                answered = cluster.statistics().lane_asks
-                assert answered > before
                 # Two askers on one loop: two asks in flight on its lane.
                 askers.start_soon(ask_held, asker, 30.0)
                 askers.start_soon(ask_held, await b.spawn(Asker, placement=0), 30.0)
@@ -453,7 +454,7 @@ async def test_malformed_and_late_replies_on_a_lane_are_counted_and_lose_nothing
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(owner.ask, Park("in", "out"))  # the owner answers late
                 await flag("in").wait()
-                with pytest.raises(actors.cluster.WireError):
+                with pytest.raises(WireError):
                     await asker.ask(AskMany(target, 1), timeout=WAIT)
                 await wait_until(lambda: pair.cluster_b.statistics().rejected == stats.rejected + 1)
                 flag("out").set()
@@ -463,3 +464,71 @@ async def test_malformed_and_late_replies_on_a_lane_are_counted_and_lose_nothing
             await forger.close()
         # The lane goes on.
         assert await asker.ask(AskMany(target, 3), timeout=WAIT) == 3
+
+
+# -- the order rule, with the outbox's parts around a fake client --------------------------
+
+
+async def test_an_abandoned_ask_keeps_its_ref_off_the_lanes_until_a_probe_came_back(
+    anyio_backend_name: str,
+) -> None:
+    """An ask that timed out on the cluster connection may still be on its way: no ask of
+    its ref takes a lane until a probe, sent behind it and its cancel notice, is answered."""
+    if anyio_backend_name == "trio":
+        pytest.skip("the test's loop stands for the cluster loop: asyncio only")
+    import asyncio
+    import threading
+
+    from test_cluster_parts import Parts
+
+    from actors.cluster import RemoteRef
+    from actors.cluster._transport import ClusterHome
+    from actors.cluster._wire import Address
+
+    parts = Parts()
+    client = parts.client
+    loop = asyncio.get_running_loop()  # the test's loop and thread stand for the cluster's
+    parts.transport.loop = loop
+    parts.transport.home = ClusterHome(loop, threading.get_ident(), "a")
+    await parts.outbox.listen(client)  # type: ignore[arg-type]
+    with anyio.fail_after(WAIT):
+        async with actors.ActorSystem(workers=1) as system:
+            parts.registry.bind(system, parts.outbox, parts.durable)
+            ref = parts.registry.ref_for(Address("b", "inc-b", 9, "/user/x", None, 10))
+            assert isinstance(ref, RemoteRef)
+            await _abandoned_ask_keeps_its_ref_off_the_lanes(parts, ref)
+
+
+async def _abandoned_ask_keeps_its_ref_off_the_lanes(parts: Any, ref: Any) -> None:
+    import asyncio
+
+    from test_cluster_parts import FakeMsg, Total
+
+    from actors.cluster._remote import credit_of
+    from actors.cluster._wire import CANCEL, OK, PROBE, WIRE_VERSION, Envelope, Reply
+
+    client = parts.client
+    credit = credit_of(ref)
+    assert credit.quiet()
+    with pytest.raises(actors.AskTimeout):
+        await ref.ask(Total(), timeout=0.1)
+    assert not credit.quiet()  # the ask may still arrive after a later one
+    await wait_until(lambda: len(client.published) == 3)
+    kinds = [msgspec.msgpack.decode(m.data, type=Envelope).kind for m in client.published]
+    assert kinds[1:] == [CANCEL, PROBE]  # the notice, then the probe, behind the ask
+    assert {m.subject for m in client.published} == {"t.actor.b.inc-b.9"}
+    assert not credit.quiet()
+    probe = client.published[2]
+    reply = Reply(WIRE_VERSION, OK, msgspec.Raw(b"\xc0"), 10)
+    await client.deliver("_INBOX.t.a.inc-a.*", FakeMsg(probe.reply, msgspec.msgpack.encode(reply)))
+    await wait_until(credit.quiet)
+    # An ask answered normally holds the ref only while it waits.
+    asking = asyncio.ensure_future(ref.ask(Total(), timeout=WAIT))
+    await wait_until(lambda: len(client.published) == 4)
+    assert not credit.quiet()
+    answer = Reply(WIRE_VERSION, OK, msgspec.Raw(msgspec.msgpack.encode(5)), 10)
+    await client.deliver(
+        "_INBOX.t.a.inc-a.*", FakeMsg(client.published[3].reply, msgspec.msgpack.encode(answer))
+    )
+    assert await asking == 5
+    assert credit.quiet()
