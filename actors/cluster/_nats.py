@@ -17,6 +17,8 @@ them. The object graph, collaborators in brackets:
   `DurableRef`'s tells.
 * `EventRelay` [transport, registry, inbound]: ``system.events`` across nodes (bridged to
   the system's bus once joined).
+* `Lanes` [transport, membership, the connect options, the outbox's cancel notices]: the
+  ask lanes, a NATS connection per event loop that asks; the outbox takes them when it may.
 
 The modules:
 
@@ -33,6 +35,8 @@ The modules:
   the stream, and one consumer per durable actor.
 * ``_events``: the event bus across nodes: forwarding this node's events, handing the
   others' to the local subscribers.
+* ``_lanes``: the ask lanes (a loop's own connection for its remote asks: no thread hop),
+  and the rules that keep them in order with the cluster connection.
 
 Options come grouped (``_options``: `Timeouts`, `Limits`, `Heartbeats`, `Reconnect`,
 `Credentials`, `DurableOptions`); each part reads its own.
@@ -54,11 +58,14 @@ Subjects (``p`` is the prefix, default ``actors``):
   every node subscribes to ``p.events.*`` and skips its own.
 * ``p.hb.<node>``: heartbeats and leave notices. ``p.down.<node>``: an exported actor
   of that node stopped for good.
-* ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests.
+* ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests;
+  ``_INBOX.p.<node>.<incarnation>.l<n>.*``: replies to the asks of its ask lane ``<n>``.
 
 Ordering: every outbound frame of a node goes through one FIFO (``_outbound``), and each
 exported actor has its own subscription served in arrival order (``_inbound``); so frames
-from one sender to one actor are enqueued in the order sent.
+from one sender to one actor are enqueued in the order sent. An ask that takes an ask lane
+instead does so only when nothing of its ref is unanswered on the FIFO's connection
+(``_lanes``).
 """
 
 from __future__ import annotations

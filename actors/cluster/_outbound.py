@@ -19,6 +19,11 @@ dead and soon declared down by the heartbeats) is transient, and the request is 
 again, backing off, within its own timeout. A 503 means nobody received the frame, so
 publishing it again never duplicates a message.
 
+Ask lanes (``_lanes``): an ask to one actor made on an asyncio or uvloop loop goes over
+that loop's own connection when it is connected and the ref is quiet on this one
+(`Credit.quiet`: no tell or try_send unanswered, no acknowledged send or ask held by
+`Outbox._held`); otherwise, and for everything else, through the outbox as described here.
+
 `Outbox` is the `Courier` of every `RemoteRef` and `GroupRef` (and of a `DurableRef`'s
 asks). It is handed the transport (client, loop, counters), the registry (encoding
 messages, decoding replies, making the refs a lookup finds), inbound (an exported ref in
