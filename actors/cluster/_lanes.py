@@ -148,12 +148,19 @@ class AskLane:
         if client is None or not self.connected:
             return None
         token = str(next(self._tokens))
+        # Waiting before the frame leaves: no reply (and no node-down notice, which the
+        # caller checked for just before, without yielding) can come before it is expected.
+        done = oneshot()
+        self._waiting[token] = (done, target)
         try:
             await client.publish(out.subject, out.data, reply=f"{self.inbox}.{token}")
         except Exception:  # the connection dropped, or its buffer is full: not sent
+            self._waiting.pop(token, None)
             return None
-        done = oneshot()
-        self._waiting[token] = (done, target)
+        except BaseException:  # cancelled while nats-py flushed: the frame may have left
+            if self._waiting.pop(token, None) is not None:
+                self._cancel_remotely(out)
+            raise
         try:
             data: bytes = await (done.wait() if left is None else done.wait_once(left))
         except BaseException:
@@ -161,7 +168,8 @@ class AskLane:
             if self._waiting.pop(token, None) is not None:
                 self._cancel_remotely(out)
             raise
-        self.asks += 1
+        if data:
+            self.asks += 1
         return data
 
     async def _on_reply(self, msg: Msg) -> None:
