@@ -89,6 +89,9 @@ class Membership:
         # The last connection count each member's beats carried (see the module docstring).
         self._connections: dict[tuple[str, str], int] = {}
         self.on_peer_reconnected: list[Callable[[tuple[str, str]], None]] = []
+        # Told of a node incarnation declared down, with the error of what waits on it (the
+        # ask lanes, whose waiting asks are not in `Replies`). Loop only.
+        self.on_down: list[Callable[[tuple[str, str], Callable[[], BaseException]], None]] = []
         self._heartbeats: msgspec.msgpack.Decoder[Heartbeat] = decoder_for(Heartbeat, None)
         self._downs: msgspec.msgpack.Decoder[Down] = decoder_for(Down, None)
         transport.on_reconnected.append(self._reconnected)
@@ -189,14 +192,15 @@ class Membership:
             logger.info("node %s left the cluster", node)
         else:
             logger.warning("node %s is down: %s", node, reason)
-        self._replies.fail_target(
-            key,
-            lambda: (
-                NodeDown(f"node {node} is down")
-                if reason is not None
-                else ActorStopped(f"node {node} left the cluster")
-            ),
-        )
+
+        def error() -> BaseException:
+            if reason is not None:
+                return NodeDown(f"node {node} is down")
+            return ActorStopped(f"node {node} left the cluster")
+
+        self._replies.fail_target(key, error)
+        for callback in self.on_down:
+            callback(key, error)
         for ref in proxies:
             finish_proxy(cell_of(ref), reason)
 

@@ -17,6 +17,8 @@ them. The object graph, collaborators in brackets:
   `DurableRef`'s tells.
 * `EventRelay` [transport, registry, inbound]: ``system.events`` across nodes (bridged to
   the system's bus once joined).
+* `Lanes` [transport, membership, the connect options, the outbox's cancel notices]: the
+  ask lanes, a NATS connection per event loop that asks; the outbox takes them when it may.
 
 The modules:
 
@@ -33,6 +35,8 @@ The modules:
   the stream, and one consumer per durable actor.
 * ``_events``: the event bus across nodes: forwarding this node's events, handing the
   others' to the local subscribers.
+* ``_lanes``: the ask lanes (a loop's own connection for its remote asks: no thread hop),
+  and the rules that keep them in order with the cluster connection.
 
 Options come grouped (``_options``: `Timeouts`, `Limits`, `Heartbeats`, `Reconnect`,
 `Credentials`, `DurableOptions`); each part reads its own.
@@ -54,11 +58,14 @@ Subjects (``p`` is the prefix, default ``actors``):
   every node subscribes to ``p.events.*`` and skips its own.
 * ``p.hb.<node>``: heartbeats and leave notices. ``p.down.<node>``: an exported actor
   of that node stopped for good.
-* ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests.
+* ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests;
+  ``_INBOX.p.<node>.<incarnation>.l<n>.*``: replies to the asks of its ask lane ``<n>``.
 
 Ordering: every outbound frame of a node goes through one FIFO (``_outbound``), and each
 exported actor has its own subscription served in arrival order (``_inbound``); so frames
-from one sender to one actor are enqueued in the order sent.
+from one sender to one actor are enqueued in the order sent. An ask that takes an ask lane
+instead does so only when nothing of its ref is unanswered on the FIFO's connection
+(``_lanes``).
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ from ._durable import DurableMailboxes
 from ._events import EventRelay
 from ._inbound import Inbound
 from ._inspection import NodeInspector
+from ._lanes import Lanes
 from ._membership import Membership
 from ._options import (
     TOKEN,
@@ -160,6 +168,10 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             in ``rejected``).
         streams_reading: remote streams read on this node right now (`RemoteRef.stream`).
         streams_serving: streams of this node's actors read from other nodes right now.
+        lanes: ask lanes connected right now: NATS connections of this node's event loops
+            for the remote asks made on them (one per loop that asks; see ``docs/cluster.md``).
+        lane_asks: remote asks answered over an ask lane (the others went through the
+            node's cluster loop).
 
     Example:
         ```python
@@ -193,6 +205,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     events_rejected: int = 0
     streams_reading: int = 0
     streams_serving: int = 0
+    lanes: int = 0
+    lane_asks: int = 0
 
 
 class Nats:
@@ -483,6 +497,7 @@ class Nats:
         """
         node = self._node
         transport, durable, events = node.transport, node.durable, node.events
+        lanes, lane_asks = node.lanes.statistics()
         return ClusterStatistics(
             node=self.node,
             connected=transport.connected,
@@ -512,6 +527,8 @@ class Nats:
             # may be a moment old, as the counters above are.
             streams_reading=node.streams.open_reading(),
             streams_serving=node.streams.open_serving(),
+            lanes=lanes,
+            lane_asks=lane_asks,
         )
 
 
@@ -551,6 +568,10 @@ class _Node:
         )
         self.inbound.on_stream = self.streams.serve
         self.outbox.streams = self.streams
+        self.lanes = Lanes(
+            transport, self.membership, config.connect_options(), self.outbox.cancel_notice
+        )
+        self.outbox.lanes = self.lanes
         self.events = EventRelay(transport, self.registry, self.inbound, limits)
         self.inspector = NodeInspector(
             transport,
@@ -590,6 +611,7 @@ class _Node:
             return
         with contextlib.suppress(Exception):
             await transport.call(self._leave())
+        await self.lanes.close()  # their asks fail as the cluster loop's do, at teardown
         await transport.stop()
 
     async def _join(self) -> None:

@@ -19,6 +19,11 @@ dead and soon declared down by the heartbeats) is transient, and the request is 
 again, backing off, within its own timeout. A 503 means nobody received the frame, so
 publishing it again never duplicates a message.
 
+Ask lanes (``_lanes``): an ask to one actor made on an asyncio or uvloop loop goes over
+that loop's own connection when it is connected and the ref is quiet on this one
+(`Credit.quiet`: no tell or try_send unanswered, no acknowledged send or ask held by
+`Outbox._held`); otherwise, and for everything else, through the outbox as described here.
+
 `Outbox` is the `Courier` of every `RemoteRef` and `GroupRef` (and of a `DurableRef`'s
 asks). It is handed the transport (client, loop, counters), the registry (encoding
 messages, decoding replies, making the refs a lookup finds), inbound (an exported ref in
@@ -59,6 +64,7 @@ from .._request import ask_deadline
 from .._sendable import check_sendable
 from ._asking import notice_subject
 from ._inbound import NIL, as_wire_error
+from ._lanes import NO_RESPONDERS
 from ._registry import GROUP_ID
 from ._remote import (
     RemoteRef,
@@ -104,13 +110,14 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Generator
 
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
 
     from .._stream import BlockingReplyStream, ReplyStream, StreamRequest
     from ._inbound import Inbound
+    from ._lanes import AskLane, Lanes
     from ._membership import Membership
     from ._options import Limits
     from ._registry import Registry
@@ -137,9 +144,6 @@ _OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for 
 _REPLY_WAIT: Final = 0.05
 _RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
 _RETRY_MAX: Final = 0.5  # ... up to this
-
-
-NO_RESPONDERS: Final = b""  # what a reply callback gets for "no responders" (never a frame)
 
 
 class _NoResponders(Exception):
@@ -218,6 +222,7 @@ class Outbox:
         self.resent = 0  # frames of streams sent again (loop only)
         self.undelivered = 0  # pipelined tells that failed after their send returned
         self.streams: RemoteStreams | None = None  # streamed replies, set by the node
+        self.lanes: Lanes | None = None  # the ask lanes of the callers' loops, set by the node
         transport.on_reconnected.append(self._on_reconnected)
         membership.on_peer_reconnected.append(self._on_peer_reconnected)
 
@@ -255,7 +260,9 @@ class Outbox:
             if timeout is None and await self._pipeline_at_reply(ref, out):
                 return
             wait -= time.monotonic() - started  # one bound for the whole send
-            await self._transport.call(self._send_acked(ref, out, wait, on_timeout))
+            await self._held(
+                ref, self._transport.call(self._send_acked(ref, out, wait, on_timeout))
+            )
             return
         await self._transport.call(self._request(ref, out, wait, None, on_timeout))
 
@@ -295,7 +302,8 @@ class Outbox:
                 if self.pipelined % COOPERATIVE_BUDGET == 0:
                     time.sleep(0)  # let the GIL go, as ActorRef.blocking_send does
                 return
-            self._transport.blocking(self._send_acked(ref, out, wait, on_timeout))
+            with self._holding(ref):
+                self._transport.blocking(self._send_acked(ref, out, wait, on_timeout))
             return
         self._transport.blocking(self._request(ref, out, wait, None, on_timeout))
 
@@ -312,8 +320,108 @@ class Outbox:
             if by_name(ref) is not None:  # a group's or a durable actor's: whoever serves it
                 request = self._request(ref, out, left, reply_type, on_timeout)
                 return await self._transport.call(request)
+            lanes = self.lanes
+            lane = None if lanes is None or out.exports else lanes.current()
+            if lane is not None and credit_of(ref).quiet():
+                return await self._ask_on_lane(lane, ref, out, reply_type, on_timeout, left)
             asking = _Ask(self._answer, ref, out, reply_type, on_timeout, left)
-            return await self._ask_direct(asking)
+            return await self._held(ref, self._ask_direct(asking))
+
+    async def _ask_on_lane(
+        self,
+        lane: AskLane,
+        ref: RemoteRef[Any],
+        out: Outbound,
+        reply_type: Any,
+        on_timeout: Callable[[], Exception],
+        left: float | None,
+    ) -> Any:
+        """An ask over the caller's loop's own connection: no thread hop (see ``_lanes``).
+
+        Cancellation: the lane forgets the ask and sends the owner a cancel notice.
+        """
+        target = _target_of(ref)
+        if target is not None and self._membership.is_dead(target):
+            raise NodeDown(f"node {target[0]} is down", out.message)
+        started = time.monotonic()
+        try:
+            data = await lane.request(out, target, left)
+        except Expired:
+            raise on_timeout() from None
+        if data is None or data == NO_RESPONDERS:
+            # Not sent (the lane just dropped), or nobody received it: the full path, which
+            # finds out whether the actor is still there and retries within the deadline.
+            if left is not None:
+                left = max(0.0, left - (time.monotonic() - started))
+            request = self._request(ref, out, left, reply_type, on_timeout)
+            return await self._held(ref, self._transport.call(request))
+        return self._read_reply(ref, data, reply_type, out.message)
+
+    async def _held(self, ref: RemoteRef[Any], call: Awaitable[T]) -> T:
+        """``call``: an acknowledged send or an ask of ``ref`` over the cluster connection,
+        held in the ref's credit while its frame may be on its way (no ask takes a lane
+        past it: `Credit.quiet`).
+
+        Cancellation: the hold ends once the frame can no longer arrive after a later one.
+        """
+        credit = credit_of(ref)
+        credit.hold()
+        try:
+            result = await call
+        except (AskTimeout, SendTimeout):  # abandoned: the frame may still be on its way
+            self._release_when_quiet(ref)
+            raise
+        except Exception:  # answered (a refusal, a remote error) or never sent
+            credit.release()
+            raise
+        except BaseException:  # cancelled: as abandoned
+            self._release_when_quiet(ref)
+            raise
+        credit.release()
+        return result
+
+    @contextlib.contextmanager
+    def _holding(self, ref: RemoteRef[Any]) -> Generator[None]:
+        """`_held`, for a block in a plain thread."""
+        credit = credit_of(ref)
+        credit.hold()
+        try:
+            yield
+        except (AskTimeout, SendTimeout):  # abandoned: the frame may still be on its way
+            self._release_when_quiet(ref)
+            raise
+        except Exception:  # answered (a refusal, a remote error) or never sent
+            credit.release()
+            raise
+        except BaseException:  # cancelled: as abandoned
+            self._release_when_quiet(ref)
+            raise
+        credit.release()
+
+    def _release_when_quiet(self, ref: RemoteRef[Any]) -> None:
+        """Release ``ref``'s hold once nothing sent before can arrive after a later frame."""
+        try:
+            self._transport.post(self._start_quiet_release, ref)
+        except SystemNotRunning:  # leaving: no lane takes an ask any more
+            credit_of(ref).release()
+
+    def _start_quiet_release(self, ref: RemoteRef[Any]) -> None:
+        if self._transport.closing:
+            credit_of(ref).release()
+            return
+        self._transport.own(self._quiet_then_release(ref))
+
+    async def _quiet_then_release(self, ref: RemoteRef[Any]) -> None:
+        """Loop only: after the ref's stream drained (an abandoned send stays in it until
+        answered), a probe through the outbox comes back behind everything queued before."""
+        try:
+            await window_of(ref).wait_drained()
+            envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self._me.node)
+            probe = Outbound(self._subject_of(ref), msgspec.msgpack.encode(envelope), [], None)
+            with contextlib.suppress(Exception):  # any answer, or none: the frame is past
+                await self._exchange(probe, _target_of(ref), self.ack_timeout)
+        finally:
+            credit_of(ref).release()
 
     async def _ask_direct(self, asking: _Ask) -> Any:
         """An ask to one actor without a task: one hop to the cluster loop, one back.
@@ -395,7 +503,10 @@ class Outbox:
         with asked_remotely(self._registry.system, ref.path, message):
             out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
             request = self._request(ref, out, left, reply_type, on_timeout)
-            return self._transport.blocking(request)
+            if by_name(ref) is not None:
+                return self._transport.blocking(request)
+            with self._holding(ref):
+                return self._transport.blocking(request)
 
     def stream(
         self, ref: RemoteRef[Any], request: StreamRequest[T], window: int, timeout: float | None
@@ -521,10 +632,22 @@ class Outbox:
         outbox = self._outbox
         if outbox is None or self._transport.closing:
             return
-        notice = Envelope(WIRE_VERSION, CANCEL, "", NIL, None, self._me.node, key=key)
-        data = msgspec.msgpack.encode(notice)
-        subject = notice_subject(self._me.prefix, subject)
+        subject, data = self._notice(subject, key)
         outbox.put_nowait((Outbound(subject, data, [], None), _NO_REPLY))
+
+    def cancel_notice(self, out: Outbound) -> tuple[str, bytes] | None:
+        """The subject and frame of the cancel notice of ask ``out`` (None: it has no key).
+
+        For an ask lane, which publishes the notice itself, behind the ask. Any thread.
+        """
+        envelope = out.envelope
+        if envelope is None or not envelope.key:
+            return None
+        return self._notice(out.subject, envelope.key)
+
+    def _notice(self, subject: str, key: int) -> tuple[str, bytes]:
+        notice = Envelope(WIRE_VERSION, CANCEL, "", NIL, None, self._me.node, key=key)
+        return notice_subject(self._me.prefix, subject), msgspec.msgpack.encode(notice)
 
     async def request(self, subject: str, data: bytes, wait: float) -> bytes:
         """Publish ``data`` on ``subject`` (no actor behind it); its reply frame. Loop only.

@@ -157,12 +157,16 @@ class Credit:
     mailbox room: the room its asks' replies report is then ignored.
     """
 
-    __slots__ = ("_free", "_lock", "_probing", "_tracks_room", "_unacked", "_waiters")
+    __slots__ = ("_busy", "_free", "_lock", "_probing", "_tracks_room", "_unacked", "_waiters")
 
     def __init__(self, free: int, *, tracks_room: bool = True) -> None:
         self._lock = threading.Lock()
         self._free = free
         self._unacked = 0
+        # Acknowledged sends and asks of the ref on the cluster connection whose frame may
+        # still be on its way (`hold` .. `release`): an ask must not take an ask lane past
+        # them (see ``_lanes``).
+        self._busy = 0
         self._probing = False
         self._tracks_room = tracks_room
         # Senders waiting for room while replies are due (`wait_for_room`); woken, all of
@@ -195,6 +199,26 @@ class Credit:
                 return False
             self._waiters.append(waiter)
             return True
+
+    def quiet(self) -> bool:
+        """Whether nothing of the ref's sent over the cluster connection can still be on
+        its way: no tell or try_send unanswered, no acknowledged send or ask held.
+
+        An ask may then go over another connection (its loop's ask lane) without
+        overtaking any of them.
+        """
+        with self._lock:
+            return self._unacked == 0 and self._busy == 0
+
+    def hold(self) -> None:
+        """An acknowledged send or an ask of the ref goes over the cluster connection."""
+        with self._lock:
+            self._busy += 1
+
+    def release(self) -> None:
+        """What `hold` announced is answered, or can no longer arrive after anything."""
+        with self._lock:
+            self._busy -= 1
 
     def take(self) -> bool:
         """Reserve one slot by the latest view; False (a refresh is due) if none."""

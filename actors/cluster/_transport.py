@@ -239,6 +239,11 @@ class Transport:
         home = self.home
         return home is not None and threading.get_ident() == home.thread_id
 
+    def _elsewhere(self) -> bool:
+        """On a thread other than the cluster loop's (False without the thread: a test)."""
+        home = self.home
+        return home is not None and threading.get_ident() != home.thread_id
+
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start ``coro`` as a task of the cluster loop, in a context of its own.
 
@@ -423,7 +428,20 @@ class Transport:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def drop(self) -> None:
+        """Count a late or stray reply. Any thread (counted on the cluster loop)."""
+        if self._elsewhere():
+            with contextlib.suppress(SystemNotRunning):  # leaving: nobody reads it any more
+                self.post(self.drop)
+            return
+        self.dropped += 1
+
     def reject(self, where: str, error: BaseException) -> None:
+        """Count and log a refused inbound frame. Any thread (counted on the cluster loop)."""
+        if self._elsewhere():
+            with contextlib.suppress(SystemNotRunning):
+                self.post(self.reject, where, error)
+            return
         self.rejected += 1
         self.throttle.warn(
             "rejected", "node %s rejected a frame for %s: %s", self.node, where, error

@@ -66,6 +66,11 @@ async def roundtrip(a: Nats, b: Nats) -> None:
         account = await system_b.lookup_remote("account", Deposit | Balance)
         await account.send(Deposit(4))
         assert await account.ask(Balance(), timeout=2.0) == 4
+        # The host loop's ask lane connects with the same credentials (and TLS): it answers.
+        assert isinstance(b, Nats)
+        with anyio.fail_after(WAIT):
+            while b.statistics().lane_asks == 0:
+                assert await account.ask(Balance(), timeout=2.0) == 4
 
 
 async def refused(cluster: Nats, match: str | None = None) -> None:
@@ -318,6 +323,10 @@ async def test_nodes_with_the_documented_permissions_work(
             private = await a.spawn(Account)
             assert await relayer.ask(Relay(private, 5), timeout=2.0) == 5
             assert await relayer.ask(Echo(private), timeout=2.0) is private
+            # The host's ask lane works within the same permissions (its replies come to
+            # the node's own inbox).
+            while b.cluster.statistics().lane_asks == 0:  # type: ignore[union-attr]
+                assert await account.ask(Balance(), timeout=2.0) == 3
             # Membership: each sees the other's heartbeats.
             assert a.cluster is not None
             assert b.cluster is not None
