@@ -874,25 +874,19 @@ class Outbox:
                     self._settle(ref, window, early, None)
                 self._stall(ref, window, probe=False)
             return
-        credit_of(ref).settle(reply.free)
         if sent is None:  # a frame sent twice: its first answer settled it
+            credit_of(ref).settle(reply.free)
             return
         window.delay = 0.0
         if reply.status == OK:  # for this seq and every earlier one (see `Place`)
             for number, info in refused or ():  # but these were refused
                 refusing = window.unacked.get(number) if first <= number <= seq else None
                 if refusing is not None and self._refusal(ref, window, refusing, info):
+                    credit_of(ref).settle(reply.free)
                     return
-            done: list[Sent] = []
-            for early in window.unacked.values():  # in seq order
-                if early.seq > seq:
-                    break
-                done.append(early)
-            for early in done:
-                if early is not sent:
-                    self._replies.forget(early.token)
-                self._settle(ref, window, early, None)
+            self._settle_run(ref, window, seq, sent, reply.free)
             return
+        credit_of(ref).settle(reply.free)
         info = reply.error or ErrorInfo("other", "Error", "no detail", ref.path, ref.node)
         for early in _between(window, first, seq):  # a frame refused whole: each of its tells
             if self._refusal(ref, window, early, info):
@@ -907,6 +901,31 @@ class Outbox:
             return True
         self._settle(ref, window, sent, failure)
         return False
+
+    def _settle_run(
+        self, ref: RemoteRef[Any], window: Window, seq: int, sent: Sent, free: int
+    ) -> None:
+        """An OK for ``sent`` (seq ``seq``): every tell up to it is enqueued. As `_settle`
+        for each, with the credit they held given back in one step with the room reported
+        (one lock, and the senders waiting for room woken once, with the fresh view)."""
+        done: list[Sent] = []
+        for early in window.unacked.values():  # in seq order
+            if early.seq > seq:
+                break
+            done.append(early)
+        token = sent.token
+        answered = 0
+        for early in done:
+            if early.token != token:  # its own frame's reply no longer matters
+                self._replies.forget(early.token)
+                token = early.token
+            window.remove(early.seq)
+            if early.pipelined:
+                answered += 1
+            future = early.future
+            if future is not None and not future.done():
+                future.set_result(None)
+        credit_of(ref).settle(free, tried=answered > 0, answered=answered)
 
     def _settle(
         self, ref: RemoteRef[Any], window: Window, sent: Sent, failure: BaseException | None
