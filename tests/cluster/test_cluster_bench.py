@@ -18,7 +18,7 @@ if importlib.util.find_spec("benchmarks") is None:  # run from a checkout withou
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import actors
-from benchmarks import cluster, cluster_cpu
+from benchmarks import cluster, cluster_cpu, wire_cost
 
 
 async def _run(url: str) -> list[cluster.Result]:
@@ -89,3 +89,9 @@ def test_the_cpu_per_tell_benchmark_runs_and_measures_both_processes() -> None:
         sender, owner = actors.run(_cpu, server.url, use_uvloop=False)
     assert len(sender) == len(owner) == 2
     assert all(value >= 0 for value in (*sender, *owner))
+
+
+def test_the_wire_cost_benchmark_times_each_frame() -> None:
+    table = wire_cost.table(1).splitlines()
+    assert table[0].startswith("| frame | bytes | check_frame")
+    assert len(table) == 2 + len(wire_cost.frames())
