@@ -49,6 +49,7 @@ from .._errors import (
     AskTimeout,
     MailboxFull,
     MessageTypeError,
+    NotSendableError,
     SendTimeout,
     SystemNotRunning,
 )
@@ -1304,7 +1305,11 @@ def _check_message(ref: RemoteRef[Any], message: object) -> None:
                 f"remote actor {ref.path} on node {ref.node} does not accept "
                 f"{type(message).__qualname__}; it accepts {' | '.join(names)}"
             )
-    check_sendable(message, f"message to remote actor {ref.path}")
+    try:
+        check_sendable(message)
+    except NotSendableError:  # the same refusal, naming the target (built only then)
+        check_sendable(message, f"message to remote actor {ref.path}")
+        raise
 
 
 def check_accepts(ref: RemoteRef[Any], accepts: Any) -> None:

@@ -397,6 +397,30 @@ def test_a_publish_that_fails_at_once_fails_its_reply_on_the_next_iteration() ->
     run(scenario)
 
 
+class _Plain(msgspec.Struct, frozen=True):
+    to: actors.Ref[Any] | None
+    n: int
+
+
+class _LocalOnlyMaybe(msgspec.Struct, frozen=True):
+    reply_to: actors.ActorRef[Any] | None = None
+
+
+def test_the_registry_encodes_a_message_without_refs_as_msgspec_does_and_checks_it_first() -> None:
+    # Refs in messages (exported, or as addresses) are covered across nodes in test_cluster.
+    registry = Parts().registry
+    exports: list[int] = []
+    plain = _Plain(None, 1)
+    assert registry.encode(plain, exports) == msgspec.msgpack.encode(plain)
+    assert exports == []
+    # The fast path comes after the type's check: a field typed ActorRef is refused even
+    # when it holds no ref (the receiving node could not fill it).
+    with pytest.raises(actors.cluster.WireError, match="typed ActorRef"):
+        registry.encode(_LocalOnlyMaybe(), exports)
+    with pytest.raises(actors.cluster.WireError, match="cannot encode"):
+        registry.encode(2**70, exports)
+
+
 def test_a_lookup_that_finds_no_responders_raises_actor_not_found() -> None:
     async def scenario() -> None:
         parts = Parts()
