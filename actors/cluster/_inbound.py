@@ -485,8 +485,18 @@ class Inbound:
         their turns one by one (waits, refusals)."""
         if first != place.expected or export.cell.system.tracer is not None:
             return False  # a tracing node enqueues each in its sender's context (slow path)
+        # The tells of a frame are mostly of one type: its checks (registered, accepted)
+        # and its decoder are looked up once per type, not once per tell.
+        decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
+
+        def decode(told: Told) -> object:
+            decoder = decoders.get(told.type)
+            if decoder is None:
+                decoder = decoders[told.type] = self._body_decoder(export, told.type)
+            return decoder.decode(told.body)
+
         try:
-            batch = export.cell.admit_all(self.decode_body(export, told) for told in items)
+            batch = export.cell.admit_all(decode(told) for told in items)
         except Exception:  # a refusal among them: the slow path names it
             return False
         if export.cell.mailbox.put_many_nowait(batch) != ENQUEUED:
@@ -508,19 +518,28 @@ class Inbound:
         await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, free), [])
 
     def decode_body(self, export: Export | _Served, envelope: Envelope | Told) -> object:
-        cls = message_type(envelope.type)
+        try:
+            return self._body_decoder(export, envelope.type).decode(envelope.body)
+        except DECODING as error:
+            raise WireError(f"malformed {envelope.type!r}: {error}") from None
+
+    def _body_decoder(self, export: Export | _Served, name: str) -> msgspec.msgpack.Decoder[Any]:
+        """The decoder of message type ``name`` for ``export``.
+
+        Raises:
+            WireError: no type is registered under ``name`` here.
+            MessageTypeError: ``export`` does not accept that type.
+        """
+        cls = message_type(name)
         if cls is None:
-            raise WireError(f"unknown message type {envelope.type!r}; register it on this node")
+            raise WireError(f"unknown message type {name!r}; register it on this node")
         accepts = export.accepts
         if accepts is not None and not issubclass(cls, accepts):
             raise MessageTypeError(
-                f"actor {export.path} does not accept {envelope.type!r}; it accepts "
+                f"actor {export.path} does not accept {name!r}; it accepts "
                 + " | ".join(message_name(t) for t in accepts)
             )
-        try:
-            return self._registry.decoder(cls).decode(envelope.body)
-        except DECODING as error:
-            raise WireError(f"malformed {envelope.type!r}: {error}") from None
+        return self._registry.decoder(cls)
 
     async def _enqueue_ask(
         self, export: Export, message: object, request: Envelope, reply_to: str

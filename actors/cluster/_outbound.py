@@ -54,6 +54,7 @@ from .._errors import (
     AskTimeout,
     MailboxFull,
     MessageTypeError,
+    NotSendableError,
     SendTimeout,
     SystemNotRunning,
 )
@@ -152,6 +153,9 @@ class _NoResponders(Exception):
 
 _NO_REPLY: Final = "-"  # the reply token of a frame nobody answers (a cancel notice)
 
+# A publish started by `Outbox._send_out` that waited: the coroutine, and what it waits for.
+_Started = tuple["Coroutine[Any, Any, None]", object]
+
 
 class Outbound:
     """A checked, encoded frame on its way out."""
@@ -203,7 +207,9 @@ class Outbox:
         self._limits = limits
         self.ack_timeout = ack_timeout
         # Loop only.
-        self._outbox: asyncio.Queue[tuple[Outbound, str]] | None = None
+        # The frames waiting for the pump, each maybe with its publish started (`_send_out`).
+        self._outbox: asyncio.Queue[tuple[Outbound, str, _Started | None]] | None = None
+        self._pumping = False  # the pump has a frame in its hands (loop only)
         self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
         self._addresses: msgspec.msgpack.Decoder[Address] = decoder_for(Address, None)
         self._seqs: msgspec.msgpack.Decoder[int] = decoder_for(int, None)
@@ -232,8 +238,7 @@ class Outbox:
         For a frame whose replies someone else awaits (a stream's, see ``_streams``): a
         frame that cannot leave fails nothing here.
         """
-        assert self._outbox is not None
-        self._outbox.put_nowait((out, token))
+        self._send_out(out, token)
 
     async def listen(self, client: NatsClient) -> None:
         """Subscribe to this node's reply inbox and start the pump. Loop only."""
@@ -463,7 +468,7 @@ class Outbox:
             self._ask_slowly(asking)
             return
         asking.token = self._replies.wait(asking, target)
-        outbox.put_nowait((asking.out, asking.token))
+        self._send_out(asking.out, asking.token)
 
     def _answer(self, asking: _Ask, outcome: bytes | BaseException) -> None:
         """The reply frame of a direct ask, or why none will come (loop only)."""
@@ -577,25 +582,92 @@ class Outbox:
             return self._me.name_subject(name)
         return self._me.actor_subject(address_of(ref))
 
-    async def _pump(self) -> None:
-        """The one FIFO every outbound frame of this node goes through."""
+    def _send_out(self, out: Outbound, token: str) -> None:
+        """Into the one FIFO: published now when the pump is idle, else queued behind it.
+
+        An idle pump (nothing queued, no frame in its hands) would take the frame only at
+        the loop's next iteration; publishing here saves that iteration (an ask's frame,
+        the first frame of a burst). nats-py has no synchronous publish, but its
+        ``publish`` only appends to the client's buffer and wakes its flusher unless that
+        buffer is full: so it is driven here, without a task. If it waits after all, it
+        goes into the outbox half done, first in line, and the pump finishes it before
+        anything queued behind it. A frame that exports refs goes through the pump (their
+        subscriptions come first). A failure is reported from the next iteration, as the
+        pump would, so that no caller is called back in the middle of its own call. Loop
+        only.
+        """
         outbox, client = self._outbox, self._transport.client
         assert outbox is not None
-        assert client is not None
+        if self._pumping or out.exports or client is None or not outbox.empty():
+            outbox.put_nowait((out, token, None))
+            return
+        reply = "" if token is _NO_REPLY else f"{self._me.inbox}.{token}"
+        publishing = client.publish(out.subject, out.data, reply=reply)
+        try:
+            waiting = publishing.send(None)
+        except StopIteration:
+            return
+        except Exception as error:
+            asyncio.get_running_loop().call_soon(self._not_published, out, token, error)
+            return
+        outbox.put_nowait((out, token, (publishing, waiting)))
+
+    async def _pump(self) -> None:
+        """The one FIFO every outbound frame of this node goes through (see `_send_out`)."""
+        outbox = self._outbox
+        assert outbox is not None
         while True:
-            out, token = await outbox.get()
+            out, token, started = await outbox.get()
+            self._pumping = True
             try:
-                for id in out.exports:
-                    await self._inbound.ensure_subscribed(id)
-                reply = "" if token is _NO_REPLY else f"{self._me.inbox}.{token}"
-                await client.publish(out.subject, out.data, reply=reply)
-            except Exception as error:
-                failure = MailboxFull(
-                    f"node {self._me.node} could not publish ({type(error).__name__}: {error}); "
-                    "message not sent",
-                    out.message,
-                )
-                self._replies.fail(token, failure)
+                if started is None:
+                    await self._publish(out, token)
+                else:
+                    await self._finish(out, token, *started)
+            finally:
+                self._pumping = False
+
+    async def _publish(self, out: Outbound, token: str) -> None:
+        client = self._transport.client
+        try:
+            if client is None:
+                raise ActorStopped(f"node {self._me.node} is leaving the cluster")
+            for id in out.exports:
+                await self._inbound.ensure_subscribed(id)
+            reply = "" if token is _NO_REPLY else f"{self._me.inbox}.{token}"
+            await client.publish(out.subject, out.data, reply=reply)
+        except Exception as error:
+            self._not_published(out, token, error)
+
+    async def _finish(
+        self, out: Outbound, token: str, publishing: Coroutine[Any, Any, None], waiting: object
+    ) -> None:
+        """Resume a publish `_send_out` started, each time what it waits for is done."""
+        try:
+            while True:
+                try:
+                    if isinstance(waiting, asyncio.Future):
+                        await waiting
+                    else:  # a bare yield: one iteration
+                        await asyncio.sleep(0)
+                except BaseException as error:  # handed in, as its task would (cancellation)
+                    waiting = publishing.throw(error)
+                else:
+                    waiting = publishing.send(None)
+        except StopIteration:
+            pass
+        except Exception as error:
+            self._not_published(out, token, error)
+        finally:
+            publishing.close()
+
+    def _not_published(self, out: Outbound, token: str, error: BaseException) -> None:
+        failure = MailboxFull(
+            f"node {self._me.node} could not publish ({type(error).__name__}: {error}); "
+            "message not sent",
+            out.message,
+        )
+        self._replies.fail(token, failure)
 
     async def _exchange(
         self, out: Outbound, target: tuple[str, str] | None, wait: float | None
@@ -607,7 +679,7 @@ class Outbox:
         if target is not None and self._membership.is_dead(target):
             raise NodeDown(f"node {target[0]} is down", out.message)
         token, future = self._replies.expect(target)
-        outbox.put_nowait((out, token))
+        self._send_out(out, token)
         answered = False
         try:
             data = await (future if wait is None else asyncio.wait_for(future, wait))
@@ -633,7 +705,7 @@ class Outbox:
         if outbox is None or self._transport.closing:
             return
         subject, data = self._notice(subject, key)
-        outbox.put_nowait((Outbound(subject, data, [], None), _NO_REPLY))
+        self._send_out(Outbound(subject, data, [], None), _NO_REPLY)
 
     def cancel_notice(self, out: Outbound) -> tuple[str, bytes] | None:
         """The subject and frame of the cancel notice of ask ``out`` (None: it has no key).
@@ -891,7 +963,7 @@ class Outbox:
             if sent.token:  # sent again: the earlier transmission's reply no longer matters
                 self._replies.forget(sent.token)
             sent.token = token
-        outbox.put_nowait((frame, token))
+        self._send_out(frame, token)
 
     def _on_stream_reply(
         self,
@@ -926,25 +998,19 @@ class Outbox:
                     self._settle(ref, window, early, None)
                 self._stall(ref, window, probe=False)
             return
-        credit_of(ref).settle(reply.free)
         if sent is None:  # a frame sent twice: its first answer settled it
+            credit_of(ref).settle(reply.free)
             return
         window.delay = 0.0
         if reply.status == OK:  # for this seq and every earlier one (see `Place`)
             for number, info in refused or ():  # but these were refused
                 refusing = window.unacked.get(number) if first <= number <= seq else None
                 if refusing is not None and self._refusal(ref, window, refusing, info):
+                    credit_of(ref).settle(reply.free)
                     return
-            done: list[Sent] = []
-            for early in window.unacked.values():  # in seq order
-                if early.seq > seq:
-                    break
-                done.append(early)
-            for early in done:
-                if early is not sent:
-                    self._replies.forget(early.token)
-                self._settle(ref, window, early, None)
+            self._settle_run(ref, window, seq, sent, reply.free)
             return
+        credit_of(ref).settle(reply.free)
         info = reply.error or ErrorInfo("other", "Error", "no detail", ref.path, ref.node)
         for early in _between(window, first, seq):  # a frame refused whole: each of its tells
             if self._refusal(ref, window, early, info):
@@ -959,6 +1025,31 @@ class Outbox:
             return True
         self._settle(ref, window, sent, failure)
         return False
+
+    def _settle_run(
+        self, ref: RemoteRef[Any], window: Window, seq: int, sent: Sent, free: int
+    ) -> None:
+        """An OK for ``sent`` (seq ``seq``): every tell up to it is enqueued. As `_settle`
+        for each, with the credit they held given back in one step with the room reported
+        (one lock, and the senders waiting for room woken once, with the fresh view)."""
+        done: list[Sent] = []
+        for early in window.unacked.values():  # in seq order
+            if early.seq > seq:
+                break
+            done.append(early)
+        token = sent.token
+        answered = 0
+        for early in done:
+            if early.token != token:  # its own frame's reply no longer matters
+                self._replies.forget(early.token)
+                token = early.token
+            window.remove(early.seq)
+            if early.pipelined:
+                answered += 1
+            future = early.future
+            if future is not None and not future.done():
+                future.set_result(None)
+        credit_of(ref).settle(free, tried=answered > 0, answered=answered)
 
     def _settle(
         self, ref: RemoteRef[Any], window: Window, sent: Sent, failure: BaseException | None
@@ -1179,7 +1270,7 @@ class Outbox:
 
         target = _target_of(ref)
         token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
-        outbox.put_nowait((out, token))
+        self._send_out(out, token)
 
     def _probe_credit(self, ref: RemoteRef[Any]) -> None:
         outbox = self._outbox
@@ -1199,7 +1290,7 @@ class Outbox:
 
         target = _target_of(ref)
         token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
-        outbox.put_nowait((out, token))
+        self._send_out(out, token)
 
     async def lookup(self, name: str, timeout: float, *, group: bool = False) -> Any:
         envelope = Envelope(WIRE_VERSION, PROBE, "", NIL, None, self._me.node)
@@ -1337,7 +1428,11 @@ def _check_message(ref: RemoteRef[Any], message: object) -> None:
                 f"remote actor {ref.path} on node {ref.node} does not accept "
                 f"{type(message).__qualname__}; it accepts {' | '.join(names)}"
             )
-    check_sendable(message, f"message to remote actor {ref.path}")
+    try:
+        check_sendable(message)
+    except NotSendableError:  # the same refusal, naming the target (built only then)
+        check_sendable(message, f"message to remote actor {ref.path}")
+        raise
 
 
 def check_accepts(ref: RemoteRef[Any], accepts: Any) -> None:

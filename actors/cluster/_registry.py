@@ -221,6 +221,13 @@ class Registry:
                 f"another node; type it actors.Ref to send {type(value).__qualname__} across "
                 "nodes"
             )
+        try:
+            # Most messages hold no ref: msgspec encodes them natively, and never calls a
+            # hook for what it encodes natively, so these are the bytes the hook's path
+            # makes, without building the hook and its encoder per call.
+            return msgspec.msgpack.encode(value)
+        except (TypeError, ValueError, OverflowError):
+            pass  # a ref, or what cannot be encoded: the hook's path below says which
 
         def hook(obj: Any) -> Any:
             if isinstance(obj, GroupRef):

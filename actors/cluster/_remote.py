@@ -231,11 +231,14 @@ class Credit:
             self._probing = True
         return False
 
-    def settle(self, free: int, *, tried: bool = False, probe: bool = False) -> None:
-        """A reply reported ``free`` slots (-1: no report); ``tried``: it answers a try_send."""
+    def settle(
+        self, free: int, *, tried: bool = False, probe: bool = False, answered: int = 1
+    ) -> None:
+        """A reply reported ``free`` slots (-1: no report); ``tried``: it answers
+        ``answered`` try_sends or pipelined tells (one reply answers a whole run of them)."""
         with self._lock:
-            if tried and self._unacked:
-                self._unacked -= 1
+            if tried:
+                self._unacked = max(0, self._unacked - answered)
             if probe:
                 self._probing = False
             if free >= 0 and self._tracks_room:

@@ -367,7 +367,9 @@ for _atom in _ATOMS:
 
 # -- frame checks ---------------------------------------------------------------------------
 
-# Bytes that follow a header byte, by header: fixed-size scalars.
+# Bytes a scalar item takes, its header included, by header byte (0: not a scalar whose
+# size its header gives: a container, a sized str/bin, an extension, or invalid). One table
+# lookup per item keeps the scan's common case (ints, short strings, nil) to a few steps.
 _FIXED: Final[dict[int, int]] = {
     0xC0: 0,
     0xC2: 0,
@@ -383,6 +385,21 @@ _FIXED: Final[dict[int, int]] = {
     0xD2: 4,
     0xD3: 8,
 }
+
+
+def _scalar_sizes() -> tuple[int, ...]:
+    sizes = [0] * 256
+    for head in range(256):
+        if head <= 0x7F or head >= 0xE0:  # positive and negative fixint
+            sizes[head] = 1
+        elif 0xA0 <= head <= 0xBF:  # fixstr
+            sizes[head] = 1 + (head & 0x1F)
+        elif head in _FIXED:
+            sizes[head] = 1 + _FIXED[head]
+    return tuple(sizes)
+
+
+_SCALAR: Final[tuple[int, ...]] = _scalar_sizes()
 # Headers followed by a big-endian length of 1, 2 or 4 bytes, then that many bytes.
 _SIZED: Final[dict[int, int]] = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
 # Headers of arrays (1 slot per element) and maps (2 slots per entry) with a 2- or 4-byte count.
@@ -407,52 +424,61 @@ def check_frame(data: bytes, max_size: int, max_depth: int) -> None:
     size = len(data)
     if size > max_size:
         raise MessageTooLarge(f"frame of {size} bytes exceeds the limit of {max_size} bytes")
+    scalar = _SCALAR
     pos = 0
-    # Items still expected at each open level; the frame itself is one item.
-    pending = [1]
-    while pending:
-        if pending[-1] == 0:
-            pending.pop()
-            continue
-        pending[-1] -= 1
-        if pos >= size:
-            raise WireError("truncated frame")
-        head = data[pos]
-        pos += 1
-        count = 0
-        if head <= 0x7F or head >= 0xE0:
-            continue  # fixint
-        if 0xA0 <= head <= 0xBF:  # fixstr
-            pos += head & 0x1F
-        elif 0x90 <= head <= 0x9F:
-            count = head & 0x0F
-        elif 0x80 <= head <= 0x8F:
-            count = 2 * (head & 0x0F)
-        elif head in _FIXED:
-            pos += _FIXED[head]
-        elif head in _SIZED:
-            width = _SIZED[head]
-            pos += width + int.from_bytes(data[pos : pos + width], "big")
-        elif head in _CONTAINERS:
-            width, slots = _CONTAINERS[head]
-            if pos + width > size:
-                raise WireError("truncated frame")
-            count = slots * int.from_bytes(data[pos : pos + width], "big")
-            pos += width
-        elif 0xC7 <= head <= 0xC9 or 0xD4 <= head <= 0xD8:
-            raise WireError("MessagePack extension types are not accepted")
-        else:
-            raise WireError(f"invalid MessagePack byte 0x{head:02x}")
-        if pos > size:
-            raise WireError("a length header claims more bytes than the frame holds")
-        if count:
-            if count > size - pos:  # every item takes at least one byte
-                raise WireError("a count header claims more items than the frame holds")
-            if len(pending) > max_depth:
-                raise WireError(f"frame nested deeper than {max_depth} levels")
-            pending.append(count)
-    if pos != size:
-        raise WireError(f"{size - pos} trailing bytes after the frame")
+    remaining = 1  # items still expected at the open level; the frame itself is one item
+    outer: list[int] = []  # the same for each enclosing level, innermost last
+    try:
+        while True:
+            if not remaining:
+                if not outer:
+                    break
+                remaining = outer.pop()
+                continue
+            remaining -= 1
+            head = data[pos]  # IndexError past the end: see below
+            step = scalar[head]
+            if step:
+                # Not checked against the end here: the next read, or the final check,
+                # finds a scalar that ran past it (nothing else happens in between).
+                pos += step
+                continue
+            pos += 1
+            if head <= 0x9F:  # fixmap 0x80-0x8f, fixarray 0x90-0x9f
+                count = head & 0x0F if head >= 0x90 else 2 * (head & 0x0F)
+            elif head in _SIZED:
+                width = _SIZED[head]
+                pos += width + int.from_bytes(data[pos : pos + width], "big")
+                if pos > size:
+                    raise WireError("a length header claims more bytes than the frame holds")
+                continue
+            elif head in _CONTAINERS:
+                width, slots = _CONTAINERS[head]
+                if pos + width > size:
+                    raise WireError("truncated frame")
+                count = slots * int.from_bytes(data[pos : pos + width], "big")
+                pos += width
+            elif 0xC7 <= head <= 0xC9 or 0xD4 <= head <= 0xD8:
+                raise WireError("MessagePack extension types are not accepted")
+            else:
+                raise WireError(f"invalid MessagePack byte 0x{head:02x}")
+            if count:
+                if count > size - pos:  # every item takes at least one byte
+                    raise WireError("a count header claims more items than the frame holds")
+                if len(outer) >= max_depth:  # this container would be one level too deep
+                    raise WireError(f"frame nested deeper than {max_depth} levels")
+                outer.append(remaining)
+                remaining = count
+    except IndexError:  # an item expected at or past the end
+        pass
+    else:
+        if pos == size:
+            return
+        if pos < size:
+            raise WireError(f"{size - pos} trailing bytes after the frame")
+    if pos > size:  # the last scalar claimed bytes beyond the end
+        raise WireError("a length header claims more bytes than the frame holds")
+    raise WireError("truncated frame")
 
 
 # -- errors ---------------------------------------------------------------------------------

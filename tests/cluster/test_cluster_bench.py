@@ -18,7 +18,7 @@ if importlib.util.find_spec("benchmarks") is None:  # run from a checkout withou
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import actors
-from benchmarks import cluster
+from benchmarks import cluster, cluster_cpu, wire_cost
 
 
 async def _run(url: str) -> list[cluster.Result]:
@@ -77,3 +77,21 @@ def test_the_durable_send_row_runs_and_renders(tmp_path: Path) -> None:
     assert table[0].startswith("| case | `actors` durable send + flush | raw nats-py")
     assert len(table) == 3
     assert "durable send until stored, 1 producer (50 messages)" in table[2]
+
+
+async def _cpu(url: str) -> tuple[list[float], list[float]]:
+    with anyio.fail_after(60):
+        return await cluster_cpu.cpu_per_tell(url, producers=2, tells=200, reps=2, use_uvloop=False)
+
+
+def test_the_cpu_per_tell_benchmark_runs_and_measures_both_processes() -> None:
+    with NatsServer() as server:
+        sender, owner = actors.run(_cpu, server.url, use_uvloop=False)
+    assert len(sender) == len(owner) == 2
+    assert all(value >= 0 for value in (*sender, *owner))
+
+
+def test_the_wire_cost_benchmark_times_each_frame() -> None:
+    table = wire_cost.table(1).splitlines()
+    assert table[0].startswith("| frame | bytes | check_frame")
+    assert len(table) == 2 + len(wire_cost.frames())

@@ -329,6 +329,98 @@ def test_the_outbox_publishes_with_a_reply_subject_and_hands_back_the_reply() ->
     run(scenario)
 
 
+@dataclass
+class GatedClient(FakeClient):
+    """A client whose publish of subject ``gated`` waits for ``gate``, after buffering the
+    frame (as nats-py waits for a flush of its full buffer); ``failing`` raises."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def publish(
+        self, subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        if subject == "failing":
+            raise ConnectionError("not connected")
+        await super().publish(subject, data, reply, headers)
+        if subject == "gated":
+            await self.gate.wait()
+
+
+def test_an_idle_outbox_publishes_at_once_and_one_that_waits_keeps_the_order() -> None:
+    async def scenario() -> None:
+        parts = Parts()
+        client = parts.client = GatedClient()
+        parts.transport.client = client  # type: ignore[assignment]
+        await parts.outbox.listen(client)  # type: ignore[arg-type]
+        outbox = parts.outbox
+        # The pump is idle: the frame is handed to the client within the call.
+        outbox.publish(Outbound("first", b"1", [], None), "t1")
+        assert [m.subject for m in client.published] == ["first"]
+        # This publish waits (a full buffer): what follows queues behind it, in order.
+        outbox.publish(Outbound("gated", b"2", [], None), "t2")
+        outbox.publish(Outbound("third", b"3", [], None), "t3")
+        outbox.publish(Outbound("fourth", b"4", [], None), "t4")
+        assert [m.subject for m in client.published] == ["first", "gated"]
+        client.gate.set()
+        with anyio.fail_after(5):
+            while len(client.published) < 4:
+                client.sent.clear()
+                await client.sent.wait()
+        assert [m.subject for m in client.published] == ["first", "gated", "third", "fourth"]
+        # Idle again: at once.
+        outbox.publish(Outbound("fifth", b"5", [], None), "t5")
+        assert client.published[-1].subject == "fifth"
+
+    run(scenario)
+
+
+def test_a_publish_that_fails_at_once_fails_its_reply_on_the_next_iteration() -> None:
+    async def scenario() -> None:
+        parts = Parts()
+        client = parts.client = GatedClient()
+        parts.transport.client = client  # type: ignore[assignment]
+        await parts.outbox.listen(client)  # type: ignore[arg-type]
+        failed = asyncio.Event()
+        answers: list[bytes | None] = []
+
+        def on_reply(data: bytes | None) -> None:
+            answers.append(data)
+            failed.set()
+
+        token = parts.replies.callback(on_reply, None, time.monotonic() + 60)
+        parts.outbox.publish(Outbound("failing", b"x", [], None), token)
+        assert answers == []  # not from inside the caller's own call
+        with anyio.fail_after(5):
+            await failed.wait()
+        assert answers == [None]
+
+    run(scenario)
+
+
+class _Plain(msgspec.Struct, frozen=True):
+    to: actors.Ref[Any] | None
+    n: int
+
+
+class _LocalOnlyMaybe(msgspec.Struct, frozen=True):
+    reply_to: actors.ActorRef[Any] | None = None
+
+
+def test_the_registry_encodes_a_message_without_refs_as_msgspec_does_and_checks_it_first() -> None:
+    # Refs in messages (exported, or as addresses) are covered across nodes in test_cluster.
+    registry = Parts().registry
+    exports: list[int] = []
+    plain = _Plain(None, 1)
+    assert registry.encode(plain, exports) == msgspec.msgpack.encode(plain)
+    assert exports == []
+    # The fast path comes after the type's check: a field typed ActorRef is refused even
+    # when it holds no ref (the receiving node could not fill it).
+    with pytest.raises(actors.cluster.WireError, match="typed ActorRef"):
+        registry.encode(_LocalOnlyMaybe(), exports)
+    with pytest.raises(actors.cluster.WireError, match="cannot encode"):
+        registry.encode(2**70, exports)
+
+
 def test_a_lookup_that_finds_no_responders_raises_actor_not_found() -> None:
     async def scenario() -> None:
         parts = Parts()

@@ -244,6 +244,28 @@ def test_a_sender_refused_by_the_credit_waits_for_a_reply_only_while_one_is_due(
     asyncio.run(scenario())
 
 
+def test_one_reply_gives_back_the_credit_of_the_whole_run_it_answers_in_one_step() -> None:
+    async def scenario() -> None:
+        credit = Credit(3)
+        assert credit.reserve()
+        assert credit.reserve()
+        assert credit.reserve()
+        assert not credit.reserve()
+        waiter = oneshot()
+        assert credit.wait_for_room(waiter)
+        # One OK answers all three: the room it reports and the three slots, at once, so
+        # the woken sender finds the fresh view (not one slot and the old room).
+        credit.settle(5, tried=True, answered=3)
+        assert await waiter.wait(1.0) is None
+        for _ in range(5):
+            assert credit.reserve()
+        assert not credit.reserve()
+        credit.settle(-1, tried=True, answered=9)  # never below nothing unanswered
+        assert not credit.wait_for_room(oneshot())
+
+    asyncio.run(scenario())
+
+
 async def test_producers_past_the_window_wait_for_replies_not_for_round_trips_of_their_own(
     server: NatsServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
