@@ -12,7 +12,7 @@ back as "no responders" (NATS status 503). That is no proof that the actor has s
 node may be reconnecting (after a server restart, whichever node is back first gets 503s
 until the others have re-subscribed). So `_request` asks the owner node itself, on its
 node subject ``p.actor.<node>.<incarnation>.0`` (no exported actor has id 0), whether the
-export still exists (`_owner_says_gone`, answered by `_on_node_probe` from the export
+export still exists (`owner_says_gone`, answered by `_on_node_probe` from the export
 table, whatever the state of the subscriptions). Only "gone" finishes the ref; anything
 else (the actor is still exported, or the owner does not answer: it is reconnecting, or
 dead and soon declared down by the heartbeats) is transient, and the request is published
@@ -143,8 +143,8 @@ _OWNER_ANSWER_WAIT: Final = 1.0  # seconds one probe of an owner node waits for 
 # round trip of its own: a reply answers up to ACK_EVERY tells and comes within a round
 # trip (well under a millisecond on a LAN); one much later means a slow or silent target.
 _REPLY_WAIT: Final = 0.05
-_RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
-_RETRY_MAX: Final = 0.5  # ... up to this
+RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
+RETRY_MAX: Final = 0.5  # ... up to this
 
 
 class _NoResponders(Exception):
@@ -682,7 +682,10 @@ class Outbox:
         self._send_out(out, token)
         answered = False
         try:
-            data = await (future if wait is None else asyncio.wait_for(future, wait))
+            # `asyncio.timeout`, not `wait_for`: on CPython 3.11 `wait_for` can swallow a
+            # cancellation that arrives as the future completes (the leave cancels these).
+            async with asyncio.timeout(wait):
+                data = await future
             answered = True
             return data
         except _NoResponders:
@@ -790,10 +793,11 @@ class Outbox:
             # sent again (after a lost reply or a reconnect), and would then come after it.
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                await asyncio.wait_for(window_of(ref).wait_drained(), left)
+                async with asyncio.timeout(left):  # not `wait_for`: see `_exchange`
+                    await window_of(ref).wait_drained()
             except TimeoutError:
                 raise on_timeout() from None
-        delay = _RETRY_FIRST
+        delay = RETRY_FIRST
         retry = False
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -810,14 +814,14 @@ class Outbox:
                         out.message,
                     ) from None
                 # Nobody received the frame. Stopped for good only if its node says so.
-                if await self._owner_says_gone(ref, deadline):
+                if await self.owner_says_gone(ref, deadline):
                     finish_proxy(cell_of(ref), None)
                     raise stopped_error(ref, out.message) from None
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
                 if pause <= 0:
                     raise on_timeout() from None
                 await asyncio.sleep(pause)
-                delay = min(delay * 2, _RETRY_MAX)
+                delay = min(delay * 2, RETRY_MAX)
                 if target is not None and self._membership.is_dead(target):
                     raise NodeDown(f"node {target[0]} is down", out.message) from None
                 if not ref.is_alive:  # a down notice came meanwhile
@@ -917,7 +921,8 @@ class Outbox:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         (sent,) = self._submit_run(ref, [out], future)
         try:
-            await asyncio.wait_for(asyncio.shield(future), wait)
+            async with asyncio.timeout(wait):  # not `wait_for`: see `_exchange`
+                await asyncio.shield(future)
         except TimeoutError:
             raise on_timeout() from None
         finally:
@@ -1101,7 +1106,7 @@ class Outbox:
             while window.unacked:
                 if window.delay:
                     await asyncio.sleep(window.delay)
-                window.delay = min(max(window.delay * 2, _RETRY_FIRST), _RETRY_MAX)
+                window.delay = min(max(window.delay * 2, RETRY_FIRST), RETRY_MAX)
                 ending = self._stream_ending(ref)
                 if ending is not None:
                     break
@@ -1109,7 +1114,7 @@ class Outbox:
                     continue  # a reconnect stalls the stream again: this waits for it
                 if probe:
                     try:
-                        gone = await self._owner_says_gone(ref, None)
+                        gone = await self.owner_says_gone(ref, None)
                     except ActorStopped:
                         raise
                     except Exception:  # the probe could not go out (reconnecting): later
@@ -1162,7 +1167,7 @@ class Outbox:
 
     # -- no responders: asking the owner node ------------------------------------------------
 
-    async def _owner_says_gone(self, ref: RemoteRef[Any], deadline: float | None) -> bool:
+    async def owner_says_gone(self, ref: RemoteRef[Any], deadline: float | None) -> bool:
         """Whether the node owning ``ref``'s actor confirms the actor has stopped.
 
         False when the owner says the actor is still exported, and when it does not answer

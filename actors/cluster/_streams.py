@@ -84,7 +84,7 @@ from .._stream import (
     ReplyStream,
     StreamRequest,
 )
-from ._outbound import _RETRY_FIRST, _RETRY_MAX  # pyright: ignore[reportPrivateUsage]  # as ask's
+from ._outbound import RETRY_FIRST, RETRY_MAX  # the same pauses as an ask's
 from ._remote import address_of, by_name, finish_proxy, stopped_error
 from ._tracecontext import remote_message
 from ._transport import subscribe
@@ -210,7 +210,7 @@ class _Reading:
         self.id = id
         self.out: Outbound | None = None  # the request, to publish again after "no responders"
         self.retrying = False  # a retry is under way (`RemoteStreams._nobody_there`)
-        self.delay = _RETRY_FIRST  # the next pause before publishing again (doubling)
+        self.delay = RETRY_FIRST  # the next pause before publishing again (doubling)
         self.ref = ref
         self.channel = channel
         self.credit = credit
@@ -442,7 +442,7 @@ class RemoteStreams:
     async def _nobody_there(self, reading: _Reading) -> None:
         """Nobody received the request ("no responders"): as `ask` does (see ``_outbound``),
         ask the owner node whether the actor is gone; if not (its node is reconnecting, say),
-        publish the request again after a pause, doubling up to `_RETRY_MAX`. A 503 means
+        publish the request again after a pause, doubling up to `RETRY_MAX`. A 503 means
         nobody received it, so publishing again never starts the stream twice.
 
         Ends when the owner says gone (`ActorStopped`), the node is declared down
@@ -453,7 +453,7 @@ class RemoteStreams:
         try:
             # One probe at a time; the owner answers from its export table. Private to
             # the outbox, which owns the probe's wire form; shared rather than copied.
-            gone = await self._outbox._owner_says_gone(ref, None)  # pyright: ignore[reportPrivateUsage]
+            gone = await self._outbox.owner_says_gone(ref, None)
         except ActorStopped as error:  # the owner's node was declared down, or we leave
             self._end_if_read(reading, error)
             return
@@ -462,7 +462,7 @@ class RemoteStreams:
             self._end_if_read(reading, stopped_error(ref, request))
             return
         await asyncio.sleep(reading.delay)
-        reading.delay = min(reading.delay * 2, _RETRY_MAX)
+        reading.delay = min(reading.delay * 2, RETRY_MAX)
         reading.retrying = False
         if self.reading.get(reading.id) is not reading:
             return  # ended meanwhile (teardown, the node declared down)

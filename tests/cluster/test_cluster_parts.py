@@ -329,6 +329,26 @@ def test_the_outbox_publishes_with_a_reply_subject_and_hands_back_the_reply() ->
     run(scenario)
 
 
+def test_an_exchange_cancelled_as_its_reply_lands_is_cancelled() -> None:
+    # CPython 3.11's `asyncio.wait_for` returned the result instead (the reply's future was
+    # done when the cancellation arrived): a leave that cancels the cluster loop's tasks
+    # then saw them go on.
+    async def scenario() -> None:
+        parts = Parts()
+        client = parts.client
+        await parts.outbox.listen(client)  # type: ignore[arg-type]
+        exchange = asyncio.ensure_future(
+            parts.outbox._exchange(Outbound("t.name.x", b"frame", [], None), None, 1.0)  # pyright: ignore[reportPrivateUsage]
+        )
+        await client.sent.wait()
+        await client.deliver("_INBOX.t.a.inc-a.*", FakeMsg(client.published[0].reply, b"ok"))
+        exchange.cancel()  # in the same loop iteration as the reply
+        with pytest.raises(asyncio.CancelledError):
+            await exchange
+
+    run(scenario)
+
+
 @dataclass
 class GatedClient(FakeClient):
     """A client whose publish of subject ``gated`` waits for ``gate``, after buffering the

@@ -40,7 +40,7 @@ from actors.cluster import (
     lookup_group,
     register_message,
 )
-from actors.cluster._outbound import _RETRY_FIRST as RETRY_FIRST  # pyright: ignore[reportPrivateUsage]
+from actors.cluster._outbound import RETRY_FIRST as RETRY_FIRST  # pyright: ignore[reportPrivateUsage]
 from actors.cluster._remote import address_of
 from actors.cluster._streams import (
     CreditChannel,
