@@ -369,25 +369,12 @@ class Outbox:
 
         Cancellation: the hold ends once the frame can no longer arrive after a later one.
         """
-        credit = credit_of(ref)
-        credit.hold()
-        try:
-            result = await call
-        except (AskTimeout, SendTimeout):  # abandoned: the frame may still be on its way
-            self._release_when_quiet(ref)
-            raise
-        except Exception:  # answered (a refusal, a remote error) or never sent
-            credit.release()
-            raise
-        except BaseException:  # cancelled: as abandoned
-            self._release_when_quiet(ref)
-            raise
-        credit.release()
-        return result
+        with self._holding(ref):
+            return await call
 
     @contextlib.contextmanager
     def _holding(self, ref: RemoteRef[Any]) -> Generator[None]:
-        """`_held`, for a block in a plain thread."""
+        """The hold of `_held` around a block (also a plain thread's blocking call)."""
         credit = credit_of(ref)
         credit.hold()
         try:
