@@ -517,8 +517,11 @@ class Cell(Latch):
         if task is None:
             return False
         home = self.home
-        # On the home thread the running loop is the home loop: passing it spares the lookup.
-        return threading.get_ident() == home.thread_id and asyncio.current_task(home.loop) is task
+        if threading.get_ident() != home.thread_id:
+            return False
+        # A drain runs outside any task, and only while it runs is ``task`` `_DRAINING`. On
+        # the home thread the running loop is the home loop: passing it spares the lookup.
+        return task is _DRAINING or asyncio.current_task(home.loop) is task
 
     def on_home_thread(self) -> bool:
         return threading.get_ident() == self.home.thread_id
@@ -562,7 +565,21 @@ class Cell(Latch):
             self.parked = None
             parked.set_result(WOKEN)
             return
-        if parked is None:  # and its other common case: a new actor's first message
+        if parked is None:  # and its other common case: an idle actor's next message
+            # `_drains`, inlined: a synchronous handler's actor runs as a loop callback.
+            instance = self.instance
+            behaviour = self.behaviour
+            if instance is not None and (
+                instance.__actors_sync__
+                if behaviour is None or behaviour.handler is None
+                else behaviour.sync
+            ):
+                self.task = _DRAIN_DUE
+                context = self.context
+                if context is None or running_cell not in context:
+                    context = self._prepared_context()
+                home.loop.call_soon(self._drain, context=context)
+                return
             self._spawn_task(self._run())
             return
         self._start_run()
@@ -589,10 +606,17 @@ class Cell(Latch):
                 return  # moved away since, or a duplicate: an earlier one took this wake-up
             parked = self.parked
             self.parked = None
+            drains = False
             if parked is None:
-                if self.task is None:
-                    self.task = _CLAIMED
-                self.resting = RUN_CHECKS
+                if self._drains():
+                    # Run now, in this callback: no wait the watchdog could move it during.
+                    drains = True
+                    self.task = _DRAIN_DUE
+                    self.resting = NOT_RESTING
+                else:
+                    if self.task is None:
+                        self.task = _CLAIMED
+                    self.resting = RUN_CHECKS
             elif not parked.done():
                 self.resting = RUN_CHECKS
             else:  # being cancelled: left alone, as in `_start_run`; not to be evacuated
@@ -600,7 +624,9 @@ class Cell(Latch):
                 return
         finally:
             lock.release()
-        if parked is None:
+        if drains:
+            self._prepared_context().run(self._drain)
+        elif parked is None:
             self._spawn_task(self._run(posted=True))
         else:
             parked.set_result(POSTED)
@@ -615,7 +641,26 @@ class Cell(Latch):
             if not parked.done():
                 parked.set_result(WOKEN)
             return
-        self._spawn_task(self._run())
+        self._run_soon()
+
+    def _run_soon(self) -> None:
+        # On the home thread, holding the token, no run yet: a drain for a synchronous
+        # handler (a loop callback, no task), else a run task.
+        if self._drains():
+            self.task = _DRAIN_DUE
+            self.home.loop.call_soon(self._drain, context=self._prepared_context())
+        else:
+            self._spawn_task(self._run())
+
+    def _drains(self) -> bool:
+        """Whether the actor's run may be a drain now: running, its handler synchronous."""
+        instance = self.instance
+        if instance is None or self.phase is not RUNNING:
+            return False
+        behaviour = self.behaviour
+        if behaviour is not None and behaviour.handler is not None:
+            return behaviour.sync
+        return instance.__actors_sync__
 
     def stay(self) -> bool:
         """After a wait during which `evacuate_to` may have moved the actor: may this run
@@ -637,12 +682,24 @@ class Cell(Latch):
         # reports) must not leak from whoever sent the first message. The task is named
         # after the actor so that the watchdog can name a blocking one.
         context = self.context
+        if context is None or running_cell not in context:
+            context = self._prepared_context()
+        self.task = self.home.loop.create_task(coro, name=self.path, context=context)
+
+    def _prepared_context(self) -> contextvars.Context:
+        """The context the actor's runs (tasks and drains) run in, made ready once per actor.
+
+        It holds `running_cell` (its handlers find their actor: deadlines), weakly since
+        copies of the context (tasks, loop callbacks) outlive the actor; and sniffio's
+        library, so that anyio works in a synchronous handler run by a drain, which is no
+        task (sniffio would look for one).
+        """
+        context = self.context
         if context is None:
             context = self.context = contextvars.Context()
-        if running_cell not in context:  # once per actor: its handlers find it (deadlines)
-            # Weakly: copies of the context (tasks, loop callbacks) outlive the actor.
-            context.run(running_cell.set, weakref.ref(self))
-        self.task = self.home.loop.create_task(coro, name=self.path, context=context)
+        if running_cell not in context:
+            context.run(_enter_context, weakref.ref(self))
+        return context
 
     def _at_home(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback`` on the home thread: now if already there, else soon.
@@ -1018,9 +1075,11 @@ class Cell(Latch):
         if self.terminated.is_set or not self.kill_pending:
             return  # ended, or already killed at a message boundary
         task = self.task
-        if isinstance(task, asyncio.Task) and task.done():
+        if (isinstance(task, asyncio.Task) and task.done()) or task in _DRAINS:
             # Between two run tasks: moving to another loop (`_finish_move` is due). The
-            # KILL signal waiting in its control lane ends it at its first step there.
+            # KILL signal waiting in its control lane ends it at its first step there. Or a
+            # drain is due or running: it meets the signal at its next message boundary and
+            # hands it to a run task, which ends the actor (`_on_kill`).
             return
         self.kill_pending = False
         if task is not None:
@@ -1275,6 +1334,11 @@ class Cell(Latch):
                             moving = self._should_move(traffic, holding_token=False)
                             if moving is not None:
                                 return  # the move is finished after this task (finally)
+                        if sync:
+                            # A synchronous handler's next run is a drain, not this task:
+                            # no parking (the fallback's task ends here).
+                            self.task = None
+                            return
                         if parking is None:
                             parking = self._parking()
                         woken = await parking.park(self)
@@ -1375,6 +1439,154 @@ class Cell(Latch):
                 self.handler_seconds += clock() - started
                 if moving is not None:
                     self.home.loop.call_soon(self._finish_move, moving)
+
+    def _drain(self) -> None:
+        """The run of an actor whose handler is synchronous: a loop callback, not a task.
+
+        Invariants: only the holder of the mailbox's consumer token calls it, on the home
+        thread, with ``task`` `_DRAIN_DUE` (`_wake`, `_run_soon`, `posted_start`, a fairness
+        turn); it is the only consumer (it pops without the lock, as `_run` does) and no run
+        task exists meanwhile. ``task`` is `_DRAINING` while it runs, for `in_handler`, and
+        ``home.draining`` names it, for the watchdog. It ends in one of three ways: the
+        mailbox ran dry (token handed back under the lock, ``task`` None: the state of a
+        retired actor); the budget is spent (a fairness turn: `_drain_after_turn` is
+        scheduled, the token kept); or an item only a run task handles (`_hand_to_task`).
+        """
+        home = self.home
+        if self.phase is not RUNNING:  # not started, or ending: the task path's work
+            self._hand_to_task(None)
+            return
+        receive, sync = self._handler()
+        if not sync:  # became asynchronous since it was scheduled
+            self._hand_to_task(None)
+            return
+        self.task = _DRAINING
+        home.draining = self
+        mailbox = self.mailbox
+        queue, control, senders, low_water = mailbox.consumer_view()
+        throughput = budget = self.throughput
+        times = self.times
+        clock = time.perf_counter
+        started = clock()
+        try:
+            while budget:
+                if queue and not control:
+                    item: Any = queue.popleft()
+                    if senders and len(queue) <= low_water:
+                        mailbox.grant_waiting()
+                else:
+                    item = mailbox.pop_slow()
+                kind = type(item)  # pyright: ignore[reportUnknownVariableType]
+                if kind is Signal:  # (timer ticks travel in the queue, in order: not only slow)
+                    if item is EMPTY:  # the token is handed back: idle, no task
+                        self.task = None
+                        traffic = self.traffic
+                        if type(traffic) is Traffic:
+                            traffic.bursts += 1
+                            moving = self._should_move(traffic, holding_token=False)
+                            if moving is not None:
+                                self.task = _DRAIN_DUE  # until `_finish_move` (a kill waits)
+                                home.loop.call_soon(self._finish_move, moving)
+                        return
+                    if item.record is SWITCH:  # `become`: maybe no longer synchronous
+                        receive, sync = self._handler()
+                        if not sync:
+                            self._hand_to_task(None)
+                            return
+                        continue
+                    if item is DRAINED:
+                        self._end_from_drain(self._exit_now(None))
+                    else:
+                        self._hand_to_task(item)  # every other signal: the run task's
+                    return
+                if kind is Ask:
+                    failure = self._answer_now(item, receive)
+                    if failure is not None:
+                        budget -= 1
+                        self._failed(failure, item.message)
+                        self._end_from_drain(self._exit_now(failure))
+                        return
+                else:
+                    self.handling = kind  # what the watchdog reports if we block
+                    if times is not None:
+                        began = clock()
+                    try:
+                        result: object = receive(item)
+                        if result is not None and _awaitable_kind.get(type(result)) is not False:
+                            _check_not_awaitable(result, self, item)
+                    except BaseException as error:
+                        budget -= 1
+                        self.failed_items += 1
+                        failure = (
+                            error if isinstance(error, Exception) else self._as_failure(error, item)
+                        )
+                        if failure is None:  # a GeneratorExit: no coroutine is closed here
+                            failure = RuntimeError(
+                                f"the handler of actor {self.path} raised {type(error).__name__}"
+                            )
+                            failure.__cause__ = error
+                        self._failed(failure, item)
+                        self._end_from_drain(self._exit_now(failure))
+                        return
+                    if times is not None:
+                        times.record(clock() - began)  # pyright: ignore[reportPossiblyUnboundVariable]
+                budget -= 1
+            # Budget spent: a fairness turn, the token kept, so that other actors run.
+            traffic = self.traffic
+            if type(traffic) is Traffic:
+                moving = self._should_move(traffic, holding_token=True)
+                if moving is not None:
+                    self.task = _DRAIN_DUE  # until `_finish_move`, with the rest of the queue
+                    home.loop.call_soon(self._finish_move, moving)
+                    return
+            turns = home.turns = home.turns + 1  # home thread only
+            self.task = _DRAIN_DUE
+            # Resting: the watchdog may move it off a loop that blocks before the next
+            # drain runs; that drain passes `stay` first.
+            self.resting = RUN_CHECKS
+            home.loop.call_soon(self._drain_after_turn, turns, clock(), context=self.context)
+        finally:
+            home.draining = None
+            self.dequeued += throughput - budget
+            self.handler_seconds += clock() - started
+
+    def _drain_after_turn(self, turns: int, turn: float) -> None:
+        # A drain's next burst after a fairness turn (see `_run`'s turn, which this mirrors).
+        if not self.stay():
+            return  # evacuated meanwhile: the fields are the new loop's
+        home = self.home
+        if (
+            home.turns != turns
+            and time.perf_counter() - turn > CONTENDED
+            and self.traffic is not PINNED
+        ):
+            self.system.placer.offer(self)
+        self._drain()
+
+    def _hand_to_task(self, signal: Signal | None) -> None:
+        """The drain met what only a run task handles: start one, with the token.
+
+        ``signal`` (popped from the head of the control lane) goes back there first, so the
+        task takes it next: nothing is lost or reordered. Producers only append to that lane
+        and a kill's signal is put at its head: either way, ahead of what was behind it.
+        """
+        if signal is not None:
+            self.mailbox.interrupt(signal)
+        self._spawn_task(self._run())
+
+    def _end_from_drain(self, rest: Coroutine[Any, Any, None] | None) -> None:
+        # `_exit_now` from a drain: the end, in place, or its remainder in a run task.
+        if rest is not None:
+            self._spawn_task(self._carry_on(rest))
+
+    async def _carry_on(self, rest: Coroutine[Any, Any, None]) -> None:
+        # A drain's remainder of `_exit` in a task: killed meanwhile, as `_run` would be.
+        try:
+            await rest
+        except asyncio.CancelledError:
+            if self.task is asyncio.current_task():
+                await self._killed()
+            raise
 
     def _should_move(self, traffic: Traffic, *, holding_token: bool) -> Home | None:
         """The loop to move to now, with the consumer token taken for the move; or None.
@@ -1741,6 +1953,11 @@ class Cell(Latch):
         as a supervisor that exceeded its restart intensity (`_supervisor`), which is not a
         failure of its own code.
         """
+        self._failed(error, message)
+        await self._exit(error)
+
+    def _failed(self, error: Exception, message: object = _SUPERVISING) -> None:
+        # `fail`'s bookkeeping before the end: counted, noted and logged.
         if message is _SUPERVISING:
             logger.error(
                 "actor %s gave up supervising and fails",
@@ -1759,10 +1976,21 @@ class Cell(Latch):
                 exc_info=error,
                 extra=self.log_fields(message),
             )
-        await self._exit(error)
 
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
+        rest = self._exit_now(reason)
+        if rest is not None:
+            await rest
+
+    def _exit_now(self, reason: Exception | None) -> Coroutine[Any, Any, None] | None:
+        """`_exit` as far as it goes without awaiting: None when it is done, else the
+        coroutine that completes it, to be awaited (by a run task) right away.
+
+        The one place an instance's end is decided; a drain (no task) calls it directly and
+        starts a task for the remainder only when there is one (children to stop, an
+        ``on_stop`` to await).
+        """
         parent = self.parent
         instance = self.instance
         if not self.children and (instance is None or type(instance).on_stop is _ON_STOP):
@@ -1795,19 +2023,29 @@ class Cell(Latch):
                 watchers = self.system.tree.end_childless(self)
                 if watchers is not None:
                     self._conclude(reason, False, watchers)
-                    return
+                    return None
                 # A child came meanwhile (a scope's host task): it ends first (`_finish`
                 # stops it), and none can follow (refused).
-                await self._finish(reason, run_on_stop=False)
-                return
+                return self._finish(reason, run_on_stop=False)
             self.system.tree.refuse_children(self)
-        else:
-            await self._end_instance(run_on_stop=True)
+            return self._exit_decided(reason)
+        return self._exit_slowly(reason)
+
+    async def _exit_slowly(self, reason: Exception | None) -> None:
+        # `_exit` with children to stop or an ``on_stop`` to await.
+        await self._end_instance(run_on_stop=True)
+        rest = self._exit_decided(reason)
+        if rest is not None:
+            await rest
+
+    def _exit_decided(self, reason: Exception | None) -> Coroutine[Any, Any, None] | None:
+        # The instance and its children are gone: suspend for a restart, or finish.
+        parent = self.parent
         # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
             self._suspend(reason)
             if parent.deliver(Signal(ChildExit(self, self.incarnation, reason))):
-                return
+                return None
             # The parent has finished: nobody will restart us.
             self.phase = ENDED
         if reason is not None and parent is self.system.guardian:
@@ -1816,8 +2054,8 @@ class Cell(Latch):
             self.phase = ENDED  # `_finish` without its coroutine: nothing is left to end
             self.exit_reason = reason
             self._conclude(reason, False)
-            return
-        await self._finish(reason, run_on_stop=False)
+            return None
+        return self._finish(reason, run_on_stop=False)
 
     def _suspend(self, reason: BaseException | None) -> None:
         # The instance is gone; keep the consumer token so that no run task starts while
@@ -2094,6 +2332,12 @@ class Cell(Latch):
 # code's flags). A racy fill from two loops writes the same value.
 _awaitable_kind: Final[dict[type, bool]] = {}
 
+_sniffio_library: contextvars.ContextVar[str | None] | None
+try:  # anyio finds its library through sniffio when installed, which looks for a task
+    from sniffio import current_async_library_cvar as _sniffio_library
+except ImportError:  # pragma: no cover - anyio then asks asyncio for its running loop
+    _sniffio_library = None
+
 
 def _check_not_awaitable(result: object, cell: Cell, message: object) -> None:
     """Refuse what a synchronous handler returned if it is awaitable: nobody would await it.
@@ -2164,6 +2408,40 @@ def _current_ask(cell: Cell) -> Ask | None:
             return ask
         frame = frame.f_back
     return None
+
+
+class _Drain:
+    """The ``task`` of a cell whose run is a drain (`Cell._drain`): due, or running now.
+
+    Not a task: nothing to cancel (a kill's signal ends it: `Cell._kill_here`), and never
+    being cancelled (a CancelledError a handler raises is its own failure: `_as_failure`).
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<drain {self.state}>"
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+    def cancelling(self) -> int:
+        return 0
+
+
+_DRAIN_DUE: Final[Any] = _Drain("due")
+_DRAINING: Final[Any] = _Drain("running")
+_DRAINS: Final = (_DRAIN_DUE, _DRAINING)
+
+
+def _enter_context(cell: weakref.ref[Cell]) -> None:
+    # In an actor's context, once (see `Cell._prepared_context`).
+    running_cell.set(cell)
+    if _sniffio_library is not None:
+        _sniffio_library.set("asyncio")  # every home loop is an asyncio (or uvloop) loop
 
 
 class _Claimed:
