@@ -6,11 +6,36 @@ actor's place in the supervision tree. A restart replaces the instance, never th
 refs, mailbox and queued messages survive it.
 
 An idle actor has no task. A producer that puts into an idle mailbox takes the mailbox's
-consumer token and calls `Cell._wake`, which starts a run task on the home loop: directly when
+consumer token and calls `Cell._wake`, which starts a run on the home loop: directly when
 already on that loop's thread, else with one ``call_soon_threadsafe`` (the only cross-thread
-syscall, paid once per burst). The run task handles messages one at a time, yields to the
-loop after ``throughput`` messages so that other actors on the loop get their turn, and ends
-when the mailbox is empty, handing the token back.
+syscall, paid once per burst). The run handles messages one at a time, yields to the loop
+after ``throughput`` messages so that other actors on the loop get their turn, and ends when
+the mailbox is empty, handing the token back.
+
+A run takes one of two forms (issue 17). An actor whose current handler is synchronous runs
+as a *drain* (`Cell._drain`): a plain loop callback that calls the handler in place, with no
+task, no coroutine and no parked future, so that waking it costs a ``call_soon`` and its
+whole life (spawn, a message, a stop) needs no task at all. Everything else is the *run
+task* (`Cell._run`), which stays the one owner of the slow cases: async handlers and hooks,
+control signals (supervision, suspension, kills, timer ticks, watch notices, unstashed
+items, test-kit calls), and ends that must await (children to stop, an ``on_stop``). A drain
+that meets one of those hands its token, and the signal it popped, to a new run task
+(`Cell._hand_to_task`): nothing is lost or reordered. Drain invariants:
+
+* Only the holder of the consumer token schedules or runs a drain, on the home thread, so at
+  most one drain or run task of an actor exists at a time; ``task`` is `_DRAIN_DUE` while
+  one is scheduled and `_DRAINING` while it runs (`in_handler` is true only then). The
+  single-consumer rule of `Mailbox.pop` holds without the GIL: the drain pops only while it
+  holds the token, and hands it over (to a task, or back under the mailbox's lock) before it
+  returns.
+* A drain that spends its budget keeps the token, is *resting* (`Rest.RUN_CHECKS`) and
+  continues in `_drain_after_turn`, which passes `stay` first: the watchdog may move the
+  actor meanwhile, as it may a run task at its fairness turn.
+* While a drain runs, ``home.draining`` names its actor, so that the watchdog can name an
+  actor whose synchronous handler blocks the loop (no task is running then).
+* The end of an instance is decided in one place, `_exit_now`, which a drain calls directly
+  and a run task through `_exit`; what must be awaited (children, ``on_stop``) continues in a
+  task.
 
 Life cycle (``phase``): STARTING -> RUNNING -> (SUSPENDED -> REBOOTING -> RUNNING)* -> ENDED.
 An instance that fails or stops itself *ends*: its children are stopped and its ``on_stop``
@@ -25,8 +50,10 @@ on ("home": the actor's loop; "any": a request that `_at_home` forwards there):
 | `begin`, `begin_here`, `begin_elsewhere` | new -> STARTING: instance built | home / spawner |
 | `_live` | STARTING -> RUNNING (`on_start`), or ENDED if it fails | home (task) |
 | `_run`, `_run_or_rest` | RUNNING: messages one at a time; the token back when dry | home (task) |
+| `_drain`, `_drain_after_turn` | RUNNING, synchronous handler: as `_run`, no task | home |
+| `_hand_to_task` | a drain meets a signal or an async handler: a run task takes over | home |
 | `fail` | a failure (a handler, a hook; a supervisor past its intensity) -> `_exit` | home |
-| `_exit` | the instance ended -> `_suspend` (the parent decides) or `_finish` | home |
+| `_exit`, `_exit_now` | the instance ended -> `_suspend` (the parent decides) or `_finish` | home |
 | `_end_instance` | children stopped, ``on_stop`` run; phase unchanged | home |
 | `_suspend` | -> SUSPENDED, keeping the token | home |
 | `request_restart` -> `_reboot` | SUSPENDED -> REBOOTING -> RUNNING | any -> home |
@@ -239,6 +266,13 @@ class ActorStatistics(msgspec.Struct, frozen=True):
 class Cell(Latch):
     # The mailbox's class: a tracing system's cells (`actors._tracing`) wrap what is sent.
     mailbox_type: ClassVar[type[Mailbox[Any]]] = Mailbox
+    # Whether `_handler` is this class's own (a tracing cell wraps handlers in an override):
+    # then a drain picks the handler inline, a call less per wake-up (`_drain`).
+    plain_handler: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.plain_handler = cls._handler is Cell._handler
 
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
@@ -512,7 +546,7 @@ class Cell(Latch):
         )
 
     def in_handler(self) -> bool:
-        """True when called from this actor's own run task (its handler or hooks)."""
+        """True when called from this actor's own run (run task or drain): its handlers, hooks."""
         task = self.task
         if task is None:
             return False
@@ -1081,6 +1115,11 @@ class Cell(Latch):
             # drain is due or running: it meets the signal at its next message boundary and
             # hands it to a run task, which ends the actor (`_on_kill`).
             return
+        if isinstance(task, asyncio.Task) and _not_started(task):
+            # Cancelled before its first step, a task would skip its handlers and leave the
+            # actor unended (a drain hands over to a new task just so). The KILL signal at
+            # the head of the control lane ends it at its first message boundary instead.
+            return
         self.kill_pending = False
         if task is not None:
             task.cancel()
@@ -1456,7 +1495,13 @@ class Cell(Latch):
         if self.phase is not RUNNING:  # not started, or ending: the task path's work
             self._hand_to_task(None)
             return
-        receive, sync = self._handler()
+        behaviour = self.behaviour
+        instance = self.instance
+        if self.plain_handler and instance is not None and behaviour is None:
+            receive: Callable[[Any], Any] = instance.receive  # `_handler`, inlined
+            sync = instance.__actors_sync__
+        else:
+            receive, sync = self._handler()
         if not sync:  # became asynchronous since it was scheduled
             self._hand_to_task(None)
             return
@@ -2359,6 +2404,12 @@ def _check_not_awaitable(result: object, cell: Cell, message: object) -> None:
         "(spawn_soon instead of spawn, try_send instead of send), or define the handler "
         "with `async def`"
     )
+
+
+def _not_started(task: asyncio.Task[None]) -> bool:
+    """Whether ``task`` has yet to take its first step."""
+    coro = task.get_coro()
+    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
 def _abandon(parked: asyncio.Future[Resumed]) -> None:
