@@ -578,7 +578,8 @@ class Cell(Latch):
     # -- scheduling ------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        # The caller took the mailbox's consumer token: resume or start exactly one run task.
+        # The caller took the mailbox's consumer token: resume or start exactly one run (a
+        # run task, or a drain for a synchronous handler).
         home = self.home
         if threading.get_ident() != home.thread_id:
             # The run starts through `posted_start`, which checks under the lock: until then
@@ -600,7 +601,8 @@ class Cell(Latch):
             parked.set_result(WOKEN)
             return
         if parked is None:  # and its other common case: an idle actor's next message
-            # `_drains`, inlined: a synchronous handler's actor runs as a loop callback.
+            # `_drains`, inlined: a synchronous handler's actor runs as a loop callback (the
+            # phase is the drain's to check: it hands anything but RUNNING to a task).
             instance = self.instance
             behaviour = self.behaviour
             if instance is not None and (
