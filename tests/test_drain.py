@@ -533,3 +533,54 @@ async def test_the_watchdog_moves_a_drained_actor_off_a_loop_its_neighbour_block
             await wait_until(lambda: seen == [1])
             assert mover.statistics().loop != home
             gate.open()
+
+
+async def test_moves_and_evacuations_between_drains_keep_order_and_count() -> None:
+    """Forced moves and watchdog-style evacuations hit drained actors at fairness turns and
+    at rest, from a mover task and a thread, while the host and threads send."""
+    per_sender, threads = 400, 2
+    total = per_sender * (threads + 1)
+    handled = Countdown(total)
+    rng = random.Random(5)
+    async with ActorSystem(workers=3, throughput=4, blocked_threshold=None) as system:
+        target = await system.spawn(lambda: Journal(handled), capacity=total)
+        cell = cell_of(target)
+        stop = threading.Event()
+        moved = [0]
+
+        def evacuator() -> None:
+            chooser = random.Random(6)
+            while not stop.is_set():
+                home = system.placer.worker(chooser.randrange(3))
+                if cell.evacuate_to(home, stuck_only=True):
+                    home.loop.call_soon_threadsafe(cell.posted_start)
+                    moved[0] += 1
+
+        def plain(sender: int) -> None:
+            for n in range(per_sender):
+                target.blocking_send(Note(n, sender))
+
+        helpers = [threading.Thread(target=evacuator)]
+        helpers += [threading.Thread(target=plain, args=(10 + i,)) for i in range(threads)]
+        with anyio.fail_after(WAIT * 3):
+            for helper in helpers:
+                helper.start()
+            try:
+                for n in range(per_sender):
+                    await target.send(Note(n, 99))
+                    if n % 10 == 0:
+                        cell.request_move(system.placer.worker(rng.randrange(3)))
+                        await anyio.lowlevel.checkpoint()
+                await handled.done.wait()
+            finally:
+                stop.set()
+                await anyio.to_thread.run_sync(lambda: [helper.join() for helper in helpers])
+            log = await target.ask(Log())
+    assert len(log) == total
+    by_sender: dict[int, list[int]] = {}
+    for sender, n, in_task in log:
+        by_sender.setdefault(sender, []).append(n)
+        assert not in_task
+    for ns in by_sender.values():
+        assert ns == list(range(per_sender))
+    assert system.metrics().placement.moves + moved[0] > 0
