@@ -17,8 +17,9 @@ as a *drain* (`Cell._drain`): a plain loop callback that calls the handler in pl
 task, no coroutine and no parked future, so that waking it costs a ``call_soon`` and its
 whole life (spawn, a message, a stop) needs no task at all. Everything else is the *run
 task* (`Cell._run`), which stays the one owner of the slow cases: async handlers and hooks,
-control signals (supervision, suspension, kills, timer ticks, watch notices, unstashed
-items, test-kit calls), and ends that must await (children to stop, an ``on_stop``). A drain
+control signals (supervision, suspension, kills, watch notices, unstashed items, test-kit
+calls; a drain handles a timer's tick itself unless a subclass overrides `_on_tick`), and
+ends that must await (children to stop, an ``on_stop``). A drain
 that meets one of those hands its token, and the signal it popped, to a new run task
 (`Cell._hand_to_task`): nothing is lost or reordered. Drain invariants:
 
@@ -270,9 +271,14 @@ class Cell(Latch):
     # then a drain picks the handler inline, a call less per wake-up (`_drain`).
     plain_handler: ClassVar[bool] = True
 
+    # Whether `_on_tick` is this class's own (a tracing cell opens a span in an override):
+    # then a drain handles a timer's tick in place instead of handing it to a run task.
+    plain_tick: ClassVar[bool] = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.plain_handler = cls._handler is Cell._handler
+        cls.plain_tick = cls._on_tick is Cell._on_tick
 
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
@@ -1535,17 +1541,25 @@ class Cell(Latch):
                                 self.task = _DRAIN_DUE  # until `_finish_move` (a kill waits)
                                 home.loop.call_soon(self._finish_move, moving)
                         return
-                    if item.record is SWITCH:  # `become`: maybe no longer synchronous
+                    record = item.record
+                    if record is SWITCH:  # `become`: maybe no longer synchronous
                         receive, sync = self._handler()
                         if not sync:
                             self._hand_to_task(None)
                             return
                         continue
-                    if item is DRAINED:
-                        self._end_from_drain(self._exit_now(None))
-                    else:
-                        self._hand_to_task(item)  # every other signal: the run task's
-                    return
+                    if type(record) is not Tick or not self.plain_tick:
+                        if item is DRAINED:
+                            self._end_from_drain(self._exit_now(None))
+                        else:
+                            self._hand_to_task(item)  # every other signal: the run task's
+                        return
+                    # A timer's tick (`_on_tick` in place): its message is handled as a tell.
+                    item = record.timer.take()
+                    if item is CANCELLED:
+                        budget -= 1  # a tick is a mailbox item, as `_run` counts it
+                        continue
+                    kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
                     failure = self._answer_now(item, receive)
                     if failure is not None:
@@ -1586,16 +1600,19 @@ class Cell(Latch):
                     self.task = _DRAIN_DUE  # until `_finish_move`, with the rest of the queue
                     home.loop.call_soon(self._finish_move, moving)
                     return
-            turns = home.turns = home.turns + 1  # home thread only
-            self.task = _DRAIN_DUE
-            # Resting: the watchdog may move it off a loop that blocks before the next
-            # drain runs; that drain passes `stay` first.
-            self.resting = RUN_CHECKS
-            home.loop.call_soon(self._drain_after_turn, turns, clock(), context=self.context)
         finally:
             home.draining = None
             self.dequeued += throughput - budget
             self.handler_seconds += clock() - started
+        # Only a fairness turn gets here (every other way out returned above).
+        turns = home.turns = home.turns + 1  # home thread only
+        self.task = _DRAIN_DUE
+        context = self.context  # read before resting: an evacuation replaces it
+        # Resting, last: from here on the watchdog may move the actor off a loop that blocks
+        # before the next drain runs (that drain passes `stay` first), so nothing of the
+        # cell is touched after this store.
+        self.resting = RUN_CHECKS
+        home.loop.call_soon(self._drain_after_turn, turns, clock(), context=context)
 
     def _drain_after_turn(self, turns: int, turn: float) -> None:
         # A drain's next burst after a fairness turn (see `_run`'s turn, which this mirrors).

@@ -584,3 +584,44 @@ async def test_moves_and_evacuations_between_drains_keep_order_and_count() -> No
     for ns in by_sender.values():
         assert ns == list(range(per_sender))
     assert system.metrics().placement.moves + moved[0] > 0
+
+
+class Every(msgspec.Struct, frozen=True):
+    seconds: float
+
+
+class Ticker(Actor[Every | Note | Log]):
+    """Synchronous: a periodic timer's Notes are logged like any other."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[int, int, bool]] = []
+
+    def receive(self, message: Every | Note | Log) -> Any:
+        match message:
+            case Every(seconds):
+                self.send_every(seconds, Note(-1))
+            case Note(n):
+                self.log.append((0, n, asyncio.current_task() is not None))
+            case Log():
+                return tuple(self.log)
+        return None
+
+
+async def test_a_periodic_timer_ticks_into_a_drain_without_a_task(
+    spawned_tasks: list[str],
+) -> None:
+    clock = actors.ManualClock()
+    async with ActorSystem(workers=1, clock=clock) as system:
+        ref = await system.spawn(Ticker, name="ticker")
+        with anyio.fail_after(WAIT):
+            await ref.send(Every(1.0))
+            await ref.ask(Log())  # the timer is set
+            for n in range(5):
+                clock.advance(1.0)
+                while len(await ref.ask(Log())) != n + 1:  # noqa: ASYNC110  # no tick event
+                    await anyio.sleep(0.001)
+            await ref.send(Note(7))
+            log = await ref.ask(Log())
+    assert [n for _, n, _ in log] == [-1] * 5 + [7]
+    assert not any(in_task for _, _, in_task in log)
+    assert "/user/ticker" not in spawned_tasks
