@@ -1,10 +1,12 @@
 """The drain (`Cell._drain` in ``actors/_cell.py``): a synchronous handler's actor runs as a
 loop callback, without a task, and hands everything unusual to its run task.
 
-Each test names the path it covers: the task-less wake-up and life, every fallback (a
-failure, stop, kill, suspension and restart, ``become`` to an async handler and back, stash
-and unstash), fairness, senders on every kind of thread and loop, the dead-letter invariant
-under stops and kills, and what a handler sees (``in_handler``, anyio, deadlines).
+Each test names the path it covers: the task-less wake-up, life and timer ticks, every
+fallback (a failure, stop, kill, suspension and restart, ``become`` to an async handler and
+back, stash and unstash), fairness, senders on every kind of thread and loop, moves and
+evacuations, the dead-letter invariant under stops and kills (seeded random rounds in one
+system rather than hypothesis, whose shrinking would restart threads and loops per example;
+the seed replays a failure), and what a handler sees (``in_handler``, anyio, deadlines).
 """
 
 from __future__ import annotations
