@@ -618,7 +618,7 @@ class Cell(Latch):
             ):
                 self.task = _DRAIN_DUE
                 context = self.context
-                if context is None or running_cell not in context:
+                if context is None or _DRAIN_READY not in context:
                     context = self._prepared_context()
                 home.loop.call_soon(self._drain, context=context)
                 return
@@ -724,22 +724,25 @@ class Cell(Latch):
         # reports) must not leak from whoever sent the first message. The task is named
         # after the actor so that the watchdog can name a blocking one.
         context = self.context
-        if context is None or running_cell not in context:
-            context = self._prepared_context()
+        if context is None:
+            context = self.context = contextvars.Context()
+        if running_cell not in context:  # once per actor: its handlers find it (deadlines)
+            # Weakly: copies of the context (tasks, loop callbacks) outlive the actor.
+            context.run(running_cell.set, weakref.ref(self))
         self.task = self.home.loop.create_task(coro, name=self.path, context=context)
 
     def _prepared_context(self) -> contextvars.Context:
-        """The context the actor's runs (tasks and drains) run in, made ready once per actor.
+        """The context a drain runs in, made ready once per actor (``_DRAIN_READY`` in it).
 
-        It holds `running_cell` (its handlers find their actor: deadlines), weakly since
-        copies of the context (tasks, loop callbacks) outlive the actor; and sniffio's
-        library, so that anyio works in a synchronous handler run by a drain, which is no
-        task (sniffio would look for one).
+        As a run task's (`_spawn_task`), it holds `running_cell`; and sniffio's library, so
+        that anyio works in a synchronous handler run by a drain, which is no task (sniffio
+        would look for one). Set on the first drain only: an actor that never drains pays
+        nothing for it.
         """
         context = self.context
         if context is None:
             context = self.context = contextvars.Context()
-        if running_cell not in context:
+        if _DRAIN_READY not in context:
             context.run(_enter_context, weakref.ref(self))
         return context
 
@@ -1405,7 +1408,9 @@ class Cell(Latch):
                         lingered = False
                         continue
                     if item is DRAINED:
-                        await self._exit(None)
+                        rest = self._exit_now(None)  # `_exit`, without its coroutine
+                        if rest is not None:
+                            await rest
                         return
                     record = item.record
                     if record is SWITCH:  # `become`: the next messages go to the new handler
@@ -2508,10 +2513,17 @@ _DRAINS: Final = (_DRAIN_DUE, _DRAINING)
 
 
 def _enter_context(cell: weakref.ref[Cell]) -> None:
-    # In an actor's context, once (see `Cell._prepared_context`).
-    running_cell.set(cell)
+    # In an actor's context, once before its first drain (see `Cell._prepared_context`).
+    if running_cell.get() is None:
+        running_cell.set(cell)
     if _sniffio_library is not None:
         _sniffio_library.set("asyncio")  # every home loop is an asyncio (or uvloop) loop
+
+
+# Present in an actor's context once it is ready for drains (see `_enter_context`).
+_DRAIN_READY: Final[contextvars.ContextVar[Any]] = (
+    _sniffio_library if _sniffio_library is not None else running_cell
+)
 
 
 class _Claimed:
