@@ -30,8 +30,11 @@ that meets one of those hands its token, and the signal it popped, to a new run 
   holds the token, and hands it over (to a task, or back under the mailbox's lock) before it
   returns.
 * A drain that spends its budget keeps the token, is *resting* (`Rest.RUN_CHECKS`) and
-  continues in `_drain_after_turn`, which passes `stay` first: the watchdog may move the
-  actor meanwhile, as it may a run task at its fairness turn.
+  continues in `_drain_after_turn`: the watchdog may move the actor meanwhile, as it may a
+  run task at its fairness turn. The continuation goes on only if, under the mailbox's lock,
+  the actor is still on this thread and ``task`` still holds that turn's own marker: an
+  actor evacuated and moved back before the loop turned has a newer run here, and two
+  consumers would break the token's protocol (`stay` checks the same for a run task).
 * While a drain runs, ``home.draining`` names its actor, so that the watchdog can name an
   actor whose synchronous handler blocks the loop (no task is running then).
 * The end of an instance is decided in one place, `_exit_now`, which a drain calls directly
@@ -706,12 +709,17 @@ class Cell(Latch):
 
     def stay(self) -> bool:
         """After a wait during which `evacuate_to` may have moved the actor: may this run
-        task go on? False: the actor lives on another loop now, and the task must end
-        without touching anything (its fields are the new loop's)."""
+        task go on? False: the actor lives on another loop now, or it moved away and back
+        and a newer run task is its run here; the task must end without touching anything
+        (its fields are the new run's)."""
         lock = self.mailbox.lock
         lock.acquire()  # the evacuation decides under it too
         try:
-            if self.home.thread_id != threading.get_ident():
+            # Moved away, or away and back: then a newer run task is the actor's here.
+            if (
+                self.home.thread_id != threading.get_ident()
+                or self.task is not asyncio.current_task()
+            ):
                 return False
             self.resting = NOT_RESTING
             return True
@@ -1120,7 +1128,7 @@ class Cell(Latch):
         if self.terminated.is_set or not self.kill_pending:
             return  # ended, or already killed at a message boundary
         task = self.task
-        if (isinstance(task, asyncio.Task) and task.done()) or task in _DRAINS:
+        if (isinstance(task, asyncio.Task) and task.done()) or isinstance(task, _Drain):
             # Between two run tasks: moving to another loop (`_finish_move` is due). The
             # KILL signal waiting in its control lane ends it at its first step there. Or a
             # drain is due or running: it meets the signal at its next message boundary and
@@ -1611,18 +1619,29 @@ class Cell(Latch):
             self.handler_seconds += clock() - started
         # Only a fairness turn gets here (every other way out returned above).
         turns = home.turns = home.turns + 1  # home thread only
-        self.task = _DRAIN_DUE
+        # A marker of this turn alone: an evacuation clears ``task``, and an actor moved away
+        # and back meanwhile has a new run here, which this callback must not double.
+        due: Any = _Drain("due after a turn")
+        self.task = due
         context = self.context  # read before resting: an evacuation replaces it
         # Resting, last: from here on the watchdog may move the actor off a loop that blocks
-        # before the next drain runs (that drain passes `stay` first), so nothing of the
-        # cell is touched after this store.
+        # before the next drain runs (that drain checks first), so nothing of the cell is
+        # touched after this store.
         self.resting = RUN_CHECKS
-        home.loop.call_soon(self._drain_after_turn, turns, clock(), context=context)
+        home.loop.call_soon(self._drain_after_turn, due, turns, clock(), context=context)
 
-    def _drain_after_turn(self, turns: int, turn: float) -> None:
-        # A drain's next burst after a fairness turn (see `_run`'s turn, which this mirrors).
-        if not self.stay():
-            return  # evacuated meanwhile: the fields are the new loop's
+    def _drain_after_turn(self, due: object, turns: int, turn: float) -> None:
+        # A drain's next burst after a fairness turn (see `_run`'s turn, which this mirrors):
+        # only if the actor is still here and this turn's run is still its run (`stay`, and
+        # the turn's own marker: evacuated and moved back, it has another run here).
+        lock = self.mailbox.lock
+        lock.acquire()  # the evacuation decides under it too
+        try:
+            if self.task is not due or self.home.thread_id != threading.get_ident():
+                return  # evacuated meanwhile: the fields are the new loop's
+            self.resting = NOT_RESTING
+        finally:
+            lock.release()
         home = self.home
         if (
             home.turns != turns
@@ -2509,7 +2528,6 @@ class _Drain:
 
 _DRAIN_DUE: Final[Any] = _Drain("due")
 _DRAINING: Final[Any] = _Drain("running")
-_DRAINS: Final = (_DRAIN_DUE, _DRAINING)
 
 
 def _enter_context(cell: weakref.ref[Cell]) -> None:

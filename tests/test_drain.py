@@ -334,8 +334,8 @@ async def test_stash_and_unstash_from_a_drained_handler() -> None:
         ref = await system.spawn(Stasher)
         with anyio.fail_after(WAIT):
             await ref.send(Note(1))
+            replies: list[int] = []
             async with anyio.create_task_group() as group:
-                replies: list[int] = []
 
                 async def echo() -> None:
                     replies.append(await ref.ask(Echo(2)))
@@ -373,8 +373,8 @@ async def test_flooding_sync_actors_take_turns_and_an_async_one_still_runs() -> 
             await gate.entered.wait()
             await first.send_many([Note(1)] * 400)
             await second.send_many([Note(2)] * 400)
+            answered: list[int] = []
             async with anyio.create_task_group() as group:
-                answered: list[int] = []
 
                 async def ask() -> None:
                     answered.append(await other.ask(Echo(0)))
@@ -539,13 +539,13 @@ async def test_the_watchdog_moves_a_drained_actor_off_a_loop_its_neighbour_block
 
 async def test_moves_and_evacuations_between_drains_keep_order_and_count() -> None:
     """Forced moves and watchdog-style evacuations hit drained actors at fairness turns and
-    at rest, from a mover task and a thread, while the host and threads send."""
+    at rest, from a mover task and a thread, while the host and threads send. The host
+    sends until at least one evacuation has happened (they need a run in progress)."""
     per_sender, threads = 400, 2
-    total = per_sender * (threads + 1)
-    handled = Countdown(total)
+    seen: list[int] = []
     rng = random.Random(5)
     async with ActorSystem(workers=3, throughput=4, blocked_threshold=None) as system:
-        target = await system.spawn(lambda: Journal(handled), capacity=total)
+        target = await system.spawn(lambda: Journal(seen=seen), capacity=100_000)
         cell = cell_of(target)
         stop = threading.Event()
         moved = [0]
@@ -564,28 +564,32 @@ async def test_moves_and_evacuations_between_drains_keep_order_and_count() -> No
 
         helpers = [threading.Thread(target=evacuator)]
         helpers += [threading.Thread(target=plain, args=(10 + i,)) for i in range(threads)]
+        host_sent = 0
         with anyio.fail_after(WAIT * 3):
             for helper in helpers:
                 helper.start()
             try:
-                for n in range(per_sender):
-                    await target.send(Note(n, 99))
-                    if n % 10 == 0:
+                while host_sent < per_sender or (moved[0] == 0 and host_sent < 50_000):
+                    await target.send(Note(host_sent, 99))
+                    host_sent += 1
+                    if host_sent % 10 == 0:
                         cell.request_move(system.placer.worker(rng.randrange(3)))
                         await anyio.lowlevel.checkpoint()
-                await handled.done.wait()
             finally:
                 stop.set()
                 await anyio.to_thread.run_sync(lambda: [helper.join() for helper in helpers])
+            total = per_sender * threads + host_sent
+            await wait_until(lambda: len(seen) >= total)
             log = await target.ask(Log())
+    assert moved[0] > 0
     assert len(log) == total
     by_sender: dict[int, list[int]] = {}
     for sender, n, in_task in log:
         by_sender.setdefault(sender, []).append(n)
         assert not in_task
+    assert by_sender.pop(99) == list(range(host_sent))
     for ns in by_sender.values():
         assert ns == list(range(per_sender))
-    assert system.metrics().placement.moves + moved[0] > 0
 
 
 class Every(msgspec.Struct, frozen=True):
