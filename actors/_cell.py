@@ -6,11 +6,40 @@ actor's place in the supervision tree. A restart replaces the instance, never th
 refs, mailbox and queued messages survive it.
 
 An idle actor has no task. A producer that puts into an idle mailbox takes the mailbox's
-consumer token and calls `Cell._wake`, which starts a run task on the home loop: directly when
+consumer token and calls `Cell._wake`, which starts a run on the home loop: directly when
 already on that loop's thread, else with one ``call_soon_threadsafe`` (the only cross-thread
-syscall, paid once per burst). The run task handles messages one at a time, yields to the
-loop after ``throughput`` messages so that other actors on the loop get their turn, and ends
-when the mailbox is empty, handing the token back.
+syscall, paid once per burst). The run handles messages one at a time, yields to the loop
+after ``throughput`` messages so that other actors on the loop get their turn, and ends when
+the mailbox is empty, handing the token back.
+
+A run takes one of two forms (issue 17). An actor whose current handler is synchronous runs
+as a *drain* (`Cell._drain`): a plain loop callback that calls the handler in place, with no
+task, no coroutine and no parked future, so that waking it costs a ``call_soon`` and its
+whole life (spawn, a message, a stop) needs no task at all. Everything else is the *run
+task* (`Cell._run`), which stays the one owner of the slow cases: async handlers and hooks,
+control signals (supervision, suspension, kills, watch notices, unstashed items, test-kit
+calls; a drain handles a timer's tick itself unless a subclass overrides `_on_tick`), and
+ends that must await (children to stop, an ``on_stop``). A drain
+that meets one of those hands its token, and the signal it popped, to a new run task
+(`Cell._hand_to_task`): nothing is lost or reordered. Drain invariants:
+
+* Only the holder of the consumer token schedules or runs a drain, on the home thread, so at
+  most one drain or run task of an actor exists at a time; ``task`` is `_DRAIN_DUE` while
+  one is scheduled and `_DRAINING` while it runs (`in_handler` is true only then). The
+  single-consumer rule of `Mailbox.pop` holds without the GIL: the drain pops only while it
+  holds the token, and hands it over (to a task, or back under the mailbox's lock) before it
+  returns.
+* A drain that spends its budget keeps the token, is *resting* (`Rest.RUN_CHECKS`) and
+  continues in `_drain_after_turn`: the watchdog may move the actor meanwhile, as it may a
+  run task at its fairness turn. The continuation goes on only if, under the mailbox's lock,
+  the actor is still on this thread and ``task`` still holds that turn's own marker: an
+  actor evacuated and moved back before the loop turned has a newer run here, and two
+  consumers would break the token's protocol (`stay` checks the same for a run task).
+* While a drain runs, ``home.draining`` names its actor, so that the watchdog can name an
+  actor whose synchronous handler blocks the loop (no task is running then).
+* The end of an instance is decided in one place, `_exit_now`, which a drain calls directly
+  and a run task through `_exit`; what must be awaited (children, ``on_stop``) continues in a
+  task.
 
 Life cycle (``phase``): STARTING -> RUNNING -> (SUSPENDED -> REBOOTING -> RUNNING)* -> ENDED.
 An instance that fails or stops itself *ends*: its children are stopped and its ``on_stop``
@@ -25,8 +54,10 @@ on ("home": the actor's loop; "any": a request that `_at_home` forwards there):
 | `begin`, `begin_here`, `begin_elsewhere` | new -> STARTING: instance built | home / spawner |
 | `_live` | STARTING -> RUNNING (`on_start`), or ENDED if it fails | home (task) |
 | `_run`, `_run_or_rest` | RUNNING: messages one at a time; the token back when dry | home (task) |
+| `_drain`, `_drain_after_turn` | RUNNING, synchronous handler: as `_run`, no task | home |
+| `_hand_to_task` | a drain meets a signal or an async handler: a run task takes over | home |
 | `fail` | a failure (a handler, a hook; a supervisor past its intensity) -> `_exit` | home |
-| `_exit` | the instance ended -> `_suspend` (the parent decides) or `_finish` | home |
+| `_exit`, `_exit_now` | the instance ended -> `_suspend` (the parent decides) or `_finish` | home |
 | `_end_instance` | children stopped, ``on_stop`` run; phase unchanged | home |
 | `_suspend` | -> SUSPENDED, keeping the token | home |
 | `request_restart` -> `_reboot` | SUSPENDED -> REBOOTING -> RUNNING | any -> home |
@@ -239,6 +270,18 @@ class ActorStatistics(msgspec.Struct, frozen=True):
 class Cell(Latch):
     # The mailbox's class: a tracing system's cells (`actors._tracing`) wrap what is sent.
     mailbox_type: ClassVar[type[Mailbox[Any]]] = Mailbox
+    # Whether `_handler` is this class's own (a tracing cell wraps handlers in an override):
+    # then a drain picks the handler inline, a call less per wake-up (`_drain`).
+    plain_handler: ClassVar[bool] = True
+
+    # Whether `_on_tick` is this class's own (a tracing cell opens a span in an override):
+    # then a drain handles a timer's tick in place instead of handing it to a run task.
+    plain_tick: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.plain_handler = cls._handler is Cell._handler
+        cls.plain_tick = cls._on_tick is Cell._on_tick
 
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
@@ -512,13 +555,16 @@ class Cell(Latch):
         )
 
     def in_handler(self) -> bool:
-        """True when called from this actor's own run task (its handler or hooks)."""
+        """True when called from this actor's own run (run task or drain): its handlers, hooks."""
         task = self.task
         if task is None:
             return False
         home = self.home
-        # On the home thread the running loop is the home loop: passing it spares the lookup.
-        return threading.get_ident() == home.thread_id and asyncio.current_task(home.loop) is task
+        if threading.get_ident() != home.thread_id:
+            return False
+        # A drain runs outside any task, and only while it runs is ``task`` `_DRAINING`. On
+        # the home thread the running loop is the home loop: passing it spares the lookup.
+        return task is _DRAINING or asyncio.current_task(home.loop) is task
 
     def on_home_thread(self) -> bool:
         return threading.get_ident() == self.home.thread_id
@@ -541,7 +587,8 @@ class Cell(Latch):
     # -- scheduling ------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        # The caller took the mailbox's consumer token: resume or start exactly one run task.
+        # The caller took the mailbox's consumer token: resume or start exactly one run (a
+        # run task, or a drain for a synchronous handler).
         home = self.home
         if threading.get_ident() != home.thread_id:
             # The run starts through `posted_start`, which checks under the lock: until then
@@ -562,7 +609,22 @@ class Cell(Latch):
             self.parked = None
             parked.set_result(WOKEN)
             return
-        if parked is None:  # and its other common case: a new actor's first message
+        if parked is None:  # and its other common case: an idle actor's next message
+            # `_drains`, inlined: a synchronous handler's actor runs as a loop callback (the
+            # phase is the drain's to check: it hands anything but RUNNING to a task).
+            instance = self.instance
+            behaviour = self.behaviour
+            if instance is not None and (
+                instance.__actors_sync__
+                if behaviour is None or behaviour.handler is None
+                else behaviour.sync
+            ):
+                self.task = _DRAIN_DUE
+                context = self.context
+                if context is None or _DRAIN_READY not in context:
+                    context = self._prepared_context()
+                home.loop.call_soon(self._drain, context=context)
+                return
             self._spawn_task(self._run())
             return
         self._start_run()
@@ -589,10 +651,17 @@ class Cell(Latch):
                 return  # moved away since, or a duplicate: an earlier one took this wake-up
             parked = self.parked
             self.parked = None
+            drains = False
             if parked is None:
-                if self.task is None:
-                    self.task = _CLAIMED
-                self.resting = RUN_CHECKS
+                if self._drains():
+                    # Run now, in this callback: no wait the watchdog could move it during.
+                    drains = True
+                    self.task = _DRAIN_DUE
+                    self.resting = NOT_RESTING
+                else:
+                    if self.task is None:
+                        self.task = _CLAIMED
+                    self.resting = RUN_CHECKS
             elif not parked.done():
                 self.resting = RUN_CHECKS
             else:  # being cancelled: left alone, as in `_start_run`; not to be evacuated
@@ -600,7 +669,9 @@ class Cell(Latch):
                 return
         finally:
             lock.release()
-        if parked is None:
+        if drains:
+            self._prepared_context().run(self._drain)
+        elif parked is None:
             self._spawn_task(self._run(posted=True))
         else:
             parked.set_result(POSTED)
@@ -615,16 +686,40 @@ class Cell(Latch):
             if not parked.done():
                 parked.set_result(WOKEN)
             return
-        self._spawn_task(self._run())
+        self._run_soon()
+
+    def _run_soon(self) -> None:
+        # On the home thread, holding the token, no run yet: a drain for a synchronous
+        # handler (a loop callback, no task), else a run task.
+        if self._drains():
+            self.task = _DRAIN_DUE
+            self.home.loop.call_soon(self._drain, context=self._prepared_context())
+        else:
+            self._spawn_task(self._run())
+
+    def _drains(self) -> bool:
+        """Whether the actor's run may be a drain now: running, its handler synchronous."""
+        instance = self.instance
+        if instance is None or self.phase is not RUNNING:
+            return False
+        behaviour = self.behaviour
+        if behaviour is not None and behaviour.handler is not None:
+            return behaviour.sync
+        return instance.__actors_sync__
 
     def stay(self) -> bool:
         """After a wait during which `evacuate_to` may have moved the actor: may this run
-        task go on? False: the actor lives on another loop now, and the task must end
-        without touching anything (its fields are the new loop's)."""
+        task go on? False: the actor lives on another loop now, or it moved away and back
+        and a newer run task is its run here; the task must end without touching anything
+        (its fields are the new run's)."""
         lock = self.mailbox.lock
         lock.acquire()  # the evacuation decides under it too
         try:
-            if self.home.thread_id != threading.get_ident():
+            # Moved away, or away and back: then a newer run task is the actor's here.
+            if (
+                self.home.thread_id != threading.get_ident()
+                or self.task is not asyncio.current_task()
+            ):
                 return False
             self.resting = NOT_RESTING
             return True
@@ -643,6 +738,21 @@ class Cell(Latch):
             # Weakly: copies of the context (tasks, loop callbacks) outlive the actor.
             context.run(running_cell.set, weakref.ref(self))
         self.task = self.home.loop.create_task(coro, name=self.path, context=context)
+
+    def _prepared_context(self) -> contextvars.Context:
+        """The context a drain runs in, made ready once per actor (``_DRAIN_READY`` in it).
+
+        As a run task's (`_spawn_task`), it holds `running_cell`; and sniffio's library, so
+        that anyio works in a synchronous handler run by a drain, which is no task (sniffio
+        would look for one). Set on the first drain only: an actor that never drains pays
+        nothing for it.
+        """
+        context = self.context
+        if context is None:
+            context = self.context = contextvars.Context()
+        if _DRAIN_READY not in context:
+            context.run(_enter_context, weakref.ref(self))
+        return context
 
     def _at_home(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback`` on the home thread: now if already there, else soon.
@@ -1018,9 +1128,16 @@ class Cell(Latch):
         if self.terminated.is_set or not self.kill_pending:
             return  # ended, or already killed at a message boundary
         task = self.task
-        if isinstance(task, asyncio.Task) and task.done():
+        if (isinstance(task, asyncio.Task) and task.done()) or isinstance(task, _Drain):
             # Between two run tasks: moving to another loop (`_finish_move` is due). The
-            # KILL signal waiting in its control lane ends it at its first step there.
+            # KILL signal waiting in its control lane ends it at its first step there. Or a
+            # drain is due or running: it meets the signal at its next message boundary and
+            # hands it to a run task, which ends the actor (`_on_kill`).
+            return
+        if isinstance(task, asyncio.Task) and _not_started(task):
+            # Cancelled before its first step, a task would skip its handlers and leave the
+            # actor unended (a drain hands over to a new task just so). The KILL signal at
+            # the head of the control lane ends it at its first message boundary instead.
             return
         if task is not None:
             # Pending until the cancellation lands (`_killed`): a handler that swallows it
@@ -1280,6 +1397,11 @@ class Cell(Latch):
                             moving = self._should_move(traffic, holding_token=False)
                             if moving is not None:
                                 return  # the move is finished after this task (finally)
+                        if sync:
+                            # A synchronous handler's next run is a drain, not this task:
+                            # no parking (the fallback's task ends here).
+                            self.task = None
+                            return
                         if parking is None:
                             parking = self._parking()
                         woken = await parking.park(self)
@@ -1299,7 +1421,9 @@ class Cell(Latch):
                         lingered = False
                         continue
                     if item is DRAINED:
-                        await self._exit(None)
+                        rest = self._exit_now(None)  # `_exit`, without its coroutine
+                        if rest is not None:
+                            await rest
                         return
                     record = item.record
                     if record is SWITCH:  # `become`: the next messages go to the new handler
@@ -1380,6 +1504,182 @@ class Cell(Latch):
                 self.handler_seconds += clock() - started
                 if moving is not None:
                     self.home.loop.call_soon(self._finish_move, moving)
+
+    def _drain(self) -> None:
+        """The run of an actor whose handler is synchronous: a loop callback, not a task.
+
+        Invariants: only the holder of the mailbox's consumer token calls it, on the home
+        thread, with ``task`` `_DRAIN_DUE` (`_wake`, `_run_soon`, `posted_start`, a fairness
+        turn); it is the only consumer (it pops without the lock, as `_run` does) and no run
+        task exists meanwhile. ``task`` is `_DRAINING` while it runs, for `in_handler`, and
+        ``home.draining`` names it, for the watchdog. It ends in one of three ways: the
+        mailbox ran dry (token handed back under the lock, ``task`` None: the state of a
+        retired actor); the budget is spent (a fairness turn: `_drain_after_turn` is
+        scheduled, the token kept); or an item only a run task handles (`_hand_to_task`).
+        """
+        home = self.home
+        if self.phase is not RUNNING:  # not started, or ending: the task path's work
+            self._hand_to_task(None)
+            return
+        behaviour = self.behaviour
+        instance = self.instance
+        if self.plain_handler and instance is not None and behaviour is None:
+            receive: Callable[[Any], Any] = instance.receive  # `_handler`, inlined
+            sync = instance.__actors_sync__
+        else:
+            receive, sync = self._handler()
+        if not sync:  # became asynchronous since it was scheduled
+            self._hand_to_task(None)
+            return
+        self.task = _DRAINING
+        home.draining = self
+        mailbox = self.mailbox
+        queue, control, senders, low_water = mailbox.consumer_view()
+        throughput = budget = self.throughput
+        times = self.times
+        clock = time.perf_counter
+        started = clock()
+        try:
+            while budget:
+                if queue and not control:
+                    item: Any = queue.popleft()
+                    if senders and len(queue) <= low_water:
+                        mailbox.grant_waiting()
+                else:
+                    item = mailbox.pop_slow()
+                kind = type(item)  # pyright: ignore[reportUnknownVariableType]
+                if kind is Signal:  # (timer ticks travel in the queue, in order: not only slow)
+                    if item is EMPTY:  # the token is handed back: idle, no task
+                        self.task = None
+                        traffic = self.traffic
+                        if type(traffic) is Traffic:
+                            traffic.bursts += 1
+                            moving = self._should_move(traffic, holding_token=False)
+                            if moving is not None:
+                                self.task = _DRAIN_DUE  # until `_finish_move` (a kill waits)
+                                home.loop.call_soon(self._finish_move, moving)
+                        return
+                    record = item.record
+                    if record is SWITCH:  # `become`: maybe no longer synchronous
+                        receive, sync = self._handler()
+                        if not sync:
+                            self._hand_to_task(None)
+                            return
+                        continue
+                    if type(record) is not Tick or not self.plain_tick:
+                        if item is DRAINED:
+                            self._end_from_drain(self._exit_now(None))
+                        else:
+                            self._hand_to_task(item)  # every other signal: the run task's
+                        return
+                    # A timer's tick (`_on_tick` in place): its message is handled as a tell.
+                    item = record.timer.take()
+                    if item is CANCELLED:
+                        budget -= 1  # a tick is a mailbox item, as `_run` counts it
+                        continue
+                    kind = type(item)  # pyright: ignore[reportUnknownVariableType]
+                if kind is Ask:
+                    failure = self._answer_now(item, receive)
+                    if failure is not None:
+                        budget -= 1
+                        self._failed(failure, item.message)
+                        self._end_from_drain(self._exit_now(failure))
+                        return
+                else:
+                    self.handling = kind  # what the watchdog reports if we block
+                    if times is not None:
+                        began = clock()
+                    try:
+                        result: object = receive(item)
+                        if result is not None and _awaitable_kind.get(type(result)) is not False:
+                            _check_not_awaitable(result, self, item)
+                    except BaseException as error:
+                        budget -= 1
+                        self.failed_items += 1
+                        failure = (
+                            error if isinstance(error, Exception) else self._as_failure(error, item)
+                        )
+                        if failure is None:  # a GeneratorExit: no coroutine is closed here
+                            failure = RuntimeError(
+                                f"the handler of actor {self.path} raised {type(error).__name__}"
+                            )
+                            failure.__cause__ = error
+                        self._failed(failure, item)
+                        self._end_from_drain(self._exit_now(failure))
+                        return
+                    if times is not None:
+                        times.record(clock() - began)  # pyright: ignore[reportPossiblyUnboundVariable]
+                budget -= 1
+            # Budget spent: a fairness turn, the token kept, so that other actors run.
+            traffic = self.traffic
+            if type(traffic) is Traffic:
+                moving = self._should_move(traffic, holding_token=True)
+                if moving is not None:
+                    self.task = _DRAIN_DUE  # until `_finish_move`, with the rest of the queue
+                    home.loop.call_soon(self._finish_move, moving)
+                    return
+        finally:
+            home.draining = None
+            self.dequeued += throughput - budget
+            self.handler_seconds += clock() - started
+        # Only a fairness turn gets here (every other way out returned above).
+        turns = home.turns = home.turns + 1  # home thread only
+        # A marker of this turn alone: an evacuation clears ``task``, and an actor moved away
+        # and back meanwhile has a new run here, which this callback must not double.
+        due: Any = _Drain("due after a turn")
+        self.task = due
+        context = self.context  # read before resting: an evacuation replaces it
+        # Resting, last: from here on the watchdog may move the actor off a loop that blocks
+        # before the next drain runs (that drain checks first), so nothing of the cell is
+        # touched after this store.
+        self.resting = RUN_CHECKS
+        home.loop.call_soon(self._drain_after_turn, due, turns, clock(), context=context)
+
+    def _drain_after_turn(self, due: object, turns: int, turn: float) -> None:
+        # A drain's next burst after a fairness turn (see `_run`'s turn, which this mirrors):
+        # only if the actor is still here and this turn's run is still its run (`stay`, and
+        # the turn's own marker: evacuated and moved back, it has another run here).
+        lock = self.mailbox.lock
+        lock.acquire()  # the evacuation decides under it too
+        try:
+            if self.task is not due or self.home.thread_id != threading.get_ident():
+                return  # evacuated meanwhile: the fields are the new loop's
+            self.resting = NOT_RESTING
+        finally:
+            lock.release()
+        home = self.home
+        if (
+            home.turns != turns
+            and time.perf_counter() - turn > CONTENDED
+            and self.traffic is not PINNED
+        ):
+            self.system.placer.offer(self)
+        self._drain()
+
+    def _hand_to_task(self, signal: Signal | None) -> None:
+        """The drain met what only a run task handles: start one, with the token.
+
+        ``signal`` (popped from the head of the control lane) goes back there first, so the
+        task takes it next: nothing is lost or reordered. Producers only append to that lane
+        and a kill's signal is put at its head: either way, ahead of what was behind it.
+        """
+        if signal is not None:
+            self.mailbox.interrupt(signal)
+        self._spawn_task(self._run())
+
+    def _end_from_drain(self, rest: Coroutine[Any, Any, None] | None) -> None:
+        # `_exit_now` from a drain: the end, in place, or its remainder in a run task.
+        if rest is not None:
+            self._spawn_task(self._carry_on(rest))
+
+    async def _carry_on(self, rest: Coroutine[Any, Any, None]) -> None:
+        # A drain's remainder of `_exit` in a task: killed meanwhile, as `_run` would be.
+        try:
+            await rest
+        except asyncio.CancelledError:
+            if self.task is asyncio.current_task():
+                await self._killed()
+            raise
 
     def _should_move(self, traffic: Traffic, *, holding_token: bool) -> Home | None:
         """The loop to move to now, with the consumer token taken for the move; or None.
@@ -1747,6 +2047,11 @@ class Cell(Latch):
         as a supervisor that exceeded its restart intensity (`_supervisor`), which is not a
         failure of its own code.
         """
+        self._failed(error, message)
+        await self._exit(error)
+
+    def _failed(self, error: Exception, message: object = _SUPERVISING) -> None:
+        # `fail`'s bookkeeping before the end: counted, noted and logged.
         if message is _SUPERVISING:
             logger.error(
                 "actor %s gave up supervising and fails",
@@ -1765,10 +2070,21 @@ class Cell(Latch):
                 exc_info=error,
                 extra=self.log_fields(message),
             )
-        await self._exit(error)
 
     async def _exit(self, reason: Exception | None) -> None:
         """The instance ended (failed, or stopped and drained): restart or finish?"""
+        rest = self._exit_now(reason)
+        if rest is not None:
+            await rest
+
+    def _exit_now(self, reason: Exception | None) -> Coroutine[Any, Any, None] | None:
+        """`_exit` as far as it goes without awaiting: None when it is done, else the
+        coroutine that completes it, to be awaited (by a run task) right away.
+
+        The one place an instance's end is decided; a drain (no task) calls it directly and
+        starts a task for the remainder only when there is one (children to stop, an
+        ``on_stop`` to await).
+        """
         parent = self.parent
         instance = self.instance
         if not self.children and (instance is None or type(instance).on_stop is _ON_STOP):
@@ -1782,6 +2098,7 @@ class Cell(Latch):
                 for timer in list(self.timers):
                     timer.cancel()
             self.instance = None
+            self.kill_pending = False  # as in `_end_instance`: a kill was for this instance
             if self.behaviour is not None:
                 self._drop_stash()
             restart = self.restart
@@ -1801,19 +2118,29 @@ class Cell(Latch):
                 watchers = self.system.tree.end_childless(self)
                 if watchers is not None:
                     self._conclude(reason, False, watchers)
-                    return
+                    return None
                 # A child came meanwhile (a scope's host task): it ends first (`_finish`
                 # stops it), and none can follow (refused).
-                await self._finish(reason, run_on_stop=False)
-                return
+                return self._finish(reason, run_on_stop=False)
             self.system.tree.refuse_children(self)
-        else:
-            await self._end_instance(run_on_stop=True)
+            return self._exit_decided(reason)
+        return self._exit_slowly(reason)
+
+    async def _exit_slowly(self, reason: Exception | None) -> None:
+        # `_exit` with children to stop or an ``on_stop`` to await.
+        await self._end_instance(run_on_stop=True)
+        rest = self._exit_decided(reason)
+        if rest is not None:
+            await rest
+
+    def _exit_decided(self, reason: Exception | None) -> Coroutine[Any, Any, None] | None:
+        # The instance and its children are gone: suspend for a restart, or finish.
+        parent = self.parent
         # Read `sealed` only now, after the awaits: a final stop requested meanwhile wins.
         if parent is not None and not self.mailbox.sealed and self.restart.wants_restart(reason):
             self._suspend(reason)
             if parent.deliver(Signal(ChildExit(self, self.incarnation, reason))):
-                return
+                return None
             # The parent has finished: nobody will restart us.
             self.phase = ENDED
         if reason is not None and parent is self.system.guardian:
@@ -1822,8 +2149,8 @@ class Cell(Latch):
             self.phase = ENDED  # `_finish` without its coroutine: nothing is left to end
             self.exit_reason = reason
             self._conclude(reason, False)
-            return
-        await self._finish(reason, run_on_stop=False)
+            return None
+        return self._finish(reason, run_on_stop=False)
 
     def _suspend(self, reason: BaseException | None) -> None:
         # The instance is gone; keep the consumer token so that no run task starts while
@@ -2101,6 +2428,12 @@ class Cell(Latch):
 # code's flags). A racy fill from two loops writes the same value.
 _awaitable_kind: Final[dict[type, bool]] = {}
 
+_sniffio_library: contextvars.ContextVar[str | None] | None
+try:  # anyio finds its library through sniffio when installed, which looks for a task
+    from sniffio import current_async_library_cvar as _sniffio_library
+except ImportError:  # pragma: no cover - anyio then asks asyncio for its running loop
+    _sniffio_library = None
+
 
 def _check_not_awaitable(result: object, cell: Cell, message: object) -> None:
     """Refuse what a synchronous handler returned if it is awaitable: nobody would await it.
@@ -2122,6 +2455,12 @@ def _check_not_awaitable(result: object, cell: Cell, message: object) -> None:
         "(spawn_soon instead of spawn, try_send instead of send), or define the handler "
         "with `async def`"
     )
+
+
+def _not_started(task: asyncio.Task[None]) -> bool:
+    """Whether ``task`` has yet to take its first step."""
+    coro = task.get_coro()
+    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
 def _abandon(parked: asyncio.Future[Resumed]) -> None:
@@ -2171,6 +2510,46 @@ def _current_ask(cell: Cell) -> Ask | None:
             return ask
         frame = frame.f_back
     return None
+
+
+class _Drain:
+    """The ``task`` of a cell whose run is a drain (`Cell._drain`): due, or running now.
+
+    Not a task: nothing to cancel (a kill's signal ends it: `Cell._kill_here`), and never
+    being cancelled (a CancelledError a handler raises is its own failure: `_as_failure`).
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<drain {self.state}>"
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+    def cancelling(self) -> int:
+        return 0
+
+
+_DRAIN_DUE: Final[Any] = _Drain("due")
+_DRAINING: Final[Any] = _Drain("running")
+
+
+def _enter_context(cell: weakref.ref[Cell]) -> None:
+    # In an actor's context, once before its first drain (see `Cell._prepared_context`).
+    if running_cell.get() is None:
+        running_cell.set(cell)
+    if _sniffio_library is not None:
+        _sniffio_library.set("asyncio")  # every home loop is an asyncio (or uvloop) loop
+
+
+# Present in an actor's context once it is ready for drains (see `_enter_context`).
+_DRAIN_READY: Final[contextvars.ContextVar[Any]] = (
+    _sniffio_library if _sniffio_library is not None else running_cell
+)
 
 
 class _Claimed:

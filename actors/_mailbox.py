@@ -4,7 +4,7 @@ Shape: one private state (a deque of messages, a list of control signals, a FIFO
 waiting senders, counters) behind one ``threading.Lock``, in the manner of anyio's memory
 streams and tokio's bounded mpsc channel. Producers run on any thread: other worker loops,
 the host application's loop (asyncio or trio), plain threads. The consumer is the actor's run
-task on its home loop.
+on its home loop: its run task, or its drain (a loop callback, for a synchronous handler).
 
 Invariants (all under ``_lock``):
 

@@ -12,6 +12,10 @@ seconds, and one still parked since the previous sweep is retired (its task ends
 message starts a new one). The sweep is one timer per loop while anything is parked, and
 visits only the actors that parked since it last ran.
 
+Only run tasks park: an actor whose handler is synchronous runs as a drain (a loop
+callback, `Cell._drain`) and, dry, keeps nothing at all, as a retired actor does; waking it
+is a ``call_soon``, cheaper still than resolving a parked task's future.
+
 Home thread only: parking, waking and sweeping all run on the actor's own loop.
 """
 

@@ -14,10 +14,11 @@ Invariants:
   ``context``): reading it costs one context lookup and no store per message. It holds
   a weak reference, since copies of that context (tasks, loop callbacks) may outlive the
   actor and must not keep it alive. Tasks a handler starts copy the context, so they see
-  the cell as well; the deadline is inherited only by the actor's run task itself
-  (``Cell.in_handler``), since a task the handler left running outlives the ask.
-* ``Cell.deadline`` is written by the run task alone: the ask's deadline while its handler
-  runs, None otherwise. Read by that same task.
+  the cell as well; the deadline is inherited only by the actor's run itself, its run
+  task or its drain (``Cell.in_handler``), since a task the handler left running outlives
+  the ask.
+* ``Cell.deadline`` is written by the run (task or drain) alone: the ask's deadline while
+  its handler runs, None otherwise. Read by that same run.
 * `FlowCounts` are written by the run task alone and read racily by metrics snapshots.
 """
 

@@ -26,6 +26,7 @@ from ._oneshot import Latch
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._cell import Cell
     from ._parking import Parking
 
 __all__ = (
@@ -89,6 +90,10 @@ class Home:
     blocked: bool = False
     turns: int = 0  # fairness turns taken by actors here (home thread): backlog detection
     parking: Parking | None = None  # made by the first actor that parks here (home thread)
+    # The actor whose drain (`Cell._drain`, a loop callback, not a task) runs now: written by
+    # the home thread around each drain, read racily by the watchdog (a stale read only
+    # moves a probe or a report to its next round, as with the current-task registry).
+    draining: Cell | None = None
 
     def __init__(self) -> None:
         # Hand-overs from other threads waiting for the loop to take them (see hand_over).

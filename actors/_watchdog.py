@@ -7,7 +7,8 @@ no other loop to move actors to). A probe that has not run `EVACUATE_AFTER` seco
 was posted means the loop is stuck inside one step: the loop is marked blocked and the
 actors whose run waits behind that step are moved to another loop (``on_blocked``; see
 _placement.py), long before anyone would call the handler slow. At ``threshold`` the
-watchdog names the task running there (run tasks are named after their actor's path) and the
+watchdog names the task running there (run tasks are named after their actor's path), or the
+actor whose drain runs there (a synchronous handler's run, `Cell._drain`), and the
 type of the message the actor was handling, and logs a warning; when the loop turns again it
 logs how long the stall lasted.
 
@@ -218,12 +219,12 @@ class Watchdog:
             stalled = now - probe.posted_at - (_GC_CLOCK.total() - probe.gc_at_post)
             stalled += self._slack
             if stalled >= self._evacuate_after and probe.culprit is None:
-                task = _running_task(home)
-                culprit = None if task is None else self._describe(task.get_name())
-                if task is None or culprit is None:
+                name = _running_name(home)
+                culprit = None if name is None else self._describe(name)
+                if name is None or culprit is None:
                     return  # not inside an actor's handler: not ours to report
                 probe.culprit = culprit
-                probe.fields = {} if self._fields is None else self._fields(task.get_name())
+                probe.fields = {} if self._fields is None else self._fields(name)
                 home.blocked = True  # senders now move idle actors away (see Cell._wake)
                 if self._on_blocked is not None:
                     self._on_blocked(home)
@@ -250,7 +251,7 @@ class Watchdog:
                 )
             probe.culprit = None
             probe.reported = False
-        if _running_task(home) is None:
+        if _running_name(home) is None:
             # Nothing to time: no handler runs there. Idle loops are not woken (they would
             # be, twenty times a second, by probes). Nothing waits on it either: no lag.
             home.lag = 0.0
@@ -262,14 +263,21 @@ class Watchdog:
             home.loop.call_soon_threadsafe(probe.run)
 
 
-def _running_task(home: WorkerHome) -> asyncio.Task[object] | None:
-    """The task whose step the loop is running now; None when idle or between callbacks.
+def _running_name(home: WorkerHome) -> str | None:
+    """The name of the task whose step the loop is running now, or the path of the actor
+    whose drain it runs (`Cell._drain`: a synchronous handler's run, a loop callback);
+    None when idle or in another callback.
 
     Read from the watchdog's thread: the current-task registry is a dict keyed by loop,
-    written by the loop's thread when a step starts and ends; a stale answer only moves
-    a probe or a report to the next round.
+    written by the loop's thread when a step starts and ends, and ``home.draining`` is
+    written by that thread around each drain; a stale answer only moves a probe or a
+    report to the next round.
     """
     try:
-        return asyncio.current_task(home.loop)
+        task = asyncio.current_task(home.loop)
     except RuntimeError:  # the loop is closed
         return None
+    if task is not None:
+        return task.get_name()
+    draining = home.draining
+    return draining.path if draining is not None else None

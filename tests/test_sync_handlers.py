@@ -58,7 +58,7 @@ class After(msgspec.Struct, frozen=True):
 
 
 class Where(actors.Request[tuple[bool, bool]], frozen=True):
-    """Ask whether the handler runs in a task, and whether it is the actor's run task."""
+    """Ask whether the handler runs in a task, and whether it counts as the actor's own run."""
 
 
 Msg = Add | Total | Boom | Quit | Forward | SpawnChild | SpawnAwaiting | After | Where
@@ -147,8 +147,8 @@ async def test_tells_asks_and_try_send_onward() -> None:
             await a.send(Forward(b))
             await a.ask(Total())  # a has forwarded by now: b's Add is queued before this ask
             assert await b.ask(Total()) == 20
-            # Called in place on the run task: in a task, and "in the handler".
-            assert await a.ask(Where()) == (True, True)
+            # Called in place by a drain, a loop callback: in no task, yet "in the handler".
+            assert await a.ask(Where()) == (False, True)
 
 
 async def test_senders_on_every_thread_and_loop() -> None:
