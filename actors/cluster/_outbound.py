@@ -5,7 +5,9 @@ Ordering: every outbound frame of a node goes through one FIFO (the outbox, empt
 carries a reply subject ``_INBOX.p.<node>.<incarnation>.<token>``; ``_replies`` maps the
 token to what waits for it: a future (send, ask, probe of a lookup) or a callback
 (try_send, credit probe; these expire after a while, see `Membership._heartbeat`).
-Messages are checked and encoded in the caller's thread (`_prepare`); the rest is loop only.
+Messages are checked and encoded in the caller's thread (`prepare`; a pipelined tell's
+body only, `prepare_tell`: its frame is made on the loop, with its seq); the rest is loop
+only.
 
 No responders: a request to an actor's subject that nobody subscribes to right now comes
 back as "no responders" (NATS status 503). That is no proof that the actor has stopped: its
@@ -62,11 +64,11 @@ from .._message import Request
 from .._oneshot import Expired, Oneshot, ensure_plain_thread, oneshot
 from .._ref import COOPERATIVE_BUDGET, cell_of
 from .._request import ask_deadline
-from .._sendable import check_sendable
+from .._sendable import check_sendable, is_always_sendable
 from ._asking import notice_subject
 from ._inbound import NIL, as_wire_error
 from ._lanes import NO_RESPONDERS
-from ._registry import GROUP_ID
+from ._registry import GROUP_ID, local_only_field
 from ._remote import (
     RemoteRef,
     address_of,
@@ -80,7 +82,7 @@ from ._remote import (
 from ._replies import Waiter
 from ._tracecontext import asked_remotely, traceparent
 from ._transport import subscribe
-from ._window import TELLS_MAX
+from ._window import TELLS_MAX, Tell
 from ._wire import (
     ASK,
     CANCEL,
@@ -146,6 +148,18 @@ _REPLY_WAIT: Final = 0.05
 RETRY_FIRST: Final = 0.05  # after a transient "no responders", the first pause (doubling)
 RETRY_MAX: Final = 0.5  # ... up to this
 
+# Bytes the headers of an encoded `Told` take at most: its array's, its name's and its
+# trace's (a str header is 1-5 bytes), and its timeout (nil, or a number of up to 9).
+_TOLD_HEADERS: Final = 1 + 5 + 9 + 5
+
+
+# Message types every instance of which is sendable and none of whose fields is typed
+# `ActorRef`, by their wire name: `prepare_tell` skips those checks for them (each verdict
+# is final: `check_sendable` and `local_only_field` cache it per type too, and a type's
+# wire name never changes once used). Written from callers' threads: a race stores the
+# same answer twice, and one dict store per key is safe without the GIL.
+_PLAIN: dict[type, str] = {}
+
 
 class _NoResponders(Exception):
     """Internal: nobody subscribes to the subject (NATS status 503)."""
@@ -174,7 +188,7 @@ class Outbound:
         self.data = data
         self.exports = exports
         self.message = message
-        self.envelope = envelope  # kept for a tell: a stream re-encodes it with its seq
+        self.envelope = envelope  # kept: an ask's key, a stream request's re-encoding
 
 
 class Outbox:
@@ -206,6 +220,10 @@ class Outbox:
         self._replies = replies
         self._limits = limits
         self.ack_timeout = ack_timeout
+        # What an `Envelope` adds to the `Told` of its tell, at most: its version, its kind,
+        # its sender and four integers of up to 9 bytes (stream, seq, base, key), less the
+        # `Told`'s array header, which the envelope's replaces (see `prepare_tell`).
+        self._envelope_fields = 2 + len(msgspec.msgpack.encode(self._me.node)) + 4 * 9
         # Loop only.
         # The frames waiting for the pump, each maybe with its publish started (`_send_out`).
         self._outbox: asyncio.Queue[tuple[Outbound, str, _Started | None]] | None = None
@@ -222,7 +240,7 @@ class Outbox:
         # Pipelined tells posted by callers' threads, not yet on the loop; ``_draining``: a
         # drain is scheduled. Both guarded by the lock.
         self._posted_lock = threading.Lock()
-        self._posted: collections.deque[tuple[RemoteRef[Any], Outbound]] = collections.deque()
+        self._posted: collections.deque[tuple[RemoteRef[Any], Tell]] = collections.deque()
         self._draining = False
         self.pipelined = 0  # tells that returned before their reply (guarded by the lock)
         self.resent = 0  # frames of streams sent again (loop only)
@@ -253,26 +271,27 @@ class Outbox:
 
         Cancellation: the frame may already be out and then still be enqueued.
         """
-        out, wait, on_timeout = self._send_parts(ref, message, timeout)
-        if by_name(ref) is None:
-            if self._pipeline(ref, out):
-                # As ActorRef.send's cooperative budget: a producer whose sends keep finding
-                # credit never waits, and would hold its event loop.
-                if self.pipelined % COOPERATIVE_BUDGET == 0:
-                    await checkpoint()
-                return
-            started = time.monotonic()
-            if timeout is None and await self._pipeline_at_reply(ref, out):
-                return
-            wait -= time.monotonic() - started  # one bound for the whole send
-            await self._held(
-                ref, self._transport.call(self._send_acked(ref, out, wait, on_timeout))
-            )
+        if by_name(ref) is not None:  # a group's: a request to whoever serves the name
+            out = self.prepare(ref, TELL, message, timeout)
+            wait, on_timeout = self._send_wait(ref, message, timeout)
+            await self._transport.call(self._request(ref, out, wait, None, on_timeout))
             return
-        await self._transport.call(self._request(ref, out, wait, None, on_timeout))
+        tell = self.prepare_tell(ref, message, timeout)
+        if self._pipeline(ref, tell):
+            # As ActorRef.send's cooperative budget: a producer whose sends keep finding
+            # credit never waits, and would hold its event loop.
+            if self.pipelined % COOPERATIVE_BUDGET == 0:
+                await checkpoint()
+            return
+        wait, on_timeout = self._send_wait(ref, message, timeout)
+        started = time.monotonic()
+        if timeout is None and await self._pipeline_at_reply(ref, tell):
+            return
+        wait -= time.monotonic() - started  # one bound for the whole send
+        await self._held(ref, self._transport.call(self._send_acked(ref, tell, wait, on_timeout)))
 
-    async def _pipeline_at_reply(self, ref: RemoteRef[Any], out: Outbound) -> bool:
-        """Wait for the replies due on ``ref`` and pipeline ``out`` once they free a slot.
+    async def _pipeline_at_reply(self, ref: RemoteRef[Any], tell: Tell) -> bool:
+        """Wait for the replies due on ``ref`` and pipeline ``tell`` once they free a slot.
 
         Without this, a producer that used up the credit sent its next tell with a round
         trip of its own (`_send_acked`): it waited for every tell before it to be enqueued,
@@ -294,23 +313,26 @@ class Outbox:
                 return False
             if not ref.is_alive:  # the stream ended meanwhile: the acknowledged send says so
                 return False
-            if self._pipeline(ref, out):
+            if self._pipeline(ref, tell):
                 return True
         return False
 
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """`RemoteRef.blocking_send`, from a plain thread."""
         ensure_plain_thread()
-        out, wait, on_timeout = self._send_parts(ref, message, timeout)
-        if by_name(ref) is None:
-            if self._pipeline(ref, out):
-                if self.pipelined % COOPERATIVE_BUDGET == 0:
-                    time.sleep(0)  # let the GIL go, as ActorRef.blocking_send does
-                return
-            with self._holding(ref):
-                self._transport.blocking(self._send_acked(ref, out, wait, on_timeout))
+        if by_name(ref) is not None:
+            out = self.prepare(ref, TELL, message, timeout)
+            wait, on_timeout = self._send_wait(ref, message, timeout)
+            self._transport.blocking(self._request(ref, out, wait, None, on_timeout))
             return
-        self._transport.blocking(self._request(ref, out, wait, None, on_timeout))
+        tell = self.prepare_tell(ref, message, timeout)
+        if self._pipeline(ref, tell):
+            if self.pipelined % COOPERATIVE_BUDGET == 0:
+                time.sleep(0)  # let the GIL go, as ActorRef.blocking_send does
+            return
+        wait, on_timeout = self._send_wait(ref, message, timeout)
+        with self._holding(ref):
+            self._transport.blocking(self._send_acked(ref, tell, wait, on_timeout))
 
     async def ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.ask` (see there): request-reply with the ask's timeout.
@@ -556,11 +578,59 @@ class Outbox:
         )
         data = msgspec.msgpack.encode(envelope)
         if len(data) > self._limits.max_message_size:
-            raise MessageTooLarge(
-                f"{type(message).__qualname__} encodes to {len(data)} bytes, more than the "
-                f"limit of {self._limits.max_message_size}; not sent"
-            )
+            raise self._too_large(message, len(data))
         return Outbound(self._subject_of(ref), data, exports, message, envelope)
+
+    def prepare_tell(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Tell:
+        """`prepare` for a tell of ``ref``'s stream: checked and its body encoded, no frame.
+
+        The frame is made on the cluster loop, once the tell has its seq (a `TELL`
+        envelope, or an item of a `TELLS` frame): encoding the envelope here as well, and
+        formatting the subject, was work done for every tell only to be redone or thrown
+        away. The size limit is checked all the same: ``size`` bounds the encoded `Told`
+        from above (every header at its widest), and only a tell whose bound, with the
+        envelope's own fields, passes the limit is encoded as `prepare` would encode it,
+        to decide exactly. So a tell is refused here exactly when `prepare` refuses it.
+        """
+        if not ref.is_alive:
+            raise stopped_error(ref, message)
+        exports: list[int] = []
+        cls = type(message)
+        name = _PLAIN.get(cls)
+        if name is None:  # not known to need no checks: all of them, as `prepare`
+            _check_message(ref, message)
+            body = self._registry.encode(message, exports)
+            name = message_name(cls)
+            if is_always_sendable(cls) and local_only_field(cls) is None:
+                _PLAIN[cls] = name
+        else:
+            names = address_of(ref).accepts
+            if names is not None and name not in names:
+                _check_message(ref, message)  # a subclass of one it accepts, or refused
+            try:
+                body = msgspec.msgpack.encode(message)  # as `Registry.encode` tries first
+            except (TypeError, ValueError, OverflowError):
+                body = self._registry.encode_refs(message, exports)
+        trace = traceparent(self._registry.system)
+        size = len(body) + _TOLD_HEADERS
+        size += len(name) if name.isascii() else len(name.encode())
+        if trace:
+            size += len(trace) if trace.isascii() else len(trace.encode())
+        told = Told(name, msgspec.Raw(body), timeout, trace)
+        if size + self._envelope_fields > self._limits.max_message_size:
+            envelope = Envelope(
+                WIRE_VERSION, TELL, name, told.body, timeout, self._me.node, trace=trace
+            )
+            encoded = len(msgspec.msgpack.encode(envelope))
+            if encoded > self._limits.max_message_size:
+                raise self._too_large(message, encoded)
+        return Tell(told, exports, message, size)
+
+    def _too_large(self, message: object, size: int) -> MessageTooLarge:
+        return MessageTooLarge(
+            f"{type(message).__qualname__} encodes to {size} bytes, more than the "
+            f"limit of {self._limits.max_message_size}; not sent"
+        )
 
     def _subject_of(self, ref: RemoteRef[Any]) -> str:
         # A group's or a durable actor's requests go to the name (whoever serves it now).
@@ -820,8 +890,8 @@ class Outbox:
 
     # -- pipelined tells: the ref's stream (see ``_window``) -----------------------------------
 
-    def _pipeline(self, ref: RemoteRef[Any], out: Outbound) -> bool:
-        """Hand ``out`` to the stream if the credit allows; True if so. Any thread.
+    def _pipeline(self, ref: RemoteRef[Any], tell: Tell) -> bool:
+        """Hand ``tell`` to the stream if the credit allows; True if so. Any thread.
 
         The admission is the ref's `Credit` (thread-safe); the frame gets its seq on the
         cluster loop, in the order the posts arrive there, which is each caller's order.
@@ -831,7 +901,7 @@ class Outbox:
         # One wake-up of the cluster loop per burst, not per tell: the first poster of a
         # burst schedules the drain, the others only append (in their order, under the lock).
         with self._posted_lock:
-            self._posted.append((ref, out))
+            self._posted.append((ref, tell))
             self.pipelined += 1
             scheduled, self._draining = self._draining, True
         if not scheduled:
@@ -840,7 +910,7 @@ class Outbox:
             except Exception:  # the node is leaving: this tell is refused, not posted
                 with self._posted_lock:
                     self._draining = False
-                    self._posted.remove((ref, out))
+                    self._posted.remove((ref, tell))
                     self.pipelined -= 1
                 credit_of(ref).settle(-1, tried=True)
                 raise
@@ -859,21 +929,21 @@ class Outbox:
             for end in range(1, len(batch) + 1):
                 if end == len(batch) or batch[end][0] is not batch[start][0]:
                     ref = batch[start][0]
-                    self._submit_run(ref, [out for _, out in itertools.islice(batch, start, end)])
+                    self._submit_run(ref, [tell for _, tell in itertools.islice(batch, start, end)])
                     start = end
 
     def _submit_run(
         self,
         ref: RemoteRef[Any],
-        outs: list[Outbound],
+        tells: list[Tell],
         future: asyncio.Future[None] | None = None,
     ) -> list[Sent]:
-        """Give ``outs`` the next seqs of ``ref``'s stream and send them (unless stalled).
+        """Give ``tells`` the next seqs of ``ref``'s stream and send them (unless stalled).
 
         ``future``: the caller waiting for the reply of a single tell (`_send_acked`).
         """
         window = window_of(ref)
-        sents = [window.add(out, future) for out in outs]
+        sents = [window.add(tell, future) for tell in tells]
         self._streaming.add(ref)
         ending = self._stream_ending(ref)
         if ending is not None:
@@ -888,7 +958,7 @@ class Outbox:
         chunk: list[Sent] = []
         size = 0
         for sent in sents:
-            length = len(sent.out.data)
+            length = sent.tell.size
             if chunk and (len(chunk) == TELLS_MAX or size + length > budget):
                 self._transmit_chunk(ref, window, chunk)
                 chunk, size = [], 0
@@ -900,13 +970,13 @@ class Outbox:
     async def _send_acked(
         self,
         ref: RemoteRef[Any],
-        out: Outbound,
+        tell: Tell,
         wait: float,
         on_timeout: Callable[[], Exception],
     ) -> None:
         """A tell of the stream whose caller waits for its reply (no credit). Loop only."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        (sent,) = self._submit_run(ref, [out], future)
+        (sent,) = self._submit_run(ref, [tell], future)
         try:
             async with asyncio.timeout(wait):  # not `wait_for`: see `_exchange`
                 await asyncio.shield(future)
@@ -918,20 +988,34 @@ class Outbox:
                 future.cancel()
 
     def _transmit_chunk(self, ref: RemoteRef[Any], window: Window, chunk: list[Sent]) -> None:
-        """One frame: a `TELL` for one tell, a `TELLS` for several consecutive ones."""
+        """One frame: a `TELL` for one tell, a `TELLS` for several consecutive ones.
+
+        Each tell's `Told` was made in its caller's thread and is encoded here, once per
+        transmission, inside the frame; the subject is formatted once per ref.
+        """
         outbox = self._outbox
         assert outbox is not None
         first, last = chunk[0], chunk[-1]
-        envelope = first.out.envelope
-        assert envelope is not None
+        subject = window.subject
+        if not subject:
+            subject = window.subject = self._subject_of(ref)
         if len(chunk) == 1:
-            envelope = msgspec.structs.replace(
-                envelope, stream=window.stream, seq=first.seq, base=window.base
+            told = first.tell.told
+            envelope = Envelope(
+                WIRE_VERSION,
+                TELL,
+                told.type,
+                told.body,
+                told.timeout,
+                self._me.node,
+                window.stream,
+                first.seq,
+                window.base,
+                told.trace,
             )
-            exports = first.out.exports
+            exports = first.tell.exports
         else:
-            items = [_told(sent.out) for sent in chunk]
-            body = msgspec.Raw(msgspec.msgpack.encode(items))
+            body = msgspec.Raw(msgspec.msgpack.encode([sent.tell.told for sent in chunk]))
             envelope = Envelope(
                 WIRE_VERSION,
                 TELLS,
@@ -943,9 +1027,9 @@ class Outbox:
                 first.seq,
                 window.base,
             )
-            exports = [id for sent in chunk for id in sent.out.exports]
+            exports = [id for sent in chunk for id in sent.tell.exports]
         data = msgspec.msgpack.encode(envelope)
-        frame = Outbound(first.out.subject, data, exports, first.out.message)
+        frame = Outbound(subject, data, exports, first.tell.message)
         on_reply = functools.partial(
             self._on_stream_reply, ref, window, first.seq, last.seq, window.epoch
         )
@@ -1010,7 +1094,7 @@ class Outbox:
 
     def _refusal(self, ref: RemoteRef[Any], window: Window, sent: Sent, info: ErrorInfo) -> bool:
         """The target refused ``sent``; True if that ended the stream (the actor stopped)."""
-        failure = error_from(info, sent.out.message)
+        failure = error_from(info, sent.tell.message)
         if isinstance(failure, ActorStopped) and not isinstance(failure, NodeDown):
             finish_proxy(cell_of(ref), None)
             self._fail_stream(ref, window, lambda message: stopped_error(ref, message))
@@ -1072,14 +1156,14 @@ class Outbox:
         )
         system = self._registry.system
         if system is not None:
-            system.dead_letters.publish(ref.path, [sent.out.message], "undelivered")
+            system.dead_letters.publish(ref.path, [sent.tell.message], "undelivered")
 
     def _fail_stream(
         self, ref: RemoteRef[Any], window: Window, failure: Callable[[object], BaseException]
     ) -> None:
         """The stream ends (the actor stopped, its node is down, this node leaves)."""
         for sent in list(window.unacked.values()):
-            self._settle(ref, window, sent, failure(sent.out.message))
+            self._settle(ref, window, sent, failure(sent.tell.message))
         window.resume()
 
     def _stall(self, ref: RemoteRef[Any], window: Window, *, probe: bool) -> None:
@@ -1189,10 +1273,10 @@ class Outbox:
         info = reply.error
         return reply.status == ERROR and info is not None and info.type == "ActorStopped"
 
-    def _send_parts(
+    def _send_wait(
         self, ref: RemoteRef[Any], message: object, timeout: float | None
-    ) -> tuple[Outbound, float, Callable[[], Exception]]:
-        out = self.prepare(ref, TELL, message, timeout)
+    ) -> tuple[float, Callable[[], Exception]]:
+        """How long a send that waits for its acknowledgement waits, and its timeout error."""
         wait = self.ack_timeout if timeout is None else timeout + _SEND_GRACE
 
         def on_timeout() -> Exception:
@@ -1203,7 +1287,7 @@ class Outbox:
                 message,
             )
 
-        return out, wait, on_timeout
+        return wait, on_timeout
 
     def _ask_parts(
         self, ref: RemoteRef[Any], message: object, timeout: float | None
@@ -1443,12 +1527,6 @@ def check_accepts(ref: RemoteRef[Any], accepts: Any) -> None:
 
 def _leaving(node: str, message: object) -> ActorStopped:
     return ActorStopped(f"node {node} is leaving the cluster", message)
-
-
-def _told(out: Outbound) -> Told:
-    envelope = out.envelope
-    assert envelope is not None
-    return Told(envelope.type, envelope.body, envelope.timeout, envelope.trace)
 
 
 def _between(window: Window, first: int, last: int) -> list[Sent]:

@@ -228,6 +228,15 @@ class Registry:
             return msgspec.msgpack.encode(value)
         except (TypeError, ValueError, OverflowError):
             pass  # a ref, or what cannot be encoded: the hook's path below says which
+        return self.encode_refs(value, exports)
+
+    def encode_refs(self, value: object, exports: list[int]) -> bytes:
+        """`encode`'s path for a value msgspec cannot encode natively: refs become
+        addresses (local ones exported, their ids to ``exports``); anything else fails.
+
+        Raises:
+            WireError: ``value`` cannot be encoded (a `GroupRef` in it, an unknown type).
+        """
 
         def hook(obj: Any) -> Any:
             if isinstance(obj, GroupRef):

@@ -34,8 +34,11 @@ import secrets
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Final
 
+import msgspec
+
+from ._wire import Told  # a field type: msgspec reads it at run time
+
 if TYPE_CHECKING:
-    from ._outbound import Outbound
     from ._wire import ErrorInfo
 
 __all__ = (
@@ -47,6 +50,7 @@ __all__ = (
     "Place",
     "Sent",
     "Streams",
+    "Tell",
     "Window",
 )
 
@@ -67,19 +71,34 @@ ACK_EVERY: Final = 64
 """Enqueued tells of a stream answered by one reply at most, while more frames wait."""
 
 
-class Sent:
-    """One tell of a stream that has not been answered yet."""
+class Tell(msgspec.Struct, eq=False):
+    """A remote tell checked and encoded in its caller's thread, not yet a frame.
 
-    __slots__ = ("future", "out", "pipelined", "seq", "token")
+    ``told`` is what its frame carries (a `TELL` envelope made of it, or one item of a
+    `TELLS` frame): the body is encoded once, here, and never again, also when the stream
+    sends it again. ``size`` bounds the bytes ``told`` encodes to (for the frame budget of
+    `Outbox._transmit_all`); ``exports`` the ids of the local refs in the body, subscribed
+    before its frame leaves. Compared by identity (``eq=False``): two tells of equal
+    messages are two tells. Built as a Struct, not a class with ``__init__``: it is made
+    once per tell on the caller's thread, where a tell's Python is the sender's bottleneck.
+    """
 
-    def __init__(self, seq: int, out: Outbound, future: asyncio.Future[None] | None) -> None:
-        self.seq = seq
-        self.out = out
-        self.token = ""  # the reply token of its latest transmission
-        # The caller waiting for the answer (a send without credit), or None: the caller
-        # has returned, and a failure becomes a dead letter.
-        self.future = future
-        self.pipelined = future is None  # it holds a slot of the ref's credit until answered
+    told: Told
+    exports: list[int]
+    message: object
+    size: int
+
+
+class Sent(msgspec.Struct, eq=False):
+    """One tell of a stream that has not been answered yet (a Struct for the same reason)."""
+
+    seq: int
+    tell: Tell
+    # The caller waiting for the answer (a send without credit), or None: the caller has
+    # returned, and a failure becomes a dead letter.
+    future: asyncio.Future[None] | None
+    pipelined: bool  # it holds a slot of the ref's credit until answered
+    token: str = ""  # the reply token of its latest transmission
 
 
 class Window:
@@ -98,6 +117,7 @@ class Window:
         "next_seq",
         "stalled",
         "stream",
+        "subject",
         "unacked",
     )
 
@@ -109,14 +129,15 @@ class Window:
         self.stalled = False
         self.delay = 0.0  # the pause before the next resend; grows while resends fail
         self.drained: asyncio.Event | None = None  # set when nothing is left unanswered
+        self.subject = ""  # the target's subject, formatted at the first frame
 
     @property
     def base(self) -> int:
         """The oldest seq not answered yet (the next one to be sent, if none)."""
         return next(iter(self.unacked), self.next_seq)
 
-    def add(self, out: Outbound, future: asyncio.Future[None] | None) -> Sent:
-        sent = Sent(self.next_seq, out, future)
+    def add(self, tell: Tell, future: asyncio.Future[None] | None) -> Sent:
+        sent = Sent(self.next_seq, tell, future, future is None)
         self.unacked[sent.seq] = sent
         self.next_seq += 1
         return sent
