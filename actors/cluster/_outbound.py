@@ -1108,18 +1108,12 @@ class Outbox:
         """An OK for ``sent`` (seq ``seq``): every tell up to it is enqueued. As `_settle`
         for each, with the credit they held given back in one step with the room reported
         (one lock, and the senders waiting for room woken once, with the fresh view)."""
-        done: list[Sent] = []
-        for early in window.unacked.values():  # in seq order
-            if early.seq > seq:
-                break
-            done.append(early)
         token = sent.token
         answered = 0
-        for early in done:
+        for early in window.remove_through(seq):
             if early.token != token:  # its own frame's reply no longer matters
                 self._replies.forget(early.token)
                 token = early.token
-            window.remove(early.seq)
             if early.pipelined:
                 answered += 1
             future = early.future

@@ -149,6 +149,24 @@ class Window:
             self.drained = None
         return sent
 
+    def remove_through(self, seq: int) -> list[Sent]:
+        """Remove the unanswered tells up to ``seq`` (those an OK answers), in seq order.
+
+        One pass for the run a reply answers (up to `ACK_EVERY` tells), not a call per tell.
+        """
+        unacked = self.unacked
+        done: list[Sent] = []
+        for sent in unacked.values():  # in seq order
+            if sent.seq > seq:
+                break
+            done.append(sent)
+        for sent in done:
+            del unacked[sent.seq]
+        if not unacked and self.drained is not None:
+            self.drained.set()
+            self.drained = None
+        return done
+
     async def wait_drained(self) -> None:
         """Until every tell sent so far is answered (an ask must not overtake them)."""
         if self.unacked:

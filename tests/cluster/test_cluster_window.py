@@ -40,7 +40,7 @@ from actors._oneshot import oneshot
 from actors.cluster import Nats, RemoteRef
 from actors.cluster._remote import Credit, window_of
 from actors.cluster._transport import ClusterHome
-from actors.cluster._window import PIPELINED_MAX, STREAMS_PER_ACTOR, Streams
+from actors.cluster._window import PIPELINED_MAX, STREAMS_PER_ACTOR, Streams, Tell, Window
 from actors.cluster._wire import (
     ERROR,
     GAP,
@@ -132,6 +132,23 @@ async def test_a_stream_the_receiver_does_not_know_starts_at_the_frames_base() -
             assert (gap.status, msgspec.msgpack.decode(gap.body)) == (GAP, 6)
             assert await book.ref.ask(Total()) == 5
             assert book.seen == [5]
+
+
+async def test_an_ok_takes_the_run_it_answers_out_of_the_window_in_seq_order() -> None:
+    window = Window()
+    sents = [window.add(Tell(told(Put(n)), [], Put(n), 16), None) for n in range(1, 6)]
+    assert [sent.seq for sent in sents] == [1, 2, 3, 4, 5]
+    window.remove(3)  # refused on its own: a gap in the run
+    drained = asyncio.get_running_loop().create_task(window.wait_drained())
+    await wait_until(lambda: window.drained is not None)  # the waiter is registered
+    assert [sent.seq for sent in window.remove_through(4)] == [1, 2, 4]
+    assert list(window.unacked) == [5]
+    assert window.base == 5
+    assert not drained.done()
+    assert [sent.seq for sent in window.remove_through(9)] == [5]
+    with anyio.fail_after(WAIT):
+        await drained  # the last one out wakes what waits for the stream to drain
+    assert window.remove_through(9) == []
 
 
 def test_a_receiver_remembers_a_bounded_number_of_streams() -> None:
