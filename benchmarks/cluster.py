@@ -107,11 +107,16 @@ class Result:
 
 
 class RemoteDriver:
-    """The counter in the other process; producers on worker 1 of this one (a `RemoteRef`)."""
+    """The counter in the other process; producers on worker 1 of this one (a `RemoteRef`).
 
-    def __init__(self, url: str, use_uvloop: bool) -> None:
+    ``spread``: the producers alternate between workers 0 and 1 instead, so that two threads
+    hand tells to the cluster loop (`benchmarks.cluster_cpu --spread`).
+    """
+
+    def __init__(self, url: str, use_uvloop: bool, *, spread: bool = False) -> None:
         self._url = url
         self._use_uvloop = use_uvloop
+        self._spread = spread
         self._system: actors.ActorSystem | None = None
         self._counter: CounterRef | None = None
         self._producers: list[actors.ActorRef[Any]] = []
@@ -124,8 +129,9 @@ class RemoteDriver:
         await system.start()
         self._system = system
         self._counter = await system.lookup_remote(NAME, timeout=10.0)
-        for _ in range(setup.producers):
-            self._producers.append(await system.spawn(Producer, placement=1))
+        for i in range(setup.producers):
+            placement = i % 2 if self._spread else 1
+            self._producers.append(await system.spawn(Producer, placement=placement))
 
     async def close(self) -> None:
         if self._system is not None:

@@ -6,9 +6,11 @@ worker loop of this process send ``Inc`` through the `RemoteRef` of the counter 
 ``benchmarks.cluster_node`` serves in a child process. What it reports is not the rate but
 the CPU seconds each process spends per tell (this process from ``getrusage``, the child
 from ``/proc/<pid>/stat``; all threads of each), the medians over the repetitions after a
-warm-up. On a shared machine the rate swings with the load; the CPU a tell costs much
-less, which makes this the steadier measure of a change to the per-message Python of the
-remote path. Every repetition checks the counter's exact count and sum. Linux only.
+warm-up (``--spread``: the producers alternate between two worker loops, so that two
+threads hand tells to the cluster loop, instead of one). On a shared machine the rate
+swings with the load; the CPU a tell costs much less, which makes this the steadier
+measure of a change to the per-message Python of the remote path. Every repetition
+checks the counter's exact count and sum. Linux only.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def _cpu_of(process: subprocess.Popen[bytes]) -> float:
 
 
 async def cpu_per_tell(
-    url: str, *, producers: int, tells: int, reps: int, use_uvloop: bool = True
+    url: str,
+    *,
+    producers: int,
+    tells: int,
+    reps: int,
+    use_uvloop: bool = True,
+    spread: bool = False,
 ) -> tuple[list[float], list[float]]:
     """Microseconds of CPU per tell, of this process and of the serving one, per rep."""
     counts = [tells // producers] * producers
@@ -58,7 +66,7 @@ async def cpu_per_tell(
             line = await anyio.to_thread.run_sync(process.stdout.readline)
         if b"ready" not in line:
             raise RuntimeError(f"the serving node did not start: {line!r}")
-        driver = RemoteDriver(url, use_uvloop)
+        driver = RemoteDriver(url, use_uvloop, spread=spread)
         await driver.start(Setup("same", producers))
         try:
             check_tally(
@@ -74,13 +82,15 @@ async def cpu_per_tell(
     return sender, owner
 
 
-async def _table(url: str, producers: list[int], tells: int, reps: int) -> str:
+async def _table(url: str, producers: list[int], tells: int, reps: int, spread: bool) -> str:
     rows = [
         "| producers | sender: CPU per tell | owner: CPU per tell |",
         "|--:|--:|--:|",
     ]
     for count in producers:
-        sender, owner = await cpu_per_tell(url, producers=count, tells=tells, reps=reps)
+        sender, owner = await cpu_per_tell(
+            url, producers=count, tells=tells, reps=reps, spread=spread
+        )
         rows.append(f"| {count} | {median(sender):.2f} µs | {median(owner):.2f} µs |")
     return "\n".join(rows)
 
@@ -94,11 +104,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--producers", default="1,4", help="comma-separated (default 1,4)")
     parser.add_argument("--tells", type=int, default=100_000, help="per repetition (100000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument(
+        "--spread", action="store_true", help="producers on workers 0 and 1 (default: all on 1)"
+    )
     args = parser.parse_args(argv)
     producers = [int(p) for p in args.producers.split(",")]
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(nats_server())
-        print(actors.run(_table, url, producers, args.tells, max(1, args.reps)))
+        print(actors.run(_table, url, producers, args.tells, max(1, args.reps), args.spread))
     return 0
 
 
