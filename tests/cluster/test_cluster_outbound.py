@@ -163,6 +163,25 @@ async def test_a_known_type_that_holds_a_ref_is_encoded_with_the_ref_as_its_addr
             assert (address.node, address.id) == ("b", 7)
 
 
+class Quiet(actors.Actor[Blob]):
+    async def receive(self, message: Blob) -> None:
+        pass
+
+
+async def test_a_known_type_that_holds_a_local_ref_exports_it_every_time() -> None:
+    async with sending(1 << 20) as parts:
+        system = parts.registry.system
+        assert system is not None
+        local = await system.spawn(Quiet, name="quiet")
+        target = remote(parts, 5)
+        tells = [parts.outbox.prepare_tell(target, Hello(local), None) for _ in range(2)]
+        address, _ = parts.registry.export(local)
+        for tell in tells:  # learned, then through the known type's path: exported both times
+            assert tell.exports == [address.id]
+            encoded = msgspec.msgpack.decode(tell.told.body, type=dict[str, Address])["who"]
+            assert encoded == address
+
+
 async def test_a_tell_to_a_stopped_actor_is_refused_before_anything_is_encoded() -> None:
     async with sending() as parts:
         ref = remote(parts, 5)
