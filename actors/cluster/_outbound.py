@@ -943,7 +943,7 @@ class Outbox:
         ``future``: the caller waiting for the reply of a single tell (`_send_acked`).
         """
         window = window_of(ref)
-        sents = [window.add(tell, future) for tell in tells]
+        sents = window.add_all(tells, future)
         self._streaming.add(ref)
         ending = self._stream_ending(ref)
         if ending is not None:
@@ -999,6 +999,12 @@ class Outbox:
         subject = window.subject
         if not subject:
             subject = window.subject = self._subject_of(ref)
+        on_reply = functools.partial(
+            self._on_stream_reply, ref, window, first.seq, last.seq, window.epoch
+        )
+        expires = time.monotonic() + self.ack_timeout
+        token = self._replies.callback(on_reply, _target_of(ref), expires)
+        exports: list[int]
         if len(chunk) == 1:
             told = first.tell.told
             envelope = Envelope(
@@ -1014,8 +1020,21 @@ class Outbox:
                 told.trace,
             )
             exports = first.tell.exports
+            if first.token:  # sent again: the earlier transmission's reply no longer matters
+                self._replies.forget(first.token)
+            first.token = token
         else:
-            body = msgspec.Raw(msgspec.msgpack.encode([sent.tell.told for sent in chunk]))
+            items: list[Told] = []
+            exports = []
+            for sent in chunk:  # one pass: the items, their exports, the reply token
+                tell = sent.tell
+                items.append(tell.told)
+                if tell.exports:
+                    exports += tell.exports
+                if sent.token:  # as above
+                    self._replies.forget(sent.token)
+                sent.token = token
+            body = msgspec.Raw(msgspec.msgpack.encode(items))
             envelope = Envelope(
                 WIRE_VERSION,
                 TELLS,
@@ -1027,18 +1046,8 @@ class Outbox:
                 first.seq,
                 window.base,
             )
-            exports = [id for sent in chunk for id in sent.tell.exports]
         data = msgspec.msgpack.encode(envelope)
         frame = Outbound(subject, data, exports, first.tell.message)
-        on_reply = functools.partial(
-            self._on_stream_reply, ref, window, first.seq, last.seq, window.epoch
-        )
-        expires = time.monotonic() + self.ack_timeout
-        token = self._replies.callback(on_reply, _target_of(ref), expires)
-        for sent in chunk:
-            if sent.token:  # sent again: the earlier transmission's reply no longer matters
-                self._replies.forget(sent.token)
-            sent.token = token
         self._send_out(frame, token)
 
     def _on_stream_reply(

@@ -142,6 +142,19 @@ class Window:
         self.next_seq += 1
         return sent
 
+    def add_all(self, tells: list[Tell], future: asyncio.Future[None] | None) -> list[Sent]:
+        """`add` for each of ``tells``, in order: the run of one drain, in one pass."""
+        seq = self.next_seq
+        unacked = self.unacked
+        pipelined = future is None
+        sents: list[Sent] = []
+        for tell in tells:
+            sent = unacked[seq] = Sent(seq, tell, future, pipelined)
+            sents.append(sent)
+            seq += 1
+        self.next_seq = seq
+        return sents
+
     def remove(self, seq: int) -> Sent | None:
         sent = self.unacked.pop(seq, None)
         if not self.unacked and self.drained is not None:

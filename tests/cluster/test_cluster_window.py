@@ -151,6 +151,24 @@ async def test_an_ok_takes_the_run_it_answers_out_of_the_window_in_seq_order() -
     assert window.remove_through(9) == []
 
 
+async def test_a_drained_run_takes_the_next_seqs_in_order() -> None:
+    window = Window()
+    window.add(Tell(told(Put(0)), [], Put(0), 16), None)
+    run = [Tell(told(Put(n)), [], Put(n), 16) for n in range(1, 4)]
+    sents = window.add_all(run, None)
+    assert [(sent.seq, sent.tell, sent.pipelined) for sent in sents] == [
+        (2, run[0], True),
+        (3, run[1], True),
+        (4, run[2], True),
+    ]
+    assert list(window.unacked) == [1, 2, 3, 4]
+    waiting = asyncio.get_running_loop().create_future()
+    (acked,) = window.add_all([Tell(told(Put(5)), [], Put(5), 16)], waiting)
+    assert (acked.seq, acked.future, acked.pipelined) == (5, waiting, False)  # its caller waits
+    assert window.next_seq == 6
+    waiting.cancel()
+
+
 def test_a_receiver_remembers_a_bounded_number_of_streams() -> None:
     streams = Streams()
     first = streams.place("b", 1, 1)
