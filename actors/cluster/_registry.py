@@ -254,8 +254,12 @@ class Registry:
     def decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
         decoder = self._decoders.get(tp)
         if decoder is None:
-            decoder = self._decoders[tp] = decoder_for(tp, self._dec_hook)
+            decoder = self._decoders[tp] = self.new_decoder(tp)
         return decoder
+
+    def new_decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
+        """A decoder of ``tp`` (refs become refs), for another loop's own cache. Any thread."""
+        return decoder_for(tp, self._dec_hook)
 
     def _dec_hook(self, tp: Any, obj: Any) -> Any:
         origin = getattr(tp, "__origin__", tp)

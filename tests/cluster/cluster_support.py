@@ -102,8 +102,11 @@ def asking_of(system: actors.ActorSystem) -> Asking:
 
 
 def asking(system: actors.ActorSystem) -> int:
-    """Remote asks the node answers now (those a CANCEL could still reach)."""
-    return len(asking_of(system))
+    """Remote asks the node answers now (those a CANCEL could still reach): those that
+    came over its cluster connection and those its ask lanes took (a snapshot)."""
+    cluster: Any = system.cluster
+    lanes = list(cluster._node.lanes._lanes.values())
+    return len(asking_of(system)) + sum(len(lane.asking) for lane in lanes)
 
 
 async def abandon_queued_ask(

@@ -188,13 +188,18 @@ async def test_asks_from_worker_loops_and_an_asyncio_host_take_their_loops_lane(
         host_lane = anyio_backend_name == "asyncio"  # trio keeps the cluster loop's path
         assert stats.lanes == 2 + host_lane
         assert stats.lane_asks >= 100 + (40 if host_lane else 0)
-        # One connection per loop, each with its one reply subscription in b's inbox.
+        # One connection per loop, each with its one reply subscription in b's inbox (and
+        # one for the asks of b's actors on that loop, in b's subjects: see
+        # test_cluster_owner_lanes.py).
         lanes = pair.lanes_of_b()
         assert len(lanes) == stats.lanes
         incarnation = pair.cluster_b.incarnation
         for name, subjects in lanes.items():
             number = name.rsplit("-", 1)[1]
-            assert subjects == [f"_INBOX.{pair.cluster_b.prefix}.b.{incarnation}.l{number}.*"]
+            assert sorted(subjects) == [
+                f"_INBOX.{pair.cluster_b.prefix}.b.{incarnation}.l{number}.*",
+                f"{pair.cluster_b.prefix}.actor.b.{incarnation}.l{number}.*",
+            ]
         # More asks from the same loops open nothing more.
         for asker in askers:
             assert await asker.ask(AskMany(target, 20), timeout=WAIT) == 20
@@ -408,8 +413,10 @@ async def test_malformed_and_late_replies_on_a_lane_are_counted_and_lose_nothing
                 await forger.publish(msg.reply, b"\xc1 not a reply")
 
             address = address_of(target)  # pyright: ignore[reportArgumentType]
-            subject = f"{pair.cluster_b.prefix}.actor.a.{address.incarnation}.{address.id}"
-            await forger.subscribe(subject, cb=forge)  # pyright: ignore[reportUnknownMemberType]
+            actor = f"{pair.cluster_b.prefix}.actor.a.{address.incarnation}"
+            # The ask goes to the actor's subject, or to its owner's lane (``.l<n>.<id>``).
+            for subject in (f"{actor}.{address.id}", f"{actor}.*.{address.id}"):
+                await forger.subscribe(subject, cb=forge)  # pyright: ignore[reportUnknownMemberType]
             await forger.flush()
             stats = pair.cluster_b.statistics()
             async with anyio.create_task_group() as tasks:
