@@ -713,7 +713,7 @@ def home_of(ref: RemoteRef[Any]) -> int:
 def note_home(ref: RemoteRef[Any], home: int) -> None:
     """Keep the hint of an ask's reply (`Reply.home`: 0 says nothing, -1 none). Any thread."""
     if home:
-        ref._home = max(home, 0)  # pyright: ignore[reportPrivateUsage]
+        ref._home = home if home > 0 else 0  # pyright: ignore[reportPrivateUsage]
 
 
 def window_of(ref: RemoteRef[Any]) -> Window:
