@@ -141,6 +141,13 @@ class Owner(actors.Actor[OwnerMsg]):
         return None
 
 
+class SyncOwner(actors.Actor[OwnerMsg]):
+    """A synchronous handler: it runs as a callback of its loop (a drain), no task."""
+
+    def receive(self, message: OwnerMsg) -> object:
+        return message.value if isinstance(message, Echo) else None
+
+
 @register_message
 class AskMany(actors.Request[int], frozen=True):
     """Ask ``target`` Echo ``count`` times; reply how many came back right."""
@@ -252,6 +259,18 @@ async def test_asks_for_an_actor_on_a_worker_loop_are_taken_on_its_loops_lane(
                 f"{pair.cluster_a.prefix}.actor.a.{incarnation}.l{number}.*",
             ]
         assert {home_of(t0), home_of(t1)} == {int(n.rsplit("-", 1)[1]) for n in lanes}
+
+
+async def test_a_synchronous_actor_answers_its_lane_asks_from_its_drain(pair: Pair) -> None:
+    with anyio.fail_after(2 * WAIT):
+        await pair.a.spawn(SyncOwner, name="sync", public=True, placement=1)
+        target = await pair.b.lookup_remote("sync", OwnerMsg)
+        assert isinstance(target, RemoteRef)
+        asker = await pair.b.spawn(Asker, placement=0)
+        await ask_until_its_lane_serves(pair, asker, target)
+        before = served(pair.a)
+        assert await asker.ask(AskMany(target, 50), timeout=WAIT) == 50
+        assert served(pair.a) == before + 50
 
 
 async def test_asks_on_the_owners_lane_never_overtake_the_tells_before_them(
