@@ -18,6 +18,12 @@ Invariants (loop only, except `Answer.settle`, callable from any thread):
 * Its CANCEL key leaves `Inbound.asking` when it is done, so the table holds only asks in
   flight (``tests/cluster/test_cluster_request.py`` checks a thousand abandoned asks).
 * A reply carrying exported refs leaves only once they are subscribed (`Inbound.respond`).
+* It leaves on the connection that received the ask (a server that keeps nodes to their
+  subjects lets a node answer only there): the cluster connection's `Answers` is the
+  node's; an ask lane that received an ask on its loop's own subject (``_lanes``) has an
+  `Answers` of its own, on its loop, publishing on the lane.
+* An ask's answer carries its ``home`` hint (`Reply.home`): where the actor's next asks
+  may go (``hint``, set by the node: the lane of the actor's loop).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import asyncio
 import collections
 import contextlib
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -35,15 +41,34 @@ from .._oneshot import EXPIRED, Oneshot
 from ._wire import ERROR, OK, WIRE_VERSION, Reply, WireError, error_info
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from ._asking import Asking
     from ._registry import Export, Registry
-    from ._transport import Transport
 
-__all__ = ("Answer", "Answers")
+__all__ = ("Answer", "Answers", "Sender")
 
 _NIL = msgspec.Raw(b"\xc0")
+
+
+class Sender(Protocol):
+    """Who answers: owns the sender task on its loop, and says when it is closing.
+
+    The node's transport (the cluster loop), or an ask lane (its own loop).
+    """
+
+    @property
+    def closing(self) -> bool:
+        """Whether it is going away: no sender task is started any more."""
+        ...
+
+    def own(self, coro: Coroutine[Any, Any, Any]) -> object:
+        """Run ``coro`` as a task on its loop, cancelled when it goes away."""
+        ...
+
+
+def _no_hint(export: Export) -> int:
+    return 0
 
 
 class Answer(Oneshot):
@@ -94,27 +119,41 @@ class Answer(Oneshot):
 class Answers:
     """Sends the replies of remote asks as their actors settle them (see the module).
 
-    Handed the transport (the node, the task owner), the registry (encoding replies), the
-    `Inbound.respond` that publishes one reply, and `Inbound.asking`, the table of asks a
-    CANCEL can still reach.
+    Handed the `Sender` (the transport or a lane: the loop, the task owner), the node's
+    name, the registry (encoding replies), what publishes one reply (`Inbound.respond`, or
+    the lane's), and the table of asks a CANCEL can still reach (`Inbound.asking`, or the
+    lane's). ``hint``: the `Reply.home` of an export's answer (none until the node sets it).
     """
 
-    __slots__ = ("_asking", "_queue", "_registry", "_respond", "_sender", "_transport", "_wake")
+    __slots__ = (
+        "_asking",
+        "_node",
+        "_queue",
+        "_registry",
+        "_respond",
+        "_sender",
+        "_transport",
+        "_wake",
+        "hint",
+    )
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Sender,
+        node: str,
         registry: Registry,
         respond: Callable[[str, Reply, list[int]], Awaitable[None]],
         asking: Asking,
     ) -> None:
         self._transport = transport
+        self._node = node
         self._registry = registry
         self._respond = respond
         self._asking = asking
+        self.hint: Callable[[Export], int] = _no_hint
         # Loop only: replies settled, not yet published; the sender, and its wake-up.
         self._queue: collections.deque[tuple[str, Reply, list[int]]] = collections.deque()
-        self._sender: asyncio.Task[None] | None = None
+        self._sender: object = None  # the sender task, once started
         self._wake: asyncio.Future[None] | None = None
 
     def expect(self, export: Export, message: object, reply_to: str, key: int) -> Answer:
@@ -152,12 +191,14 @@ class Answers:
             except WireError as failure:
                 error = failure
             else:
-                reply = Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free())
+                home = self.hint(export)
+                reply = Reply(WIRE_VERSION, OK, msgspec.Raw(body), export.free(), None, home)
                 self._send(answer.reply_to, reply, exports)
                 return
-        info = error_info(error, export.path, self._transport.me.node)
+        info = error_info(error, export.path, self._node)
         free = 0 if isinstance(error, MailboxFull) else export.free()
-        self._send(answer.reply_to, Reply(WIRE_VERSION, ERROR, _NIL, free, info), [])
+        reply = Reply(WIRE_VERSION, ERROR, _NIL, free, info, self.hint(export))
+        self._send(answer.reply_to, reply, [])
 
     def _send(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
         self._queue.append((reply_to, reply, exports))

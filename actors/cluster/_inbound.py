@@ -11,8 +11,17 @@ Every refusal goes back to the sender as an error reply (the sender learns why);
 malformed frame also counts as rejected. The node's own subject (id 0) answers whether one
 of its exports still exists (`Inbound.on_node_probe`, see ``_outbound`` for why).
 
+An ask can also arrive on an ask lane, the NATS connection of the loop its actor lives on
+(``_lanes``): `Inbound.on_lane_frame` checks and enqueues it there, on that loop, with the
+same steps (`open`, `decode_body`, `_enqueue_ask`) and the lane's own answers, cancel
+table and decoders.
+
 `Inbound` is handed the transport (the client; owning its answer tasks) and the registry
-(the exports, decoding message bodies, encoding replies). Loop only.
+(the exports, decoding message bodies, encoding replies). Loop only, except
+`on_lane_frame` and what it calls (`open`, `decode_body` with a lane's decoders,
+`_enqueue_ask` with a lane's tables): any thread, touching only what is thread-safe (the
+export table under its lock, the transport's counters through the cluster loop, the
+mailbox).
 """
 
 from __future__ import annotations
@@ -72,11 +81,14 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
     from .._pool import Pool
+    from ._lanes import AskLane
     from ._options import Limits
     from ._registry import Registry
     from ._transport import Transport
     from ._window import Place, Streams
     from ._wire import ErrorInfo
+
+Decoders = dict[Any, msgspec.msgpack.Decoder[Any]]  # message decoders by type, one loop's
 
 _POOL_ASKS: Final = 1024  # asks a served pool answers at once, per node (then: push back)
 
@@ -140,7 +152,7 @@ class Inbound:
         # with what abandons each (see ``_asking``). Bounded by the asks in flight.
         self.asking = Asking()
         # Sends the replies of the asks enqueued here, as their actors settle them.
-        self.answers = Answers(transport, registry, self.respond, self.asking)
+        self.answers = Answers(transport, self._me.node, registry, self.respond, self.asking)
         # Serves an inbound STREAM request (``_streams``), set by the node. Loop only.
         self.on_stream: Callable[[Export, Envelope, str], Awaitable[None]] | None = None
 
@@ -169,6 +181,11 @@ class Inbound:
             export.subs.append(sub)
         finally:
             export.ready.set_result(None)
+
+    async def ensure_all_subscribed(self, ids: list[int]) -> None:
+        """`ensure_subscribed` for each of ``ids`` (the refs a reply carries). Loop only."""
+        for id in ids:
+            await self.ensure_subscribed(id)
 
     async def register(self, name: str, id: int) -> None:
         client = self._transport.client
@@ -394,6 +411,51 @@ class Inbound:
         except Exception as error:  # refused by the target: the sender learns why
             await self._answer_error(reply_to, export, error)
 
+    # -- inbound: asks on a loop's own subject (an ask lane, see ``_lanes``) ------------------
+
+    async def on_lane_frame(self, lane: AskLane, msg: Msg) -> None:
+        """An ask, or its cancel notice, on ask lane ``lane``'s subject, on its loop.
+
+        The checks of `_frame` for an ask (the export, the frame, the type, the deadline,
+        the trace), answered on the lane (the connection that received it). The actor is
+        whichever export the subject's last token names; if it is no longer homed on this
+        loop (the watchdog moved it) the ask is enqueued all the same (a mailbox takes
+        items from any thread) and the answer's hint names its new home.
+        """
+        reply_to = msg.reply
+        id = _lane_target(msg.subject)
+        if id is None:
+            error = WireError(f"no actor id in the subject {msg.subject!r}")
+            self._transport.reject(lane.name, error)
+            info = error_info(error, "", self._me.node)
+            await lane.respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, 0, info), [])
+            return
+        export = self._registry.exported(id)
+        if export is None:
+            gone = ActorStopped(f"exported actor #{id} of node {self._me.node} has stopped")
+            info = error_info(gone, "", self._me.node)
+            await lane.respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, 0, info), [])
+            return
+        try:
+            envelope = self.open(msg.data)
+        except MALFORMED as error:
+            self._transport.reject(export.cell.path, error)
+            await lane.respond(reply_to, self._error_reply(export, as_wire_error(error)), [])
+            return
+        if envelope.kind == CANCEL:
+            lane.asking.cancel(envelope.key)
+            return
+        try:
+            if envelope.kind != ASK:
+                raise WireError(f"a frame of kind {envelope.kind} on an ask lane's subject")
+            message = self.decode_body(export, envelope, lane.decoders)
+            await self._enqueue_ask(export, message, envelope, reply_to, lane.answers, lane.asking)
+            lane.served += 1
+        except Exception as error:  # refused: the sender learns why, on the lane
+            if isinstance(error, WireError):
+                self._transport.reject(export.cell.path, error)
+            await lane.respond(reply_to, self._error_reply(export, error), [])
+
     async def _stream_tell(self, export: Export, envelope: Envelope, reply_to: str) -> None:
         """A pipelined tell (see ``_window``): enqueued once, at its turn in its stream."""
         streams = export.streams
@@ -517,13 +579,22 @@ class Inbound:
         streams.holding.discard(place)
         await self.respond(reply_to, Reply(WIRE_VERSION, OK, NIL, free), [])
 
-    def decode_body(self, export: Export | _Served, envelope: Envelope | Told) -> object:
+    def decode_body(
+        self,
+        export: Export | _Served,
+        envelope: Envelope | Told,
+        decoders: Decoders | None = None,
+    ) -> object:
+        """The message of ``envelope`` for ``export``; ``decoders``: the calling loop's cache
+        of decoders by type (the registry's, the cluster loop's, by default)."""
         try:
-            return self._body_decoder(export, envelope.type).decode(envelope.body)
+            return self._body_decoder(export, envelope.type, decoders).decode(envelope.body)
         except DECODING as error:
             raise WireError(f"malformed {envelope.type!r}: {error}") from None
 
-    def _body_decoder(self, export: Export | _Served, name: str) -> msgspec.msgpack.Decoder[Any]:
+    def _body_decoder(
+        self, export: Export | _Served, name: str, decoders: Decoders | None = None
+    ) -> msgspec.msgpack.Decoder[Any]:
         """The decoder of message type ``name`` for ``export``.
 
         Raises:
@@ -539,17 +610,31 @@ class Inbound:
                 f"actor {export.path} does not accept {name!r}; it accepts "
                 + " | ".join(message_name(t) for t in accepts)
             )
-        return self._registry.decoder(cls)
+        if decoders is None:
+            return self._registry.decoder(cls)
+        decoder = decoders.get(cls)
+        if decoder is None:
+            decoder = decoders[cls] = self._registry.new_decoder(cls)
+        return decoder
 
     async def _enqueue_ask(
-        self, export: Export, message: object, request: Envelope, reply_to: str
+        self,
+        export: Export,
+        message: object,
+        request: Envelope,
+        reply_to: str,
+        answers: Answers | None = None,
+        asking: Asking | None = None,
     ) -> None:
         # As ActorRef.ask, but the reply is sent when the actor settles it (`Answers`), so
         # that this subscription goes on enqueueing the next frames in order meanwhile.
+        # ``answers`` and ``asking``: the receiving connection's (the node's by default).
+        answers = self.answers if answers is None else answers
+        asking = self.asking if asking is None else asking
         cell = export.cell
         if type(message) not in cell.admitted:
             cell.admit(message)
-        reply = self.answers.expect(export, message, reply_to, request.key)
+        reply = answers.expect(export, message, reply_to, request.key)
         timeout = request.timeout  # the time its asker still waits: the deadline, here
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
@@ -568,8 +653,8 @@ class Inbound:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         # A CANCEL on this subscription comes after this; a group's, heard on the name's
         # notice subject, may have come first: then the ask is abandoned here at once.
-        self.asking.hold(request.key, functools.partial(reply.abandon, CANCELLED))
-        self.answers.expire_after(reply, remaining)
+        asking.hold(request.key, functools.partial(reply.abandon, CANCELLED))
+        answers.expire_after(reply, remaining)
 
     async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:
         exports: list[int] = []
@@ -610,9 +695,12 @@ class Inbound:
     async def _answer_error(
         self, reply_to: str, export: Export | _Served, error: BaseException
     ) -> None:
+        await self.respond(reply_to, self._error_reply(export, error), [])
+
+    def _error_reply(self, export: Export | _Served, error: BaseException) -> Reply:
         info = error_info(error, export.path, self._me.node)
         free = export.free() if not isinstance(error, MailboxFull) else 0
-        await self.respond(reply_to, Reply(WIRE_VERSION, ERROR, NIL, free, info), [])
+        return Reply(WIRE_VERSION, ERROR, NIL, free, info)
 
     async def on_node_probe(self, msg: Msg) -> None:
         """Another node asks whether one of our exported actors still exists.
@@ -648,6 +736,12 @@ def _more_waiting(export: Export) -> bool:
         getattr(sub, "pending_msgs", 0) and not is_notices(getattr(sub, "subject", ""))
         for sub in export.subs
     )
+
+
+def _lane_target(subject: str) -> int | None:
+    """The export id an ask lane's subject names (``<lane subject>.<id>``), if well-formed."""
+    token = subject.rsplit(".", 1)[-1]
+    return int(token) if token.isdecimal() and len(token) < 20 else None
 
 
 def _raw(value: object) -> msgspec.Raw:

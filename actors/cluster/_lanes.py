@@ -2,8 +2,9 @@
 
 Why: nats-py runs on the node's cluster loop, in a thread of its own, so that no handler can
 block heartbeats. A remote ask made on a worker loop therefore crossed that thread boundary
-twice on the asking node (the request to the cluster loop, the reply back), 20-45 µs each on
-a loaded machine: as much as a remote ask may add to a raw NATS request in all (see
+twice on the asking node (the request to the cluster loop, the reply back), and twice
+again on the owner's (the request to the actor's loop, the reply back), 20-45 µs each on a
+loaded machine: as much as a remote ask may add to a raw NATS request in all (see
 ``docs/benchmarks.md``, issue 16).
 
 What: the first remote ask made on an asyncio or uvloop loop (a worker loop, or an asyncio
@@ -27,22 +28,59 @@ goes through the cluster loop, which waits for the ref's tells as it always did.
 carrying refs of local actors (which must be subscribed before it leaves) goes there too.
 The cancel notice of an abandoned lane ask follows it on the lane.
 
-Failures: a lane that cannot connect is logged once and its loop asks through the cluster
-loop for the node's life. An ask whose reply was lost with a lane's connection (a server
-restart) raises `AskTimeout` at its deadline, as one on the cluster connection does (an
-ask is never sent again); asks made while the lane is away go through the cluster loop.
+Failures: a lane that cannot connect is logged once and its loop asks (and its actors are
+asked) through the cluster loop for the node's life. An ask whose reply was lost with a
+lane's connection (a server restart) raises `AskTimeout` at its deadline, as one on the
+cluster connection does (an ask is never sent again); asks made while the lane is away go
+through the cluster loop.
 "No responders" on a lane hands the ask to the cluster loop's full path (asking the owner
 node whether the actor is still there, retrying within the deadline). When the target's
 node is declared down, its asks on every lane fail with `NodeDown` at once; when this node
 leaves, every lane fails its asks with `ActorStopped` and is closed (`Lanes.close`, before
-the cluster connection).
+the cluster connection: its subscriptions, those taking asks for this node's actors too,
+go first; an ask taken there and not answered yet is answered by nobody, and its asker
+hears of the node's leave as for any other).
 
-Bounds: one lane per loop per node, made only by a loop that asks. A blocked loop stalls
-only its own lane (its asks, its connection's pings); heartbeats stay on the cluster loop.
+The owner's side: each lane also takes the asks for this node's actors living on its loop,
+on one subscription of its own, ``<prefix>.actor.<node>.<incarnation>.l<n>.*`` (inside the
+node's actor subjects, so the permissions that let the node subscribe to its actors cover
+it; one per loop, none per actor, nothing to move when an actor moves). An ask's answer
+carries a hint (`Reply.home`): the lane of the loop its actor lives on when it was
+answered, or `NO_HOME`. The asker keeps it on the ref (`home_of`) and sends the ref's next
+lane ask to ``<lane subject>.<export id>``. There the lane checks what the cluster
+connection's path checks (``Inbound.on_lane_frame``: the export, the frame, the type, the
+deadline, the trace context), enqueues the ask from its loop (a synchronous actor then
+drains as a callback of the same loop: no thread hop) and answers on its own connection,
+the one that received the ask (a server that keeps nodes to their subjects allows a reply
+only there, ``allow_responses``), with its own `Answers` and its own `Asking` table (the
+cancel notice of such an ask takes the same subject, behind it). A loop that owns actors
+but never asks gets its lane when the cluster loop first answers for one of them
+(`Lanes.hint`); until it is up the hint is `NO_HOME` and asks go the cluster loop's way.
+
+Decisions where nothing else says: the hint is the owner's word, cached per ref and
+read and written by the askers of any loop without a lock (a stale value costs one ask a
+longer way, never a wrong answer). A stale hint (the watchdog moved the actor) reaches
+the old loop's lane, which enqueues the ask all the same (a mailbox takes items from any
+thread; the actor's own loop is woken as for any send) and answers with the actor's new
+home. "No responders" on a lane subject (the lane not up, the node restarted) forgets the
+hint and takes the full path, as for an actor subject; so does an ask that timed out on a
+lane subject (its loop may be blocked: the next ask goes through the cluster connection,
+whose actor may have been moved away from the blocked loop). Any node may ask any
+exported actor on a lane subject, as on an actor subject: permissions bound who may
+publish there, never which actor (the frame's sender is not trusted for that either).
+
+Order on the owner's side: an ask takes a lane only when its ref's tells and acknowledged
+sends are all answered (`Credit.quiet`), and a tell is answered only once enqueued, so an
+ask taken by the owner's lane is enqueued after every tell its sender sent before it.
+
+Bounds: one lane per loop per node, made by a loop that asks or that owns an actor asked
+from another node. A blocked loop stalls only its own lane (its asks, the asks for its
+actors, its connection's pings); heartbeats stay on the cluster loop.
 
 Thread rules: an `AskLane` is touched only on its own loop (single owner: its client, its
-table of waiting asks, its tasks, its counters; another thread reaches it only through
-``loop.call_soon_threadsafe``). `Lanes` keeps the table of lanes under its lock (touched
+table of waiting asks, its tasks, its counters, its `Answers`, `Asking` and decoders;
+another thread reaches it only through ``loop.call_soon_threadsafe``; its ``number`` and
+``loop`` never change). `Lanes` keeps the table of lanes under its lock (touched
 when a loop makes its lane, when a node goes down and at leave); each thread finds its own
 loop's lane through a thread-local, with no lock per ask. Counters other threads read
 (`Lanes.statistics`) are snapshots, as the node's others are.
@@ -58,9 +96,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from .._errors import ActorStopped
 from .._oneshot import Expired, oneshot
-from ._transport import Throttle, subscribe
+from .._runtime import HostHome, WorkerHome
+from ._answers import Answers
+from ._asking import Asking
+from ._remote import home_of, note_home
+from ._transport import SUB_PENDING_MSGS, Throttle, subscribe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -69,11 +113,16 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from .._oneshot import Oneshot
+    from .._runtime import Home
+    from ._inbound import Decoders, Inbound
     from ._membership import Membership
     from ._outbound import Outbound
+    from ._registry import Export, Registry
+    from ._remote import RemoteRef
     from ._transport import Transport
+    from ._wire import Reply
 
-__all__ = ("NO_RESPONDERS", "AskLane", "Lanes")
+__all__ = ("NO_RESPONDERS", "AskLane", "Lanes", "lane_subject")
 
 logger = logging.getLogger("actors.cluster")
 
@@ -81,6 +130,19 @@ NO_RESPONDERS: Final = b""  # the reply of an ask nobody received (never a frame
 _CLOSE_WAIT: Final = 2.0  # seconds leaving waits for a lane's loop to close it
 
 Target = tuple[str, str] | None
+NO_HOME: Final = -1  # `Reply.home`: the actor's loop has no ask lane taking asks (yet)
+
+
+def lane_subject(actor_subject: str, number: int) -> str:
+    """Where an ask to the actor of ``actor_subject`` goes on its owner's lane ``number``.
+
+    Example:
+        ```python
+        lane_subject("p.actor.a.x1.7", 2)  # "p.actor.a.x1.l2.7"
+        ```
+    """
+    head, _, id = actor_subject.rpartition(".")
+    return f"{head}.l{number}.{id}"
 
 
 class AskLane:
@@ -101,26 +163,43 @@ class AskLane:
         "_throttle",
         "_tokens",
         "_waiting",
+        "answers",
+        "asking",
         "asks",
         "client",
         "closed",
         "connected",
+        "decoders",
         "inbox",
         "loop",
         "name",
+        "number",
+        "served",
+        "subject",
     )
 
     def __init__(self, lanes: Lanes, loop: asyncio.AbstractEventLoop, number: int) -> None:
         self._lanes = lanes
         self.loop = loop
         node = lanes.transport.node
+        me = lanes.transport.me
         self.name = f"actors:{node}:lane-{number}"
-        self.inbox = f"{lanes.transport.me.inbox}.l{number}"
+        self.number = number
+        self.inbox = f"{me.inbox}.l{number}"
+        # Asks for this node's actors homed on this loop: ``<subject>.<export id>``.
+        self.subject = f"{me.prefix}.actor.{node}.{me.incarnation}.l{number}"
         # Own loop only, all of them.
         self.client: NatsClient | None = None
         self.connected = False
         self.closed = False
         self.asks = 0  # asks answered on this lane (read elsewhere as a snapshot)
+        self.served = 0  # asks for this node's actors enqueued from this lane (a snapshot too)
+        # The owner's side: the asks taken here that a cancel notice can reach, their
+        # answers (published here, on the connection that received them), the decoders.
+        self.asking = Asking(remembered=0)
+        self.answers = Answers(self, node, lanes.registry, self.respond, self.asking)
+        self.answers.hint = self.hint
+        self.decoders: Decoders = {}
         self._waiting: dict[str, tuple[Oneshot, Target]] = {}
         self._tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()  # cancel notices on their way
@@ -131,11 +210,15 @@ class AskLane:
         state = "connected" if self.connected else "closed" if self.closed else "disconnected"
         return f"<AskLane {self.name} {state} waiting={len(self._waiting)}>"
 
-    async def request(self, out: Outbound, target: Target, left: float | None) -> bytes | None:
+    async def request(
+        self, out: Outbound, target: Target, left: float | None, ref: RemoteRef[Any] | None = None
+    ) -> bytes | None:
         """Publish ``out`` on this lane; its reply frame (`NO_RESPONDERS`: nobody got it).
 
         None when the lane could not publish it (nothing left: the caller sends it another
-        way).
+        way). To the owner's lane of the actor's loop when ``ref``'s hint names one
+        (`home_of`), else to the actor's subject; a hint that found nobody, or no reply in
+        time, is forgotten (the owner's loop may be gone or blocked).
 
         Raises:
             Expired: no reply within ``left`` seconds (a cancel notice follows the ask).
@@ -147,29 +230,35 @@ class AskLane:
         client = self.client
         if client is None or not self.connected:
             return None
+        home = 0 if ref is None else home_of(ref)
+        subject = out.subject if not home else lane_subject(out.subject, home)
         token = str(next(self._tokens))
         # Waiting before the frame leaves: no reply (and no node-down notice, which the
         # caller checked for just before, without yielding) can come before it is expected.
         done = oneshot()
         self._waiting[token] = (done, target)
         try:
-            await client.publish(out.subject, out.data, reply=f"{self.inbox}.{token}")
+            await client.publish(subject, out.data, reply=f"{self.inbox}.{token}")
         except Exception:  # the connection dropped, or its buffer is full: not sent
             self._waiting.pop(token, None)
             return None
         except BaseException:  # cancelled while nats-py flushed: the frame may have left
             if self._waiting.pop(token, None) is not None:
-                self._cancel_remotely(out)
+                self._cancel_remotely(out, subject)
             raise
         try:
             data: bytes = await (done.wait() if left is None else done.wait_once(left))
-        except BaseException:
+        except BaseException as error:
             # Still waiting: the asker gave up (failed asks have left the table already).
             if self._waiting.pop(token, None) is not None:
-                self._cancel_remotely(out)
+                self._cancel_remotely(out, subject)
+            if home and ref is not None and isinstance(error, Expired):
+                note_home(ref, NO_HOME)  # its loop may be blocked: the next ask goes around
             raise
         if data:
             self.asks += 1
+        elif home and ref is not None:
+            note_home(ref, NO_HOME)  # that lane is not up (any more): the next learns anew
         return data
 
     async def _on_reply(self, msg: Msg) -> None:
@@ -184,14 +273,46 @@ class AskLane:
         else:
             entry[0].settle(msg.data)
 
-    def _cancel_remotely(self, out: Outbound) -> None:
-        """Tell the owner the asker gave up: on this lane, so that it follows the ask."""
+    def _cancel_remotely(self, out: Outbound, subject: str) -> None:
+        """Tell the owner the asker gave up: on this lane and the ask's ``subject``, so that
+        it follows the ask (an owner's lane holds the asks it took, `AskLane.asking`)."""
         notice = self._lanes.cancel_notice(out)
         client = self.client
         if notice is None or client is None or self.closed:
             return
-        subject, data = notice
-        self._own(_publish_quietly(client, subject, data))
+        _, data = notice  # to one actor: the notice takes the ask's subject
+        self.own(_publish_quietly(client, subject, data))
+
+    # -- the owner's side: asks for this node's actors homed on this loop ------------------
+
+    async def _on_request(self, msg: Msg) -> None:
+        await self._lanes.inbound.on_lane_frame(self, msg)
+
+    async def respond(self, reply_to: str, reply: Reply, exports: list[int]) -> None:
+        """Publish ``reply`` to an ask taken on this lane, on this lane (`allow_responses`:
+        the connection that received it), once the refs exported in it are subscribed (on
+        the cluster loop). Lost with the connection: the asker times out, as on the cluster
+        connection's."""
+        client = self.client
+        if not reply_to or client is None or self.closed:
+            return
+        with contextlib.suppress(Exception):
+            if exports:
+                lanes = self._lanes
+                await lanes.transport.call(lanes.inbound.ensure_all_subscribed(exports))
+            await client.publish(reply_to, msgspec.msgpack.encode(reply))
+
+    def hint(self, export: Export) -> int:
+        """The `Reply.home` of an answer given here: this lane while the actor lives on its
+        loop, else its home's (a racy read of its home: a stale one costs one forward)."""
+        if export.cell.home.loop is self.loop and self.connected:
+            return self.number
+        return self._lanes.hint(export)
+
+    @property
+    def closing(self) -> bool:
+        """Whether the lane is closed (its `Answers` start no sender task then)."""
+        return self.closed
 
     def fail_target(self, target: tuple[str, str], error: Callable[[], BaseException]) -> None:
         """Node incarnation ``target`` is down: fail the asks waiting on it."""
@@ -208,10 +329,12 @@ class AskLane:
         """
         self._connecting = self.loop.create_task(self._connect())
 
-    def _own(self, coro: Coroutine[Any, Any, None]) -> None:
+    def own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of this lane (cancelled when it closes). Own loop only."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _connect(self) -> None:
         from nats.aio.client import Client
@@ -243,6 +366,13 @@ class AskLane:
                     **options,
                 )
                 await subscribe(client, f"{self.inbox}.*", cb=self._on_reply)
+                # The asks for this node's actors living on this loop.
+                await subscribe(
+                    client,
+                    f"{self.subject}.*",
+                    cb=self._on_request,
+                    pending_msgs_limit=SUB_PENDING_MSGS,
+                )
                 await client.flush()
             ready = not self.closed  # else the node left while this connected
         except Exception as error:
@@ -299,12 +429,14 @@ class Lanes:
     """The ask lanes of one node, one per event loop that asks (see the module).
 
     Handed the transport (identity, thread, counters), membership (a node declared down
-    fails its asks on every lane), the nats-py connect options of the node, and the maker
-    of a cancel notice for an ask's frame (``_outbound``).
+    fails its asks on every lane), the nats-py connect options of the node, the maker of
+    a cancel notice for an ask's frame (``_outbound``), and the inbound and the registry
+    (which take and answer the asks for this node's actors that arrive on a lane).
 
     Example:
         ```python
-        lanes = Lanes(transport, membership, config.connect_options(), outbox.cancel_notice)
+        options = config.connect_options()
+        lanes = Lanes(transport, membership, options, outbox.cancel_notice, inbound, registry)
         lane = lanes.current()  # None: ask through the cluster loop
         await lanes.close()  # at leave
         ```
@@ -316,12 +448,18 @@ class Lanes:
         membership: Membership,
         options: dict[str, Any],
         cancel_notice: Callable[[Outbound], tuple[str, bytes] | None],
+        inbound: Inbound,
+        registry: Registry,
     ) -> None:
         self.transport = transport
         self.options = options
         self.cancel_notice = cancel_notice
+        # What takes the asks for this node's actors on their loops' lanes.
+        self.inbound = inbound
+        self.registry = registry
         self._lock = threading.Lock()
         self._lanes: dict[asyncio.AbstractEventLoop, AskLane] = {}  # guarded by the lock
+        self._asked: set[asyncio.AbstractEventLoop] = set()  # lanes requested; the lock
         self._numbers = itertools.count(1)  # guarded by the lock
         self._closing = False  # guarded by the lock
         self._local = threading.local()  # this thread's (loop's) lane
@@ -356,6 +494,38 @@ class Lanes:
             lane.start()
         return lane
 
+    def hint(self, export: Export) -> int:
+        """The `Reply.home` of an answer to an ask for ``export``: the lane of the actor's
+        loop if it takes asks, else `NO_HOME`, and that loop is asked to start one (a
+        worker loop or an asyncio host's loop; never trio, never the cluster loop). Any
+        thread (the cluster loop answers most, a lane those it took)."""
+        home = export.cell.home  # a racy read: a stale home costs one forward
+        loop = home.loop
+        with self._lock:
+            lane = self._lanes.get(loop)
+            start = lane is None and not self._closing and loop not in self._asked
+            if start:
+                self._asked.add(loop)
+        if lane is not None:
+            return lane.number if lane.connected else NO_HOME
+        if start:
+            self._start_on(home)
+        return NO_HOME
+
+    def _start_on(self, home: Home) -> None:
+        """Ask ``home``'s loop to start its lane (it takes asks for the actors living there)."""
+        if not isinstance(home, WorkerHome | HostHome):
+            return
+        loop = home.loop
+        with contextlib.suppress(RuntimeError):  # its loop has closed
+            loop.call_soon_threadsafe(self._start_here, loop)
+
+    def _start_here(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(RuntimeError):  # not an asyncio loop after all
+            if asyncio.get_running_loop() is loop and self._make(loop) is None:
+                with self._lock:  # not now (disconnected, leaving): the next answer asks again
+                    self._asked.discard(loop)
+
     def _on_down(self, target: tuple[str, str], error: Callable[[], BaseException]) -> None:
         """Node incarnation ``target`` is down: each lane fails its asks, on its loop."""
         with self._lock:
@@ -364,11 +534,16 @@ class Lanes:
             with contextlib.suppress(RuntimeError):  # its loop has closed, and its asks
                 lane.loop.call_soon_threadsafe(lane.fail_target, target, error)
 
-    def statistics(self) -> tuple[int, int]:
-        """Lanes open (connected) and asks answered on them: a snapshot. Any thread."""
+    def statistics(self) -> tuple[int, int, int]:
+        """Lanes open (connected), asks answered on them, and asks for this node's actors
+        taken on them: a snapshot. Any thread."""
         with self._lock:
             lanes = list(self._lanes.values())
-        return sum(lane.connected for lane in lanes), sum(lane.asks for lane in lanes)
+        return (
+            sum(lane.connected for lane in lanes),
+            sum(lane.asks for lane in lanes),
+            sum(lane.served for lane in lanes),
+        )
 
     async def close(self) -> None:
         """Fail every lane's asks with `ActorStopped` and close its connection (at leave).

@@ -60,6 +60,8 @@ Subjects (``p`` is the prefix, default ``actors``):
   of that node stopped for good.
 * ``_INBOX.p.<node>.<incarnation>.*``: replies to this node's requests;
   ``_INBOX.p.<node>.<incarnation>.l<n>.*``: replies to the asks of its ask lane ``<n>``.
+* ``p.actor.<node>.<incarnation>.l<n>.<id>``: asks for exported actor ``<id>`` taken by
+  ask lane ``<n>``, on the loop the actor lives on (an asker's hint says which, ``_lanes``).
 
 Ordering: every outbound frame of a node goes through one FIFO (``_outbound``), and each
 exported actor has its own subscription served in arrival order (``_inbound``); so frames
@@ -172,6 +174,8 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
             for the remote asks made on them (one per loop that asks; see ``docs/cluster.md``).
         lane_asks: remote asks answered over an ask lane (the others went through the
             node's cluster loop).
+        lane_served: remote asks for this node's actors taken on the ask lane of the
+            actor's own loop (the others arrived on the cluster connection).
 
     Example:
         ```python
@@ -207,6 +211,7 @@ class ClusterStatistics(msgspec.Struct, frozen=True):
     streams_serving: int = 0
     lanes: int = 0
     lane_asks: int = 0
+    lane_served: int = 0
 
 
 class Nats:
@@ -497,7 +502,7 @@ class Nats:
         """
         node = self._node
         transport, durable, events = node.transport, node.durable, node.events
-        lanes, lane_asks = node.lanes.statistics()
+        lanes, lane_asks, lane_served = node.lanes.statistics()
         return ClusterStatistics(
             node=self.node,
             connected=transport.connected,
@@ -529,6 +534,7 @@ class Nats:
             streams_serving=node.streams.open_serving(),
             lanes=lanes,
             lane_asks=lane_asks,
+            lane_served=lane_served,
         )
 
 
@@ -569,9 +575,15 @@ class _Node:
         self.inbound.on_stream = self.streams.serve
         self.outbox.streams = self.streams
         self.lanes = Lanes(
-            transport, self.membership, config.connect_options(), self.outbox.cancel_notice
+            transport,
+            self.membership,
+            config.connect_options(),
+            self.outbox.cancel_notice,
+            self.inbound,
+            self.registry,
         )
         self.outbox.lanes = self.lanes
+        self.inbound.answers.hint = self.lanes.hint  # an ask's answer says where to ask next
         self.events = EventRelay(transport, self.registry, self.inbound, limits)
         self.inspector = NodeInspector(
             transport,

@@ -76,6 +76,7 @@ from ._remote import (
     credit_of,
     finish_proxy,
     full_error,
+    note_home,
     stopped_error,
     window_of,
 )
@@ -372,7 +373,7 @@ class Outbox:
             raise NodeDown(f"node {target[0]} is down", out.message)
         started = time.monotonic()
         try:
-            data = await lane.request(out, target, left)
+            data = await lane.request(out, target, left, ref)
         except Expired:
             raise on_timeout() from None
         if data is None or data == NO_RESPONDERS:
@@ -820,6 +821,7 @@ class Outbox:
             self._transport.reject(f"a reply from {ref.path}", error)
             raise as_wire_error(error) from None
         credit_of(ref).settle(reply.free)
+        note_home(ref, reply.home)  # where its next lane ask goes (``_lanes``)
         if reply.status == OK:
             try:
                 return self._registry.decoder(reply_type).decode(reply.body)

@@ -16,7 +16,10 @@ encode and decode through this registry, so they are bound after it is built, on
 before the node attaches: the one late link of the object graph.
 
 Guarded by `Identity.lock`: the export table and the proxy table (callers' threads encode
-and decode refs). Loop only: the decoder cache.
+and decode refs). The decoder cache takes no lock: the cluster loop and the ask lanes'
+loops read replies through it; each get and set is one dict operation (atomic on its own,
+also on free-threaded CPython, which locks each dict), and two threads that miss the same
+type at once each build a decoder, equal ones, the last stored staying.
 """
 
 from __future__ import annotations
@@ -261,10 +264,15 @@ class Registry:
             ) from None
 
     def decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
+        """The cached decoder of ``tp`` (see the module docstring for the race). Any thread."""
         decoder = self._decoders.get(tp)
         if decoder is None:
-            decoder = self._decoders[tp] = decoder_for(tp, self._dec_hook)
+            decoder = self._decoders[tp] = self.new_decoder(tp)
         return decoder
+
+    def new_decoder(self, tp: Any) -> msgspec.msgpack.Decoder[Any]:
+        """A decoder of ``tp`` (refs become refs), for another loop's own cache. Any thread."""
+        return decoder_for(tp, self._dec_hook)
 
     def _dec_hook(self, tp: Any, obj: Any) -> Any:
         origin = getattr(tp, "__origin__", tp)

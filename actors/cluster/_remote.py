@@ -61,6 +61,8 @@ __all__ = (
     "credit_of",
     "finish_proxy",
     "full_error",
+    "home_of",
+    "note_home",
     "stopped_error",
     "window_of",
 )
@@ -271,7 +273,7 @@ class RemoteRef(Ref[M]):
         ```
     """
 
-    __slots__ = ("__weakref__", "_address", "_courier", "_credit", "_window")
+    __slots__ = ("__weakref__", "_address", "_courier", "_credit", "_home", "_window")
 
     def __init__(
         self, proxy: Cell, courier: Courier, address: Address, credit: Credit | None = None
@@ -281,6 +283,8 @@ class RemoteRef(Ref[M]):
         self._address = address
         self._credit = Credit(address.free) if credit is None else credit
         self._window: Window | None = None  # its pipelined tells, made at the first (loop only)
+        # The owner's ask lane for the actor's loop, by the last ask's reply (`home_of`).
+        self._home = 0
 
     @property
     def node(self) -> str:
@@ -694,6 +698,22 @@ class DurableRef(RemoteRef[M]):
 def credit_of(ref: RemoteRef[Any]) -> Credit:
     """The node's view of ``ref``'s target's free room (see `Credit`)."""
     return ref._credit  # pyright: ignore[reportPrivateUsage]  # the couriers' one way in
+
+
+def home_of(ref: RemoteRef[Any]) -> int:
+    """The owner's ask lane that takes ``ref``'s asks on its actor's loop; 0: none known.
+
+    A hint (see ``_lanes``), read and written by the askers of every loop without a lock:
+    a stale or lost value only sends one ask a longer way (the owner forwards it and
+    answers with a fresh hint, or nobody answers and it takes the full path). Any thread.
+    """
+    return ref._home  # pyright: ignore[reportPrivateUsage]  # the couriers' one way in
+
+
+def note_home(ref: RemoteRef[Any], home: int) -> None:
+    """Keep the hint of an ask's reply (`Reply.home`: 0 says nothing, -1 none). Any thread."""
+    if home:
+        ref._home = home if home > 0 else 0  # pyright: ignore[reportPrivateUsage]
 
 
 def window_of(ref: RemoteRef[Any]) -> Window:

@@ -207,13 +207,19 @@ class Told(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Reply(msgspec.Struct, array_like=True, frozen=True):
-    """The answer to an `Envelope`: OK with a body (and the target's free slots), or an error."""
+    """The answer to an `Envelope`: OK with a body (and the target's free slots), or an error.
+
+    ``home``, in the answer to an ask: the owner's ask lane (its number) that takes asks for
+    the actor on the actor's own loop, -1 for none, 0 for no word (other replies; a node
+    that predates it: a trailing field with a default, see ``_lanes``).
+    """
 
     version: int
     status: int
     body: msgspec.Raw = msgspec.Raw(b"\xc0")
     free: int = -1
     error: ErrorInfo | None = None
+    home: int = 0
 
 
 class StreamFrame(msgspec.Struct, array_like=True, frozen=True):

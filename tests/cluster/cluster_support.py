@@ -10,10 +10,11 @@ joined by routes (a NATS cluster); `write_config` writes a server configuration 
 ``.creds`` files) offline with the ``nkeys`` package, without the ``nsc`` tool.
 
 The fixtures every cluster test file needs come from factories here (`prefix_fixture`,
-`server_fixture`, `raw_client_fixture`, `asyncio_backend_fixture`) and `NodeFactory` makes
-their `Nats` transports: a file assigns what it needs to module names (``prefix =
-prefix_fixture("t")``) and keeps only what is its own (its tag, its server's options, its
-heartbeat timings).
+`server_fixture`, `raw_client_fixture`, `asyncio_backend_fixture`, `pair_fixture` for two
+nodes in this process) and `NodeFactory` makes their `Nats` transports: a file assigns what
+it needs to module names (``prefix = prefix_fixture("t")``) and keeps only what is its own
+(its tag, its server's options, its heartbeat timings). `parts_on_this_loop` lets a test's
+loop stand for the cluster loop of the node's parts around a fake client.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ __all__ = (
     "NatsCluster",
     "NatsServer",
     "NodeFactory",
+    "Pair",
     "Relay",
     "Stop",
     "TcpGate",
@@ -75,11 +77,14 @@ __all__ = (
     "asking",
     "asking_of",
     "asyncio_backend_fixture",
+    "connections",
     "encode_jwt",
     "free_port",
     "lose_down_notices",
     "nats_server_binary",
     "nkey_pair",
+    "pair_fixture",
+    "parts_on_this_loop",
     "prefix_fixture",
     "raw_client_fixture",
     "running_script",
@@ -97,8 +102,11 @@ def asking_of(system: actors.ActorSystem) -> Asking:
 
 
 def asking(system: actors.ActorSystem) -> int:
-    """Remote asks the node answers now (those a CANCEL could still reach)."""
-    return len(asking_of(system))
+    """Remote asks the node answers now (those a CANCEL could still reach): those that
+    came over its cluster connection and those its ask lanes took (a snapshot)."""
+    cluster: Any = system.cluster
+    lanes = list(cluster._node.lanes._lanes.values())
+    return len(asking_of(system)) + sum(len(lane.asking) for lane in lanes)
 
 
 async def abandon_queued_ask(
@@ -688,6 +696,82 @@ def asyncio_backend_fixture() -> FixtureFunctionDefinition:
         return ("asyncio", {"use_uvloop": False})
 
     return anyio_backend
+
+
+class Pair:
+    """Two nodes of one prefix on one server, both in this process: ``a`` and ``b``."""
+
+    def __init__(self, a: actors.ActorSystem, b: actors.ActorSystem, server: NatsServer) -> None:
+        self.a = a
+        self.b = b
+        self.server = server
+
+    @property
+    def cluster_a(self) -> Nats:
+        cluster = self.a.cluster
+        assert isinstance(cluster, Nats)
+        return cluster
+
+    @property
+    def cluster_b(self) -> Nats:
+        cluster = self.b.cluster
+        assert isinstance(cluster, Nats)
+        return cluster
+
+    def lanes_of(self, node: str) -> dict[str, list[str]]:
+        """The server's view: ask lane connections of ``node``, by name, with their
+        subscriptions (the server needs its monitoring port)."""
+        return connections(self.server, f"actors:{node}:lane-")
+
+    def lanes_of_b(self) -> dict[str, list[str]]:
+        return self.lanes_of("b")
+
+
+def connections(server: NatsServer, name_prefix: str) -> dict[str, list[str]]:
+    """The server's connections whose name starts with ``name_prefix``, with their
+    subscriptions, sorted (from its monitoring port)."""
+    assert server.monitor is not None
+    url = f"http://127.0.0.1:{server.monitor}/connz?subs=1"
+    with urllib.request.urlopen(url, timeout=1.0) as answer:
+        connz = msgspec.json.decode(answer.read())
+    return {
+        c["name"]: sorted(c.get("subscriptions_list") or ())
+        for c in connz.get("connections") or ()
+        if str(c.get("name", "")).startswith(name_prefix)
+    }
+
+
+def pair_fixture(
+    node: NodeFactory, *, before: Callable[[], object] | None = None
+) -> FixtureFunctionDefinition:
+    """A ``pair`` fixture: nodes "a" and "b" (two worker loops each) of the file's
+    ``server`` and ``prefix``, made with ``node``; ``before`` runs first (clearing a file's
+    flags, say)."""
+
+    @pytest.fixture
+    async def pair(server: NatsServer, prefix: str) -> AsyncIterator[Pair]:
+        if before is not None:
+            before()
+        async with (
+            actors.ActorSystem(workers=2, name="a", cluster=node(server.url, "a", prefix)) as a,
+            actors.ActorSystem(workers=2, name="b", cluster=node(server.url, "b", prefix)) as b,
+        ):
+            yield Pair(a, b, server)
+
+    return pair
+
+
+async def parts_on_this_loop(parts: Any) -> None:
+    """Let the test's loop and thread stand for the cluster loop of ``parts`` (the node's
+    parts around a fake client, ``test_cluster_parts.Parts``), its outbox listening."""
+    import asyncio
+
+    from actors.cluster._transport import ClusterHome
+
+    loop = asyncio.get_running_loop()
+    parts.transport.loop = loop
+    parts.transport.home = ClusterHome(loop, threading.get_ident(), "a")
+    await parts.outbox.listen(parts.client)
 
 
 class NodeFactory:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import msgspec
@@ -30,7 +30,11 @@ from cluster_support import (
     Log,
     NatsServer,
     NodeFactory,
+    Pair,
     asking,
+    connections,
+    pair_fixture,
+    parts_on_this_loop,
     prefix_fixture,
     running_script,
     server_fixture,
@@ -39,14 +43,12 @@ from cluster_support import (
 import actors
 from actors.cluster import Nats, NodeDown, WireError, register_message
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
 pytestmark = pytest.mark.anyio
 
 server = server_fixture(monitor=True)
 prefix = prefix_fixture("ln")
 node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0, reconnect_time_wait=0.05)
+pair = pair_fixture(node, before=lambda: FLAGS.clear())
 
 LANE_OWNER = Path(__file__).with_name("lane_owner.py")
 FLAGS: dict[str, Flag] = {}
@@ -163,47 +165,6 @@ class Asker(actors.Actor[AskerMsg]):
                 return None
 
 
-class Pair:
-    def __init__(self, a: actors.ActorSystem, b: actors.ActorSystem, server: NatsServer) -> None:
-        self.a = a
-        self.b = b
-        self.server = server
-
-    @property
-    def cluster_b(self) -> Nats:
-        cluster = self.b.cluster
-        assert isinstance(cluster, Nats)
-        return cluster
-
-    def lanes_of_b(self) -> dict[str, list[str]]:
-        """The server's view: lane connections of node b, by name, with their subscriptions."""
-        return connections(self.server, "actors:b:lane-")
-
-
-def connections(server: NatsServer, name_prefix: str) -> dict[str, list[str]]:
-    import urllib.request
-
-    assert server.monitor is not None
-    url = f"http://127.0.0.1:{server.monitor}/connz?subs=1"
-    with urllib.request.urlopen(url, timeout=1.0) as answer:
-        connz = msgspec.json.decode(answer.read())
-    return {
-        c["name"]: list(c.get("subscriptions_list") or ())
-        for c in connz.get("connections") or ()
-        if str(c.get("name", "")).startswith(name_prefix)
-    }
-
-
-@pytest.fixture
-async def pair(server: NatsServer, prefix: str) -> AsyncIterator[Pair]:
-    FLAGS.clear()
-    async with (
-        actors.ActorSystem(workers=2, name="a", cluster=node(server.url, "a", prefix)) as a,
-        actors.ActorSystem(workers=2, name="b", cluster=node(server.url, "b", prefix)) as b,
-    ):
-        yield Pair(a, b, server)
-
-
 async def ask_until_a_lane_answers(pair: Pair, asker: actors.ActorRef[Any], target: Any) -> None:
     """A loop's first asks go through the cluster loop while its lane connects."""
     before = pair.cluster_b.statistics().lane_asks
@@ -221,19 +182,29 @@ async def test_asks_from_worker_loops_and_an_asyncio_host_take_their_loops_lane(
         for asker in askers:
             await ask_until_a_lane_answers(pair, asker, target)
             assert await asker.ask(AskMany(target, 50), timeout=WAIT) == 50
+        host_lane = anyio_backend_name == "asyncio"  # trio keeps the cluster loop's path
+        if host_lane:  # the host's first asks go through the cluster loop while it connects
+            before = pair.cluster_b.statistics().lane_asks
+            while pair.cluster_b.statistics().lane_asks == before:
+                assert await target.ask(Ping(-1)) == -1
+        before = pair.cluster_b.statistics().lane_asks
         for value in range(50):  # the host
             assert await target.ask(Ping(value)) == value
         stats = pair.cluster_b.statistics()
-        host_lane = anyio_backend_name == "asyncio"  # trio keeps the cluster loop's path
         assert stats.lanes == 2 + host_lane
-        assert stats.lane_asks >= 100 + (40 if host_lane else 0)
-        # One connection per loop, each with its one reply subscription in b's inbox.
+        assert stats.lane_asks - before == (50 if host_lane else 0)
+        # One connection per loop, each with its one reply subscription in b's inbox (and
+        # one for the asks of b's actors on that loop, in b's subjects: see
+        # test_cluster_owner_lanes.py).
         lanes = pair.lanes_of_b()
         assert len(lanes) == stats.lanes
         incarnation = pair.cluster_b.incarnation
         for name, subjects in lanes.items():
             number = name.rsplit("-", 1)[1]
-            assert subjects == [f"_INBOX.{pair.cluster_b.prefix}.b.{incarnation}.l{number}.*"]
+            assert sorted(subjects) == [
+                f"_INBOX.{pair.cluster_b.prefix}.b.{incarnation}.l{number}.*",
+                f"{pair.cluster_b.prefix}.actor.b.{incarnation}.l{number}.*",
+            ]
         # More asks from the same loops open nothing more.
         for asker in askers:
             assert await asker.ask(AskMany(target, 20), timeout=WAIT) == 20
@@ -447,8 +418,10 @@ async def test_malformed_and_late_replies_on_a_lane_are_counted_and_lose_nothing
                 await forger.publish(msg.reply, b"\xc1 not a reply")
 
             address = address_of(target)  # pyright: ignore[reportArgumentType]
-            subject = f"{pair.cluster_b.prefix}.actor.a.{address.incarnation}.{address.id}"
-            await forger.subscribe(subject, cb=forge)  # pyright: ignore[reportUnknownMemberType]
+            actor = f"{pair.cluster_b.prefix}.actor.a.{address.incarnation}"
+            # The ask goes to the actor's subject, or to its owner's lane (``.l<n>.<id>``).
+            for subject in (f"{actor}.{address.id}", f"{actor}.*.{address.id}"):
+                await forger.subscribe(subject, cb=forge)  # pyright: ignore[reportUnknownMemberType]
             await forger.flush()
             stats = pair.cluster_b.statistics()
             async with anyio.create_task_group() as tasks:
@@ -476,21 +449,13 @@ async def test_an_abandoned_ask_keeps_its_ref_off_the_lanes_until_a_probe_came_b
     its ref takes a lane until a probe, sent behind it and its cancel notice, is answered."""
     if anyio_backend_name == "trio":
         pytest.skip("the test's loop stands for the cluster loop: asyncio only")
-    import asyncio
-    import threading
-
     from test_cluster_parts import Parts
 
     from actors.cluster import RemoteRef
-    from actors.cluster._transport import ClusterHome
     from actors.cluster._wire import Address
 
     parts = Parts()
-    client = parts.client
-    loop = asyncio.get_running_loop()  # the test's loop and thread stand for the cluster's
-    parts.transport.loop = loop
-    parts.transport.home = ClusterHome(loop, threading.get_ident(), "a")
-    await parts.outbox.listen(client)  # type: ignore[arg-type]
+    await parts_on_this_loop(parts)
     with anyio.fail_after(WAIT):
         async with actors.ActorSystem(workers=1) as system:
             parts.registry.bind(system, parts.outbox, parts.durable)

@@ -21,9 +21,11 @@ from _support import WAIT, Flag, wait_until
 from cluster_support import (
     NatsServer,
     NodeFactory,
+    Pair,
     abandon_queued_ask,
     asking,
     asking_of,
+    pair_fixture,
     prefix_fixture,
     raw_client_fixture,
     server_fixture,
@@ -44,6 +46,7 @@ server = server_fixture()
 prefix = prefix_fixture("rq")
 raw = raw_client_fixture()
 node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0)
+pair = pair_fixture(node, before=lambda: FLAGS.clear())
 
 # Flags by name: a handler on either node reaches them (both nodes are in this process).
 FLAGS: dict[str, Flag] = {}
@@ -112,22 +115,6 @@ class Front(actors.Actor[AskOn]):
     async def receive(self, message: AskOn) -> float:
         ref = await self.system.lookup_remote(message.name, HowLong)
         return await ref.ask(HowLong(), timeout=message.own)
-
-
-class Pair:
-    def __init__(self, a: actors.ActorSystem, b: actors.ActorSystem) -> None:
-        self.a = a
-        self.b = b
-
-
-@pytest.fixture
-async def pair(server: NatsServer, prefix: str) -> AsyncIterator[Pair]:
-    FLAGS.clear()
-    async with (
-        actors.ActorSystem(workers=2, name="a", cluster=node(server.url, "a", prefix)) as a,
-        actors.ActorSystem(workers=2, name="b", cluster=node(server.url, "b", prefix)) as b,
-    ):
-        yield Pair(a, b)
 
 
 def metrics_of(system: actors.ActorSystem, path: str) -> actors.ActorMetrics:

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import actors
-from actors.cluster import lookup_group, register_message, serve_pool
+from actors.cluster import Nats, lookup_group, register_message, serve_pool
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -282,6 +282,48 @@ async def test_a_served_pool_joins_the_callers_trace(server: NatsServer, prefix:
         chain.append(current.name)
     assert remote_client.name in chain
     assert chain[-1] == "caller"
+
+
+async def test_an_ask_taken_on_the_owners_lane_joins_the_callers_trace(
+    server: NatsServer, prefix: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    async with (
+        actors.ActorSystem(
+            workers=1, name="a", cluster=node(server.url, "a", prefix), tracing=provider
+        ) as a,
+        actors.ActorSystem(
+            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
+        ) as b,
+    ):
+        with anyio.fail_after(WAIT):
+            await a.spawn(lambda: C(Flag()), name="c", public=True, placement=0)
+            c = await b.lookup_remote("c", Job | Note)
+            cluster_a = a.cluster
+            assert isinstance(cluster_a, Nats)
+            # Until the host's lane asks, and c's loop's lane takes them (``_lanes``).
+            while cluster_a.statistics().lane_served == 0:
+                assert await c.ask(Job(1)) == 10
+            served = cluster_a.statistics().lane_served
+            exporter.clear()
+            with tracer.start_as_current_span("caller") as caller:
+                assert await c.ask(Job(2)) == 20
+            assert cluster_a.statistics().lane_served == served + 1
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    trace_ids = {span.context.trace_id for span in spans if span.context is not None}
+    assert trace_ids == {caller.get_span_context().trace_id}
+    (job,) = [span for span in spans if span.name == "Job"]
+    by_id = {span.context.span_id: span for span in spans if span.context is not None}
+    chain: list[str] = []
+    current = job
+    while current.parent is not None and current.parent.span_id in by_id:
+        current = by_id[current.parent.span_id]
+        chain.append(current.name)
+    assert chain == ["ask Job", "caller"]
 
 
 class Listener(actors.Actor[Note]):

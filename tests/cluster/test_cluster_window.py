@@ -21,6 +21,7 @@ from cluster_support import (
     Log,
     NatsServer,
     NodeFactory,
+    parts_on_this_loop,
     prefix_fixture,
     server_fixture,
 )
@@ -39,7 +40,6 @@ import actors
 from actors._oneshot import oneshot
 from actors.cluster import Nats, RemoteRef
 from actors.cluster._remote import Credit, window_of
-from actors.cluster._transport import ClusterHome
 from actors.cluster._window import PIPELINED_MAX, STREAMS_PER_ACTOR, Streams, Tell, Window
 from actors.cluster._wire import (
     ERROR,
@@ -518,10 +518,7 @@ async def test_a_malformed_batch_is_refused_whole_and_moves_nothing() -> None:
 async def test_a_peer_granting_room_it_does_not_have_gets_at_most_a_window_in_flight() -> None:
     parts = Parts()
     client = parts.client
-    loop = asyncio.get_running_loop()  # the test's loop and thread stand for the cluster's
-    parts.transport.loop = loop
-    parts.transport.home = ClusterHome(loop, threading.get_ident(), "a")
-    await parts.outbox.listen(client)  # type: ignore[arg-type]
+    await parts_on_this_loop(parts)
     # An address whose node claims a billion free slots, and never answers.
     lying = Address("liar", "inc-l", 9, "/user/sink", None, 10**9)
     with anyio.fail_after(10):
