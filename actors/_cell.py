@@ -621,7 +621,10 @@ class Cell(Latch):
             ):
                 self.task = _DRAIN_DUE
                 context = self.context
-                if context is None or _DRAIN_READY not in context:
+                if context is None:  # `_prepared_context`'s common case, inlined
+                    context = self.context = _DRAIN_TEMPLATE.copy()
+                    context.run(running_cell.set, weakref.ref(self))
+                elif _DRAIN_READY not in context:
                     context = self._prepared_context()
                 home.loop.call_soon(self._drain, context=context)
                 return
@@ -749,8 +752,11 @@ class Cell(Latch):
         """
         context = self.context
         if context is None:
-            context = self.context = contextvars.Context()
-        if _DRAIN_READY not in context:
+            # A copy of a context already holding sniffio's library (copies share their
+            # contents until written: one C call), then the cell.
+            context = self.context = _DRAIN_TEMPLATE.copy()
+            context.run(running_cell.set, weakref.ref(self))
+        elif _DRAIN_READY not in context:
             context.run(_enter_context, weakref.ref(self))
         return context
 
@@ -2550,6 +2556,18 @@ def _enter_context(cell: weakref.ref[Cell]) -> None:
 _DRAIN_READY: Final[contextvars.ContextVar[Any]] = (
     _sniffio_library if _sniffio_library is not None else running_cell
 )
+
+
+def _drain_template() -> contextvars.Context:
+    # What `_enter_context` sets in every actor's context but `running_cell`: copied for an
+    # actor without a context of its own yet (`Cell._prepared_context`).
+    template = contextvars.Context()
+    if _sniffio_library is not None:
+        template.run(_sniffio_library.set, "asyncio")
+    return template
+
+
+_DRAIN_TEMPLATE: Final = _drain_template()
 
 
 class _Claimed:
