@@ -287,6 +287,7 @@ class Cell(Latch):
     # object less per actor for the memory and the garbage collector to carry.
     __slots__ = (
         "__weakref__",  # for `running_cell` (see _request.py)
+        "_path",
         "_ref",
         "actor_class",
         "behaviour",
@@ -314,7 +315,6 @@ class Cell(Latch):
         "parent",
         "park_gen",
         "parked",
-        "path",
         "phase",
         "received_seen",
         "restart",
@@ -338,7 +338,7 @@ class Cell(Latch):
         system: ActorSystem,
         factory: Callable[[], Actor[Any]],
         name: str,
-        path: str,
+        path: str | None,
         home: Home,
         capacity: int,
         throughput: int,
@@ -349,7 +349,8 @@ class Cell(Latch):
         self.system = system
         self.factory = factory
         self.name = name
-        self.path = path
+        # None: made from the parent's on first read (`path`); most actors' is never read.
+        self._path = path
         self.home = home
         self.throughput = throughput
         self.parent = parent
@@ -407,6 +408,21 @@ class Cell(Latch):
         # Where its messages come from (_placement.py): None until the first cross-loop
         # wake-up, PINNED for an actor that never moves.
         self.traffic: Traffic | Pinned | None = PINNED if pinned else None
+
+    @property
+    def path(self) -> str:
+        """The actor's path (``/user/bank/account-7``): its parent's, then its name.
+
+        Made on first read, not at spawn: a string built per actor that most lives never
+        read (docs/benchmarks.md, "The third round"). Any thread may read it first: each
+        such thread stores an equal string, so the cache needs no lock.
+        """
+        path = self._path
+        if path is None:
+            parent = self.parent
+            assert parent is not None  # only the root has no parent, and it is given its path
+            path = self._path = f"{parent.path}/{self.name}"
+        return path
 
     @property
     def status(self) -> str:
@@ -740,7 +756,9 @@ class Cell(Latch):
         if running_cell not in context:  # once per actor: its handlers find it (deadlines)
             # Weakly: copies of the context (tasks, loop callbacks) outlive the actor.
             context.run(running_cell.set, weakref.ref(self))
-        self.task = self.home.loop.create_task(coro, name=self.path, context=context)
+        # The cached path read first: a run task's creation is on the wake-up path.
+        name = self._path or self.path
+        self.task = self.home.loop.create_task(coro, name=name, context=context)
 
     def _prepared_context(self) -> contextvars.Context:
         """The context a drain runs in, made ready once per actor (``_DRAIN_READY`` in it).
