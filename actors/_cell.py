@@ -1592,7 +1592,9 @@ class Cell(Latch):
                         continue
                     if type(record) is not Tick or not self.plain_tick:
                         if item is DRAINED:
-                            self._end_from_drain(self._exit_now(None))
+                            rest = self._exit_now(None)
+                            if rest is not None:  # `_end_from_drain`, inlined: every life's end
+                                self._spawn_task(self._carry_on(rest))
                         else:
                             self._hand_to_task(item)  # every other signal: the run task's
                         return

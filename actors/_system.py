@@ -475,8 +475,9 @@ class ActorSystem:
             await self._started(cell, started)
         # The ref it was made with, without the property's call; None once it has ended
         # (meanwhile, or already on its own loop): then `ref` makes a new, equal one.
-        made = cell._ref  # pyright: ignore[reportPrivateUsage]
-        ref = cast("ActorRef[M]", made if made is not None else cell.ref)
+        # Not `cast`: a call of its own at run time. A new cell's `_ref` is its `ActorRef`.
+        made: Any = cell._ref  # pyright: ignore[reportPrivateUsage]
+        ref: ActorRef[M] = made if made is not None else cell.ref
         if public and cluster is not None and name is not None:
             try:
                 await cluster.register(name, ref, durable=durable)
@@ -576,8 +577,9 @@ class ActorSystem:
         cell, _ = self._start_spawn(
             parent, factory, name, capacity, placement, restart, observed=False
         )
-        made = cell._ref  # pyright: ignore[reportPrivateUsage]  # as in `spawn`
-        return cast("ActorRef[M]", made if made is not None else cell.ref)
+        made: Any = cell._ref  # pyright: ignore[reportPrivateUsage]  # as in `spawn`
+        ref: ActorRef[M] = made if made is not None else cell.ref
+        return ref
 
     def _spawn_turn(self) -> bool:
         """True for every `COOPERATIVE_BUDGET`-th spawn: the spawner yields to its loop first.
