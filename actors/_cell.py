@@ -75,7 +75,10 @@ written only on the home loop's thread; other threads ask for changes with
 ``call_soon_threadsafe``. Other threads reach the cell's shared state only through the mailbox
 (its lock), the ``terminated`` latch (its lock) and the tree (`Tree`, ``system.tree``: its
 lock). The tree's links on the cell (``children``, ``exiting``, ``watchers``, ``watching``)
-are written by the `Tree` only; its module docstring says by which thread.
+are written by the `Tree` only; its module docstring says by which thread. The fields most
+actors never write live in ``seldom`` (a `Seldom`, made on first write by the home thread,
+never unmade). ``path`` is a cache that any thread may fill on first read (`Cell.path`):
+every fill stores an equal string.
 """
 
 from __future__ import annotations
