@@ -75,7 +75,10 @@ written only on the home loop's thread; other threads ask for changes with
 ``call_soon_threadsafe``. Other threads reach the cell's shared state only through the mailbox
 (its lock), the ``terminated`` latch (its lock) and the tree (`Tree`, ``system.tree``: its
 lock). The tree's links on the cell (``children``, ``exiting``, ``watchers``, ``watching``)
-are written by the `Tree` only; its module docstring says by which thread.
+are written by the `Tree` only; its module docstring says by which thread. The fields most
+actors never write live in ``seldom`` (a `Seldom`, made on first write by the home thread,
+never unmade). ``path`` is a cache that any thread may fill on first read (`Cell.path`):
+every fill stores an equal string.
 """
 
 from __future__ import annotations
@@ -267,6 +270,32 @@ class ActorStatistics(msgspec.Struct, frozen=True):
     restarts: int = 0
 
 
+class Seldom:
+    """The fields of a cell that most actors never write, in one object made on first write.
+
+    A slot store costs every spawn, and a slot every idle actor, so the fields of a stashed
+    ask, a suspension and supervision as a parent live here, made by `Cell.seldom_fields`.
+    Single-writer rule, as for the cell's lifecycle fields: the cell's home thread makes
+    it (``Cell.seldom`` goes from None to this object once, never back) and writes its
+    fields; other threads only read them (the watchdog's evacuation, under the mailbox's
+    lock, as before).
+    """
+
+    __slots__ = ("restart_timer", "restarts", "stashed_ask", "suspending")
+
+    def __init__(self) -> None:
+        self.stashed_ask: Ask | None = None  # the ask being answered, if `take_ask` took it
+        # The parent waits for this actor to suspend: a latch, since the parent waits twice
+        # (the drain timeout, then the kill's grace) and a oneshot settles on its first expiry.
+        self.suspending: Latch | None = None
+        self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
+        self.restart_timer: Scheduled | None = None  # as a parent: a backoff in progress
+
+    def pending(self) -> bool:
+        """A suspension or a restart's backoff is in progress: the actor must not move."""
+        return self.suspending is not None or self.restart_timer is not None
+
+
 class Cell(Latch):
     # The mailbox's class: a tracing system's cells (`actors._tracing`) wrap what is sent.
     mailbox_type: ClassVar[type[Mailbox[Any]]] = Mailbox
@@ -287,6 +316,7 @@ class Cell(Latch):
     # object less per actor for the memory and the garbage collector to carry.
     __slots__ = (
         "__weakref__",  # for `running_cell` (see _request.py)
+        "_path",
         "_ref",
         "actor_class",
         "behaviour",
@@ -314,15 +344,11 @@ class Cell(Latch):
         "parent",
         "park_gen",
         "parked",
-        "path",
         "phase",
         "received_seen",
         "restart",
-        "restart_timer",
-        "restarts",
         "resting",
-        "stashed_ask",
-        "suspending",
+        "seldom",
         "system",
         "task",
         "throughput",
@@ -338,7 +364,7 @@ class Cell(Latch):
         system: ActorSystem,
         factory: Callable[[], Actor[Any]],
         name: str,
-        path: str,
+        path: str | None,
         home: Home,
         capacity: int,
         throughput: int,
@@ -349,7 +375,8 @@ class Cell(Latch):
         self.system = system
         self.factory = factory
         self.name = name
-        self.path = path
+        # None: made from the parent's on first read (`path`); most actors' is never read.
+        self._path = path
         self.home = home
         self.throughput = throughput
         self.parent = parent
@@ -365,7 +392,6 @@ class Cell(Latch):
         self.phase: Phase = STARTING
         self.incarnation = 0  # bumped by each restart; tells stale supervision events apart
         self.handling: type | None = None  # the message type being handled (for the watchdog)
-        self.stashed_ask: Ask | None = None  # the ask being answered, if `take_ask` took it
         self.deadline: float | None = None  # the answered ask's (see _request.py); run task only
         self.behaviour: Behaviour | None = None  # made by the first become or stash
         self.linger = 0  # > 0: linger before going idle (see _run); run task only
@@ -383,9 +409,9 @@ class Cell(Latch):
         self.received_seen = 0  # written by snapshots (under the metrics lock)
         self.times: HandlerTimes | None = HandlerTimes() if system.handler_timing else None
         self.exit_reason: BaseException | None = None  # why the last instance ended
-        # The parent waits for this actor to suspend: a latch, since the parent waits twice
-        # (the drain timeout, then the kill's grace) and a oneshot settles on its first expiry.
-        self.suspending: Latch | None = None
+        # What most actors never write (a stashed ask, a suspension, a restart window and
+        # backoff as a parent): made on first write (`seldom_fields`).
+        self.seldom: Seldom | None = None
         self.kill_pending = False  # see `kill`: set by any thread, cleared on the home thread
         self.outcome: str | None = None  # STOPPED or FAILED once the actor has ended
         # `terminated`: set once, with the reason (None or the exception). `Latch.__init__`
@@ -401,12 +427,25 @@ class Cell(Latch):
         # Insertion-ordered (a dict, not a set): Terminated reaches watchers in watch order.
         self.watchers: dict[Cell, None] | None = None
         self.watching: set[Cell] | None = None  # the targets it watches; home thread only
-        self.restarts: RestartWindow | None = None  # as a parent: OTP's restart intensity
-        self.restart_timer: Scheduled | None = None  # a backoff in progress
         self.timers: set[Timer] | None = None  # the instance's timers (send_after/send_every)
         # Where its messages come from (_placement.py): None until the first cross-loop
         # wake-up, PINNED for an actor that never moves.
         self.traffic: Traffic | Pinned | None = PINNED if pinned else None
+
+    @property
+    def path(self) -> str:
+        """The actor's path (``/user/bank/account-7``): its parent's, then its name.
+
+        Made on first read, not at spawn: a string built per actor that most lives never
+        read (docs/benchmarks.md, "The third round"). Any thread may read it first: each
+        such thread stores an equal string, so the cache needs no lock.
+        """
+        path = self._path
+        if path is None:
+            parent = self.parent
+            assert parent is not None  # only the root has no parent, and it is given its path
+            path = self._path = f"{parent.path}/{self.name}"
+        return path
 
     @property
     def status(self) -> str:
@@ -621,7 +660,10 @@ class Cell(Latch):
             ):
                 self.task = _DRAIN_DUE
                 context = self.context
-                if context is None or _DRAIN_READY not in context:
+                if context is None:  # `_prepared_context`'s common case, inlined
+                    context = self.context = _DRAIN_TEMPLATE.copy()
+                    context.run(running_cell.set, weakref.ref(self))
+                elif _DRAIN_READY not in context:
                     context = self._prepared_context()
                 home.loop.call_soon(self._drain, context=context)
                 return
@@ -737,7 +779,9 @@ class Cell(Latch):
         if running_cell not in context:  # once per actor: its handlers find it (deadlines)
             # Weakly: copies of the context (tasks, loop callbacks) outlive the actor.
             context.run(running_cell.set, weakref.ref(self))
-        self.task = self.home.loop.create_task(coro, name=self.path, context=context)
+        # The cached path read first: a run task's creation is on the wake-up path.
+        name = self._path or self.path
+        self.task = self.home.loop.create_task(coro, name=name, context=context)
 
     def _prepared_context(self) -> contextvars.Context:
         """The context a drain runs in, made ready once per actor (``_DRAIN_READY`` in it).
@@ -749,8 +793,11 @@ class Cell(Latch):
         """
         context = self.context
         if context is None:
-            context = self.context = contextvars.Context()
-        if _DRAIN_READY not in context:
+            # A copy of a context already holding sniffio's library (copies share their
+            # contents until written: one C call), then the cell.
+            context = self.context = _DRAIN_TEMPLATE.copy()
+            context.run(running_cell.set, weakref.ref(self))
+        elif _DRAIN_READY not in context:
             context.run(_enter_context, weakref.ref(self))
         return context
 
@@ -797,6 +844,7 @@ class Cell(Latch):
         """
         with self.mailbox.lock:
             task, parked = self.task, self.parked
+            seldom = self.seldom  # made once, never unmade: one read
             pending = parked is not None and not parked.done()
             if stuck_only:
                 # The watchdog's sweep: the old loop may turn again at any moment (the step
@@ -813,8 +861,7 @@ class Cell(Latch):
             if (
                 not waiting
                 or self.phase != RUNNING
-                or self.restart_timer is not None
-                or self.suspending is not None
+                or (seldom is not None and seldom.pending())
                 or self.kill_pending
                 or (task is None and not self.mailbox.scheduled)  # nothing to run: stay
                 or (stuck_only and not self.mailbox.scheduled)
@@ -844,10 +891,10 @@ class Cell(Latch):
 
     def movable(self) -> bool:
         """Whether this actor may change loops now: home thread, between two messages."""
+        seldom = self.seldom
         return (
             self.phase == RUNNING
-            and self.suspending is None
-            and self.restart_timer is None
+            and (seldom is None or not seldom.pending())
             and not self.kill_pending
             and not self.mailbox.closed
             and self.system.running
@@ -1163,11 +1210,12 @@ class Cell(Latch):
         if self.phase in (SUSPENDED, ENDED) or self.terminated.is_set:
             done.set()
             return
-        self.suspending = done
+        seldom = self.seldom_fields()
+        seldom.suspending = done
         # The control lane goes before any queued message: the actor suspends at its next
         # message boundary (or is killed into suspension after the timeout).
         if not self.mailbox.put_control(Signal(Suspend())):
-            self.suspending = None
+            seldom.suspending = None
             done.set()
 
     def request_restart(self, reason: BaseException | None, done: Oneshot) -> None:
@@ -1231,7 +1279,8 @@ class Cell(Latch):
         after a final stop arrived while the actor was suspended.
         """
         self.incarnation += 1
-        self.restarts = None  # a new instance is a new supervisor: OTP counts afresh
+        if self.seldom is not None:
+            self.seldom.restarts = None  # a new instance is a new supervisor: OTP counts afresh
         self.system.tree.accept_children(self)
         hook = "factory or on_start"
         try:
@@ -1568,7 +1617,9 @@ class Cell(Latch):
                         continue
                     if type(record) is not Tick or not self.plain_tick:
                         if item is DRAINED:
-                            self._end_from_drain(self._exit_now(None))
+                            rest = self._exit_now(None)
+                            if rest is not None:  # `_end_from_drain`, inlined: every life's end
+                                self._spawn_task(self._carry_on(rest))
                         else:
                             self._hand_to_task(item)  # every other signal: the run task's
                         return
@@ -1710,7 +1761,8 @@ class Cell(Latch):
         self.parked = None  # it may have been cancelled while parked
         if self.terminated.is_set or self.phase in (SUSPENDED, ENDED):
             return
-        if self.suspending is not None and not self.mailbox.sealed:
+        seldom = self.seldom
+        if seldom is not None and seldom.suspending is not None and not self.mailbox.sealed:
             await self._end_instance(run_on_stop=True, kill_children=True)
             self._suspend(None)
             return
@@ -1762,7 +1814,8 @@ class Cell(Latch):
             self.deadline = None
             if times is not None:
                 times.record(time.perf_counter() - began)
-            if self.stashed_ask is not ask:
+            seldom = self.seldom
+            if seldom is None or seldom.stashed_ask is not ask:
                 if not known_sendable(reply):
                     if type(ask.reply) is Channel:  # a StreamRequest: stream the items
                         reply = await pump(ask.reply, reply, lambda: self.mailbox.closed)
@@ -1773,7 +1826,7 @@ class Cell(Latch):
                         )
                 ask.reply.settle(reply)
             else:  # stashed: the reply comes when it is handled again
-                self.stashed_ask = None
+                seldom.stashed_ask = None
         except BaseException as error:
             self.deadline = None
             await self.fail(self._ask_failed(ask, error), message)
@@ -1845,8 +1898,9 @@ class Cell(Latch):
         times = self.times
         if times is not None:
             times.record(time.perf_counter() - began)
-        if self.stashed_ask is ask:
-            self.stashed_ask = None
+        seldom = self.seldom
+        if seldom is not None and seldom.stashed_ask is ask:
+            seldom.stashed_ask = None
             return  # stashed: the reply comes when it is handled again
         message = ask.message
         if not known_sendable(reply):  # the description is built only when needed
@@ -1860,9 +1914,10 @@ class Cell(Latch):
         """The handler answering ``ask`` raised ``error``: the asker gets it, and the actor
         fails with the result. A kill (the run task's own cancellation) propagates."""
         message = ask.message
-        owned = self.stashed_ask is not ask  # else it was stashed: the stash answers it
-        if not owned:
-            self.stashed_ask = None
+        seldom = self.seldom
+        owned = seldom is None or seldom.stashed_ask is not ask  # else the stash answers it
+        if seldom is not None and not owned:
+            seldom.stashed_ask = None
         failure = error if isinstance(error, Exception) else self._as_failure(error, message)
         if failure is None:
             if owned:
@@ -1883,7 +1938,8 @@ class Cell(Latch):
             case ChildExit(child, incarnation, reason):
                 return await self._guarded(on_child_exit(self, child, incarnation, reason), signal)
             case RestartDue(group, reason):
-                self.restart_timer = None
+                if self.seldom is not None:  # made with the timer that sent this
+                    self.seldom.restart_timer = None
                 return await self._guarded(restart_group(self, list(group), reason), signal)
             case Call(fn, done):
                 try:
@@ -1903,7 +1959,7 @@ class Cell(Latch):
                 raise AssertionError(f"actor {self.path}: unknown control signal {signal!r}")
 
     async def _on_suspend(self) -> bool:
-        if self.suspending is None:
+        if self.seldom is None or self.seldom.suspending is None:
             return True  # stale: this actor already suspended (and restarted) since
         await self._end_instance(run_on_stop=True)
         if self.mailbox.sealed:  # stopped for good meanwhile: no restart to wait for
@@ -2092,7 +2148,7 @@ class Cell(Latch):
             # `_end_instance` in place, inlined, as is the end below: a call costs a life
             # about 1% (docs/benchmarks.md, "An actor's life, instruction by instruction").
             # A child registered from another thread after this look is found below.
-            if self.restart_timer is not None:
+            if self.seldom is not None:  # a backoff in progress, maybe
                 self._cancel_restart_timer()
             if self.timers:
                 for timer in list(self.timers):
@@ -2158,14 +2214,12 @@ class Cell(Latch):
         self.phase = SUSPENDED
         self.exit_reason = reason
         self.task = None
-        done, self.suspending = self.suspending, None
-        if done is not None:
-            done.set()
+        self._suspended()
 
     def _refuse_and_cancel(self) -> None:
         """The start of an instance's end: no children from now on, no timers, no backoff."""
         self.system.tree.refuse_children(self)
-        if self.restart_timer is not None:
+        if self.seldom is not None:
             self._cancel_restart_timer()
         if self.timers:
             for timer in list(self.timers):
@@ -2294,9 +2348,10 @@ class Cell(Latch):
         ask = _current_ask(self)
         if ask is None or payload(ask.message) is not message:
             return None
-        if self.stashed_ask is ask:
+        seldom = self.seldom_fields()
+        if seldom.stashed_ask is ask:
             raise RuntimeError(f"{what}() of actor {self.path}: this ask is set aside already")
-        self.stashed_ask = ask
+        seldom.stashed_ask = ask
         return ask
 
     def answer_taken(self, ask: Ask, reply: object) -> None:
@@ -2374,9 +2429,8 @@ class Cell(Latch):
         if leftovers:
             why = "killed" if killed else ("failed" if reason is not None else "stopped")
             self._account_for(leftovers, why)
-        done, self.suspending = self.suspending, None
-        if done is not None:
-            done.set()
+        if self.seldom is not None:
+            self._suspended()  # a suspension asked for meanwhile: its waiter is told
         self.outcome = "stopped" if reason is None else "failed"
         self.task = None
         self.parked = None
@@ -2414,9 +2468,28 @@ class Cell(Latch):
         Latch.set(self, reason)  # `terminated.set`, without the property's call
 
     def _cancel_restart_timer(self) -> None:
-        timer, self.restart_timer = self.restart_timer, None
+        seldom = self.seldom
+        if seldom is None:
+            return
+        timer, seldom.restart_timer = seldom.restart_timer, None
         if timer is not None:
             timer.cancel()
+
+    def _suspended(self) -> None:
+        # The suspension asked for (`request_suspend`), if any, is done: its waiter is told.
+        seldom = self.seldom
+        if seldom is None:
+            return
+        done, seldom.suspending = seldom.suspending, None
+        if done is not None:
+            done.set()
+
+    def seldom_fields(self) -> Seldom:
+        """The fields most actors never write, made now if need be. Home thread only."""
+        seldom = self.seldom
+        if seldom is None:
+            seldom = self.seldom = Seldom()
+        return seldom
 
     def _class_name(self) -> str:
         return self.actor_class.__qualname__ if self.actor_class is not None else "actor"
@@ -2550,6 +2623,18 @@ def _enter_context(cell: weakref.ref[Cell]) -> None:
 _DRAIN_READY: Final[contextvars.ContextVar[Any]] = (
     _sniffio_library if _sniffio_library is not None else running_cell
 )
+
+
+def _drain_template() -> contextvars.Context:
+    # What `_enter_context` sets in every actor's context but `running_cell`: copied for an
+    # actor without a context of its own yet (`Cell._prepared_context`).
+    template = contextvars.Context()
+    if _sniffio_library is not None:
+        template.run(_sniffio_library.set, "asyncio")
+    return template
+
+
+_DRAIN_TEMPLATE: Final = _drain_template()
 
 
 class _Claimed:

@@ -719,8 +719,9 @@ class Mailbox(Generic[T]):
                 return False
             self._closed = True
             self._open = 0
-            senders = list(self._senders)
-            if senders:
+            senders = self._senders
+            if senders:  # copied only when it holds someone (usually nobody)
+                senders = list(senders)
                 self._senders.clear()  # in place: the consumer holds a reference (consumer_view)
             wake = not self._scheduled
             self._scheduled = True

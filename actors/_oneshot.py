@@ -426,27 +426,46 @@ class Latch:
                 return
         callback(self._value)
 
+    def listen(self) -> asyncio.Future[Any] | None:
+        """For a waiter without a timeout on this thread's running asyncio loop: a future of
+        that loop that `set` resolves with the value, listed now. None when the latch is set
+        already, or when no asyncio loop runs here: then `wait` (which returns at once when
+        set). A caller abandoning the future (cancelled) must `forget` it.
+
+        A plain call, not a coroutine: `ActorRef.join` awaits the future itself, one
+        coroutine less per join (docs/benchmarks.md, "The third round").
+        """
+        loop = _running_loop()
+        if loop is None:
+            return None
+        lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
+        lock.acquire()
+        try:
+            if self._value is not _UNSET:
+                return None
+            future = loop.create_future()  # listed itself: see the class
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(future)
+        finally:
+            lock.release()
+        return future
+
+    def forget(self, future: asyncio.Future[Any]) -> None:
+        """A `listen` future abandoned (its waiter was cancelled): unlisted, unless `set`
+        has taken it meanwhile."""
+        self._forget(future)
+
     async def wait(self, timeout: float | None = None) -> Any:
         """Wait for the value; raise `Expired` after ``timeout`` seconds."""
-        loop = _running_loop()
-        if loop is not None and timeout is None:
-            # `_register(loop.create_future)`, inlined: once per join.
-            lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]
-            lock.acquire()
-            try:
-                if self._value is not _UNSET:
-                    return self._value
-                future = loop.create_future()  # listed itself: see the class
-                if self._waiters is None:
-                    self._waiters = []
-                self._waiters.append(future)
-            finally:
-                lock.release()
-            try:
-                return await future
-            except BaseException:
-                self._forget(future)  # cancelled: still listed, unless set meanwhile
-                raise
+        if timeout is None:
+            future = self.listen()
+            if future is not None:
+                try:
+                    return await future
+                except BaseException:
+                    self._forget(future)  # cancelled: still listed, unless set meanwhile
+                    raise
         waiter: Oneshot | None = self._register(oneshot)
         if waiter is None:
             return self._value

@@ -243,8 +243,18 @@ class Ref(Generic[M]):
 
         Cancellation: only the wait is abandoned; the actor is unaffected.
         """
-        # The cell is its own `terminated` latch: its wait, without the property's call.
-        reason: BaseException | None = await self._cell.wait()
+        # The cell is its own `terminated` latch: its wait, without the property's call, and
+        # without `Latch.wait`'s coroutine on an asyncio loop (`listen`).
+        cell = self._cell
+        future = cell.listen()
+        if future is None:  # ended already (returns at once), or not on an asyncio loop
+            reason: BaseException | None = await cell.wait()
+            return reason
+        try:
+            reason = await future
+        except BaseException:
+            cell.forget(future)  # cancelled: still listed, unless set meanwhile
+            raise
         return reason
 
 

@@ -154,9 +154,10 @@ async def on_child_exit(
     if not system.tree.has_child(parent, child):
         return True
     strategy = strategy_of(parent)
-    window = parent.restarts
+    seldom = parent.seldom_fields()
+    window = seldom.restarts
     if window is None:
-        window = parent.restarts = RestartWindow()
+        window = seldom.restarts = RestartWindow()
     if not window.admit(strategy, system.clock.now()):
         return await _give_up(parent, child, reason, strategy)
     logger.info(
@@ -181,7 +182,7 @@ async def on_child_exit(
         # The parent keeps working meanwhile; the group waits suspended, messages queued.
         clock = system.clock
         due = Signal(RestartDue(group, reason))
-        parent.restart_timer = clock.call_at(
+        seldom.restart_timer = clock.call_at(
             parent.home.loop, clock.now() + delay, functools.partial(parent.deliver, due)
         )
         return True

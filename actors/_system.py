@@ -51,6 +51,9 @@ logger = logging.getLogger("actors")
 
 M = TypeVar("M")
 
+# The homes a child may share with its parent (`_place`'s locality; not a `Staging`).
+_PLACED: Final = (WorkerHome, HostHome)
+
 DEFAULT_CAPACITY: Final = 1000
 """Default mailbox capacity: messages waiting, not counting the one being handled."""
 
@@ -470,7 +473,11 @@ class ActorSystem:
         cell, started = self._start_spawn(guardian, factory, name, capacity, placement, restart)
         if started is not None:
             await self._started(cell, started)
-        ref: ActorRef[M] = cell.ref
+        # The ref it was made with, without the property's call; None once it has ended
+        # (meanwhile, or already on its own loop): then `ref` makes a new, equal one.
+        # Not `cast`: a call of its own at run time. A new cell's `_ref` is its `ActorRef`.
+        made: Any = cell._ref  # pyright: ignore[reportPrivateUsage]
+        ref: ActorRef[M] = made if made is not None else cell.ref
         if public and cluster is not None and name is not None:
             try:
                 await cluster.register(name, ref, durable=durable)
@@ -570,7 +577,9 @@ class ActorSystem:
         cell, _ = self._start_spawn(
             parent, factory, name, capacity, placement, restart, observed=False
         )
-        return cell.ref
+        made: Any = cell._ref  # pyright: ignore[reportPrivateUsage]  # as in `spawn`
+        ref: ActorRef[M] = made if made is not None else cell.ref
+        return ref
 
     def _spawn_turn(self) -> bool:
         """True for every `COOPERATIVE_BUDGET`-th spawn: the spawner yields to its loop first.
@@ -603,18 +612,24 @@ class ActorSystem:
             raise TypeError(f"restart must be a Restart, got {restart!r}")
         here = threading.get_ident()
         home: Home | None = None
-        if (
-            placement is None
-            and parent is self.tree.root
-            and self._default_placement is None
-            and self._state == _RUNNING
-        ):
-            # `_place`'s common case, inlined: a top-level actor spawned from a handler
-            # starts on that handler's loop; from elsewhere (None here), `_place` decides.
-            home = self._worker_here.get(here)
+        if placement is None and self._state == _RUNNING:
+            # `_place`'s common cases, inlined: a child starts beside its parent; a
+            # top-level actor spawned from a handler starts on that handler's loop. From
+            # elsewhere (None here), `_place` decides.
+            if parent is not self.tree.root:
+                home = parent.home
+                if not isinstance(home, _PLACED):
+                    home = None
+            elif self._default_placement is None:
+                home = self._worker_here.get(here)
         if home is None:
             home = self._place(placement, parent)
-        size = self.capacity if capacity is None else check_count("capacity", capacity)
+        if capacity is None:
+            size = self.capacity
+        elif type(capacity) is int and capacity >= 1:  # `check_count`'s success, inlined
+            size = capacity
+        else:
+            size = check_count("capacity", capacity)
         if name is not None:
             check_name("name", name)
         # Pinned: placed on purpose (placement=, or the host's loop): never moved.

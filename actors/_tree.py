@@ -116,7 +116,9 @@ class Tree:
         try:
             if parent is self.root and self.closed is not None:
                 raise SystemNotRunning(self.closed)
-            if parent.exiting or parent.is_set:  # the cell is its `terminated` latch
+            # Ended: ``outcome`` is set before the `terminated` latch (`Cell._conclude`,
+            # `finish_proxy`), and read without the latch's property call.
+            if parent.exiting or parent.outcome is not None:
                 raise ActorStopped(f"actor {parent.path} is stopping; it cannot spawn children")
             if name is None:
                 base = factory.__name__ if isinstance(factory, type) else "actor"
@@ -134,7 +136,7 @@ class Tree:
                 system,
                 factory,
                 name,
-                f"{parent.path}/{name}",
+                None,  # its path, made on first read (`Cell.path`)
                 home,
                 capacity,
                 system.throughput,

@@ -12,6 +12,7 @@ the seed replays a failure), and what a handler sees (``in_handler``, anyio, dea
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import threading
 from typing import Any
@@ -26,7 +27,7 @@ from _support import WAIT, Countdown, ThreadGate, wait_until
 
 import actors
 from actors import Actor, ActorSystem, OneForAll
-from actors._cell import Cell
+from actors._cell import _DRAIN_TEMPLATE, Cell  # pyright: ignore[reportPrivateUsage]
 from actors._ref import cell_of
 
 pytestmark = pytest.mark.anyio
@@ -656,3 +657,36 @@ async def test_a_periodic_timer_ticks_into_a_drain_without_a_task(
     assert [n for _, n, _ in log] == [-1] * 5 + [7]
     assert not any(in_task for _, _, in_task in log)
     assert "/user/ticker" not in spawned_tasks
+
+
+# -- each actor's own context, made from a shared template --------------------------------------
+
+_mark: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_drain_mark", default=None)
+
+
+class Mark(actors.Request[str | None], frozen=True):
+    """Set the test's context variable to ``value``; reply with what it held before."""
+
+    value: str
+
+
+class Marker(Actor[Mark]):
+    def receive(self, message: Mark) -> str | None:
+        seen = _mark.get()
+        _mark.set(message.value)
+        return seen
+
+
+async def test_each_drained_actor_keeps_its_own_context_variables() -> None:
+    # An actor's drain context is a copy of one template (`_DRAIN_TEMPLATE`): what a handler
+    # sets stays in its own actor's context, for its next messages, and nowhere else.
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            first = await system.spawn(Marker)
+            second = await system.spawn(Marker)
+            assert await first.ask(Mark("first")) is None
+            assert await second.ask(Mark("second")) is None  # nothing leaked from the first
+            assert await first.ask(Mark("again")) == "first"  # kept between messages
+            assert await second.ask(Mark("again")) == "second"
+    assert _mark not in _DRAIN_TEMPLATE
+    assert all(var.name != "actors_running_cell" for var in _DRAIN_TEMPLATE)

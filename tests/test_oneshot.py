@@ -118,6 +118,38 @@ async def test_latch_lists_a_plain_asyncio_wait_as_its_future() -> None:
         assert await plain == 3
 
 
+async def test_latch_listen_lists_a_future_of_this_loop_until_set() -> None:
+    latch = Latch()
+    with anyio.fail_after(5):
+        future = latch.listen()  # what `ActorRef.join` awaits: no coroutine of the latch's
+        assert future is not None
+        assert future.get_loop() is asyncio.get_running_loop()
+        assert _listed(latch) == 1
+        latch.set("ended")
+        assert await future == "ended"
+    assert _listed(latch) == 0
+    assert latch.listen() is None  # set already: nothing listed, the value is `wait`'s
+
+
+async def test_latch_forget_unlists_an_abandoned_listen() -> None:
+    latch = Latch()
+    first, second = latch.listen(), latch.listen()
+    assert first is not None
+    assert second is not None
+    first.cancel()
+    latch.forget(first)
+    assert _listed(latch) == 1
+    latch.forget(first)  # twice: nothing more to do
+    latch.set(1)
+    assert second.result() == 1
+
+
+def test_latch_listen_without_a_running_loop_is_none() -> None:
+    latch = Latch()
+    assert latch.listen() is None  # a plain thread (or trio): `wait` or `wait_blocking`
+    assert _listed(latch) == 0
+
+
 async def test_latch_set_from_another_thread_wakes_a_plain_wait_on_its_loop() -> None:
     latch = Latch()
     with anyio.fail_after(5):

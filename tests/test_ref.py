@@ -580,6 +580,25 @@ async def test_B5_senders_blocked_on_a_full_mailbox_are_released_when_the_actor_
             assert await ref.join() is None
 
 
+async def test_a_cancelled_join_leaves_no_waiter_and_a_later_join_gets_the_reason() -> None:
+    # On an asyncio loop a join awaits the latch's future itself (`Latch.listen`), on trio a
+    # oneshot: either way a cancelled join is unlisted, and the actor is unaffected.
+    async with ActorSystem(workers=1) as system:
+        ref = await system.spawn(Recorder, restart=TEMPORARY)
+        cell = ref._cell  # pyright: ignore[reportPrivateUsage]
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ref.join)
+                await wait_until(lambda: len(cell._waiters or ()) == 1)  # pyright: ignore[reportPrivateUsage]
+                tg.cancel_scope.cancel()
+            assert not cell._waiters  # pyright: ignore[reportPrivateUsage]
+            assert ref.is_alive
+            await ref.send(Tick(1))
+            await ref.stop()
+            assert await ref.join() is None  # ended: at once
+            assert await ref.join() is None
+
+
 # -- the handle itself -------------------------------------------------------------------------
 
 

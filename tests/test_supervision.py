@@ -31,6 +31,7 @@ from actors import (
     Terminated,
     testing,
 )
+from actors._ref import cell_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -186,6 +187,27 @@ async def test_one_for_one_restarts_only_the_failed_child() -> None:
             assert system.lookup("/user/sup/b") == b
             tail = journal.lines[journal.lines.index("stop b") :]
             assert tail[:4] == ["stop b", "init b", "start b", "restart b ValueError"]
+
+
+async def test_only_a_supervising_or_suspended_actor_makes_its_seldom_fields() -> None:
+    # `Cell.seldom` (a restart window, a backoff, a suspension, a stashed ask) is made on
+    # first write: a restart makes the parent's; the siblings and a plain life make none.
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            _journal, refs = await three_children(system, OneForOne())
+            sup = system.lookup("/user/sup")
+            assert sup is not None
+            assert cell_of(sup).seldom is None
+            assert [cell_of(ref).seldom for ref in refs] == [None, None, None]
+            await crash_middle_with_queued_messages(refs)
+            seldom = cell_of(sup).seldom
+            assert seldom is not None
+            assert seldom.restarts is not None  # the parent's restart window
+            assert len(seldom.restarts) == 1
+            assert not seldom.pending()  # no backoff, no suspension left behind
+            a, _b, c = refs
+            assert cell_of(a).seldom is None  # one-for-one: the siblings were not touched
+            assert cell_of(c).seldom is None
 
 
 async def test_one_for_all_restarts_every_sibling_in_order() -> None:

@@ -203,9 +203,26 @@ def test_children_are_refused_only_by_a_parent_that_has_none(tree: Tree) -> None
     add(tree, idle, "welcome-again")
 
 
+def test_a_registered_cells_path_is_made_on_first_read(tree: Tree) -> None:
+    parent = add(tree, root_of(tree), "bank")
+    child = add(tree, parent, None)  # a generated name
+    assert parent._path is None  # pyright: ignore[reportPrivateUsage]  # no string yet
+    assert child._path is None  # pyright: ignore[reportPrivateUsage]
+    assert tree.find(f"/user/bank/{child.name}") is child  # found by names, not by paths
+    assert child.path == f"/user/bank/{child.name}"
+    assert child._path is child.path  # pyright: ignore[reportPrivateUsage]  # kept once made
+    assert parent.path == "/user/bank"
+    assert child.name.startswith("Leaf-")
+
+
 def test_no_registration_under_a_parent_that_has_ended(tree: Tree) -> None:
     parent = add(tree, root_of(tree), "parent")
     tree.unregister(parent)
+    # As `Cell._conclude` ends a cell: its outcome, then its latch. The tree reads the
+    # outcome (set first), so a cell past its end refuses children even before the latch.
+    parent.outcome = "stopped"
+    with pytest.raises(ActorStopped):
+        add(tree, parent, "orphan")
     parent.terminated.set(None)
     with pytest.raises(ActorStopped):
         add(tree, parent, "orphan")
