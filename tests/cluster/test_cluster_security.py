@@ -13,6 +13,7 @@ asyncio host only (test_cluster.py covers user/password on every host).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import ssl
@@ -359,22 +360,37 @@ async def raw_client(url: str, user: str, errors: list[str]) -> Any:
     )
 
 
+async def closed(client: Any) -> None:
+    """Close a raw client even when the test is being cancelled (a timeout): left open, its
+    socket and reader task outlive the test and load the next one's set-up."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(WAIT):
+        await client.close()
+
+
 @pytest.mark.parametrize("kind", ["hb", "down"])
 async def test_a_node_cannot_publish_as_another_node(guarded: NatsServer, kind: str) -> None:
     forged = msgspec.msgpack.encode(Heartbeat(WIRE_VERSION, "b", "0000", True))  # "b left"
     received: list[tuple[str, bytes]] = []
     marker = Flag()
     evil_errors: list[str] = []
-    with anyio.fail_after(WAIT):
-        observer = await raw_client(guarded.url, "b", [])
-        evil = await raw_client(guarded.url, "a", evil_errors)
-        try:
 
-            async def on_message(msg: Any) -> None:
-                received.append((msg.subject, msg.data))
-                if msg.data == b"marker":
-                    marker.set()
+    async def on_message(msg: Any) -> None:
+        received.append((msg.subject, msg.data))
+        if msg.data == b"marker":
+            marker.set()
 
+    def refused() -> bool:
+        return any(
+            "permissions violation for publish" in e.lower() and f"actors.{kind}.b" in e
+            for e in evil_errors
+        )
+
+    with anyio.fail_after(2 * WAIT):  # the connects, the test and the closes
+        async with contextlib.AsyncExitStack() as clients:
+            observer = await raw_client(guarded.url, "b", [])
+            clients.push_async_callback(closed, observer)
+            evil = await raw_client(guarded.url, "a", evil_errors)
+            clients.push_async_callback(closed, evil)
             await observer.subscribe(f"actors.{kind}.*", cb=on_message)
             await observer.flush()
             # a impersonates b, then publishes as itself (allowed) on the same connection:
@@ -383,19 +399,9 @@ async def test_a_node_cannot_publish_as_another_node(guarded: NatsServer, kind: 
             await evil.publish(f"actors.{kind}.a", b"marker")
             await evil.flush()
             await marker.wait()
-
-            def refused() -> bool:
-                return any(
-                    "permissions violation for publish" in e.lower() and f"actors.{kind}.b" in e
-                    for e in evil_errors
-                )
-
             # The refusal itself, not just any first error (the server's -ERR is delivered
             # to the callback on its own schedule, which a loaded machine stretches).
             await wait_until(refused)
-        finally:
-            await evil.close()
-            await observer.close()
     assert received == [(f"actors.{kind}.a", b"marker")]
 
 
@@ -408,7 +414,7 @@ async def test_a_node_cannot_read_another_nodes_replies(guarded: NatsServer) -> 
             await evil.flush()
             await wait_until(lambda: bool(errors))
         finally:
-            await evil.close()
+            await closed(evil)
     assert any("permissions violation for subscription" in e.lower() for e in errors), errors
 
 
@@ -424,5 +430,5 @@ async def test_a_node_with_another_nodes_name_cannot_serve_its_actors(
             await evil.flush()
             await wait_until(lambda: bool(errors))
         finally:
-            await evil.close()
+            await closed(evil)
     assert any("permissions violation for subscription" in e.lower() for e in errors), errors
