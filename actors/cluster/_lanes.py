@@ -103,7 +103,7 @@ from .._oneshot import Expired, oneshot
 from .._runtime import HostHome, WorkerHome
 from ._answers import Answers
 from ._asking import Asking
-from ._remote import home_of, note_home
+from ._remote import home_of, lane_subject_of, note_home
 from ._transport import SUB_PENDING_MSGS, Throttle, subscribe
 
 if TYPE_CHECKING:
@@ -231,7 +231,9 @@ class AskLane:
         if client is None or not self.connected:
             return None
         home = 0 if ref is None else home_of(ref)
-        subject = out.subject if not home else lane_subject(out.subject, home)
+        subject = out.subject
+        if home and ref is not None:
+            subject = lane_subject_of(ref, home, subject, lane_subject)
         token = str(next(self._tokens))
         # Waiting before the frame leaves: no reply (and no node-down notice, which the
         # caller checked for just before, without yielding) can come before it is expected.

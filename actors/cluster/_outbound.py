@@ -40,7 +40,6 @@ import collections
 import contextlib
 import functools
 import itertools
-import secrets
 import threading
 import time
 import weakref
@@ -65,7 +64,7 @@ from .._oneshot import Expired, Oneshot, ensure_plain_thread, oneshot
 from .._ref import COOPERATIVE_BUDGET, cell_of
 from .._request import ask_deadline
 from .._sendable import check_sendable, is_always_sendable
-from ._asking import notice_subject
+from ._asking import ask_key, notice_subject
 from ._inbound import NIL, as_wire_error
 from ._lanes import NO_RESPONDERS
 from ._registry import GROUP_ID, local_only_field
@@ -78,6 +77,7 @@ from ._remote import (
     full_error,
     note_home,
     stopped_error,
+    subject_of,
     window_of,
 )
 from ._replies import Waiter
@@ -580,7 +580,7 @@ class Outbox:
         data = msgspec.msgpack.encode(envelope)
         if len(data) > self._limits.max_message_size:
             raise self._too_large(message, len(data))
-        return Outbound(self._subject_of(ref), data, exports, message, envelope)
+        return Outbound(subject_of(ref, self._subject_of), data, exports, message, envelope)
 
     def prepare_tell(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Tell:
         """`prepare` for a tell of ``ref``'s stream: checked and its body encoded, no frame.
@@ -1316,7 +1316,7 @@ class Outbox:
 
         if left is not None and left <= 0.0:
             raise on_timeout()  # the inherited deadline has passed: nothing is sent
-        out = self.prepare(ref, ASK, message, left, key=secrets.randbits(63) or 1)
+        out = self.prepare(ref, ASK, message, left, key=ask_key())
         return out, _reply_type(type(message)), on_timeout, left
 
     def _try_on_loop(self, ref: RemoteRef[Any], out: Outbound) -> None:
@@ -1489,8 +1489,22 @@ def _show(tp: Any) -> str:
     return tp.__qualname__ if isinstance(tp, type) else repr(tp)
 
 
+# The reply type of each message type asked so far (`_reply_type`): a class's bases never
+# change. Written from callers' threads: a race stores the same answer twice, and one dict
+# store per key is safe without the GIL.
+_REPLY_TYPES: dict[type, Any] = {}
+
+
 def _reply_type(cls: type) -> Any:
     """``R`` of a ``Request[R]`` subclass; Any when the message declares no reply type."""
+    try:
+        return _REPLY_TYPES[cls]
+    except KeyError:
+        reply = _REPLY_TYPES[cls] = _find_reply_type(cls)
+        return reply
+
+
+def _find_reply_type(cls: type) -> Any:
     for klass in cls.__mro__:
         for base in klass.__dict__.get("__orig_bases__", ()):
             if getattr(base, "__origin__", None) is Request:
