@@ -211,14 +211,22 @@ class AskLane:
         return f"<AskLane {self.name} {state} waiting={len(self._waiting)}>"
 
     async def request(
-        self, out: Outbound, target: Target, left: float | None, ref: RemoteRef[Any] | None = None
+        self,
+        out: Outbound,
+        target: Target,
+        left: float | None,
+        ref: RemoteRef[Any] | None = None,
+        shared: bool = False,
     ) -> bytes | None:
         """Publish ``out`` on this lane; its reply frame (`NO_RESPONDERS`: nobody got it).
 
         None when the lane could not publish it (nothing left: the caller sends it another
         way). To the owner's lane of the actor's loop when ``ref``'s hint names one
         (`home_of`), else to the actor's subject; a hint that found nobody, or no reply in
-        time, is forgotten (the owner's loop may be gone or blocked).
+        time, is forgotten (the owner's loop may be gone or blocked). ``shared``: ``left``
+        is a duration the loop's asks share (an ask's own timeout), so the wait takes the
+        loop's shared deadline queue for it (`Oneshot.wait`) instead of a timer of its own
+        (`Oneshot.wait_once`, for what is left of an inherited deadline).
 
         Raises:
             Expired: no reply within ``left`` seconds (a cancel notice follows the ask).
@@ -249,7 +257,10 @@ class AskLane:
                 self._cancel_remotely(out, subject)
             raise
         try:
-            data: bytes = await (done.wait() if left is None else done.wait_once(left))
+            if left is None or shared:
+                data: bytes = await done.wait(left)
+            else:
+                data = await done.wait_once(left)
         except BaseException as error:
             # Still waiting: the asker gave up (failed asks have left the table already).
             if self._waiting.pop(token, None) is not None:

@@ -351,7 +351,12 @@ class Outbox:
             lanes = self.lanes
             lane = None if lanes is None or out.exports else lanes.current()
             if lane is not None and credit_of(ref).quiet():
-                return await self._ask_on_lane(lane, ref, out, reply_type, on_timeout, left)
+                # Its own timeout (not what is left of an inherited deadline): a duration
+                # the loop's other asks share, waited for on one shared timer.
+                shared = left == timeout
+                return await self._ask_on_lane(
+                    lane, ref, out, reply_type, on_timeout, left, shared=shared
+                )
             asking = _Ask(self._answer, ref, out, reply_type, on_timeout, left)
             return await self._held(ref, self._ask_direct(asking))
 
@@ -363,8 +368,12 @@ class Outbox:
         reply_type: Any,
         on_timeout: Callable[[], Exception],
         left: float | None,
+        *,
+        shared: bool = False,
     ) -> Any:
         """An ask over the caller's loop's own connection: no thread hop (see ``_lanes``).
+
+        ``shared``: ``left`` is the ask's own timeout, not a one-off remainder (`AskLane.request`).
 
         Cancellation: the lane forgets the ask and sends the owner a cancel notice.
         """
@@ -373,7 +382,7 @@ class Outbox:
             raise NodeDown(f"node {target[0]} is down", out.message)
         started = time.monotonic()
         try:
-            data = await lane.request(out, target, left, ref)
+            data = await lane.request(out, target, left, ref, shared)
         except Expired:
             raise on_timeout() from None
         if data is None or data == NO_RESPONDERS:
