@@ -242,7 +242,7 @@ class Answers:
     def _drop_answered(self) -> None:
         """Rebuild the heap without answered entries, once they are over half of it."""
         heap = self._deadlines
-        if self._stale < _COMPACT_MIN or 2 * self._stale <= len(heap):
+        if 2 * self._stale <= len(heap):
             return
         heap[:] = [entry for entry in heap if not entry[2].done]
         heapq.heapify(heap)
@@ -262,7 +262,8 @@ class Answers:
         answer.done = True
         if answer.timeout is not None:  # its deadline entry stays behind, answered
             self._stale += 1
-            self._drop_answered()
+            if self._stale >= _COMPACT_MIN:
+                self._drop_answered()
         self._asking.release(answer.key)
         export = answer.export
         if error is None:

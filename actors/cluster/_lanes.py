@@ -309,11 +309,13 @@ class AskLane:
         client = self.client
         if not reply_to or client is None or self.closed:
             return
-        with contextlib.suppress(Exception):
+        try:  # not `contextlib.suppress`: a context manager per answer, for nothing
             if exports:
                 lanes = self._lanes
                 await lanes.transport.call(lanes.inbound.ensure_all_subscribed(exports))
             await client.publish(reply_to, msgspec.msgpack.encode(reply))
+        except Exception:  # lost with the connection: its asker times out
+            return
 
     def hint(self, export: Export) -> int:
         """The `Reply.home` of an answer given here: this lane while the actor lives on its

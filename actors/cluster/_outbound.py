@@ -573,13 +573,23 @@ class Outbox:
         """Check and encode in the caller's thread, so that a bad message fails right here."""
         if not ref.is_alive:
             raise stopped_error(ref, message)
-        _check_message(ref, message)
+        cls = type(message)
+        name = _PLAIN.get(cls)
+        if name is None:  # not known to need no checks: all of them
+            _check_message(ref, message)
+            name = message_name(cls)
+            if is_always_sendable(cls) and local_only_field(cls) is None:
+                _PLAIN[cls] = name
+        else:  # sendable, no ref fields: only whether the target accepts it (`prepare_tell`)
+            names = address_of(ref).accepts
+            if names is not None and name not in names:
+                _check_message(ref, message)  # a subclass of one it accepts, or refused
         exports: list[int] = []
         body = self._registry.encode(message, exports)
         envelope = Envelope(
             WIRE_VERSION,
             kind,
-            message_name(type(message)),
+            name,
             msgspec.Raw(body),
             timeout,
             self._me.node,
