@@ -24,6 +24,13 @@ Invariants (loop only, except `Answer.settle`, callable from any thread):
   `Answers` of its own, on its loop, publishing on the lane.
 * An ask's answer carries its ``home`` hint (`Reply.home`): where the actor's next asks
   may go (``hint``, set by the node: the lane of the actor's loop).
+* Deadlines share one timer per `Answers`: a heap of (deadline, seq, answer) and one
+  loop timer armed for its earliest entry. An answer sent before its deadline leaves its
+  entry behind (skipped when it surfaces); the heap is rebuilt without them once they are
+  over half of it, so it holds at most about twice the asks in flight. Why: a loop timer
+  per ask (``call_later``, then ``cancel`` when answered, as before) was the largest
+  item of an owner's Python per ask (a pure-Python handle, a heap push with Python
+  comparisons, the cancelled handle's later removal); an entry here is one C heap push.
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import itertools
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
 from .._errors import AskTimeout, MailboxFull
-from .._oneshot import EXPIRED, Oneshot
+from .._oneshot import CANCELLED, EXPIRED, Oneshot
 from ._wire import ERROR, OK, WIRE_VERSION, Reply, WireError, error_info
 
 if TYPE_CHECKING:
@@ -49,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = ("Answer", "Answers", "Sender")
 
 _NIL = msgspec.Raw(b"\xc0")
+_COMPACT_MIN: Final = 64  # answered entries in the deadline heap before it is rebuilt
 
 
 class Sender(Protocol):
@@ -91,22 +101,30 @@ class Answer(Oneshot):
         "key",
         "message",
         "reply_to",
-        "timer",
+        "timeout",
     )
 
     def __init__(
-        self, answers: Answers, export: Export, message: object, reply_to: str, key: int
+        self,
+        answers: Answers,
+        loop: asyncio.AbstractEventLoop,
+        thread: int,
+        export: Export,
+        message: object,
+        reply_to: str,
+        key: int,
     ) -> None:
         self.abandoned = 0
         self._answers = answers
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
+        self._loop = loop
+        self._thread = thread
         self.export = export
         self.message = message
         self.reply_to = reply_to
         self.key = key
-        self.done = False  # loop only, as ``timer``
-        self.timer: asyncio.TimerHandle | None = None
+        self.done = False  # loop only, as ``timeout``
+        # The seconds its asker waited when its deadline entered the heap; None: no entry.
+        self.timeout: float | None = None
 
     def settle(self, value: object = None, error: BaseException | None = None) -> None:
         if threading.get_ident() == self._thread:
@@ -114,6 +132,10 @@ class Answer(Oneshot):
             return
         with contextlib.suppress(RuntimeError):  # the cluster loop has closed: nobody to tell
             self._loop.call_soon_threadsafe(self._answers.answer, self, value, error)
+
+    def cancel(self) -> None:
+        """Its asker's cancel notice came: give it up (skipped if still queued)."""
+        self.abandon(CANCELLED)
 
 
 class Answers:
@@ -127,11 +149,17 @@ class Answers:
 
     __slots__ = (
         "_asking",
+        "_deadlines",
+        "_home",
         "_node",
+        "_order",
         "_queue",
         "_registry",
         "_respond",
         "_sender",
+        "_stale",
+        "_timer",
+        "_timer_at",
         "_transport",
         "_wake",
         "hint",
@@ -155,20 +183,72 @@ class Answers:
         self._queue: collections.deque[tuple[str, Reply, list[int]]] = collections.deque()
         self._sender: object = None  # the sender task, once started
         self._wake: asyncio.Future[None] | None = None
+        # Loop only: its loop and thread (at the first ask), and the deadline heap (see the
+        # module): entries, their tie-breaker, answered entries left in it, the one timer.
+        self._home: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._deadlines: list[tuple[float, int, Answer]] = []
+        self._order = itertools.count()
+        self._stale = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def expect(self, export: Export, message: object, reply_to: str, key: int) -> Answer:
         """The reply oneshot of an ask about to be enqueued. Loop only."""
-        return Answer(self, export, message, reply_to, key)
+        home = self._home
+        if home is None:
+            home = self._home = (asyncio.get_running_loop(), threading.get_ident())
+        return Answer(self, home[0], home[1], export, message, reply_to, key)
 
     def expire_after(self, answer: Answer, timeout: float | None) -> None:
         """The asker waits ``timeout`` more seconds (None: for ever). Loop only."""
-        if timeout is not None and not answer.done:
-            loop = asyncio.get_running_loop()
-            answer.timer = loop.call_later(timeout, self._expire, answer, timeout)
+        if timeout is None or answer.done:
+            return
+        loop = answer._loop  # pyright: ignore[reportPrivateUsage]  # its owner's
+        at = loop.time() + timeout
+        answer.timeout = timeout
+        heapq.heappush(self._deadlines, (at, next(self._order), answer))
+        if self._timer is None or at < self._timer_at:
+            self._arm(loop, at)
+
+    def pending(self) -> int:
+        """Entries in the deadline heap, answered ones not yet dropped included (tests)."""
+        return len(self._deadlines)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._expire_due, loop)
+        self._timer_at = at
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: expire every ask whose deadline has come, re-arm for the next."""
+        self._timer = None
+        heap = self._deadlines
+        now = loop.time()
+        while heap:
+            at, _, answer = heap[0]
+            if not answer.done and at > now:
+                self._arm(loop, at)
+                return
+            heapq.heappop(heap)
+            if answer.done:
+                self._stale -= 1
+                continue
+            timeout = answer.timeout
+            answer.timeout = None  # out of the heap: not counted as a stale entry
+            assert timeout is not None
+            self._expire(answer, timeout)
+
+    def _drop_answered(self) -> None:
+        """Rebuild the heap without answered entries, once they are over half of it."""
+        heap = self._deadlines
+        if 2 * self._stale <= len(heap):
+            return
+        heap[:] = [entry for entry in heap if not entry[2].done]
+        heapq.heapify(heap)
+        self._stale = 0
 
     def _expire(self, answer: Answer, timeout: float) -> None:
-        if answer.done:
-            return
         answer.abandon(EXPIRED)  # skipped if still queued, as a local ask's
         what = type(answer.message).__qualname__
         path = answer.export.cell.path
@@ -180,8 +260,10 @@ class Answers:
         if answer.done:
             return
         answer.done = True
-        if answer.timer is not None:
-            answer.timer.cancel()
+        if answer.timeout is not None:  # its deadline entry stays behind, answered
+            self._stale += 1
+            if self._stale >= _COMPACT_MIN:
+                self._drop_answered()
         self._asking.release(answer.key)
         export = answer.export
         if error is None:

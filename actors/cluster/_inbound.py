@@ -39,7 +39,7 @@ from .._delivery import deliver
 from .._errors import ActorStopped, AskTimeout, MailboxFull, MessageTypeError
 from .._mailbox import OK as ENQUEUED
 from .._message import Ask
-from .._oneshot import CANCELLED, Expired
+from .._oneshot import Expired
 from .._ref import cell_of
 from ._answers import Answers
 from ._asking import Asking, is_notices, name_notices
@@ -653,7 +653,7 @@ class Inbound:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         # A CANCEL on this subscription comes after this; a group's, heard on the name's
         # notice subject, may have come first: then the ask is abandoned here at once.
-        asking.hold(request.key, functools.partial(reply.abandon, CANCELLED))
+        asking.hold(request.key, reply.cancel)
         answers.expire_after(reply, remaining)
 
     async def _answer_value(self, reply_to: str, export: Export | _Served, value: object) -> None:

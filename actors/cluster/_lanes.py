@@ -103,7 +103,7 @@ from .._oneshot import Expired, oneshot
 from .._runtime import HostHome, WorkerHome
 from ._answers import Answers
 from ._asking import Asking
-from ._remote import home_of, note_home
+from ._remote import home_of, lane_subject_of, note_home
 from ._transport import SUB_PENDING_MSGS, Throttle, subscribe
 
 if TYPE_CHECKING:
@@ -211,14 +211,22 @@ class AskLane:
         return f"<AskLane {self.name} {state} waiting={len(self._waiting)}>"
 
     async def request(
-        self, out: Outbound, target: Target, left: float | None, ref: RemoteRef[Any] | None = None
+        self,
+        out: Outbound,
+        target: Target,
+        left: float | None,
+        ref: RemoteRef[Any] | None = None,
+        shared: bool = False,
     ) -> bytes | None:
         """Publish ``out`` on this lane; its reply frame (`NO_RESPONDERS`: nobody got it).
 
         None when the lane could not publish it (nothing left: the caller sends it another
         way). To the owner's lane of the actor's loop when ``ref``'s hint names one
         (`home_of`), else to the actor's subject; a hint that found nobody, or no reply in
-        time, is forgotten (the owner's loop may be gone or blocked).
+        time, is forgotten (the owner's loop may be gone or blocked). ``shared``: ``left``
+        is a duration the loop's asks share (an ask's own timeout), so the wait takes the
+        loop's shared deadline queue for it (`Oneshot.wait`) instead of a timer of its own
+        (`Oneshot.wait_once`, for what is left of an inherited deadline).
 
         Raises:
             Expired: no reply within ``left`` seconds (a cancel notice follows the ask).
@@ -231,7 +239,9 @@ class AskLane:
         if client is None or not self.connected:
             return None
         home = 0 if ref is None else home_of(ref)
-        subject = out.subject if not home else lane_subject(out.subject, home)
+        subject = out.subject
+        if home and ref is not None:
+            subject = lane_subject_of(ref, home, subject, lane_subject)
         token = str(next(self._tokens))
         # Waiting before the frame leaves: no reply (and no node-down notice, which the
         # caller checked for just before, without yielding) can come before it is expected.
@@ -247,7 +257,10 @@ class AskLane:
                 self._cancel_remotely(out, subject)
             raise
         try:
-            data: bytes = await (done.wait() if left is None else done.wait_once(left))
+            if left is None or shared:
+                data: bytes = await done.wait(left)
+            else:
+                data = await done.wait_once(left)
         except BaseException as error:
             # Still waiting: the asker gave up (failed asks have left the table already).
             if self._waiting.pop(token, None) is not None:
@@ -296,11 +309,13 @@ class AskLane:
         client = self.client
         if not reply_to or client is None or self.closed:
             return
-        with contextlib.suppress(Exception):
+        try:  # not `contextlib.suppress`: a context manager per answer, for nothing
             if exports:
                 lanes = self._lanes
                 await lanes.transport.call(lanes.inbound.ensure_all_subscribed(exports))
             await client.publish(reply_to, msgspec.msgpack.encode(reply))
+        except Exception:  # lost with the connection: its asker times out
+            return
 
     def hint(self, export: Export) -> int:
         """The `Reply.home` of an answer given here: this lane while the actor lives on its

@@ -40,7 +40,6 @@ import collections
 import contextlib
 import functools
 import itertools
-import secrets
 import threading
 import time
 import weakref
@@ -65,7 +64,7 @@ from .._oneshot import Expired, Oneshot, ensure_plain_thread, oneshot
 from .._ref import COOPERATIVE_BUDGET, cell_of
 from .._request import ask_deadline
 from .._sendable import check_sendable, is_always_sendable
-from ._asking import notice_subject
+from ._asking import ask_key, notice_subject
 from ._inbound import NIL, as_wire_error
 from ._lanes import NO_RESPONDERS
 from ._registry import GROUP_ID, local_only_field
@@ -78,6 +77,7 @@ from ._remote import (
     full_error,
     note_home,
     stopped_error,
+    subject_of,
     window_of,
 )
 from ._replies import Waiter
@@ -351,7 +351,12 @@ class Outbox:
             lanes = self.lanes
             lane = None if lanes is None or out.exports else lanes.current()
             if lane is not None and credit_of(ref).quiet():
-                return await self._ask_on_lane(lane, ref, out, reply_type, on_timeout, left)
+                # Its own timeout (not what is left of an inherited deadline): a duration
+                # the loop's other asks share, waited for on one shared timer.
+                shared = left == timeout
+                return await self._ask_on_lane(
+                    lane, ref, out, reply_type, on_timeout, left, shared=shared
+                )
             asking = _Ask(self._answer, ref, out, reply_type, on_timeout, left)
             return await self._held(ref, self._ask_direct(asking))
 
@@ -363,8 +368,12 @@ class Outbox:
         reply_type: Any,
         on_timeout: Callable[[], Exception],
         left: float | None,
+        *,
+        shared: bool = False,
     ) -> Any:
         """An ask over the caller's loop's own connection: no thread hop (see ``_lanes``).
+
+        ``shared``: ``left`` is the ask's own timeout, not a one-off remainder (`AskLane.request`).
 
         Cancellation: the lane forgets the ask and sends the owner a cancel notice.
         """
@@ -373,7 +382,7 @@ class Outbox:
             raise NodeDown(f"node {target[0]} is down", out.message)
         started = time.monotonic()
         try:
-            data = await lane.request(out, target, left, ref)
+            data = await lane.request(out, target, left, ref, shared)
         except Expired:
             raise on_timeout() from None
         if data is None or data == NO_RESPONDERS:
@@ -564,13 +573,23 @@ class Outbox:
         """Check and encode in the caller's thread, so that a bad message fails right here."""
         if not ref.is_alive:
             raise stopped_error(ref, message)
-        _check_message(ref, message)
+        cls = type(message)
+        name = _PLAIN.get(cls)
+        if name is None:  # not known to need no checks: all of them
+            _check_message(ref, message)
+            name = message_name(cls)
+            if is_always_sendable(cls) and local_only_field(cls) is None:
+                _PLAIN[cls] = name
+        else:  # sendable, no ref fields: only whether the target accepts it (`prepare_tell`)
+            names = address_of(ref).accepts
+            if names is not None and name not in names:
+                _check_message(ref, message)  # a subclass of one it accepts, or refused
         exports: list[int] = []
         body = self._registry.encode(message, exports)
         envelope = Envelope(
             WIRE_VERSION,
             kind,
-            message_name(type(message)),
+            name,
             msgspec.Raw(body),
             timeout,
             self._me.node,
@@ -580,7 +599,7 @@ class Outbox:
         data = msgspec.msgpack.encode(envelope)
         if len(data) > self._limits.max_message_size:
             raise self._too_large(message, len(data))
-        return Outbound(self._subject_of(ref), data, exports, message, envelope)
+        return Outbound(subject_of(ref, self._subject_of), data, exports, message, envelope)
 
     def prepare_tell(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Tell:
         """`prepare` for a tell of ``ref``'s stream: checked and its body encoded, no frame.
@@ -1316,7 +1335,7 @@ class Outbox:
 
         if left is not None and left <= 0.0:
             raise on_timeout()  # the inherited deadline has passed: nothing is sent
-        out = self.prepare(ref, ASK, message, left, key=secrets.randbits(63) or 1)
+        out = self.prepare(ref, ASK, message, left, key=ask_key())
         return out, _reply_type(type(message)), on_timeout, left
 
     def _try_on_loop(self, ref: RemoteRef[Any], out: Outbound) -> None:
@@ -1489,8 +1508,22 @@ def _show(tp: Any) -> str:
     return tp.__qualname__ if isinstance(tp, type) else repr(tp)
 
 
+# The reply type of each message type asked so far (`_reply_type`): a class's bases never
+# change. Written from callers' threads: a race stores the same answer twice, and one dict
+# store per key is safe without the GIL.
+_REPLY_TYPES: dict[type, Any] = {}
+
+
 def _reply_type(cls: type) -> Any:
     """``R`` of a ``Request[R]`` subclass; Any when the message declares no reply type."""
+    try:
+        return _REPLY_TYPES[cls]
+    except KeyError:
+        reply = _REPLY_TYPES[cls] = _find_reply_type(cls)
+        return reply
+
+
+def _find_reply_type(cls: type) -> Any:
     for klass in cls.__mro__:
         for base in klass.__dict__.get("__orig_bases__", ()):
             if getattr(base, "__origin__", None) is Request:

@@ -41,6 +41,7 @@ from ._window import PIPELINED_MAX, Window
 
 if TYPE_CHECKING:
     import weakref
+    from collections.abc import Callable
 
     from .._cell import Cell
     from .._message import Request
@@ -62,8 +63,10 @@ __all__ = (
     "finish_proxy",
     "full_error",
     "home_of",
+    "lane_subject_of",
     "note_home",
     "stopped_error",
+    "subject_of",
     "window_of",
 )
 
@@ -273,7 +276,16 @@ class RemoteRef(Ref[M]):
         ```
     """
 
-    __slots__ = ("__weakref__", "_address", "_courier", "_credit", "_home", "_window")
+    __slots__ = (
+        "__weakref__",
+        "_address",
+        "_courier",
+        "_credit",
+        "_home",
+        "_lane_subject",
+        "_subject",
+        "_window",
+    )
 
     def __init__(
         self, proxy: Cell, courier: Courier, address: Address, credit: Credit | None = None
@@ -285,6 +297,10 @@ class RemoteRef(Ref[M]):
         self._window: Window | None = None  # its pipelined tells, made at the first (loop only)
         # The owner's ask lane for the actor's loop, by the last ask's reply (`home_of`).
         self._home = 0
+        # Its frames' subject, and its asks' on the owner's lane ``[0]``, once formatted
+        # (`subject_of`, `lane_subject_of`): a ref's subjects never change.
+        self._subject = ""
+        self._lane_subject: tuple[int, str] = (0, "")
 
     @property
     def node(self) -> str:
@@ -708,6 +724,29 @@ def home_of(ref: RemoteRef[Any]) -> int:
     answers with a fresh hint, or nobody answers and it takes the full path). Any thread.
     """
     return ref._home  # pyright: ignore[reportPrivateUsage]  # the couriers' one way in
+
+
+def subject_of(ref: RemoteRef[Any], make: Callable[[RemoteRef[Any]], str]) -> str:
+    """The subject of ``ref``'s frames: ``make(ref)`` the first time, kept after. Any thread
+    (two threads that both make it store the same string; one slot store each)."""
+    subject = ref._subject  # pyright: ignore[reportPrivateUsage]
+    if not subject:
+        subject = ref._subject = make(ref)  # pyright: ignore[reportPrivateUsage]
+    return subject
+
+
+def lane_subject_of(
+    ref: RemoteRef[Any], home: int, subject: str, make: Callable[[str, int], str]
+) -> str:
+    """The subject of ``ref``'s asks on its owner's lane ``home``: ``make(subject, home)``
+    for a new ``home``, kept while it stays. Any thread (the pair is one tuple: a reader
+    never sees one lane's number with another's subject)."""
+    kept = ref._lane_subject  # pyright: ignore[reportPrivateUsage]
+    if kept[0] == home:
+        return kept[1]
+    made = make(subject, home)
+    ref._lane_subject = (home, made)  # pyright: ignore[reportPrivateUsage]
+    return made
 
 
 def note_home(ref: RemoteRef[Any], home: int) -> None:

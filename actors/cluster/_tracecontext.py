@@ -16,7 +16,7 @@ still joins its trace).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -64,13 +64,24 @@ def remote_message(system: ActorSystem, message: object, trace: str, *, asked: b
     return remote_traced(message, trace, asked=asked)
 
 
-@contextlib.contextmanager
-def asked_remotely(system: ActorSystem | None, path: str, message: object) -> Generator[Any]:
+# What `asked_remotely` returns when not tracing: one shared, reusable no-op (a
+# generator-based context manager made per ask cost about a microsecond for nothing).
+_UNTRACED: Final[contextlib.nullcontext[None]] = contextlib.nullcontext()
+
+
+def asked_remotely(
+    system: ActorSystem | None, path: str, message: object
+) -> contextlib.AbstractContextManager[Any]:
     """The client span of a remote ask, current while it lasts (nothing unless tracing)."""
     if system is None or system.tracer is None:
-        yield None
-        return
+        return _UNTRACED
+    return _client_span(system, path, message)
+
+
+@contextlib.contextmanager
+def _client_span(system: ActorSystem, path: str, message: object) -> Generator[Any]:
     from .._tracing import client_span  # only when tracing
 
+    assert system.tracer is not None
     with client_span(system.tracer, path, message) as span:
         yield span

@@ -28,6 +28,7 @@ from actors.cluster import Limits, MessageTooLarge, RemoteRef, register_message
 from actors.cluster._remote import finish_proxy
 from actors.cluster._transport import ClusterHome
 from actors.cluster._wire import (
+    ASK,
     TELL,
     TELLS,
     Address,
@@ -149,6 +150,22 @@ async def test_a_type_one_actor_accepts_is_still_refused_by_one_that_does_not() 
         # A subclass of an accepted type goes, as it does to a local actor.
         tell = parts.outbox.prepare_tell(remote(parts, 5), Special(b"3"), None)
         assert tell.told.type == message_name(Special)
+
+
+async def test_an_ask_of_a_known_plain_type_is_still_refused_by_one_that_does_not_take_it() -> None:
+    # `prepare` (asks, acknowledged sends) takes the tells' shortcut for a type known to
+    # need no sendable checks: what the target accepts is checked all the same.
+    async with sending() as parts:
+        first = parts.outbox.prepare(remote(parts, 5), ASK, Blob(b"1"), None)  # learned
+        again = parts.outbox.prepare(remote(parts, 5), ASK, Blob(b"1"), None)  # shortcut
+        assert first.data == again.data
+        picky = remote(parts, 6, accepts=(message_name(Hello),))
+        with pytest.raises(actors.MessageTypeError, match="does not accept Blob"):
+            parts.outbox.prepare(picky, ASK, Blob(b"2"), None)
+        # A subclass of an accepted type goes, as it does to a local actor.
+        out = parts.outbox.prepare(remote(parts, 5), ASK, Special(b"3"), None)
+        assert out.envelope is not None
+        assert out.envelope.type == message_name(Special)
 
 
 async def test_a_known_type_that_holds_a_ref_is_encoded_with_the_ref_as_its_address() -> None:

@@ -43,6 +43,7 @@ from actors.cluster import (
     Timeouts,
     register_message,
 )
+from actors.cluster._answers import _COMPACT_MIN  # pyright: ignore[reportPrivateUsage]
 from actors.cluster._durable import DurableMailboxes, _Consumer  # pyright: ignore[reportPrivateUsage]
 from actors.cluster._inbound import Inbound
 from actors.cluster._membership import Membership
@@ -660,6 +661,47 @@ async def test_an_ask_whose_time_runs_out_is_answered_once_and_forgotten() -> No
             assert await book.ref.ask(Total()) == 0
             published = [m for m in parts.client.published if m.subject == asked]
             assert len(published) == 1
+
+
+async def test_asks_expire_on_one_timer_in_deadline_order_and_answered_ones_never() -> None:
+    # One timer per `Answers`, armed for the earliest deadline: an ask with a nearer
+    # deadline arriving after a farther one re-arms it, and expires first, alone.
+    parts = Parts()
+    with anyio.fail_after(10):
+        async with public_book(parts) as book:
+            release = await park(book.ref)
+            body = msgspec.Raw(msgspec.msgpack.encode(Total()))
+            name = message_name(Total)
+            far = Envelope(WIRE_VERSION, ASK, name, body, 30.0, "b", key=11)
+            near = Envelope(WIRE_VERSION, ASK, name, body, 0.05, "b", key=12)
+            asked_far = await request(parts, msgspec.msgpack.encode(far))
+            asked_near = await request(parts, msgspec.msgpack.encode(near))
+            reply = await answer(parts.client, asked_near)
+            assert error_type(reply) == "AskTimeout"
+            assert 11 in parts.inbound.asking
+            assert 12 not in parts.inbound.asking
+            assert answered(parts.client, asked_far) is None  # its deadline is far off
+            release.set()
+            late = await answer(parts.client, asked_far)
+            assert late.status == OK  # answered: its deadline entry expires nothing
+            assert not parts.inbound.asking
+
+
+async def test_the_deadlines_of_answered_asks_do_not_pile_up() -> None:
+    # An answered ask leaves its deadline entry behind; the heap drops them once they are
+    # over half of it, so it stays near the asks in flight, not all asks of the deadline.
+    parts = Parts()
+    with anyio.fail_after(20):
+        async with public_book(parts):
+            body = msgspec.Raw(msgspec.msgpack.encode(Total()))
+            most = 0
+            for key in range(1, 4 * _COMPACT_MIN + 1):
+                ask = Envelope(WIRE_VERSION, ASK, message_name(Total), body, 30.0, "b", key=key)
+                reply = await exchange(parts, msgspec.msgpack.encode(ask))
+                assert reply.status == OK
+                most = max(most, parts.inbound.answers.pending())
+            assert most <= 2 * _COMPACT_MIN
+            assert not parts.inbound.asking
 
 
 async def test_inbound_acknowledges_a_tell_to_a_full_mailbox_only_once_it_is_enqueued() -> None:

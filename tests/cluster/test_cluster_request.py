@@ -10,8 +10,11 @@ node can signal the test through a module-level flag.
 from __future__ import annotations
 
 import functools
+import os
 import secrets
+import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -33,7 +36,7 @@ from cluster_support import (
 
 import actors
 from actors.cluster import lookup_group, register_message, serve_pool
-from actors.cluster._asking import REMEMBERED, Asking, notice_subject
+from actors.cluster._asking import REMEMBERED, Asking, ask_key, notice_subject
 from actors.cluster._remote import address_of
 from actors.cluster._wire import ASK, CANCEL, WIRE_VERSION, Envelope
 
@@ -446,6 +449,41 @@ async def test_forged_notices_to_a_group_are_ignored_and_bounded(
         assert sum(cancelled_by_member(group, "shared").values()) == 0
         for system in group.members:
             assert all(m.failed == 0 for m in system.metrics().actors)
+
+
+def test_ask_keys_are_random_63_bit_and_never_shared_between_threads() -> None:
+    # Read 64 at a time from the CSPRNG (one system call per 64 asks): still distinct,
+    # never 0 ("no key"), 63 bits, and each thread draws its own.
+    keys = [ask_key() for _ in range(1000)]
+    assert len(set(keys)) == len(keys)
+    assert all(0 < key < 1 << 63 for key in keys)
+    assert max(keys).bit_length() > 56  # drawn over all 63 bits, not a counter
+    theirs: list[int] = []
+    thread = threading.Thread(target=lambda: theirs.extend(ask_key() for _ in range(100)))
+    thread.start()
+    thread.join(WAIT)
+    assert len(theirs) == 100
+    assert not set(theirs) & set(keys)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_never_uses_its_parents_unused_ask_keys() -> None:
+    ask_key()  # this thread now holds up to 63 keys not used yet
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(write, b"".join(ask_key().to_bytes(8, "big") for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(child, 0)
+    childs = {int.from_bytes(data[i : i + 8], "big") for i in range(0, len(data), 8)}
+    assert len(childs) == 8
+    mine = {ask_key() for _ in range(64)}
+    assert not childs & mine
 
 
 def test_a_notice_that_overtakes_its_ask_abandons_it_when_it_comes() -> None:
