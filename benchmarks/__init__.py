@@ -24,6 +24,8 @@ Layout:
 * `benchmarks.report`: statistics, the tables, the targets, the JSON file.
 * `benchmarks.plot`: the charts (matplotlib).
 * `benchmarks.pieces`: a same-loop tell, piece by piece (run on its own).
+* `benchmarks.tell_instructions`: a same-loop tell in instructions, next to the
+  ``asyncio.Queue`` and callback actors (callgrind; run on its own).
 
 See docs/benchmarks.md for what is measured, why the comparison is fair, and results.
 """

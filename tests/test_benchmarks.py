@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ if importlib.util.find_spec("benchmarks") is None:  # run from a checkout withou
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.__main__ as bench_cli
-from benchmarks import cases
+from benchmarks import cases, tell_instructions
 from benchmarks import report as bench_report
 from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Implementation, Rep, Workload
 from benchmarks.neighbour import ASK_EVERY, BLOCK_FOR, block_starts
@@ -382,3 +383,26 @@ def test_the_inspector_cost_benchmark_imports_the_workload_of_the_inspector_exam
     example = importlib.import_module("examples.howto.inspector_scale")
     for name in ("Driver", "Leaf", "Sink", "tell_load"):
         assert getattr(inspect_cost, name) is getattr(example, name)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("variant", [*tell_instructions.VARIANTS, "list"])
+def test_every_instruction_count_variant_runs_its_messages(variant: str) -> None:
+    # Each variant runs in a child process (under callgrind when measured; here without):
+    # it turns the collector off and starts its own loop, neither of which this process
+    # should do.
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tell_instructions", "--variant", variant, "300"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_unknown_instruction_count_variant_is_refused() -> None:
+    with pytest.raises(SystemExit, match="unknown variant 'nope'"):
+        tell_instructions.run_variant("nope", 1)
