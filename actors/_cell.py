@@ -2020,10 +2020,9 @@ class Cell(Latch):
         if not plain:
             self._tick_begins(timer)
         try:
-            message = timer.take()
+            message = self._take_tick(timer)
             if message is CANCELLED:
                 return True
-            self.handling = type(message)
             if await self._outside_run(self._handle(message), message):
                 return True
             self.failed_items += 1  # a tick is a mailbox item
@@ -2031,6 +2030,13 @@ class Cell(Latch):
         finally:
             if not plain:
                 self._tick_ends(timer)
+
+    def _take_tick(self, timer: Timer) -> object:
+        # A tick's message (CANCELLED: none), named for the watchdog while it is handled.
+        message = timer.take()
+        if message is not CANCELLED:
+            self.handling = type(message)
+        return message
 
     def _tick_begins(self, timer: Timer) -> None:
         """Before a tick of ``timer`` is handled (a subclass's hook: a tracing cell links the
@@ -2045,10 +2051,9 @@ class Cell(Latch):
         and logged) that ends the instance."""
         self._tick_begins(timer)
         try:
-            message = timer.take()
+            message = self._take_tick(timer)
             if message is CANCELLED:
                 return None
-            self.handling = type(message)
             try:
                 result: object = receive(message)
                 if result is not None and _awaitable_kind.get(type(result)) is not False:

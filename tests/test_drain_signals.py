@@ -18,13 +18,10 @@ import anyio
 import msgspec
 import pytest
 from _support import WAIT, Flag, ThreadGate, wait_until
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_tracing import Traces
 
 import actors
 from actors import Actor, ActorSystem, testing
-from actors._cell import Cell
 from actors._ref import cell_of
 
 if TYPE_CHECKING:
@@ -36,20 +33,6 @@ pytestmark = pytest.mark.anyio
 def in_task() -> bool:
     """Whether the caller runs in a task (a run task) rather than in a drain."""
     return asyncio.current_task() is not None
-
-
-@pytest.fixture
-def spawned_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths of the actors a run task (or any task of the cell) was started for."""
-    paths: list[str] = []
-    original = Cell._spawn_task  # pyright: ignore[reportPrivateUsage]
-
-    def counting(cell: Cell, coro: Any) -> None:
-        paths.append(cell.path)
-        original(cell, coro)
-
-    monkeypatch.setattr(Cell, "_spawn_task", counting)
-    return paths
 
 
 class Target(Actor[None]):
@@ -334,6 +317,7 @@ async def test_a_call_is_handled_in_place_between_messages(spawned_tasks: list[s
 
 async def test_a_call_goes_before_queued_messages() -> None:
     gate = ThreadGate()
+    seen: list[tuple[int, ...]] = []
     async with ActorSystem(workers=2, blocked_threshold=None) as system:
         blocker = await system.spawn(Watcher, placement=0)
         keeper = await system.spawn(Keeper, placement=0)
@@ -344,7 +328,6 @@ async def test_a_call_goes_before_queued_messages() -> None:
             for n in range(3):
                 await keeper.send(Note(n))
             async with anyio.create_task_group() as group:
-                seen: list[tuple[int, ...]] = []
 
                 async def look() -> None:
                     seen.append(await testing.inspect(keeper, lambda k: tuple(k.seen)))
@@ -380,12 +363,12 @@ async def test_unstashed_items_are_replayed_in_place_and_counted_once(
 
 
 async def test_an_unstashed_ask_is_answered_in_place(spawned_tasks: list[str]) -> None:
+    answers: list[tuple[int, ...]] = []
     async with ActorSystem(workers=1) as system:
         keeper = await system.spawn(Keeper, name="keeper")
         with anyio.fail_after(WAIT):
             await keeper.send(Note(1))
             async with anyio.create_task_group() as group:
-                answers: list[tuple[int, ...]] = []
 
                 async def ask() -> None:
                     answers.append(await keeper.ask(Total()))
@@ -427,17 +410,6 @@ async def test_a_failing_replay_fails_the_actor_and_the_rest_become_dead_letters
 
 
 # -- traced timer ticks ----------------------------------------------------------------------
-
-
-class Traces:
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("test")
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        return [span for span in self.exporter.get_finished_spans() if span.name == name]
 
 
 @pytest.fixture
