@@ -382,3 +382,13 @@ def test_the_inspector_cost_benchmark_imports_the_workload_of_the_inspector_exam
     example = importlib.import_module("examples.howto.inspector_scale")
     for name in ("Driver", "Leaf", "Sink", "tell_load"):
         assert getattr(inspect_cost, name) is getattr(example, name)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["notices-async", "notices-plain", "notices-none", "notices-plain-spread", "ticks-traced"],
+)
+def test_the_drain_signals_cases_run(case: str) -> None:
+    from benchmarks.drain_signals import run_case
+
+    assert run_case(case, 20) > 0
