@@ -1620,7 +1620,8 @@ class Cell(Latch):
                         continue
                     # The signals whose work is synchronous for this actor are handled here,
                     # as `_on_control` would in a run task (the same order, budget, metrics
-                    # and failures); the rest are the run task's. See docs/semantics.md.
+                    # and failures); the rest are the run task's. See docs/benchmarks.md,
+                    # "Signals in the drain".
                     signal = type(record)  # pyright: ignore[reportUnknownVariableType]
                     if signal is Tick:
                         timer = record.timer
@@ -2041,7 +2042,8 @@ class Cell(Latch):
     def _tick_begins(self, timer: Timer) -> None:
         """Before a tick of ``timer`` is handled (a subclass's hook: a tracing cell links the
         tick's span to the span that started the timer). Synchronous, so that a drain can
-        handle the tick in place (`_traced_tick`); ``plain_tick`` says it is not overridden."""
+        handle the tick in place (`_traced_tick`); ``plain_tick`` says it is not overridden.
+        A subclass changes ticks through these hooks only: a drain never calls `_on_tick`."""
 
     def _tick_ends(self, timer: Timer) -> None:
         """After a tick of ``timer`` was handled, however that ended (see `_tick_begins`)."""
