@@ -18,7 +18,7 @@ from ._strategy import OneForOne, Restart, SupervisionStrategy
 from ._validation import check_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from ._cell import Cell
     from ._ref import ActorRef, Ref
@@ -82,6 +82,9 @@ class Actor(Generic[M]):
     # Whether ``receive`` is a plain function the runtime calls without awaiting: decided
     # once per class, at its creation (`is_sync_handler`); the run loop branches on it.
     __actors_sync__: ClassVar[bool] = True
+    # Whether ``on_terminated`` is a plain function, called without awaiting: a synchronous
+    # actor's drain then handles a watch notice in place, without a run task.
+    __actors_terminated_sync__: ClassVar[bool] = True
     _actors_cell: Cell
 
     stash_capacity: ClassVar[int] = 1000
@@ -130,6 +133,7 @@ class Actor(Generic[M]):
         super().__init_subclass__(**kwargs)
         _check_awaited_hooks(cls)
         cls.__actors_sync__ = is_sync_handler(cls, "receive", cls.receive)
+        cls.__actors_terminated_sync__ = is_sync_handler(cls, "on_terminated", cls.on_terminated)
         declared = _declared_message_type(cls)
         if declared is not _INHERIT:
             try:
@@ -501,29 +505,39 @@ class Actor(Generic[M]):
             ```
         """
 
-    async def on_terminated(self, event: Terminated) -> None:
+    def on_terminated(self, event: Terminated) -> Awaitable[None] | None:
         """Runs when an actor this one watches (`watch`) has stopped for good.
 
         It runs between two messages, like a handler; an exception here fails this actor.
+        Define it either way, as ``receive``: ``async def on_terminated`` when it awaits (a
+        ``spawn`` to replace the actor, say), or a plain ``def on_terminated`` when it never
+        does. An actor with a synchronous ``receive`` handles a notice to a plain one in
+        place, without a task; an ``async def`` one runs in a task of the actor's, since its
+        code may need one (`asyncio.timeout`, anyio's cancel scopes). The base hook does
+        nothing: there is no need to call it (and nothing to await).
 
         Example:
             ```python
             async def on_terminated(self, event: actors.Terminated) -> None:
                 if event.ref == self.db:
                     self.db = await self.spawn(Database, name="db")
+
+            # or, never awaiting:
+            def on_terminated(self, event: actors.Terminated) -> None:
+                self.workers.discard(event.ref)
             ```
         """
+        return None
 
 
 _INHERIT: Any = object()
 
-# The hooks the runtime awaits, with the signature to suggest for each (``receive`` may be
-# either: see `is_sync_handler`).
+# The hooks the runtime awaits, with the signature to suggest for each (``receive`` and
+# ``on_terminated`` may be either: see `is_sync_handler`).
 _AWAITED: Final = {
     "on_start": "async def on_start(self)",
     "on_stop": "async def on_stop(self)",
     "on_restart": "async def on_restart(self, error)",
-    "on_terminated": "async def on_terminated(self, event)",
 }
 
 # Serialises the resolution of forward references (once per class; see `message_types`).
@@ -567,7 +581,7 @@ def _check_awaited_hooks(cls: type) -> None:
             fix = f"write `{signature}` without `yield`"
         else:
             problem = "is defined without `async`, but the runtime awaits it"
-            fix = f"write `{signature}` (only `receive` may be synchronous)"
+            fix = f"write `{signature}` (only `receive` and `on_terminated` may be synchronous)"
         raise TypeError(f"{cls.__qualname__}.{hook} {problem}: {fix}")
 
 

@@ -17,11 +17,13 @@ as a *drain* (`Cell._drain`): a plain loop callback that calls the handler in pl
 task, no coroutine and no parked future, so that waking it costs a ``call_soon`` and its
 whole life (spawn, a message, a stop) needs no task at all. Everything else is the *run
 task* (`Cell._run`), which stays the one owner of the slow cases: async handlers and hooks,
-control signals (supervision, suspension, kills, watch notices, unstashed items, test-kit
-calls; a drain handles a timer's tick itself unless a subclass overrides `_on_tick`), and
-ends that must await (children to stop, an ``on_stop``). A drain
-that meets one of those hands its token, and the signal it popped, to a new run task
-(`Cell._hand_to_task`): nothing is lost or reordered. Drain invariants:
+control signals that await (supervision, suspension, kills, a watch notice to an ``async
+def on_terminated``), and ends that must await (children to stop, an ``on_stop``). A drain
+handles in place the signals whose work is synchronous for its actor: timer ticks (traced
+ones too), unstashed items, test-kit calls and watch notices to a plain ``def
+on_terminated``, with the order, budget, metrics and failures `_on_control` gives them in a
+run task. A drain that meets anything else hands its token, and the signal it popped, to a
+new run task (`Cell._hand_to_task`): nothing is lost or reordered. Drain invariants:
 
 * Only the holder of the consumer token schedules or runs a drain, on the home thread, so at
   most one drain or run task of an actor exists at a time; ``task`` is `_DRAIN_DUE` while
@@ -128,7 +130,7 @@ from ._supervisor import on_child_exit, restart_group, stop_children
 from ._timers import CANCELLED, Timer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
     from collections.abc import Set as AbstractSet
 
     from ._clock import Scheduled
@@ -303,14 +305,15 @@ class Cell(Latch):
     # then a drain picks the handler inline, a call less per wake-up (`_drain`).
     plain_handler: ClassVar[bool] = True
 
-    # Whether `_on_tick` is this class's own (a tracing cell opens a span in an override):
-    # then a drain handles a timer's tick in place instead of handing it to a run task.
+    # Whether the tick hooks (`_tick_begins`, `_tick_ends`) are this class's own (a tracing
+    # cell links a tick's span in overrides): then a drain handles a tick inline, without
+    # the hooks' calls; else through `_traced_tick`, in place too.
     plain_tick: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.plain_handler = cls._handler is Cell._handler
-        cls.plain_tick = cls._on_tick is Cell._on_tick
+        cls.plain_tick = cls._tick_begins is Cell._tick_begins and cls._tick_ends is Cell._tick_ends
 
     # A cell is the latch of its own termination (``terminated`` is the cell itself): one
     # object less per actor for the memory and the garbage collector to carry.
@@ -1615,19 +1618,50 @@ class Cell(Latch):
                             self._hand_to_task(None)
                             return
                         continue
-                    if type(record) is not Tick or not self.plain_tick:
+                    # The signals whose work is synchronous for this actor are handled here,
+                    # as `_on_control` would in a run task (the same order, budget, metrics
+                    # and failures); the rest are the run task's. See docs/benchmarks.md,
+                    # "Signals in the drain".
+                    signal = type(record)  # pyright: ignore[reportUnknownVariableType]
+                    if signal is Tick:
+                        timer = record.timer
+                        if not self.plain_tick:  # a tracing cell: the tick's span is linked
+                            failure = self._traced_tick(timer, receive)
+                            budget -= 1  # a tick is a mailbox item, as `_run` counts it
+                            if failure is not None:
+                                self._end_from_drain(self._exit_now(failure))
+                                return
+                            continue
+                        # A timer's tick (`_on_tick` in place): its message is handled as a tell.
+                        item = timer.take()
+                        if item is CANCELLED:
+                            budget -= 1  # a tick is a mailbox item, as `_run` counts it
+                            continue
+                    elif signal is Unstashed:  # `_replay` in place: a tell or an ask again
+                        item = record.item
+                        self.dequeued -= 1  # counted when first taken: for the budget only
+                    elif signal is Call:  # a test kit's function: not a mailbox item
+                        self._call_now(record)
+                        continue
+                    elif (
+                        signal is WatchedEnded
+                        and instance is not None  # running: it has one (checked above)
+                        and type(instance).__actors_terminated_sync__
+                    ):
+                        failure = self._terminated_now(record.watched, record.reason)
+                        if failure is not None:
+                            self._end_from_drain(self._exit_now(failure))
+                            return
+                        continue  # a notice is not a mailbox item: not counted
+                    else:
                         if item is DRAINED:
                             rest = self._exit_now(None)
                             if rest is not None:  # `_end_from_drain`, inlined: every life's end
                                 self._spawn_task(self._carry_on(rest))
                         else:
-                            self._hand_to_task(item)  # every other signal: the run task's
+                            # Supervision, suspension, a kill, an async `on_terminated`.
+                            self._hand_to_task(item)
                         return
-                    # A timer's tick (`_on_tick` in place): its message is handled as a tell.
-                    item = record.timer.take()
-                    if item is CANCELLED:
-                        budget -= 1  # a tick is a mailbox item, as `_run` counts it
-                        continue
                     kind = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is Ask:
                     failure = self._answer_now(item, receive)
@@ -1941,11 +1975,8 @@ class Cell(Latch):
                 if self.seldom is not None:  # made with the timer that sent this
                     self.seldom.restart_timer = None
                 return await self._guarded(restart_group(self, list(group), reason), signal)
-            case Call(fn, done):
-                try:
-                    done.settle(fn(self.instance))
-                except Exception as error:  # the caller's mistake, not this actor's failure
-                    done.settle(error=error)
+            case Call():
+                self._call_now(signal.record)
                 return True
             case WatchedEnded(watched, reason):
                 return await self._on_terminated(watched, reason)
@@ -1986,14 +2017,85 @@ class Cell(Latch):
         return keep_running
 
     async def _on_tick(self, timer: Timer) -> bool:
+        plain = self.plain_tick
+        if not plain:
+            self._tick_begins(timer)
+        try:
+            message = self._take_tick(timer)
+            if message is CANCELLED:
+                return True
+            if await self._outside_run(self._handle(message), message):
+                return True
+            self.failed_items += 1  # a tick is a mailbox item
+            return False
+        finally:
+            if not plain:
+                self._tick_ends(timer)
+
+    def _take_tick(self, timer: Timer) -> object:
+        # A tick's message (CANCELLED: none), named for the watchdog while it is handled.
         message = timer.take()
-        if message is CANCELLED:
-            return True
-        self.handling = type(message)
-        if await self._outside_run(self._handle(message), message):
-            return True
-        self.failed_items += 1  # a tick is a mailbox item
-        return False
+        if message is not CANCELLED:
+            self.handling = type(message)
+        return message
+
+    def _tick_begins(self, timer: Timer) -> None:
+        """Before a tick of ``timer`` is handled (a subclass's hook: a tracing cell links the
+        tick's span to the span that started the timer). Synchronous, so that a drain can
+        handle the tick in place (`_traced_tick`); ``plain_tick`` says it is not overridden.
+        A subclass changes ticks through these hooks only: a drain never calls `_on_tick`."""
+
+    def _tick_ends(self, timer: Timer) -> None:
+        """After a tick of ``timer`` was handled, however that ended (see `_tick_begins`)."""
+
+    def _traced_tick(self, timer: Timer, receive: Callable[[Any], Any]) -> Exception | None:
+        """`_on_tick` of a subclass with tick hooks, in a drain: None, or the failure (counted
+        and logged) that ends the instance."""
+        self._tick_begins(timer)
+        try:
+            message = self._take_tick(timer)
+            if message is CANCELLED:
+                return None
+            try:
+                result: object = receive(message)
+                if result is not None and _awaitable_kind.get(type(result)) is not False:
+                    _check_not_awaitable(result, self, message)
+            except BaseException as error:
+                failure = self._sync_failure(error, message)
+                self.failed_items += 1  # a tick is a mailbox item
+                self._failed(failure, message)
+                return failure
+            return None
+        finally:
+            self._tick_ends(timer)
+
+    def _call_now(self, call: Call) -> None:
+        # A test kit's function between two messages; its error is the caller's mistake,
+        # not this actor's failure.
+        try:
+            call.done.settle(call.fn(self.instance))
+        except Exception as error:
+            call.done.settle(error=error)
+
+    def _sync_failure(self, error: BaseException, message: object) -> Exception:
+        """What a synchronous handler or hook raised, as this actor's failure.
+
+        The cancellation of the actor's own run task (a kill) propagates, as in `_run`; a
+        drain is never cancelled, so there everything is a failure (a GeneratorExit too:
+        no coroutine of ours is being closed by a plain call).
+        """
+        if isinstance(error, Exception):
+            return error
+        failure = self._as_failure(error, message)
+        if failure is None:
+            if not isinstance(error, GeneratorExit):
+                raise error
+            failure = RuntimeError(
+                f"actor {self.path} raised GeneratorExit while handling "
+                f"{type(payload(message)).__qualname__}"
+            )
+            failure.__cause__ = error
+        return failure
 
     async def _handle(self, message: object) -> None:
         # A message off the hot path (a tick, a replayed tell), to either kind of handler.
@@ -2032,14 +2134,41 @@ class Cell(Latch):
         return timer
 
     async def _on_terminated(self, watched: Cell, reason: BaseException | None) -> bool:
+        instance = self.instance
+        assert instance is not None
+        if type(instance).__actors_terminated_sync__:
+            failure = self._terminated_now(watched, reason)
+            if failure is None:
+                return True
+            await self._exit(failure)
+            return False
         if not self.system.tree.forget_watched(self, watched):
             return True  # unwatched since: Akka's guarantee, no Terminated after unwatch
+        event = Terminated(watched.handle, reason)
+        hook = instance.on_terminated(event)
+        assert hook is not None  # not `__actors_terminated_sync__`: its result is awaited
+        return await self._outside_run(hook, event)
+
+    def _terminated_now(self, watched: Cell, reason: BaseException | None) -> Exception | None:
+        """A watch notice to a synchronous ``on_terminated``, called in place (by a drain or a
+        run task): None, or the failure (counted and logged) that ends the instance."""
+        if not self.system.tree.forget_watched(self, watched):
+            return None  # unwatched since: Akka's guarantee, no Terminated after unwatch
         instance = self.instance
         assert instance is not None
         event = Terminated(watched.handle, reason)
-        return await self._outside_run(instance.on_terminated(event), event)
+        self.handling = Terminated  # what the watchdog names if the hook blocks
+        try:
+            result: object = instance.on_terminated(event)
+            if result is not None:
+                _check_not_awaitable(result, self, event)
+        except BaseException as error:
+            failure = self._sync_failure(error, event)
+            self._failed(failure, event)
+            return failure
+        return None
 
-    async def _outside_run(self, handler: Coroutine[Any, Any, object], message: object) -> bool:
+    async def _outside_run(self, handler: Awaitable[object], message: object) -> bool:
         """Await a handler called from a control signal, failing the actor as `_run` would.
 
         (`_run` inlines the same rules for ordinary messages: it is the hot path.)

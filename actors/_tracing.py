@@ -492,12 +492,13 @@ class TracingCell(Cell):
             self._timer_links[timer] = starter
         return timer
 
-    async def _on_tick(self, timer: Timer) -> bool:
+    # Synchronous hooks, not an `_on_tick` override: a drain handles a traced tick in place.
+    def _tick_begins(self, timer: Timer) -> None:
         links = self._timer_links
         self._link = links.get(timer) if links is not None else None
-        try:
-            return await super()._on_tick(timer)
-        finally:
-            self._link = None
-            if links is not None and (timer.interval is None or timer.cancelled):
-                links.pop(timer, None)
+
+    def _tick_ends(self, timer: Timer) -> None:
+        self._link = None
+        links = self._timer_links
+        if links is not None and (timer.interval is None or timer.cancelled):
+            links.pop(timer, None)

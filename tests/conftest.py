@@ -79,3 +79,20 @@ def no_thread_leaks() -> Iterator[None]:
         if thread.is_alive():
             leaked.append(thread)
     assert not leaked, f"threads still running after the test: {leaked}"
+
+
+@pytest.fixture
+def spawned_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the actors a run task (or any task of the cell) was started for: a
+    drain's work must add none (tests/test_drain.py, tests/test_drain_signals.py)."""
+    from actors._cell import Cell
+
+    paths: list[str] = []
+    original = Cell._spawn_task  # pyright: ignore[reportPrivateUsage]
+
+    def counting(cell: Cell, coro: Any) -> None:
+        paths.append(cell.path)
+        original(cell, coro)
+
+    monkeypatch.setattr(Cell, "_spawn_task", counting)
+    return paths

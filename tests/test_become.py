@@ -327,6 +327,7 @@ def test_the_howto_example_runs() -> None:
     assert run_example("howto/sync_become.py").splitlines() == [
         "total: 10",
         "dispatched: 10",
+        "crew: 1",
         "answers: ada/drafts, ada/inbox",
     ]
 

@@ -406,3 +406,13 @@ def test_every_instruction_count_variant_runs_its_messages(variant: str) -> None
 def test_an_unknown_instruction_count_variant_is_refused() -> None:
     with pytest.raises(SystemExit, match="unknown variant 'nope'"):
         tell_instructions.run_variant("nope", 1)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["notices-async", "notices-plain", "notices-none", "notices-plain-spread", "ticks-traced"],
+)
+def test_the_drain_signals_cases_run(case: str) -> None:
+    from benchmarks.drain_signals import run_case
+
+    assert run_case(case, 20) > 0

@@ -101,20 +101,6 @@ class Journal(Actor[Msg]):
         return None
 
 
-@pytest.fixture
-def spawned_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths of the actors a run task (or any task of the cell) was started for."""
-    paths: list[str] = []
-    original = Cell._spawn_task  # pyright: ignore[reportPrivateUsage]
-
-    def counting(cell: Cell, coro: Any) -> None:
-        paths.append(cell.path)
-        original(cell, coro)
-
-    monkeypatch.setattr(Cell, "_spawn_task", counting)
-    return paths
-
-
 async def test_an_idle_sync_actor_is_woken_without_a_task(spawned_tasks: list[str]) -> None:
     async with ActorSystem(workers=1) as system:
         ref = await system.spawn(Journal, name="idle")

@@ -5,6 +5,8 @@ Run it with ``python3 dev.py run examples/howto/sync_become.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import msgspec
 
@@ -60,6 +62,33 @@ class Dispatcher(actors.Actor[Job | Total]):
 # --8<-- [end:spawn-soon]
 
 
+# --8<-- [start:terminated]
+class Hire(msgspec.Struct, frozen=True):
+    count: int
+
+
+class Crew(actors.Actor[Hire | Total]):
+    def __init__(self) -> None:
+        self.workers: set[actors.Ref[Any]] = set()
+
+    def receive(self, message: Hire | Total) -> int | None:
+        match message:
+            case Hire(count):
+                for n in range(count):
+                    worker = self.spawn_soon(Counter, name=f"worker-{n}")
+                    self.watch(worker)
+                    self.workers.add(worker)
+            case Total():
+                return len(self.workers)
+        return None
+
+    def on_terminated(self, event: actors.Terminated) -> None:  # in place: no task
+        self.workers.discard(event.ref)
+
+
+# --8<-- [end:terminated]
+
+
 # --8<-- [start:become]
 class Connect(msgspec.Struct, frozen=True):
     user: str
@@ -113,6 +142,15 @@ async def main() -> None:
         child = system.lookup("/user/dispatcher/counter")
         assert child is not None
         print("dispatched:", await child.ask(Total()))
+
+        crew = await system.spawn(Crew, name="crew")
+        await crew.send(Hire(3))
+        assert await crew.ask(Total()) == 3  # hired: the workers are registered
+        for n in range(2):
+            worker = system.lookup(f"/user/crew/worker-{n}")
+            assert worker is not None
+            await worker.stop()  # its notice reaches the crew before the ask below
+        print("crew:", await crew.ask(Total()))
 
         session = await system.spawn(Session)
         answers: list[str] = []

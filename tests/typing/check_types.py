@@ -147,6 +147,17 @@ class SyncSmall(actors.Actor[Greet | Count]):
     async def later(self, message: Greet | Count) -> None:
         return None
 
+    def on_terminated(self, event: actors.Terminated) -> None:  # a plain hook overrides too
+        self.seen -= 1
+
+
+class AsyncHook(actors.Actor[Greet]):
+    def receive(self, message: Greet) -> None:
+        return None
+
+    async def on_terminated(self, event: actors.Terminated) -> None:  # and so does an async one
+        return None
+
 
 async def sync_actors_are_typed_alike(system: actors.ActorSystem) -> None:
     ref = await system.spawn(SyncSmall)
