@@ -82,6 +82,11 @@ class Actor(Generic[M]):
     # Whether ``receive`` is a plain function the runtime calls without awaiting: decided
     # once per class, at its creation (`is_sync_handler`); the run loop branches on it.
     __actors_sync__: ClassVar[bool] = True
+    # Whether no class after Actor in this class's MRO but ``object`` defines ``__new__``:
+    # then ``object.__new__`` is what ``super().__new__`` finds, called without making a
+    # super object (a spawn's share: docs/benchmarks.md, "The fourth round"). Decided
+    # per class, at its creation (`__init_subclass__`).
+    __actors_plain_new__: ClassVar[bool] = True
     _actors_cell: Cell
 
     stash_capacity: ClassVar[int] = 1000
@@ -121,7 +126,7 @@ class Actor(Generic[M]):
             )
         if cls.__actors_unresolved__ is not None:
             message_types(cls)  # before bind: no message is checked against a pending type
-        self = super().__new__(cls)
+        self = _object_new(cls) if cls.__actors_plain_new__ else super().__new__(cls)
         self._actors_cell = cell
         cell.bind(cls)
         return self
@@ -130,6 +135,10 @@ class Actor(Generic[M]):
         super().__init_subclass__(**kwargs)
         _check_awaited_hooks(cls)
         cls.__actors_sync__ = is_sync_handler(cls, "receive", cls.receive)
+        mro = cls.__mro__
+        cls.__actors_plain_new__ = not any(
+            "__new__" in vars(base) for base in mro[mro.index(Actor) + 1 : -1]
+        )
         declared = _declared_message_type(cls)
         if declared is not _INHERIT:
             try:
@@ -516,6 +525,8 @@ class Actor(Generic[M]):
 
 
 _INHERIT: Any = object()
+
+_object_new: Final = object.__new__  # see `Actor.__actors_plain_new__`
 
 # The hooks the runtime awaits, with the signature to suggest for each (``receive`` may be
 # either: see `is_sync_handler`).
