@@ -382,3 +382,19 @@ def test_the_inspector_cost_benchmark_imports_the_workload_of_the_inspector_exam
     example = importlib.import_module("examples.howto.inspector_scale")
     for name in ("Driver", "Leaf", "Sink", "tell_load"):
         assert getattr(inspect_cost, name) is getattr(example, name)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "queue"])
+def test_the_life_cost_program_lives_its_lives(kind: str) -> None:
+    # `python -m benchmarks.life_cost` is what docs/benchmarks.md counts a life with: it
+    # must keep running (a few lives of each kind, without valgrind).
+    import asyncio
+
+    import uvloop
+
+    from benchmarks import life_cost
+
+    if kind == "queue":
+        uvloop.run(life_cost.live_queue(5))
+    else:
+        asyncio.run(life_cost.live(5, kind == "sync"))
