@@ -85,6 +85,11 @@ class Actor(Generic[M]):
     # Whether ``on_terminated`` is a plain function, called without awaiting: a synchronous
     # actor's drain then handles a watch notice in place, without a run task.
     __actors_terminated_sync__: ClassVar[bool] = True
+    # Whether no class after Actor in this class's MRO but ``object`` defines ``__new__``:
+    # then ``object.__new__`` is what ``super().__new__`` finds, called without making a
+    # super object (a spawn's share: docs/benchmarks.md, "The fourth round"). Decided
+    # per class, at its creation (`__init_subclass__`).
+    __actors_plain_new__: ClassVar[bool] = True
     _actors_cell: Cell
 
     stash_capacity: ClassVar[int] = 1000
@@ -124,7 +129,7 @@ class Actor(Generic[M]):
             )
         if cls.__actors_unresolved__ is not None:
             message_types(cls)  # before bind: no message is checked against a pending type
-        self = super().__new__(cls)
+        self = _object_new(cls) if cls.__actors_plain_new__ else super().__new__(cls)
         self._actors_cell = cell
         cell.bind(cls)
         return self
@@ -134,6 +139,10 @@ class Actor(Generic[M]):
         _check_awaited_hooks(cls)
         cls.__actors_sync__ = is_sync_handler(cls, "receive", cls.receive)
         cls.__actors_terminated_sync__ = is_sync_handler(cls, "on_terminated", cls.on_terminated)
+        mro = cls.__mro__
+        cls.__actors_plain_new__ = not any(
+            "__new__" in vars(base) for base in mro[mro.index(Actor) + 1 : -1]
+        )
         declared = _declared_message_type(cls)
         if declared is not _INHERIT:
             try:
@@ -531,6 +540,8 @@ class Actor(Generic[M]):
 
 
 _INHERIT: Any = object()
+
+_object_new: Final = object.__new__  # see `Actor.__actors_plain_new__`
 
 # The hooks the runtime awaits, with the signature to suggest for each (``receive`` and
 # ``on_terminated`` may be either: see `is_sync_handler`).

@@ -31,7 +31,10 @@ Invariants (all under ``_lock``):
 
 Stop travels as the ``_closed`` flag and supervision signals (later) in ``_control``: the bound
 never blocks either, and the consumer sees both before any further message. The consumer's
-common-case pop takes no lock (see `Mailbox.pop`).
+common-case pop takes no lock (see `Mailbox.pop`), nor does the last pop of a closed mailbox
+(DRAINED, in `Mailbox.pop_slow`): ``_closed`` is set under the lock after every accepted
+message and cleared only by the consumer (`reopen`), so the consumer that reads it set and
+the queue empty has seen the queue's last message.
 
 The critical sections that every message or every actor's life passes through (puts, the
 consumer's slow pop, release, close, finish) take the lock with ``acquire()`` and a
@@ -650,6 +653,14 @@ class Mailbox(Generic[T]):
 
     def pop_slow(self) -> Any:
         """`pop` minus its lock-free case: for the consumer that has just tested it itself."""
+        # DRAINED without the lock: every life's last pop (a stopped actor's end). Sound for
+        # the single consumer because ``_closed``, once set, is cleared only by the consumer
+        # itself (`reopen`), and it is set under the lock after every message the mailbox
+        # accepted (a put finds it closed under the same lock), so an empty queue read after
+        # it is empty for good. A control signal that lands after this look is no different
+        # from one that lands after the locked look: `finish` hands it to the caller.
+        if self._closed and not self._queue and not self._control:
+            return DRAINED
         lock = self._lock
         lock.acquire()
         try:

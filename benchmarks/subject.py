@@ -42,6 +42,7 @@ import itertools
 import logging
 import time
 import types
+import weakref
 from array import array
 from typing import TYPE_CHECKING, Any, Final
 
@@ -322,18 +323,27 @@ class _Mixin(actors.Actor[Any]):
 
 
 class _Context:
+    """A behaviour's ``ctx``: what `actors.Actor` gives a handler (``self.ref``, ``self.stop()``).
+
+    It refers to its actor weakly: the actor holds it (``actor.ctx``), and a strong link back
+    would make every actor a reference cycle, freed by the garbage collector instead of by
+    reference counting, which an actor written directly on `actors` (no ``ctx``) is not.
+    The peers' adapters hold their actor the same way (docs/benchmarks.md, "The fourth
+    round").
+    """
+
     __slots__ = ("_actor", "_platform", "self_ref")
 
     def __init__(self, actor: actors.Actor[Any], platform: _Platform) -> None:
         self.self_ref = actor.ref
-        self._actor = actor
+        self._actor = weakref.ref(actor)
         self._platform = platform
 
     async def spawn(self, cls: type[Behaviour], *args: Any) -> actors.ActorRef[Any]:
         return await self._platform.spawn(cls, args)
 
     def stop(self) -> None:
-        self._actor.stop()
+        self._actor().stop()  # type: ignore[union-attr]  # alive: its handler runs
 
     def finish(self, value: object) -> None:
         self._platform.outcome.settle(value)
@@ -345,7 +355,9 @@ class _SyncContext(_Context):
     __slots__ = ()
 
     def spawn(self, cls: type[Behaviour], *args: Any) -> actors.ActorRef[Any]:  # type: ignore[override]
-        return self._platform.spawn_soon(self._actor, cls, args)
+        actor = self._actor()
+        assert actor is not None  # alive: its handler runs
+        return self._platform.spawn_soon(actor, cls, args)
 
 
 # try_send never waits for room: a synchronous program's actors get a mailbox as large as

@@ -71,6 +71,36 @@ def test_constructing_an_actor_directly_raises_type_error(cls: type[Actor[Any]])
         cls()
 
 
+class _Tagged:
+    """A mixin after `Actor` in the MRO whose ``__new__`` tags each instance it makes."""
+
+    tag: str
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        self.tag = "made by the mixin"
+        return self
+
+
+class Tag(actors.Request[str], frozen=True):
+    pass
+
+
+class Tagged(Actor[Tag], _Tagged):
+    def receive(self, message: Tag) -> str:
+        return self.tag
+
+
+async def test_a_new_of_a_class_after_actor_in_the_mro_is_still_called() -> None:
+    # `Actor.__new__` calls `object.__new__` directly only when nothing else would be found.
+    assert Recorder.__actors_plain_new__
+    assert not Tagged.__actors_plain_new__
+    async with ActorSystem(workers=1) as system:
+        with anyio.fail_after(WAIT):
+            tagged = await system.spawn(Tagged)
+            assert await tagged.ask(Tag()) == "made by the mixin"
+
+
 async def test_factory_must_return_a_new_actor() -> None:
     def not_an_actor() -> Any:
         return "hello"

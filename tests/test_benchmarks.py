@@ -416,3 +416,19 @@ def test_the_drain_signals_cases_run(case: str) -> None:
     from benchmarks.drain_signals import run_case
 
     assert run_case(case, 20) > 0
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "queue"])
+def test_the_life_cost_program_lives_its_lives(kind: str) -> None:
+    # `python -m benchmarks.life_cost` is what docs/benchmarks.md counts a life with: it
+    # must keep running (a few lives of each kind, without valgrind).
+    import asyncio
+
+    import uvloop
+
+    from benchmarks import life_cost
+
+    if kind == "queue":
+        uvloop.run(life_cost.live_queue(5))
+    else:
+        asyncio.run(life_cost.live(5, kind == "sync"))

@@ -365,6 +365,30 @@ def test_control_is_popped_before_drained() -> None:
     assert box.pop() is DRAINED
 
 
+def test_drained_is_found_without_the_lock() -> None:
+    # Every life's last pop: a closed, empty mailbox says DRAINED without waiting for its lock
+    # (here held by a producer), since nothing can be accepted after the close.
+    box, _ = new_box(4)
+    box.put_nowait(1)
+    box.close()
+    assert box.pop() == 1
+    popped: list[object] = []
+    with box.lock:
+        consumer = threading.Thread(target=lambda: popped.append(box.pop_slow()))
+        consumer.start()
+        consumer.join(WAIT)
+        assert popped == [DRAINED]  # still holding the lock: decided without it
+    consumer.join(WAIT)
+
+
+def test_a_reopened_mailbox_is_not_drained() -> None:
+    box, _ = new_box(4, scheduled=True)
+    box.close()
+    assert box.reopen()
+    assert box.pop_slow() is EMPTY  # the locked path: the token is handed back
+    assert box.put_nowait(1) == OK
+
+
 def test_finish_returns_leftovers_and_refuses_control_signals() -> None:
     box, _ = new_box(4)
     box.put_nowait("a")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..common import (
@@ -115,18 +116,22 @@ def _host() -> Any:
 
 
 class _Context:
+    """A behaviour's ``ctx``. It refers to its actor weakly, as `actors`' adapter does: the
+    actor holds the behaviour, and a strong link back would add a reference cycle per actor
+    that the program itself does not need (docs/benchmarks.md, "The fourth round")."""
+
     __slots__ = ("_actor", "_platform", "self_ref")
 
     def __init__(self, actor: Any, platform: _Platform) -> None:
         self.self_ref = _Ref(actor.actor_ref)
-        self._actor = actor
+        self._actor = weakref.ref(actor)
         self._platform = platform
 
     async def spawn(self, cls: type[Behaviour], *args: Any) -> _Ref:
         return self._platform.spawn(cls, args)
 
     def stop(self) -> None:
-        self._actor.stop()
+        self._actor().stop()
 
     def finish(self, value: object) -> None:
         self._platform.outcome.settle(value)

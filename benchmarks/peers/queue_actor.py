@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..common import (
@@ -206,18 +207,26 @@ async def probe(ask: Callable[[object], Awaitable[Any]], k: int) -> list[int]:
 
 
 class _Context:
+    """A behaviour's ``ctx``. It refers to its actor weakly, as `actors`' adapter does: the
+    actor holds the behaviour, and a strong link back would add a reference cycle per actor
+    that the program itself does not need (docs/benchmarks.md, "The fourth round"). Its
+    ``self_ref`` is the actor itself, as a queue actor's ref is: that link stays.
+    """
+
     __slots__ = ("_actor", "_platform", "self_ref")
 
     def __init__(self, actor: QueueActor, platform: _Platform) -> None:
         self.self_ref = actor
-        self._actor = actor
+        self._actor = weakref.ref(actor)
         self._platform = platform
 
     async def spawn(self, cls: type[Behaviour], *args: Any) -> QueueActor:
         return self._platform.spawn(cls, args)
 
     def stop(self) -> None:
-        self._actor.stopped = True
+        actor = self._actor()
+        assert actor is not None  # alive: its handler runs
+        actor.stopped = True
 
     def finish(self, value: object) -> None:
         self._platform.outcome.settle(value)

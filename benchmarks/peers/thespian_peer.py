@@ -17,6 +17,7 @@ thespian there is. Messages are passed by reference (no copy).
 from __future__ import annotations
 
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..common import REP_TIMEOUT, Collect, CounterState, Echo, Inc, Setup, Tally, check_echo
@@ -107,15 +108,19 @@ class _Ref:
 
 
 class _Context:
+    """A behaviour's ``ctx``. It refers to its actor weakly, as `actors`' adapter does: the
+    actor holds the behaviour, and a strong link back would add a reference cycle per actor
+    that the program itself does not need (docs/benchmarks.md, "The fourth round")."""
+
     __slots__ = ("_actor", "_platform", "self_ref")
 
     def __init__(self, actor: Any, platform: _Platform) -> None:
         self.self_ref = _Ref(actor.myAddress)
-        self._actor = actor
+        self._actor = weakref.ref(actor)
         self._platform = platform
 
     async def spawn(self, cls: type[Behaviour], *args: Any) -> _Ref:
-        actor = self._actor
+        actor = self._actor()
         address = actor.createActor(_actor_classes()["Host"])
         actor.send(address, _Init(cls, args, self._platform))
         return _Ref(address)
@@ -123,7 +128,8 @@ class _Context:
     def stop(self) -> None:
         from thespian.actors import ActorExitRequest
 
-        self._actor.send(self._actor.myAddress, ActorExitRequest())
+        actor = self._actor()
+        actor.send(actor.myAddress, ActorExitRequest())
 
     def finish(self, value: object) -> None:
         self._platform.outcome.settle(value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..common import Collect, CounterState, Echo, Inc, Setup, Tally, check_echo
@@ -82,11 +83,15 @@ class _Ref:
 
 
 class _Context:
+    """A behaviour's ``ctx``. It refers to its actor weakly, as `actors`' adapter does: the
+    actor holds the behaviour, and a strong link back would add a reference cycle per actor
+    that the program itself does not need (docs/benchmarks.md, "The fourth round")."""
+
     __slots__ = ("_actor", "_platform", "self_ref")
 
     def __init__(self, actor: Any, platform: _Platform) -> None:
         self.self_ref = _Ref(actor.ref())
-        self._actor = actor
+        self._actor = weakref.ref(actor)
         self._platform = platform
 
     async def spawn(self, cls: type[Behaviour], *args: Any) -> _Ref:
@@ -95,7 +100,7 @@ class _Context:
     def stop(self) -> None:
         import xoscar
 
-        task = asyncio.get_running_loop().create_task(xoscar.destroy_actor(self._actor.ref()))
+        task = asyncio.get_running_loop().create_task(xoscar.destroy_actor(self._actor().ref()))
         self._platform.tasks.add(task)
         task.add_done_callback(self._platform.tasks.discard)
 
