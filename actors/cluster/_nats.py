@@ -29,8 +29,11 @@ The modules:
   encoding of refs into addresses and back.
 * ``_inbound``: subscriptions of exported actors and served pools, the frames they get,
   and the replies they send.
-* ``_outbound``: the outbox (one FIFO for every frame of the node), requests and their
-  replies, try_send credit, lookups.
+* ``_outbound``: the outbox, the courier of remote refs, composed of one part per
+  concept: ``_frames`` (checks and encoding in the caller's thread), ``_pump`` (one FIFO
+  for every frame of the node, and the reply inbox), ``_requests`` (requests, "no
+  responders", holds), ``_tells`` (pipelined tells, acknowledged sends, try_send credit),
+  ``_asks`` (an ask's way out) and ``_lookup`` (public names).
 * ``_durable``: durable mailboxes on JetStream (``spawn(durable=True)``): publishing into
   the stream, and one consumer per durable actor.
 * ``_events``: the event bus across nodes: forwarding this node's events, handing the
@@ -45,7 +48,7 @@ Subjects (``p`` is the prefix, default ``actors``):
 
 * ``p.actor.<node>.<incarnation>.<id>``: one per exported actor (public, or a ref that
   travelled in a message); tells, tries, asks and probes. Id 0 is the node's own: whether
-  one of its exports still exists, asked after a "no responders" (``_outbound``,
+  one of its exports still exists, asked after a "no responders" (``_requests``,
   answered by ``_inbound``).
 * ``p.name.<name>``: one per public name, in queue group ``p``: lookups, and every
   request of a `GroupRef`; several nodes serving one name (public actors, or pools served
@@ -63,7 +66,7 @@ Subjects (``p`` is the prefix, default ``actors``):
 * ``p.actor.<node>.<incarnation>.l<n>.<id>``: asks for exported actor ``<id>`` taken by
   ask lane ``<n>``, on the loop the actor lives on (an asker's hint says which, ``_lanes``).
 
-Ordering: every outbound frame of a node goes through one FIFO (``_outbound``), and each
+Ordering: every outbound frame of a node goes through one FIFO (``_pump``), and each
 exported actor has its own subscription served in arrival order (``_inbound``); so frames
 from one sender to one actor are enqueued in the order sent. An ask that takes an ask lane
 instead does so only when nothing of its ref is unanswered on the FIFO's connection

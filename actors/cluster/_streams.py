@@ -84,8 +84,8 @@ from .._stream import (
     ReplyStream,
     StreamRequest,
 )
-from ._outbound import RETRY_FIRST, RETRY_MAX  # the same pauses as an ask's
 from ._remote import address_of, by_name, finish_proxy, stopped_error
+from ._requests import RETRY_FIRST, RETRY_MAX  # the same pauses as an ask's
 from ._tracecontext import remote_message
 from ._transport import subscribe
 from ._wire import (
@@ -120,10 +120,11 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from .._cell import Cell
+    from ._frames import Outbound
     from ._inbound import Inbound
     from ._membership import Membership
     from ._options import Limits
-    from ._outbound import Outbound, Outbox
+    from ._outbound import Outbox
     from ._registry import Export, Registry
     from ._remote import RemoteRef
     from ._replies import Replies
@@ -440,7 +441,7 @@ class RemoteStreams:
         self._take_items(reading, frame)
 
     async def _nobody_there(self, reading: _Reading) -> None:
-        """Nobody received the request ("no responders"): as `ask` does (see ``_outbound``),
+        """Nobody received the request ("no responders"): as `ask` does (see ``_requests``),
         ask the owner node whether the actor is gone; if not (its node is reconnecting, say),
         publish the request again after a pause, doubling up to `RETRY_MAX`. A 503 means
         nobody received it, so publishing again never starts the stream twice.

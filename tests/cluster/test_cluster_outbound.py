@@ -214,9 +214,9 @@ async def test_the_loop_makes_one_frame_of_the_tells_with_their_seqs_and_one_sub
         ref = remote(parts, 5)
         outbox = parts.outbox
         tells: list[Tell] = [outbox.prepare_tell(ref, Blob(bytes([i])), None) for i in range(3)]
-        outbox._submit_run(ref, tells)  # pyright: ignore[reportPrivateUsage]
+        outbox.tells.submit_run(ref, tells)
         last = outbox.prepare_tell(ref, Blob(b"z"), 2.0)
-        outbox._submit_run(ref, [last])  # pyright: ignore[reportPrivateUsage]
+        outbox.tells.submit_run(ref, [last])
         await wait_until(lambda: len(client.published) == 2)
     batch, single = (msgspec.msgpack.decode(m.data, type=Envelope) for m in client.published)
     assert {m.subject for m in client.published} == {"t.actor.b.inc-b.5"}
