@@ -13,8 +13,8 @@ Invariants:
 - An answer naming a node declared down is not taken: the lookup asks again.
 - Loop only.
 
-Imports: ``_pump`` and the registry (which makes the refs); only ``_outbound`` imports this
-module.
+Imports: ``_frames``, ``_pump`` and the registry (which makes the refs); only
+``_outbound`` imports this module.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ import msgspec
 from .._errors import ActorStopped
 from ._durable import DurableMailboxes
 from ._events import EventRelay
+from ._frames import check_accepts
 from ._inbound import Inbound
 from ._inspection import NodeInspector
 from ._lanes import Lanes
@@ -100,7 +101,7 @@ from ._options import (
     Reconnect,
     Timeouts,
 )
-from ._outbound import Outbox, check_accepts
+from ._outbound import Outbox
 from ._registry import Registry
 from ._remote import RemoteRef
 from ._replies import Replies

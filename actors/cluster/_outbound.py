@@ -41,7 +41,7 @@ from .._errors import MailboxFull
 from .._oneshot import ensure_plain_thread
 from .._ref import COOPERATIVE_BUDGET
 from ._asks import Ask, Asks
-from ._frames import Frames, Outbound, check_accepts
+from ._frames import Frames, Outbound
 from ._lookup import Lookups
 from ._pump import Pump
 from ._remote import by_name, credit_of, full_error
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from ._streams import RemoteStreams
     from ._transport import Transport
 
-__all__ = ("Outbound", "Outbox", "check_accepts")
+__all__ = ("Outbound", "Outbox")
 
 T = TypeVar("T")
 

@@ -122,7 +122,6 @@ class Requests:
         self._registry = registry
         self._membership = membership
         self._frames = frames
-        self._pump = pump
         self._exchange = pump.exchange
         self._limits = limits
         self._ack_timeout = ack_timeout

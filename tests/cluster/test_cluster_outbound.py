@@ -1,6 +1,7 @@
-"""The sending side of a remote tell (actors/cluster/_outbound.py) on a fake client: what a
-pipelined tell is checked and encoded into in its caller's thread (`Outbox.prepare_tell`),
-and the frames the cluster loop makes of it.
+"""The sending side of a remote tell (actors/cluster/_outbound.py and its parts) on a fake
+client: what a pipelined tell is checked and encoded into in its caller's thread
+(`Outbox.prepare_tell`, `Frames.prepare_tell`), and the frames the cluster loop makes of it.
+Last, the outbound parts' one-way imports.
 
 `prepare_tell` encodes only a tell's body and bounds its size; the frame is made on the loop.
 These tests hold it to `Outbox.prepare`, which encodes the whole envelope: the same
@@ -9,10 +10,12 @@ refusals, the same bytes, the same size verdict at every size near the limit.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import itertools
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,6 +26,7 @@ from cluster_support import asyncio_backend_fixture
 from test_cluster_parts import Parts
 
 import actors
+import actors.cluster
 from actors._ref import cell_of
 from actors.cluster import Limits, MessageTooLarge, RemoteRef, register_message
 from actors.cluster._remote import finish_proxy
@@ -229,3 +233,33 @@ async def test_the_loop_makes_one_frame_of_the_tells_with_their_seqs_and_one_sub
         msgspec.msgpack.encode(Blob(b"z")),
         2.0,
     )
+
+
+# -- the outbound parts import one way ------------------------------------------------------
+
+# The parts of the outbox, each after every part it may import (``_outbound``'s docstring).
+OUTBOUND_PARTS = ("_frames", "_pump", "_requests", "_tells", "_asks", "_lookup", "_outbound")
+
+
+def test_the_outbound_parts_import_one_way() -> None:
+    """No part imports a part after it in `OUTBOUND_PARTS`, not even for type checking,
+    and no other module of the cluster imports the parts the outbox composes (only
+    ``_frames``' `Outbound` and ``_requests``' pauses are shared)."""
+    package = Path(actors.cluster.__file__).parent
+    for place, name in enumerate(OUTBOUND_PARTS):
+        later = set(OUTBOUND_PARTS[place + 1 :])
+        assert not imported_parts(package / f"{name}.py") & later, name
+    composed = {"_tells", "_asks", "_lookup", "_pump"}
+    for path in package.glob("_*.py"):
+        if path.stem not in OUTBOUND_PARTS:
+            assert not imported_parts(path) & composed, path.stem
+
+
+def imported_parts(path: Path) -> set[str]:
+    """The sibling modules ``path`` imports (``from ._x import ...``), at any depth."""
+    tree = ast.parse(path.read_text())
+    return {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is not None
+    }
