@@ -573,8 +573,18 @@ class _Node:
             limits,
             timeouts.ack,
         )
+        outbox = self.outbox
         self.streams = RemoteStreams(
-            transport, self.registry, self.inbound, self.outbox, self.membership, replies, limits
+            transport,
+            self.registry,
+            self.inbound,
+            outbox.frames,
+            outbox.pump,
+            outbox.requests,
+            self.membership,
+            replies,
+            limits,
+            timeouts.ack,
         )
         self.inbound.on_stream = self.streams.serve
         self.outbox.streams = self.streams

@@ -17,7 +17,9 @@ parts, each handed its collaborators:
 
 Imports go one way, down this list: ``_frames`` <- ``_pump`` <- ``_requests`` <-
 ``_tells``, ``_asks``, ``_lookup`` <- ``_outbound``. No part imports this module, and none
-imports a part after it in the list.
+imports a part after it in the list. The remote streams (``_streams``) are handed the
+lower parts they share (`Frames`, `Pump`, `Requests`), not the outbox, so no circle runs
+through them either (``tests/cluster/test_cluster_outbound.py`` checks all of this).
 
 Ordering: every outbound frame of a node goes through the pump, so frames from one sender
 to one actor leave in the order sent; an ask to one actor never overtakes the tells of

@@ -242,17 +242,20 @@ OUTBOUND_PARTS = ("_frames", "_pump", "_requests", "_tells", "_asks", "_lookup",
 
 
 def test_the_outbound_parts_import_one_way() -> None:
-    """No part imports a part after it in `OUTBOUND_PARTS`, not even for type checking,
-    and no other module of the cluster imports the parts the outbox composes (only
-    ``_frames``' `Outbound` and ``_requests``' pauses are shared)."""
+    """No part imports a part after it in `OUTBOUND_PARTS`, not even for type checking;
+    no part imports a module that imports the outbox (no circle through another module);
+    and only the outbox composes `Tells`, `Asks` and `Lookups` (the remote streams share
+    the lower parts: ``_frames``, ``_pump``, ``_requests``)."""
     package = Path(actors.cluster.__file__).parent
     for place, name in enumerate(OUTBOUND_PARTS):
         later = set(OUTBOUND_PARTS[place + 1 :])
         assert not imported_parts(package / f"{name}.py") & later, name
-    composed = {"_tells", "_asks", "_lookup", "_pump"}
+    users = {path.stem for path in package.glob("_*.py") if "_outbound" in imported_parts(path)}
+    for name in OUTBOUND_PARTS[:-1]:
+        assert not imported_parts(package / f"{name}.py") & users, name
     for path in package.glob("_*.py"):
         if path.stem not in OUTBOUND_PARTS:
-            assert not imported_parts(path) & composed, path.stem
+            assert not imported_parts(path) & {"_tells", "_asks", "_lookup"}, path.stem
 
 
 def imported_parts(path: Path) -> set[str]:
