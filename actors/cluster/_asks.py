@@ -81,12 +81,9 @@ class Asks:
         self._me = transport.me
         self._membership = membership
         self._replies = replies
-        self._prepare = frames.prepare
+        self._frames = frames
         self._pump = pump
-        self._send_out = pump.send_out  # bound once: called for every ask
-        self._request = requests.request
-        self._held = requests.held
-        self._read_reply = requests.read_reply
+        self._requests = requests
 
     async def on_lane(
         self,
@@ -118,9 +115,9 @@ class Asks:
             # finds out whether the actor is still there and retries within the deadline.
             if left is not None:
                 left = max(0.0, left - (time.monotonic() - started))
-            request = self._request(ref, out, left, reply_type, on_timeout)
-            return await self._held(ref, self._transport.call(request))
-        return self._read_reply(ref, data, reply_type, out.message)
+            request = self._requests.request(ref, out, left, reply_type, on_timeout)
+            return await self._requests.held(ref, self._transport.call(request))
+        return self._requests.read_reply(ref, data, reply_type, out.message)
 
     async def direct(self, asking: Ask) -> Any:
         """An ask to one actor without a task: one hop to the cluster loop, one back.
@@ -162,7 +159,7 @@ class Asks:
             self._ask_slowly(asking)
             return
         asking.token = self._replies.wait(asking, target)
-        self._send_out(asking.out, asking.token)
+        self._pump.send_out(asking.out, asking.token)
 
     def answer(self, asking: Ask, outcome: bytes | BaseException) -> None:
         """The reply frame of a direct ask, or why none will come (loop only)."""
@@ -173,7 +170,9 @@ class Asks:
             self._ask_slowly(asking)
         else:
             try:
-                value = self._read_reply(asking.ref, outcome, asking.reply_type, asking.out.message)
+                value = self._requests.read_reply(
+                    asking.ref, outcome, asking.reply_type, asking.out.message
+                )
             except Exception as error:
                 asking.done.settle(error=error)
             else:
@@ -183,7 +182,9 @@ class Asks:
         left = asking.left
         if left is not None:
             left = max(0.0, left - (time.monotonic() - asking.started))
-        request = self._request(asking.ref, asking.out, left, asking.reply_type, asking.on_timeout)
+        request = self._requests.request(
+            asking.ref, asking.out, left, asking.reply_type, asking.on_timeout
+        )
         asking.task = self._transport.own(_settle_with(asking.done, request))
 
     def _give_up(self, asking: Ask) -> None:
@@ -218,7 +219,7 @@ class Asks:
 
         if left is not None and left <= 0.0:
             raise on_timeout()  # the inherited deadline has passed: nothing is sent
-        out = self._prepare(ref, ASK, message, left, key=ask_key())
+        out = self._frames.prepare(ref, ASK, message, left, key=ask_key())
         return out, reply_type(type(message)), on_timeout, left
 
 

@@ -80,7 +80,7 @@ class Lookups:
         self._me = transport.me
         self._registry = registry
         self._membership = membership
-        self._exchange = pump.exchange
+        self._pump = pump
         self._limits = limits
         self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
         self._addresses: msgspec.msgpack.Decoder[Address] = decoder_for(Address, None)
@@ -114,7 +114,7 @@ class Lookups:
                 # GIL) that can still take a while: "no responders" comes back at once, so
                 # a timeout means a slow owner, and the next attempt waits longer for it.
                 wait = max(_LOOKUP_ANSWER_WAIT, min(answer_wait, remaining))
-                frame = await self._exchange(out, None, wait)
+                frame = await self._pump.exchange(out, None, wait)
                 check_frame(frame, self._limits.max_message_size, self._limits.max_depth)
                 reply = self._replies_decoder.decode(frame)
                 if reply.status != OK:

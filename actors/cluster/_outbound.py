@@ -29,8 +29,10 @@ Threads: the courier's calls run in any thread (the caller's); they check and en
 (``_frames``) and admit a tell on the ref's credit (thread-safe). Everything else runs on
 the cluster loop, reached with `Transport.post` or `Transport.call`.
 
-Hot paths: the calls bind their parts' methods once, in `Outbox.__init__`, so that
-composing costs no extra Python call per tell or ask over a single class's own methods.
+Hot paths: composing costs no extra Python call per tell or ask over a single class's own
+methods. A part calls another's methods on the part (``self._pump.send_out(...)``): one
+more attribute load than ``self._send_out(...)`` was, and a call CPython specializes (a
+bound method kept in an attribute would not be; callgrind showed it costing more).
 """
 
 from __future__ import annotations
@@ -99,14 +101,17 @@ class Outbox:
         self.requests = requests = Requests(
             transport, registry, membership, frames, pump, limits, ack_timeout
         )
-        self.tells = tells = Tells(
+        self.tells = Tells(
             transport, registry, membership, replies, frames, pump, requests, limits, ack_timeout
         )
         self.asks = asks = Asks(transport, membership, replies, frames, pump, requests)
         self.lookups = Lookups(transport, registry, membership, pump, limits)
         self.streams: RemoteStreams | None = None  # streamed replies, set by the node
         self.lanes: Lanes | None = None  # the ask lanes of the callers' loops, set by the node
-        # The parts' calls, bound once (hot paths: see the module docstring).
+        # The parts' calls that the node, the other cluster parts and tests make through the
+        # outbox. Not for the hot paths below: CPython specializes a method call on its
+        # object (``self.tells.pipeline(...)``), not one through a bound method kept in an
+        # attribute, which costs a dict lookup and an indirection per call.
         self.prepare = frames.prepare
         self.prepare_tell = frames.prepare_tell
         self.publish = pump.send_out
@@ -115,13 +120,7 @@ class Outbox:
         self.cancel_notice = pump.cancel_notice
         self.owner_says_gone = requests.owner_says_gone
         self.lookup = self.lookups.lookup
-        self._request = requests.request
-        self._held = requests.held
-        self._holding = requests.holding
-        self._pipeline = tells.pipeline
-        self._send_wait = tells.send_wait
-        self._ask_parts = asks.parts
-        self._answer = asks.answer
+        self._answer = asks.answer  # handed to every direct `Ask`, not called here
 
     # The counters the node reports (`ClusterStatistics`).
 
@@ -148,41 +147,43 @@ class Outbox:
         Cancellation: the frame may already be out and then still be enqueued.
         """
         if by_name(ref) is not None:  # a group's: a request to whoever serves the name
-            out = self.prepare(ref, TELL, message, timeout)
-            wait, on_timeout = self._send_wait(ref, message, timeout)
-            await self._transport.call(self._request(ref, out, wait, None, on_timeout))
+            out = self.frames.prepare(ref, TELL, message, timeout)
+            wait, on_timeout = self.tells.send_wait(ref, message, timeout)
+            await self._transport.call(self.requests.request(ref, out, wait, None, on_timeout))
             return
-        tell = self.prepare_tell(ref, message, timeout)
-        if self._pipeline(ref, tell):
+        tell = self.frames.prepare_tell(ref, message, timeout)
+        tells = self.tells
+        if tells.pipeline(ref, tell):
             # As ActorRef.send's cooperative budget: a producer whose sends keep finding
             # credit never waits, and would hold its event loop.
-            if self.tells.pipelined % COOPERATIVE_BUDGET == 0:
+            if tells.pipelined % COOPERATIVE_BUDGET == 0:
                 await checkpoint()
             return
-        tells = self.tells
-        wait, on_timeout = self._send_wait(ref, message, timeout)
+        wait, on_timeout = tells.send_wait(ref, message, timeout)
         started = time.monotonic()
         if timeout is None and await tells.pipeline_at_reply(ref, tell):
             return
         wait -= time.monotonic() - started  # one bound for the whole send
-        await self._held(ref, self._transport.call(tells.send_acked(ref, tell, wait, on_timeout)))
+        acked = self._transport.call(tells.send_acked(ref, tell, wait, on_timeout))
+        await self.requests.held(ref, acked)
 
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """`RemoteRef.blocking_send`, from a plain thread."""
         ensure_plain_thread()
         if by_name(ref) is not None:
-            out = self.prepare(ref, TELL, message, timeout)
-            wait, on_timeout = self._send_wait(ref, message, timeout)
-            self._transport.blocking(self._request(ref, out, wait, None, on_timeout))
+            out = self.frames.prepare(ref, TELL, message, timeout)
+            wait, on_timeout = self.tells.send_wait(ref, message, timeout)
+            self._transport.blocking(self.requests.request(ref, out, wait, None, on_timeout))
             return
-        tell = self.prepare_tell(ref, message, timeout)
-        if self._pipeline(ref, tell):
-            if self.tells.pipelined % COOPERATIVE_BUDGET == 0:
+        tell = self.frames.prepare_tell(ref, message, timeout)
+        tells = self.tells
+        if tells.pipeline(ref, tell):
+            if tells.pipelined % COOPERATIVE_BUDGET == 0:
                 time.sleep(0)  # let the GIL go, as ActorRef.blocking_send does
             return
-        wait, on_timeout = self._send_wait(ref, message, timeout)
-        with self._holding(ref):
-            self._transport.blocking(self.tells.send_acked(ref, tell, wait, on_timeout))
+        wait, on_timeout = tells.send_wait(ref, message, timeout)
+        with self.requests.holding(ref):
+            self._transport.blocking(tells.send_acked(ref, tell, wait, on_timeout))
 
     async def ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.ask` (see there): request-reply with the ask's timeout.
@@ -193,9 +194,9 @@ class Outbox:
         running for it is cancelled if its actor opted in); its reply is dropped.
         """
         with asked_remotely(self._registry.system, ref.path, message):
-            out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
+            out, reply_type, on_timeout, left = self.asks.parts(ref, message, timeout)
             if by_name(ref) is not None:  # a group's or a durable actor's: whoever serves it
-                request = self._request(ref, out, left, reply_type, on_timeout)
+                request = self.requests.request(ref, out, left, reply_type, on_timeout)
                 return await self._transport.call(request)
             lanes = self.lanes
             lane = None if lanes is None or out.exports else lanes.current()
@@ -207,17 +208,17 @@ class Outbox:
                     lane, ref, out, reply_type, on_timeout, left, shared=shared
                 )
             asking = Ask(self._answer, ref, out, reply_type, on_timeout, left)
-            return await self._held(ref, self.asks.direct(asking))
+            return await self.requests.held(ref, self.asks.direct(asking))
 
     def blocking_ask(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> Any:
         """`RemoteRef.blocking_ask`, from a plain thread."""
         ensure_plain_thread()
         with asked_remotely(self._registry.system, ref.path, message):
-            out, reply_type, on_timeout, left = self._ask_parts(ref, message, timeout)
-            request = self._request(ref, out, left, reply_type, on_timeout)
+            out, reply_type, on_timeout, left = self.asks.parts(ref, message, timeout)
+            request = self.requests.request(ref, out, left, reply_type, on_timeout)
             if by_name(ref) is not None:
                 return self._transport.blocking(request)
-            with self._holding(ref):
+            with self.requests.holding(ref):
                 return self._transport.blocking(request)
 
     def stream(
@@ -236,7 +237,7 @@ class Outbox:
 
     def try_send(self, ref: RemoteRef[Any], message: object) -> None:
         """`RemoteRef.try_send`: decide on the credit view, publish, never wait."""
-        out = self.prepare(ref, TRY, message, None)
+        out = self.frames.prepare(ref, TRY, message, None)
         if not self._transport.connected:
             raise MailboxFull(
                 f"node {self._me.node} is not connected to NATS right now; message to remote "

@@ -122,7 +122,7 @@ class Requests:
         self._registry = registry
         self._membership = membership
         self._frames = frames
-        self._exchange = pump.exchange
+        self._pump = pump
         self._limits = limits
         self._ack_timeout = ack_timeout
         self._replies_decoder: msgspec.msgpack.Decoder[Reply] = decoder_for(Reply, None)
@@ -180,7 +180,7 @@ class Requests:
                 raise on_timeout()
             retry = True
             try:
-                data = await self._exchange(out, target, remaining)
+                data = await self._pump.exchange(out, target, remaining)
             except NoResponders:
                 name = by_name(ref)
                 if name is not None:
@@ -231,7 +231,7 @@ class Requests:
             if wait <= 0:
                 return False
         try:
-            frame = await self._exchange(out, target_of(ref), wait)
+            frame = await self._pump.exchange(out, target_of(ref), wait)
             check_frame(frame, self._limits.max_message_size, self._limits.max_depth)
             reply = self._replies_decoder.decode(frame)
         except (NoResponders, TimeoutError):
@@ -294,7 +294,7 @@ class Requests:
             subject = self._frames.subject_of(ref)
             probe = Outbound(subject, msgspec.msgpack.encode(envelope), [], None)
             with contextlib.suppress(Exception):  # any answer, or none: the frame is past
-                await self._exchange(probe, target_of(ref), self._ack_timeout)
+                await self._pump.exchange(probe, target_of(ref), self._ack_timeout)
         finally:
             credit_of(ref).release()
 

@@ -127,7 +127,6 @@ class Tells:
         self._replies = replies
         self._frames = frames
         self._pump = pump
-        self._send_out = pump.send_out  # bound once: called for every frame
         self._requests = requests
         self._limits = limits
         self._ack_timeout = ack_timeout
@@ -333,7 +332,7 @@ class Tells:
             )
         data = msgspec.msgpack.encode(envelope)
         frame = Outbound(subject, data, exports, first.tell.message)
-        self._send_out(frame, token)
+        self._pump.send_out(frame, token)
 
     def _on_stream_reply(
         self,
@@ -573,7 +572,7 @@ class Tells:
 
         target = target_of(ref)
         token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
-        self._send_out(out, token)
+        self._pump.send_out(out, token)
 
     def probe_credit(self, ref: RemoteRef[Any]) -> None:
         """Out of credit: ask ``ref``'s target for its free room (no message)."""
@@ -593,7 +592,7 @@ class Tells:
 
         target = target_of(ref)
         token = self._replies.callback(on_reply, target, time.monotonic() + _TRY_REPLY_TTL)
-        self._send_out(out, token)
+        self._pump.send_out(out, token)
 
 
 def _between(window: Window, first: int, last: int) -> list[Sent]:
