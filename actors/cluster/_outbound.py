@@ -48,7 +48,7 @@ from ._asks import Ask, Asks
 from ._frames import Frames, Outbound
 from ._lookup import Lookups
 from ._pump import Pump
-from ._remote import by_name, credit_of, full_error
+from ._remote import RemoteRef, by_name, credit_of, full_error
 from ._requests import Requests
 from ._tells import Tells
 from ._tracecontext import asked_remotely
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
     from ._membership import Membership
     from ._options import Limits
     from ._registry import Registry
-    from ._remote import RemoteRef
     from ._replies import Replies
     from ._streams import RemoteStreams
     from ._transport import Transport
@@ -146,7 +145,10 @@ class Outbox:
 
         Cancellation: the frame may already be out and then still be enqueued.
         """
-        if by_name(ref) is not None:  # a group's: a request to whoever serves the name
+        # `type(ref) is RemoteRef` first: a plain ref (the common case) is bound to no name,
+        # and this skips `by_name`'s call and its two isinstance checks for it.
+        if type(ref) is not RemoteRef and by_name(ref) is not None:
+            # A group's: a request to whoever serves the name.
             out = self.frames.prepare(ref, TELL, message, timeout)
             wait, on_timeout = self.tells.send_wait(ref, message, timeout)
             await self._transport.call(self.requests.request(ref, out, wait, None, on_timeout))
@@ -170,7 +172,7 @@ class Outbox:
     def blocking_send(self, ref: RemoteRef[Any], message: object, timeout: float | None) -> None:
         """`RemoteRef.blocking_send`, from a plain thread."""
         ensure_plain_thread()
-        if by_name(ref) is not None:
+        if type(ref) is not RemoteRef and by_name(ref) is not None:  # as in `send`
             out = self.frames.prepare(ref, TELL, message, timeout)
             wait, on_timeout = self.tells.send_wait(ref, message, timeout)
             self._transport.blocking(self.requests.request(ref, out, wait, None, on_timeout))
@@ -195,7 +197,8 @@ class Outbox:
         """
         with asked_remotely(self._registry.system, ref.path, message):
             out, reply_type, on_timeout, left = self.asks.parts(ref, message, timeout)
-            if by_name(ref) is not None:  # a group's or a durable actor's: whoever serves it
+            # A group's or a durable actor's: whoever serves it (`type` first: see `send`).
+            if type(ref) is not RemoteRef and by_name(ref) is not None:
                 request = self.requests.request(ref, out, left, reply_type, on_timeout)
                 return await self._transport.call(request)
             lanes = self.lanes
