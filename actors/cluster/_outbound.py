@@ -32,7 +32,9 @@ the cluster loop, reached with `Transport.post` or `Transport.call`.
 Hot paths: composing costs no extra Python call per tell or ask over a single class's own
 methods. A part calls another's methods on the part (``self._pump.send_out(...)``): one
 more attribute load than ``self._send_out(...)`` was, and a call CPython specializes (a
-bound method kept in an attribute would not be; callgrind showed it costing more).
+bound method kept in an attribute would not be; callgrind showed it costing more). A
+plain `RemoteRef` skips `by_name` on the courier's calls, which more than pays for those
+loads (``docs/benchmarks.md``, "The outbound module split").
 """
 
 from __future__ import annotations
