@@ -300,7 +300,7 @@ async def stream_rates(url: str, n: int, reps: int, use_uvloop: bool) -> dict[in
 
 async def run_streams(url: str, *, n: int, reps: int, use_uvloop: bool = True) -> str:
     """The ``remote-stream`` rows: a streamed reply over NATS next to one in-process."""
-    async with _serving(url, use_uvloop):
+    async with serving(url, use_uvloop):
         rates = await stream_rates(url, n, reps, use_uvloop)
     rows = [
         "| case | same loop | across processes (NATS) | NATS cost x same loop |",
@@ -365,7 +365,7 @@ async def durable_rates(url: str, n: int, reps: int, use_uvloop: bool) -> list[f
 
 async def run_durable(url: str, *, n: int, reps: int, use_uvloop: bool = True) -> str:
     """The ``durable-send`` row: pipelined durable sends next to raw async publishes."""
-    async with _serving(url, use_uvloop, durable=True):
+    async with serving(url, use_uvloop, durable=True):
         rates = await durable_rates(url, n, reps, use_uvloop)
     return _against_raw(
         rates,
@@ -453,7 +453,7 @@ async def run(
     Starts the serving node (`benchmarks.cluster_node`) as a child process and always reaps
     it. ``size`` fixes the messages (tells) or asks per repetition instead of calibrating.
     """
-    async with _serving(url, use_uvloop):
+    async with serving(url, use_uvloop):
         results: list[Result] = []
         for case in cases:
             results.extend(await _run_case(case, url, use_uvloop, reps, seconds, size))
@@ -462,7 +462,7 @@ async def run(
 
 async def run_pingpong(url: str, *, rounds: int, reps: int, use_uvloop: bool = True) -> str:
     """Savina PingPong split over the two processes, next to raw request-reply: a table row."""
-    async with _serving(url, use_uvloop):
+    async with serving(url, use_uvloop):
         rates = await pingpong_rates(url, rounds, reps, use_uvloop)
     return _against_raw(
         rates,
@@ -485,16 +485,25 @@ def _against_raw(rates: list[float], columns: tuple[str, str], case: str) -> str
 
 
 @contextlib.asynccontextmanager
-async def _serving(url: str, use_uvloop: bool, *, durable: bool = False) -> AsyncIterator[None]:
+async def serving(
+    url: str, use_uvloop: bool, *, durable: bool = False
+) -> AsyncIterator[subprocess.Popen[bytes]]:
     """The serving node (`benchmarks.cluster_node`) as a child process, from the moment it
-    says it is ready; always reaped."""
+    says it is ready; always reaped. The cluster benchmarks' one set-up of it.
+
+    Example:
+        ```python
+        async with serving(url, True) as process:  # its counter answers now
+            ref = await system.lookup_remote(NAME, timeout=10.0)
+        ```
+    """
     with _serving_node(url, use_uvloop, durable=durable) as process:
         assert process.stdout is not None
         with anyio.fail_after(30):
             line = await anyio.to_thread.run_sync(process.stdout.readline)
         if b"ready" not in line:
             raise RuntimeError(f"the serving node did not start: {line!r}")
-        yield
+        yield process
 
 
 @contextlib.contextmanager

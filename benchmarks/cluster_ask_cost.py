@@ -6,11 +6,11 @@ nodes in this process join a nats-server (for their identities, registries and a
 host loop, next to this code, as an owner's lane serves an actor of its own loop. Three
 stages, each the median of ``--reps`` timings:
 
-* **asker, before the publish**: `Outbox._ask_parts` for one ``Echo`` through the asking
-  node's `RemoteRef` of the actor (the checks, deadline, key, encoding, envelope), with
-  ``timeit``;
-* **asker, the reply**: `Outbox._read_reply` of an OK reply frame (check, decode, the
-  ref's credit and hint, the body);
+* **asker, before the publish**: `Asks.parts` (``_ask_parts`` before the outbound split)
+  for one ``Echo`` through the asking node's `RemoteRef` of the actor (the checks,
+  deadline, key, encoding, envelope), with ``timeit``;
+* **asker, the reply**: `Requests.read_reply` (``_read_reply`` before) of an OK reply
+  frame (check, decode, the ref's credit and hint, the body);
 * **owner, the ask**: `Inbound.on_lane_frame` for ``--asks`` ask frames on a stand-in for
   the lane (its `Answers` and `Asking`, a ``respond`` that encodes the reply and publishes
   nothing), then until every answer is encoded: the thread's CPU time per ask (the checks,
@@ -112,8 +112,10 @@ async def stages(url: str, reps: int, asks: int) -> dict[str, float]:
         out = outbox.prepare(ref, ASK, message, 5.0, key=7)
         reply = msgspec.msgpack.encode(Reply(WIRE_VERSION, OK, msgspec.Raw(b"\x05"), 50))
         result = {
-            "asker: _ask_parts": _us(lambda: outbox._ask_parts(ref, message, 5.0), reps),
-            "asker: _read_reply": _us(lambda: outbox._read_reply(ref, reply, int, message), reps),
+            "asker: _ask_parts": _us(lambda: outbox.asks.parts(ref, message, 5.0), reps),
+            "asker: _read_reply": _us(
+                lambda: outbox.requests.read_reply(ref, reply, int, message), reps
+            ),
         }
         export = next(iter(node.registry.exports.values()))
         subject = f"{out.subject.rpartition('.')[0]}.l1.{export.id}"

@@ -18,14 +18,10 @@ import sys
 import timeit
 from typing import Any
 
-import anyio
-import anyio.to_thread
-
 import actors
 from actors.cluster import Nats, RemoteRef
 
-from .cluster import _serving_node as serving_node  # pyright: ignore[reportPrivateUsage]
-from .cluster import nats_server
+from .cluster import nats_server, serving
 from .cluster_node import NAME
 from .common import Inc, median
 
@@ -34,12 +30,7 @@ _CALLS = 20_000
 
 async def caller_ns(url: str, reps: int) -> list[float]:
     """ns per tell of the caller's part of a pipelined remote send, per timing."""
-    with serving_node(url, True) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        if b"ready" not in line:
-            raise RuntimeError(f"the serving node did not start: {line!r}")
+    async with serving(url, True):
         cluster = Nats(url, node="bench-caller", prefix="bench")
         async with actors.ActorSystem(workers=1, name="bench-caller", cluster=cluster) as system:
             ref = await system.lookup_remote(NAME, timeout=10.0)

@@ -22,13 +22,9 @@ import resource
 import sys
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.to_thread
-
 import actors
 
-from .cluster import RemoteDriver, nats_server
-from .cluster import _serving_node as serving_node  # pyright: ignore[reportPrivateUsage]
+from .cluster import RemoteDriver, nats_server, serving
 from .common import Setup, check_tally, median
 
 if TYPE_CHECKING:
@@ -60,12 +56,7 @@ async def cpu_per_tell(
     counts = [tells // producers] * producers
     sender: list[float] = []
     owner: list[float] = []
-    with serving_node(url, use_uvloop) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        if b"ready" not in line:
-            raise RuntimeError(f"the serving node did not start: {line!r}")
+    async with serving(url, use_uvloop) as process:
         driver = RemoteDriver(url, use_uvloop, spread=spread)
         await driver.start(Setup("same", producers))
         try:

@@ -1,7 +1,7 @@
 """Cancel notices: the remote asks this node answers, by the key their notice presents.
 
 An asker that gives up on a remote ask publishes a `CANCEL` notice carrying the ask's
-random 63-bit key (``_outbound``). Where the notice goes follows where the ask went:
+random 63-bit key (``_asks``, ``_pump``). Where the notice goes follows where the ask went:
 
 * **To one actor** (``p.actor.<node>.<incarnation>.<id>``): the notice takes the ask's
   subject, behind it in the sender's one outbox, and is handled by the same subscription

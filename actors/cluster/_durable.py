@@ -272,7 +272,7 @@ class DurableMailboxes:
 
     def _publish_of(self, ref: DurableRef[Any], message: object) -> Publish:
         """Check and encode in the caller's thread; the id is fixed here, for every attempt."""
-        out = self._outbox.prepare(ref, TELL, message, None)
+        out = self._outbox.frames.prepare(ref, TELL, message, None)
         out.subject = self._me.durable_subject(ref.name)
         # Node-wide, not per ref: a ref may be collected and made again, and its new counter
         # would reuse ids still inside the duplicate window (the stream would drop new

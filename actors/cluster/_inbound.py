@@ -9,7 +9,7 @@ frame the server hands it into the pool.
 
 Every refusal goes back to the sender as an error reply (the sender learns why); a
 malformed frame also counts as rejected. The node's own subject (id 0) answers whether one
-of its exports still exists (`Inbound.on_node_probe`, see ``_outbound`` for why).
+of its exports still exists (`Inbound.on_node_probe`, see ``_requests`` for why).
 
 An ask can also arrive on an ask lane, the NATS connection of the loop its actor lives on
 (``_lanes``): `Inbound.on_lane_frame` checks and enqueues it there, on that loop, with the

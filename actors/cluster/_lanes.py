@@ -23,7 +23,7 @@ Order: a ref's tells go over the cluster connection, and NATS orders messages pe
 connection only. So an ask takes the lane only when nothing of its ref's can still be on
 its way over the cluster connection: no tell or try_send unanswered, no acknowledged send
 or ask there not yet answered (`Credit.quiet`; an abandoned one counts until its stream
-drained and a probe through the outbox came back behind it, `Outbox._held`). Otherwise it
+drained and a probe through the outbox came back behind it, `Requests.held`). Otherwise it
 goes through the cluster loop, which waits for the ref's tells as it always did. A frame
 carrying refs of local actors (which must be subscribed before it leaves) goes there too.
 The cancel notice of an abandoned lane ask follows it on the lane.
@@ -114,9 +114,9 @@ if TYPE_CHECKING:
 
     from .._oneshot import Oneshot
     from .._runtime import Home
+    from ._frames import Outbound
     from ._inbound import Decoders, Inbound
     from ._membership import Membership
-    from ._outbound import Outbound
     from ._registry import Export, Registry
     from ._remote import RemoteRef
     from ._transport import Transport
@@ -445,7 +445,7 @@ class Lanes:
 
     Handed the transport (identity, thread, counters), membership (a node declared down
     fails its asks on every lane), the nats-py connect options of the node, the maker of
-    a cancel notice for an ask's frame (``_outbound``), and the inbound and the registry
+    a cancel notice for an ask's frame (``_pump``), and the inbound and the registry
     (which take and answer the asks for this node's actors that arrive on a lane).
 
     Example:

@@ -29,8 +29,11 @@ The modules:
   encoding of refs into addresses and back.
 * ``_inbound``: subscriptions of exported actors and served pools, the frames they get,
   and the replies they send.
-* ``_outbound``: the outbox (one FIFO for every frame of the node), requests and their
-  replies, try_send credit, lookups.
+* ``_outbound``: the outbox, the courier of remote refs, composed of one part per
+  concept: ``_frames`` (checks and encoding in the caller's thread), ``_pump`` (one FIFO
+  for every frame of the node, and the reply inbox), ``_requests`` (requests, "no
+  responders", holds), ``_tells`` (pipelined tells, acknowledged sends, try_send credit),
+  ``_asks`` (an ask's way out) and ``_lookup`` (public names).
 * ``_durable``: durable mailboxes on JetStream (``spawn(durable=True)``): publishing into
   the stream, and one consumer per durable actor.
 * ``_events``: the event bus across nodes: forwarding this node's events, handing the
@@ -45,7 +48,7 @@ Subjects (``p`` is the prefix, default ``actors``):
 
 * ``p.actor.<node>.<incarnation>.<id>``: one per exported actor (public, or a ref that
   travelled in a message); tells, tries, asks and probes. Id 0 is the node's own: whether
-  one of its exports still exists, asked after a "no responders" (``_outbound``,
+  one of its exports still exists, asked after a "no responders" (``_requests``,
   answered by ``_inbound``).
 * ``p.name.<name>``: one per public name, in queue group ``p``: lookups, and every
   request of a `GroupRef`; several nodes serving one name (public actors, or pools served
@@ -63,7 +66,7 @@ Subjects (``p`` is the prefix, default ``actors``):
 * ``p.actor.<node>.<incarnation>.l<n>.<id>``: asks for exported actor ``<id>`` taken by
   ask lane ``<n>``, on the loop the actor lives on (an asker's hint says which, ``_lanes``).
 
-Ordering: every outbound frame of a node goes through one FIFO (``_outbound``), and each
+Ordering: every outbound frame of a node goes through one FIFO (``_pump``), and each
 exported actor has its own subscription served in arrival order (``_inbound``); so frames
 from one sender to one actor are enqueued in the order sent. An ask that takes an ask lane
 instead does so only when nothing of its ref is unanswered on the FIFO's connection
@@ -82,6 +85,7 @@ import msgspec
 from .._errors import ActorStopped
 from ._durable import DurableMailboxes
 from ._events import EventRelay
+from ._frames import check_accepts
 from ._inbound import Inbound
 from ._inspection import NodeInspector
 from ._lanes import Lanes
@@ -97,7 +101,7 @@ from ._options import (
     Reconnect,
     Timeouts,
 )
-from ._outbound import Outbox, check_accepts
+from ._outbound import Outbox
 from ._registry import Registry
 from ._remote import RemoteRef
 from ._replies import Replies
@@ -569,8 +573,18 @@ class _Node:
             limits,
             timeouts.ack,
         )
+        outbox = self.outbox
         self.streams = RemoteStreams(
-            transport, self.registry, self.inbound, self.outbox, self.membership, replies, limits
+            transport,
+            self.registry,
+            self.inbound,
+            outbox.frames,
+            outbox.pump,
+            outbox.requests,
+            self.membership,
+            replies,
+            limits,
+            timeouts.ack,
         )
         self.inbound.on_stream = self.streams.serve
         self.outbox.streams = self.streams

@@ -66,8 +66,8 @@ from ._wire import WireError
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
+    from ._frames import Outbound
     from ._options import DurableOptions
-    from ._outbound import Outbound
     from ._registry import Registry
     from ._remote import DurableRef
     from ._transport import Transport

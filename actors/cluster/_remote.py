@@ -67,6 +67,7 @@ __all__ = (
     "note_home",
     "stopped_error",
     "subject_of",
+    "target_of",
     "window_of",
 )
 
@@ -795,6 +796,14 @@ def by_name(ref: RemoteRef[Any]) -> str | None:
     if isinstance(ref, DurableRef):
         return ref.name
     return None
+
+
+def target_of(ref: RemoteRef[Any]) -> tuple[str, str] | None:
+    """The node incarnation whose end fails ``ref``'s pending calls (None: name-bound)."""
+    if by_name(ref) is not None:
+        return None
+    address = address_of(ref)
+    return (address.node, address.incarnation)
 
 
 def finish_proxy(proxy: Cell, reason: BaseException | None) -> None:

@@ -84,8 +84,8 @@ from .._stream import (
     ReplyStream,
     StreamRequest,
 )
-from ._outbound import RETRY_FIRST, RETRY_MAX  # the same pauses as an ask's
 from ._remote import address_of, by_name, finish_proxy, stopped_error
+from ._requests import RETRY_FIRST, RETRY_MAX  # the same pauses as an ask's
 from ._tracecontext import remote_message
 from ._transport import subscribe
 from ._wire import (
@@ -120,13 +120,15 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from .._cell import Cell
+    from ._frames import Frames, Outbound
     from ._inbound import Inbound
     from ._membership import Membership
     from ._options import Limits
-    from ._outbound import Outbound, Outbox
+    from ._pump import Pump
     from ._registry import Export, Registry
     from ._remote import RemoteRef
     from ._replies import Replies
+    from ._requests import Requests
     from ._transport import Transport
     from ._wire import Envelope
 
@@ -262,7 +264,9 @@ class RemoteStreams:
 
     Example:
         ```python
-        streams = RemoteStreams(transport, registry, inbound, membership, replies, limits)
+        streams = RemoteStreams(
+            transport, registry, inbound, frames, pump, requests, membership, replies, limits, 30.0
+        )
         await streams.listen(client)  # on the cluster loop
         async for item in streams.reader(ref, Tokens("hi"), 16, 30.0):  # any loop
             ...
@@ -274,16 +278,24 @@ class RemoteStreams:
         transport: Transport,
         registry: Registry,
         inbound: Inbound,
-        outbox: Outbox,
+        frames: Frames,
+        pump: Pump,
+        requests: Requests,
         membership: Membership,
         replies: Replies,
         limits: Limits,
+        ack_timeout: float,
     ) -> None:
         self._transport = transport
         self._me = transport.me
         self._registry = registry
         self._inbound = inbound
-        self._outbox = outbox
+        # The outbox's parts a stream request takes: checked and encoded as any request,
+        # published through the node's one FIFO, and the owner asked after "no responders".
+        self._prepare = frames.prepare
+        self._publish = pump.send_out
+        self._owner_says_gone = requests.owner_says_gone
+        self._ack_timeout = ack_timeout
         self._membership = membership
         self._replies = replies
         self._limits = limits
@@ -370,7 +382,7 @@ class RemoteStreams:
             MessageTypeError, NotSendableError, WireError: as for an ask (nothing sent).
         """
         request = channel.request
-        out = self._outbox.prepare(ref, STREAM, request, timeout)
+        out = self._prepare(ref, STREAM, request, timeout)
         assert out.envelope is not None
         envelope = msgspec.structs.replace(out.envelope, stream=id, seq=channel.window_asked)
         out.data = msgspec.msgpack.encode(envelope)
@@ -401,7 +413,7 @@ class RemoteStreams:
             reading.token = self._replies.callback(
                 lambda _: self._reader_lost(id, target), target, math.inf
             )
-        self._outbox.publish(out, f"s.{id}")
+        self._publish(out, f"s.{id}")
 
     # -- the reader's side: frames (loop only) --------------------------------------------
 
@@ -440,7 +452,7 @@ class RemoteStreams:
         self._take_items(reading, frame)
 
     async def _nobody_there(self, reading: _Reading) -> None:
-        """Nobody received the request ("no responders"): as `ask` does (see ``_outbound``),
+        """Nobody received the request ("no responders"): as `ask` does (see ``_requests``),
         ask the owner node whether the actor is gone; if not (its node is reconnecting, say),
         publish the request again after a pause, doubling up to `RETRY_MAX`. A 503 means
         nobody received it, so publishing again never starts the stream twice.
@@ -451,9 +463,9 @@ class RemoteStreams:
         """
         ref, request = reading.ref, reading.channel.request
         try:
-            # One probe at a time; the owner answers from its export table. Private to
-            # the outbox, which owns the probe's wire form; shared rather than copied.
-            gone = await self._outbox.owner_says_gone(ref, None)
+            # One probe at a time; the owner answers from its export table. The probe's
+            # wire form is the requests' (``_requests``); shared rather than copied.
+            gone = await self._owner_says_gone(ref, None)
         except ActorStopped as error:  # the owner's node was declared down, or we leave
             self._end_if_read(reading, error)
             return
@@ -475,7 +487,7 @@ class RemoteStreams:
         elif not ref.is_alive:
             self._end(reading, stopped_error(ref, request))
         elif reading.out is not None:
-            self._outbox.publish(reading.out, f"s.{reading.id}")
+            self._publish(reading.out, f"s.{reading.id}")
 
     def _end_if_read(self, reading: _Reading, error: BaseException) -> None:
         if self.reading.get(reading.id) is reading:
@@ -607,7 +619,7 @@ class RemoteStreams:
             self._forget(reading)
             return
         loop = asyncio.get_running_loop()
-        loop.call_later(self._outbox.ack_timeout, self._expire, reading)
+        loop.call_later(self._ack_timeout, self._expire, reading)
 
     def _expire(self, reading: _Reading) -> None:
         """A reader that left before the first frame: no frame came in time, forget it."""

@@ -77,7 +77,7 @@ class Tell(msgspec.Struct, eq=False):
     ``told`` is what its frame carries (a `TELL` envelope made of it, or one item of a
     `TELLS` frame): the body is encoded once, here, and never again, also when the stream
     sends it again. ``size`` bounds the bytes ``told`` encodes to (for the frame budget of
-    `Outbox._transmit_all`); ``exports`` the ids of the local refs in the body, subscribed
+    `Tells._transmit_all`); ``exports`` the ids of the local refs in the body, subscribed
     before its frame leaves. Compared by identity (``eq=False``): two tells of equal
     messages are two tells. Built as a Struct, not a class with ``__init__``: it is made
     once per tell on the caller's thread, where a tell's Python is the sender's bottleneck.

@@ -15,6 +15,11 @@ nodes in this process) and `NodeFactory` makes their `Nats` transports: a file a
 it needs to module names (``prefix = prefix_fixture("t")``) and keeps only what is its own
 (its tag, its server's options, its heartbeat timings). `parts_on_this_loop` lets a test's
 loop stand for the cluster loop of the node's parts around a fake client.
+
+Shared by several files: `flag` (flags by name in `FLAGS`, where a test and a handler of
+its nodes meet), the parked handler's message `Park` (`park`) and `HowLong`
+(`how_long`), and for tracing tests `Spans` (finished spans kept in memory),
+`traced_pair` and `ancestors`.
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from _pytest.fixtures import FixtureFunctionDefinition
+    from _support import Flag
+    from opentelemetry.sdk.trace import ReadableSpan
 
     from actors.cluster._asking import Asking
 
 __all__ = (
+    "FLAGS",
     "Account",
     "Balance",
     "Boom",
@@ -62,6 +70,7 @@ __all__ = (
     "Entries",
     "Entry",
     "Hold",
+    "HowLong",
     "JwtAccount",
     "JwtOperator",
     "Log",
@@ -69,27 +78,34 @@ __all__ = (
     "NatsServer",
     "NodeFactory",
     "Pair",
+    "Park",
     "Relay",
+    "Spans",
     "Stop",
     "TcpGate",
     "Watcher",
     "abandon_queued_ask",
+    "ancestors",
     "asking",
     "asking_of",
     "asyncio_backend_fixture",
     "connections",
     "encode_jwt",
+    "flag",
     "free_port",
+    "how_long",
     "lose_down_notices",
     "nats_server_binary",
     "nkey_pair",
     "pair_fixture",
+    "park",
     "parts_on_this_loop",
     "prefix_fixture",
     "raw_client_fixture",
     "running_script",
     "server_fixture",
     "tampered_jwt",
+    "traced_pair",
     "write_config",
 )
 
@@ -931,3 +947,135 @@ class Watcher(actors.Actor[actors.Ref[Any]]):
 
     async def on_terminated(self, event: actors.Terminated) -> None:
         self.seen(event)
+
+
+# -- flags and parked handlers: where a test and a handler of its nodes meet ------------------
+
+FLAGS: dict[str, Flag] = {}
+"""Flags by name, shared by a test and the handlers of its nodes (both in this process). A
+test file clears it before each test (``pair_fixture(node, before=FLAGS.clear)``)."""
+
+
+def flag(name: str) -> Flag:
+    """The flag named ``name`` in `FLAGS`, made on first use.
+
+    Example:
+        ```python
+        parked.start_soon(ref.ask, Park("in", "out"))
+        await flag("in").wait()  # the handler is parked
+        flag("out").set()  # and now released
+        ```
+    """
+    found = FLAGS.get(name)
+    if found is None:
+        # Imported here: a child script imports this module without ``tests/`` on its path.
+        from _support import Flag
+
+        found = FLAGS.setdefault(name, Flag())
+    return found
+
+
+@register_message
+class Park(actors.Request[str], frozen=True):
+    """Park the handler (`park`): set flag ``entered``, wait for flag ``release``, reply
+    "released"; if cancelled meanwhile, set flag ``cancelled`` (when one is named)."""
+
+    entered: str
+    release: str
+    cancelled: str = ""
+
+
+async def park(message: Park) -> str:
+    """What a handler does with a `Park` (see there)."""
+    flag(message.entered).set()
+    try:
+        await flag(message.release).wait()
+    except BaseException:
+        if message.cancelled:
+            flag(message.cancelled).set()
+        raise
+    return "released"
+
+
+@register_message
+class HowLong(actors.Request[float], frozen=True):
+    """Reply with the deadline the handler inherited (`how_long`)."""
+
+
+def how_long() -> float:
+    """`actors.deadline()` in a handler, -1.0 for None (no deadline)."""
+    left = actors.deadline()
+    return -1.0 if left is None else left
+
+
+# -- tracing: spans kept in memory, and two traced nodes ------------------------------------
+
+
+class Spans:
+    """An OpenTelemetry tracer provider whose finished spans stay in memory.
+
+    The systems of a tracing test get ``tracing=spans.provider``; the test starts its own
+    spans with ``spans.tracer`` and reads them all once the systems are closed.
+
+    Example:
+        ```python
+        spans = Spans()
+        async with traced_pair(server, prefix, node, spans) as pair:
+            with spans.tracer.start_as_current_span("caller"):
+                await ref.ask(Job(2))
+        (job,) = [span for span in spans.finished() if span.name == "Job"]
+        ```
+    """
+
+    def __init__(self) -> None:
+        # Imported here: the child scripts that import this module need none of it.
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("test")
+
+    def finished(self) -> tuple[ReadableSpan, ...]:
+        """Every span finished so far, the provider shut down first (nothing pending)."""
+        self.provider.shutdown()
+        return self.exporter.get_finished_spans()
+
+
+def ancestors(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[str]:
+    """The names of ``span``'s parent, its parent's, ...: as far as they are in ``spans``."""
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    names: list[str] = []
+    current = span
+    while current.parent is not None and current.parent.span_id in by_id:
+        current = by_id[current.parent.span_id]
+        names.append(current.name)
+    return names
+
+
+@contextlib.asynccontextmanager
+async def traced_pair(
+    server: NatsServer,
+    prefix: str,
+    node: NodeFactory,
+    spans: Spans,
+    *,
+    workers_a: int = 1,
+    traced_a: bool = True,
+) -> AsyncIterator[Pair]:
+    """Nodes "a" (``workers_a`` loops; traced unless ``traced_a`` is False) and "b" (one
+    loop, traced) of ``server`` and ``prefix``, made with ``node``, tracing into ``spans``."""
+    async with (
+        actors.ActorSystem(
+            workers=workers_a,
+            name="a",
+            cluster=node(server.url, "a", prefix),
+            tracing=spans.provider if traced_a else False,
+        ) as a,
+        actors.ActorSystem(
+            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=spans.provider
+        ) as b,
+    ):
+        yield Pair(a, b, server)

@@ -104,7 +104,7 @@ async def test_a_public_name_is_visible_from_another_node_as_soon_as_spawn_retur
 ) -> None:
     # A loaded machine may take over a second to answer: the one attempt waits for it, since
     # what this checks is that the server has the name (no "no responders"), not the speed.
-    monkeypatch.setattr("actors.cluster._outbound._LOOKUP_ANSWER_WAIT", WAIT)
+    monkeypatch.setattr("actors.cluster._lookup._LOOKUP_ANSWER_WAIT", WAIT)
     with anyio.fail_after(2 * WAIT):
         for i in range(5):
             await pair.a.spawn(Account, name=f"acct-{i}", public=True)

@@ -23,16 +23,21 @@ import msgspec
 import pytest
 from _support import WAIT, Flag, wait_until
 from cluster_support import (
+    FLAGS,
     Account,
     Balance,
     Deposit,
     Echo,
     NatsServer,
     NodeFactory,
+    Park,
     Relayer,
+    Spans,
     abandon_queued_ask,
     asking,
     asyncio_backend_fixture,
+    flag,
+    park,
     prefix_fixture,
     raw_client_fixture,
     running_script,
@@ -528,13 +533,7 @@ def test_durable_options_are_checked() -> None:
 async def test_a_stored_message_joins_its_senders_trace(
     server: NatsServer, prefix: str, raw: Any
 ) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = Spans()
     seen: list[Entry] = []
     trace_id, span_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
     traceparent = f"00-{trace_id:032x}-{span_id:016x}-01"
@@ -544,37 +543,20 @@ async def test_a_stored_message_joins_its_senders_trace(
     )
     with anyio.fail_after(WAIT):
         async with actors.ActorSystem(
-            workers=1, cluster=node(server.url, "a", prefix), tracing=provider
+            workers=1, cluster=node(server.url, "a", prefix), tracing=spans.provider
         ) as a:
             await a.spawn(lambda: Ledger(seen), name="ledger", durable=True)
             await raw.jetstream().publish(
                 f"{prefix}.durable.ledger", msgspec.msgpack.encode(stored)
             )
             await poll(lambda: _true(bool(seen)))
-    provider.shutdown()
-    (span,) = [span for span in exporter.get_finished_spans() if span.name == "Entry"]
+    (span,) = [span for span in spans.finished() if span.name == "Entry"]
     assert span.parent is not None
     assert span.parent.is_remote
     assert (span.parent.trace_id, span.parent.span_id) == (trace_id, span_id)
 
 
 # -- 9. an abandoned ask to a durable actor: skipped if queued, cancelled where opted in ----------
-
-# Flags by name: the handler on one node and the test share them (both nodes in this process).
-FLAGS: dict[str, Flag] = {}
-
-
-def flag(name: str) -> Flag:
-    return FLAGS.setdefault(name, Flag())
-
-
-@register_message(name="durable-test.Park")
-class Park(actors.Request[str], frozen=True):
-    """Set flag ``entered``, then wait for flag ``release`` (``cancelled`` if cancelled)."""
-
-    entered: str
-    release: str
-    cancelled: str
 
 
 @register_message(name="durable-test.Count")
@@ -589,15 +571,9 @@ class Desk(actors.Actor[Entry | Park | Count]):
 
     async def receive(self, message: Entry | Park | Count) -> object:
         match message:
-            case Park(entered, release, cancelled):
+            case Park():
                 self.parked += 1
-                flag(entered).set()
-                try:
-                    await flag(release).wait()
-                except BaseException:
-                    flag(cancelled).set()
-                    raise
-                return "released"
+                return await park(message)
             case Count():
                 self.counted += 1
                 return self.parked * 1000 + self.counted

@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from _support import WAIT, Flag, wait_until
 from cluster_support import (
+    FLAGS,
     Balance,
     Entries,
     Entry,
@@ -31,9 +32,12 @@ from cluster_support import (
     NatsServer,
     NodeFactory,
     Pair,
+    Park,
     asking,
     connections,
+    flag,
     pair_fixture,
+    park,
     parts_on_this_loop,
     prefix_fixture,
     running_script,
@@ -51,11 +55,6 @@ node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0, reconnect_time
 pair = pair_fixture(node, before=lambda: FLAGS.clear())
 
 LANE_OWNER = Path(__file__).with_name("lane_owner.py")
-FLAGS: dict[str, Flag] = {}
-
-
-def flag(name: str) -> Flag:
-    return FLAGS.setdefault(name, Flag())
 
 
 @register_message
@@ -66,14 +65,6 @@ class Ping(actors.Request[int], frozen=True):
 
 
 @register_message
-class Park(actors.Request[int], frozen=True):
-    """Set flag ``entered``, then wait for flag ``release``; reply 1."""
-
-    entered: str
-    release: str
-
-
-@register_message
 class Sleep(actors.Request[None], frozen=True):
     """Block the handler's whole loop (``time.sleep``) for ``seconds``."""
 
@@ -81,14 +72,12 @@ class Sleep(actors.Request[None], frozen=True):
 
 
 class Owner(actors.Actor[Ping | Park]):
-    async def receive(self, message: Ping | Park) -> int:
+    async def receive(self, message: Ping | Park) -> int | str:
         match message:
             case Ping(value):
                 return value
-            case Park(entered, release):
-                flag(entered).set()
-                await flag(release).wait()
-                return 1
+            case Park():
+                return await park(message)
 
 
 @register_message
@@ -107,7 +96,7 @@ class AskHold(actors.Request[None], frozen=True):
 
 
 @register_message
-class AskPark(actors.Request[int], frozen=True):
+class AskPark(actors.Request[str], frozen=True):
     """Ask ``target`` to Park on flags "in" and "out"."""
 
     target: actors.Ref[Ping | Park]
@@ -137,7 +126,7 @@ AskerMsg = AskMany | TellThenAsk | Sleep | AskBalance | AskHold | AskPark
 
 
 class Asker(actors.Actor[AskerMsg]):
-    async def receive(self, message: AskerMsg) -> int | None:
+    async def receive(self, message: AskerMsg) -> int | str | None:
         match message:
             case AskBalance(target):
                 return await target.ask(Balance(), timeout=WAIT)
@@ -369,7 +358,7 @@ async def test_lane_asks_go_on_across_a_server_restart(prefix: str) -> None:
                 target = await b.lookup_remote("owner", Ping | Park)
                 asker = await b.spawn(Asker, placement=0)
                 await ask_until_a_lane_answers(pair, asker, target)
-                outcome: list[int] = []
+                outcome: list[str] = []
 
                 async def ask_parked() -> None:
                     outcome.append(await asker.ask(AskPark(target), timeout=2 * WAIT))
@@ -389,7 +378,7 @@ async def test_lane_asks_go_on_across_a_server_restart(prefix: str) -> None:
                     await wait_until(lambda: pair.cluster_b.statistics().reconnects >= 1)
                     await wait_until(lambda: len(pair.lanes_of_b()) == 1, timeout=WAIT)
                     flag("out").set()  # answered after the restart: its reply comes through
-                assert outcome == [1]
+                assert outcome == ["released"]
                 before = pair.cluster_b.statistics().lane_asks
                 assert await asker.ask(AskMany(target, 20), timeout=WAIT) == 20
                 assert pair.cluster_b.statistics().lane_asks >= before + 20

@@ -1,6 +1,7 @@
-"""The sending side of a remote tell (actors/cluster/_outbound.py) on a fake client: what a
-pipelined tell is checked and encoded into in its caller's thread (`Outbox.prepare_tell`),
-and the frames the cluster loop makes of it.
+"""The sending side of a remote tell (actors/cluster/_outbound.py and its parts) on a fake
+client: what a pipelined tell is checked and encoded into in its caller's thread
+(`Outbox.prepare_tell`, `Frames.prepare_tell`), and the frames the cluster loop makes of it.
+Last, the outbound parts' one-way imports.
 
 `prepare_tell` encodes only a tell's body and bounds its size; the frame is made on the loop.
 These tests hold it to `Outbox.prepare`, which encodes the whole envelope: the same
@@ -9,10 +10,12 @@ refusals, the same bytes, the same size verdict at every size near the limit.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import itertools
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,6 +26,7 @@ from cluster_support import asyncio_backend_fixture
 from test_cluster_parts import Parts
 
 import actors
+import actors.cluster
 from actors._ref import cell_of
 from actors.cluster import Limits, MessageTooLarge, RemoteRef, register_message
 from actors.cluster._remote import finish_proxy
@@ -214,9 +218,9 @@ async def test_the_loop_makes_one_frame_of_the_tells_with_their_seqs_and_one_sub
         ref = remote(parts, 5)
         outbox = parts.outbox
         tells: list[Tell] = [outbox.prepare_tell(ref, Blob(bytes([i])), None) for i in range(3)]
-        outbox._submit_run(ref, tells)  # pyright: ignore[reportPrivateUsage]
+        outbox.tells.submit_run(ref, tells)
         last = outbox.prepare_tell(ref, Blob(b"z"), 2.0)
-        outbox._submit_run(ref, [last])  # pyright: ignore[reportPrivateUsage]
+        outbox.tells.submit_run(ref, [last])
         await wait_until(lambda: len(client.published) == 2)
     batch, single = (msgspec.msgpack.decode(m.data, type=Envelope) for m in client.published)
     assert {m.subject for m in client.published} == {"t.actor.b.inc-b.5"}
@@ -229,3 +233,36 @@ async def test_the_loop_makes_one_frame_of_the_tells_with_their_seqs_and_one_sub
         msgspec.msgpack.encode(Blob(b"z")),
         2.0,
     )
+
+
+# -- the outbound parts import one way ------------------------------------------------------
+
+# The parts of the outbox, each after every part it may import (``_outbound``'s docstring).
+OUTBOUND_PARTS = ("_frames", "_pump", "_requests", "_tells", "_asks", "_lookup", "_outbound")
+
+
+def test_the_outbound_parts_import_one_way() -> None:
+    """No part imports a part after it in `OUTBOUND_PARTS`, not even for type checking;
+    no part imports a module that imports the outbox (no circle through another module);
+    and only the outbox composes `Tells`, `Asks` and `Lookups` (the remote streams share
+    the lower parts: ``_frames``, ``_pump``, ``_requests``)."""
+    package = Path(actors.cluster.__file__).parent
+    for place, name in enumerate(OUTBOUND_PARTS):
+        later = set(OUTBOUND_PARTS[place + 1 :])
+        assert not imported_parts(package / f"{name}.py") & later, name
+    users = {path.stem for path in package.glob("_*.py") if "_outbound" in imported_parts(path)}
+    for name in OUTBOUND_PARTS[:-1]:
+        assert not imported_parts(package / f"{name}.py") & users, name
+    for path in package.glob("_*.py"):
+        if path.stem not in OUTBOUND_PARTS:
+            assert not imported_parts(path) & {"_tells", "_asks", "_lookup"}, path.stem
+
+
+def imported_parts(path: Path) -> set[str]:
+    """The sibling modules ``path`` imports (``from ._x import ...``), at any depth."""
+    tree = ast.parse(path.read_text())
+    return {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is not None
+    }

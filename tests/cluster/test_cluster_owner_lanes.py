@@ -21,15 +21,21 @@ import msgspec
 import pytest
 from _support import WAIT, Flag, wait_until
 from cluster_support import (
+    FLAGS,
     Entries,
     Entry,
+    HowLong,
     Log,
     NatsServer,
     NodeFactory,
     Pair,
+    Park,
     asking,
     connections,
+    flag,
+    how_long,
     pair_fixture,
+    park,
     prefix_fixture,
     server_fixture,
 )
@@ -53,12 +59,7 @@ pytestmark = pytest.mark.anyio
 server = server_fixture(monitor=True)
 prefix = prefix_fixture("ol")
 node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0, reconnect_time_wait=0.05)
-FLAGS: dict[str, Flag] = {}
 pair = pair_fixture(node, before=lambda: FLAGS.clear())
-
-
-def flag(name: str) -> Flag:
-    return FLAGS.setdefault(name, Flag())
 
 
 @register_message
@@ -66,20 +67,6 @@ class Echo(actors.Request[int], frozen=True):
     """Reply with ``value``."""
 
     value: int
-
-
-@register_message
-class HowLong(actors.Request[float], frozen=True):
-    """Reply with `actors.deadline()` (-1.0 for None)."""
-
-
-@register_message
-class Park(actors.Request[int], frozen=True):
-    """Set flag ``entered``, wait for flag ``release`` (flag ``cancelled`` if cancelled)."""
-
-    entered: str
-    release: str
-    cancelled: str
 
 
 @register_message
@@ -120,16 +107,9 @@ class Owner(actors.Actor[OwnerMsg]):
             case Echo(value):
                 return value
             case HowLong():
-                left = actors.deadline()
-                return -1.0 if left is None else left
-            case Park(entered, release, cancelled):
-                flag(entered).set()
-                try:
-                    await flag(release).wait()
-                except BaseException:
-                    flag(cancelled).set()
-                    raise
-                return 1
+                return how_long()
+            case Park():
+                return await park(message)
             case Block(seconds):
                 flag("blocking").set()
                 time.sleep(seconds)  # noqa: ASYNC251  # blocks this worker loop, as a bad handler would

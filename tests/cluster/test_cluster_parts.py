@@ -316,7 +316,7 @@ def test_the_outbox_publishes_with_a_reply_subject_and_hands_back_the_reply() ->
         inbox = "_INBOX.t.a.inc-a.*"
         assert inbox in client.subs
         exchange = asyncio.ensure_future(
-            parts.outbox._exchange(Outbound("t.name.x", b"frame", [], None), None, 1.0)  # pyright: ignore[reportPrivateUsage]
+            parts.outbox.pump.exchange(Outbound("t.name.x", b"frame", [], None), None, 1.0)
         )
         await client.sent.wait()
         sent = client.published[0]
@@ -339,7 +339,7 @@ def test_an_exchange_cancelled_as_its_reply_lands_is_cancelled() -> None:
         client = parts.client
         await parts.outbox.listen(client)  # type: ignore[arg-type]
         exchange = asyncio.ensure_future(
-            parts.outbox._exchange(Outbound("t.name.x", b"frame", [], None), None, 1.0)  # pyright: ignore[reportPrivateUsage]
+            parts.outbox.pump.exchange(Outbound("t.name.x", b"frame", [], None), None, 1.0)
         )
         await client.sent.wait()
         await client.deliver("_INBOX.t.a.inc-a.*", FakeMsg(client.published[0].reply, b"ok"))
@@ -462,7 +462,7 @@ def test_a_lookup_waits_longer_for_a_silent_owner_each_attempt(
 ) -> None:
     # A silent owner (subscribed, too slow to answer) is asked again with a doubled wait, so a
     # loaded owner is not flooded with probes whose answers would each come too late.
-    monkeypatch.setattr("actors.cluster._outbound._LOOKUP_ANSWER_WAIT", 0.05)
+    monkeypatch.setattr("actors.cluster._lookup._LOOKUP_ANSWER_WAIT", 0.05)
 
     async def scenario() -> None:
         parts = Parts()

@@ -532,7 +532,7 @@ class _Unit:
         return None
 
     def send(self, message: object) -> Publish:
-        from actors.cluster._outbound import Outbound
+        from actors.cluster._frames import Outbound
 
         item = Publish(
             self.ref, Outbound("t.durable.ledger", b"x", [], message), next(self.numbers)

@@ -20,15 +20,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 import pytest
-from _support import WAIT, Flag, wait_until
+from _support import WAIT, wait_until
 from cluster_support import (
+    FLAGS,
+    HowLong,
     NatsServer,
     NodeFactory,
     Pair,
+    Park,
     abandon_queued_ask,
     asking,
     asking_of,
+    flag,
+    how_long,
     pair_fixture,
+    park,
     prefix_fixture,
     raw_client_fixture,
     server_fixture,
@@ -50,27 +56,6 @@ prefix = prefix_fixture("rq")
 raw = raw_client_fixture()
 node = NodeFactory(heartbeat_interval=0.1, heartbeat_timeout=1.0)
 pair = pair_fixture(node, before=lambda: FLAGS.clear())
-
-# Flags by name: a handler on either node reaches them (both nodes are in this process).
-FLAGS: dict[str, Flag] = {}
-
-
-def flag(name: str) -> Flag:
-    return FLAGS.setdefault(name, Flag())
-
-
-@register_message
-class HowLong(actors.Request[float], frozen=True):
-    """Reply with `actors.deadline()` (-1.0 for None)."""
-
-
-@register_message
-class Park(actors.Request[str], frozen=True):
-    """Set flag ``entered``, then wait for flag ``release`` (or for a cancellation)."""
-
-    entered: str
-    release: str
-    cancelled: str
 
 
 @register_message
@@ -94,17 +79,10 @@ class Remote(actors.Actor[HowLong | Park | Tally]):
         match message:
             case HowLong():
                 self.handled[0] += 1
-                left = actors.deadline()
-                return -1.0 if left is None else left
-            case Park(entered, release, cancelled):
+                return how_long()
+            case Park():
                 self.handled[1] += 1
-                flag(entered).set()
-                try:
-                    await flag(release).wait()
-                except BaseException:
-                    flag(cancelled).set()
-                    raise
-                return "released"
+                return await park(message)
             case Tally():
                 return (self.handled[0], self.handled[1])
         return None

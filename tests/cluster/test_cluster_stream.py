@@ -40,8 +40,8 @@ from actors.cluster import (
     lookup_group,
     register_message,
 )
-from actors.cluster._outbound import RETRY_FIRST as RETRY_FIRST  # pyright: ignore[reportPrivateUsage]
 from actors.cluster._remote import address_of
+from actors.cluster._requests import RETRY_FIRST as RETRY_FIRST  # pyright: ignore[reportPrivateUsage]
 from actors.cluster._streams import (
     CreditChannel,
     RemoteStreams,

@@ -19,15 +19,15 @@ from _support import WAIT, Flag
 from cluster_support import (
     NatsServer,
     NodeFactory,
+    Spans,
+    ancestors,
     asyncio_backend_fixture,
     prefix_fixture,
     server_fixture,
+    traced_pair,
 )
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.applications import Starlette
@@ -35,9 +35,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import actors
-from actors.cluster import Nats, lookup_group, register_message, serve_pool
+from actors.cluster import lookup_group, register_message, serve_pool
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
     from starlette.requests import Request
 
 pytestmark = pytest.mark.anyio
@@ -124,21 +125,13 @@ def span_id(span: ReadableSpan) -> int:
 async def test_one_trace_from_an_http_request_through_two_loops_and_two_nodes(
     server: NatsServer, prefix: str
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    spans = Spans()
+    tracer = spans.tracer
     noted = Flag()
     answer: httpx.Response | None = None
     root: trace.SpanContext | None = None
-    async with (
-        actors.ActorSystem(
-            workers=2, name="a", cluster=node(server.url, "a", prefix), tracing=provider
-        ) as system_a,
-        actors.ActorSystem(
-            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
-        ) as system_b,
-    ):
+    async with traced_pair(server, prefix, node, spans, workers_a=2) as pair:
+        system_a, system_b = pair.a, pair.b
         with anyio.fail_after(WAIT):
             await system_b.spawn(lambda: C(noted), name="c", public=True)
             c = await system_a.lookup_remote("c", Job | Note)
@@ -163,15 +156,15 @@ async def test_one_trace_from_an_http_request_through_two_loops_and_two_nodes(
                         )
                 http_server.should_exit = True
             await noted.wait()
-    provider.shutdown()
+    finished = spans.finished()
     assert answer is not None
     assert root is not None
     assert answer.json() == {"result": 41}
-    spans = {span.name: span for span in exporter.get_finished_spans()}
-    assert sorted(spans) == sorted(
+    named = {span.name: span for span in finished}
+    assert sorted(named) == sorted(
         ["client", "GET /work", "ask Work", "Work", "ask Step", "Step", "Note", "ask Job", "Job"]
-    ), [span.name for span in exporter.get_finished_spans()]
-    assert {span.context.trace_id for span in spans.values() if span.context} == {root.trace_id}
+    ), [span.name for span in finished]
+    assert {span.context.trace_id for span in named.values() if span.context} == {root.trace_id}
     parents = {
         "GET /work": "client",
         "ask Work": "GET /work",
@@ -183,43 +176,36 @@ async def test_one_trace_from_an_http_request_through_two_loops_and_two_nodes(
         "Job": "ask Job",  # the remote ask's server span, on node b
     }
     for child, parent in parents.items():
-        got = spans[child].parent
+        got = named[child].parent
         assert got is not None, child
-        assert got.span_id == span_id(spans[parent]), f"{child} should be a child of {parent}"
-    attributes = {name: dict(span.attributes or {}) for name, span in spans.items()}
+        assert got.span_id == span_id(named[parent]), f"{child} should be a child of {parent}"
+    attributes = {name: dict(span.attributes or {}) for name, span in named.items()}
     assert attributes["Work"]["actors.loop"] == "0"
     assert attributes["Step"]["actors.loop"] == "1"
     assert attributes["Job"]["actors.actor"] == "/user/c"
-    assert spans["Job"].kind is SpanKind.SERVER
-    assert spans["Note"].kind is SpanKind.CONSUMER
-    assert spans["ask Job"].kind is SpanKind.CLIENT
-    assert spans["Job"].parent is not None
-    assert spans["Job"].parent.is_remote
+    assert named["Job"].kind is SpanKind.SERVER
+    assert named["Note"].kind is SpanKind.CONSUMER
+    assert named["ask Job"].kind is SpanKind.CLIENT
+    assert named["Job"].parent is not None
+    assert named["Job"].parent.is_remote
 
 
 async def test_a_node_without_tracing_sends_no_trace_context(
     server: NatsServer, prefix: str
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    spans = Spans()
     noted = Flag()
-    async with (
-        actors.ActorSystem(workers=1, name="a", cluster=node(server.url, "a", prefix)) as plain,
-        actors.ActorSystem(
-            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
-        ) as traced,
-    ):
+    async with traced_pair(server, prefix, node, spans, traced_a=False) as pair:
+        plain, traced = pair.a, pair.b
         with anyio.fail_after(WAIT):
             await traced.spawn(lambda: C(noted), name="c", public=True)
             c = await plain.lookup_remote("c", Job | Note)
-            with tracer.start_as_current_span("caller"):
+            with spans.tracer.start_as_current_span("caller"):
                 assert await c.ask(Job(2)) == 20
-    provider.shutdown()
-    (job,) = [span for span in exporter.get_finished_spans() if span.name == "Job"]
+    finished = spans.finished()
+    (job,) = [span for span in finished if span.name == "Job"]
     assert job.parent is None  # a root: nothing came with the frame
-    assert sorted(span.name for span in exporter.get_finished_spans()) == ["Job", "caller"]
+    assert sorted(span.name for span in finished) == ["Job", "caller"]
 
 
 class Jobs(actors.Actor[Job | Note]):
@@ -236,50 +222,35 @@ class Jobs(actors.Actor[Job | Note]):
 
 
 async def test_a_served_pool_joins_the_callers_trace(server: NatsServer, prefix: str) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    spans = Spans()
     noted = Flag()
-    async with (
-        actors.ActorSystem(
-            workers=1, name="a", cluster=node(server.url, "a", prefix), tracing=provider
-        ) as a,
-        actors.ActorSystem(
-            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
-        ) as b,
-    ):
+    async with traced_pair(server, prefix, node, spans) as pair:
+        a, b = pair.a, pair.b
         with anyio.fail_after(WAIT):
             pool = await b.spawn_pool(lambda: Jobs(noted), size=2)
             await serve_pool(b, pool, name="jobs")
             group = await lookup_group(a, "jobs", Job | Note)
-            with tracer.start_as_current_span("caller") as caller:
+            with spans.tracer.start_as_current_span("caller") as caller:
                 await group.send(Note(1))
                 assert await group.ask(Job(2)) == 20
             await noted.wait()
-    provider.shutdown()
-    spans = exporter.get_finished_spans()
-    trace_ids = {span.context.trace_id for span in spans if span.context is not None}
+    finished = spans.finished()
+    trace_ids = {span.context.trace_id for span in finished if span.context is not None}
     assert trace_ids == {caller.get_span_context().trace_id}
-    (note,) = [span for span in spans if span.name == "Note"]
+    (note,) = [span for span in finished if span.name == "Note"]
     assert note.parent is not None
     assert note.parent.span_id == caller.get_span_context().span_id
     remote_client = next(
         span
-        for span in spans
+        for span in finished
         if span.name == "ask Job"
         and span.parent is not None
         and span.parent.span_id == caller.get_span_context().span_id
     )
-    (job,) = [span for span in spans if span.name == "Job"]
+    (job,) = [span for span in finished if span.name == "Job"]
     assert dict(job.attributes or {})["actors.actor"].startswith("/user/")
     # The serving node's pool asks its worker under the remote client span.
-    chain: list[str] = []
-    by_id = {span.context.span_id: span for span in spans if span.context is not None}
-    current = job
-    while current.parent is not None and current.parent.span_id in by_id:
-        current = by_id[current.parent.span_id]
-        chain.append(current.name)
+    chain = ancestors(job, finished)
     assert remote_client.name in chain
     assert chain[-1] == "caller"
 
@@ -287,43 +258,25 @@ async def test_a_served_pool_joins_the_callers_trace(server: NatsServer, prefix:
 async def test_an_ask_taken_on_the_owners_lane_joins_the_callers_trace(
     server: NatsServer, prefix: str
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
-    async with (
-        actors.ActorSystem(
-            workers=1, name="a", cluster=node(server.url, "a", prefix), tracing=provider
-        ) as a,
-        actors.ActorSystem(
-            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
-        ) as b,
-    ):
+    spans = Spans()
+    async with traced_pair(server, prefix, node, spans) as pair:
         with anyio.fail_after(WAIT):
-            await a.spawn(lambda: C(Flag()), name="c", public=True, placement=0)
-            c = await b.lookup_remote("c", Job | Note)
-            cluster_a = a.cluster
-            assert isinstance(cluster_a, Nats)
+            await pair.a.spawn(lambda: C(Flag()), name="c", public=True, placement=0)
+            c = await pair.b.lookup_remote("c", Job | Note)
+            cluster_a = pair.cluster_a
             # Until the host's lane asks, and c's loop's lane takes them (``_lanes``).
             while cluster_a.statistics().lane_served == 0:
                 assert await c.ask(Job(1)) == 10
             served = cluster_a.statistics().lane_served
-            exporter.clear()
-            with tracer.start_as_current_span("caller") as caller:
+            spans.exporter.clear()
+            with spans.tracer.start_as_current_span("caller") as caller:
                 assert await c.ask(Job(2)) == 20
             assert cluster_a.statistics().lane_served == served + 1
-    provider.shutdown()
-    spans = exporter.get_finished_spans()
-    trace_ids = {span.context.trace_id for span in spans if span.context is not None}
+    finished = spans.finished()
+    trace_ids = {span.context.trace_id for span in finished if span.context is not None}
     assert trace_ids == {caller.get_span_context().trace_id}
-    (job,) = [span for span in spans if span.name == "Job"]
-    by_id = {span.context.span_id: span for span in spans if span.context is not None}
-    chain: list[str] = []
-    current = job
-    while current.parent is not None and current.parent.span_id in by_id:
-        current = by_id[current.parent.span_id]
-        chain.append(current.name)
-    assert chain == ["ask Job", "caller"]
+    (job,) = [span for span in finished if span.name == "Job"]
+    assert ancestors(job, finished) == ["ask Job", "caller"]
 
 
 class Listener(actors.Actor[Note]):
@@ -337,31 +290,21 @@ class Listener(actors.Actor[Note]):
 async def test_an_event_from_another_node_is_handled_under_the_publishers_span(
     server: NatsServer, prefix: str
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    spans = Spans()
     noted = Flag()
-    async with (
-        actors.ActorSystem(
-            workers=1, name="a", cluster=node(server.url, "a", prefix), tracing=provider
-        ) as a,
-        actors.ActorSystem(
-            workers=1, name="b", cluster=node(server.url, "b", prefix), tracing=provider
-        ) as b,
-    ):
+    async with traced_pair(server, prefix, node, spans) as pair:
+        a, b = pair.a, pair.b
         with anyio.fail_after(WAIT):
             listener = await b.spawn(lambda: Listener(noted))
             b.events.subscribe(listener, Note)
-            with tracer.start_as_current_span("publisher") as publisher:
+            with spans.tracer.start_as_current_span("publisher") as publisher:
                 # Published again until node b's events subscription is in place (core NATS
                 # events are at most once: one published before it would be lost).
                 while not noted.is_set():
                     await a.events.publish(Note(1))
                     with anyio.move_on_after(0.05):
                         await noted.wait()
-    provider.shutdown()
-    notes = [span for span in exporter.get_finished_spans() if span.name == "Note"]
+    notes = [span for span in spans.finished() if span.name == "Note"]
     assert notes
     for span in notes:
         assert span.parent is not None

@@ -310,7 +310,7 @@ async def test_producers_past_the_window_wait_for_replies_not_for_round_trips_of
     A loaded machine may answer later than the 50 ms a send waits for a reply before it
     goes acknowledged (the peer that never answers, below, checks that): here the wait
     is as long as the test's, so that what is checked is the waiting itself."""
-    monkeypatch.setattr("actors.cluster._outbound._REPLY_WAIT", WAIT)
+    monkeypatch.setattr("actors.cluster._tells._REPLY_WAIT", WAIT)
     count, producers = 4 * PIPELINED_MAX, 4
     with anyio.fail_after(WAIT * 3):
         async with two_nodes(server, prefix) as (a, b):
