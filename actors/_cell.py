@@ -117,7 +117,16 @@ from ._errors import (
 from ._mailbox import DRAINED, EMPTY, FULL, OK, Mailbox, MailboxStatistics, Signal
 from ._message import Ask, payload
 from ._metrics import HandlerTimes
-from ._oneshot import _UNSET, EXPIRED, Expired, Latch, Oneshot, oneshot  # pyright: ignore[reportPrivateUsage]
+from ._oneshot import (
+    _UNSET,  # pyright: ignore[reportPrivateUsage]
+    EXPIRED,
+    Expired,
+    Latch,
+    Oneshot,
+    hide_running_loop,
+    oneshot,
+    show_running_loop,
+)
 from ._parking import Parking, Resumed
 from ._placement import CONTENDED, PINNED, Pinned, Traffic, traffic_of
 from ._ref import ActorRef, Ref
@@ -177,11 +186,6 @@ ENDED: Final = Phase.ENDED
 _BUILT: Final = object()  # _live's prelude: begin_here already made the instance
 _SUPERVISING: Final = object()  # `Cell.fail` without a message: a supervisor gave up
 _NONE_ADMITTED: Final[AbstractSet[type]] = frozenset()
-
-# Hide and restore the spawner's loop while a factory runs off its actor's loop (see
-# `Cell.begin_elsewhere`).
-_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
-_set_running_loop = asyncio._set_running_loop  # pyright: ignore[reportPrivateUsage]
 
 
 class _Building:
@@ -1018,16 +1022,13 @@ class Cell(Latch):
         # actor's (a task or a future made on it would live outside the actor), so
         # `asyncio.get_running_loop()` there raises instead; anyio's objects made there
         # bind to the loop that first uses them.
-        spawners_loop = _running_loop()
-        if spawners_loop is not None:
-            _set_running_loop(None)
+        spawners_loop = hide_running_loop()
         try:
             context.run(self._construct)
         except Exception as error:
             failure = error
         finally:
-            if spawners_loop is not None:
-                _set_running_loop(spawners_loop)
+            show_running_loop(spawners_loop)
             self.home = home
         if failure is not None or len(context):  # __init__ set a variable: handlers see it
             self.context = context

@@ -2,26 +2,25 @@
 
 `anyio.lowlevel.checkpoint` first asks sniffio which library runs (about 2.4 µs a call
 here, three times an asyncio ``sleep(0)``). Sends and publishes yield every
-`COOPERATIVE_BUDGET`-th call, so the hot path asks asyncio directly (its running-loop
-lookup is a C call) and leaves the sniffing to anyio only on other hosts (trio).
+`COOPERATIVE_BUDGET`-th call, so the hot path asks for the running asyncio loop directly
+(`running_loop`) and leaves the sniffing to anyio only on other hosts (trio).
 On asyncio, anyio's own checkpoint is exactly ``asyncio.sleep(0)``: cancel scopes see
 the same thing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import types
 from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
+from ._oneshot import running_loop
+
 if TYPE_CHECKING:
     from collections.abc import Generator
 
 __all__ = ("checkpoint", "yield_now")
-
-_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
 
 
 @types.coroutine
@@ -37,7 +36,7 @@ def yield_now() -> Generator[None]:
 
 async def checkpoint() -> None:
     """Yield to the event loop once (a cancellation point on asyncio and trio alike)."""
-    if _running_loop() is not None:
+    if running_loop() is not None:
         await yield_now()
     else:
         await anyio.lowlevel.checkpoint()

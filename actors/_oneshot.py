@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
 __all__ = (
     "CANCELLED",
@@ -41,7 +42,11 @@ __all__ = (
     "Latch",
     "Oneshot",
     "ensure_plain_thread",
+    "hide_running_loop",
     "oneshot",
+    "running_loop",
+    "running_worker_loop",
+    "show_running_loop",
     "thread_oneshot",
 )
 
@@ -319,10 +324,9 @@ def oneshot() -> Oneshot:
     Raises:
         RuntimeError: when called from a thread that runs no event loop.
     """
-    try:
-        return AsyncioOneshot(asyncio.get_running_loop())
-    except RuntimeError:
-        pass
+    loop = running_loop()
+    if loop is not None:
+        return AsyncioOneshot(loop)
     if _in_trio():
         return TrioOneshot()
     raise RuntimeError(
@@ -403,7 +407,7 @@ class Latch:
             for callback in callbacks:
                 callback(value)
         if waiters is not None:
-            running = _running_loop()
+            running = running_loop()
             for waiter in waiters:
                 if isinstance(waiter, Oneshot):
                     waiter.settle(value)
@@ -435,7 +439,7 @@ class Latch:
         A plain call, not a coroutine: `ActorRef.join` awaits the future itself, one
         coroutine less per join (docs/benchmarks.md, "The third round").
         """
-        loop = _running_loop()
+        loop = running_loop()
         if loop is None:
             return None
         lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
@@ -506,13 +510,84 @@ class Latch:
                 self._waiters.remove(waiter)
 
 
-_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
+_get_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
+_set_running_loop = asyncio._set_running_loop  # pyright: ignore[reportPrivateUsage]
+
+
+class _WorkerLoop(threading.local):
+    """The loop a worker thread of ours runs, while it runs it (`running_worker_loop`)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_worker = _WorkerLoop()
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop running in this thread, or None: ``asyncio._get_running_loop()``,
+    without its cost on a worker thread.
+
+    Python 3.11's checks the process id with a ``getpid`` system call on every call (about
+    270 ns here, 3.12 dropped the check), and every ask, join and latch wake-up asks for
+    the running loop. A worker thread's loop is known without asking: it is noted in a
+    thread-local for exactly as long as it runs (`running_worker_loop`), hidden with the
+    loop itself while a factory runs off its actor's loop (`hide_running_loop`), and
+    dropped in a forked child (which runs no loop of ours). Any other thread (the host
+    application's, a plain thread) asks asyncio, as before.
+    """
+    loop = _worker.loop
+    if loop is not None:
+        return loop
+    return _get_running_loop()
+
+
+@contextlib.contextmanager
+def running_worker_loop(loop: asyncio.AbstractEventLoop) -> Generator[None]:
+    """Note ``loop`` as this thread's running loop for `running_loop`, around a worker
+    thread's ``loop.run_forever()``: nothing else runs Python on that thread meanwhile."""
+    _worker.loop = loop
+    try:
+        yield
+    finally:
+        _worker.loop = None
+
+
+# What `hide_running_loop` hid: the running loop, and the worker loop noted (or None).
+_Hidden = tuple["asyncio.AbstractEventLoop | None", "asyncio.AbstractEventLoop | None"]
+
+
+def hide_running_loop() -> _Hidden:
+    """Hide this thread's running loop, from asyncio and from `running_loop`, while code
+    that must not take it for its own runs; returns what `show_running_loop` restores."""
+    worker = _worker.loop
+    loop = worker if worker is not None else _get_running_loop()
+    if loop is not None:
+        _set_running_loop(None)
+        _worker.loop = None
+    return loop, worker
+
+
+def show_running_loop(hidden: _Hidden) -> None:
+    """Undo `hide_running_loop` with what it returned."""
+    loop, worker = hidden
+    if loop is not None:
+        _set_running_loop(loop)
+        _worker.loop = worker
+
+
+def _forget_worker_loop_in_child() -> None:
+    # A fork copies the forking thread's thread-local; the child runs none of our loops.
+    _worker.loop = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_worker_loop_in_child)
 
 
 def _wake_future(fut: asyncio.Future[Any], value: object) -> None:
     """Resolve a latch's waiting future with ``value``, from any thread (see `Latch`)."""
     loop = fut.get_loop()
-    if _running_loop() is loop:  # this thread runs the future's loop
+    if running_loop() is loop:  # this thread runs the future's loop
         if not fut.done():  # else its waiter gave up: cancelled
             fut.set_result(value)
         return

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from ._oneshot import Latch
+from ._oneshot import Latch, running_worker_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -283,7 +283,8 @@ class WorkerHome(Home):
         asyncio.set_event_loop(loop)
         loop.call_soon(self._ready.set, None)
         try:
-            loop.run_forever()
+            with running_worker_loop(loop):  # `running_loop` without a system call
+                loop.run_forever()
             _cancel_leftover_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())

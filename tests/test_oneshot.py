@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
+import warnings
 
 import anyio
 import pytest
 
-from actors._oneshot import Expired, Latch, Oneshot, oneshot
+import actors._oneshot
+from actors import Actor, ActorRef, ActorSystem
+from actors._oneshot import (
+    Expired,
+    Latch,
+    Oneshot,
+    oneshot,
+    running_loop,
+    running_worker_loop,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +180,117 @@ def test_latch_set_after_the_waiters_loop_closed_does_not_raise() -> None:
     latch.set(None)
     assert latch.is_set
     assert not listed.done()
+
+
+# -- the running loop without a system call (`running_loop`) ---------------------------------
+
+
+class _LoopSeen(Actor[str]):
+    """Answers what `running_loop` gives in a handler, in a factory spawned from here for
+    another worker, and after that spawn; counts asyncio's own lookups on its thread."""
+
+    async def receive(self, message: str) -> tuple[bool, ...]:
+        here = running_loop()
+        child = await self.system.spawn(_FactorySeen, placement=1)
+        seen_by_factory = await child.ask("seen")
+        after = running_loop()
+        return (
+            here is asyncio.get_running_loop(),
+            seen_by_factory,
+            after is here,
+        )
+
+
+class _FactorySeen(Actor[str]):
+    def __init__(self) -> None:
+        self.seen = running_loop()  # built on the spawner's worker thread: hidden there
+
+    def receive(self, message: str) -> bool:
+        return self.seen is None
+
+
+class _Asker(Actor[tuple[ActorRef[str], int]]):
+    async def receive(self, message: tuple[ActorRef[str], int]) -> int:
+        target, count = message
+        for _ in range(count):
+            await target.ask("seen")
+        ref = await self.system.spawn(_FactorySeen, placement=0)
+        await ref.ask("seen")
+        await ref.stop()
+        await ref.join()
+        return threading.get_ident()
+
+
+async def test_a_worker_thread_knows_its_running_loop_without_asking_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python 3.11's lookup makes a getpid system call each time; asks, joins and latch
+    # wake-ups on a worker thread must not need it.
+    asked_from: list[int] = []
+    lookup = actors._oneshot._get_running_loop  # pyright: ignore[reportPrivateUsage]
+
+    def counted() -> asyncio.AbstractEventLoop | None:
+        asked_from.append(threading.get_ident())
+        return lookup()
+
+    monkeypatch.setattr(actors._oneshot, "_get_running_loop", counted)
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(10):
+            target = await system.spawn(_FactorySeen, placement=0)
+            asker = await system.spawn(_Asker, placement=0)
+            worker = await asker.ask((target, 50))
+            during_work = list(asked_from)  # the worker's own end asks asyncio: it may
+    assert worker not in during_work
+
+
+async def test_a_factory_run_off_its_loop_sees_no_running_loop_then_it_is_back() -> None:
+    async with ActorSystem(workers=2) as system:
+        with anyio.fail_after(10):
+            seer = await system.spawn(_LoopSeen, placement=0)
+            assert await seer.ask("go") == (True, True, True)
+
+
+def test_the_worker_loop_is_noted_only_while_it_runs() -> None:
+    loop = asyncio.new_event_loop()
+    seen: list[object] = []
+    try:
+
+        def in_thread() -> None:
+            loop.call_soon(lambda: seen.append(running_loop()))
+            loop.call_soon(loop.stop)
+            with running_worker_loop(loop):
+                seen.append(running_loop())
+                loop.run_forever()
+            seen.append(running_loop())
+
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join(10)
+        assert seen == [loop, loop, None]
+        assert running_loop() is None  # another thread's note is not this one's
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_of_a_worker_thread_runs_no_noted_loop() -> None:
+    loop = asyncio.new_event_loop()
+    status: list[int] = []
+    try:
+
+        def in_thread() -> None:
+            with running_worker_loop(loop), warnings.catch_warnings():
+                # Python 3.12+ warns that forking a threaded process may deadlock the
+                # child: this child only reads a thread-local and exits.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0 if running_loop() is None else 1)
+                status.append(os.waitpid(pid, 0)[1])
+
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join(10)
+        assert status == [0]
+    finally:
+        loop.close()
