@@ -1682,14 +1682,7 @@ class Cell(Latch):
                     except BaseException as error:
                         budget -= 1
                         self.failed_items += 1
-                        failure = (
-                            error if isinstance(error, Exception) else self._as_failure(error, item)
-                        )
-                        if failure is None:  # a GeneratorExit: no coroutine is closed here
-                            failure = RuntimeError(
-                                f"the handler of actor {self.path} raised {type(error).__name__}"
-                            )
-                            failure.__cause__ = error
+                        failure = self._sync_failure(error, item)
                         self._failed(failure, item)
                         self._end_from_drain(self._exit_now(failure))
                         return
