@@ -255,6 +255,7 @@ class WorkerHome(Home):
         self._use_uvloop = use_uvloop
         self._lock = threading.Lock()  # guards loop creation against an early request_stop
         self._stop_requested = False
+        self._serving = False  # in `run_forever`; read and written on the loop's thread only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = Latch()
         self._done = Latch()
@@ -284,7 +285,7 @@ class WorkerHome(Home):
         loop.call_soon(self._ready.set, None)
         try:
             with running_worker_loop(loop):  # `running_loop` without a system call
-                loop.run_forever()
+                self._serve(loop)
             _cancel_leftover_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
@@ -295,6 +296,41 @@ class WorkerHome(Home):
             loop.close()
             self._done.set()
 
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Run the loop until the system asks it to stop, and only then. Code running on the
+        # loop can end `run_forever` too: `loop.stop()` called by a handler or a task, or a
+        # SystemExit or KeyboardInterrupt raised by a task or callback of the user's (a
+        # handler's own are failures of its actor: `Cell._as_failure`). Ending the thread
+        # would strand every actor homed here, with their mailboxes, asks and the system's
+        # shutdown waiting on a loop that never runs again. So the loop resumes, and says
+        # so: what was queued on it runs on, in order.
+        while True:
+            self._serving = True
+            error: BaseException | None = None
+            try:
+                loop.run_forever()
+            except (SystemExit, KeyboardInterrupt) as raised:
+                error = raised
+            finally:
+                self._serving = False
+            with self._lock:
+                if self._stop_requested:
+                    return
+            logger.error(
+                "worker loop %s was stopped by %s from code running on it; it resumes (only "
+                "ActorSystem.shutdown() stops a worker loop)",
+                self.label,
+                "loop.stop()" if error is None else type(error).__name__,
+                exc_info=error,
+            )
+
+    def _stop_serving(self) -> None:
+        # On the loop's thread, which alone writes `_serving` (in `_serve`). A stop posted
+        # just as other code had stopped the loop (`_serve` then found the request under the
+        # lock and returned) must not stop the clean-up's `run_until_complete` instead.
+        if self._serving:
+            self.loop.stop()
+
     def request_stop(self) -> None:
         """Ask the loop to stop; safe before it exists and after it closed. Any thread."""
         with self._lock:
@@ -302,7 +338,7 @@ class WorkerHome(Home):
             loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # already closed
-                loop.call_soon_threadsafe(loop.stop)
+                loop.call_soon_threadsafe(self._stop_serving)
 
     async def wait_stopped(self) -> None:
         if self._thread.ident is None:  # never started
