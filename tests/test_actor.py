@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import threading
 import types
 from typing import Any, Union
@@ -854,3 +855,63 @@ def test_async_handlers_pass_also_wrapped_or_static() -> None:
         return None
 
     _actor_class(receive=wrapper, on_start=handler, on_stop=staticmethod(static_hook))
+
+
+# -- F15: an ordinary exception in on_stop ---------------------------------------------------
+
+
+class Knock(actors.Request[int], frozen=True):
+    """Answer with this instance's count of messages; ``fail``: raise instead."""
+
+    fail: bool = False
+
+
+class Leaky(Actor[Knock]):
+    """An actor whose clean-up always raises."""
+
+    def __init__(self) -> None:
+        self.knocks = 0
+
+    async def receive(self, message: Knock) -> int:
+        self.knocks += 1
+        if message.fail:
+            raise LookupError("knocked over")
+        return self.knocks
+
+    async def on_stop(self) -> None:
+        raise ValueError("clean-up failed")
+
+
+def _on_stop_reports(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("on_stop of actor")]
+
+
+async def test_F15_an_exception_in_on_stop_is_logged_once_and_the_stop_stays_normal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="actors")
+    async with ActorSystem(workers=1) as system:
+        leaky = await system.spawn(Leaky, name="leaky", restart=Restart.TEMPORARY)
+        with anyio.fail_after(WAIT):
+            assert await leaky.ask(Knock()) == 1
+            await leaky.stop()
+            assert await leaky.join() is None  # a normal end, not a failure
+    [report] = _on_stop_reports(caplog)
+    assert report.getMessage() == "on_stop of actor /user/leaky raised"
+    assert report.exc_info is not None
+    assert isinstance(report.exc_info[1], ValueError)
+
+
+async def test_F15_an_exception_in_on_stop_does_not_hold_up_a_restart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="actors")
+    async with ActorSystem(workers=1) as system:
+        leaky = await system.spawn(Leaky, name="leaky")
+        with anyio.fail_after(WAIT):
+            with pytest.raises(LookupError):
+                await leaky.ask(Knock(fail=True))
+            assert await leaky.ask(Knock()) == 1  # a fresh instance answers
+            assert leaky.statistics().restarts == 1
+    # The old instance's on_stop before the restart, the new one's at shutdown.
+    assert len(_on_stop_reports(caplog)) == 2
