@@ -1222,3 +1222,34 @@ async def test_keyboard_interrupt_or_system_exit_in_a_hook_fails_only_that_actor
             assert await bystander.ask(Total()) == 1  # the loop and its other actor live on
             await bystander.send(Add(1))
             assert await bystander.ask(Total()) == 2
+
+
+# -- F9: a stop while a child waits for its backoff -------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["parent-stop", "shutdown"])
+async def test_F9_stopping_the_parent_during_a_childs_backoff_restarts_nothing(how: str) -> None:
+    # The backoff never elapses by itself (a manual clock): a stop that waited for it, or a
+    # restart timer left armed, would show.
+    clock = actors.ManualClock()
+    backoff = Backoff(initial=10.0, maximum=10.0, jitter=0.0)
+    journal = Journal()
+    async with ActorSystem(workers=2, clock=clock) as system:
+        sup = await system.spawn(
+            lambda: Supervisor(OneForOne(max_restarts=5, within=60.0, backoff=backoff), journal),
+            name="sup",
+        )
+        b = system.lookup("/user/sup/b")
+        assert b is not None
+        with anyio.fail_after(WAIT):
+            await b.send(Crash("b"))
+            await wait_until(lambda: clock.pending == 1)  # the restart is scheduled
+            assert b.statistics().status == "restarting"
+            if how == "parent-stop":
+                await sup.stop()
+                await b.join()
+                assert system.lookup("/user/sup") is None
+                assert system.lookup("/user/sup/b") is None
+    clock.advance(20.0)  # past the backoff: whatever fires now finds nothing to restart
+    assert journal.lines.count("init b") == 1
+    assert not [line for line in journal.lines if line.startswith("restart")]
