@@ -41,7 +41,7 @@ from cluster_support import (
 )
 
 import actors
-from actors.cluster import lookup_group, register_message, serve_pool
+from actors.cluster import WireError, lookup_group, register_message, serve_pool
 from actors.cluster._asking import REMEMBERED, Asking, ask_key, notice_subject
 from actors.cluster._remote import address_of
 from actors.cluster._wire import ASK, CANCEL, WIRE_VERSION, Envelope
@@ -524,3 +524,29 @@ def test_a_pending_notice_holds_back_no_pipelined_ok() -> None:
     assert not _more_waiting(export(("p.actor.a.i.7", 0), ("p.name.shared", 0), (notices, 3)))
     assert _more_waiting(export(("p.actor.a.i.7", 0), ("p.name.shared", 1), (notices, 0)))
     assert _more_waiting(export(("p.actor.a.i.7", 2)))
+
+
+# -- B6: a reply of the wrong type -----------------------------------------------------------
+
+
+@register_message
+class Score(actors.Request[int], frozen=True):
+    """Answer with a score; ``lie``: answer with text instead, as a node running another
+    version of the code might."""
+
+    lie: bool = False
+
+
+class Scorer(actors.Actor[Score]):
+    def receive(self, message: Score) -> object:
+        return "eleven" if message.lie else 11
+
+
+async def test_B6_a_remote_reply_of_the_wrong_type_never_reaches_the_asker(pair: Pair) -> None:
+    with anyio.fail_after(WAIT):
+        await pair.a.spawn(Scorer, name="scorer", public=True)
+        scorer = await pair.b.lookup_remote("scorer", Score)
+        with pytest.raises(WireError, match=r"remote actor .*scorer on node a is not a int"):
+            await scorer.ask(Score(lie=True))
+        # The ask failed, not the ref or the connection: the next one is answered.
+        assert await scorer.ask(Score()) == 11
