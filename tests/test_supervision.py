@@ -1253,3 +1253,53 @@ async def test_F9_stopping_the_parent_during_a_childs_backoff_restarts_nothing(h
     clock.advance(20.0)  # past the backoff: whatever fires now finds nothing to restart
     assert journal.lines.count("init b") == 1
     assert not [line for line in journal.lines if line.startswith("restart")]
+
+
+# -- F4: the restart-type matrix's last cells ------------------------------------------------
+
+
+class MixedGroup(Actor[Kids]):
+    """Starts a (permanent), b (temporary) and c (permanent) under one-for-all."""
+
+    supervision = OneForAll(max_restarts=5, within=60.0)
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def on_start(self) -> None:
+        for name in "abc":
+            restart = Restart.TEMPORARY if name == "b" else Restart.PERMANENT
+            await self.spawn(worker(name, self.journal), name=name, restart=restart)
+
+    async def receive(self, message: Kids) -> tuple[str, ...]:
+        return tuple(child.name for child in self.children)
+
+
+async def test_F4_a_temporary_sibling_is_stopped_not_restarted_by_a_group_restart() -> None:
+    journal = Journal()
+    async with ActorSystem(workers=2) as system:
+        group = await system.spawn(lambda: MixedGroup(journal), name="group")
+        a, b = system.lookup("/user/group/a"), system.lookup("/user/group/b")
+        assert a is not None
+        assert b is not None
+        with anyio.fail_after(WAIT):
+            await a.send(Crash("a"))
+            assert await b.join() is None  # stopped for good, as OTP does
+            await wait_until(lambda: "restart c ValueError" in journal.lines)
+            assert await group.ask(Kids()) == ("a", "c")
+    assert journal.lines.count("init b") == 1
+    assert "restart a ValueError" in journal.lines
+    assert not [line for line in journal.lines if line.startswith("restart b")]
+
+
+async def test_F4_a_temporary_child_that_stops_itself_is_not_restarted() -> None:
+    journal = Journal()
+    async with ActorSystem(workers=1) as system:
+        group = await system.spawn(lambda: MixedGroup(journal), name="group")
+        b = system.lookup("/user/group/b")
+        assert b is not None
+        with anyio.fail_after(WAIT):
+            await b.send(Quit())
+            assert await b.join() is None
+            assert await group.ask(Kids()) == ("a", "c")
+    assert journal.lines.count("init b") == 1
