@@ -389,6 +389,37 @@ async def test_a_field_typed_actor_ref_is_refused_at_the_call_site(pair: Pair) -
         assert await holder.ask(Handled()) == 1  # nothing of the refused ones arrived
 
 
+class Reading(msgspec.Struct, frozen=True):
+    """A sensor reading: any int in Python, 64 bits at most in msgpack."""
+
+    value: int
+
+
+class Gauge(actors.Actor[Reading | Handled]):
+    def __init__(self) -> None:
+        self.handled = 0
+
+    def receive(self, message: Reading | Handled) -> int | None:
+        if isinstance(message, Handled):
+            return self.handled
+        self.handled += 1
+        return None
+
+
+async def test_B2_a_message_that_cannot_be_encoded_fails_at_the_call_site(pair: Pair) -> None:
+    with anyio.fail_after(WAIT):
+        await pair.a.spawn(Gauge, name="gauge", public=True)
+        gauge = await pair.b.lookup_remote("gauge", Reading | Handled)
+        await gauge.send(Reading(2**64 - 1))  # the largest that fits: it travels
+        bad = Reading(2**70)
+        with pytest.raises(WireError, match=r"cannot encode Reading for the wire"):
+            await gauge.send(bad)
+        with pytest.raises(WireError, match=r"cannot encode Reading for the wire"):
+            gauge.try_send(bad)
+        # The link is still usable, and nothing of the refused ones arrived.
+        assert await gauge.ask(Handled()) == 1
+
+
 def collector() -> tuple[list[actors.Terminated], Flag, Any]:
     events: list[actors.Terminated] = []
     flag = Flag()

@@ -3,6 +3,8 @@ how errors are rebuilt on the asking side."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -244,20 +246,37 @@ def test_other_errors_come_back_as_remote_error_with_the_type_name() -> None:
     assert isinstance(forged, actors.RemoteError)
 
 
-def test_no_pickle_in_the_cluster_package() -> None:
-    import ast
-    from pathlib import Path
+def _modules_of_actors() -> list[tuple[Path, ast.Module]]:
+    root = Path(actors.__file__).parent
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in root.rglob("*.py")]
 
-    import actors.cluster
 
+def test_S1_no_module_of_actors_imports_a_pickle_kin() -> None:
     banned = {"pickle", "cloudpickle", "dill", "marshal", "shelve"}
-    for path in Path(actors.cluster.__file__).parent.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules = _modules_of_actors()
+    assert len(modules) > 50  # the whole package, subpackages included
+    for path, tree in modules:
         for item in ast.walk(tree):
             if isinstance(item, ast.Import):
                 assert not {a.name.split(".")[0] for a in item.names} & banned, path
             elif isinstance(item, ast.ImportFrom) and item.module:
                 assert item.module.split(".")[0] not in banned, path
+
+
+def test_S1_every_msgspec_decoder_in_actors_is_given_its_type() -> None:
+    # Untyped decoding (``msgspec.msgpack.decode(data)``) would hand whatever a peer sent to
+    # the code as dicts and lists; every decoder must be built for, or told, its type.
+    seen = 0
+    for path, tree in _modules_of_actors():
+        for call in (item for item in ast.walk(tree) if isinstance(item, ast.Call)):
+            name = ast.unparse(call.func)
+            if name.endswith(("msgpack.Decoder", "json.Decoder")):
+                seen += 1
+                assert call.args or any(k.arg == "type" for k in call.keywords), (path, name)
+            elif name.endswith(("msgpack.decode", "json.decode")):
+                seen += 1
+                assert any(k.arg == "type" for k in call.keywords), (path, call.lineno, name)
+    assert seen >= 4  # the scan finds the decoders there are
 
 
 # -- frames of wire version 1, as bytes: what a node of any later build must still decode ----
