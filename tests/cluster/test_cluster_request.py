@@ -10,6 +10,7 @@ node can signal the test through a module-level flag.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import secrets
 import threading
@@ -550,3 +551,33 @@ async def test_B6_a_remote_reply_of_the_wrong_type_never_reaches_the_asker(pair:
             await scorer.ask(Score(lie=True))
         # The ask failed, not the ref or the connection: the next one is answered.
         assert await scorer.ask(Score()) == 11
+
+
+# -- B3 and S6: a burst of malformed frames ----------------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the raw client is asyncio's
+async def test_B3_a_burst_of_malformed_frames_is_counted_whole_and_logged_sparingly(
+    pair: Pair, prefix: str, raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A hostile or broken peer must not turn its garbage into a flood of log lines: every
+    # frame is counted, and the warning is throttled (at most one a second, with the count
+    # of those it held back).
+    caplog.set_level(logging.WARNING, logger="actors")
+    burst = 1000
+    with anyio.fail_after(WAIT):
+        await pair.a.spawn(Scorer, name="scorer", public=True)
+        scorer = await pair.b.lookup_remote("scorer", Score)
+        assert await scorer.ask(Score()) == 11
+        address = address_of(scorer)
+        subject = f"{prefix}.actor.{address.node}.{address.incarnation}.{address.id}"
+        before = pair.cluster_a.statistics().rejected
+        began = time.monotonic()
+        for i in range(burst):
+            await raw.publish(subject, b"\xc1 garbage %d" % i)
+        await raw.flush()
+        await wait_until(lambda: pair.cluster_a.statistics().rejected == before + burst)
+        seconds = time.monotonic() - began
+        assert await scorer.ask(Score()) == 11  # and the actor is answered as before
+    warnings = [r for r in caplog.records if "rejected a frame" in r.getMessage()]
+    assert 1 <= len(warnings) <= 1 + int(seconds) + 1
