@@ -1,6 +1,7 @@
 """Reliability catalogue (RELIABILITY.md): load, fault and concurrency tests for today's runtime.
 
-Scoped to what the runtime has now: no supervision or restarts, no remote transport. Each test
+The supervision items are in ``test_supervision_stress.py`` and ``test_supervision.py``, the
+remote ones under ``tests/cluster/`` (docs/reliability.md maps every item to its tests). Each test
 is named by its catalogue ID and prints its figures (run pytest with ``-s`` to see them).
 Volumes are sized for CI and multiplied by ``ACTORS_STRESS_SCALE``, as in ``test_stress.py``,
 whose helpers and messages are reused here. Timing assertions are deliberately generous (the
@@ -53,6 +54,7 @@ from test_stress import SCALE, SEED, Burst, Item, OrderChecker, Report, Sender, 
 import actors
 from actors import Actor, ActorRef, ActorSystem
 from actors._oneshot import Oneshot
+from actors.testing import inspect
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -290,6 +292,73 @@ async def test_L1_overload_is_held_by_the_bounded_mailbox() -> None:
     )
     assert large <= 1.5 * small + 128 * 1024
     assert large - small < extra / 4
+
+
+# -- L2: a long pipeline ------------------------------------------------------------------------
+
+
+class Hop(msgspec.Struct, frozen=True):
+    seq: int
+
+
+class Stage(Actor[Hop]):
+    """A middle stage: passes each message on, waiting for room (backpressure up the chain)."""
+
+    def __init__(self, after: ActorRef[Hop]) -> None:
+        self.after = after
+
+    async def receive(self, message: Hop) -> None:
+        await self.after.send(message)
+
+
+class Sink(Actor[Hop]):
+    """The last stage: checks the order and tells when ``expected`` messages have come."""
+
+    def __init__(self, expected: int, done: Flag) -> None:
+        self.expected = expected
+        self.done = done
+        self.next_seq = 0
+        self.out_of_order = 0
+
+    def receive(self, message: Hop) -> None:
+        if message.seq != self.next_seq:
+            self.out_of_order += 1
+        self.next_seq += 1
+        if self.next_seq == self.expected:
+            self.done.set()
+
+
+async def test_L2_a_long_pipeline_across_loops_loses_nothing_and_leaves_nothing() -> None:
+    # RELIABILITY L2 at CI size (ACTORS_STRESS_SCALE=20 is a million): three stages, each on
+    # its own worker loop, small mailboxes so that backpressure runs the whole way back to
+    # the producer; every message arrives once and in order, and the drained chain holds
+    # nothing: empty mailboxes, no waiting senders, no reply or room waits left behind.
+    n = scaled(50_000)
+    census = OneshotCensus()
+    done = Flag()
+    began = time.perf_counter()
+    with anyio.fail_after(LIMIT):
+        async with ActorSystem(workers=3) as system:
+            sink = await system.spawn(lambda: Sink(n, done), placement=2, capacity=64)
+            middle = await system.spawn(lambda: Stage(sink), placement=1, capacity=64)
+            first = await system.spawn(lambda: Stage(middle), placement=0, capacity=64)
+            for seq in range(n):
+                await first.send(Hop(seq))
+            await done.wait()
+            seconds = time.perf_counter() - began
+            stages = [first, middle, sink]
+            boxes = [ref.statistics().mailbox for ref in stages]
+            assert [(box.depth, box.waiting_senders) for box in boxes] == [(0, 0)] * 3
+            assert max(box.high_water for box in boxes) <= 64
+            assert await inspect(sink, lambda actor: actor.out_of_order, kind=Sink) == 0
+    await census.assert_none_left()
+    figures(
+        "L2",
+        messages=n,
+        stages=3,
+        msgs_per_s=f"{n / seconds:,.0f}",
+        high_water="/".join(str(box.high_water) for box in boxes),
+    )
 
 
 # -- L3: many actors across loops --------------------------------------------------------------
