@@ -153,6 +153,12 @@ async def on_child_exit(
         return True  # stale: restarted or stopped since this event was sent
     if not system.tree.has_child(parent, child):
         return True
+    if parent.mailbox.closed:
+        # The parent is ending (a stop, or its own restart): its end stops every child, so
+        # a restart now would only run the child's start-up hooks for nothing. The child
+        # stays suspended until then, and ends with its failure. A stale False (the flag is
+        # written under the mailbox's lock by the stopping thread) restarts it as before.
+        return True
     strategy = strategy_of(parent)
     seldom = parent.seldom_fields()
     window = seldom.restarts

@@ -16,6 +16,7 @@ import anyio
 import msgspec
 import pytest
 from _support import WAIT, Flag, Hold, park, wait_until
+from test_stress import figures
 
 import actors
 from actors import (
@@ -1303,3 +1304,88 @@ async def test_F4_a_temporary_child_that_stops_itself_is_not_restarted() -> None
             assert await b.join() is None
             assert await group.ask(Kids()) == ("a", "c")
     assert journal.lines.count("init b") == 1
+
+
+# -- F8: a parent's stop, with a child failing, a child asking and a late spawn ----------------
+
+
+class AskParent(msgspec.Struct, frozen=True):
+    """Ask the parent for its children's names; record how that ended."""
+
+    outcomes: Journal
+
+
+class Child(Actor[AskParent | Add]):
+    async def receive(self, message: AskParent | Add) -> None:
+        if isinstance(message, Add):
+            raise ValueError("a child fails while its parent stops")
+        began = time.monotonic()
+        try:
+            await self.parent.ask(Kids())
+        except actors.ActorStopped:
+            message.outcomes(f"ask refused after {time.monotonic() - began:.3f}")
+        else:
+            message.outcomes("ask answered")
+
+
+class SpawnAfter(actors.Request[None], frozen=True):
+    """Park in the handler until ``release``, then try to spawn a child; record how."""
+
+    release: Flag
+    entered: Flag
+    outcomes: Journal
+
+
+class StoppingParent(Actor[Kids | SpawnAfter]):
+    async def on_start(self) -> None:
+        for name in ("failing", "asking"):
+            await self.spawn(Child, name=name)
+
+    async def receive(self, message: Kids | SpawnAfter) -> tuple[str, ...] | None:
+        if isinstance(message, Kids):
+            return tuple(child.name for child in self.children)
+        message.entered.set()
+        await message.release.wait()
+        try:
+            late = await self.spawn(Child, name="late")
+        except actors.ActorStopped:
+            message.outcomes("spawn refused")
+        else:
+            message.outcomes(f"spawned {late.name}")
+        return None
+
+
+async def test_F8_a_parents_stop_with_a_failing_child_an_asking_child_and_a_late_spawn() -> None:
+    outcomes = Journal()
+    async with ActorSystem(workers=2) as system:
+        parent = await system.spawn(StoppingParent, name="parent")
+        failing = system.lookup("/user/parent/failing")
+        asking = system.lookup("/user/parent/asking")
+        assert failing is not None
+        assert asking is not None
+        with anyio.fail_after(WAIT):
+            release, entered = Flag(), Flag()
+            await parent.send(SpawnAfter(release, entered, outcomes))
+            await entered.wait()  # the parent is in a handler
+            began = time.monotonic()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(parent.stop)
+                await wait_until(lambda: parent.statistics().mailbox.closed)
+                await failing.send(Add())  # fails while its parent stops
+                await asking.send(AskParent(outcomes))
+                await wait_until(lambda: len(outcomes.lines) == 1)
+                release.set()  # the parent's handler goes on, and tries a spawn
+            stopped = time.monotonic() - began
+            assert isinstance(await failing.join(), ValueError)  # ended with its failure
+            assert failing.statistics().restarts == 0  # a stopping parent restarts nobody
+            assert await asking.join() is None
+            assert system.lookup("/user/parent") is None
+            assert system.lookup("/user/parent/late") is None
+    refused, spawned = outcomes.lines
+    # The ask met the parent's closed mailbox at once, instead of waiting for a timeout.
+    assert refused.startswith("ask refused after ")
+    assert float(refused.split()[-1]) < 1.0
+    # The handler the stop let finish may still spawn (what it accepted is handled); its
+    # child is stopped with the parent's others. Only the parent's end refuses children.
+    assert spawned == "spawned late"
+    figures("F8", ask_refused_after=refused.split()[-1], parent_stop=f"{stopped:.3f}s")
