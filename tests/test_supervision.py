@@ -1389,3 +1389,74 @@ async def test_F8_a_parents_stop_with_a_failing_child_an_asking_child_and_a_late
     # child is stopped with the parent's others. Only the parent's end refuses children.
     assert spawned == "spawned late"
     figures("F8", ask_refused_after=refused.split()[-1], parent_stop=f"{stopped:.3f}s")
+
+
+# -- F6: a sibling whose restart fails during a one-for-all restart ------------------------------
+
+
+class SecondStartFails(Worker):
+    """Starts once; its first restart fails in on_start, later ones succeed."""
+
+    starts = 0
+
+    async def on_start(self) -> None:
+        type(self).starts += 1
+        if type(self).starts == 2:
+            raise RuntimeError("c cannot come back yet")
+        await super().on_start()
+
+
+class GroupOfThree(Actor[Kids]):
+    """a and b are Workers, c a `SecondStartFails`, under the given one-for-all strategy."""
+
+    def __init__(self, strategy: SupervisionStrategy, journal: Journal) -> None:
+        self.supervision = strategy
+        self.journal = journal
+
+    async def on_start(self) -> None:
+        for name in "ab":
+            await self.spawn(worker(name, self.journal), name=name)
+        await self.spawn(lambda: SecondStartFails("c", self.journal), name="c")
+
+    async def receive(self, message: Kids) -> tuple[str, ...]:
+        return tuple(child.name for child in self.children)
+
+
+@pytest.mark.parametrize("max_restarts", [1, 3])
+async def test_F6_a_sibling_failing_its_group_restart_counts_toward_the_intensity(
+    max_restarts: int,
+) -> None:
+    SecondStartFails.starts = 0
+    journal = Journal()
+    strategy = OneForAll(max_restarts=max_restarts, within=60.0)
+    async with ActorSystem(workers=2) as system:
+        group = await system.spawn(
+            lambda: GroupOfThree(strategy, journal), name="group", restart=Restart.TEMPORARY
+        )
+        a = system.lookup("/user/group/a")
+        assert a is not None
+        with anyio.fail_after(WAIT):
+            await a.send(Crash("a"))
+            if max_restarts == 1:
+                # a's failure used the one restart allowed; c's failed restart is a second
+                # failure within the window: the parent gives up and fails in turn.
+                failure = await group.join()
+                assert isinstance(failure, actors.SupervisionError)
+                assert isinstance(failure.__cause__, RuntimeError)  # c's failed restart
+            else:
+                # Within the intensity, c's failed restart restarts the group once more,
+                # with c's failure as the reason, and all three come back.
+                await wait_until(lambda: SecondStartFails.starts == 3)
+                assert await group.ask(Kids()) == ("a", "b", "c")
+                assert await a.ask(Total()) == 0
+    restarts = [line for line in journal.lines if line.startswith("restart")]
+    if max_restarts == 1:
+        assert restarts == ["restart a ValueError", "restart b ValueError"]
+    else:
+        assert restarts == [
+            "restart a ValueError",
+            "restart b ValueError",
+            "restart a RuntimeError",
+            "restart b RuntimeError",
+            "restart c RuntimeError",
+        ]
