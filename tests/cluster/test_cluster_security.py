@@ -226,6 +226,20 @@ async def test_tls_with_the_ca_trusted_works_and_without_it_is_refused(
         )
 
 
+async def test_S4_a_server_whose_name_does_not_match_its_certificate_is_refused(
+    pki: Pki, prefix: str
+) -> None:
+    # A trusted CA is not enough: the certificate must also name the server the node meant.
+    # The server's certificate names 127.0.0.1 and localhost.
+    with NatsServer(*pki.server_args()) as server, anyio.fail_after(3 * WAIT):
+        url = f"tls://127.0.0.1:{server.port}"
+        await refused(node(url, "a", prefix, tls=pki.trusting(), tls_hostname="db.example"))
+        await roundtrip(
+            node(url, "a", prefix, tls=pki.trusting(), tls_hostname="localhost"),
+            node(url, "b", prefix, tls=pki.trusting()),
+        )
+
+
 async def test_tls_client_certificates_are_required_when_the_server_verifies_them(
     pki: Pki, prefix: str
 ) -> None:
