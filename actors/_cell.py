@@ -959,18 +959,23 @@ class Cell(Latch):
         that raised) the start-up continues in a task, as `begin`, and the oneshot that
         task settles is returned for the caller to wait on.
         """
+        # `_construct`, inlined (a call less per spawn): the factory runs in a context of
+        # its own with `constructing` set, which is left set there (the context is dropped
+        # unless __init__ set a variable: then the marker is cleared), a reset less.
         context = contextvars.Context()
+        context.run(constructing.set, self)
         try:
-            context.run(self._construct, False)
-        except Exception as error:
-            context.run(constructing.set, None)  # the marker `_construct` left there
+            instance = context.run(self.factory)
+            if not isinstance(instance, Actor) or instance._actors_cell is not self:  # pyright: ignore[reportUnnecessaryIsInstance, reportPrivateUsage]
+                raise self._not_an_actor(instance)
+        except BaseException as error:
+            context.run(constructing.set, None)  # the marker left there
             self.context = context
-            return self._start_in_task(error, observed)
+            return self._start_in_task(self._factory_failure(error), observed)
+        self.instance = instance
         if len(context) > 1:  # __init__ set a context variable: its handlers must see it
-            context.run(constructing.set, None)  # but not the marker `_construct` left
+            context.run(constructing.set, None)  # but not the marker left there
             self.context = context
-        instance = self.instance
-        assert instance is not None  # `_construct` made it or raised
         if type(instance).on_start is not _ON_START:
             return self._start_in_task(_BUILT, observed)
         self.phase = RUNNING
@@ -1342,21 +1347,33 @@ class Cell(Latch):
         except Exception:
             raise
         except BaseException as error:
-            # A factory's KeyboardInterrupt or SystemExit (or a CancelledError it raised: a
-            # synchronous call cannot be cancelled) fails this actor only: passed on as it is,
-            # it would escape into the spawner (the host application) or take the loop down.
-            raise RuntimeError(
-                f"the factory of actor {self.path} raised {type(error).__name__}"
-            ) from error
+            raise self._factory_failure(error) from error
         finally:
             if reset:
                 constructing.reset(token)
         if not isinstance(instance, Actor) or instance._actors_cell is not self:  # pyright: ignore[reportUnnecessaryIsInstance, reportPrivateUsage]
-            raise TypeError(
-                f"the factory for actor {self.path} must return a new Actor instance, "
-                f"got {type(instance).__qualname__}"
-            )
+            raise self._not_an_actor(instance)
         self.instance = instance
+
+    def _factory_failure(self, error: BaseException) -> Exception:
+        """What the factory's ``error`` fails the actor with: an `Exception` as it is.
+
+        A factory's KeyboardInterrupt or SystemExit (or a CancelledError it raised: a
+        synchronous call cannot be cancelled) fails this actor only: passed on as it is, it
+        would escape into the spawner (the host application) or take the loop down. It
+        becomes a RuntimeError, caused by it.
+        """
+        if isinstance(error, Exception):
+            return error
+        failure = RuntimeError(f"the factory of actor {self.path} raised {type(error).__name__}")
+        failure.__cause__ = error
+        return failure
+
+    def _not_an_actor(self, made: object) -> TypeError:
+        return TypeError(
+            f"the factory for actor {self.path} must return a new Actor instance, "
+            f"got {type(made).__qualname__}"
+        )
 
     def bind(self, actor_class: type[Actor[Any]]) -> None:
         """Called by Actor.__new__, before the user's __init__ can send anything to itself."""
@@ -2397,7 +2414,7 @@ class Cell(Latch):
         if stashed:
             self._account_for(stashed, "stashed")
 
-    def _account_for(self, items: list[object], why: str) -> None:
+    def _account_for(self, items: Sequence[object], why: str) -> None:
         """Items that will never be handled: asks are answered with `ActorStopped`, tells
         become dead letters (timer ticks are not letters)."""
         tells: list[object] = []
@@ -2527,7 +2544,7 @@ class Cell(Latch):
         self._conclude(reason, killed)
 
     def _conclude(
-        self, reason: BaseException | None, killed: bool, watchers: list[Cell] | None = None
+        self, reason: BaseException | None, killed: bool, watchers: Sequence[Cell] | None = None
     ) -> None:
         """`_finish` once the instance and the children are gone: the mailbox, then the rest.
 
@@ -2535,12 +2552,15 @@ class Cell(Latch):
         are its watchers to tell; None: it leaves the tree here (`Tree.unregister`).
         """
         leftovers, signals = self.mailbox.finish()
-        for signal in signals:
-            record = signal.record
-            if type(record) is Call:  # a caller waits on it: it must not hang
-                record.done.settle(error=self.stopped_error())
-            elif type(record) is Unstashed:  # back in the mailbox: a leftover as the queue's
-                leftovers.append(record.item)
+        if signals:  # usually none (a shared empty tuple: nothing made per life)
+            more = list(leftovers)
+            for signal in signals:
+                record = signal.record
+                if type(record) is Call:  # a caller waits on it: it must not hang
+                    record.done.settle(error=self.stopped_error())
+                elif type(record) is Unstashed:  # back in the mailbox: a leftover as the queue's
+                    more.append(record.item)
+            leftovers = more
         if leftovers or killed:
             logger.warning(
                 "actor %s %s; %d undelivered message(s) dropped",
@@ -2564,7 +2584,10 @@ class Cell(Latch):
             watchers = self.system.tree.unregister(self)
         for watcher in watchers:  # `_announce_end`, inlined
             watcher.deliver(Signal(WatchedEnded(self, reason)))
-        Latch.set(self, reason)  # `terminated.set`, without the property's call
+        # `terminated.set`, without the property's call, and told the running loop: this is
+        # the home thread, in its loop (as is every caller of `_conclude`), which spares
+        # Python 3.11 the lookup (`running_loop`).
+        Latch.set(self, reason, self.home.loop)
         # No reference cycles left behind: with its ref dropped (a new one is made on demand,
         # equal to it) and its mailbox no longer calling it, an ended actor nobody refers to
         # is freed by reference counting, not left for the garbage collector.

@@ -390,7 +390,13 @@ class Latch:
     def is_set(self) -> bool:
         return self._value is not _UNSET
 
-    def set(self, value: object = None) -> None:
+    def set(self, value: object = None, running: object = _UNSET) -> None:
+        """Set the value once (later calls do nothing) and wake every waiter.
+
+        ``running``: the asyncio loop this thread runs (or None), when the caller knows it
+        without asking (an actor's end, on its home loop: `Cell._conclude`); by default it
+        is looked up, once, if a waiter is listed.
+        """
         lock = _LATCH_LOCKS[(id(self) >> 4) & _LATCH_MASK]  # `_lock`, without its call
         lock.acquire()
         try:
@@ -407,7 +413,8 @@ class Latch:
             for callback in callbacks:
                 callback(value)
         if waiters is not None:
-            running = running_loop()
+            if running is _UNSET:
+                running = running_loop()
             for waiter in waiters:
                 if isinstance(waiter, Oneshot):
                     waiter.settle(value)

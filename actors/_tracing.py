@@ -277,7 +277,7 @@ class TracingMailbox(Mailbox[Any]):
                 self._after(item, one, CLOSED)
         return code
 
-    def finish(self) -> tuple[list[Any], list[Any]]:
+    def finish(self) -> tuple[Sequence[Any], Sequence[Any]]:
         items, signals = super().finish()
         pending, self._pending = self._pending, {}
         for span in pending.values():  # asks given up after a refusal for room

@@ -47,7 +47,7 @@ from ._errors import ActorStopped, DuplicateName, SystemNotRunning
 from ._mailbox import Signal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from ._actor import Actor
     from ._cell import Cell
@@ -162,12 +162,13 @@ class Tree:
         finally:
             lock.release()
 
-    def end_childless(self, cell: Cell) -> list[Cell] | None:
+    def end_childless(self, cell: Cell) -> Sequence[Cell] | None:
         """`refuse_children`, then `unregister` if ``cell`` has no child, in one critical
         section: for a cell ending for good in place (`Cell._exit`), one lock round less.
 
-        Returns its watchers to tell, as `unregister` does; or None, and ``cell`` still
-        registered (children refused from now on), if it has a child, which must end first.
+        Returns its watchers to tell, as `unregister` does (a shared empty tuple for none:
+        a list less per life); or None, and ``cell`` still registered (children refused
+        from now on), if it has a child, which must end first.
         """
         lock = self.lock
         lock.acquire()
@@ -184,7 +185,7 @@ class Tree:
             cell.watchers = _NO_WATCHERS
         finally:
             lock.release()
-        return list(watchers) if watchers else []
+        return list(watchers) if watchers else ()
 
     def refuse_children(self, cell: Cell) -> None:
         """On ``cell``'s home thread, as its instance ends: no child is registered under it

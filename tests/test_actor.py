@@ -570,6 +570,7 @@ _FACTORIES: dict[str, Any] = {
     "starts": lambda: SelfAware(),
     "broken": _broken,
     "bad-start": BadStart,
+    "not-an-actor": lambda: "hello",
 }
 
 
@@ -624,6 +625,9 @@ async def test_a_spawn_on_the_actors_own_loop_raises_what_the_factory_raised(whe
             assert any("while starting actor" in note for note in caught.value.__notes__)
             with pytest.raises(ValueError, match="no database"):
                 await _spawn_on_own_loop(system, where, "bad-start")
+            # `begin_here` checks what the factory made itself (no `_construct` call).
+            with pytest.raises(TypeError, match="must return a new Actor instance, got str"):
+                await _spawn_on_own_loop(system, where, "not-an-actor")
             # Nothing was left behind: only the spawner (if any) is alive.
             assert await (await _spawn_on_own_loop(system, where, "sends")).ask(Count()) == 1
 

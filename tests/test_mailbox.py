@@ -399,7 +399,7 @@ def test_finish_returns_leftovers_and_refuses_control_signals() -> None:
     assert box.put_control("late") is False
     assert box.put_nowait("late") == CLOSED
     assert box.pop() is DRAINED
-    assert box.finish() == ([], [])
+    assert box.finish() == ((), ())
 
 
 def test_finish_empties_both_lanes_without_waking_the_consumer() -> None:
@@ -1032,7 +1032,7 @@ class MailboxMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.closed)  # type: ignore[misc]
     @rule()
     def finish(self) -> None:
-        assert self.box.finish()[0] == list(self.queue)
+        assert list(self.box.finish()[0]) == list(self.queue)
         self.queue.clear()
         self.control.clear()
         self.finished = True
