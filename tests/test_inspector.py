@@ -395,10 +395,13 @@ async def test_stream_ends_by_itself_and_resumes_after_the_last_event_id(
 ) -> None:
     import actors.inspector._app as inspector_app
 
-    monkeypatch.setattr(inspector_app, "STREAM_SECONDS", 1.5)  # two events, then it ends
+    # A few events (one each `refresh`), then it ends. Shorter than `app`'s floor of 1 s per
+    # event: the test waits for the stream to end three times.
+    monkeypatch.setattr(inspector_app, "STREAM_SECONDS", 0.5)
     async with actors.ActorSystem(workers=1) as system:
         doomed = await system.spawn(Account, name="doomed", restart=actors.Restart.TEMPORARY)
         app = inspector.app(system)
+        app.refresh = 0.2
         async with client(app) as http:  # the first request starts watching dead letters
             await http.get("/api/meta")
         release, entered = Flag(), Flag()

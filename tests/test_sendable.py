@@ -129,6 +129,9 @@ class FrozenRecordWithList:
 class Plain:
     """A class the rule knows nothing about."""
 
+    def __repr__(self) -> str:  # no address: test ids must match across pytest-xdist workers
+        return "Plain()"
+
 
 @actors.register_sendable
 class Vector:

@@ -202,8 +202,11 @@ def summary(name: str, **changes: Any) -> NodeView:
 
 
 async def test_malformed_answers_are_refused_and_shown_as_the_nodes_error(
-    server: NatsServer, prefix: str, raw: Any
+    server: NatsServer, prefix: str, raw: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Six answers in turn, each seen only at the next refresh: at most one a second would
+    # make this test wait about six seconds.
+    monkeypatch.setattr("actors.cluster._inspection.REFRESH_EVERY", 0.05)
     with anyio.fail_after(3 * WAIT):
         async with actors.ActorSystem(
             workers=1,

@@ -351,7 +351,9 @@ async def test_lost_pubacks_are_published_again_and_dropped_as_duplicates(
     assert stats.durable_deduplicated == 5
 
 
-@pytest.mark.parametrize("pair_options", [{"ack_timeout": 0.3}])
+# The paused server leaves the stream unmade: the publisher's JetStream request waits
+# max(1 s, connect_timeout) for its answer (5 s by default) before the message is given up on.
+@pytest.mark.parametrize("pair_options", [{"ack_timeout": 0.3, "connect_timeout": 1.0}])
 async def test_a_message_never_stored_is_an_undelivered_dead_letter(
     server: NatsServer, pair: tuple[Pair, list[Entry]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
