@@ -307,6 +307,9 @@ async def test_a_call_is_handled_in_place_between_messages(spawned_tasks: list[s
             for n in range(3):
                 keeper.try_send(Note(n))
                 assert await testing.inspect(keeper, lambda k: in_task()) is False
+            # A call goes before the messages still queued: the ask, behind the Notes, makes
+            # sure all three were handled before the next call looks.
+            assert await keeper.ask(Total()) == (0, 1, 2)
             seen = await testing.inspect(keeper, lambda k: tuple(k.seen), kind=Keeper)
             with pytest.raises(ZeroDivisionError):  # the caller's mistake: the actor lives on
                 await testing.inspect(keeper, lambda k: 1 // 0)
