@@ -369,6 +369,7 @@ async def test_lane_asks_go_on_across_a_server_restart(prefix: str) -> None:
                     await flag("in-local").wait()
                     tasks.start_soon(ask_parked)
                     await wait_until(lambda: asking(a) == 1)
+                    owner_lanes = pair.lanes_of("a")
                     server.kill()
                     await wait_until(lambda: not pair.cluster_b.statistics().connected)
                     # Disconnected: a short ask times out, whichever way it went.
@@ -377,6 +378,10 @@ async def test_lane_asks_go_on_across_a_server_restart(prefix: str) -> None:
                     server.start()
                     await wait_until(lambda: pair.cluster_b.statistics().reconnects >= 1)
                     await wait_until(lambda: len(pair.lanes_of_b()) == 1, timeout=WAIT)
+                    # Each connection comes back on its own: an ask published before the
+                    # owner's lane has subscribed again is lost with the outage (core NATS)
+                    # and waits for its timeout. The asks below are for after the restart.
+                    await wait_until(lambda: pair.lanes_of("a") == owner_lanes, timeout=WAIT)
                     flag("out").set()  # answered after the restart: its reply comes through
                 assert outcome == ["released"]
                 before = pair.cluster_b.statistics().lane_asks
