@@ -170,8 +170,8 @@ def run_variant(name: str, n: int) -> None:
         raise SystemExit(f"unknown variant {name!r}; one of {', '.join(VARIANTS)}")
 
 
-def count(python: str, name: str, n: int) -> int:
-    """Instructions callgrind counts for one run of variant ``name`` with ``n`` messages."""
+def count(python: str, variant: list[str], *, module: str = "benchmarks.tell_instructions") -> int:
+    """Instructions callgrind counts for one run of ``module --variant *variant``."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     command = [
         "valgrind",
@@ -179,22 +179,23 @@ def count(python: str, name: str, n: int) -> int:
         "--callgrind-out-file=/dev/null",
         python,
         "-m",
-        "benchmarks.tell_instructions",
+        module,
         "--variant",
-        name,
-        str(n),
+        *variant,
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
-        raise RuntimeError(f"no instruction count from callgrind for {name}: {done.stderr[-500:]}")
+        raise RuntimeError(
+            f"no instruction count from callgrind for {variant}: {done.stderr[-500:]}"
+        )
     return int(found.group(1))
 
 
 def per_message(python: str, name: str, n: int) -> float:
-    extra = count(python, name, n) - count(python, name, 0)
+    extra = count(python, [name, str(n)]) - count(python, [name, "0"])
     if name == "handle":  # the handler alone: minus making and walking the list
-        extra -= count(python, "list", n) - count(python, "list", 0)
+        extra -= count(python, ["list", str(n)]) - count(python, ["list", "0"])
     return extra / n
 
 
