@@ -29,6 +29,7 @@ from _support import (
 
 import actors
 from actors import Actor, ActorRef, ActorSystem, Restart
+from actors._ref import cell_of
 
 TEMPORARY = Restart.TEMPORARY
 
@@ -661,6 +662,48 @@ async def test_senders_sharing_a_ref_share_its_cooperative_budget(
                     tg.start_soon(ref.send, Tick(i))
             assert await ref.ask(Count()) == senders
     assert 1 <= yields <= senders // actors.COOPERATIVE_BUDGET + 1
+
+
+class Mixed(Actor[Tick | tuple[Any, ...] | Count]):
+    """Takes ticks (always sendable) and tuples (sendable or not, by what they hold)."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def receive(self, message: Tick | tuple[Any, ...] | Count) -> int | None:
+        if type(message) is Count:
+            return self.taken
+        self.taken += 1
+        return None
+
+
+@pytest.mark.parametrize("how", ["send", "try_send"])
+async def test_admission_after_a_cached_type_still_checks_every_other_message(how: str) -> None:
+    # A ref caches the type that last passed admission by its class's admitted set
+    # (`ActorRef._passed`): a type whose sendability depends on the instance (a tuple) is
+    # never cached, and a cached type does not let any other type through unchecked.
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(workers=1) as system:
+            ref: ActorRef[Any] = await system.spawn(Mixed)
+
+            async def deliver(message: object) -> None:
+                if how == "send":
+                    await ref.send(message)
+                else:
+                    ref.try_send(message)
+
+            await deliver(Tick(1))
+            await deliver(Tick(2))  # admitted by the cache
+            await deliver((1, "a"))  # checked: sendable, but not for every tuple
+            with pytest.raises(actors.NotSendableError):
+                await deliver(([1],))  # a list inside: checked again, refused
+            with pytest.raises(actors.MessageTypeError):
+                await deliver(Untyped())
+            await deliver(Tick(3))
+            assert await ref.ask(Count()) == 4
+            passed = ref._passed  # pyright: ignore[reportAttributeAccessIssue, reportPrivateUsage]
+            assert passed is Tick
+            assert passed in cell_of(ref).admitted
 
 
 # -- batch sends through the ref (issue 17) -------------------------------------------------
