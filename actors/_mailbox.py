@@ -234,8 +234,8 @@ class Mailbox(Generic[T]):
         # callable itself. The cell is its own wake-up (``Cell.__call__``, no bound method
         # kept per actor), and calling an instance goes through its type's ``__call__`` slot,
         # which CPython does not specialise; a plain function of one argument it does
-        # (callgrind: about 1,000 instructions less per wake-up, docs/benchmarks.md, "Savina
-        # in instructions").
+        # (callgrind: about 500-600 instructions less per wake-up, docs/benchmarks.md,
+        # "Savina in instructions").
         self._wake, self._waker = _wake_up(wake)
         # A stripe of a shared pool, not a lock of its own: a lock is one more object for the
         # garbage collector to walk per actor (much of a spawn's cost is collection) and some
