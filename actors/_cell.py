@@ -1385,6 +1385,9 @@ class Cell(Latch):
             # The message types the class has already checked (see `ActorRef.__init__`):
             # stored here rather than through a method of the ref, a call less per spawn.
             ref._admitted = actor_class.__actors_admitted__  # pyright: ignore[reportPrivateUsage]
+            # And forget the type the ref last admitted by the previous class's set (a
+            # factory may return another class on a restart).
+            ref._passed = None  # pyright: ignore[reportPrivateUsage]
 
     async def _run(self, posted: bool = False) -> None:
         # Invariant: this is the only task handling this actor's messages (it holds the

@@ -433,8 +433,12 @@ class ActorsDriver:
         pinned: bool = False,
         sync: bool = False,
         traced: bool = False,
+        watchdog: bool = True,
     ) -> None:
         self._use_uvloop = use_uvloop
+        # False: no blocked-loop watchdog thread (`benchmarks.savina_instructions`: its
+        # thread wakes by the wall clock, so under callgrind its count is noise).
+        self._watchdog = watchdog
         # ActorSystem(tracing=...) with the OpenTelemetry SDK recording every span, handed to
         # an exporter that discards them (`tracing_provider`): the cost of making them.
         self._traced = traced
@@ -474,6 +478,7 @@ class ActorsDriver:
             use_uvloop=self._use_uvloop,
             name="bench",
             tracing=self._provider if self._provider is not None else False,
+            **({} if self._watchdog else {"blocked_threshold": None}),
         )
         await system.start()
         self._system, self._setup = system, setup

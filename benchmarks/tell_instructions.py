@@ -15,10 +15,13 @@ valgrind):
 * ``send-roomy``: the same with capacity 200,000: no producer ever waits;
 * ``try-send``: ``ref.try_send(Inc(i))`` instead (capacity 200,000: it never fails);
 * ``put-nowait``: the ref's private mailbox ``put_nowait`` instead (capacity 200,000);
+* ``put-nop``: the same to a counter whose ``receive`` does nothing (the drain's own work
+  per message: ``put-nop`` minus ``mailbox`` minus ``call``);
 * ``queue``: the ``asyncio.Queue`` actor's `tell-same` code, on one uvloop loop;
 * ``callback``: the callback actor's `tell-same` code, on one uvloop loop;
 * ``loop``: the producer's ``for`` loop and ``Inc(i)`` alone, in an actor;
 * ``handle``: the benchmark's handler (``CounterState.handle``) over a list, minus the list;
+* ``call``: an empty ``def receive`` called over a list, minus the list: the call alone;
 * ``append``, ``locked-append``, ``mailbox``: ``Inc(i)`` put in a loop, with no consumer, by
   a bare ``deque.append``; the same inside a ``threading.Lock``'s ``acquire()`` and
   ``release()``; a mailbox's ``put_nowait`` (its consumer token taken, so nothing wakes).
@@ -51,15 +54,34 @@ from .peers.queue_actor import _produce_same, _spawn_counter  # pyright: ignore[
 from .subject import SyncCounter
 
 ROOMY = 200_000
-ACTOR_VARIANTS = {
-    # name: (producer job, counter capacity)
-    "send": ("send", CAPACITY),
-    "send-roomy": ("send", ROOMY),
-    "try-send": ("try", ROOMY),
-    "put-nowait": ("put", ROOMY),
-    "loop": ("loop", CAPACITY),
+
+
+class NopCounter(actors.Actor[Inc | Collect | Echo]):
+    """`SyncCounter` with a handler that does nothing: the drain's own cost per message."""
+
+    def receive(self, message: Inc | Collect | Echo) -> None:
+        return None
+
+
+ACTOR_VARIANTS: dict[str, tuple[str, int, type[actors.Actor[Inc | Collect | Echo]]]] = {
+    # name: (producer job, counter capacity, counter)
+    "send": ("send", CAPACITY, SyncCounter),
+    "send-roomy": ("send", ROOMY, SyncCounter),
+    "try-send": ("try", ROOMY, SyncCounter),
+    "put-nowait": ("put", ROOMY, SyncCounter),
+    "put-nop": ("put", ROOMY, NopCounter),
+    "loop": ("loop", CAPACITY, SyncCounter),
 }
-VARIANTS = (*ACTOR_VARIANTS, "queue", "callback", "handle", "append", "locked-append", "mailbox")
+VARIANTS = (
+    *ACTOR_VARIANTS,
+    "queue",
+    "callback",
+    "handle",
+    "call",
+    "append",
+    "locked-append",
+    "mailbox",
+)
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -90,11 +112,13 @@ class Producer(actors.Actor[Job]):
                 Inc(i)
 
 
-async def _actors(how: str, capacity: int, n: int) -> None:
+async def _actors(
+    how: str, capacity: int, kind: type[actors.Actor[Inc | Collect | Echo]], n: int
+) -> None:
     system = actors.ActorSystem(workers=1, use_uvloop=True, name="instructions")
     await system.start()
     try:
-        counter = await system.spawn(SyncCounter, placement=0, capacity=capacity)
+        counter = await system.spawn(kind, placement=0, capacity=capacity)
         producer = await system.spawn(Producer, placement=0)
         await producer.ask(Job(how, counter, 1000), timeout=None)  # warm every path up
         await producer.ask(Job(how, counter, n), timeout=None)
@@ -144,6 +168,18 @@ def _puts(name: str, n: int) -> None:
         lock.release()
 
 
+class _Receiver:
+    def receive(self, message: Inc) -> None:  # `NopCounter.receive`, outside an actor
+        return None
+
+
+def _call(n: int) -> None:
+    messages = [Inc(i) for i in range(n)]
+    receive = _Receiver().receive
+    for message in messages:
+        receive(message)
+
+
 def _list(n: int) -> None:
     messages = [Inc(i) for i in range(n)]
     for _ in messages:
@@ -154,14 +190,16 @@ def run_variant(name: str, n: int) -> None:
     """Run one variant with ``n`` messages in this process."""
     gc.disable()  # instructions of the transport, not of collections
     if name in ACTOR_VARIANTS:
-        how, capacity = ACTOR_VARIANTS[name]
-        asyncio.run(_actors(how, capacity, n))
+        how, capacity, kind = ACTOR_VARIANTS[name]
+        asyncio.run(_actors(how, capacity, kind, n))
     elif name in ("queue", "callback"):
         import uvloop  # the peers' loop; only here: there is no uvloop on Windows
 
         uvloop.run(_queue(n) if name == "queue" else _callback(n))
     elif name == "handle":
         _handle(n)
+    elif name == "call":
+        _call(n)
     elif name in ("append", "locked-append", "mailbox"):
         _puts(name, n)
     elif name == "list":
@@ -170,8 +208,8 @@ def run_variant(name: str, n: int) -> None:
         raise SystemExit(f"unknown variant {name!r}; one of {', '.join(VARIANTS)}")
 
 
-def count(python: str, name: str, n: int) -> int:
-    """Instructions callgrind counts for one run of variant ``name`` with ``n`` messages."""
+def count(python: str, variant: list[str], *, module: str = "benchmarks.tell_instructions") -> int:
+    """Instructions callgrind counts for one run of ``module --variant *variant``."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     command = [
         "valgrind",
@@ -179,22 +217,23 @@ def count(python: str, name: str, n: int) -> int:
         "--callgrind-out-file=/dev/null",
         python,
         "-m",
-        "benchmarks.tell_instructions",
+        module,
         "--variant",
-        name,
-        str(n),
+        *variant,
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
-        raise RuntimeError(f"no instruction count from callgrind for {name}: {done.stderr[-500:]}")
+        raise RuntimeError(
+            f"no instruction count from callgrind for {variant}: {done.stderr[-500:]}"
+        )
     return int(found.group(1))
 
 
 def per_message(python: str, name: str, n: int) -> float:
-    extra = count(python, name, n) - count(python, name, 0)
-    if name == "handle":  # the handler alone: minus making and walking the list
-        extra -= count(python, "list", n) - count(python, "list", 0)
+    extra = count(python, [name, str(n)]) - count(python, [name, "0"])
+    if name in ("handle", "call"):  # the call alone: minus making and walking the list
+        extra -= count(python, ["list", str(n)]) - count(python, ["list", "0"])
     return extra / n
 
 

@@ -30,7 +30,7 @@ if importlib.util.find_spec("benchmarks") is None:  # run from a checkout withou
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.__main__ as bench_cli
-from benchmarks import cases, tell_instructions
+from benchmarks import cases, savina_instructions, tell_instructions
 from benchmarks import report as bench_report
 from benchmarks.cases import IMPLEMENTATIONS, QUICK, CaseResult, Implementation, Rep, Workload
 from benchmarks.neighbour import ASK_EVERY, BLOCK_FOR, block_starts
@@ -394,6 +394,27 @@ def test_every_instruction_count_variant_runs_its_messages(variant: str) -> None
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.tell_instructions", "--variant", variant, "300"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("program", savina_instructions.DEFAULT_PROGRAMS)
+@pytest.mark.parametrize("implementation", savina_instructions.IMPLEMENTATIONS)
+def test_every_savina_instruction_count_variant_runs_and_checks(
+    program: str, implementation: str
+) -> None:
+    # In a child process, as under callgrind: the variant turns the collector off and runs
+    # its own loops; it exits non-zero if the program's result is wrong.
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "benchmarks.savina_instructions", "--variant"]
+    done = subprocess.run(
+        [*command, program, implementation, "2100"],
         capture_output=True,
         text=True,
         cwd=root,

@@ -254,6 +254,49 @@ class CountingLock:
         self.release()
 
 
+class StaticWake:
+    """A wake-up whose class's ``__call__`` is a staticmethod: called without the instance."""
+
+    calls = 0
+
+    @staticmethod
+    def __call__() -> None:
+        StaticWake.calls += 1
+
+
+def test_every_kind_of_wake_up_callable_is_called_once_per_token() -> None:
+    # The mailbox calls its wake-up as a function and an object (`_wake_up`): an instance
+    # whose class defines ``__call__`` in Python (as the cell does) through that function,
+    # anything else (a function, a bound method, a staticmethod ``__call__``) as it is.
+    counter = WakeCounter()
+    calls: list[str] = []
+
+    def function() -> None:
+        calls.append("function")
+
+    class Owner:
+        def wake(self) -> None:
+            calls.append("bound method")
+
+    StaticWake.calls = 0
+    for wake in (counter, function, Owner().wake, StaticWake(), lambda: calls.append("lambda")):
+        box: Mailbox[int] = Mailbox(2, wake, scheduled=False)
+        assert box.put_nowait(1) == OK
+        assert box.put_nowait(2) == OK  # the token is taken: no second wake-up
+    assert counter.calls == 1
+    assert calls == ["function", "bound method", "lambda"]
+    assert StaticWake.calls == 1
+
+
+def test_finish_lets_go_of_the_wake_up_object() -> None:
+    # The cell is its mailbox's wake-up object: a finished mailbox must not keep it alive.
+    box, wake = new_box(2)
+    box.finish()
+    assert box._waker is None  # pyright: ignore[reportPrivateUsage]
+    assert box.put_nowait(1) == CLOSED
+    assert wake.calls == 0
+
+
 def test_the_first_put_makes_the_consumer_view_so_the_first_run_takes_no_lock() -> None:
     box, _ = new_box(4)
     counting = CountingLock()

@@ -29,6 +29,7 @@ from _support import (
 
 import actors
 from actors import Actor, ActorRef, ActorSystem, Restart
+from actors._ref import cell_of
 
 TEMPORARY = Restart.TEMPORARY
 
@@ -663,6 +664,48 @@ async def test_senders_sharing_a_ref_share_its_cooperative_budget(
     assert 1 <= yields <= senders // actors.COOPERATIVE_BUDGET + 1
 
 
+class Mixed(Actor[Tick | tuple[Any, ...] | Count]):
+    """Takes ticks (always sendable) and tuples (sendable or not, by what they hold)."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def receive(self, message: Tick | tuple[Any, ...] | Count) -> int | None:
+        if type(message) is Count:
+            return self.taken
+        self.taken += 1
+        return None
+
+
+@pytest.mark.parametrize("how", ["send", "try_send"])
+async def test_admission_after_a_cached_type_still_checks_every_other_message(how: str) -> None:
+    # A ref caches the type that last passed admission by its class's admitted set
+    # (`ActorRef._passed`): a type whose sendability depends on the instance (a tuple) is
+    # never cached, and a cached type does not let any other type through unchecked.
+    with anyio.fail_after(WAIT):
+        async with ActorSystem(workers=1) as system:
+            ref: ActorRef[Any] = await system.spawn(Mixed)
+
+            async def deliver(message: object) -> None:
+                if how == "send":
+                    await ref.send(message)
+                else:
+                    ref.try_send(message)
+
+            await deliver(Tick(1))
+            await deliver(Tick(2))  # admitted by the cache
+            await deliver((1, "a"))  # checked: sendable, but not for every tuple
+            with pytest.raises(actors.NotSendableError):
+                await deliver(([1],))  # a list inside: checked again, refused
+            with pytest.raises(actors.MessageTypeError):
+                await deliver(Untyped())
+            await deliver(Tick(3))
+            assert await ref.ask(Count()) == 4
+            passed = ref._passed  # pyright: ignore[reportAttributeAccessIssue, reportPrivateUsage]
+            assert passed is Tick
+            assert passed in cell_of(ref).admitted
+
+
 # -- batch sends through the ref (issue 17) -------------------------------------------------
 
 
@@ -701,3 +744,28 @@ async def test_a_batch_waits_for_room_for_all_of_it_or_fails_whole() -> None:
                 await wait_until(lambda: waiting_senders(recorder) == 1)
                 release.set()  # room for both: the waiting batch goes in whole
             assert await recorder.ask(Seen()) == (1, 2, 3, 4, 5)
+
+
+def test_a_type_admitted_by_a_set_a_restart_replaced_meanwhile_is_not_cached() -> None:
+    # `Cell.bind` (a restart whose factory returns another class) replaces the ref's
+    # admitted set and clears the cached type. A sender that checked by the old set and
+    # stores its type after that clearing must take the store back, or the old class's
+    # type would pass every later send unchecked. The interleaving is forced here: the
+    # old set's membership test runs the bind in the middle of `_admit`.
+    from types import SimpleNamespace
+
+    ref: ActorRef[Any] = ActorRef(SimpleNamespace(mailbox=None))  # type: ignore[arg-type]
+
+    class OldSet(frozenset[type]):
+        def __contains__(self, item: object) -> bool:
+            ref._admitted = frozenset()  # pyright: ignore[reportPrivateUsage]  # the bind,
+            ref._passed = None  # pyright: ignore[reportPrivateUsage]  # in its order
+            return True
+
+    ref._admitted = OldSet()  # pyright: ignore[reportPrivateUsage]
+    ref._admit(Tick(1))  # pyright: ignore[reportPrivateUsage]
+    assert ref._passed is None  # pyright: ignore[reportPrivateUsage]
+    # Without a bind in between, the type is cached.
+    ref._admitted = frozenset({Tick})  # pyright: ignore[reportPrivateUsage]
+    ref._admit(Tick(2))  # pyright: ignore[reportPrivateUsage]
+    assert ref._passed is Tick  # pyright: ignore[reportPrivateUsage]
