@@ -50,7 +50,7 @@ import itertools
 import threading
 from collections import deque
 from types import FunctionType
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 import msgspec
 
@@ -181,17 +181,24 @@ def _call(wake: Callable[[], None]) -> None:
     wake()
 
 
-def _wake_up(wake: Callable[[], None]) -> tuple[Callable[[Any], None], object]:
-    # ``wake`` as a function and the object to call it with (see `Mailbox.__init__`): an
-    # instance whose class defines ``__call__`` in Python (the cell) is called through that
-    # function directly; any other callable (a function, a bound method) through `_call`.
-    kind: type = type(wake)
+def _wake_call(kind: type) -> Callable[[Any], None]:
+    # The function that wakes an object of type ``kind`` when called with it (see
+    # `Mailbox.__init__`): the ``__call__`` its class defines in Python (the cell's), called
+    # with the instance; for any other callable (a function, a bound method, a staticmethod
+    # ``__call__``), `_call`.
     for klass in kind.__mro__:
         call: object = vars(klass).get("__call__")
         if call is not None:
             # A plain function is a method: called with the instance (not a staticmethod).
-            return (call, wake) if isinstance(call, FunctionType) else (_call, wake)
-    return _call, wake
+            return cast("Callable[[Any], None]", call) if isinstance(call, FunctionType) else _call
+    return _call
+
+
+# `_wake_call` by type, learnt on a type's first mailbox: a spawn looks its cell's type up
+# in C instead of walking its MRO (about 2,000 instructions a life). The types are the
+# cells' and those of test callables, a handful. Any thread may add one; two adding the
+# same type store the same function.
+_WAKE_CALLS: Final[dict[type, Callable[[Any], None]]] = {}
 
 
 _NO_LIST: Final[Any] = ()  # the control lane or the waiting senders before their first use
@@ -236,7 +243,12 @@ class Mailbox(Generic[T]):
         # which CPython does not specialise; a plain function of one argument it does
         # (callgrind: about 500-600 instructions less per wake-up, docs/benchmarks.md,
         # "Savina in instructions").
-        self._wake, self._waker = _wake_up(wake)
+        kind = type(wake)
+        call = _WAKE_CALLS.get(kind)
+        if call is None:
+            call = _WAKE_CALLS[kind] = _wake_call(kind)
+        self._wake: Callable[[Any], None] = call
+        self._waker: object = wake
         # A stripe of a shared pool, not a lock of its own: a lock is one more object for the
         # garbage collector to walk per actor (much of a spawn's cost is collection) and some
         # bytes more (docs/benchmarks.md, "Costs behind the design"). Sharing is safe because

@@ -265,7 +265,7 @@ class StaticWake:
 
 
 def test_every_kind_of_wake_up_callable_is_called_once_per_token() -> None:
-    # The mailbox calls its wake-up as a function and an object (`_wake_up`): an instance
+    # The mailbox calls its wake-up as a function and an object (`_wake_call`): an instance
     # whose class defines ``__call__`` in Python (as the cell does) through that function,
     # anything else (a function, a bound method, a staticmethod ``__call__``) as it is.
     counter = WakeCounter()
