@@ -410,13 +410,18 @@ async def test_a_node_cannot_publish_as_another_node(guarded: NatsServer, kind: 
             # a impersonates b, then publishes as itself (allowed) on the same connection:
             # the marker arriving proves the forged frame would have arrived before it.
             await evil.publish(f"actors.{kind}.b", forged)
-            await evil.publish(f"actors.{kind}.a", b"marker")
-            await evil.flush()
-            await marker.wait()
+            # Any marker published after the forged frame proves it, so a marker that does
+            # not come (seen about once in ten loaded runs, cause unknown) is sent again.
+            while not marker.is_set():
+                await evil.publish(f"actors.{kind}.a", b"marker")
+                await evil.flush()
+                with anyio.move_on_after(1.0):
+                    await marker.wait()
             # The refusal itself, not just any first error (the server's -ERR is delivered
             # to the callback on its own schedule, which a loaded machine stretches).
             await wait_until(refused)
-    assert received == [(f"actors.{kind}.a", b"marker")]
+    assert received
+    assert set(received) == {(f"actors.{kind}.a", b"marker")}  # markers only: nothing forged
 
 
 async def test_a_node_cannot_read_another_nodes_replies(guarded: NatsServer) -> None:
